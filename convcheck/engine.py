@@ -1,0 +1,564 @@
+"""The diagnosis engine: which computation produced an output? Shared by `explain` and `compare`.
+
+A *candidate* is an exact computation in the vocabulary of CONTRACT section 2: transform
+the kernel, extend the image by a boundary rule, round the inputs to a precision,
+cross-correlate in float64, shift by an offset, fit scale and bias in closed form. A
+candidate is accepted only when |output - candidate| lies within the rigorous error bound
+of that precision (`convcheck.precision.error_bound`) at every element.
+
+Search, cheapest first:
+1. every structure (transform x boundary x offset x scale/bias fit) on a few hundred
+   sampled pixels, all offsets at once as one matrix product, against the loosest bound
+   any allowed precision could need: what fails there cannot be the answer;
+2. each survivor, simplest first, against each allowed precision's exact bound on the
+   same samples (inputs rounded as that precision rounds them);
+3. the first that passes is confirmed on the whole image; only then is it the answer.
+The output's shape fixes the padding; representability of the output's values in
+float32/float16/bfloat16 says which narrower precisions are possible at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import precision as prec
+from .reference import correlate, extended_image, output_size, pad_before, transform_kernel, window_origin
+from .results import Diagnosis, Stats
+from .vocabulary import BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for, describe
+
+FITS = ("none", "bias", "scale", "both")
+_MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
+_BORDER_SAMPLES = 128
+_INTERIOR_SAMPLES = 192
+_MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up
+
+
+@dataclass(frozen=True)
+class DiagnosisArrays:
+    """Whole-image arrays behind a diagnosis, kept for plots (`keep_arrays=True`)."""
+
+    output: np.ndarray
+    reference: Optional[np.ndarray]
+    bound_before: Optional[np.ndarray]
+    reproduction: Optional[np.ndarray]
+    bound_after: Optional[np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Structure:
+    transform: str
+    padding: str
+    boundary: str
+    offset: tuple[int, int]
+    fit: str
+
+
+@dataclass
+class _Full:
+    """A candidate evaluated on the whole image."""
+
+    explanation: Explanation
+    values: np.ndarray      # the correlation before scale and bias
+    prediction: np.ndarray
+    bound: np.ndarray
+    residual: np.ndarray
+    bad: int
+
+    @property
+    def ok(self) -> bool:
+        return self.bad == 0
+
+
+class _Problem:
+    """The numeric problem: float64 views of the inputs plus everything bounds need."""
+
+    def __init__(self, inputs, padding: str, precision: Optional[str]):
+        self.inputs = inputs
+        self.image = np.asarray(inputs.image, dtype=np.float64)
+        self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
+        self.output = np.asarray(inputs.output, dtype=np.float64)
+        self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
+        kh, kw, channels, _ = self.kernel.shape
+        self.n = kh * kw * channels
+        base_precision = precision or prec.native_precision(*self.input_dtypes)
+        self.baseline = Explanation(padding=padding, precision=base_precision)
+        out_precision = prec.dtype_precision(inputs.output.dtype)
+        if out_precision is None:  # integer outputs are exact
+            self.output_u, self.output_underflow = 0.0, 0.0
+        else:
+            storage = "float32" if out_precision == "tfloat32" else out_precision
+            self.output_u = prec.ACCUMULATION_U[storage]
+            self.output_underflow = prec.UNDERFLOW[storage]
+        narrower = [p for p in ("float32", "bfloat16", "float16", "tfloat32")
+                    if p in prec.narrower_precisions(base_precision)]
+        # A narrower precision is possible only if the output's values are stored in it
+        # exactly (TF32 results are float32 values): free evidence from the numbers.
+        self.precisions = [base_precision] + [
+            p for p in narrower if prec.representable(self.output, "float32" if p == "tfloat32" else p)]
+        self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
+
+    def rounding_is_exact(self, precision: str) -> bool:
+        """True when rounding both inputs to `precision` changes nothing."""
+        image, kernel = self.rounded(precision)
+        return image is self.image or (np.array_equal(image, self.image) and np.array_equal(kernel, self.kernel))
+
+    def rounded(self, precision: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image, kernel) rounded to `precision`, as float64 (cached)."""
+        if precision not in self._rounded:
+            if all(prec.representable(a, precision) for a in (self.image, self.kernel)):
+                self._rounded[precision] = (self.image, self.kernel)  # already exact: share memory
+            else:
+                self._rounded[precision] = (prec.round_to(self.image, precision),
+                                            prec.round_to(self.kernel, precision))
+        return self._rounded[precision]
+
+    def bound(self, magnitude, predicted, precision, scale, has_bias, image, kernel):
+        return prec.error_bound(magnitude, predicted, n=self.n, model=self.models[precision],
+                                output_u=self.output_u, output_underflow=self.output_underflow,
+                                scale=scale, has_bias=has_bias,
+                                max_input=float(np.max(np.abs(image), initial=0.0)),
+                                max_kernel=float(np.max(np.abs(kernel), initial=0.0)))
+
+
+def _fit(prediction: np.ndarray, target: np.ndarray, fit: str) -> tuple[float, float]:
+    """Closed-form least-squares (scale, bias) of target ~ scale * prediction + bias."""
+    if fit == "none":
+        return 1.0, 0.0
+    if fit == "bias":
+        return 1.0, float(np.mean(target - prediction))
+    if fit == "scale":
+        denom = float(np.dot(prediction.ravel(), prediction.ravel()))
+        if denom == 0.0:
+            return float("nan"), 0.0
+        return float(np.dot(prediction.ravel(), target.ravel()) / denom), 0.0
+    p_mean, t_mean = float(prediction.mean()), float(target.mean())
+    dp = prediction - p_mean
+    denom = float(np.dot(dp.ravel(), dp.ravel()))
+    if denom == 0.0:
+        return float("nan"), float("nan")
+    scale = float(np.dot(dp.ravel(), (target - t_mean).ravel()) / denom)
+    return scale, t_mean - scale * p_mean
+
+
+def _usable_fit(scale: float, bias: float) -> bool:
+    # A zero scale would "explain" any constant output: never a reproduction.
+    return np.isfinite(scale) and np.isfinite(bias) and scale != 0.0
+
+
+def _complexity(expl: Explanation, baseline: Explanation) -> tuple:
+    """Sort key: fewest changed fields first, then the contract's order of values."""
+    return (len(expl.changed_fields(baseline)),
+            KERNEL_TRANSFORMS.index(expl.kernel_transform),
+            PADDINGS.index(expl.padding) if expl.padding != baseline.padding else -1,
+            BOUNDARIES.index(expl.boundary),
+            abs(expl.offset[0]) + abs(expl.offset[1]), expl.offset,
+            prec_index(expl.precision, baseline),
+            expl.bias != 0.0, expl.scale != 1.0)
+
+
+def prec_index(precision: str, baseline: Explanation) -> int:
+    return -1 if precision == baseline.precision else ("float32", "bfloat16", "float16", "tfloat32", "float64").index(precision)
+
+
+class _Search:
+    def __init__(self, problem: _Problem):
+        self.p = problem
+        out_h, out_w, _ = problem.output.shape
+        self.out_hw = (out_h, out_w)
+        height, width = problem.image.shape[:2]
+        kh, kw = problem.kernel.shape[:2]
+        self.radius = max(1, min(4, max(kh, kw) // 2 + 1))
+        # Which (transform, padding) pairs give this output shape.
+        self.layouts: list[tuple[str, str]] = []
+        for transform in KERNEL_TRANSFORMS:
+            tkh, tkw = transform_kernel(problem.kernel, transform).shape[:2]
+            for padding in PADDINGS:
+                if output_size(padding, height, width, tkh, tkw) == self.out_hw:
+                    self.layouts.append((transform, padding))
+        self.rows, self.cols = self._samples()
+        self._patch_cache: dict[tuple, np.ndarray] = {}
+
+    def _samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Output positions to search on: all of a small output, else border band + interior.
+
+        The border band (where windows leave the image) decides the boundary; the interior
+        decides kernel, offset and precision. Deterministic, so verdicts are reproducible.
+        """
+        out_h, out_w = self.out_hw
+        if out_h * out_w <= _MAX_SAMPLES_EXHAUSTIVE:
+            grid = np.indices((out_h, out_w)).reshape(2, -1)
+            return grid[0], grid[1]
+        rng = np.random.default_rng(20261123)
+        band = max(self.p.kernel.shape[:2]) + self.radius
+        per_side = _BORDER_SAMPLES // 4
+        depth_h = rng.integers(0, min(band, out_h), per_side * 2)
+        depth_w = rng.integers(0, min(band, out_w), per_side * 2)
+        along_h = rng.integers(0, out_w, per_side * 2)
+        along_w = rng.integers(0, out_h, per_side * 2)
+        rows = [np.array([0, 0, out_h - 1, out_h - 1]),
+                depth_h[:per_side], out_h - 1 - depth_h[per_side:], along_w]
+        cols = [np.array([0, out_w - 1, 0, out_w - 1]),
+                along_h[:per_side], along_h[per_side:],
+                np.concatenate([depth_w[:per_side], out_w - 1 - depth_w[per_side:]])]
+        if out_h > 2 * band and out_w > 2 * band:
+            rows.append(rng.integers(band, out_h - band, _INTERIOR_SAMPLES))
+            cols.append(rng.integers(band, out_w - band, _INTERIOR_SAMPLES))
+        else:
+            rows.append(rng.integers(0, out_h, _INTERIOR_SAMPLES))
+            cols.append(rng.integers(0, out_w, _INTERIOR_SAMPLES))
+        flat = np.unique(np.concatenate(rows) * out_w + np.concatenate(cols))
+        return flat // out_w, flat % out_w
+
+    def _patches(self, precision: str, boundary: str, padding: str, kernel_hw) -> np.ndarray:
+        """Sample windows for every offset in [-R, R]^2: (n_samples, kh + 2R, kw + 2R, C).
+
+        `precision` None means the inputs as loaded, else rounded to it. Cached.
+        """
+        key = (precision, boundary, padding, tuple(kernel_hw))
+        if key not in self._patch_cache:
+            image = self.p.image if precision is None else self.p.rounded(precision)[0]
+            self._patch_cache[key] = self._extract(image, boundary, padding, kernel_hw)
+        return self._patch_cache[key]
+
+    def _extract(self, image: np.ndarray, boundary: str, padding: str, kernel_hw) -> np.ndarray:
+        r = self.radius
+        top, left = pad_before(padding, *kernel_hw)
+        origin = (-r - top, -r - left)
+        region_hw = (self.out_hw[0] + 2 * r, self.out_hw[1] + 2 * r)
+        region = extended_image(image, boundary, origin, region_hw, kernel_hw)
+        rows = self.rows[:, None] + np.arange(kernel_hw[0] + 2 * r)
+        cols = self.cols[:, None] + np.arange(kernel_hw[1] + 2 * r)
+        return region[rows[:, :, None], cols[:, None, :]]
+
+    def _predict(self, patches: np.ndarray, kernels: np.ndarray, magnitude: bool):
+        """Correlate every sample window at every offset with a stack of kernels at once.
+
+        kernels: (kh, kw, C, K). Returns (n_samples, D, D, K) values (and magnitudes).
+        """
+        kh, kw, channels, count = kernels.shape
+        windows = np.lib.stride_tricks.sliding_window_view(patches, (kh, kw), axis=(1, 2))
+        n, d1, d2 = windows.shape[:3]
+        cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * d1 * d2, kh * kw * channels)
+        flat = kernels.reshape(kh * kw * channels, count)
+        values = (cols @ flat).reshape(n, d1, d2, count)
+        mags = (np.abs(cols) @ np.abs(flat)).reshape(n, d1, d2, count) if magnitude else None
+        return values, mags
+
+    def structures(self):
+        """Stage 1: every structure that the loosest allowed bound does not rule out.
+
+        Returns (survivors, closest): survivors as (key, structure, scale, bias) sorted
+        simplest first; closest the best structure by fraction of samples within bound.
+        """
+        p = self.p
+        target = p.output[self.rows, self.cols]  # (n, O)
+        outs = target.shape[1]
+        loosest = max(self._loose_coefficient(q) for q in p.precisions)
+        out_round = p.output_u + max(p.models[q].accumulation_u for q in p.precisions)
+        extent = float(np.max(np.abs(p.image), initial=0.0)) + float(np.max(np.abs(p.kernel), initial=0.0))
+        absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) for m in p.models.values())
+        survivors, best = [], (-1.0, None)
+        r = self.radius
+        by_shape: dict[tuple, list[tuple[str, str]]] = {}
+        for transform, padding in self.layouts:
+            shape = transform_kernel(p.kernel, transform).shape[:2]
+            by_shape.setdefault((shape, padding), []).append(transform)
+        for (shape, padding), transforms in by_shape.items():
+            stack = np.concatenate([transform_kernel(p.kernel, t) for t in transforms], axis=3)
+            for boundary in BOUNDARIES:
+                patches = self._patches(None, boundary, padding, shape)
+                values, mags = self._predict(patches, stack, magnitude=True)
+                n, d1, d2, _ = values.shape
+                values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
+                mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
+                for fit in FITS:
+                    scale, bias = _fit_batch(values, target, fit)
+                    predicted = scale[..., None, None] * values + bias[..., None, None]
+                    bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute) * (1 + out_round)
+                             + out_round * np.abs(predicted) + p.output_underflow) * 1.01 + 1e-300
+                    ratio = np.abs(target - predicted) / bound
+                    within = np.mean(ratio <= 1.0, axis=(3, 4))
+                    usable = np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0)
+                    passed = np.all(ratio <= 1.0, axis=(3, 4)) & usable
+                    for ti, (dy_i, dx_i) in itertools.product(range(len(transforms)), itertools.product(range(d1), range(d2))):
+                        offset = (dy_i - r, dx_i - r)
+                        s, b = float(scale[ti, dy_i, dx_i]), float(bias[ti, dy_i, dx_i])
+                        struct = _Structure(transforms[ti], padding, boundary, offset, fit)
+                        if passed[ti, dy_i, dx_i]:
+                            survivors.append(struct)
+                        elif usable[ti, dy_i, dx_i] and within[ti, dy_i, dx_i] > best[0]:
+                            best = (float(within[ti, dy_i, dx_i]), (struct, s, b))
+        return survivors, best[1]
+
+    def _loose_coefficient(self, precision: str) -> float:
+        """The bound coefficient of `precision` on inputs NOT yet rounded to it."""
+        model = self.p.models[precision]
+        unit = 0.0 if precision == "float64" else prec.ACCUMULATION_U[
+            "float32" if precision == "tfloat32" else precision]
+        if precision == "tfloat32":
+            unit += model.input_slack
+        loose = prec.PrecisionModel(precision, model.accumulation_u, model.input_slack + unit,
+                                    model.input_abs_slack, model.underflow)
+        return loose.relative_coefficient(self.p.n, scaled=True)
+
+    def sampled_check(self, struct: _Structure, precision: str):
+        """Stage 2: the exact bound of `precision` on the samples. Returns (ok, scale, bias)."""
+        p = self.p
+        image, kernel = p.rounded(precision)
+        tk = transform_kernel(kernel, struct.transform)
+        patches = self._patches(precision, struct.boundary, struct.padding, tk.shape[:2])
+        r = self.radius
+        dy, dx = struct.offset[0] + r, struct.offset[1] + r
+        kh, kw = tk.shape[:2]
+        window = patches[:, dy:dy + kh, dx:dx + kw]  # (n, kh, kw, C)
+        flat = window.reshape(window.shape[0], -1)
+        values = flat @ tk.reshape(-1, tk.shape[3])
+        mags = np.abs(flat) @ np.abs(tk.reshape(-1, tk.shape[3]))
+        target = p.output[self.rows, self.cols]
+        scale, bias = _fit(values, target, struct.fit)
+        if not _usable_fit(scale, bias):
+            return False, scale, bias
+        predicted = scale * values + bias
+        bound = p.bound(mags, predicted, precision, scale, struct.fit in ("bias", "both"), image, kernel)
+        return bool(np.all(np.abs(target - predicted) <= bound)), scale, bias
+
+
+def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str):
+    """Vectorised `_fit` over leading axes: values (..., n, O), target (n, O)."""
+    shape = values.shape[:-2]
+    if fit == "none":
+        return np.ones(shape), np.zeros(shape)
+    if fit == "bias":
+        return np.ones(shape), np.mean(target - values, axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if fit == "scale":
+            denom = np.sum(values * values, axis=(-2, -1))
+            scale = np.where(denom > 0, np.sum(values * target, axis=(-2, -1)) / denom, np.nan)
+            return scale, np.zeros(shape)
+        p_mean = values.mean(axis=(-2, -1), keepdims=True)
+        dp = values - p_mean
+        denom = np.sum(dp * dp, axis=(-2, -1))
+        scale = np.where(denom > 0, np.sum(dp * (target - target.mean()), axis=(-2, -1)) / denom, np.nan)
+        bias = target.mean() - scale * p_mean[..., 0, 0]
+        return scale, bias
+
+
+def _evaluate_full(problem: _Problem, expl: Explanation, fit: str) -> _Full:
+    """A candidate on the whole image, refitting scale/bias there in closed form."""
+    image, kernel = problem.rounded(expl.precision)
+    tk = transform_kernel(kernel, expl.kernel_transform)
+    values, mags = correlate(image, tk, padding=expl.padding, boundary=expl.boundary,
+                             offset=expl.offset, magnitude=True)
+    scale, bias = _fit(values, problem.output, fit)
+    if not _usable_fit(scale, bias):
+        scale, bias = 1.0, 0.0
+    predicted = values if fit == "none" else scale * values + bias
+    bound = problem.bound(mags, predicted, expl.precision, scale, fit in ("bias", "both"), image, kernel)
+    residual = problem.output - predicted
+    bad = int(np.count_nonzero(~(np.abs(residual) <= bound)))
+    return _Full(expl.with_(scale=scale, bias=bias), values, predicted, bound, residual, bad)
+
+
+def _worst_ratio(full: _Full) -> float:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.nanmax(np.abs(full.residual) / full.bound))
+
+
+def _explanation(struct: _Structure, precision: str, scale: float, bias: float) -> Explanation:
+    return Explanation(kernel_transform=struct.transform, padding=struct.padding, boundary=struct.boundary,
+                       offset=struct.offset, precision=precision,
+                       bias=bias if struct.fit in ("bias", "both") else 0.0,
+                       scale=scale if struct.fit in ("scale", "both") else 1.0)
+
+
+def _index_in_user_shape(flat_index: int, shape3: tuple, user_shape: tuple) -> tuple[int, ...]:
+    i, j, o = np.unravel_index(flat_index, shape3)
+    if len(user_shape) == 2:
+        return (int(i), int(j))
+    if len(user_shape) == 4:
+        return (0, int(i), int(j), int(o))
+    return (int(i), int(j), int(o))
+
+
+def _where(full: _Full, kernel_hw: tuple[int, int]) -> tuple[str, str]:
+    """Where a mismatch sits: (category, detail sentence)."""
+    bad = ~(np.abs(full.residual) <= full.bound)
+    count = int(bad.sum())
+    total = bad.size
+    rows, cols, _ = np.nonzero(bad)
+    out_h, out_w = bad.shape[:2]
+    band = max(kernel_hw)
+    on_border = (rows < band) | (cols < band) | (rows >= out_h - band) | (cols >= out_w - band)
+    if count <= max(3, total // 100) and not on_border.all():
+        positions = ", ".join(f"[{r}, {c}]" for r, c in list(zip(rows.tolist(), cols.tolist()))[:5])
+        return "a few pixels", f"{count} of {total} elements differ, at {positions}" + (" ..." if count > 5 else "")
+    if on_border.all():
+        return "border", f"{count} of {total} elements differ, all within {band} pixels of the edge"
+    if count > total // 2:
+        return "everywhere", f"{count} of {total} elements differ, across the whole output"
+    return "a region", (f"{count} of {total} elements differ, in rows {rows.min()}-{rows.max()}, "
+                        f"columns {cols.min()}-{cols.max()}")
+
+
+def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
+             keep_arrays: bool = False) -> Diagnosis:
+    """Diagnose `inputs.output` (an `convcheck.inputs.Inputs` with an output) against the reference.
+
+    `padding` is the convention the caller expected (the baseline); `precision` the
+    precision it expected the computation to run in (default: the inputs' own). The
+    verdict is `equal` when the expected computation reproduces the output within its
+    rigorous bound, `explained` when the simplest other candidate does, else `unexplained`.
+    """
+    problem = _Problem(inputs, padding, precision)
+    baseline = problem.baseline
+    search = _Search(problem)
+    kernel_hw = problem.kernel.shape[:2]
+    total = int(problem.output.size)
+
+    identity_paddings = [pad for t, pad in search.layouts if t == "identity"]
+    if not search.layouts:
+        h, w = problem.image.shape[:2]
+        sizes = ", ".join(f"{pad} gives {output_size(pad, h, w, *kernel_hw)}" for pad in PADDINGS)
+        reason = (f"output shape {tuple(problem.output.shape[:2])} fits no padding of a {(h, w)} image "
+                  f"with a {tuple(kernel_hw)} kernel ({sizes}); was it strided, dilated or cropped?")
+        stats = Stats(None, None, None, total, None, None, None)
+        return Diagnosis(Verdict.UNEXPLAINED, None, (), stats, baseline, reason=reason)
+
+    # "Before" statistics: the reference of the output's own size, at the expected precision.
+    stats_padding = padding if padding in identity_paddings else (identity_paddings or [None])[0]
+    before: Optional[_Full] = None
+    reference = None
+    if stats_padding is not None:
+        before = _evaluate_full(problem, baseline.with_(padding=stats_padding), "none")
+        reference = before.values if problem.rounding_is_exact(baseline.precision) else \
+            correlate(problem.image, problem.kernel, padding=stats_padding)[0]
+
+    accepted: Optional[_Full] = None
+    alternatives: list[Explanation] = []
+    closest: Optional[_Full] = None
+    if before is not None and before.ok and stats_padding == padding:
+        accepted = before
+    else:
+        survivors, best_rejected = search.structures()
+        candidates = []
+        for struct in survivors:
+            for q in problem.precisions:
+                candidates.append((_complexity(_explanation(struct, q, 2.0, 1.0), baseline), struct, q))
+        candidates.sort(key=lambda item: item[0])
+        full_checks = 0
+        tried_full: list[_Full] = [before] if before is not None else []
+        for key, struct, q in candidates:
+            if accepted is not None and key[0] > len(accepted.explanation.changed_fields(baseline)):
+                break
+            if full_checks >= _MAX_FULL_CHECKS:
+                break
+            ok, scale, bias = search.sampled_check(struct, q)
+            if not ok:
+                continue
+            expl = _explanation(struct, q, scale, bias)
+            if accepted is not None:
+                if _same_computation(problem, expl, accepted.explanation):
+                    alternatives.append(expl)
+                continue
+            full = _evaluate_full(problem, expl, struct.fit)
+            full_checks += 1
+            tried_full.append(full)
+            if full.ok:
+                accepted = full
+        if accepted is None:
+            if best_rejected is not None and not any(f is not before for f in tried_full):
+                struct, s, b = best_rejected
+                tried_full.append(_evaluate_full(problem, _explanation(struct, baseline.precision, s, b), struct.fit))
+            if tried_full:
+                closest = min(tried_full, key=lambda f: (f.bad, _worst_ratio(f)))
+
+    verdict = (Verdict.EQUAL if accepted is before and accepted is not None
+               else Verdict.EXPLAINED if accepted is not None else Verdict.UNEXPLAINED)
+    after = accepted if accepted is not None else closest
+    output_shape = inputs.output_shape or problem.output.shape
+    stats = _stats(problem, reference, before, after, output_shape)
+    where = reason = None
+    notes: list[str] = []
+    if verdict is Verdict.UNEXPLAINED and after is not None:
+        where, detail = _where(after, kernel_hw)
+        notes.append(detail)
+    explanation = accepted.explanation if accepted is not None else None
+    causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
+    if alternatives:
+        notes.append("these compute exactly the same values here, so they cannot be told apart: "
+                     + "; ".join(describe(a, baseline) for a in alternatives))
+    arrays = None
+    if keep_arrays:
+        arrays = DiagnosisArrays(problem.output, reference,
+                                 before.bound if before is not None else None,
+                                 after.prediction if after is not None else None,
+                                 after.bound if after is not None else None)
+    return Diagnosis(verdict, explanation, causes, stats, baseline,
+                     closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
+                     alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
+                     arrays=arrays)
+
+
+def _same_computation(problem: _Problem, a: Explanation, b: Explanation) -> bool:
+    """True when two explanations differ only in kernel transform or boundary, yet compute
+    the same thing: the transformed kernels are equal (a symmetric kernel) and the image
+    extended by each boundary is equal where the windows read it (e.g. 'edge' and
+    'symmetric' with a one-pixel margin)."""
+    if a.with_(kernel_transform=b.kernel_transform, boundary=b.boundary, scale=b.scale, bias=b.bias) != b:
+        return False
+    ka = transform_kernel(problem.kernel, a.kernel_transform)
+    kb = transform_kernel(problem.kernel, b.kernel_transform)
+    if ka.shape != kb.shape or not np.array_equal(ka, kb):
+        return False
+    if a.boundary == b.boundary:
+        return True
+    image = problem.rounded(a.precision)[0]
+    out_hw = problem.output.shape[:2]
+    origin = window_origin(a.padding, ka.shape[:2], a.offset)
+    return bool(np.array_equal(extended_image(image, a.boundary, origin, out_hw, ka.shape[:2]),
+                               extended_image(image, b.boundary, origin, out_hw, ka.shape[:2])))
+
+
+def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optional[_Full], user_shape) -> Stats:
+    total = int(problem.output.size)
+    max_abs = max_rel = mismatched = worst = worst_out = worst_ref = None
+    if reference is not None and before is not None:
+        diff = np.abs(problem.output - reference)
+        flat = int(np.argmax(diff))
+        max_abs = float(diff.ravel()[flat])
+        magnitude = np.abs(reference)
+        np.divide(diff, magnitude, out=diff, where=magnitude != 0)
+        max_rel = float(np.max(diff, where=magnitude != 0, initial=0.0)) if np.any(magnitude) else None
+        mismatched = before.bad
+        worst = _index_in_user_shape(flat, problem.output.shape, tuple(user_shape))
+        worst_out = float(problem.output.ravel()[flat])
+        worst_ref = float(reference.ravel()[flat])
+    residual_after = error_bound = ratio = bad_after = None
+    if after is not None:
+        residual_after = float(np.max(np.abs(after.residual)))
+        error_bound = float(np.max(after.bound))
+        ratio = _worst_ratio(after)
+        bad_after = after.bad
+    return Stats(max_abs, max_rel, mismatched, total, worst, residual_after, error_bound,
+                 bound_ratio=ratio, worst_output=worst_out, worst_reference=worst_ref,
+                 mismatched_after=bad_after)
+
+
+def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
+            kernel_layout: str = "hwio", keep_arrays: bool = False) -> Diagnosis:
+    """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
+
+    Layouts: image (H, W) or (H, W, C); kernel (kh, kw) or HWIO (kh, kw, C_in, C_out), or
+    OIHW with `kernel_layout="oihw"`; output (Ho, Wo), (Ho, Wo, C_out) or (1, Ho, Wo, C_out).
+    `padding` is the size convention you expected ('same', 'valid', 'full'); `precision`
+    the precision you expected (default: the inputs' own, e.g. float64 for float64 data).
+    Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
+    """
+    from .inputs import prepare_inputs
+    inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding)
+    return diagnose(inputs, padding=padding, precision=precision, keep_arrays=keep_arrays)

@@ -1,0 +1,471 @@
+"""Load and validate the image, kernel and output before anything else runs.
+
+Bad input never produces a traceback: every problem raises `InputError` with one line
+that names the file (or, for in-memory arrays, the argument), what is wrong and what to
+do. Only numpy is imported here, so a bad file is refused in milliseconds, long before a
+backend imports TensorFlow. `.npy` files are always read with `allow_pickle=False`, and
+their header is checked (dtype, element count, file size) before any data is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .vocabulary import KERNEL_LAYOUTS, PADDINGS
+
+DEFAULT_MAX_ELEMENTS = 2**28
+
+_ROLES = ("image", "kernel", "output")
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+# What each role accepts, said the same way in every shape message.
+_ACCEPTED = {
+    "image": "give a 2-D (H, W) or 3-D (H, W, C) image (or a 4-D (1, H, W, C) batch of one)",
+    "kernel": "give a 2-D (kh, kw) kernel or a 4-D HWIO (kh, kw, C_in, C_out) kernel",
+    "output": "give a 2-D (Ho, Wo) or 3-D (Ho, Wo, C_out) output (or a 4-D (1, Ho, Wo, C_out) batch of one)",
+}
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_npy(path, role: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+    """Read one array from a `.npy` file, refusing anything unsafe or unusable.
+
+    `role` is 'image', 'kernel' or 'output' (used in messages: "image file 'x.npy': ...").
+    The header is read and checked first (dtype, `max_elements`, file size), so a huge
+    or truncated file is refused without allocating; data is loaded with
+    `allow_pickle=False`, so a pickled object array is never unpickled. The array keeps
+    its dtype (a non-native byte order is made native); its shape is not checked here
+    (see `as_image`, `as_kernel`, `as_output`).
+    """
+    if role not in _ROLES:
+        raise ValueError(f"role must be one of {', '.join(_ROLES)}, not {role!r}")
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise InputError(f"{role} file: expected a path to a .npy file, got {type(path).__name__}; "
+                         "pass the path of a file saved with np.save") from None
+    label = f"{role} file '{name}'"
+    if isinstance(max_elements, bool) or not isinstance(max_elements, (int, np.integer)) or max_elements < 1:
+        raise InputError(f"--max-elements must be a positive integer, not {max_elements!r}; "
+                         f"the default is {DEFAULT_MAX_ELEMENTS}")
+
+    if not os.path.exists(name):
+        raise InputError(f"{label}: no such file; check the path")
+    if os.path.isdir(name):
+        raise InputError(f"{label}: is a directory, not a .npy file; give the path of a file saved with np.save")
+    try:
+        with open(name, "rb") as fp:
+            file_size = os.fstat(fp.fileno()).st_size
+            if file_size == 0:
+                raise InputError(f"{label}: is empty (0 bytes); save the array again with np.save(path, array)")
+            dtype, shape, fortran_order, data_offset = _read_header(fp, label, file_size)
+    except OSError as exc:
+        raise InputError(f"{label}: cannot be read ({exc.strerror or exc}); check that it exists and is readable") from None
+
+    _check_dtype(dtype, label, from_file=True)
+    count = math.prod(shape)
+    if count > max_elements:
+        raise InputError(f"{label}: its header says it holds {count} elements (shape {shape}), more than the "
+                         f"limit of {max_elements}; crop it, or raise the limit with --max-elements "
+                         "(max_elements= in Python) if you really mean to compare an array this large")
+    expected = data_offset + count * dtype.itemsize
+    if file_size < expected:
+        raise InputError(f"{label}: is truncated: its header promises {expected} bytes (shape {shape}, "
+                         f"dtype {dtype}) but the file holds {file_size}; copy or save it again")
+
+    try:
+        array = np.load(name, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{label}: could not be loaded as a .npy file ({_one_line(exc)}); "
+                         "save it again with np.save(path, array)") from None
+    if not isinstance(array, np.ndarray):  # np.load returns an NpzFile for a zip archive
+        raise InputError(f"{label}: is not a .npy file; save a single array with np.save(path, array)")
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _read_header(fp, label: str, file_size: int):
+    """Parse the .npy magic and header; return (dtype, shape, fortran_order, data offset)."""
+    start = fp.read(len(_NPY_MAGIC))
+    fp.seek(0)
+    if start[:4] == _ZIP_MAGIC:
+        raise InputError(f"{label}: is not a .npy file (it is a zip archive, e.g. a .npz from np.savez); "
+                         "save the single array with np.save(path, array)")
+    if start != _NPY_MAGIC:
+        if len(start) < len(_NPY_MAGIC) and _NPY_MAGIC.startswith(start):
+            raise InputError(f"{label}: is truncated ({file_size} bytes, shorter than a .npy header); "
+                             "copy or save it again")
+        raise InputError(f"{label}: is not a .npy file (it does not start with the .npy magic string); "
+                         "save the array with np.save(path, array)")
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran_order, dtype = fmt.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = fmt.read_array_header_2_0(fp)
+        elif version == (3, 0) and hasattr(fmt, "_read_array_header"):
+            # Version 3.0 only differs by a UTF-8 header; numpy has no public reader for it.
+            shape, fortran_order, dtype = fmt._read_array_header(fp, version)
+        else:
+            raise InputError(f"{label}: uses .npy format version {version[0]}.{version[1]}, which this numpy "
+                             "cannot read; save it again with np.save(path, array)")
+    except InputError:
+        raise
+    except (ValueError, TypeError, SyntaxError, EOFError) as exc:
+        message = _one_line(exc)
+        if "EOF" in message:
+            raise InputError(f"{label}: is truncated (the file ends inside its .npy header); "
+                             "copy or save it again") from None
+        raise InputError(f"{label}: has a corrupt .npy header ({message}); "
+                         "save it again with np.save(path, array)") from None
+    if any(dim < 0 for dim in shape):
+        raise InputError(f"{label}: has a corrupt .npy header (negative dimension in shape {shape}); "
+                         "save it again with np.save(path, array)")
+    return dtype, tuple(int(d) for d in shape), fortran_order, fp.tell()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+
+def _from_ml_dtypes(dtype: np.dtype) -> bool:
+    # ml_dtypes registers its types as kind 'V' dtypes; recognise them without importing it.
+    return getattr(dtype.type, "__module__", "").split(".")[0] == "ml_dtypes"
+
+
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    return dtype.name == "bfloat16" and _from_ml_dtypes(dtype)
+
+
+def _check_dtype(dtype: np.dtype, label: str, from_file: bool) -> None:
+    """Refuse every dtype the reference cannot compute with; accept floats <= 64 bits and ints."""
+    if _is_bfloat16(dtype):
+        return
+    kind = dtype.kind
+    if kind in "iu" or (kind == "f" and dtype.itemsize <= 8):
+        return
+    if kind == "O":
+        if from_file:
+            raise InputError(f"{label}: is a pickled object array (dtype object), which convcheck never loads "
+                             "(allow_pickle=False: unpickling can run arbitrary code); save a numeric array, "
+                             "e.g. np.save(path, np.asarray(x, dtype=np.float64))")
+        raise InputError(f"{label}: is an object array (dtype object), not numbers; pass a numeric array, "
+                         "e.g. np.asarray(x, dtype=np.float64)")
+    if kind in "US":
+        raise InputError(f"{label}: holds text (dtype {dtype}), not numbers; "
+                         "convert it to a float array, e.g. x.astype(np.float64)")
+    if kind == "c":
+        raise InputError(f"{label}: is complex (dtype {dtype}); convcheck compares real convolutions: "
+                         "pass the real and imaginary parts separately (x.real, x.imag)")
+    if _from_ml_dtypes(dtype):
+        raise InputError(f"{label}: is {dtype.name}, which convcheck does not support (of the ml_dtypes "
+                         "types only bfloat16 is); cast it to float32 first, e.g. x.astype(np.float32)")
+    if kind == "V":
+        hint = ""
+        if dtype.names is None and dtype.itemsize == 2:
+            hint = (" (it may be bfloat16: np.save writes ml_dtypes arrays as raw 2-byte records that "
+                    "lose their type (.npy cannot record ml_dtypes' bfloat16); cast it to float32 before "
+                    "np.save, e.g. np.save(path, x.astype(np.float32)))")
+        what = "a structured array" if dtype.names is not None else "raw bytes"
+        raise InputError(f"{label}: is {what} (dtype {dtype}), not plain numbers{hint}; "
+                         "pass a float or integer array")
+    if kind == "b":
+        raise InputError(f"{label}: is boolean (dtype bool); cast it to uint8 or float, e.g. x.astype(np.uint8)")
+    if kind == "f":
+        raise InputError(f"{label}: is {dtype.name} (extended precision), which the float64 reference "
+                         "cannot represent; cast it to float64, e.g. x.astype(np.float64)")
+    if kind in "mM":
+        raise InputError(f"{label}: holds dates or time spans (dtype {dtype}), not numbers; "
+                         "convert it to float64")
+    raise InputError(f"{label}: has unsupported dtype {dtype}; pass a float16/32/64 or integer array")
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _to_array(array, label: str) -> np.ndarray:
+    try:
+        result = np.asarray(array)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"{label}: cannot be turned into a numeric array ({_one_line(exc)}); "
+                         "pass a numpy array of one shape") from None
+    return result
+
+
+def _check_common(array: np.ndarray, label: str, role: str, from_file: bool) -> None:
+    """Checks that hold for every role: dtype, 2 <= ndim <= 4, non-empty, finite."""
+    _check_dtype(array.dtype, label, from_file)
+    if array.ndim < 2 or array.ndim > 4:
+        what = "a single number" if array.ndim == 0 else f"{array.ndim}-D (shape {array.shape})"
+        raise InputError(f"{label}: is {what}; {_ACCEPTED[role]}")
+    if array.size == 0:
+        raise InputError(f"{label}: has no elements (shape {array.shape}); give a non-empty array")
+    _check_finite(array, label)
+
+
+def _check_finite(array: np.ndarray, label: str) -> None:
+    """Refuse NaN and Inf, naming how many and where the first one is in the caller's shape."""
+    if array.dtype.kind in "iu":
+        return
+    values = array.astype(np.float32) if _is_bfloat16(array.dtype) else array
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    nan_count = int(np.count_nonzero(np.isnan(values)))
+    inf_count = int(finite.size - np.count_nonzero(finite)) - nan_count
+    first = np.unravel_index(int(np.argmin(finite.reshape(-1))), array.shape)
+    parts = []
+    if nan_count:
+        parts.append(f"{nan_count} NaN value{'s' if nan_count > 1 else ''}")
+    if inf_count:
+        parts.append(f"{inf_count} infinite value{'s' if inf_count > 1 else ''}")
+    index = ", ".join(str(int(i)) for i in first)
+    raise InputError(f"{label}: contains {' and '.join(parts)} (first at index [{index}]); "
+                     "clean or mask them before comparing convolutions")
+
+
+def _image(array, label: str, from_file: bool = False) -> np.ndarray:
+    array = _to_array(array, label)
+    _check_common(array, label, "image", from_file)
+    if array.ndim == 2:
+        return array[:, :, np.newaxis]
+    if array.ndim == 4:
+        if array.shape[0] != 1:
+            raise InputError(f"{label}: is a batch of {array.shape[0]} images (shape {array.shape}); "
+                             "convcheck takes one image: pass image[0], or save a single (H, W, C) image")
+        return array[0]
+    return array
+
+
+def _output(array, label: str, from_file: bool = False) -> np.ndarray:
+    array = _to_array(array, label)
+    _check_common(array, label, "output", from_file)
+    if array.ndim == 2:
+        return array[:, :, np.newaxis]
+    if array.ndim == 4:
+        if array.shape[0] != 1:
+            raise InputError(f"{label}: is a batch of {array.shape[0]} outputs (shape {array.shape}); "
+                             "convcheck takes one image's output: pass output[0]")
+        return array[0]
+    return array
+
+
+def _option(option: str, value: str) -> str:
+    """How the user sets an option: '--kernel-layout oihw' on the CLI, "kernel_layout='oihw'" in Python."""
+    return f"{option} {value}" if option.startswith("--") else f"{option}'{value}'"
+
+
+def _check_layout(layout, option: str) -> str:
+    if layout in KERNEL_LAYOUTS:
+        return layout
+    suggestion = ""
+    if isinstance(layout, str) and layout.lower() in KERNEL_LAYOUTS:
+        suggestion = f" (write it in lower case: '{layout.lower()}')"
+    raise InputError(f"kernel layout {layout!r} is not one of {', '.join(KERNEL_LAYOUTS)}{suggestion}; "
+                     f"pass {_option(option, 'hwio')} (TensorFlow/Keras) or {_option(option, 'oihw')} (PyTorch)")
+
+
+def _kernel(array, label: str, layout: str, layout_option: str, from_file: bool = False) -> np.ndarray:
+    layout = _check_layout(layout, layout_option)
+    array = _to_array(array, label)
+    _check_common(array, label, "kernel", from_file)
+    if array.ndim == 2:
+        return array[:, :, np.newaxis, np.newaxis]
+    if array.ndim == 3:
+        raise InputError(f"{label}: a 3-D array of shape {array.shape} is ambiguous; {_ACCEPTED['kernel']} "
+                         f"(or OIHW with {_option(layout_option, 'oihw')})")
+    if layout == "oihw":
+        return array.transpose(2, 3, 1, 0)
+    return array
+
+
+def as_image(array, name: str = "image") -> np.ndarray:
+    """Check an image and return it as (H, W, C), keeping its dtype.
+
+    Accepts anything `np.asarray` accepts: (H, W) becomes (H, W, 1), (H, W, C) is kept,
+    a (1, H, W, C) batch of one is squeezed. `name` starts every error message. The
+    result may be a view of the caller's array; it is never copied or cast.
+    """
+    return _image(array, name)
+
+
+def as_kernel(array, name: str = "kernel", layout: str = "hwio") -> np.ndarray:
+    """Check a kernel and return it as HWIO (kh, kw, C_in, C_out), keeping its dtype.
+
+    (kh, kw) becomes (kh, kw, 1, 1) whatever the layout; a 4-D kernel is taken as HWIO,
+    or as PyTorch's (C_out, C_in, kh, kw) with `layout='oihw'` and transposed. A 3-D
+    kernel is refused as ambiguous: convcheck never guesses a layout.
+    """
+    return _kernel(array, name, layout, "layout=")
+
+
+def as_output(array, name: str = "output") -> np.ndarray:
+    """Check an output and return it as (Ho, Wo, C_out), keeping its dtype.
+
+    (Ho, Wo) becomes (Ho, Wo, 1), a (1, Ho, Wo, C) batch of one is squeezed. Its size is
+    not checked against a padding: an output no padding explains is a verdict, not an error.
+    """
+    return _output(array, name)
+
+
+# ----------------------------------------------------------------------------- pairs
+
+
+def _check_padding(padding) -> str:
+    if padding in PADDINGS:
+        return padding
+    suggestion = ""
+    if isinstance(padding, str) and padding.lower() in PADDINGS:
+        suggestion = f" (write it in lower case: '{padding.lower()}')"
+    raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}{suggestion}; "
+                     "pass one of them")
+
+
+def _pair_label(role: str, name: str) -> str:
+    return role if name == role else f"{role} '{name}'"
+
+
+def check_pair(image, kernel, padding: str, image_name="image", kernel_name="kernel") -> None:
+    """Check that an image and a kernel can be convolved with `padding`.
+
+    Takes the arrays as `as_image` / `as_kernel` return them ((H, W, C) and HWIO; 2-D
+    ones are read as single-channel). Refuses an unknown padding, a kernel whose C_in
+    differs from the image's channels, and with 'valid' a kernel larger than the image.
+    Names are file paths (or argument names) for the messages.
+    """
+    padding = _check_padding(padding)
+    image_label = _pair_label("image", image_name)
+    kernel_label = _pair_label("kernel", kernel_name)
+    image_shape = tuple(np.shape(image))
+    kernel_shape = tuple(np.shape(kernel))
+    if len(image_shape) == 2:
+        image_shape += (1,)
+    if len(kernel_shape) == 2:
+        kernel_shape += (1, 1)
+    if len(image_shape) != 3 or len(kernel_shape) != 4:
+        raise InputError(f"{image_label} (shape {tuple(np.shape(image))}) and {kernel_label} "
+                         f"(shape {tuple(np.shape(kernel))}) are not (H, W, C) and (kh, kw, C_in, C_out); "
+                         "pass them through as_image and as_kernel first")
+    height, width, channels = image_shape
+    kh, kw, c_in, c_out = kernel_shape
+    if c_in != channels:
+        raise InputError(f"{kernel_label} has {c_in} input channel{'s' if c_in != 1 else ''} but "
+                         f"{image_label} has {channels}; give a kernel of shape (kh, kw, {channels}, C_out) "
+                         "or an image with as many channels as the kernel's C_in (a PyTorch-layout "
+                         "(C_out, C_in, kh, kw) kernel needs --kernel-layout oihw / kernel_layout='oihw')")
+    if padding == "valid" and (kh > height or kw > width):
+        raise InputError(f"{kernel_label} ({kh}x{kw}) is larger than {image_label} ({height}x{width}), "
+                         "so padding 'valid' has no output position; use padding 'same' or 'full', "
+                         "or a larger image")
+
+
+def _check_output_channels(output: np.ndarray, kernel: np.ndarray, output_name: str, kernel_name: str) -> None:
+    channels, c_out = output.shape[2], kernel.shape[3]
+    if channels != c_out:
+        raise InputError(f"{_pair_label('output', output_name)} has {channels} channel{'s' if channels != 1 else ''} "
+                         f"but {_pair_label('kernel', kernel_name)} has {c_out} output channel"
+                         f"{'s' if c_out != 1 else ''} (C_out); give the output this kernel produced, "
+                         "or check the kernel layout (HWIO: kh, kw, C_in, C_out)")
+
+
+# ----------------------------------------------------------------------------- bundles
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """The validated image, kernel and optional output that `compare` and `explain` work on.
+
+    Arrays keep the dtype they were given (never converted) and may be views of the
+    caller's arrays. The `*_shape` fields are the shapes as the user gave them, for
+    reports and for indexing back into the user's arrays; `*_name` fields are the file
+    paths, or 'image' / 'kernel' / 'output' for in-memory arrays.
+    """
+
+    image: np.ndarray = field(repr=False)
+    kernel: np.ndarray = field(repr=False)
+    output: np.ndarray | None = field(repr=False)
+    image_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    output_shape: tuple[int, ...] | None
+    image_name: str
+    kernel_name: str
+    output_name: str | None
+
+
+def load_inputs(image_path, kernel_path, output_path=None, *, kernel_layout="hwio", padding="same",
+                max_elements=DEFAULT_MAX_ELEMENTS) -> Inputs:
+    """Read and validate the image, kernel and optional output `.npy` files.
+
+    Options are checked before any file is opened, then each file in turn (see
+    `read_npy`, `as_image`, `as_kernel`, `as_output`, `check_pair`). An output's size is
+    not checked against the padding, but its channels must match the kernel's C_out.
+    Raises `InputError` with one line naming the file for every problem.
+    """
+    _check_padding(padding)
+    _check_layout(kernel_layout, "--kernel-layout")
+
+    raw_image = read_npy(image_path, "image", max_elements)
+    image_name = os.fspath(image_path)
+    image = _image(raw_image, f"image file '{image_name}'", from_file=True)
+
+    raw_kernel = read_npy(kernel_path, "kernel", max_elements)
+    kernel_name = os.fspath(kernel_path)
+    kernel = _kernel(raw_kernel, f"kernel file '{kernel_name}'", kernel_layout, "--kernel-layout",
+                     from_file=True)
+    check_pair(image, kernel, padding, image_name=image_name, kernel_name=kernel_name)
+
+    output = output_shape = output_name = None
+    if output_path is not None:
+        raw_output = read_npy(output_path, "output", max_elements)
+        output_name = os.fspath(output_path)
+        output = _output(raw_output, f"output file '{output_name}'", from_file=True)
+        output_shape = tuple(raw_output.shape)
+        _check_output_channels(output, kernel, output_name, kernel_name)
+
+    return Inputs(image=image, kernel=kernel, output=output,
+                  image_shape=tuple(raw_image.shape), kernel_shape=tuple(raw_kernel.shape),
+                  output_shape=output_shape, image_name=image_name, kernel_name=kernel_name,
+                  output_name=output_name)
+
+
+def prepare_inputs(image, kernel, output=None, *, kernel_layout="hwio", padding="same") -> Inputs:
+    """Validate in-memory arrays (the Python API) exactly as `load_inputs` validates files.
+
+    Accepts anything `np.asarray` accepts, with the same dtype rules (plus ml_dtypes
+    bfloat16). Messages start with the argument name ('image', 'kernel', 'output');
+    `Inputs.*_name` are those names.
+    """
+    _check_padding(padding)
+    _check_layout(kernel_layout, "kernel_layout=")
+
+    raw_image = _to_array(image, "image")
+    image_arr = _image(raw_image, "image")
+    raw_kernel = _to_array(kernel, "kernel")
+    kernel_arr = _kernel(raw_kernel, "kernel", kernel_layout, "kernel_layout=")
+    check_pair(image_arr, kernel_arr, padding)
+
+    output_arr = output_shape = output_name = None
+    if output is not None:
+        raw_output = _to_array(output, "output")
+        output_arr = _output(raw_output, "output")
+        output_shape = tuple(raw_output.shape)
+        output_name = "output"
+        _check_output_channels(output_arr, kernel_arr, "output", "kernel")
+
+    return Inputs(image=image_arr, kernel=kernel_arr, output=output_arr,
+                  image_shape=tuple(raw_image.shape), kernel_shape=tuple(raw_kernel.shape),
+                  output_shape=output_shape, image_name="image", kernel_name="kernel",
+                  output_name=output_name)

@@ -1,0 +1,178 @@
+"""Floating-point precisions: rounding inputs to them, and the rigorous error bound of a candidate.
+
+The bound follows the standard analysis of a sum of n products computed in a
+floating-point format with unit roundoff u, in any order, with or without FMA
+(Higham, *Accuracy and Stability of Numerical Algorithms*, section 3.1):
+
+    |fl(sum x_i k_i) - sum x_i k_i| <= gamma_n(u) * sum |x_i| |k_i|,   gamma_n = n u / (1 - n u)
+
+`A = |x| (*) |k|` (the correlation of magnitudes) is exactly that sum per output element,
+so every bound here is elementwise and derived from the data, never a fixed tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .vocabulary import PRECISIONS
+
+U64 = 2.0 ** -53
+
+# Significand bits (with the implicit bit): orders the precisions from widest to narrowest.
+SIGNIFICAND_BITS = {"float64": 53, "float32": 24, "tfloat32": 11, "float16": 11, "bfloat16": 8}
+# Unit roundoff of the *accumulation*: TF32 tensor cores accumulate in float32.
+ACCUMULATION_U = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "tfloat32": 2.0 ** -24,
+                  "bfloat16": 2.0 ** -8, "float16": 2.0 ** -11}
+# Half the smallest subnormal: the absolute error an underflowing operation can add.
+UNDERFLOW = {"float64": 2.0 ** -1074, "float32": 2.0 ** -150, "tfloat32": 2.0 ** -150,
+             "bfloat16": 2.0 ** -134, "float16": 2.0 ** -25}
+# Spacing of subnormals (what flushing or double-rounding a tiny input can cost, absolutely).
+SUBNORMAL_SPACING = {"float64": 2.0 ** -1074, "float32": 2.0 ** -149, "tfloat32": 2.0 ** -126,
+                     "bfloat16": 2.0 ** -133, "float16": 2.0 ** -24}
+# Storage formats, for the "values are exactly representable" evidence.
+_STORAGE = {"float64": np.float64, "float32": np.float32, "tfloat32": np.float32, "float16": np.float16}
+
+
+def storage_type(precision: str):
+    """The numpy dtype that stores values of `precision` (bfloat16 from ml_dtypes)."""
+    if precision == "bfloat16":
+        import ml_dtypes
+        return ml_dtypes.bfloat16
+    return _STORAGE[precision]
+
+
+def dtype_precision(dtype) -> str | None:
+    """The precision name of a numpy dtype, or None for integers."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":
+        return None
+    if dtype.name == "bfloat16":
+        return "bfloat16"
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return {2: "float16", 4: "float32", 8: "float64"}[dtype.itemsize]
+    raise ValueError(f"unsupported dtype {dtype}")
+
+
+def native_precision(*dtypes) -> str:
+    """The precision the inputs themselves carry: the widest of their float dtypes.
+
+    Integers carry no float precision: they count as float32 (what `compare` computes
+    integer inputs in by default), unless another input is float64. float16 with
+    bfloat16 gives float32, the narrowest type holding both exactly.
+    """
+    names = {dtype_precision(d) for d in dtypes} - {None}
+    if "float64" in names:
+        return "float64"
+    if "float32" in names or not names or names == {"float16", "bfloat16"}:
+        return "float32"
+    return names.pop()
+
+
+def narrower_precisions(baseline: str) -> tuple[str, ...]:
+    """Precisions with fewer significand bits than `baseline`, widest first."""
+    return tuple(p for p in PRECISIONS if SIGNIFICAND_BITS[p] < SIGNIFICAND_BITS[baseline])
+
+
+def round_to(values: np.ndarray, precision: str) -> np.ndarray:
+    """`values` rounded to nearest in `precision`, returned as float64.
+
+    tfloat32 rounds to float32 only: the TF32 step's rounding mode differs between
+    hardware paths, so it is covered by the bound (`input_slack`) instead of modelled.
+    """
+    values = np.asarray(values)
+    if precision == "float64":
+        return values.astype(np.float64, copy=False)
+    with np.errstate(over="ignore"):
+        return values.astype(storage_type(precision)).astype(np.float64)
+
+
+def representable(values: np.ndarray, precision: str) -> bool:
+    """True when every value is stored exactly in `precision` (evidence for or against it)."""
+    values = np.asarray(values, dtype=np.float64)
+    if precision == "float64":
+        return True
+    flat = values.ravel()
+    with np.errstate(over="ignore", invalid="ignore"):
+        # A prefix first: most arrays that are not representable show it at once.
+        head = flat[:4096]
+        if not np.array_equal(round_to(head, precision), head):
+            return False
+        return bool(np.array_equal(round_to(flat, precision), flat))
+
+
+def gamma(n: int, u: float) -> float:
+    """Higham's gamma_n = n u / (1 - n u): the relative error bound of an n-term dot product."""
+    nu = n * u
+    if nu >= 1:
+        return float("inf")
+    return nu / (1.0 - nu)
+
+
+@dataclass(frozen=True)
+class PrecisionModel:
+    """How a computation "at precision p" rounds, for one set of inputs.
+
+    `input_slack` is the relative error allowed on each input beyond our own
+    round-to-nearest (0 where we reproduce the rounding exactly): 2^-10 for TF32
+    (truncation or rounding of the float32 significand to 10 bits), 2u for half
+    precisions reached from float64 (a framework may round twice, through float32).
+    """
+
+    name: str
+    accumulation_u: float
+    input_slack: float
+    input_abs_slack: float
+    underflow: float
+
+    @classmethod
+    def for_inputs(cls, precision: str, input_dtypes) -> "PrecisionModel":
+        """The model of computing at `precision` from inputs of the given dtypes."""
+        if precision not in SIGNIFICAND_BITS:
+            raise ValueError(f"unknown precision {precision!r}")
+        slack, abs_slack = 0.0, 0.0
+        if precision == "tfloat32":
+            slack, abs_slack = 2.0 ** -10, SUBNORMAL_SPACING["tfloat32"]
+        elif precision in ("float16", "bfloat16") and any(np.dtype(d) == np.float64 for d in input_dtypes):
+            slack, abs_slack = 2 * ACCUMULATION_U[precision], SUBNORMAL_SPACING[precision]
+        return cls(precision, ACCUMULATION_U[precision], slack, abs_slack, UNDERFLOW[precision])
+
+    def relative_coefficient(self, n: int, scaled: bool) -> float:
+        """c such that |error| <= c * A for the products and sums (before output rounding).
+
+        Terms: each product's inputs may be off by `input_slack` (2d + d^2), the n-term
+        sum rounds in the accumulation format (gamma_n, on the perturbed magnitudes),
+        our float64 reproduction rounds too (gamma_n(2^-53)), and a kernel scaled in the
+        working precision rounds once more (u).
+        """
+        d = self.input_slack
+        c = 2 * d + d * d + gamma(n, self.accumulation_u) * (1 + d) ** 2 + gamma(n + 2, U64)
+        if scaled:
+            c += self.accumulation_u * (1 + c)
+        return c
+
+
+def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: PrecisionModel,
+                output_u: float, output_underflow: float = 0.0, scale: float = 1.0, has_bias: bool = False,
+                max_input: float = 0.0, max_kernel: float = 0.0) -> np.ndarray:
+    """Elementwise rigorous bound on |output - predicted| for a candidate computation.
+
+    `magnitude` is |x| (*) |k| for the candidate's (rounded) inputs, `predicted` the
+    candidate's float64 value (after scale and bias), `output_u` the unit roundoff of the
+    dtype the output was stored in and `output_underflow` its half smallest subnormal
+    (0 for integer outputs, which are exact). `max_input`/`max_kernel` bound the absolute terms of
+    subnormal input rounding. The result is inflated by (1 + 8 n 2^-53) so that rounding
+    in computing `magnitude` and the bound itself cannot make it too small.
+    """
+    abs_scale = abs(scale)
+    c = model.relative_coefficient(n, scaled=scale != 1.0)
+    absolute = abs_scale * n * (model.underflow + model.input_abs_slack * (max_input + max_kernel))
+    before_storage = (abs_scale * c) * magnitude + absolute
+    # Storing (or adding the bias) rounds the computed value y once more: |fl(y) - y| <= u |y|
+    # with |y| <= |predicted| + (error before storage).
+    out_round = output_u + (model.accumulation_u if has_bias else 0.0)
+    bound = before_storage * (1.0 + out_round) + out_round * np.abs(predicted)
+    bound += output_underflow + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]
+    bound *= 1.0 + 8 * n * U64
+    return bound

@@ -1,0 +1,197 @@
+"""Result objects shared by `explain`, `compare`, `check`, the reports and the pytest helper.
+
+Frozen dataclasses with `to_dict()` giving exactly the CONTRACT section 5 shapes.
+Pure Python apart from optional numpy arrays kept for plots (never serialised).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .vocabulary import Cause, Explanation, Verdict
+
+EXPLAIN_SCHEMA = "convcheck/explain/1"
+COMPARE_SCHEMA = "convcheck/compare/1"
+CHECK_SCHEMA = "convcheck/check/1"
+
+
+def _finite_or_none(x: Optional[float]) -> Optional[float]:
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """How far an output is from the reference, and from the explanation's reproduction.
+
+    `max_abs_diff`, `max_rel_diff`, `mismatched` and `worst_index` compare the output with
+    the reference (before any explanation; `None` where no reference of the output's
+    shape exists). `mismatched` counts elements beyond the error bound of the expected
+    computation. `residual_after` is the largest |output - reproduction| for the
+    explanation (or the closest candidate when unexplained) and `error_bound` the largest
+    element of the rigorous bound it is held to; `bound_ratio` is max(residual / bound),
+    at most 1 exactly when every element is within its own bound.
+    """
+
+    max_abs_diff: Optional[float]
+    max_rel_diff: Optional[float]
+    mismatched: Optional[int]
+    total: int
+    worst_index: Optional[tuple[int, ...]]
+    residual_after: Optional[float]
+    error_bound: Optional[float]
+    bound_ratio: Optional[float] = None
+    worst_output: Optional[float] = None
+    worst_reference: Optional[float] = None
+    mismatched_after: Optional[int] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CONTRACT section 5 `stats` object (plus added fields)."""
+        return {
+            "max_abs_diff": _finite_or_none(self.max_abs_diff),
+            "max_rel_diff": _finite_or_none(self.max_rel_diff),
+            "mismatched": self.mismatched,
+            "total": self.total,
+            "worst_index": list(self.worst_index) if self.worst_index is not None else None,
+            "residual_after": _finite_or_none(self.residual_after),
+            "error_bound": _finite_or_none(self.error_bound),
+            "bound_ratio": _finite_or_none(self.bound_ratio),
+            "worst_output": _finite_or_none(self.worst_output),
+            "worst_reference": _finite_or_none(self.worst_reference),
+            "mismatched_after": self.mismatched_after,
+        }
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What `explain` concluded about one output.
+
+    - `verdict`: equal / explained / unexplained (CONTRACT section 3).
+    - `explanation`: the simplest combination of fields that reproduces the output within
+      the bound; `None` when unexplained.
+    - `baseline`: the expected computation (the reference's settings at the inputs' own
+      precision); causes are the fields where `explanation` differs from it.
+    - `closest`: when unexplained, the candidate that came nearest (it does NOT match).
+    - `alternatives`: other explanations, as simple, that also reproduce the output
+      (e.g. every flip of a symmetric kernel): ties reported, not hidden.
+    - `where`: when unexplained, where the mismatch sits (border, interior, a few pixels,
+      everywhere); `reason` a sentence when no candidate could even be formed.
+    """
+
+    verdict: Verdict
+    explanation: Optional[Explanation]
+    causes: tuple[Cause, ...]
+    stats: Stats
+    baseline: Explanation
+    closest: Optional[Explanation] = None
+    alternatives: tuple[Explanation, ...] = ()
+    where: Optional[str] = None
+    reason: Optional[str] = None
+    notes: tuple[str, ...] = ()
+    arrays: Any = field(default=None, repr=False, compare=False)  # DiagnosisArrays for plots
+
+    @property
+    def ok(self) -> bool:
+        """True unless the verdict is unexplained."""
+        return self.verdict is not Verdict.UNEXPLAINED
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CONTRACT section 5 explain object, without the `schema` key."""
+        d: dict[str, Any] = {
+            "verdict": self.verdict.value,
+            "explanation": self.explanation.to_dict() if self.explanation is not None else None,
+            "causes": [c.to_dict() for c in self.causes],
+            "stats": self.stats.to_dict(),
+            "expected": self.baseline.to_dict(),
+        }
+        if self.closest is not None:
+            d["closest_candidate"] = self.closest.to_dict()
+        if self.alternatives:
+            d["alternatives"] = [a.to_dict() for a in self.alternatives]
+        if self.where is not None:
+            d["where"] = self.where
+        if self.reason is not None:
+            d["reason"] = self.reason
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The whole `convcheck explain --format json` document."""
+        return {"schema": EXPLAIN_SCHEMA, **self.to_dict()}
+
+
+@dataclass(frozen=True)
+class BackendResult:
+    """One row of `compare`: one backend's run and its diagnosis.
+
+    `status` is ok / skipped / failed; `reason` says why for the last two. For `ok` rows,
+    `diagnosis` is what `explain` gives for that backend's output.
+    """
+
+    backend: str
+    status: str
+    reason: Optional[str] = None
+    version: Optional[str] = None
+    compute_dtype: Optional[str] = None
+    shape: Optional[tuple[int, ...]] = None
+    seconds: Optional[float] = None
+    notes: tuple[str, ...] = ()
+    diagnosis: Optional[Diagnosis] = None
+    requested: bool = False  # named by the user in --backends (exit 3 if it did not run)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One entry of CONTRACT section 5 `results`."""
+        d: dict[str, Any] = {"backend": self.backend, "status": self.status}
+        if self.status != "ok":
+            d["reason"] = self.reason
+            return d
+        d.update({
+            "version": self.version,
+            "compute_dtype": self.compute_dtype,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "seconds": self.seconds,
+        })
+        if self.notes:
+            d["notes"] = list(self.notes)
+        assert self.diagnosis is not None
+        d.update(self.diagnosis.to_dict())
+        return d
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    """Everything `compare` found: inputs, settings and one `BackendResult` per backend."""
+
+    inputs: dict[str, Any]
+    settings: dict[str, Any]
+    results: tuple[BackendResult, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The whole `convcheck compare --format json` document."""
+        d = {
+            "schema": COMPARE_SCHEMA,
+            "inputs": self.inputs,
+            "settings": self.settings,
+            "results": [r.to_dict() for r in self.results],
+        }
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
+
+def exit_code_for(verdicts: list[Verdict], backend_problem: bool = False, strict: bool = False) -> int:
+    """CONTRACT section 4: 1 if anything is a mismatch, else 3 if a requested backend did not run, else 0."""
+    if strict:
+        mismatch = any(v is not Verdict.EQUAL for v in verdicts)
+    else:
+        mismatch = any(v is Verdict.UNEXPLAINED for v in verdicts)
+    if mismatch:
+        return 1
+    if backend_problem:
+        return 3
+    return 0

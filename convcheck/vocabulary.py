@@ -1,0 +1,233 @@
+"""The vocabulary of explanations (CONTRACT section 2) and the sentences that go with it.
+
+Pure Python: importing this module must not import numpy, so the CLI's option
+choices can be built from it without paying for the numeric stack.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+class Verdict(str, enum.Enum):
+    """CONTRACT section 3. The string value is what JSON and tests see."""
+
+    EQUAL = "equal"
+    EXPLAINED = "explained"
+    UNEXPLAINED = "unexplained"
+
+    def __str__(self) -> str:  # so f"{verdict}" prints "equal", not "Verdict.EQUAL"
+        return self.value
+
+
+# Orders matter: the first value is the default ("no difference"), and among
+# explanations that change the same number of fields the earlier value wins.
+KERNEL_TRANSFORMS = ("identity", "rot180", "transpose", "anti_transpose",
+                     "flip_ud", "flip_lr", "rot90", "rot270")
+PADDINGS = ("same", "valid", "full")
+BOUNDARIES = ("zero", "reflect", "symmetric", "wrap", "edge")
+PRECISIONS = ("float64", "float32", "tfloat32", "bfloat16", "float16")
+DTYPES = ("float16", "bfloat16", "float32", "float64")  # what --dtype offers
+KERNEL_LAYOUTS = ("hwio", "oihw")
+FIELDS = ("kernel_transform", "padding", "boundary", "offset", "precision", "bias", "scale")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One combination of the contract's fields: the computation that reproduces an output.
+
+    `precision` has no universal default: the baseline is the inputs' own precision,
+    which the engine decides from the data (see `convcheck.precision.native_precision`).
+    """
+
+    kernel_transform: str = "identity"
+    padding: str = "same"
+    boundary: str = "zero"
+    offset: tuple[int, int] = (0, 0)
+    precision: str = "float64"
+    bias: float = 0.0
+    scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CONTRACT section 5 `explanation` object (offset as a list, floats as floats)."""
+        d = asdict(self)
+        d["offset"] = [int(self.offset[0]), int(self.offset[1])]
+        d["bias"] = float(self.bias)
+        d["scale"] = float(self.scale)
+        return d
+
+    def changed_fields(self, baseline: "Explanation") -> tuple[str, ...]:
+        """The fields whose value differs from `baseline`, in contract order."""
+        return tuple(name for name in FIELDS if getattr(self, name) != getattr(baseline, name))
+
+    def with_(self, **changes: Any) -> "Explanation":
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One changed field of an explanation, said in plain words with its fix."""
+
+    field: str
+    value: Any
+    summary: str
+    fix: str
+    why: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CONTRACT section 5 `causes` entry."""
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return {"field": self.field, "value": value, "summary": self.summary, "fix": self.fix}
+
+
+# One sentence per distinct cause saying *why*: printed once below a table.
+_WHY = {
+    "kernel_transform": ("Deep-learning 'convolutions' (TensorFlow, Keras, PyTorch) are "
+                         "cross-correlations: they slide the kernel without flipping it, while "
+                         "scipy.signal.convolve2d and textbook convolution flip it 180 degrees."),
+    "padding": ("Each library sizes its output differently: 'same' keeps the image size, "
+                "'valid' uses only positions where the kernel fits, 'full' every overlap "
+                "(scipy.signal's default)."),
+    "boundary": ("Libraries fill the area outside the image differently: TensorFlow and Keras "
+                 "use zeros, scipy.ndimage mirrors by default, OpenCV reflects without "
+                 "repeating the edge."),
+    "offset": ("With an even-sized kernel there is no centre pixel: TensorFlow puts the extra "
+               "row/column of 'same' padding at the bottom/right, scipy.signal and "
+               "scipy.ndimage centre it one pixel differently."),
+    "precision": ("Rounding the inputs to a narrower float type (Keras's float32 dtype policy, "
+                  "mixed precision, TF32 on NVIDIA tensor cores) changes results in the last "
+                  "digits that type can hold."),
+    "bias": "A constant added to every output is a bias term, usually a layer's use_bias=True.",
+    "scale": ("A constant factor on every output usually means the kernel was normalised "
+              "(e.g. divided by its sum) or the output rescaled."),
+}
+
+_TRANSFORM_TEXT = {
+    "rot180": ("the kernel was flipped 180 degrees: this is a true convolution, not a cross-correlation",
+               "use scipy.signal.correlate2d, or pass kernel[::-1, ::-1]"),
+    "transpose": ("the kernel was transposed (rows and columns swapped)",
+                  "pass kernel.T (swap the kh and kw axes), or check how the weights were reshaped"),
+    "anti_transpose": ("the kernel was transposed and flipped 180 degrees, as convolve2d(image, kernel.T) does",
+                       "use scipy.signal.correlate2d(image, kernel), without .T"),
+    "flip_ud": ("the kernel is upside down (rows reversed)",
+                "pass kernel[::-1, :]"),
+    "flip_lr": ("the kernel is mirrored left to right (columns reversed)",
+                "pass kernel[:, ::-1]"),
+    "rot90": ("the kernel was rotated a quarter turn counter-clockwise (np.rot90(kernel))",
+              "pass np.rot90(kernel, -1) to undo it"),
+    "rot270": ("the kernel was rotated a quarter turn clockwise (np.rot90(kernel, -1))",
+               "pass np.rot90(kernel, 1) to undo it"),
+}
+
+_BOUNDARY_TEXT = {
+    "zero": ("the image was padded with zeros",
+             "pad with the boundary mode you expect (mode='constant', cval=0 in scipy.ndimage)"),
+    "reflect": ("the image was padded by reflection without repeating the edge (dcb|abcd|cba): "
+                "OpenCV's default BORDER_REFLECT_101, scipy.ndimage mode='mirror'",
+                "use zero padding (cv2.BORDER_CONSTANT, scipy.ndimage mode='constant'), or "
+                "np.pad(image, pad, mode='reflect') before a 'valid' convolution"),
+    "symmetric": ("the image was padded symmetrically, repeating the edge (cba|abcd|dcb): "
+                  "scipy.ndimage's default mode='reflect', scipy.signal boundary='symm'",
+                  "pass mode='constant' to scipy.ndimage (boundary='fill' to scipy.signal)"),
+    "wrap": ("the image was padded circularly (wrap-around), as an FFT convolution or "
+             "boundary='wrap' does",
+             "use zero padding: boundary='fill' in scipy.signal, mode='constant' in scipy.ndimage, "
+             "or pad the FFT to the full size"),
+    "edge": ("the image was padded by repeating its edge pixels (scipy.ndimage mode='nearest', "
+             "cv2.BORDER_REPLICATE)",
+             "use zero padding (mode='constant' in scipy.ndimage, cv2.BORDER_CONSTANT)"),
+}
+
+_PADDING_TEXT = {
+    "same": ("the output has the image's size ('same' padding)",
+             "pass padding='same' (mode='same' in scipy.signal)"),
+    "valid": ("the output uses only positions where the kernel fits inside the image ('valid': "
+              "Keras's default)",
+              "pass padding='same' to keep the image size (mode='same' in scipy.signal)"),
+    "full": ("the output covers every overlap of kernel and image ('full': scipy.signal's default mode)",
+             "pass mode='same' (or 'valid') to scipy.signal.convolve2d/correlate2d"),
+}
+
+_PRECISION_TEXT = {
+    "float64": ("the computation ran in float64", "nothing to fix"),
+    "float32": ("the inputs were rounded to float32 before the convolution (e.g. Keras's default "
+                "float32 dtype policy casting float64 data)",
+                "compute in float64: give the layer dtype='float64' (or "
+                "keras.config.set_floatx('float64')), or cast your reference to float32 too"),
+    "tfloat32": ("the inputs were rounded to TF32 (10-bit mantissa) and accumulated in float32, "
+                 "as NVIDIA tensor cores do for float32 convolutions",
+                 "turn TF32 off with tf.config.experimental.enable_tensor_float_32_execution(False) "
+                 "(torch.backends.cudnn.allow_tf32 = False in PyTorch)"),
+    "bfloat16": ("the inputs were rounded to bfloat16 (8-bit mantissa): a mixed-precision policy "
+                 "such as 'mixed_bfloat16'",
+                 "compute this layer in float32: dtype='float32', or "
+                 "keras.mixed_precision.set_global_policy('float32')"),
+    "float16": ("the inputs were rounded to float16: a mixed-precision policy such as 'mixed_float16'",
+                "compute this layer in float32: dtype='float32', or "
+                "keras.mixed_precision.set_global_policy('float32')"),
+}
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def cause_for(field_name: str, value: Any, baseline: Explanation) -> Cause:
+    """The plain-words `Cause` for one changed field of an explanation."""
+    why = _WHY[field_name]
+    if field_name == "kernel_transform":
+        summary, fix = _TRANSFORM_TEXT[value]
+    elif field_name == "padding":
+        summary, fix = _PADDING_TEXT[value]
+        if baseline.padding != value:
+            fix = (f"pass padding='{baseline.padding}' (mode='{baseline.padding}' in scipy.signal), "
+                   f"or compare against a '{value}' reference")
+    elif field_name == "boundary":
+        summary, fix = _BOUNDARY_TEXT[value]
+    elif field_name == "offset":
+        dy, dx = value
+        summary = (f"the output is shifted by [{dy}, {dx}]: output[i, j] == reference[i{dy:+d}, j{dx:+d}]"
+                   " (an even kernel centred differently from TensorFlow's 'same')")
+        fix = ("centre the kernel as TensorFlow does (extra padding at the bottom/right), e.g. use "
+               "correlate2d(..., mode='full') and crop, or shift scipy.ndimage with origin=")
+    elif field_name == "precision":
+        summary, fix = _PRECISION_TEXT[value]
+        if value == "float64":
+            summary = f"the computation ran in float64, not {baseline.precision}"
+            fix = f"compute in {baseline.precision} to reproduce the expected rounding"
+    elif field_name == "bias":
+        summary = f"a constant {_num(value)} was added to every output element (a bias term)"
+        fix = "pass use_bias=False, or subtract the layer's bias before comparing"
+    elif field_name == "scale":
+        summary = (f"every output element was multiplied by {_num(value)} "
+                   "(e.g. a kernel normalised to sum 1)")
+        fix = (f"multiply the reference by {_num(value)}, or stop normalising the kernel "
+               "(kernel / kernel.sum())")
+    else:
+        raise ValueError(f"unknown explanation field {field_name!r}")
+    return Cause(field=field_name, value=value, summary=summary, fix=fix, why=why)
+
+
+def causes_for(explanation: Explanation, baseline: Explanation) -> tuple[Cause, ...]:
+    """Every changed field of `explanation` against `baseline`, as causes in contract order."""
+    return tuple(cause_for(name, getattr(explanation, name), baseline)
+                 for name in explanation.changed_fields(baseline))
+
+
+def describe(explanation: Explanation, baseline: Explanation) -> str:
+    """A short plain-words phrase for table cells, e.g. 'kernel rot180 + offset [-1, -1]'."""
+    parts = []
+    for name in explanation.changed_fields(baseline):
+        value = getattr(explanation, name)
+        if name == "kernel_transform":
+            parts.append(f"kernel {value}")
+        elif name == "offset":
+            parts.append(f"offset [{value[0]}, {value[1]}]")
+        elif name in ("bias", "scale"):
+            parts.append(f"{name} {_num(value)}")
+        else:
+            parts.append(f"{name} {value}")
+    return " + ".join(parts) if parts else "matches the reference"
