@@ -1,0 +1,209 @@
+"""The small interface every backend implements, and the helpers they share.
+
+A backend runs one image (H, W, C) and one HWIO kernel (kh, kw, C_in, C_out) through one
+library call and returns what the library returned, untouched, as a `BackendRun`.
+Backends never diagnose: comparing the output with the reference is the engine's job.
+
+Heavy frameworks are imported only inside `warm_up` / `run`, never at module import, so
+`convcheck --help` and the pure-numpy paths never pay for TensorFlow or scipy.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError, InputError
+from ..vocabulary import DTYPES, PADDINGS
+
+
+@dataclass(frozen=True)
+class BackendRun:
+    """One library call's result, exactly as the library gave it.
+
+    `output` is (Ho, Wo, C_out) in the library's own dtype (the batch axis removed).
+    `compute_dtype` is what the library actually computed in ('float16', 'bfloat16',
+    'float32', 'float64', or e.g. 'int64' for scipy on integers with library defaults).
+    `padding` is the output-size convention actually used ('same', 'valid', 'full').
+    `seconds` is the wall time of the library call(s) only, not imports or conversions.
+    `notes` are plain sentences saying what was done beyond the plain call.
+    """
+
+    output: np.ndarray
+    compute_dtype: str
+    padding: str
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+
+class Backend(ABC):
+    """One library's convolution behind a uniform `run` (Polygraphy-style runner).
+
+    Subclasses set `name` (the public dotted name), `module` (the top-level module whose
+    presence decides availability), `package` (the pip distribution named in the install
+    hint) and optionally `distributions` (every distribution name that may provide the
+    module, for `version`), and implement `warm_up` and `_run`.
+    """
+
+    name: str
+    module: str
+    package: str
+    distributions: tuple[str, ...] = ()
+
+    def required_modules(self) -> tuple[tuple[str, str], ...]:
+        """(module, pip package) pairs that must be importable for this backend to run."""
+        return ((self.module, self.package),)
+
+    def availability(self) -> tuple[bool, str | None]:
+        """Whether the framework can be imported, and if not why, with the install command.
+
+        Uses `importlib.util.find_spec` on top-level names only, so nothing is imported.
+        """
+        for module, package in self.required_modules():
+            if not _module_exists(module):
+                return False, f"{module} is not installed: pip install {package}"
+        return True, None
+
+    def version(self) -> str | None:
+        """The installed version of the framework's distribution, without importing it."""
+        for distribution in self.distributions or (self.package,):
+            try:
+                return importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None
+
+    @abstractmethod
+    def warm_up(self) -> None:
+        """Import the framework, so a caller can pay for it in a background thread."""
+
+    def run(self, image: np.ndarray, kernel: np.ndarray, *, padding: str, dtype: str,
+            library_defaults: bool = False) -> BackendRun:
+        """Run `image` (H, W, C) and `kernel` (kh, kw, C_in, C_out) through the library.
+
+        With `library_defaults=False` the library is asked to compute in `dtype` with
+        zero `padding` (settings held consistent across backends). With
+        `library_defaults=True` it is called the way people usually call it, with its own
+        defaults wherever it has one; the row's `notes` say which were used.
+        2-D inputs ((H, W) and (kh, kw)) are accepted as one channel.
+
+        Raises `BackendError` when the framework is missing (with the install command) or
+        its call raised (with a one-line reason), `InputError` for arguments convcheck
+        itself rejects (unknown padding/dtype, shapes that do not fit).
+        """
+        if padding not in PADDINGS:
+            raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
+        if dtype not in DTYPES:
+            raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        image, kernel = as_hwc_hwio(image, kernel)
+        if padding == "valid" and (kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]):
+            # Libraries disagree here (TF returns an empty array, scipy swaps the operands):
+            # refuse once, for all of them.
+            raise InputError(f"the {kernel.shape[0]}x{kernel.shape[1]} kernel is larger than the "
+                             f"{image.shape[0]}x{image.shape[1]} image: 'valid' padding leaves no "
+                             f"output; use padding 'same' or 'full'")
+        available, reason = self.availability()
+        if not available:
+            raise BackendError(self.name, reason or "not available")
+        try:
+            return self._run(image, kernel, padding=padding, dtype=dtype,
+                             library_defaults=library_defaults)
+        except (BackendError, InputError):
+            raise
+        except ImportError as exc:
+            raise BackendError(self.name, f"could not import {self.module}: {one_line(exc)}") from exc
+        except Exception as exc:  # the framework raised: the caller reports a 'failed' row
+            raise BackendError(self.name, f"{type(exc).__name__}: {one_line(exc)}") from exc
+
+    @abstractmethod
+    def _run(self, image: np.ndarray, kernel: np.ndarray, *, padding: str, dtype: str,
+             library_defaults: bool) -> BackendRun:
+        """`run` after validation: `image` is 3-D, `kernel` 4-D with matching channels."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: in sys.modules with __spec__ None
+        return False
+
+
+def as_hwc_hwio(image: Any, kernel: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`image` as (H, W, C) and `kernel` as (kh, kw, C_in, C_out), checking they fit."""
+    image = np.asarray(image)
+    kernel = np.asarray(kernel)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if kernel.ndim == 2:
+        kernel = kernel[:, :, None, None]
+    if image.ndim != 3:
+        raise InputError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
+    if kernel.ndim != 4:
+        raise InputError(f"kernel must be (kh, kw) or (kh, kw, C_in, C_out), got shape {kernel.shape}")
+    if image.shape[2] != kernel.shape[2]:
+        raise InputError(f"image has {image.shape[2]} channels but the kernel expects "
+                         f"{kernel.shape[2]} input channels (kernel shape {kernel.shape}, HWIO)")
+    if 0 in image.shape or 0 in kernel.shape:
+        raise InputError(f"empty image {image.shape} or kernel {kernel.shape}")
+    return image, kernel
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype for a convcheck dtype name ('bfloat16' is `ml_dtypes.bfloat16`)."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def cast_inputs(image: np.ndarray, kernel: np.ndarray, dtype: str
+                ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Both arrays rounded to `dtype` (part of computing in it), and a note on overflow."""
+    target = numpy_dtype(dtype)
+    notes = []
+    cast = []
+    for label, array in (("image", image), ("kernel", kernel)):
+        if array.dtype == target:
+            cast.append(array)
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            rounded = array.astype(target)
+        # float16 tops out at 65504: say so rather than let an inf look like a bug.
+        if (np.isfinite(array.astype(np.float64)).all()
+                and not np.isfinite(rounded.astype(np.float64)).all()):
+            notes.append(f"the {label} overflows {dtype}: some values became inf when rounded to it")
+        cast.append(rounded)
+    return cast[0], cast[1], tuple(notes)
+
+
+def dtype_name(dtype: Any) -> str:
+    """A dtype's plain name: 'float32', 'bfloat16', 'int64' (numpy, ml_dtypes, TF or str)."""
+    if isinstance(dtype, str):
+        return dtype
+    name = getattr(dtype, "name", None)
+    if isinstance(name, str):
+        return name
+    return np.dtype(dtype).name
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message as one informative line (first real line, ANSI codes removed)."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines()]
+    # Keras wraps every layer error in "Exception encountered when calling X.call()." and
+    # puts the real reason on a later line.
+    useful = [line for line in lines
+              if line and not line.startswith("Exception encountered when calling")]
+    text = useful[0] if useful else (lines[0] if lines and lines[0] else type(exc).__name__)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,109 @@
+"""`keras.layers.Conv2D` (Keras 3) as a backend: a cross-correlation, like tf.nn.conv2d.
+
+Behaviours checked on keras 3.15 with the TensorFlow backend: `dtype='float16'` /
+'bfloat16' / 'float64' give a layer whose variables and compute dtype are that type
+('mixed_float16' keeps float32 variables but computes in float16); the layer casts float
+inputs to its compute dtype itself, but raises on integer inputs; padding is only 'same'
+or 'valid' (default 'valid'); without `dtype=` the global policy applies (float32).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from .base import Backend, BackendRun, cast_inputs, dtype_name, numpy_dtype
+from .tensorflow import TENSORFLOW_PACKAGE, import_tensorflow
+
+# Keras 3 runs on whichever framework KERAS_BACKEND names; convcheck defaults it to TF.
+_BACKEND_MODULES = {
+    "tensorflow": ("tensorflow", TENSORFLOW_PACKAGE),
+    "jax": ("jax", "jax"),
+    "torch": ("torch", "torch"),
+    "numpy": ("numpy", "numpy"),
+}
+
+
+def import_keras():
+    """Import Keras 3 on the TensorFlow backend unless the user chose another one."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if os.environ["KERAS_BACKEND"] == "tensorflow":
+        import_tensorflow()  # silences TF's C++ logs before Keras imports it
+    import keras
+    return keras
+
+
+class KerasConv2D(Backend):
+    """`keras.layers.Conv2D(filters, kernel_size, padding, use_bias=False, dtype=...)`."""
+
+    name = "keras.layers.Conv2D"
+    module = "keras"
+    package = "keras"
+
+    def required_modules(self) -> tuple[tuple[str, str], ...]:
+        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        extra = _BACKEND_MODULES.get(backend)
+        return ((self.module, self.package),) + ((extra,) if extra else ())
+
+    def warm_up(self) -> None:
+        import_keras()
+
+    def _run(self, image, kernel, *, padding, dtype, library_defaults):
+        keras = import_keras()
+        kh, kw, channels_in, channels_out = kernel.shape
+        notes: list[str] = []
+
+        if library_defaults:
+            used_padding = layer_padding = "valid"  # Conv2D's default padding
+            image_in, kernel_in = image, kernel
+            layer = keras.layers.Conv2D(filters=channels_out, kernel_size=(kh, kw),
+                                        use_bias=False)
+            notes.append(f"library defaults: Keras {layer.dtype_policy.name} dtype policy, "
+                         f"padding='valid'")
+            if image.dtype.kind in "iub":
+                # Keras autocasts float inputs only; an integer input makes the call raise.
+                image_in = image.astype(numpy_dtype(layer.compute_dtype))
+                notes.append(f"the {dtype_name(image.dtype)} image was cast to "
+                             f"{layer.compute_dtype} first: Keras layers do not cast integer inputs")
+            elif dtype_name(image.dtype) != layer.compute_dtype:
+                notes.append(f"Keras cast the {dtype_name(image.dtype)} image to "
+                             f"{layer.compute_dtype} (its dtype policy)")
+        else:
+            used_padding = padding
+            image_in, kernel_in, cast_notes = cast_inputs(image, kernel, dtype)
+            notes.extend(cast_notes)
+            layer_padding = padding
+            if padding == "full":
+                # Conv2D only knows 'same' and 'valid': zero-pad by hand, then 'valid'.
+                image_in = np.pad(image_in, ((kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+                layer_padding = "valid"
+                notes.append(f"Keras Conv2D has no 'full' padding: the input was zero-padded by "
+                             f"{kh - 1} rows and {kw - 1} columns on each side and run with "
+                             f"padding='valid'")
+            layer = keras.layers.Conv2D(filters=channels_out, kernel_size=(kh, kw),
+                                        padding=layer_padding, use_bias=False, dtype=dtype)
+
+        layer.build((None,) + image_in.shape)
+        variable_dtype = dtype_name(layer.kernel.dtype)
+        if dtype_name(kernel_in.dtype) != variable_dtype and library_defaults:
+            notes.append(f"the {dtype_name(kernel_in.dtype)} kernel was stored as "
+                         f"{variable_dtype} (the layer's variable dtype)")
+        layer.set_weights([kernel_in.astype(numpy_dtype(variable_dtype))])
+
+        backend = keras.backend.backend()
+        batch = image_in[None]
+        start = time.perf_counter()
+        y = layer(batch)
+        # Fetching the values waits for the result (asynchronous on a GPU). On TF, use the
+        # tensor's own .numpy(): keras.ops.convert_to_numpy goes through np.array(tensor),
+        # which raises a numpy 2 DeprecationWarning (no copy= keyword) for bfloat16.
+        values = y.numpy() if backend == "tensorflow" else keras.ops.convert_to_numpy(y)
+        output = values[0]
+        seconds = time.perf_counter() - start
+
+        if backend != "tensorflow":
+            notes.append(f"Keras ran on its {backend} backend (KERAS_BACKEND={backend})")
+        return BackendRun(output=output, compute_dtype=layer.compute_dtype, padding=used_padding,
+                          seconds=seconds, notes=tuple(notes))

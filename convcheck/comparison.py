@@ -1,0 +1,166 @@
+"""`compare`: run one image and kernel through every backend, then diagnose each output.
+
+"Run each backend, then `explain` each output": backends never diagnose, and every row's
+diagnosis comes from the one engine (`convcheck.engine.diagnose`) that `explain` uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .backends import BACKENDS, get_backend
+from .engine import diagnose
+from .errors import BackendError, InputError
+from .precision import native_precision
+from .results import BackendResult, CompareReport
+from .vocabulary import DTYPES
+
+
+def default_dtype(image_dtype, kernel_dtype) -> str:
+    """`--dtype`'s default: the wider of the inputs' float dtypes; float32 for integers."""
+    return native_precision(image_dtype, kernel_dtype)
+
+
+def demo_paths() -> tuple[Path, Path]:
+    """The packaged demo case: the 8x8 image and 3x3 kernel of the well-known question
+    "Different 2D convolution results between keras and scipy"."""
+    data = resources.files("convcheck") / "data"
+    return Path(str(data / "demo_image.npy")), Path(str(data / "demo_kernel.npy"))
+
+
+def backend_table() -> list[dict]:
+    """Every backend: whether it can run here, its library version, and why not."""
+    rows = []
+    for name, backend in BACKENDS.items():
+        available, reason = backend.availability()
+        rows.append({"backend": name, "available": available,
+                     "version": backend.version() if available else None, "reason": reason})
+    return rows
+
+
+class _WarmUp:
+    """Import the heavy frameworks in a background thread while the cheap rows run.
+
+    TensorFlow's import (seconds) dominates a compare; overlapping it with the scipy
+    calls and their diagnoses is what lets `compare` beat a hand-written script.
+    """
+
+    def __init__(self, backends):
+        self._errors: dict[str, BaseException] = {}
+        self._thread = threading.Thread(target=self._run, args=(list(backends),), daemon=True)
+        self._thread.start()
+
+    def _run(self, backends):
+        for backend in backends:
+            try:
+                backend.warm_up()
+            except BaseException as exc:  # reported by the backend's own run()
+                self._errors[backend.name] = exc
+
+    def wait(self):
+        self._thread.join()
+
+
+def _library_defaults_hint(names: Iterable[str], padding: str, dtype: str) -> Optional[str]:
+    """One line saying which library defaults would change this table, if any would."""
+    differences = []
+    if "scipy.signal.convolve2d" in names or "scipy.signal.correlate2d" in names:
+        if padding != "full":
+            differences.append("scipy.signal uses mode='full'")
+    if "keras.layers.Conv2D" in names:
+        keras = []
+        if padding != "valid":
+            keras.append("padding='valid'")
+        if dtype != "float32":
+            keras.append(f"a float32 dtype policy (this run computes in {dtype})")
+        if keras:
+            differences.append("Keras uses " + " and ".join(keras))
+    if not differences:
+        return None
+    return ("With their own defaults these libraries would disagree further ("
+            + "; ".join(differences) + "): run with --library-defaults to see which default bites.")
+
+
+def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None,
+                   backends: Optional[list[str]] = None, library_defaults: bool = False,
+                   keep_arrays: bool = False) -> CompareReport:
+    """Run `inputs` (a validated `convcheck.inputs.Inputs`) through each backend and diagnose each output.
+
+    `dtype` is what every backend is asked to compute in (default: the wider of the
+    inputs' float dtypes, float32 for integers); the diagnosis expects that precision,
+    so a row is `explained` by precision only when a library computed in less. With
+    `library_defaults`, each library is called with its own defaults instead and rows
+    are diagnosed against what the inputs carry, so the defaults that bite show up as
+    causes. `backends` names the backends to run (all by default); a named backend
+    that cannot run makes its row `skipped`/`failed` with `requested=True`.
+    """
+    if dtype is None:
+        dtype = default_dtype(inputs.image.dtype, inputs.kernel.dtype)
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pass one of them")
+    requested = backends is not None
+    names = list(dict.fromkeys(backends)) if backends else list(BACKENDS)
+    chosen = [get_backend(name) for name in names]
+    expected_precision = default_dtype(inputs.image.dtype, inputs.kernel.dtype) if library_defaults else dtype
+
+    availability = {b.name: b.availability() for b in chosen}
+    heavy = [b for b in chosen if availability[b.name][0] and b.module != "scipy"]
+    warm = _WarmUp(heavy) if heavy else None
+
+    rows: list[BackendResult] = []
+    for backend in sorted(chosen, key=lambda b: b.module != "scipy"):  # cheap rows first
+        available, reason = availability[backend.name]
+        if not available:
+            rows.append(BackendResult(backend.name, "skipped", reason=reason, requested=requested))
+            continue
+        if warm is not None and backend.module != "scipy":
+            warm.wait()
+        try:
+            run = backend.run(inputs.image, inputs.kernel, padding=padding, dtype=dtype,
+                              library_defaults=library_defaults)
+        except BackendError as exc:
+            rows.append(BackendResult(backend.name, "failed", reason=exc.reason, requested=requested,
+                                      version=backend.version()))
+            continue
+        row_inputs = replace(inputs, output=run.output, output_shape=tuple(run.output.shape),
+                             output_name=backend.name)
+        diagnosis = diagnose(row_inputs, padding=padding, precision=expected_precision,
+                             keep_arrays=keep_arrays)
+        rows.append(BackendResult(backend.name, "ok", version=backend.version(),
+                                  compute_dtype=run.compute_dtype, shape=tuple(run.output.shape),
+                                  seconds=round(run.seconds, 6), notes=tuple(run.notes),
+                                  diagnosis=diagnosis, requested=requested))
+    order = {name: i for i, name in enumerate(names)}
+    rows.sort(key=lambda r: order[r.backend])
+
+    notes = []
+    if not library_defaults:
+        hint = _library_defaults_hint(names, padding, dtype)
+        if hint:
+            notes.append(hint)
+    report_inputs = {
+        "image": {"shape": list(inputs.image_shape), "dtype": str(inputs.image.dtype), "path": inputs.image_name},
+        "kernel": {"shape": list(inputs.kernel_shape), "dtype": str(inputs.kernel.dtype), "path": inputs.kernel_name},
+    }
+    settings = {"padding": padding, "dtype": dtype, "library_defaults": library_defaults,
+                "backends": names}
+    return CompareReport(report_inputs, settings, tuple(rows), tuple(notes))
+
+
+def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None,
+            backends: Optional[list[str]] = None, kernel_layout: str = "hwio",
+            library_defaults: bool = False, keep_arrays: bool = False) -> CompareReport:
+    """Run numpy arrays through every backend and diagnose each output (Python API of `compare`).
+
+    Layouts as in CONTRACT section 1: image (H, W) or (H, W, C); kernel (kh, kw) or HWIO,
+    or OIHW with `kernel_layout="oihw"`. Bad arrays raise `convcheck.InputError` before
+    any framework is imported.
+    """
+    from .inputs import prepare_inputs
+    inputs = prepare_inputs(image, kernel, kernel_layout=kernel_layout, padding=padding)
+    return compare_inputs(inputs, padding=padding, dtype=dtype, backends=backends,
+                          library_defaults=library_defaults, keep_arrays=keep_arrays)
