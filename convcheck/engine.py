@@ -365,7 +365,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str) -> _Full:
 
 
 def _worst_ratio(full: _Full) -> float:
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return float(np.nanmax(np.abs(full.residual) / full.bound))
 
 

@@ -1,0 +1,401 @@
+"""The diagnosis engine on outputs made by real scipy.signal / scipy.ndimage calls.
+
+No TensorFlow here (see test_engine_tensorflow.py). Every expected explanation below is
+what the library call really computes, checked against CONTRACT section 2's definitions.
+"""
+
+import ml_dtypes
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.signal as sig
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import convcheck
+from convcheck.comparison import demo_paths
+from convcheck.reference import reference, transform_kernel
+from convcheck.vocabulary import BOUNDARIES, KERNEL_TRANSFORMS, Verdict
+
+RNG = np.random.default_rng(1234)
+IMAGE = RNG.standard_normal((40, 36))
+KERNEL = RNG.standard_normal((3, 5))  # not square, not symmetric: every transform differs
+KERNEL5 = RNG.standard_normal((5, 5))
+
+
+def explained(diagnosis, **fields):
+    """Assert the verdict is 'explained' by exactly these non-default fields."""
+    assert diagnosis.verdict is Verdict.EXPLAINED, (diagnosis.verdict, diagnosis.closest, diagnosis.notes)
+    expl = diagnosis.explanation
+    changed = dict(zip(expl.changed_fields(diagnosis.baseline),
+                       (getattr(expl, f) for f in expl.changed_fields(diagnosis.baseline))))
+    for name in ("bias", "scale"):
+        if name in fields:
+            assert changed.pop(name) == pytest.approx(fields.pop(name), rel=1e-9)
+    assert changed == fields
+    assert diagnosis.stats.bound_ratio <= 1.0
+    assert diagnosis.stats.mismatched_after == 0
+
+
+def hwio(k):
+    return np.asarray(k)[:, :, None, None]
+
+
+# --- the seed case ------------------------------------------------------------------------
+
+def seed():
+    image_path, kernel_path = demo_paths()
+    return np.load(image_path), np.load(kernel_path)
+
+
+def test_seed_convolve2d_is_a_flipped_kernel():
+    image, kernel = seed()
+    d = convcheck.explain(image, kernel, sig.convolve2d(image, kernel, mode="same"))
+    explained(d, kernel_transform="rot180")
+    assert d.explanation.precision == "float32"
+    assert [c.field for c in d.causes] == ["kernel_transform"]
+    assert "correlate2d" in d.causes[0].fix
+
+
+def test_seed_convolve2d_with_transpose_as_in_the_question():
+    image, kernel = seed()
+    d = convcheck.explain(image, kernel, sig.convolve2d(image, kernel.T, mode="same"))
+    explained(d, kernel_transform="anti_transpose")
+
+
+def test_seed_correlate2d_is_equal():
+    image, kernel = seed()
+    d = convcheck.explain(image, kernel, sig.correlate2d(image, kernel, mode="same"))
+    assert d.verdict is Verdict.EQUAL
+    assert d.causes == ()
+    assert d.stats.mismatched == 0
+
+
+# --- each field alone ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("transform", KERNEL_TRANSFORMS)
+def test_each_kernel_transform(transform):
+    out = sig.correlate2d(IMAGE, np.ascontiguousarray(transform_kernel(hwio(KERNEL), transform)[:, :, 0, 0]),
+                          mode="same")
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    if transform == "identity":
+        assert d.verdict is Verdict.EQUAL
+    else:
+        explained(d, kernel_transform=transform)
+
+
+def test_convolve2d_is_rot180_in_every_mode():
+    for mode in ("same", "valid", "full"):
+        d = convcheck.explain(IMAGE, KERNEL5, sig.convolve2d(IMAGE, KERNEL5, mode=mode), padding=mode)
+        explained(d, kernel_transform="rot180")
+
+
+@pytest.mark.parametrize("mode", ["valid", "full"])
+def test_padding_from_the_output_shape(mode):
+    d = convcheck.explain(IMAGE, KERNEL, sig.correlate2d(IMAGE, KERNEL, mode=mode))
+    explained(d, padding=mode)
+    assert mode in d.causes[0].summary
+
+
+@pytest.mark.parametrize("mode, boundary", [
+    ("reflect", "symmetric"),   # scipy.ndimage's default 'reflect' is numpy's 'symmetric'
+    ("mirror", "reflect"),      # OpenCV BORDER_REFLECT_101
+    ("wrap", "wrap"),
+    ("nearest", "edge"),
+])
+def test_ndimage_boundaries(mode, boundary):
+    out = ndi.correlate(IMAGE, KERNEL5, mode=mode)
+    explained(convcheck.explain(IMAGE, KERNEL5, out), boundary=boundary)
+
+
+@pytest.mark.parametrize("boundary_arg, boundary", [("symm", "symmetric"), ("wrap", "wrap")])
+def test_scipy_signal_boundaries(boundary_arg, boundary):
+    out = sig.correlate2d(IMAGE, KERNEL5, mode="same", boundary=boundary_arg)
+    explained(convcheck.explain(IMAGE, KERNEL5, out), boundary=boundary)
+
+
+def test_ndimage_default_on_an_even_kernel_is_boundary_plus_offset():
+    kernel = RNG.standard_normal((4, 4))
+    # mode='reflect'; ndimage centres at kh // 2 = 2, TF at (kh - 1) // 2 = 1, so windows
+    # start one row/column earlier: output[i, j] == reference[i - 1, j - 1].
+    out = ndi.correlate(IMAGE, kernel)
+    explained(convcheck.explain(IMAGE, kernel, out), boundary="symmetric", offset=(-1, -1))
+
+
+def test_even_kernel_convolve2d_same_is_rot180_and_offset():
+    kernel = RNG.standard_normal((4, 4))
+    out = sig.convolve2d(IMAGE, kernel, mode="same")
+    explained(convcheck.explain(IMAGE, kernel, out), kernel_transform="rot180", offset=(-1, -1))
+
+
+def test_ndimage_origin_shift():
+    out = ndi.correlate(IMAGE, KERNEL5, mode="constant", origin=(1, -2))
+    explained(convcheck.explain(IMAGE, KERNEL5, out), offset=(-1, 2))
+
+
+def test_float64_data_computed_in_float32():
+    out = sig.correlate2d(IMAGE.astype(np.float32), KERNEL.astype(np.float32), mode="same")
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    explained(d, precision="float32")
+    assert "dtype='float64'" in d.causes[0].fix
+
+
+def _round(a, dtype):
+    return np.asarray(a).astype(dtype).astype(np.float32)
+
+
+def test_float16_computation():
+    out = sig.correlate2d(_round(IMAGE, np.float16), _round(KERNEL, np.float16), mode="same").astype(np.float16)
+    explained(convcheck.explain(IMAGE, KERNEL, out), precision="float16")
+
+
+def test_bfloat16_computation():
+    bf = ml_dtypes.bfloat16
+    out = sig.correlate2d(_round(IMAGE, bf), _round(KERNEL, bf), mode="same").astype(bf)
+    # handed over in memory as bfloat16 ...
+    explained(convcheck.explain(IMAGE, KERNEL, out), precision="bfloat16")
+    # ... or as float32 after the usual cast before np.save
+    explained(convcheck.explain(IMAGE, KERNEL, out.astype(np.float32)), precision="bfloat16")
+
+
+def _tf32(a, rounding):
+    """float32 with a 10-bit mantissa, by truncation or round-to-nearest-away (both exist)."""
+    bits = np.asarray(a, dtype=np.float32).view(np.uint32)
+    if rounding == "nearest":
+        bits = bits + np.uint32(0x1000)
+    return (bits & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+@pytest.mark.parametrize("rounding", ["truncate", "nearest"])
+def test_tf32_is_told_apart_from_float16(rounding):
+    image = IMAGE.astype(np.float32)
+    kernel = KERNEL.astype(np.float32)
+    out = sig.correlate2d(_tf32(image, rounding), _tf32(kernel, rounding), mode="same")
+    d = convcheck.explain(image, kernel, out)
+    explained(d, precision="tfloat32")
+    assert "enable_tensor_float_32_execution(False)" in d.causes[0].fix
+
+
+def test_bias():
+    out = sig.correlate2d(IMAGE, KERNEL, mode="same") + 0.125
+    explained(convcheck.explain(IMAGE, KERNEL, out), bias=0.125)
+
+
+def test_kernel_normalised_to_sum_one():
+    kernel = np.abs(KERNEL5) + 0.1
+    out = sig.correlate2d(IMAGE, kernel / kernel.sum(), mode="same")
+    explained(convcheck.explain(IMAGE, kernel, out), scale=1 / kernel.sum())
+
+
+# --- combinations -------------------------------------------------------------------------
+
+def test_float32_opencv_style_call_with_a_flipped_kernel():
+    # cv2.filter2D(float32, kernel) reflects (BORDER_REFLECT_101) and correlates; feeding it a
+    # pre-flipped kernel, as people do to get a "convolution", adds rot180.
+    out = ndi.correlate(IMAGE.astype(np.float32), KERNEL5[::-1, ::-1].astype(np.float32), mode="mirror")
+    explained(convcheck.explain(IMAGE, KERNEL5, out), kernel_transform="rot180", boundary="reflect",
+              precision="float32")
+
+
+def test_convolve2d_valid_in_float32():
+    out = sig.convolve2d(IMAGE.astype(np.float32), KERNEL.astype(np.float32), mode="valid")
+    explained(convcheck.explain(IMAGE, KERNEL, out), kernel_transform="rot180", padding="valid",
+              precision="float32")
+
+
+def test_bias_and_flip():
+    out = sig.convolve2d(IMAGE, KERNEL5, mode="same") - 3.0
+    explained(convcheck.explain(IMAGE, KERNEL5, out), kernel_transform="rot180", bias=-3.0)
+
+
+# --- multi-channel and integers -----------------------------------------------------------
+
+def test_multichannel_hwio_with_a_transposed_kernel():
+    image = RNG.standard_normal((20, 22, 3))
+    kernel = RNG.standard_normal((3, 3, 3, 2))
+    out = np.stack([sum(sig.correlate2d(image[:, :, c], kernel[:, :, c, o].T, mode="same") for c in range(3))
+                    for o in range(2)], axis=-1)
+    d = convcheck.explain(image, kernel, out)
+    explained(d, kernel_transform="transpose")
+    assert d.stats.total == out.size
+
+
+def test_multichannel_float64_to_float32_cast():
+    image = RNG.standard_normal((20, 22, 3))
+    kernel = RNG.standard_normal((5, 5, 3, 1)).astype(np.float32)
+    out = sum(sig.correlate2d(image[:, :, c].astype(np.float32), kernel[:, :, c, 0], mode="same") for c in range(3))
+    explained(convcheck.explain(image, kernel, out[:, :, None]), precision="float32")
+
+
+def test_oihw_kernel_layout():
+    image = RNG.standard_normal((12, 12, 2))
+    kernel = RNG.standard_normal((3, 3, 2, 4))
+    out = reference(image, kernel)
+    d = convcheck.explain(image, kernel.transpose(3, 2, 0, 1), out, kernel_layout="oihw")
+    assert d.verdict is Verdict.EQUAL
+
+
+def test_uint8_photo_with_an_integer_laplacian():
+    image = RNG.integers(0, 256, (30, 30), dtype=np.uint8)
+    laplacian = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    same = sig.correlate2d(image.astype(np.int64), laplacian, mode="same")
+    assert convcheck.explain(image, laplacian, same).verdict is Verdict.EQUAL
+    sobel = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]])
+    d = convcheck.explain(image, sobel, ndi.correlate(image.astype(np.float32), sobel.astype(np.float32)))
+    explained(d, boundary="symmetric")
+
+
+# --- ties ---------------------------------------------------------------------------------
+
+def test_symmetric_kernel_prefers_identity():
+    kernel = np.ones((3, 3))
+    assert convcheck.explain(IMAGE, kernel, sig.convolve2d(IMAGE, kernel, mode="same")).verdict is Verdict.EQUAL
+
+
+def test_boundaries_that_coincide_are_reported_as_ties():
+    kernel = RNG.standard_normal((3, 3))  # a one-pixel margin: 'edge' and 'symmetric' pad alike
+    d = convcheck.explain(IMAGE, kernel, ndi.correlate(IMAGE, kernel, mode="nearest"))
+    explained(d, boundary="symmetric")
+    assert [a.boundary for a in d.alternatives] == ["edge"]
+    assert any("cannot be told apart" in n for n in d.notes)
+
+
+# --- what must stay unexplained -----------------------------------------------------------
+
+def test_a_different_kernel_is_unexplained():
+    out = sig.correlate2d(IMAGE, RNG.standard_normal((3, 5)), mode="same")
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert d.explanation is None and d.causes == ()
+    assert d.closest is not None
+    assert d.where == "everywhere"
+
+
+def test_a_few_corrupted_pixels_are_unexplained():
+    out = sig.convolve2d(IMAGE, KERNEL, mode="same")
+    out[10, 11] += 0.5
+    out[30, 7] -= 0.25
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert d.where == "a few pixels"
+    assert d.closest.kernel_transform == "rot180"   # the right computation, labelled as closest
+    assert d.stats.mismatched_after == 2
+
+
+def test_one_pixel_off_by_1e_3_in_float64_data():
+    out = sig.correlate2d(IMAGE, KERNEL, mode="same")
+    out[17, 5] += 1e-3
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert d.stats.mismatched == 1
+    assert d.stats.worst_index == (17, 5)
+
+
+def test_noise_is_unexplained():
+    out = sig.correlate2d(IMAGE, KERNEL, mode="same") + 1e-7 * RNG.standard_normal(IMAGE.shape)
+    assert convcheck.explain(IMAGE, KERNEL, out).verdict is Verdict.UNEXPLAINED
+
+
+def test_half_computed_one_way_half_another():
+    out = sig.correlate2d(IMAGE, KERNEL5, mode="same")
+    out[:, 18:] = sig.convolve2d(IMAGE, KERNEL5, mode="same")[:, 18:]
+    d = convcheck.explain(IMAGE, KERNEL5, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert d.where in ("a region", "everywhere")
+
+
+def test_a_constant_output_is_not_explained_by_scale_zero():
+    out = np.full(IMAGE.shape, 2.5)
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+
+
+def test_output_shape_that_fits_no_padding():
+    out = sig.correlate2d(IMAGE, KERNEL, mode="same")[::2, ::2]  # a stride
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert "fits no padding" in d.reason and "strided" in d.reason
+
+
+def test_border_only_mismatch_is_located():
+    out = ndi.correlate(IMAGE, KERNEL5, mode="constant")
+    out[0, :] = ndi.correlate(IMAGE, KERNEL5, mode="constant", cval=1.0)[0, :]  # a boundary no one uses
+    d = convcheck.explain(IMAGE, KERNEL5, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert d.where == "border"
+
+
+# --- the contract's JSON shape ------------------------------------------------------------
+
+def test_to_json_dict_has_the_contract_keys():
+    image, kernel = seed()
+    doc = convcheck.explain(image, kernel, sig.convolve2d(image, kernel, mode="same")).to_json_dict()
+    assert doc["schema"] == "convcheck/explain/1"
+    assert doc["verdict"] == "explained"
+    assert set(doc["explanation"]) == {"kernel_transform", "padding", "boundary", "offset", "precision",
+                                       "bias", "scale"}
+    assert doc["explanation"]["offset"] == [0, 0]
+    assert doc["causes"][0]["field"] == "kernel_transform" and doc["causes"][0]["value"] == "rot180"
+    assert {"summary", "fix"} <= set(doc["causes"][0])
+    assert {"max_abs_diff", "max_rel_diff", "mismatched", "total", "worst_index", "residual_after",
+            "error_bound"} <= set(doc["stats"])
+    assert doc["stats"]["total"] == 64
+    assert doc["stats"]["residual_after"] <= doc["stats"]["error_bound"]
+
+
+# --- properties ---------------------------------------------------------------------------
+
+def _extend(image, boundary, pad):
+    mode = {"zero": "constant", "reflect": "reflect", "symmetric": "symmetric", "wrap": "wrap",
+            "edge": "edge"}[boundary]
+    return np.pad(image, pad, mode=mode)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed_=st.integers(0, 2**32 - 1), kh=st.integers(2, 5), kw=st.integers(2, 5),
+       transform=st.sampled_from(KERNEL_TRANSFORMS), boundary=st.sampled_from(BOUNDARIES),
+       dy=st.integers(-1, 1), dx=st.integers(-1, 1))
+def test_property_random_transform_boundary_offset_is_recovered(seed_, kh, kw, transform, boundary, dy, dx):
+    rng = np.random.default_rng(seed_)
+    image = rng.standard_normal((rng.integers(12, 24), rng.integers(12, 24)))
+    kernel = rng.standard_normal((kh, kw))
+    out = _made_by_scipy(image, kernel, transform, boundary, dy, dx)
+    d = convcheck.explain(image, kernel, out)
+    assert d.verdict is not Verdict.UNEXPLAINED, (transform, boundary, dy, dx, d.closest)
+    got = d.explanation
+    assert got.offset == (dy, dx)
+    assert np.array_equal(transform_kernel(hwio(kernel), got.kernel_transform), transform_kernel(hwio(kernel), transform))
+    if got.boundary != boundary:  # a tie only when both boundaries give the very same output
+        assert np.array_equal(_made_by_scipy(image, kernel, transform, got.boundary, dy, dx), out)
+
+
+def _made_by_scipy(image, kernel, transform, boundary, dy, dx):
+    """output[i, j] = ref[i + dy, j + dx]: a scipy 'valid' correlation of the extended image, cropped."""
+    tk = np.ascontiguousarray(transform_kernel(hwio(kernel), transform)[:, :, 0, 0])
+    top, left = (tk.shape[0] - 1) // 2, (tk.shape[1] - 1) // 2
+    margin = max(kernel.shape) + 2
+    full = sig.correlate2d(_extend(image, boundary, margin), tk, mode="valid")
+    r0, c0 = margin - top + dy, margin - left + dx
+    return full[r0:r0 + image.shape[0], c0:c0 + image.shape[1]]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed_=st.integers(0, 2**32 - 1), n_bad=st.integers(1, 4), dtype=st.sampled_from([np.float32, np.float64]),
+       make=st.sampled_from(["correlate", "convolve", "reflect"]))
+def test_property_corrupted_outputs_are_never_explained(seed_, n_bad, dtype, make):
+    rng = np.random.default_rng(seed_)
+    image = rng.standard_normal((rng.integers(10, 30), rng.integers(10, 30))).astype(dtype)
+    kernel = rng.standard_normal((rng.integers(1, 5), rng.integers(2, 5))).astype(dtype)
+    if make == "correlate":
+        out = sig.correlate2d(image, kernel, mode="same")
+    elif make == "convolve":
+        out = sig.convolve2d(image, kernel, mode="same")
+    else:
+        out = ndi.correlate(image, kernel, mode="mirror")
+    out = out.astype(np.float64)
+    magnitude = reference(np.abs(image), np.abs(kernel))
+    for _ in range(n_bad):
+        i, j = rng.integers(0, out.shape[0]), rng.integers(0, out.shape[1])
+        out[i, j] += (1e-3 * magnitude[i, j] + 1e-3) * rng.choice([-1, 1])
+    d = convcheck.explain(image, kernel, out)
+    assert d.verdict is Verdict.UNEXPLAINED, d.explanation
