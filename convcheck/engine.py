@@ -26,7 +26,8 @@ from typing import Optional
 import numpy as np
 
 from . import precision as prec
-from .reference import correlate, extended_image, output_size, pad_before, transform_kernel, window_origin
+from .reference import (correlate, extended_image, gather_windows, output_size, pad_before,
+                        transform_kernel, window_origin)
 from .results import Diagnosis, Stats
 from .vocabulary import BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for, describe
 
@@ -100,6 +101,7 @@ class _Problem:
         self.precisions = [base_precision] + [
             p for p in narrower if prec.representable(self.output, "float32" if p == "tfloat32" else p)]
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._extent: dict[str, tuple[float, float]] = {}
         self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
 
     def rounding_is_exact(self, precision: str) -> bool:
@@ -117,12 +119,16 @@ class _Problem:
                                             prec.round_to(self.kernel, precision))
         return self._rounded[precision]
 
-    def bound(self, magnitude, predicted, precision, scale, has_bias, image, kernel):
+    def bound(self, magnitude, predicted, precision, scale, has_bias):
+        """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound)."""
+        if precision not in self._extent:
+            image, kernel = self.rounded(precision)
+            self._extent[precision] = (float(np.max(np.abs(image), initial=0.0)),
+                                       float(np.max(np.abs(kernel), initial=0.0)))
+        max_input, max_kernel = self._extent[precision]
         return prec.error_bound(magnitude, predicted, n=self.n, model=self.models[precision],
                                 output_u=self.output_u, output_underflow=self.output_underflow,
-                                scale=scale, has_bias=has_bias,
-                                max_input=float(np.max(np.abs(image), initial=0.0)),
-                                max_kernel=float(np.max(np.abs(kernel), initial=0.0)))
+                                scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel)
 
 
 def _fit(prediction: np.ndarray, target: np.ndarray, fit: str) -> tuple[float, float]:
@@ -228,12 +234,8 @@ class _Search:
     def _extract(self, image: np.ndarray, boundary: str, padding: str, kernel_hw) -> np.ndarray:
         r = self.radius
         top, left = pad_before(padding, *kernel_hw)
-        origin = (-r - top, -r - left)
-        region_hw = (self.out_hw[0] + 2 * r, self.out_hw[1] + 2 * r)
-        region = extended_image(image, boundary, origin, region_hw, kernel_hw)
-        rows = self.rows[:, None] + np.arange(kernel_hw[0] + 2 * r)
-        cols = self.cols[:, None] + np.arange(kernel_hw[1] + 2 * r)
-        return region[rows[:, :, None], cols[:, None, :]]
+        return gather_windows(image, boundary, self.rows - r - top, self.cols - r - left,
+                              kernel_hw[0] + 2 * r, kernel_hw[1] + 2 * r)
 
     def _predict(self, patches: np.ndarray, kernels: np.ndarray, magnitude: bool):
         """Correlate every sample window at every offset with a stack of kernels at once.
@@ -324,7 +326,7 @@ class _Search:
         if not _usable_fit(scale, bias):
             return False, scale, bias
         predicted = scale * values + bias
-        bound = p.bound(mags, predicted, precision, scale, struct.fit in ("bias", "both"), image, kernel)
+        bound = p.bound(mags, predicted, precision, scale, struct.fit in ("bias", "both"))
         return bool(np.all(np.abs(target - predicted) <= bound)), scale, bias
 
 
@@ -358,9 +360,10 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str) -> _Full:
     if not _usable_fit(scale, bias):
         scale, bias = 1.0, 0.0
     predicted = values if fit == "none" else scale * values + bias
-    bound = problem.bound(mags, predicted, expl.precision, scale, fit in ("bias", "both"), image, kernel)
+    bound = problem.bound(mags, predicted, expl.precision, scale, fit in ("bias", "both"))
+    del mags
     residual = problem.output - predicted
-    bad = int(np.count_nonzero(~(np.abs(residual) <= bound)))
+    bad = int(np.count_nonzero(np.abs(residual) > bound))
     return _Full(expl.with_(scale=scale, bias=bias), values, predicted, bound, residual, bad)
 
 
@@ -528,12 +531,16 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
     total = int(problem.output.size)
     max_abs = max_rel = mismatched = worst = worst_out = worst_ref = None
     if reference is not None and before is not None:
-        diff = np.abs(problem.output - reference)
+        diff = np.subtract(problem.output, reference)
+        np.abs(diff, out=diff)
         flat = int(np.argmax(diff))
         max_abs = float(diff.ravel()[flat])
         magnitude = np.abs(reference)
-        np.divide(diff, magnitude, out=diff, where=magnitude != 0)
-        max_rel = float(np.max(diff, where=magnitude != 0, initial=0.0)) if np.any(magnitude) else None
+        nonzero = magnitude != 0
+        max_rel = None
+        if nonzero.any():
+            np.divide(diff, magnitude, out=diff, where=nonzero)
+            max_rel = float(np.max(diff, where=nonzero, initial=0.0))
         mismatched = before.bad
         worst = _index_in_user_shape(flat, problem.output.shape, tuple(user_shape))
         worst_out = float(problem.output.ravel()[flat])

@@ -168,11 +168,14 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     abs_scale = abs(scale)
     c = model.relative_coefficient(n, scaled=scale != 1.0)
     absolute = abs_scale * n * (model.underflow + model.input_abs_slack * (max_input + max_kernel))
-    before_storage = (abs_scale * c) * magnitude + absolute
     # Storing (or adding the bias) rounds the computed value y once more: |fl(y) - y| <= u |y|
     # with |y| <= |predicted| + (error before storage).
     out_round = output_u + (model.accumulation_u if has_bias else 0.0)
-    bound = before_storage * (1.0 + out_round) + out_round * np.abs(predicted)
-    bound += output_underflow + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]
-    bound *= 1.0 + 8 * n * U64
+    inflate = 1.0 + 8 * n * U64
+    bound = np.multiply(magnitude, abs_scale * c * (1.0 + out_round) * inflate)
+    tail = np.abs(predicted)
+    tail *= out_round * inflate
+    bound += tail
+    bound += (absolute * (1.0 + out_round) + output_underflow
+              + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]) * inflate
     return bound

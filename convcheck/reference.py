@@ -75,6 +75,46 @@ def pad_image(image: np.ndarray, boundary: str, before: tuple[int, int], after: 
     return np.pad(image, widths, mode=_PAD_MODE[boundary])
 
 
+def boundary_index(index: np.ndarray, size: int, boundary: str) -> tuple[np.ndarray, np.ndarray]:
+    """Map image coordinates (any integers) to in-image ones per `boundary`, as numpy.pad does.
+
+    Returns (index, valid): `valid` is False where a 'zero' boundary reads padding.
+    Periodic formulas, so margins larger than the image repeat the rule like numpy.pad.
+    """
+    index = np.asarray(index)
+    valid = np.ones(index.shape, dtype=bool)
+    if boundary == "zero":
+        valid = (index >= 0) & (index < size)
+        return np.clip(index, 0, size - 1), valid
+    if boundary == "edge":
+        return np.clip(index, 0, size - 1), valid
+    if boundary == "wrap":
+        return np.mod(index, size), valid
+    if boundary == "symmetric":
+        m = np.mod(index, 2 * size)
+        return np.where(m < size, m, 2 * size - 1 - m), valid
+    if boundary == "reflect":
+        if size == 1:
+            return np.zeros_like(index), valid
+        m = np.mod(index, 2 * size - 2)
+        return np.where(m < size, m, 2 * size - 2 - m), valid
+    raise ValueError(f"unknown boundary {boundary!r}")
+
+
+def gather_windows(image: np.ndarray, boundary: str, rows: np.ndarray, cols: np.ndarray,
+                   height: int, width: int) -> np.ndarray:
+    """The (n, height, width, C) blocks of the extended image whose top-left corners are (rows, cols).
+
+    Only the requested blocks are read: no padded copy of the whole image.
+    """
+    r_idx, r_ok = boundary_index(rows[:, None] + np.arange(height), image.shape[0], boundary)
+    c_idx, c_ok = boundary_index(cols[:, None] + np.arange(width), image.shape[1], boundary)
+    blocks = image[r_idx[:, :, None], c_idx[:, None, :]]
+    if boundary == "zero":
+        blocks = blocks * (r_ok[:, :, None] & c_ok[:, None, :])[..., None]
+    return blocks
+
+
 def window_origin(padding: str, kernel_hw: tuple[int, int], offset: tuple[int, int]) -> tuple[int, int]:
     """Where output[0, 0]'s window starts in image coordinates: output[i, j] reads rows from i + origin."""
     top, left = pad_before(padding, *kernel_hw)
