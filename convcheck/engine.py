@@ -363,7 +363,8 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str) -> _Full:
     bound = problem.bound(mags, predicted, expl.precision, scale, fit in ("bias", "both"))
     del mags
     residual = problem.output - predicted
-    bad = int(np.count_nonzero(np.abs(residual) > bound))
+    # Written so that NaN residuals (an overflowed backend output) count as mismatches.
+    bad = int(np.count_nonzero(~(np.abs(residual) <= bound)))
     return _Full(expl.with_(scale=scale, bias=bias), values, predicted, bound, residual, bad)
 
 

@@ -399,3 +399,17 @@ def test_property_corrupted_outputs_are_never_explained(seed_, n_bad, dtype, mak
         out[i, j] += (1e-3 * magnitude[i, j] + 1e-3) * rng.choice([-1, 1])
     d = convcheck.explain(image, kernel, out)
     assert d.verdict is Verdict.UNEXPLAINED, d.explanation
+
+
+def test_non_finite_outputs_are_mismatches_not_matches():
+    # A backend row can overflow (float16 beyond 65504): NaN/inf must never count as within bound.
+    from convcheck.engine import diagnose
+    from convcheck.inputs import prepare_inputs
+    out = sig.correlate2d(IMAGE, KERNEL, mode="same")
+    out[3, 4] = np.inf
+    out[6, 7] = np.nan
+    inputs = prepare_inputs(IMAGE, KERNEL, np.zeros_like(out))
+    from dataclasses import replace
+    d = diagnose(replace(inputs, output=out[:, :, None], output_shape=out.shape))
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert d.stats.mismatched == 2
