@@ -126,12 +126,13 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
             rows.append(BackendResult(backend.name, "failed", reason=exc.reason, requested=requested,
                                       version=backend.version()))
             continue
-        row_inputs = replace(inputs, output=run.output, output_shape=tuple(run.output.shape),
-                             output_name=backend.name)
+        # Index back into the output as the user would hold it: (Ho, Wo) for a 2-D kernel.
+        shape = tuple(run.output.shape[:2]) if len(inputs.kernel_shape) == 2 else tuple(run.output.shape)
+        row_inputs = replace(inputs, output=run.output, output_shape=shape, output_name=backend.name)
         diagnosis = diagnose(row_inputs, padding=padding, precision=expected_precision,
                              keep_arrays=keep_arrays)
         rows.append(BackendResult(backend.name, "ok", version=backend.version(),
-                                  compute_dtype=run.compute_dtype, shape=tuple(run.output.shape),
+                                  compute_dtype=run.compute_dtype, shape=shape,
                                   seconds=round(run.seconds, 6), notes=tuple(run.notes),
                                   diagnosis=diagnosis, requested=requested))
     order = {name: i for i, name in enumerate(names)}

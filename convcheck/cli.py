@@ -1,0 +1,247 @@
+"""The `convcheck` command line: thin click commands over the library (sqlite-utils style).
+
+Each command parses options, calls the library, hands the result to a format (which
+returns a string) and maps the outcome to an exit code (CONTRACT section 4). numpy,
+scipy and TensorFlow are imported inside the commands, never at module level, so
+`convcheck --help` starts instantly; input files are validated before any backend
+(and so TensorFlow) is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+
+from . import __version__
+from .cli_options import (check_destination, check_plot, emit, input_options, output_options,
+                          reports_input_errors, save_plot, stdout_to_stderr, talk, terminal_width,
+                          use_color)
+from .errors import InputError
+from .formats import Format, render_compare, render_explain
+from .vocabulary import DTYPES, PRECISIONS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convcheck")
+def main():
+    """Explain why convolution outputs disagree.
+
+    The reference is the float64 cross-correlation (what deep-learning frameworks call
+    convolution) with zero padding. Every difference is explained, if it can be, by a
+    kernel flip, padding, boundary, offset, precision, bias or scale, judged against a
+    rigorous floating-point error bound.
+
+    Exit codes: 0 no mismatch, 1 an unexplained mismatch (with --strict: any
+    difference), 2 bad usage or input, 3 a requested backend could not run.
+    """
+
+
+def _finish(code: int) -> None:
+    click.get_current_context().exit(code)
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def _parse_backends(text: Optional[str]) -> Optional[list[str]]:
+    """'a,b' -> ['a', 'b'] (None for all backends); unknown names are an InputError."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise InputError("--backends: name at least one backend, e.g. --backends "
+                         "scipy.signal.correlate2d,tf.nn.conv2d (see convcheck backends)")
+    from .backends import get_backend
+    for name in names:
+        get_backend(name)
+    return names
+
+
+def _run_compare(inputs, *, padding: str, dtype: Optional[str], backends: Optional[list[str]],
+                 library_defaults: bool, keep_arrays: bool):
+    """compare_inputs, saying on stderr when TensorFlow is about to be imported."""
+    from .backends import BACKENDS
+    from .comparison import compare_inputs
+
+    names = backends if backends is not None else list(BACKENDS)
+    heavy = [name for name in names
+             if BACKENDS[name].module != "scipy" and BACKENDS[name].availability()[0]]
+    if heavy and "tensorflow" not in sys.modules:
+        talk(f"importing TensorFlow for {', '.join(heavy)} (this takes a few seconds)...")
+    with stdout_to_stderr():  # framework chatter must never reach the report on stdout
+        return compare_inputs(inputs, padding=padding, dtype=dtype, backends=backends,
+                              library_defaults=library_defaults, keep_arrays=keep_arrays)
+
+
+def compare_exit_code(report, strict: bool = False) -> int:
+    """CONTRACT section 4 for a compare: 1 for a mismatch, else 3 for a requested backend
+    that did not run or any backend that failed outright, else 0."""
+    from .results import exit_code_for
+
+    verdicts = [r.diagnosis.verdict for r in report.results if r.status == "ok" and r.diagnosis is not None]
+    backend_problem = any(r.status != "ok" and (r.requested or r.status == "failed")
+                          for r in report.results)
+    return exit_code_for(verdicts, backend_problem=backend_problem, strict=strict)
+
+
+def _plot_items(report) -> list:
+    """(title, diagnosis) for every row that ran, for --plot."""
+    return [(r.backend, r.diagnosis) for r in report.results if r.diagnosis is not None]
+
+
+def _compare_renderer(report):
+    return lambda fmt, color, width: render_compare(report, fmt, color=color, width=width)
+
+
+backends_option = click.option(
+    "--backends", default=None, metavar="NAME,NAME",
+    help="Comma-separated backends to run (default: all; see `convcheck backends`). A named "
+         "backend that cannot run makes the exit code 3.")
+library_defaults_option = click.option(
+    "--library-defaults", is_flag=True, default=False,
+    help="Call each library with its own defaults (scipy.signal mode='full', Keras "
+         "padding='valid' and float32, ...) to see which default makes them disagree.")
+
+
+@main.command()
+@click.argument("image", type=click.Path())
+@click.argument("kernel", type=click.Path())
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
+              help="Precision every backend computes in (default: the wider of the inputs' float "
+                   "dtypes; float32 for integer inputs).")
+@backends_option
+@library_defaults_option
+@input_options
+@output_options
+@reports_input_errors
+def compare(image, kernel, dtype, backends, library_defaults, padding, kernel_layout, max_elements,
+            fmt, output, strict, plot):
+    """Run IMAGE and KERNEL (.npy files) through every backend and explain each output.
+
+    IMAGE is (H, W) or (H, W, C); KERNEL is (kh, kw) or 4-D HWIO (OIHW with
+    --kernel-layout oihw).
+    """
+    check_destination(output, "--output")
+    check_plot(plot)
+    names = _parse_backends(backends)
+    from .inputs import load_inputs
+
+    inputs = load_inputs(image, kernel, kernel_layout=kernel_layout, padding=padding,
+                         max_elements=max_elements)
+    report = _run_compare(inputs, padding=padding, dtype=dtype, backends=names,
+                          library_defaults=library_defaults, keep_arrays=plot is not None)
+    save_plot(_plot_items(report), plot)
+    emit(_compare_renderer(report), fmt, output)
+    _finish(compare_exit_code(report, strict))
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+@main.command()
+@click.argument("image", type=click.Path())
+@click.argument("kernel", type=click.Path())
+@click.argument("output_path", metavar="OUTPUT", type=click.Path())
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="The precision you expected the convolution to run in (default: the inputs' own).")
+@input_options
+@output_options
+@reports_input_errors
+def explain(image, kernel, output_path, precision, padding, kernel_layout, max_elements, fmt, output,
+            strict, plot):
+    """Explain why OUTPUT differs from the cross-correlation of IMAGE with KERNEL (.npy files).
+
+    Pure numpy: never imports TensorFlow. OUTPUT is (Ho, Wo), (Ho, Wo, C_out) or a
+    (1, Ho, Wo, C_out) batch of one.
+    """
+    check_destination(output, "--output")
+    check_plot(plot)
+    from .engine import diagnose
+    from .inputs import load_inputs
+
+    inputs = load_inputs(image, kernel, output_path, kernel_layout=kernel_layout, padding=padding,
+                         max_elements=max_elements)
+    diagnosis = diagnose(inputs, padding=padding, precision=precision, keep_arrays=plot is not None)
+    save_plot([(inputs.output_name, diagnosis)], plot)
+    names = {"image": inputs.image_name, "kernel": inputs.kernel_name, "output": inputs.output_name}
+    emit(lambda f, color, width: render_explain(diagnosis, f, names=names, color=color, width=width),
+         fmt, output)
+    from .results import exit_code_for
+
+    _finish(exit_code_for([diagnosis.verdict], strict=strict))
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@main.command()
+@backends_option
+@library_defaults_option
+@output_options
+@reports_input_errors
+def demo(backends, library_defaults, fmt, output, strict, plot):
+    """Compare the backends on a packaged example and say what the table shows.
+
+    The example is the 8x8 image and 3x3 kernel of the well-known question "Different 2D
+    convolution results between keras and scipy".
+    """
+    check_destination(output, "--output")
+    check_plot(plot)
+    names = _parse_backends(backends)
+    from .comparison import demo_paths
+    from .formats._text import story
+    from .inputs import load_inputs
+
+    image, kernel = demo_paths()
+    inputs = load_inputs(image, kernel)
+    report = _run_compare(inputs, padding="same", dtype=None, backends=names,
+                          library_defaults=library_defaults, keep_arrays=plot is not None)
+    save_plot(_plot_items(report), plot)
+    emit(_compare_renderer(report), fmt, output)
+    # The story is for people: beside the table on stdout, on stderr when stdout is data.
+    to_stdout = fmt == Format.TABLE.value or output is not None
+    click.echo("", err=not to_stdout)
+    for line in story(report):
+        click.echo(line, err=not to_stdout)
+    _finish(compare_exit_code(report, strict))
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+@main.command("backends")
+@click.option("--format", "fmt", type=click.Choice([Format.TABLE.value, Format.JSON.value]),
+              default=Format.TABLE.value, show_default=True, help="table for people, json for scripts.")
+def backends_command(fmt):
+    """List the backends compare can run: available here or not, version, and why not."""
+    from .comparison import backend_table
+
+    rows = backend_table()
+    if fmt == Format.JSON.value:
+        from .formats.json import dumps
+        click.echo(dumps({"backends": rows}))
+        return
+    from .formats.table import render_backends
+
+    color = use_color()
+    click.echo(render_backends(rows, color=color, width=terminal_width()), nl=False, color=color)
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def _register_check() -> None:
+    # `check` lives in its own module (convcheck/check_command.py); until it exists the
+    # CLI simply has no `check` command. Any other import error is a real bug: raise it.
+    try:
+        from .check_command import check
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.check_command":
+            raise
+        return
+    main.add_command(check)
+
+
+_register_check()

@@ -1,0 +1,305 @@
+"""What the human-readable formats say, decided once: the table and markdown only lay it out.
+
+Pure Python (no rich, no numpy): every function turns result objects into plain strings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional
+
+from ..vocabulary import Explanation, Verdict, describe
+
+VERDICT_MARKS = {Verdict.EQUAL: "✓", Verdict.EXPLAINED: "≈", Verdict.UNEXPLAINED: "✗"}
+VERDICT_STYLES = {Verdict.EQUAL: "green", Verdict.EXPLAINED: "yellow", Verdict.UNEXPLAINED: "red"}
+STATUS_STYLES = {"skipped": "dim", "failed": "red"}
+NONE = "–"
+
+COMPARE_COLUMNS = ("backend", "compute dtype", "max |Δ|", "max rel Δ", "mismatched / total",
+                   "worst index", "verdict", "explanation", "fix")
+NUMERIC_COLUMNS = ("max |Δ|", "max rel Δ", "mismatched / total")
+
+
+def num(value: Optional[float]) -> str:
+    """A difference with 3 significant digits: 4.99, 0.00123, 1.2e-07; '–' for None."""
+    if value is None:
+        return NONE
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.3g}"
+
+
+def value_text(value: Optional[float]) -> str:
+    """An array value with 6 significant digits (enough to see where two values part)."""
+    return NONE if value is None else f"{float(value):.6g}"
+
+
+def index_text(index: Optional[Iterable[int]]) -> str:
+    """[3, 4] style, '–' for None."""
+    return NONE if index is None else "[" + ", ".join(str(int(i)) for i in index) + "]"
+
+
+def verdict_label(verdict: Verdict) -> str:
+    """'✓ equal', '≈ explained' or '✗ unexplained'."""
+    verdict = Verdict(verdict)
+    return f"{VERDICT_MARKS[verdict]} {verdict.value}"
+
+
+def status_label(status: str) -> str:
+    """The verdict cell of a row that did not run: '– skipped', '✗ failed'."""
+    return f"{'✗' if status == 'failed' else NONE} {status}"
+
+
+def candidate_text(candidate: Explanation, baseline: Explanation) -> str:
+    """A candidate explanation in words; the baseline itself is named as such."""
+    if not candidate.changed_fields(baseline):
+        return "the expected computation itself"
+    return describe(candidate, baseline)
+
+
+def closest_text(diagnosis) -> Optional[str]:
+    """'closest candidate (does NOT match): ...' for an unexplained diagnosis, else None."""
+    if diagnosis.closest is None:
+        return None
+    text = f"closest candidate (does NOT match): {candidate_text(diagnosis.closest, diagnosis.baseline)}"
+    after = diagnosis.stats.mismatched_after
+    if after:
+        text += f", still {after} of {diagnosis.stats.total} elements beyond the bound"
+    return text
+
+
+def explanation_cell(diagnosis) -> str:
+    """The compare table's plain-words explanation of one row."""
+    if diagnosis.verdict is Verdict.EQUAL:
+        return "matches the reference"
+    if diagnosis.verdict is Verdict.EXPLAINED:
+        return describe(diagnosis.explanation, diagnosis.baseline)
+    parts = ["no known cause"]
+    if diagnosis.where:
+        parts[0] += f" (mismatch: {diagnosis.where})"
+    closest = closest_text(diagnosis)
+    if closest:
+        parts.append(closest)
+    elif diagnosis.reason:
+        parts.append(diagnosis.reason)
+    return "; ".join(parts)
+
+
+def fix_cell(diagnosis) -> str:
+    """The first cause's fix; for unexplained rows, where to look next."""
+    if diagnosis.verdict is Verdict.EXPLAINED and diagnosis.causes:
+        return diagnosis.causes[0].fix
+    if diagnosis.verdict is Verdict.UNEXPLAINED:
+        return "a genuine mismatch: run convcheck explain on this output, and --plot it"
+    return NONE
+
+
+def compare_cells(result) -> dict[str, str]:
+    """One `BackendResult` as the compare table's cells (keys: COMPARE_COLUMNS, plus 'status')."""
+    cells = dict.fromkeys(COMPARE_COLUMNS, NONE)
+    cells["backend"] = result.backend
+    cells["status"] = result.status
+    if result.status != "ok" or result.diagnosis is None:
+        cells["verdict"] = status_label(result.status)
+        cells["explanation"] = result.reason or result.status
+        return cells
+    diagnosis = result.diagnosis
+    stats = diagnosis.stats
+    cells["compute dtype"] = result.compute_dtype or NONE
+    cells["max |Δ|"] = num(stats.max_abs_diff)
+    cells["max rel Δ"] = num(stats.max_rel_diff)
+    mismatched = NONE if stats.mismatched is None else str(stats.mismatched)
+    cells["mismatched / total"] = f"{mismatched}/{stats.total}"
+    cells["worst index"] = index_text(stats.worst_index)
+    cells["verdict"] = verdict_label(diagnosis.verdict)
+    cells["explanation"] = explanation_cell(diagnosis)
+    cells["fix"] = fix_cell(diagnosis)
+    return cells
+
+
+def why_sentences(diagnoses: Iterable[Any]) -> list[str]:
+    """One `Cause.why` per distinct cause field across the diagnoses, in first-seen order."""
+    seen: dict[str, str] = {}
+    for diagnosis in diagnoses:
+        if diagnosis is None:
+            continue
+        for cause in diagnosis.causes:
+            if cause.field not in seen and cause.why:
+                seen[cause.field] = cause.why
+    return list(seen.values())
+
+
+def diagnosis_notes(diagnosis) -> list[str]:
+    """The diagnosis's notes, minus one that only repeats the alternatives listed separately."""
+    notes = []
+    alternatives = [describe(a, diagnosis.baseline) for a in diagnosis.alternatives]
+    for note in diagnosis.notes:
+        if alternatives and all(text in note for text in alternatives):
+            continue
+        notes.append(note)
+    return notes
+
+
+def compare_title(report) -> str:
+    """'image.npy (8x8 float32) with kernel.npy (3x3 float32) · padding same · compute dtype float32'."""
+    def one(role: str) -> str:
+        info = report.inputs.get(role, {}) or {}
+        name = info.get("path") or role
+        shape = "x".join(str(d) for d in info.get("shape", ())) or "?"
+        return f"{name} ({shape} {info.get('dtype', '?')})"
+
+    settings = report.settings
+    parts = [f"{one('image')} with {one('kernel')}", f"padding {settings.get('padding', '?')}"]
+    if settings.get("library_defaults"):
+        parts.append("each library's own defaults")
+    else:
+        parts.append(f"compute dtype {settings.get('dtype', '?')}")
+    return " · ".join(parts)
+
+
+def compare_footer(report) -> tuple[list[str], list[str]]:
+    """(why sentences, notes) printed below a compare table."""
+    notes = []
+    for result in report.results:
+        for note in result.notes:
+            notes.append(f"{result.backend}: {note}")
+        if result.diagnosis is not None:
+            for note in diagnosis_notes(result.diagnosis):
+                notes.append(f"{result.backend}: {note}")
+            for alternative in result.diagnosis.alternatives:
+                notes.append(f"{result.backend}: equally explained by "
+                             f"{describe(alternative, result.diagnosis.baseline)} "
+                             "(computes the same values here)")
+    notes.extend(report.notes)
+    return why_sentences(r.diagnosis for r in report.results), notes
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+def reference_text(baseline: Explanation, names: dict) -> str:
+    """How the reference was computed, in words."""
+    image = names.get("image", "image")
+    kernel = names.get("kernel", "kernel")
+    return (f"the {baseline.precision} cross-correlation (kernel not flipped) of {image} with {kernel}, "
+            f"padding {baseline.padding}, {baseline.boundary} boundary")
+
+
+def explain_headline(diagnosis, names: dict) -> str:
+    """The sentence after the verdict mark."""
+    output = names.get("output", "output")
+    if diagnosis.verdict is Verdict.EQUAL:
+        return f"{output} matches the reference within the rigorous error bound; nothing to explain."
+    if diagnosis.verdict is Verdict.EXPLAINED:
+        count = len(diagnosis.causes)
+        return (f"{output} differs from the reference, and {count} cause{'s' if count != 1 else ''} "
+                f"reproduce{'s' if count == 1 else ''} it within the error bound:")
+    return (f"{output} differs from the reference, and no combination of kernel transform, padding, "
+            "boundary, offset, precision, bias and scale reproduces it: a genuine mismatch.")
+
+
+def explain_stats(diagnosis, names: Optional[dict] = None) -> list[tuple[str, str]]:
+    """(label, value) rows of the explain report's numbers (first, with `names`, the reference)."""
+    stats = diagnosis.stats
+    rows = []
+    if names is not None:
+        rows.append(("reference", reference_text(diagnosis.baseline, names)))
+    if stats.max_abs_diff is None:
+        rows.append(("max |Δ| before", f"{NONE} (no reference has the output's shape)"))
+    else:
+        rows.append(("max |Δ| before", f"{num(stats.max_abs_diff)} (output vs reference; "
+                                       f"max rel Δ {num(stats.max_rel_diff)})"))
+    if stats.mismatched is not None:
+        rows.append(("mismatched", f"{stats.mismatched} of {stats.total} elements beyond the error bound"))
+    if stats.worst_index is not None:
+        rows.append(("worst index", f"{index_text(stats.worst_index)}: output {value_text(stats.worst_output)}, "
+                                    f"reference {value_text(stats.worst_reference)}"))
+    against = ("the closest candidate" if diagnosis.verdict is Verdict.UNEXPLAINED
+               else "the explanation's reproduction" if diagnosis.verdict is Verdict.EXPLAINED
+               else "the reference")
+    if stats.residual_after is not None:
+        rows.append(("max |Δ| after", f"{num(stats.residual_after)} (output vs {against})"))
+    if stats.error_bound is not None:
+        bound = f"{num(stats.error_bound)} (largest element of the bound)"
+        if stats.bound_ratio is not None:
+            bound += f"; worst residual/bound {num(stats.bound_ratio)} (≤ 1 is within the bound)"
+        rows.append(("error bound", bound))
+    if diagnosis.verdict is Verdict.UNEXPLAINED and stats.mismatched_after is not None:
+        rows.append(("mismatched after", f"{stats.mismatched_after} of {stats.total} elements "
+                                         f"beyond the bound of {against}"))
+    return rows
+
+
+def explain_unexplained(diagnosis) -> list[str]:
+    """For an unexplained diagnosis: where the mismatch sits, the closest candidate or the reason."""
+    lines = []
+    if diagnosis.where:
+        lines.append(f"where: {diagnosis.where}")
+    closest = closest_text(diagnosis)
+    if closest:
+        lines.append(closest)
+    if diagnosis.reason:
+        lines.append(diagnosis.reason)
+    return lines
+
+
+def alternatives_text(diagnosis) -> Optional[str]:
+    """The tied explanations in words, or None."""
+    if not diagnosis.alternatives:
+        return None
+    tied = "; ".join(describe(a, diagnosis.baseline) for a in diagnosis.alternatives)
+    return f"equally explained by (these compute the same values here, so they cannot be told apart): {tied}"
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def join_names(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _verb(names: list[str], singular: str, plural: str) -> str:
+    return singular if len(names) == 1 else plural
+
+
+def story(report) -> list[str]:
+    """A few sentences telling what a compare found, derived from its verdicts (for `demo`)."""
+    explained: dict[tuple, list] = {}
+    equal: list[str] = []
+    equal_dtypes: set[str] = set()
+    unexplained: list[str] = []
+    not_run: list[str] = []
+    for result in report.results:
+        diagnosis = result.diagnosis
+        if result.status != "ok" or diagnosis is None:
+            not_run.append(f"{result.backend} ({result.reason or result.status})")
+        elif diagnosis.verdict is Verdict.EQUAL:
+            equal.append(result.backend)
+            equal_dtypes.add(result.compute_dtype or diagnosis.baseline.precision)
+        elif diagnosis.verdict is Verdict.EXPLAINED:
+            key = tuple((c.field, str(c.value)) for c in diagnosis.causes)
+            explained.setdefault(key, [diagnosis.causes, []])[1].append(result.backend)
+        else:
+            unexplained.append(result.backend)
+
+    lines = []
+    for causes, names in explained.values():
+        what = "; and ".join(c.summary for c in causes)
+        lines.append(f"{join_names(names)} {_verb(names, 'differs', 'differ')} from the reference only "
+                     f"because {what}. Fix: {causes[0].fix}.")
+    if equal:
+        rounding = (f"{next(iter(equal_dtypes))} rounding" if len(equal_dtypes) == 1
+                    else "the rounding of their compute dtypes")
+        lines.append(f"{join_names(equal)} {_verb(equal, 'computes', 'compute')} the cross-correlation "
+                     f"that deep-learning frameworks call convolution, and {_verb(equal, 'agrees', 'agree')} "
+                     f"with the reference within {rounding}.")
+    if unexplained:
+        lines.append(f"{join_names(unexplained)} {_verb(unexplained, 'disagrees', 'disagree')} with the "
+                     "reference in a way no known cause explains: a genuine mismatch.")
+    if not_run:
+        lines.append(f"Could not run here: {join_names(not_run)}.")
+    return lines

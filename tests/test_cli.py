@@ -1,0 +1,423 @@
+"""The command line, driven with click's CliRunner: exit codes (CONTRACT section 4),
+stdout carrying only the report, one-line errors on stderr. Nothing here imports
+TensorFlow: compare runs only the scipy backends (see test_cli_tensorflow.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.signal
+from click.testing import CliRunner
+
+from convcheck.backends import BACKENDS
+from convcheck.cli import compare_exit_code, main
+from convcheck.comparison import demo_paths
+from convcheck.results import BackendResult, CompareReport
+
+SCIPY = "scipy.signal.convolve2d,scipy.signal.correlate2d"
+ANSI = re.compile(r"\x1b\[")
+STATS_KEYS = {"max_abs_diff", "max_rel_diff", "mismatched", "total", "worst_index", "residual_after",
+              "error_bound"}
+
+
+@pytest.fixture
+def runner():
+    # Colour and width must not depend on the environment the tests run in.
+    return CliRunner(env={"NO_COLOR": None, "FORCE_COLOR": None, "COLUMNS": "160"})
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    """The demo image and kernel as float64 .npy files plus outputs made with scipy."""
+    monkeypatch.chdir(tmp_path)
+    image_path, kernel_path = demo_paths()
+    image = np.load(image_path).astype(np.float64)
+    kernel = np.load(kernel_path).astype(np.float64)
+    corrupted = scipy.signal.correlate2d(image, kernel, mode="same")
+    corrupted[2, 5] += 0.5
+    arrays = {
+        "image.npy": image,
+        "kernel.npy": kernel,
+        "convolved.npy": scipy.signal.convolve2d(image, kernel, mode="same"),
+        "correlated.npy": scipy.signal.correlate2d(image, kernel, mode="same"),
+        "corrupted.npy": corrupted,
+    }
+    for name, array in arrays.items():
+        np.save(tmp_path / name, array)
+    return tmp_path
+
+
+def invoke(runner, *args):
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def assert_input_error(result, *, mentions: str):
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert mentions in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- explain
+
+
+def test_explain_convolve2d_is_explained_by_rot180(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "convolved.npy")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("≈ explained: convolved.npy differs from the reference")
+    assert "kernel_transform: the kernel was flipped 180 degrees" in result.stdout
+    assert "fix: use scipy.signal.correlate2d" in result.stdout
+    assert result.stderr == ""
+
+
+def test_explain_correlate2d_is_equal(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "correlated.npy")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("✓ equal: correlated.npy matches the reference")
+
+
+def test_explain_corrupted_output_is_unexplained_exit_1(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "corrupted.npy")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("✗ unexplained")
+    assert "closest candidate (does NOT match)" in result.stdout
+    assert "[2, 5]" in result.stdout
+
+
+@pytest.mark.parametrize("output, code", [("convolved.npy", 1), ("correlated.npy", 0)])
+def test_explain_strict_fails_anything_not_equal(runner, files, output, code):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", output, "--strict")
+    assert result.exit_code == code
+
+
+def test_explain_json_is_the_contract_document(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "convolved.npy", "--format", "json")
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)  # nothing but the report on stdout
+    assert {"schema", "verdict", "explanation", "causes", "stats"} <= set(document)
+    assert document["schema"] == "convcheck/explain/1"
+    assert document["verdict"] == "explained"
+    assert document["explanation"]["kernel_transform"] == "rot180"
+    assert [c["field"] for c in document["causes"]] == ["kernel_transform"]
+    assert set(document["causes"][0]) == {"field", "value", "summary", "fix"}
+    assert STATS_KEYS <= set(document["stats"])
+    assert document["stats"]["total"] == 64 and document["stats"]["mismatched"] == 64
+
+
+def test_explain_unexplained_json_has_null_explanation(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "corrupted.npy", "--format", "json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["verdict"] == "unexplained" and document["explanation"] is None
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "junit", "github"])
+def test_explain_other_formats(runner, files, fmt):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "convolved.npy", "--format", fmt)
+    assert result.exit_code == 0
+    assert result.stdout.strip()
+
+
+def test_explain_precision_and_padding_options(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "correlated.npy",
+                    "--precision", "float64", "--padding", "same", "--kernel-layout", "hwio",
+                    "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["verdict"] == "equal"
+
+
+def test_output_file_gets_the_report_and_the_terminal_the_table(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "convolved.npy",
+                    "--format", "json", "--output", "report.json")
+    assert result.exit_code == 0
+    assert json.loads((files / "report.json").read_text())["verdict"] == "explained"
+    assert result.stdout.startswith("≈ explained")
+    assert "report.json" in result.stderr
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_file(runner, files):
+    assert_input_error(invoke(runner, "explain", "image.npy", "nope.npy", "correlated.npy"),
+                       mentions="nope.npy")
+
+
+def test_pickled_object_array(runner, files):
+    np.save(files / "objects.npy", np.array([[{"a": 1}, None]], dtype=object), allow_pickle=True)
+    assert_input_error(invoke(runner, "explain", "objects.npy", "kernel.npy", "correlated.npy"),
+                       mentions="objects.npy")
+
+
+def test_nan_in_output(runner, files):
+    bad = np.load(files / "correlated.npy")
+    bad[1, 1] = np.nan
+    np.save(files / "nan.npy", bad)
+    assert_input_error(invoke(runner, "explain", "image.npy", "kernel.npy", "nan.npy"), mentions="NaN")
+
+
+def test_wrong_shape_for_compare(runner, files):
+    np.save(files / "flat.npy", np.arange(5.0))
+    assert_input_error(invoke(runner, "compare", "flat.npy", "kernel.npy", "--backends", SCIPY),
+                       mentions="flat.npy")
+
+
+def test_unknown_backend(runner, files):
+    assert_input_error(invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", "torch.conv"),
+                       mentions="torch.conv")
+
+
+def test_bad_input_writes_no_report(runner, files):
+    result = invoke(runner, "explain", "image.npy", "nope.npy", "correlated.npy",
+                    "--format", "json", "--output", "report.json")
+    assert_input_error(result, mentions="nope.npy")
+    assert not (files / "report.json").exists()
+
+
+def test_output_into_missing_folder_is_refused_before_work(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "correlated.npy",
+                    "--output", "no/such/folder/report.json")
+    assert_input_error(result, mentions="--output")
+
+
+def test_click_usage_errors_exit_2(runner, files):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "correlated.npy", "--padding", "wide")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    result = invoke(runner, "explain", "image.npy")
+    assert result.exit_code == 2
+
+
+# ----------------------------------------------------------------------------- colour
+
+
+def test_no_color_is_honoured(files):
+    args = ["explain", "image.npy", "kernel.npy", "convolved.npy"]
+    forced = CliRunner(env={"FORCE_COLOR": "1", "NO_COLOR": None}).invoke(main, args)
+    assert ANSI.search(forced.stdout)
+    plain = CliRunner(env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).invoke(main, args)
+    assert plain.exit_code == 0
+    assert not ANSI.search(plain.stdout)
+    piped = CliRunner(env={"FORCE_COLOR": None, "NO_COLOR": None}).invoke(main, args)
+    assert not ANSI.search(piped.stdout)
+
+
+def test_report_file_is_never_coloured(files):
+    CliRunner(env={"FORCE_COLOR": "1", "NO_COLOR": None}).invoke(
+        main, ["explain", "image.npy", "kernel.npy", "convolved.npy", "--output", "report.txt"])
+    assert not ANSI.search((files / "report.txt").read_text())
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def test_compare_scipy_backends(runner, files):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", SCIPY)
+    assert result.exit_code == 0
+    assert "scipy.signal.convolve2d" in result.stdout and "scipy.signal.correlate2d" in result.stdout
+    assert "≈ explained" in result.stdout and "✓ equal" in result.stdout
+    assert "kernel rot180" in result.stdout
+    assert result.stdout.count("Why: ") == 1
+    assert "--library-defaults" in result.stdout  # the report's note
+
+
+def test_compare_json(runner, files):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", SCIPY, "--format", "json",
+                    "--dtype", "float64", "--padding", "same")
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    assert document["schema"] == "convcheck/compare/1"
+    assert document["settings"]["dtype"] == "float64"
+    rows = {row["backend"]: row for row in document["results"]}
+    assert rows["scipy.signal.convolve2d"]["verdict"] == "explained"
+    assert rows["scipy.signal.correlate2d"]["verdict"] == "equal"
+    assert STATS_KEYS <= set(rows["scipy.signal.correlate2d"]["stats"])
+
+
+def test_compare_strict_fails_the_flip(runner, files):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", SCIPY, "--strict")
+    assert result.exit_code == 1
+
+
+def test_compare_markdown(runner, files):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", SCIPY, "--format", "markdown")
+    assert result.exit_code == 0
+    assert "| `scipy.signal.convolve2d` |" in result.stdout
+
+
+@pytest.fixture
+def tensorflow_missing(monkeypatch):
+    backend = BACKENDS["tf.nn.conv2d"]
+    monkeypatch.setattr(backend, "availability",
+                        lambda: (False, "tensorflow is not installed: pip install tensorflow-cpu"))
+    return backend
+
+
+def test_requested_backend_missing_exits_3(runner, files, tensorflow_missing):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy",
+                    "--backends", "scipy.signal.correlate2d,tf.nn.conv2d")
+    assert result.exit_code == 3
+    assert "skipped" in result.stdout and "tensorflow is not installed" in result.stdout
+    assert "✓ equal" in result.stdout  # the other rows are still reported
+
+
+def test_requested_backend_missing_json_row(runner, files, tensorflow_missing):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy",
+                    "--backends", "scipy.signal.correlate2d,tf.nn.conv2d", "--format", "json")
+    assert result.exit_code == 3
+    rows = {row["backend"]: row for row in json.loads(result.stdout)["results"]}
+    assert rows["tf.nn.conv2d"]["status"] == "skipped"
+    assert "pip install" in rows["tf.nn.conv2d"]["reason"]
+
+
+def test_mismatch_beats_missing_backend(runner, files, tensorflow_missing):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy",
+                    "--backends", "scipy.signal.convolve2d,tf.nn.conv2d", "--strict")
+    assert result.exit_code == 1
+
+
+def test_failed_backend_exits_3(runner, files, monkeypatch):
+    backend = BACKENDS["scipy.signal.correlate2d"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(backend, "_run", broken)
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", SCIPY)
+    assert result.exit_code == 3
+    assert "failed" in result.stdout and "RuntimeError: boom" in result.stdout
+
+
+def test_compare_exit_code_rules(files):
+    from convcheck.engine import explain
+
+    image = np.load(files / "image.npy")
+    kernel = np.load(files / "kernel.npy")
+    equal = explain(image, kernel, np.load(files / "correlated.npy"))
+    unexplained = explain(image, kernel, np.load(files / "corrupted.npy"))
+
+    def report(*rows):
+        return CompareReport({}, {}, tuple(rows))
+
+    ok = BackendResult("a", "ok", diagnosis=equal)
+    bad = BackendResult("b", "ok", diagnosis=unexplained)
+    skipped = BackendResult("c", "skipped", reason="not installed")
+    skipped_requested = BackendResult("c", "skipped", reason="not installed", requested=True)
+    failed = BackendResult("d", "failed", reason="boom")
+    assert compare_exit_code(report(ok, skipped)) == 0      # not asked for by name
+    assert compare_exit_code(report(ok, skipped_requested)) == 3
+    assert compare_exit_code(report(ok, failed)) == 3       # failed outright, asked or not
+    assert compare_exit_code(report(bad, failed)) == 1      # 1 beats 3
+    assert compare_exit_code(report(ok), strict=True) == 0
+
+
+# ----------------------------------------------------------------------------- demo, backends
+
+
+def test_demo_with_scipy_backends_tells_its_story(runner):
+    result = invoke(runner, "demo", "--backends", SCIPY)
+    assert result.exit_code == 0
+    assert "scipy.signal.convolve2d differs from the reference only because the kernel was flipped " \
+           "180 degrees" in result.stdout
+    assert "scipy.signal.correlate2d computes the cross-correlation that deep-learning frameworks call " \
+           "convolution, and agrees with the reference within float32 rounding." in result.stdout
+
+
+def test_demo_json_keeps_stdout_parseable(runner):
+    result = invoke(runner, "demo", "--backends", SCIPY, "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["schema"] == "convcheck/compare/1"
+    assert "flipped 180 degrees" in result.stderr
+
+
+def test_backends_lists_every_backend(runner, tensorflow_missing):
+    result = invoke(runner, "backends")
+    assert result.exit_code == 0
+    for name in BACKENDS:
+        assert name in result.stdout
+    assert "tensorflow is not installed" in result.stdout
+    rows = json.loads(invoke(runner, "backends", "--format", "json").stdout)["backends"]
+    assert [row["backend"] for row in rows] == list(BACKENDS)
+    tf = next(row for row in rows if row["backend"] == "tf.nn.conv2d")
+    assert tf["available"] is False and tf["version"] is None and "pip install" in tf["reason"]
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def test_plot_writes_a_png(runner, files):
+    pytest.importorskip("matplotlib")
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "convolved.npy", "--plot", "diff.png")
+    assert result.exit_code == 0
+    assert (files / "diff.png").read_bytes().startswith(b"\x89PNG")
+    assert "diff.png" in result.stderr
+
+
+def test_plot_without_matplotlib_is_exit_2_before_any_work(runner, files, monkeypatch):
+    import convcheck.plot
+    from convcheck.errors import InputError
+
+    def missing():
+        raise InputError("--plot needs matplotlib: pip install 'convcheck[plot]'")
+
+    monkeypatch.setattr(convcheck.plot, "require_matplotlib", missing)
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", SCIPY, "--plot", "diff.png")
+    assert_input_error(result, mentions="pip install")
+    assert not (files / "diff.png").exists()
+
+
+# ----------------------------------------------------------------------------- imports
+
+
+def _run_python(code: str, cwd=None) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_help_imports_no_numeric_stack():
+    code = ("import sys\n"
+            "from convcheck.cli import main\n"
+            "try:\n    main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('numpy', 'scipy', 'tensorflow') if m in sys.modules))")
+    assert _run_python(code).splitlines()[-1] == "HEAVY []"
+
+
+def test_explain_never_imports_tensorflow(files):
+    code = ("import sys\n"
+            "from convcheck.cli import main\n"
+            "code = main(['explain', 'image.npy', 'kernel.npy', 'convolved.npy', '--format', 'json'],"
+            " standalone_mode=False)\n"
+            "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    assert _run_python(code, cwd=files).splitlines()[-1] == "TF False False"
+
+
+def test_compare_with_scipy_backends_never_imports_tensorflow(files):
+    code = ("import sys\n"
+            "from convcheck.cli import main\n"
+            f"main(['compare', 'image.npy', 'kernel.npy', '--backends', '{SCIPY}', '--format', 'json'],"
+            " standalone_mode=False)\n"
+            "print('TF', 'tensorflow' in sys.modules)")
+    assert _run_python(code, cwd=files).splitlines()[-1] == "TF False"
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "convcheck", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    assert "explain" in result.stdout and "compare" in result.stdout and "demo" in result.stdout
+
+
+def test_cli_default_max_elements_matches_the_library():
+    from convcheck.cli_options import DEFAULT_MAX_ELEMENTS
+    from convcheck.inputs import DEFAULT_MAX_ELEMENTS as LIBRARY_DEFAULT
+    assert DEFAULT_MAX_ELEMENTS == LIBRARY_DEFAULT
