@@ -309,7 +309,10 @@ class _Search:
         return loose.relative_coefficient(self.p.n, scaled=True)
 
     def sampled_check(self, struct: _Structure, precision: str):
-        """Stage 2: the exact bound of `precision` on the samples. Returns (ok, scale, bias)."""
+        """Stage 2: the exact bound of `precision` on the samples.
+
+        Returns (ok, scale, bias, fraction of sampled elements within the bound).
+        """
         p = self.p
         image, kernel = p.rounded(precision)
         tk = transform_kernel(kernel, struct.transform)
@@ -324,10 +327,11 @@ class _Search:
         target = p.output[self.rows, self.cols]
         scale, bias = _fit(values, target, struct.fit)
         if not _usable_fit(scale, bias):
-            return False, scale, bias
+            return False, scale, bias, 0.0
         predicted = scale * values + bias
         bound = p.bound(mags, predicted, precision, scale, struct.fit in ("bias", "both"))
-        return bool(np.all(np.abs(target - predicted) <= bound)), scale, bias
+        within = np.abs(target - predicted) <= bound
+        return bool(np.all(within)), scale, bias, float(np.mean(within))
 
 
 def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str):
@@ -461,7 +465,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                 break
             if full_checks >= _MAX_FULL_CHECKS:
                 break
-            ok, scale, bias = search.sampled_check(struct, q)
+            ok, scale, bias, _ = search.sampled_check(struct, q)
             if not ok:
                 continue
             expl = _explanation(struct, q, scale, bias)
@@ -476,8 +480,12 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                 accepted = full
         if accepted is None:
             if best_rejected is not None and not any(f is not before for f in tried_full):
-                struct, s, b = best_rejected
-                tried_full.append(_evaluate_full(problem, _explanation(struct, baseline.precision, s, b), struct.fit))
+                # The structure nearest on the samples, at the precision that fits most of them.
+                struct, _, _ = best_rejected
+                fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
+                q = max(problem.precisions, key=lambda name: fractions[name][3])
+                _, s, b, _ = fractions[q]
+                tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b), struct.fit))
             if tried_full:
                 closest = min(tried_full, key=lambda f: (f.bad, _worst_ratio(f)))
 

@@ -413,3 +413,15 @@ def test_non_finite_outputs_are_mismatches_not_matches():
     d = diagnose(replace(inputs, output=out[:, :, None], output_shape=out.shape))
     assert d.verdict is Verdict.UNEXPLAINED
     assert d.stats.mismatched == 2
+
+
+def test_closest_candidate_keeps_the_precision_that_fits():
+    # Every pixel is sampled on a small output, so the corrupted one rejects the right
+    # structure early; the closest candidate must still be rot180 + float32 (1 element off).
+    image = RNG.standard_normal((16, 16))
+    out = sig.convolve2d(image.astype(np.float32), KERNEL5.astype(np.float32), mode="same")
+    out[4, 4] += 0.75
+    d = convcheck.explain(image, KERNEL5, out)
+    assert d.verdict is Verdict.UNEXPLAINED
+    assert (d.closest.kernel_transform, d.closest.precision) == ("rot180", "float32")
+    assert d.stats.mismatched_after == 1
