@@ -1,0 +1,156 @@
+"""Plain-text and markdown renderings of `check` reports, and the diagnosis text they share.
+
+`diagnosis_lines` is the one wording of a diagnosis (verdict, causes with their fixes,
+statistics) reused by the JUnit failure bodies, the GitHub annotations, the markdown step
+summary and `convcheck.testing`'s assertion messages. Renderers return strings; they
+never print or write.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Optional
+
+from ..vocabulary import Verdict, describe
+
+_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "magenta"}
+
+
+def _num(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def verdict_phrase(diagnosis) -> str:
+    """'explained by kernel rot180 + precision float32', 'equal', 'unexplained (closest: ...)'."""
+    if diagnosis.verdict is Verdict.EQUAL:
+        return "equal"
+    if diagnosis.verdict is Verdict.EXPLAINED:
+        return f"explained by {describe(diagnosis.explanation, diagnosis.baseline)}"
+    if diagnosis.closest is not None:
+        if not diagnosis.closest.changed_fields(diagnosis.baseline):
+            return "unexplained (the nearest candidate is the expected computation itself)"
+        return f"unexplained (closest candidate: {describe(diagnosis.closest, diagnosis.baseline)})"
+    return "unexplained"
+
+
+def stats_line(diagnosis) -> str:
+    """One line of numbers: mismatches, the greatest difference and the residual against the bound."""
+    s = diagnosis.stats
+    parts = []
+    if s.mismatched is not None:
+        parts.append(f"{s.mismatched} of {s.total} elements beyond the error bound")
+    if s.max_abs_diff is not None:
+        where = f" at {list(s.worst_index)}" if s.worst_index is not None else ""
+        parts.append(f"greatest |output - reference| {_num(s.max_abs_diff)}{where}")
+    elif s.max_abs_diff is None and s.mismatched is None:
+        parts.append(f"no reference has the output's shape ({s.total} elements)")
+    if s.residual_after is not None and diagnosis.verdict is not Verdict.EQUAL:
+        what = "the explanation" if diagnosis.verdict is Verdict.EXPLAINED else "the closest candidate"
+        parts.append(f"residual after {what} {_num(s.residual_after)} (error bound {_num(s.error_bound)})")
+    elif s.error_bound is not None:
+        parts.append(f"error bound {_num(s.error_bound)}")
+    return "; ".join(parts)
+
+
+def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
+    """The diagnosis as plain lines: verdict, each cause with its fix, where, stats, notes.
+
+    Causes in `disallowed` are marked 'not allowed'.
+    """
+    lines = [f"verdict: {verdict_phrase(diagnosis)}"]
+    disallowed_fields = {(c.field, str(c.value)) for c in disallowed}
+    for cause in diagnosis.causes:
+        mark = " [not allowed]" if (cause.field, str(cause.value)) in disallowed_fields else ""
+        lines.append(f"- {cause.field}: {cause.summary}{mark}")
+        lines.append(f"  fix: {cause.fix}")
+    if diagnosis.reason:
+        lines.append(f"why: {diagnosis.reason}")
+    if diagnosis.where:
+        lines.append(f"where: {diagnosis.where}")
+    stats = stats_line(diagnosis)
+    if stats:
+        lines.append(f"stats: {stats}")
+    for note in diagnosis.notes:
+        lines.append(f"note: {note}")
+    if diagnosis.verdict is Verdict.UNEXPLAINED:
+        lines.append("fix: no known convention explains this difference; look for a genuine bug "
+                     "(wrong weights, a stride or dilation, a cropped or mis-indexed output)")
+    return lines
+
+
+def outcome_lines(outcome) -> list[str]:
+    """The lines for one check result: its message, then the diagnosis or the backend's reason."""
+    lines = [outcome.message] if outcome.message else []
+    if outcome.diagnosis is not None:
+        lines.extend(diagnosis_lines(outcome.diagnosis, outcome.disallowed))
+    return lines
+
+
+def outcome_phrase(outcome) -> str:
+    """A table cell: the verdict phrase, or why the backend did not run."""
+    if outcome.diagnosis is None:
+        return outcome.message
+    phrase = verdict_phrase(outcome.diagnosis)
+    if outcome.disallowed:
+        phrase += " (not allowed: " + ", ".join(f"{c.field}" for c in outcome.disallowed) + ")"
+    return phrase
+
+
+def summary_sentence(report) -> str:
+    """'3 cases: 2 pass, 1 fail (exit 1)'."""
+    counts = report.counts()
+    parts = [f"{counts[s]} {s}" for s in ("pass", "warn", "fail", "error") if counts[s]]
+    total = len(report.cases)
+    return (f"{total} case{'s' if total != 1 else ''}{', strict' if report.strict else ''}: "
+            f"{', '.join(parts) or 'none'} (exit {report.exit_code()})")
+
+
+def render_check_table(report, *, color: bool = False, width: Optional[int] = None) -> str:
+    """A rich table, one row per case and result, then the details of what did not pass."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, color_system="standard" if color else None,
+                      width=width or 110, no_color=not color, highlight=False, soft_wrap=False)
+    table = Table(title=f"convcheck check: {report.config}", title_justify="left", show_lines=False)
+    table.add_column("case")
+    table.add_column("result")
+    table.add_column("status")
+    table.add_column("verdict / reason", overflow="fold")
+    for case in report.cases:
+        for i, outcome in enumerate(case.results):
+            table.add_row(case.name if i == 0 else "", outcome.name,
+                          Text(outcome.status, style=_STYLE[outcome.status]), outcome_phrase(outcome))
+    console.print(table)
+    for case in report.cases:
+        for outcome in case.results:
+            if outcome.status in ("warn", "fail") and outcome.diagnosis is not None:
+                console.print(Text(f"{case.name} / {outcome.name}: {outcome.status}", style=_STYLE[outcome.status]))
+                for line in outcome_lines(outcome):
+                    console.print(Text("  " + line))
+    console.print(Text(summary_sentence(report), style="bold"))
+    return buffer.getvalue().rstrip("\n")
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_check_markdown(report) -> str:
+    """A GitHub-flavoured markdown report: a summary line, a table, then details per problem."""
+    lines = [f"## convcheck check: `{report.config}`", "", f"**{summary_sentence(report)}**", "",
+             "| case | result | status | verdict / reason |", "|---|---|---|---|"]
+    for case in report.cases:
+        for outcome in case.results:
+            lines.append(f"| {_md_cell(case.name)} | `{_md_cell(outcome.name)}` | "
+                         f"{_ICON[outcome.status]} {outcome.status} | {_md_cell(outcome_phrase(outcome))} |")
+    details = [(case, o) for case in report.cases for o in case.results if o.status in ("warn", "fail")]
+    for case, outcome in details:
+        lines += ["", f"<details><summary>{_ICON[outcome.status]} <b>{html.escape(case.name)} / {html.escape(outcome.name)}</b>: "
+                      f"{outcome.status}</summary>", "", "```text", *outcome_lines(outcome), "```", "</details>"]
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""`--format junit`: JUnit XML, as GitLab (`artifacts:reports:junit`) and Jenkins read it.
+
+Shape (the common JUnit schema: testsuites > testsuite > testcase):
+
+    <testsuites name="convcheck" tests= failures= errors= skipped= time=>
+      <testsuite name="convcheck check: convcheck.toml" tests= failures= errors= skipped= time=>
+        <testcase classname="<case>" name="<backend or saved output>" time=>
+          <failure message="..." type="unexplained">verdict, causes + fixes, stats</failure>
+
+An unexplained result (or, under --strict, one explained by a cause outside `allow`) is a
+`<failure>`; a backend that failed is an `<error>`; one that was skipped (not installed)
+is `<skipped>`. Passing results carry their explanation in `<system-out>`, so a warning
+is visible in the CI's test view without failing the job.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Optional
+
+from ..vocabulary import Verdict
+from .check_text import diagnosis_lines, outcome_lines
+
+# Characters XML 1.0 cannot carry at all (control characters other than tab/newline/CR).
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _clean(text: str) -> str:
+    return _INVALID_XML.sub("?", text)
+
+
+class _Suite:
+    """One `<testsuite>` being filled, keeping its counts."""
+
+    def __init__(self, name: str):
+        self.element = ET.Element("testsuite", name=_clean(name))
+        self.tests = self.failures = self.errors = self.skipped = 0
+        self.seconds = 0.0
+
+    def case(self, classname: str, name: str, seconds: Optional[float], *, failure=None, error=None,
+             skipped=None, output: Optional[str] = None) -> None:
+        """Add a testcase; `failure`/`error` are (message, type, body), `skipped` a message."""
+        seconds = float(seconds or 0.0)
+        element = ET.SubElement(self.element, "testcase", classname=_clean(classname), name=_clean(name),
+                                time=f"{seconds:.6f}")
+        self.tests += 1
+        self.seconds += seconds
+        if failure is not None:
+            message, kind, body = failure
+            node = ET.SubElement(element, "failure", message=_clean(message), type=kind)
+            node.text = _clean(body)
+            self.failures += 1
+        elif error is not None:
+            message, kind, body = error
+            node = ET.SubElement(element, "error", message=_clean(message), type=kind)
+            node.text = _clean(body)
+            self.errors += 1
+        elif skipped is not None:
+            ET.SubElement(element, "skipped", message=_clean(skipped))
+            self.skipped += 1
+        if output:
+            ET.SubElement(element, "system-out").text = _clean(output)
+
+    def finish(self) -> ET.Element:
+        self.element.set("tests", str(self.tests))
+        self.element.set("failures", str(self.failures))
+        self.element.set("errors", str(self.errors))
+        self.element.set("skipped", str(self.skipped))
+        self.element.set("time", f"{self.seconds:.6f}")
+        return self.element
+
+
+def _document(suites: list[_Suite]) -> str:
+    root = ET.Element("testsuites", name="convcheck")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    seconds = 0.0
+    for suite in suites:
+        root.append(suite.finish())
+        for key in totals:
+            totals[key] += getattr(suite, key)
+        seconds += suite.seconds
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", f"{seconds:.6f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def _diagnosis_case(suite: _Suite, classname: str, name: str, diagnosis, seconds=None) -> None:
+    """A testcase for a diagnosis without `allow` rules (explain/compare): only unexplained fails."""
+    body = "\n".join(diagnosis_lines(diagnosis))
+    if diagnosis.verdict is Verdict.UNEXPLAINED:
+        from ..check import unexplained_message
+        suite.case(classname, name, seconds, failure=(unexplained_message(diagnosis), "unexplained", body))
+    else:
+        suite.case(classname, name, seconds, output=body)
+
+
+def _backend_case(suite: _Suite, classname: str, row) -> None:
+    if row.status == "skipped":
+        suite.case(classname, row.backend, 0.0, skipped=f"{row.backend} was skipped: {row.reason}")
+    elif row.status != "ok" or row.diagnosis is None:
+        message = f"{row.backend} failed: {row.reason}"
+        suite.case(classname, row.backend, 0.0, error=(message, "BackendError", message))
+    else:
+        _diagnosis_case(suite, classname, row.backend, row.diagnosis, row.seconds)
+
+
+def render_explain(diagnosis, names: Optional[dict] = None) -> str:
+    """One `explain` diagnosis as a suite of one testcase (named after the output file)."""
+    names = names or {}
+    suite = _Suite("convcheck explain")
+    _diagnosis_case(suite, f"explain {names.get('image', 'image')} * {names.get('kernel', 'kernel')}",
+                    str(names.get("output", "output")), diagnosis)
+    return _document([suite])
+
+
+def render_compare(report) -> str:
+    """One `compare` report as a suite with one testcase per backend."""
+    image = report.inputs.get("image", {}).get("path", "image")
+    kernel = report.inputs.get("kernel", {}).get("path", "kernel")
+    suite = _Suite("convcheck compare")
+    for row in report.results:
+        _backend_case(suite, f"compare {image} * {kernel}", row)
+    return _document([suite])
+
+
+def render_check(report) -> str:
+    """A `check` report: one suite, one testcase per case and result (classname = case name)."""
+    suite = _Suite(f"convcheck check: {report.config}")
+    for case in report.cases:
+        for outcome in case.results:
+            row = outcome.backend_result
+            if outcome.status == "error" and row is not None:
+                _backend_case(suite, case.name, row)
+                continue
+            seconds = row.seconds if row is not None else case.seconds
+            body = "\n".join(outcome_lines(outcome))
+            if outcome.status == "fail":
+                kind = "unexplained" if outcome.verdict is Verdict.UNEXPLAINED else "not-allowed"
+                suite.case(case.name, outcome.name, seconds, failure=(outcome.message, kind, body))
+            elif outcome.status == "warn":
+                suite.case(case.name, outcome.name, seconds, output=f"warning: {body}")
+            else:
+                text = "\n".join(diagnosis_lines(outcome.diagnosis)) if outcome.diagnosis is not None else None
+                suite.case(case.name, outcome.name, seconds, output=text)
+    return _document([suite])
+
+
+__all__ = ["render_check", "render_compare", "render_explain"]

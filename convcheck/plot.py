@@ -1,0 +1,226 @@
+"""`--plot FILE`: a PNG showing, for every result that is not equal, where and how it differs.
+
+One row of four panels per result: the reference, the output, |output - reference| on a
+log scale with the elements beyond the error bound outlined (and the bound marked on the
+colour bar), and the residual after the explanation divided by its bound (<= 1 means
+reproduced). Needs matplotlib (`pip install 'convcheck[plot]'`), imported only here and
+with the non-interactive Agg backend, so it works on CI machines without a display.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from .errors import InputError
+from .vocabulary import Verdict, describe
+
+_MISSING = "--plot needs matplotlib: pip install 'convcheck[plot]'"
+
+
+def require_matplotlib() -> None:
+    """Raise `InputError` with the install command when matplotlib cannot be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError(_MISSING) from None
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import LogNorm
+    except ImportError:
+        raise InputError(_MISSING) from None
+    return plt, LogNorm
+
+
+def _channel(array: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    if array is None:
+        return None
+    array = np.asarray(array, dtype=np.float64)
+    return array[:, :, 0] if array.ndim == 3 else array
+
+
+def _headline(title: str, diagnosis) -> str:
+    baseline = diagnosis.baseline
+    if diagnosis.verdict is Verdict.EXPLAINED:
+        return f"{title}: explained by {describe(diagnosis.explanation, baseline)}"
+    if diagnosis.verdict is Verdict.EQUAL:
+        return f"{title}: equal"
+    stats = diagnosis.stats
+    detail = []
+    if stats.mismatched is not None:
+        detail.append(f"{stats.mismatched} of {stats.total} elements differ from the reference")
+    if diagnosis.closest is not None and diagnosis.closest.changed_fields(baseline):
+        left = f" leaves {stats.mismatched_after} beyond the bound" if stats.mismatched_after is not None else ""
+        detail.append(f"the closest candidate ({describe(diagnosis.closest, baseline)}){left}")
+    if diagnosis.where:
+        detail.append(f"mismatch: {diagnosis.where}")
+    if diagnosis.reason:
+        detail.append(diagnosis.reason)
+    return f"{title}: UNEXPLAINED" + (f" — {'; '.join(detail)}" if detail else "")
+
+
+def _text_panel(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _image_panel(fig, ax, data, title, *, cmap="viridis", norm=None, vmin=None, vmax=None, label=None):
+    shown = ax.imshow(data, cmap=cmap, norm=norm, vmin=None if norm else vmin, vmax=None if norm else vmax,
+                      interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=7)
+    return bar
+
+
+def _outline(ax, mask: np.ndarray, color: str) -> None:
+    """Draw the outline of the True pixels of `mask` (pixel edges, so single pixels show)."""
+    if not mask.any() or mask.all():
+        return
+    padded = np.pad(mask, 1)
+    rows, cols = mask.shape
+    segments = []
+    for i in range(rows):
+        for j in range(cols):
+            if not mask[i, j]:
+                continue
+            if not padded[i, j + 1]:       # above
+                segments.append([(j - 0.5, i - 0.5), (j + 0.5, i - 0.5)])
+            if not padded[i + 2, j + 1]:   # below
+                segments.append([(j - 0.5, i + 0.5), (j + 0.5, i + 0.5)])
+            if not padded[i + 1, j]:       # left
+                segments.append([(j - 0.5, i - 0.5), (j - 0.5, i + 0.5)])
+            if not padded[i + 1, j + 2]:   # right
+                segments.append([(j + 0.5, i - 0.5), (j + 0.5, i + 0.5)])
+    from matplotlib.collections import LineCollection
+    ax.add_collection(LineCollection(segments, colors=color, linewidths=1.2))
+
+
+def _row(fig, subfig, title: str, diagnosis, plt, LogNorm) -> None:
+    axes = subfig.subplots(1, 4)
+    arrays = diagnosis.arrays
+    channels = ""
+    if arrays is not None and np.ndim(arrays.output) == 3 and np.shape(arrays.output)[2] > 1:
+        channels = f"  [channel 0 of {np.shape(arrays.output)[2]} shown]"
+    subfig.suptitle(_headline(title, diagnosis) + channels, fontsize=11,
+                    color="firebrick" if diagnosis.verdict is Verdict.UNEXPLAINED else "black")
+    if arrays is None:
+        for ax in axes:
+            _text_panel(ax, "arrays not kept\n(diagnose with keep_arrays=True)")
+        return
+
+    output = _channel(arrays.output)
+    reference = _channel(arrays.reference)
+    reproduction = _channel(arrays.reproduction)
+    bound_before = _channel(arrays.bound_before)
+    bound_after = _channel(arrays.bound_after)
+
+    shared = [a for a in (reference, output) if a is not None]
+    vmin = min(float(a.min()) for a in shared)
+    vmax = max(float(a.max()) for a in shared)
+    if reference is not None:
+        _image_panel(fig, axes[0], reference, "reference (float64 cross-correlation)", vmin=vmin, vmax=vmax)
+    else:
+        _text_panel(axes[0], f"no reference of the output's shape {output.shape}:\n"
+                             f"the output was sized with another padding")
+        axes[0].set_title("reference", fontsize=9)
+    _image_panel(fig, axes[1], output, "output", vmin=vmin, vmax=vmax)
+
+    if reference is not None and reference.shape == output.shape:
+        delta = np.abs(output - reference)
+        beyond = delta > bound_before if bound_before is not None else np.zeros_like(delta, dtype=bool)
+        bound_level = float(np.max(bound_before)) if bound_before is not None else None
+        top = float(delta.max())
+        if top > 0:
+            # The scale starts a decade below the bound, so everything within it is black
+            # and everything beyond it glows, however many decades apart they are.
+            floor = max((bound_level if bound_level else top) / 10, np.finfo(float).tiny)
+            norm = LogNorm(vmin=floor, vmax=max(top, bound_level or top))
+            bar = _image_panel(fig, axes[2], np.maximum(delta, floor), "", cmap="magma", norm=norm,
+                               label="|output - reference|")
+            if bound_level:
+                bar.ax.axhline(bound_level, color="cyan", linewidth=2)
+                bar.set_label("|output - reference|\n(cyan line: error bound)", fontsize=7)
+        else:
+            _image_panel(fig, axes[2], delta, "", cmap="magma", label="|output - reference|")
+        _outline(axes[2], beyond, "cyan")
+        count = int(beyond.sum())
+        axes[2].set_title(f"|Δ|: max {top:.3g}; {count}/{delta.size} beyond bound"
+                          + (" (outlined)" if 0 < count < delta.size else ""), fontsize=9)
+    else:
+        _text_panel(axes[2], "|Δ| needs a reference\nof the output's shape")
+        axes[2].set_title("|output - reference|", fontsize=9)
+
+    if reproduction is not None and bound_after is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(output - reproduction) / bound_after
+        ratio = np.nan_to_num(ratio, nan=0.0, posinf=np.finfo(float).max)
+        worst = float(ratio.max())
+        what = "explanation" if diagnosis.verdict is Verdict.EXPLAINED else "closest candidate"
+        verdict = "all within bound" if worst <= 1 else f"{int((ratio > 1).sum())} beyond bound (outlined)"
+        # Clipped at 2: the question is only "within the bound (green) or not (red)".
+        bar = _image_panel(fig, axes[3], np.minimum(ratio, 2.0),
+                           f"after {what}: |residual| / bound\nmax {worst:.2g}: {verdict}",
+                           cmap=plt.get_cmap("RdYlGn_r"), vmin=0.0, vmax=2.0,
+                           label="|residual| / bound (clipped at 2)\n≤ 1: reproduced")
+        bar.ax.axhline(1.0, color="black", linewidth=1.5)
+        _outline(axes[3], ratio > 1, "black")
+    else:
+        _text_panel(axes[3], "no candidate to reproduce it\n" + (diagnosis.reason or ""))
+        axes[3].set_title("residual after explanation", fontsize=9)
+
+
+def plot_items(result: Any) -> list[tuple[str, Any]]:
+    """(title, diagnosis) pairs from a list of them, a `Diagnosis`, a `CompareReport` or a `CheckReport`."""
+    if hasattr(result, "verdict"):                       # a Diagnosis
+        return [("output", result)]
+    if hasattr(result, "cases"):                         # a CheckReport
+        return [(f"{case.name} / {outcome.name}", outcome.diagnosis)
+                for case in result.cases for outcome in case.results if outcome.diagnosis is not None]
+    if hasattr(result, "results") and hasattr(result, "settings"):   # a CompareReport
+        return [(row.backend, row.diagnosis) for row in result.results if row.diagnosis is not None]
+    return list(result)
+
+
+def save_plot(items: Any, path: os.PathLike) -> None:
+    """Write a PNG to `path`: one row of four panels per (title, diagnosis) that is not equal.
+
+    `items` is a list of (title, diagnosis) pairs, or a `Diagnosis`, `CompareReport` or
+    `CheckReport` (see `plot_items`). Diagnoses must carry their arrays
+    (`keep_arrays=True`). When every diagnosis is equal, a small figure says so. Raises
+    `InputError` when matplotlib is missing or the file cannot be written.
+    """
+    plt, LogNorm = _pyplot()
+    items = plot_items(items)
+    rows = [(title, d) for title, d in items if d.verdict is not Verdict.EQUAL]
+    if not rows:
+        fig = plt.figure(figsize=(6, 1.6))
+        count = len(items)
+        what = "the result is equal" if count == 1 else f"all {count} results are equal"
+        fig.text(0.5, 0.5, f"convcheck: {what} to the reference\n(nothing to plot)", ha="center", va="center", fontsize=12, color="darkgreen")
+    else:
+        fig = plt.figure(figsize=(17, 4.0 * len(rows)), layout="constrained")
+        subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
+        for subfig, (title, diagnosis) in zip(subfigs, rows):
+            _row(fig, subfig, title, diagnosis, plt, LogNorm)
+    try:
+        fig.savefig(os.fspath(path), dpi=100)
+    except OSError as exc:
+        raise InputError(f"--plot '{path}': cannot be written ({exc.strerror or exc}); check the folder exists") \
+            from None
+    finally:
+        plt.close(fig)
+
+
+__all__ = ["plot_items", "require_matplotlib", "save_plot"]
