@@ -12,8 +12,6 @@ reproduce the output (see CONTRACT section 2).
 """
 
 from .errors import BackendError, InputError
-from .results import BackendResult, CompareReport, Diagnosis, Stats
-from .vocabulary import Cause, Explanation, Verdict
 
 __version__ = "0.1.0"
 
@@ -37,3 +35,15 @@ def compare(image, kernel, **options):
     """
     from .comparison import compare as _compare
     return _compare(image, kernel, **options)
+
+
+_LAZY = {"Diagnosis": "results", "CompareReport": "results", "BackendResult": "results", "Stats": "results",
+         "Explanation": "vocabulary", "Cause": "vocabulary", "Verdict": "vocabulary"}
+
+
+def __getattr__(name):
+    # Loaded on first use, so `convcheck --help` does not pay for dataclasses and enums.
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'convcheck' has no attribute {name!r}")

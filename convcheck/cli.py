@@ -20,7 +20,7 @@ from .cli_options import (check_destination, check_plot, emit, input_options, ou
                           use_color)
 from .errors import InputError
 from .formats import Format, render_compare, render_explain
-from .vocabulary import DTYPES, PRECISIONS
+from .choices import DTYPES, PRECISIONS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

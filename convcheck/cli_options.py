@@ -21,7 +21,7 @@ import click
 
 from .errors import InputError
 from .formats import FORMATS, Format
-from .vocabulary import KERNEL_LAYOUTS, PADDINGS
+from .choices import KERNEL_LAYOUTS, PADDINGS
 
 DEFAULT_MAX_ELEMENTS = 2**28  # the same limit as convcheck.inputs (which imports numpy)
 

@@ -60,14 +60,20 @@ class _Structure:
 
 @dataclass
 class _Full:
-    """A candidate evaluated on the whole image."""
+    """A candidate evaluated on the whole image: summary numbers and the mismatch mask.
+
+    The image-sized arrays (prediction, bound) are kept only when plots ask for them, so
+    a diagnosis holds a few image-sized buffers at most.
+    """
 
     explanation: Explanation
-    values: np.ndarray      # the correlation before scale and bias
-    prediction: np.ndarray
-    bound: np.ndarray
-    residual: np.ndarray
-    bad: int
+    bad: int                  # elements beyond the bound (NaN counts as beyond)
+    mismatch: np.ndarray      # bool mask of those elements
+    max_residual: float
+    max_bound: float
+    worst_ratio: float        # max(|residual| / bound)
+    prediction: Optional[np.ndarray] = None
+    bound: Optional[np.ndarray] = None
 
     @property
     def ok(self) -> bool:
@@ -354,8 +360,11 @@ def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str):
         return scale, bias
 
 
-def _evaluate_full(problem: _Problem, expl: Explanation, fit: str) -> _Full:
-    """A candidate on the whole image, refitting scale/bias there in closed form."""
+def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, keep_arrays: bool = False):
+    """A candidate on the whole image, refitting scale/bias there in closed form.
+
+    Returns (`_Full`, the correlation values before scale and bias).
+    """
     image, kernel = problem.rounded(expl.precision)
     tk = transform_kernel(kernel, expl.kernel_transform)
     values, mags = correlate(image, tk, padding=expl.padding, boundary=expl.boundary,
@@ -366,15 +375,20 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str) -> _Full:
     predicted = values if fit == "none" else scale * values + bias
     bound = problem.bound(mags, predicted, expl.precision, scale, fit in ("bias", "both"))
     del mags
-    residual = problem.output - predicted
+    residual = np.subtract(problem.output, predicted)
+    np.abs(residual, out=residual)
     # Written so that NaN residuals (an overflowed backend output) count as mismatches.
-    bad = int(np.count_nonzero(~(np.abs(residual) <= bound)))
-    return _Full(expl.with_(scale=scale, bias=bias), values, predicted, bound, residual, bad)
-
-
-def _worst_ratio(full: _Full) -> float:
+    mismatch = ~(residual <= bound)
+    bad = int(np.count_nonzero(mismatch))
+    max_residual = float(np.max(residual))
+    max_bound = float(np.max(bound))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return float(np.nanmax(np.abs(full.residual) / full.bound))
+        np.divide(residual, bound, out=residual)
+        worst = float(np.nanmax(residual))
+    del residual
+    full = _Full(expl.with_(scale=scale, bias=bias), bad, mismatch, max_residual, max_bound, worst,
+                 predicted if keep_arrays else None, bound if keep_arrays else None)
+    return full, values
 
 
 def _explanation(struct: _Structure, precision: str, scale: float, bias: float) -> Explanation:
@@ -395,8 +409,8 @@ def _index_in_user_shape(flat_index: int, shape3: tuple, user_shape: tuple) -> t
 
 def _where(full: _Full, kernel_hw: tuple[int, int]) -> tuple[str, str]:
     """Where a mismatch sits: (category, detail sentence)."""
-    bad = ~(np.abs(full.residual) <= full.bound)
-    count = int(bad.sum())
+    bad = full.mismatch
+    count = full.bad
     total = bad.size
     rows, cols, _ = np.nonzero(bad)
     out_h, out_w = bad.shape[:2]
@@ -442,9 +456,11 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     before: Optional[_Full] = None
     reference = None
     if stats_padding is not None:
-        before = _evaluate_full(problem, baseline.with_(padding=stats_padding), "none")
-        reference = before.values if problem.rounding_is_exact(baseline.precision) else \
+        before, values = _evaluate_full(problem, baseline.with_(padding=stats_padding), "none",
+                                        keep_arrays=keep_arrays)
+        reference = values if problem.rounding_is_exact(baseline.precision) else \
             correlate(problem.image, problem.kernel, padding=stats_padding)[0]
+        del values
 
     accepted: Optional[_Full] = None
     alternatives: list[Explanation] = []
@@ -473,7 +489,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                 if _same_computation(problem, expl, accepted.explanation):
                     alternatives.append(expl)
                 continue
-            full = _evaluate_full(problem, expl, struct.fit)
+            full, _ = _evaluate_full(problem, expl, struct.fit, keep_arrays=keep_arrays)
             full_checks += 1
             tried_full.append(full)
             if full.ok:
@@ -485,9 +501,10 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                 fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
                 q = max(problem.precisions, key=lambda name: fractions[name][3])
                 _, s, b, _ = fractions[q]
-                tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b), struct.fit))
+                tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b), struct.fit,
+                                                 keep_arrays=keep_arrays)[0])
             if tried_full:
-                closest = min(tried_full, key=lambda f: (f.bad, _worst_ratio(f)))
+                closest = min(tried_full, key=lambda f: (f.bad, f.worst_ratio))
 
     verdict = (Verdict.EQUAL if accepted is before and accepted is not None
                else Verdict.EXPLAINED if accepted is not None else Verdict.UNEXPLAINED)
@@ -544,22 +561,21 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
         np.abs(diff, out=diff)
         flat = int(np.argmax(diff))
         max_abs = float(diff.ravel()[flat])
-        magnitude = np.abs(reference)
-        nonzero = magnitude != 0
+        nonzero = reference != 0
         max_rel = None
         if nonzero.any():
-            np.divide(diff, magnitude, out=diff, where=nonzero)
+            np.divide(diff, reference, out=diff, where=nonzero)
+            np.abs(diff, out=diff)
             max_rel = float(np.max(diff, where=nonzero, initial=0.0))
+        del diff, nonzero
         mismatched = before.bad
         worst = _index_in_user_shape(flat, problem.output.shape, tuple(user_shape))
         worst_out = float(problem.output.ravel()[flat])
         worst_ref = float(reference.ravel()[flat])
     residual_after = error_bound = ratio = bad_after = None
     if after is not None:
-        residual_after = float(np.max(np.abs(after.residual)))
-        error_bound = float(np.max(after.bound))
-        ratio = _worst_ratio(after)
-        bad_after = after.bad
+        residual_after, error_bound = after.max_residual, after.max_bound
+        ratio, bad_after = after.worst_ratio, after.bad
     return Stats(max_abs, max_rel, mismatched, total, worst, residual_after, error_bound,
                  bound_ratio=ratio, worst_output=worst_out, worst_reference=worst_ref,
                  mismatched_after=bad_after)

@@ -148,7 +148,6 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     values = np.empty((out_h, out_w, outs))
     mags = np.empty((out_h, out_w, outs)) if magnitude else None
     planes = np.ascontiguousarray(np.moveaxis(region, 2, 0))  # (C, Hr, Wr): contiguous slices
-    abs_planes = np.abs(planes) if magnitude else None
     abs_kernel = np.abs(kernel)
     taps = kh * kw * channels
     block = max(1, min(out_h, _BLOCK_BYTES // max(1, 8 * region.shape[1] * channels)))
@@ -166,6 +165,8 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
                 mags[r0:r0 + rows] = (np.abs(cols) @ flat_abs).reshape(rows, out_w, outs)
             continue
         tmp = np.empty((rows, out_w))
+        # |x| of this block only: no image-sized copy for the magnitudes.
+        abs_block = np.abs(planes[:, r0:r0 + rows + kh - 1]) if magnitude else None
         for o in range(outs):
             acc = np.zeros((rows, out_w))
             acc_abs = np.zeros((rows, out_w)) if magnitude else None
@@ -178,7 +179,7 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
                         np.multiply(planes[c, r0 + u:r0 + u + rows, v:v + out_w], w, out=tmp)
                         acc += tmp
                         if magnitude:
-                            np.multiply(abs_planes[c, r0 + u:r0 + u + rows, v:v + out_w], abs(w), out=tmp)
+                            np.multiply(abs_block[c, u:u + rows, v:v + out_w], abs(w), out=tmp)
                             acc_abs += tmp
             values[r0:r0 + rows, :, o] = acc
             if magnitude:

@@ -22,16 +22,8 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-# Orders matter: the first value is the default ("no difference"), and among
-# explanations that change the same number of fields the earlier value wins.
-KERNEL_TRANSFORMS = ("identity", "rot180", "transpose", "anti_transpose",
-                     "flip_ud", "flip_lr", "rot90", "rot270")
-PADDINGS = ("same", "valid", "full")
-BOUNDARIES = ("zero", "reflect", "symmetric", "wrap", "edge")
-PRECISIONS = ("float64", "float32", "tfloat32", "bfloat16", "float16")
-DTYPES = ("float16", "bfloat16", "float32", "float64")  # what --dtype offers
-KERNEL_LAYOUTS = ("hwio", "oihw")
-FIELDS = ("kernel_transform", "padding", "boundary", "offset", "precision", "bias", "scale")
+from .choices import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS,  # noqa: F401
+                      PADDINGS, PRECISIONS)
 
 
 @dataclass(frozen=True)
