@@ -100,8 +100,7 @@ class _Problem:
             storage = "float32" if out_precision == "tfloat32" else out_precision
             self.output_u = prec.ACCUMULATION_U[storage]
             self.output_underflow = prec.UNDERFLOW[storage]
-        narrower = [p for p in ("float32", "bfloat16", "float16", "tfloat32")
-                    if p in prec.narrower_precisions(base_precision)]
+        narrower = [p for p in _PRECISION_PREFERENCE if p in prec.narrower_precisions(base_precision)]
         # A narrower precision is possible only if the output's values are stored in it
         # exactly (TF32 results are float32 values): free evidence from the numbers.
         self.precisions = [base_precision] + [
@@ -162,19 +161,22 @@ def _usable_fit(scale: float, bias: float) -> bool:
     return np.isfinite(scale) and np.isfinite(bias) and scale != 0.0
 
 
-def _complexity(expl: Explanation, baseline: Explanation) -> tuple:
+def _complexity(struct: "_Structure", precision: str, baseline: Explanation) -> tuple:
     """Sort key: fewest changed fields first, then the contract's order of values."""
-    return (len(expl.changed_fields(baseline)),
-            KERNEL_TRANSFORMS.index(expl.kernel_transform),
-            PADDINGS.index(expl.padding) if expl.padding != baseline.padding else -1,
-            BOUNDARIES.index(expl.boundary),
-            abs(expl.offset[0]) + abs(expl.offset[1]), expl.offset,
-            prec_index(expl.precision, baseline),
-            expl.bias != 0.0, expl.scale != 1.0)
+    changed = ((struct.transform != "identity") + (struct.padding != baseline.padding)
+               + (struct.boundary != "zero") + (struct.offset != (0, 0))
+               + (precision != baseline.precision)
+               + (struct.fit in ("bias", "both")) + (struct.fit in ("scale", "both")))
+    return (changed, KERNEL_TRANSFORMS.index(struct.transform),
+            struct.padding != baseline.padding, PADDINGS.index(struct.padding),
+            BOUNDARIES.index(struct.boundary),
+            abs(struct.offset[0]) + abs(struct.offset[1]), struct.offset,
+            precision != baseline.precision, _PRECISION_PREFERENCE.index(precision),
+            FITS.index(struct.fit))
 
 
-def prec_index(precision: str, baseline: Explanation) -> int:
-    return -1 if precision == baseline.precision else ("float32", "bfloat16", "float16", "tfloat32", "float64").index(precision)
+# Among narrower precisions, what the output's values point to first (see _Problem).
+_PRECISION_PREFERENCE = ("float64", "float32", "bfloat16", "float16", "tfloat32")
 
 
 class _Search:
@@ -472,7 +474,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
         candidates = []
         for struct in survivors:
             for q in problem.precisions:
-                candidates.append((_complexity(_explanation(struct, q, 2.0, 1.0), baseline), struct, q))
+                candidates.append((_complexity(struct, q, baseline), struct, q))
         candidates.sort(key=lambda item: item[0])
         full_checks = 0
         tried_full: list[_Full] = [before] if before is not None else []
@@ -511,7 +513,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     after = accepted if accepted is not None else closest
     output_shape = inputs.output_shape or problem.output.shape
     stats = _stats(problem, reference, before, after, output_shape)
-    where = reason = None
+    where = None
     notes: list[str] = []
     if verdict is Verdict.UNEXPLAINED and after is not None:
         where, detail = _where(after, kernel_hw)
@@ -529,7 +531,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                                  after.bound if after is not None else None)
     return Diagnosis(verdict, explanation, causes, stats, baseline,
                      closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
-                     alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
+                     alternatives=tuple(alternatives), where=where, notes=tuple(notes),
                      arrays=arrays)
 
 

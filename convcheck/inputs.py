@@ -238,27 +238,24 @@ def _check_finite(array: np.ndarray, label: str) -> None:
 
 
 def _image(array, label: str, from_file: bool = False) -> np.ndarray:
-    array = _to_array(array, label)
-    _check_common(array, label, "image", from_file)
-    if array.ndim == 2:
-        return array[:, :, np.newaxis]
-    if array.ndim == 4:
-        if array.shape[0] != 1:
-            raise InputError(f"{label}: is a batch of {array.shape[0]} images (shape {array.shape}); "
-                             "convcheck takes one image: pass image[0], or save a single (H, W, C) image")
-        return array[0]
-    return array
+    return _squeeze_to_3d(array, label, "image", from_file,
+                          "images", "convcheck takes one image: pass image[0], or save a single (H, W, C) image")
 
 
 def _output(array, label: str, from_file: bool = False) -> np.ndarray:
+    return _squeeze_to_3d(array, label, "output", from_file,
+                          "outputs", "convcheck takes one image's output: pass output[0]")
+
+
+def _squeeze_to_3d(array, label: str, role: str, from_file: bool, plural: str, what_to_do: str) -> np.ndarray:
+    """(H, W) -> (H, W, 1); (H, W, C) as is; a (1, H, W, C) batch of one -> (H, W, C)."""
     array = _to_array(array, label)
-    _check_common(array, label, "output", from_file)
+    _check_common(array, label, role, from_file)
     if array.ndim == 2:
         return array[:, :, np.newaxis]
     if array.ndim == 4:
         if array.shape[0] != 1:
-            raise InputError(f"{label}: is a batch of {array.shape[0]} outputs (shape {array.shape}); "
-                             "convcheck takes one image's output: pass output[0]")
+            raise InputError(f"{label}: is a batch of {array.shape[0]} {plural} (shape {array.shape}); {what_to_do}")
         return array[0]
     return array
 
