@@ -138,22 +138,9 @@ class _Problem:
 
 def _fit(prediction: np.ndarray, target: np.ndarray, fit: str) -> tuple[float, float]:
     """Closed-form least-squares (scale, bias) of target ~ scale * prediction + bias."""
-    if fit == "none":
-        return 1.0, 0.0
-    if fit == "bias":
-        return 1.0, float(np.mean(target - prediction))
-    if fit == "scale":
-        denom = float(np.dot(prediction.ravel(), prediction.ravel()))
-        if denom == 0.0:
-            return float("nan"), 0.0
-        return float(np.dot(prediction.ravel(), target.ravel()) / denom), 0.0
-    p_mean, t_mean = float(prediction.mean()), float(target.mean())
-    dp = prediction - p_mean
-    denom = float(np.dot(dp.ravel(), dp.ravel()))
-    if denom == 0.0:
-        return float("nan"), float("nan")
-    scale = float(np.dot(dp.ravel(), (target - t_mean).ravel()) / denom)
-    return scale, t_mean - scale * p_mean
+    outs = prediction.shape[-1]
+    scale, bias = _fit_batch(prediction.reshape(1, -1, outs), target.reshape(-1, outs), fit)
+    return float(scale[0]), float(bias[0])
 
 
 def _usable_fit(scale: float, bias: float) -> bool:
@@ -245,10 +232,10 @@ class _Search:
         return gather_windows(image, boundary, self.rows - r - top, self.cols - r - left,
                               kernel_hw[0] + 2 * r, kernel_hw[1] + 2 * r)
 
-    def _predict(self, patches: np.ndarray, kernels: np.ndarray, magnitude: bool):
+    def _predict(self, patches: np.ndarray, kernels: np.ndarray):
         """Correlate every sample window at every offset with a stack of kernels at once.
 
-        kernels: (kh, kw, C, K). Returns (n_samples, D, D, K) values (and magnitudes).
+        kernels: (kh, kw, C, K). Returns (n_samples, D, D, K) values and magnitudes.
         """
         kh, kw, channels, count = kernels.shape
         windows = np.lib.stride_tricks.sliding_window_view(patches, (kh, kw), axis=(1, 2))
@@ -256,7 +243,7 @@ class _Search:
         cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * d1 * d2, kh * kw * channels)
         flat = kernels.reshape(kh * kw * channels, count)
         values = (cols @ flat).reshape(n, d1, d2, count)
-        mags = (np.abs(cols) @ np.abs(flat)).reshape(n, d1, d2, count) if magnitude else None
+        mags = (np.abs(cols) @ np.abs(flat)).reshape(n, d1, d2, count)
         return values, mags
 
     def structures(self):
@@ -282,7 +269,7 @@ class _Search:
             stack = np.concatenate([transform_kernel(p.kernel, t) for t in transforms], axis=3)
             for boundary in BOUNDARIES:
                 patches = self._patches(None, boundary, padding, shape)
-                values, mags = self._predict(patches, stack, magnitude=True)
+                values, mags = self._predict(patches, stack)
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
@@ -343,7 +330,10 @@ class _Search:
 
 
 def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str):
-    """Vectorised `_fit` over leading axes: values (..., n, O), target (n, O)."""
+    """Least-squares (scale, bias) for every leading index at once: values (..., n, O), target (n, O).
+
+    NaN marks a fit that does not exist (a constant prediction).
+    """
     shape = values.shape[:-2]
     if fit == "none":
         return np.ones(shape), np.zeros(shape)
