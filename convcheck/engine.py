@@ -390,13 +390,14 @@ def _explanation(struct: _Structure, precision: str, scale: float, bias: float) 
                        scale=scale if struct.fit in ("scale", "both") else 1.0)
 
 
-def _index_in_user_shape(flat_index: int, shape3: tuple, user_shape: tuple) -> tuple[int, ...]:
-    i, j, o = np.unravel_index(flat_index, shape3)
+def index_in_user_shape(index: tuple[int, int, int], user_shape: tuple) -> tuple[int, ...]:
+    """An (i, j, channel) index into the (Ho, Wo, C_out) output as an index into the caller's own shape."""
+    i, j, o = (int(x) for x in index)
     if len(user_shape) == 2:
-        return (int(i), int(j))
+        return (i, j)
     if len(user_shape) == 4:
-        return (0, int(i), int(j), int(o))
-    return (int(i), int(j), int(o))
+        return (0, i, j, o)
+    return (i, j, o)
 
 
 def _where(full: _Full, kernel_hw: tuple[int, int]) -> tuple[str, str]:
@@ -561,7 +562,7 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
             max_rel = float(np.max(diff, where=nonzero, initial=0.0))
         del diff, nonzero
         mismatched = before.bad
-        worst = _index_in_user_shape(flat, problem.output.shape, tuple(user_shape))
+        worst = index_in_user_shape(np.unravel_index(flat, problem.output.shape), tuple(user_shape))
         worst_out = float(problem.output.ravel()[flat])
         worst_ref = float(reference.ravel()[flat])
     residual_after = error_bound = ratio = bad_after = None

@@ -16,20 +16,10 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .check import judge, parse_allow, unexplained_message
-from .engine import explain
+from .engine import explain, index_in_user_shape
 from .vocabulary import Verdict
 
 __all__ = ["assert_conv_matches"]
-
-
-def _user_index(index: tuple[int, int, int], user_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """An index into the (Ho, Wo, C) array as an index into the caller's own output shape."""
-    i, j, c = (int(x) for x in index)
-    if len(user_shape) == 2:
-        return (i, j)
-    if len(user_shape) == 4:
-        return (0, i, j, c)
-    return (i, j, c)
 
 
 def _spatial(shape: tuple[int, ...], kind: str, layout: str) -> tuple[int, int]:
@@ -58,7 +48,7 @@ def _closeness_lines(diagnosis, output_shape, image_shape, kernel_shape, padding
     total = delta.size
     lines = [f"Mismatched elements: {mismatched} / {total} ({100.0 * mismatched / total:.1f}%)"]
     worst = np.unravel_index(int(np.argmax(delta)), delta.shape)
-    lines.append(f"Greatest absolute difference: {delta[worst]:.3g} at index {_user_index(worst, output_shape)} "
+    lines.append(f"Greatest absolute difference: {delta[worst]:.3g} at index {index_in_user_shape(worst, output_shape)} "
                  f"(up to {bound[worst]:.2g} allowed)")
     magnitude = np.abs(reference)
     nonzero = magnitude > 0
@@ -67,7 +57,7 @@ def _closeness_lines(diagnosis, output_shape, image_shape, kernel_shape, padding
         np.divide(delta, magnitude, out=relative, where=nonzero)
         where = np.unravel_index(int(np.argmax(relative)), relative.shape)
         lines.append(f"Greatest relative difference: {relative[where]:.3g} at index "
-                     f"{_user_index(where, output_shape)} (up to {bound[where] / magnitude[where]:.2g} allowed)")
+                     f"{index_in_user_shape(where, output_shape)} (up to {bound[where] / magnitude[where]:.2g} allowed)")
     return lines
 
 

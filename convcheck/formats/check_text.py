@@ -12,13 +12,11 @@ import html
 from typing import Optional
 
 from ..vocabulary import Verdict, describe
+from ._text import num
+from .markdown import cell
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "magenta"}
-
-
-def _num(x: Optional[float]) -> str:
-    return "n/a" if x is None else f"{x:.3g}"
 
 
 def verdict_phrase(diagnosis) -> str:
@@ -42,14 +40,14 @@ def stats_line(diagnosis) -> str:
         parts.append(f"{s.mismatched} of {s.total} elements beyond the error bound")
     if s.max_abs_diff is not None:
         where = f" at {list(s.worst_index)}" if s.worst_index is not None else ""
-        parts.append(f"greatest |output - reference| {_num(s.max_abs_diff)}{where}")
+        parts.append(f"greatest |output - reference| {num(s.max_abs_diff)}{where}")
     elif s.max_abs_diff is None and s.mismatched is None:
         parts.append(f"no reference has the output's shape ({s.total} elements)")
     if s.residual_after is not None and diagnosis.verdict is not Verdict.EQUAL:
         what = "the explanation" if diagnosis.verdict is Verdict.EXPLAINED else "the closest candidate"
-        parts.append(f"residual after {what} {_num(s.residual_after)} (error bound {_num(s.error_bound)})")
+        parts.append(f"residual after {what} {num(s.residual_after)} (error bound {num(s.error_bound)})")
     elif s.error_bound is not None:
-        parts.append(f"error bound {_num(s.error_bound)}")
+        parts.append(f"error bound {num(s.error_bound)}")
     return "; ".join(parts)
 
 
@@ -137,18 +135,14 @@ def render_check_table(report, *, color: bool = False, width: Optional[int] = No
     return buffer.getvalue().rstrip("\n")
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_check_markdown(report) -> str:
     """A GitHub-flavoured markdown report: a summary line, a table, then details per problem."""
     lines = [f"## convcheck check: `{report.config}`", "", f"**{summary_sentence(report)}**", "",
              "| case | result | status | verdict / reason |", "|---|---|---|---|"]
     for case in report.cases:
         for outcome in case.results:
-            lines.append(f"| {_md_cell(case.name)} | `{_md_cell(outcome.name)}` | "
-                         f"{_ICON[outcome.status]} {outcome.status} | {_md_cell(outcome_phrase(outcome))} |")
+            lines.append(f"| {cell(case.name)} | `{cell(outcome.name)}` | "
+                         f"{_ICON[outcome.status]} {outcome.status} | {cell(outcome_phrase(outcome))} |")
     details = [(case, o) for case in report.cases for o in case.results if o.status in ("warn", "fail")]
     for case, outcome in details:
         lines += ["", f"<details><summary>{_ICON[outcome.status]} <b>{html.escape(case.name)} / {html.escape(outcome.name)}</b>: "
