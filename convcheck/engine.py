@@ -668,6 +668,10 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     elif verdict is Verdict.UNEXPLAINED and after is not None:
         where, detail = _where(after, kernel_hw)
         notes.append(detail)
+    if verdict is Verdict.UNEXPLAINED and problem.has_subnormals(baseline.precision):
+        notes.append(f"the inputs hold subnormal {baseline.precision} values (nonzero, below its smallest "
+                     "normal number): TensorFlow on CPU and many GPU kernels flush them to zero (FTZ/DAZ), "
+                     "which changes results there; rescale the data, or compare in float64")
     explanation = accepted.explanation if accepted is not None else None
     causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
     identical = [a for a in alternatives if accepted is not None

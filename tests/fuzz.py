@@ -166,7 +166,7 @@ def make_case(index: int) -> Case:
             if name == "kernel_transform":
                 truth[name] = str(rng.choice(TRANSFORMS))
             elif name == "padding":
-                options = ["full"] + (["valid"] if kh <= h and kw <= w else [])
+                options = ["full"] + (["valid"] if max(kh, kw) <= min(h, w) else [])  # any transform
                 truth[name] = str(rng.choice(options))
             elif name == "boundary":
                 truth[name] = str(rng.choice(BOUNDARIES))
