@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 from .vocabulary import Cause, Explanation, Verdict
 
-EXPLAIN_SCHEMA = "convcheck/explain/1"
-COMPARE_SCHEMA = "convcheck/compare/1"
-CHECK_SCHEMA = "convcheck/check/1"
+EXPLAIN_SCHEMA = "convcheck/explain/2"
+COMPARE_SCHEMA = "convcheck/compare/2"
+CHECK_SCHEMA = "convcheck/check/2"
 
 
 def _finite_or_none(x: Optional[float]) -> Optional[float]:
