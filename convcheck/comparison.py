@@ -12,10 +12,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional
 
+import numpy as np
+
 from .backends import BACKENDS, get_backend
 from .engine import diagnose
 from .errors import BackendError, InputError
 from .precision import native_precision
+from .reference import dense_kernel, dilate_kernel, output_size, pad_before
 from .results import BackendResult, CompareReport
 from .vocabulary import DTYPES
 
@@ -85,9 +88,63 @@ def _library_defaults_hint(names: Iterable[str], padding: str, dtype: str) -> Op
             + "; ".join(differences) + "): run with --library-defaults to see which default bites.")
 
 
+def _run_backend(backend, inputs, *, padding: str, dtype: str, library_defaults: bool,
+                 stride: tuple[int, int], dilation: tuple[int, int]):
+    """One backend on every sample of the batch: (output (N, Ho, Wo, C_out), compute dtype,
+    seconds, notes).
+
+    At stride and dilation 1 with dense channels each library gets the plain call. Any
+    other geometry runs as the same exact computation every library can do: the kernel
+    made dense (zeros outside each group) and dilated (zeros between taps; both exact),
+    the image zero-padded as CONTRACT section 1 pads it, a 'valid' correlation, every
+    stride-th row and column kept. The row's notes say so.
+    """
+    kernel, notes = inputs.kernel, []
+    plain = stride == (1, 1) and dilation == (1, 1) and inputs.groups == 1
+    if not plain:
+        if library_defaults:
+            raise InputError("--library-defaults runs each library's own call; with --stride, --dilation or "
+                             "grouped channels convcheck emulates the geometry instead: drop one of them")
+        kernel = dilate_kernel(dense_kernel(np.asarray(kernel), inputs.groups), dilation)
+        notes.append("stride, dilation and groups emulated exactly: dense dilated kernel, zero-padded image, "
+                     "'valid' call, every stride-th output kept")
+    outputs, seconds, compute = [], 0.0, None
+    height, width = inputs.image.shape[1:3]
+    kh, kw = inputs.kernel.shape[:2]
+    out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
+    top, left = pad_before(padding, kh, kw, height, width, stride, dilation)
+    for sample in inputs.image:
+        if plain:
+            run = backend.run(sample, kernel, padding=padding, dtype=dtype, library_defaults=library_defaults)
+            out = run.output
+        else:
+            rows = (out_h - 1) * stride[0] + kernel.shape[0]
+            cols = (out_w - 1) * stride[1] + kernel.shape[1]
+            padded = np.zeros((max(rows, height + top), max(cols, width + left), sample.shape[2]), sample.dtype)
+            padded[top:top + height, left:left + width] = sample
+            run = backend.run(padded[:rows, :cols], kernel, padding="valid", dtype=dtype, library_defaults=False)
+            out = run.output[::stride[0], ::stride[1]][:out_h, :out_w]
+        outputs.append(out)
+        seconds += run.seconds
+        compute = run.compute_dtype
+        notes = notes + [n for n in run.notes if n not in notes]
+    return np.stack(outputs), compute, seconds, notes
+
+
+def _user_reading(inputs) -> str:
+    """How a backend's output is shown to the user: the image's own layout and rank."""
+    flat = len(inputs.image_shape) == 2 and len(inputs.kernel_shape) == 2
+    batch = len(inputs.image_shape) == 4
+    if flat:
+        return "hw"
+    if inputs.layout == "nchw":
+        return "nchw" if batch else "chw"
+    return "nhwc" if batch else "hwc"
+
+
 def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None,
                    backends: Optional[list[str]] = None, library_defaults: bool = False,
-                   keep_arrays: bool = False) -> CompareReport:
+                   keep_arrays: bool = False, stride=(1, 1), dilation=(1, 1)) -> CompareReport:
     """Run `inputs` (a validated `convcheck.inputs.Inputs`) through each backend and diagnose each output.
 
     `dtype` is what every backend is asked to compute in (default: the wider of the
@@ -96,8 +153,12 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     `library_defaults`, each library is called with its own defaults instead and rows
     are diagnosed against what the inputs carry, so the defaults that bite show up as
     causes. `backends` names the backends to run (all by default); a named backend
-    that cannot run makes its row `skipped`/`failed` with `requested=True`.
+    that cannot run makes its row `skipped`/`failed` with `requested=True`. `stride`
+    and `dilation` (and the groups the kernel's shape implies) are held the same for
+    every backend (see `_run_backend`).
     """
+    from .engine import _pair
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if dtype is None:
         dtype = default_dtype(inputs.image.dtype, inputs.kernel.dtype)
     if dtype not in DTYPES:
@@ -133,20 +194,24 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
         if warm is not None and backend.module != "scipy":
             warm.wait()
         try:
-            run = backend.run(inputs.image, inputs.kernel, padding=padding, dtype=dtype,
-                              library_defaults=library_defaults)
+            output, compute_dtype, seconds, run_notes = _run_backend(
+                backend, inputs, padding=padding, dtype=dtype, library_defaults=library_defaults,
+                stride=stride, dilation=dilation)
         except BackendError as exc:
             rows.append(BackendResult(backend.name, "failed", reason=exc.reason, requested=requested,
                                       version=backend.version()))
             continue
-        # Index back into the output as the user would hold it: (Ho, Wo) for a 2-D kernel.
-        shape = tuple(run.output.shape[:2]) if len(inputs.kernel_shape) == 2 else tuple(run.output.shape)
-        row_inputs = replace(inputs, output=run.output, output_shape=shape, output_name=backend.name)
-        diagnosis = diagnose(row_inputs, padding=padding, precision=expected_precision,
-                             keep_arrays=keep_arrays)
+        # Index back into the output as the user would hold it: the image's layout and rank.
+        reading = _user_reading(inputs)
+        by_axis = dict(zip("nhwc", output.shape))
+        shape = tuple(by_axis[axis] for axis in reading)
+        row_inputs = replace(inputs, output=output, output_shape=shape, output_name=backend.name,
+                             output_reading=reading, output_layout=inputs.declared_output_layout)
+        diagnosis = diagnose(row_inputs, padding=padding, precision=expected_precision, stride=stride,
+                             dilation=dilation, keep_arrays=keep_arrays)
         rows.append(BackendResult(backend.name, "ok", version=backend.version(),
-                                  compute_dtype=run.compute_dtype, shape=shape,
-                                  seconds=round(run.seconds, 6), notes=tuple(run.notes),
+                                  compute_dtype=compute_dtype, shape=shape,
+                                  seconds=round(seconds, 6), notes=tuple(run_notes),
                                   diagnosis=diagnosis, requested=requested))
     order = {name: i for i, name in enumerate(names)}
     rows.sort(key=lambda r: order[r.backend])
@@ -160,21 +225,26 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
         "image": {"shape": list(inputs.image_shape), "dtype": str(inputs.image.dtype), "path": inputs.image_name},
         "kernel": {"shape": list(inputs.kernel_shape), "dtype": str(inputs.kernel.dtype), "path": inputs.kernel_name},
     }
-    settings = {"padding": padding, "dtype": dtype, "library_defaults": library_defaults,
-                "backends": names}
+    settings = {"padding": padding, "stride": list(stride), "dilation": list(dilation),
+                "groups": int(inputs.expected_groups), "layout": inputs.layout, "dtype": dtype,
+                "library_defaults": library_defaults, "backends": names}
     return CompareReport(report_inputs, settings, tuple(rows), tuple(notes))
 
 
 def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None,
-            backends: Optional[list[str]] = None, kernel_layout: str = "hwio",
-            library_defaults: bool = False, keep_arrays: bool = False) -> CompareReport:
+            backends: Optional[list[str]] = None, kernel_layout: Optional[str] = None,
+            library_defaults: bool = False, keep_arrays: bool = False, stride=(1, 1), dilation=(1, 1),
+            layout: str = "nhwc") -> CompareReport:
     """Run numpy arrays through every backend and diagnose each output (Python API of `compare`).
 
-    Layouts as in CONTRACT section 1: image (H, W) or (H, W, C); kernel (kh, kw) or HWIO,
-    or OIHW with `kernel_layout="oihw"`. Bad arrays raise `convcheck.InputError` before
-    any framework is imported.
+    Layouts as in CONTRACT section 1: image (H, W), (H, W, C) or (N, H, W, C) (channels
+    first with `layout="nchw"`); kernel (kh, kw), HWIO, OIHW with `kernel_layout="oihw"`
+    or depthwise with `kernel_layout="depthwise"`. `stride` and `dilation` are held the
+    same for every backend. Bad arrays raise `convcheck.InputError` before any framework
+    is imported.
     """
     from .inputs import prepare_inputs
-    inputs = prepare_inputs(image, kernel, kernel_layout=kernel_layout, padding=padding)
+    inputs = prepare_inputs(image, kernel, kernel_layout=kernel_layout, padding=padding, layout=layout)
     return compare_inputs(inputs, padding=padding, dtype=dtype, backends=backends,
-                          library_defaults=library_defaults, keep_arrays=keep_arrays)
+                          library_defaults=library_defaults, keep_arrays=keep_arrays, stride=stride,
+                          dilation=dilation)

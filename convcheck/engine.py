@@ -28,8 +28,8 @@ import numpy as np
 from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
-from .reference import (correlate, extended_image, gather_windows, output_size, pad_before,
-                        transform_kernel, window_origin)
+from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
+                        output_size, pad_before, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
 from .vocabulary import BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for, describe
 
@@ -58,25 +58,28 @@ class _Structure:
     boundary: str
     offset: tuple[int, int]
     fit: str
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
 
 
 @dataclass
 class _Full:
-    """A candidate evaluated on the whole image: summary numbers and the mismatch mask.
+    """A candidate evaluated on the whole output: summary numbers and the mismatch mask.
 
-    The image-sized arrays (prediction, bound) are kept only when plots ask for them, so
-    a diagnosis holds a few image-sized buffers at most.
+    The output-sized arrays (prediction, bound) are kept only when plots ask for them, so
+    a diagnosis holds a few output-sized buffers at most.
     """
 
     explanation: Explanation
-    bad: int                  # elements beyond the bound (NaN counts as beyond)
-    mismatch: np.ndarray      # bool mask of those elements
+    bad: int                  # compared elements beyond the bound (NaN counts as beyond)
+    mismatch: np.ndarray      # bool mask of those elements, (N, Ho, Wo, O)
     max_residual: float
     max_bound: float
-    worst_ratio: float        # max(|residual| / bound)
+    worst_ratio: float        # max(|residual| / bound) over compared elements
     prediction: Optional[np.ndarray] = None
     bound: Optional[np.ndarray] = None
-    evidence: Optional["Evidence"] = None
+    evidence: Optional["ev.Evidence"] = None
+    compared: int = 0
 
     @property
     def ok(self) -> bool:
@@ -84,18 +87,23 @@ class _Full:
 
 
 class _Problem:
-    """The numeric problem: float64 views of the inputs plus everything bounds need."""
+    """The numeric problem: float64 views of the inputs plus everything bounds need.
 
-    def __init__(self, inputs, padding: str, precision: Optional[str]):
+    Canonical layouts: image (N, H, W, C), kernel HWIO (kh, kw, C / groups, C_out),
+    output (N, Ho, Wo, C_out).
+    """
+
+    def __init__(self, inputs, baseline: Explanation, precision: Optional[str]):
         self.inputs = inputs
         self.image = np.asarray(inputs.image, dtype=np.float64)
         self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
         self.output = np.asarray(inputs.output, dtype=np.float64)
+        self.groups = int(getattr(inputs, "groups", 1))
         self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
-        kh, kw, channels, _ = self.kernel.shape
-        self.n = kh * kw * channels
+        kh, kw, per_group, _ = self.kernel.shape
+        self.n = kh * kw * per_group
         base_precision = precision or prec.native_precision(inputs.image, inputs.kernel)
-        self.baseline = Explanation(padding=padding, precision=base_precision)
+        self.baseline = baseline.with_(precision=base_precision)
         out_precision = prec.dtype_precision(inputs.output.dtype)
         if out_precision is None:  # integer outputs are exact
             self.output_u, self.output_underflow = 0.0, 0.0
@@ -111,6 +119,14 @@ class _Problem:
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._extent: dict[str, tuple[float, float]] = {}
         self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[2]
+
+    def wide_kernel(self, kernel: np.ndarray, dilation) -> np.ndarray:
+        """A (transformed) grouped kernel as the dense, dilated HWIO kernel the correlation uses."""
+        return dilate_kernel(dense_kernel(kernel, self.groups), dilation)
 
     def has_subnormals(self, precision: str) -> bool:
         """True when an input holds nonzero values below `precision`'s smallest normal number."""
@@ -144,6 +160,14 @@ class _Problem:
                                 output_u=self.output_u, output_underflow=self.output_underflow,
                                 scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel)
 
+    def compared_mask(self, struct, rows: np.ndarray, cols: np.ndarray, out_hw) -> np.ndarray:
+        """Which output rows/cols are compared under an offset (CONTRACT section 2): only those
+        whose shifted window lies where the reference has windows, i*s + dy in [0, (Ho-1)*s]."""
+        (sy, sx), (dy, dx) = struct.stride, struct.offset
+        row_ok = (rows * sy + dy >= 0) & (rows * sy + dy <= (out_hw[0] - 1) * sy)
+        col_ok = (cols * sx + dx >= 0) & (cols * sx + dx <= (out_hw[1] - 1) * sx)
+        return row_ok, col_ok
+
 
 def _fit(prediction: np.ndarray, target: np.ndarray, fit: str,
          weights: Optional[np.ndarray] = None) -> tuple[float, float]:
@@ -164,14 +188,17 @@ def _fitted(fit: str) -> int:
     return (fit in ("bias", "both")) + (fit in ("scale", "both"))
 
 
-def _complexity(struct: "_Structure", precision: str, baseline: Explanation) -> tuple:
+def _complexity(struct: "_Structure", precision: str, baseline: Explanation, fixed: int = 0) -> tuple:
     """Sort key: fewest changed fields first; among those, fewest fitted parameters (a
     structural cause, which fits nothing to the output, beats a bias or scale that
-    reproduces it equally well); then the contract's order of values."""
+    reproduces it equally well); then the contract's order of values. `fixed` counts the
+    changed fields every candidate shares (groups, output layout read from the shapes)."""
     fitted = _fitted(struct.fit)
     changed = ((struct.transform != "identity") + (struct.padding != baseline.padding)
                + (struct.boundary != "zero") + (struct.offset != (0, 0))
-               + (precision != baseline.precision) + fitted)
+               + (tuple(struct.stride) != tuple(baseline.stride))
+               + (tuple(struct.dilation) != tuple(baseline.dilation))
+               + (precision != baseline.precision) + fitted + fixed)
     return (changed, fitted, KERNEL_TRANSFORMS.index(struct.transform),
             struct.padding != baseline.padding, PADDINGS.index(struct.padding),
             BOUNDARIES.index(struct.boundary),
@@ -184,37 +211,71 @@ def _complexity(struct: "_Structure", precision: str, baseline: Explanation) -> 
 _PRECISION_PREFERENCE = ("float64", "float32", "bfloat16", "float16", "tfloat32")
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """A kernel transform and geometry whose output has the output's size."""
+
+    transform: str
+    padding: str
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+
+
+_MAX_STRIDE = 16
+_MAX_DILATION = 4
+
+
+def _layouts(problem: _Problem, baseline: Explanation) -> list[_Layout]:
+    """Every (transform, padding, stride, dilation) that gives the output's (Ho, Wo): free
+    evidence from the shapes. Dilation is searched up to 4 (the same on both axes unless
+    declared otherwise); stride as far as the sizes allow."""
+    height, width = problem.image_hw
+    out_h, out_w = problem.output.shape[1:3]
+    dilations = sorted({(d, d) for d in range(1, _MAX_DILATION + 1)} | {tuple(baseline.dilation)})
+    found = []
+    for transform in KERNEL_TRANSFORMS:
+        tkh, tkw = transform_kernel(problem.kernel, transform).shape[:2]
+        for padding in PADDINGS:
+            for dilation in dilations:
+                rows = [sy for sy in range(1, min(max(height, 1), _MAX_STRIDE) + 1)
+                        if axis_layout(padding, height, tkh, sy, dilation[0])[0] == out_h]
+                cols = [sx for sx in range(1, min(max(width, 1), _MAX_STRIDE) + 1)
+                        if axis_layout(padding, width, tkw, sx, dilation[1])[0] == out_w]
+                found += [_Layout(transform, padding, (sy, sx), dilation) for sy in rows for sx in cols]
+    return found
+
+
+def _geometry_changes(layout: _Layout, baseline: Explanation) -> int:
+    return (tuple(layout.stride) != tuple(baseline.stride)) + (tuple(layout.dilation) != tuple(baseline.dilation))
+
+
 class _Search:
-    def __init__(self, problem: _Problem):
+    """Stages 1 and 2 over one set of layouts (those changing the same number of geometry fields)."""
+
+    def __init__(self, problem: _Problem, layouts: list[_Layout]):
         self.p = problem
-        out_h, out_w, _ = problem.output.shape
-        self.out_hw = (out_h, out_w)
-        height, width = problem.image.shape[:2]
+        self.out_hw = tuple(problem.output.shape[1:3])
         kh, kw = problem.kernel.shape[:2]
         self.radius = max(1, min(4, max(kh, kw) // 2 + 1))
-        # Which (transform, padding) pairs give this output shape.
-        self.layouts: list[tuple[str, str]] = []
-        for transform in KERNEL_TRANSFORMS:
-            tkh, tkw = transform_kernel(problem.kernel, transform).shape[:2]
-            for padding in PADDINGS:
-                if output_size(padding, height, width, tkh, tkw) == self.out_hw:
-                    self.layouts.append((transform, padding))
-        self.rows, self.cols = self._samples()
+        self.layouts = layouts
+        self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
         # How many candidates the search considers: what an `explained` verdict must beat.
-        self.size = (len(self.layouts) * len(BOUNDARIES) * (2 * self.radius + 1) ** 2 * len(FITS)
+        self.size = (max(1, len(layouts)) * len(BOUNDARIES) * (2 * self.radius + 1) ** 2 * len(FITS)
                      * len(problem.precisions))
 
-    def _samples(self) -> tuple[np.ndarray, np.ndarray]:
-        """Output positions to search on: all of a small output, else border band + interior.
+    def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Output positions (sample, row, col) to search on: all of a small output, else a
+        border band + interior, spread over the batch.
 
         The border band (where windows leave the image) decides the boundary; the interior
         decides kernel, offset and precision. Deterministic, so verdicts are reproducible.
         """
+        batch = self.p.output.shape[0]
         out_h, out_w = self.out_hw
-        if out_h * out_w <= _MAX_SAMPLES_EXHAUSTIVE:
-            grid = np.indices((out_h, out_w)).reshape(2, -1)
-            return grid[0], grid[1]
+        if batch * out_h * out_w <= _MAX_SAMPLES_EXHAUSTIVE:
+            grid = np.indices((batch, out_h, out_w)).reshape(3, -1)
+            return grid[0], grid[1], grid[2]
         rng = np.random.default_rng(20261123)
         band = max(self.p.kernel.shape[:2]) + self.radius
         per_side = _BORDER_SAMPLES // 4
@@ -233,25 +294,24 @@ class _Search:
         else:
             rows.append(rng.integers(0, out_h, _INTERIOR_SAMPLES))
             cols.append(rng.integers(0, out_w, _INTERIOR_SAMPLES))
-        flat = np.unique(np.concatenate(rows) * out_w + np.concatenate(cols))
-        return flat // out_w, flat % out_w
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        samples = rng.integers(0, batch, rows.size)
+        flat = np.unique((samples * out_h + rows) * out_w + cols)
+        return flat // (out_h * out_w), (flat // out_w) % out_h, flat % out_w
 
-    def _patches(self, precision: str, boundary: str, padding: str, kernel_hw) -> np.ndarray:
-        """Sample windows for every offset in [-R, R]^2: (n_samples, kh + 2R, kw + 2R, C).
-
-        `precision` None means the inputs as loaded, else rounded to it. Cached.
-        """
-        key = (precision, boundary, padding, tuple(kernel_hw))
+    def _patches(self, precision: Optional[str], boundary: str, layout: _Layout, kernel_hw) -> np.ndarray:
+        """Sample windows for every offset in [-R, R]^2: (n_samples, kh' + 2R, kw' + 2R, C),
+        kh' the dilated kernel's height. `precision` None means the inputs as loaded. Cached."""
+        key = (precision, boundary, layout.padding, layout.stride, layout.dilation, tuple(kernel_hw))
         if key not in self._patch_cache:
             image = self.p.image if precision is None else self.p.rounded(precision)[0]
-            self._patch_cache[key] = self._extract(image, boundary, padding, kernel_hw)
+            r = self.radius
+            top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
+            span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+            self._patch_cache[key] = gather_windows(
+                image, boundary, self.rows * layout.stride[0] - r - top, self.cols * layout.stride[1] - r - left,
+                span[0] + 2 * r, span[1] + 2 * r, samples=self.samples)
         return self._patch_cache[key]
-
-    def _extract(self, image: np.ndarray, boundary: str, padding: str, kernel_hw) -> np.ndarray:
-        r = self.radius
-        top, left = pad_before(padding, *kernel_hw)
-        return gather_windows(image, boundary, self.rows - r - top, self.cols - r - left,
-                              kernel_hw[0] + 2 * r, kernel_hw[1] + 2 * r)
 
     def _predict(self, patches: np.ndarray, kernels: np.ndarray):
         """Correlate every sample window at every offset with a stack of kernels at once.
@@ -267,14 +327,42 @@ class _Search:
         mags = (np.abs(cols) @ np.abs(flat)).reshape(n, d1, d2, count)
         return values, mags
 
+    def _offset_mask(self, stride) -> np.ndarray:
+        """(D, D, n) compared-or-not of each sample at each offset (see _Problem.compared_mask)."""
+        r = self.radius
+        shifts = np.arange(-r, r + 1)
+        out_h, out_w = self.out_hw
+        rows = self.rows[None, :] * stride[0] + shifts[:, None]
+        cols = self.cols[None, :] * stride[1] + shifts[:, None]
+        row_ok = (rows >= 0) & (rows <= (out_h - 1) * stride[0])
+        col_ok = (cols >= 0) & (cols <= (out_w - 1) * stride[1])
+        return row_ok[:, None, :] & col_ok[None, :, :]
+
+    def _offset_allowed(self, stride) -> np.ndarray:
+        """(D, D): offsets that leave out at most a quarter of the output's rows and columns.
+
+        An offset compares only the elements whose shifted window the reference has
+        (CONTRACT section 2). Every element it leaves out could hide a corrupted one, so an
+        offset is a candidate only where it leaves out few: at most a quarter of the rows
+        and of the columns (a row or two of a real image; nothing of a 1- or 2-row output).
+        """
+        r = self.radius
+        shifts = np.arange(-r, r + 1)
+        counts = []
+        for size, step in zip(self.out_hw, stride):
+            positions = np.arange(size)[None, :] * step + shifts[:, None]
+            kept = np.count_nonzero((positions >= 0) & (positions <= (size - 1) * step), axis=1)
+            counts.append(4 * (size - kept) <= size)
+        return counts[0][:, None] & counts[1][None, :]
+
     def structures(self):
         """Stage 1: every structure that the loosest allowed bound does not rule out.
 
-        Returns (survivors, closest): survivors as (key, structure, scale, bias) sorted
-        simplest first; closest the best structure by fraction of samples within bound.
+        Returns (survivors, closest): survivors as structures; closest the best structure
+        by fraction of samples within bound, as (structure, scale, bias).
         """
         p = self.p
-        target = p.output[self.rows, self.cols]  # (n, O)
+        target = p.output[self.samples, self.rows, self.cols]  # (n, O)
         outs = target.shape[1]
         loosest = max(self._loose_coefficient(q) for q in p.precisions)
         out_round = max(prec.output_rounding(m, p.output_u) + m.accumulation_u for m in p.models.values())
@@ -283,37 +371,43 @@ class _Search:
                        for m in p.models.values())
         survivors, best = [], (-1.0, None)
         r = self.radius
-        by_shape: dict[tuple, list[tuple[str, str]]] = {}
-        for transform, padding in self.layouts:
-            shape = transform_kernel(p.kernel, transform).shape[:2]
-            by_shape.setdefault((shape, padding), []).append(transform)
-        for (shape, padding), transforms in by_shape.items():
-            stack = np.concatenate([transform_kernel(p.kernel, t) for t in transforms], axis=3)
+        groups: dict[tuple, list[str]] = {}
+        for layout in self.layouts:
+            shape = transform_kernel(p.kernel, layout.transform).shape[:2]
+            groups.setdefault((shape, layout.padding, layout.stride, layout.dilation), []).append(layout.transform)
+        for (shape, padding, stride, dilation), transforms in groups.items():
+            layout = _Layout(transforms[0], padding, stride, dilation)
+            stack = np.concatenate([p.wide_kernel(transform_kernel(p.kernel, t), dilation) for t in transforms],
+                                   axis=3)
+            compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
+            enough = self._offset_allowed(stride)
             for boundary in BOUNDARIES:
-                patches = self._patches(None, boundary, padding, shape)
+                patches = self._patches(None, boundary, layout, shape)
                 values, mags = self._predict(patches, stack)
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 weights = _fit_weights((loosest * mags + absolute) * (1 + out_round)
-                                       + out_round * np.abs(target) + p.output_underflow + 1e-300)
+                                       + out_round * np.abs(target) + p.output_underflow + 1e-300) * compared
                 for fit in FITS:
                     scale, bias = _fit_batch(values, target, fit, weights)
                     predicted = scale[..., None, None] * values + bias[..., None, None]
                     bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute) * (1 + out_round)
                              + out_round * np.abs(predicted) + p.output_underflow) * 1.01 + 1e-300
-                    ratio = np.abs(target - predicted) / bound
+                    ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
                     within = np.mean(ratio <= 1.0, axis=(3, 4))
                     usable = np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0)
                     passed = np.all(ratio <= 1.0, axis=(3, 4)) & usable
                     for ti, (dy_i, dx_i) in itertools.product(range(len(transforms)), itertools.product(range(d1), range(d2))):
-                        offset = (dy_i - r, dx_i - r)
-                        s, b = float(scale[ti, dy_i, dx_i]), float(bias[ti, dy_i, dx_i])
-                        struct = _Structure(transforms[ti], padding, boundary, offset, fit)
+                        if not enough[dy_i, dx_i]:
+                            continue
+                        struct = _Structure(transforms[ti], padding, boundary, (dy_i - r, dx_i - r), fit,
+                                            stride, dilation)
                         if passed[ti, dy_i, dx_i]:
                             survivors.append(struct)
                         elif usable[ti, dy_i, dx_i] and within[ti, dy_i, dx_i] > best[0]:
-                            best = (float(within[ti, dy_i, dx_i]), (struct, s, b))
+                            best = (float(within[ti, dy_i, dx_i]),
+                                    (struct, float(scale[ti, dy_i, dx_i]), float(bias[ti, dy_i, dx_i])))
         return survivors, best[1]
 
     def _loose_coefficient(self, precision: str) -> float:
@@ -354,23 +448,28 @@ class _Search:
         if kernel is None:
             kernel = p.rounded(precision)[1]
         tk = transform_kernel(kernel, struct.transform)
-        patches = self._patches(precision, struct.boundary, struct.padding, tk.shape[:2])
+        layout = _Layout(struct.transform, struct.padding, struct.stride, struct.dilation)
+        patches = self._patches(precision, struct.boundary, layout, tk.shape[:2])
+        wide = p.wide_kernel(tk, struct.dilation)
         r = self.radius
         dy, dx = struct.offset[0] + r, struct.offset[1] + r
-        kh, kw = tk.shape[:2]
+        kh, kw = wide.shape[:2]
         window = patches[:, dy:dy + kh, dx:dx + kw]  # (n, kh, kw, C)
         flat = window.reshape(window.shape[0], -1)
-        values = flat @ tk.reshape(-1, tk.shape[3])
-        mags = np.abs(flat) @ np.abs(tk.reshape(-1, tk.shape[3]))
-        target = p.output[self.rows, self.cols]
-        scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision)
+        values = flat @ wide.reshape(-1, wide.shape[3])
+        mags = np.abs(flat) @ np.abs(wide.reshape(-1, wide.shape[3]))
+        target = p.output[self.samples, self.rows, self.cols]
+        row_ok, col_ok = p.compared_mask(struct, self.rows, self.cols, self.out_hw)
+        compared = (row_ok & col_ok)[:, None]
+        scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision,
+                                                    compared=compared)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
-        within = np.abs(target - predicted) <= bound
+        within = (np.abs(target - predicted) <= bound) | ~compared
         return bool(np.all(within)), scale, bias, float(np.mean(within))
 
 
-def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str):
+def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
     when that leaves an element beyond its bound, parameters that keep every element inside.
 
@@ -378,7 +477,8 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     itself is off by about one rounding: with float16 outputs or cancelling sums that alone
     can push a true candidate past its bound. Every element's bound defines an interval of
     parameters that reproduce it; `_minimax` picks a point in their intersection. The bound
-    is then recomputed at that point, so the test itself stays exact.
+    is then recomputed at that point, so the test itself stays exact. `compared` (a boolean
+    array broadcastable to `values`) leaves elements out of the fit and the test.
     """
     def at(scale, bias):
         predicted = values if fit == "none" else scale * values + bias
@@ -387,6 +487,8 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     weights = None
     if fit != "none":
         weights = _fit_weights(problem.bound(mags, target, precision, 1.0, fit in ("bias", "both")))
+        if compared is not None:
+            weights = weights * compared
     scale, bias = _fit(values, target, fit, weights)
     if not _usable_fit(scale, bias):
         return scale, bias, *at(1.0, 0.0)
@@ -394,12 +496,16 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     if fit == "none":
         return scale, bias, predicted, bound
     excess = np.abs(target - predicted) - bound
+    if compared is not None:
+        excess = np.where(compared, excess, -1.0)
     if not np.any(excess > 0) or np.any(np.isnan(excess)):
         return scale, bias, predicted, bound
-    refit = _minimax(values, target, bound, fit, scale)
+    keep = slice(None) if compared is None else np.broadcast_to(compared, values.shape)
+    refit = _minimax(values[keep], target[keep], bound[keep], fit, scale)
     if refit is not None and _usable_fit(*refit):
         new_predicted, new_bound = at(*refit)
-        if np.all(np.abs(target - new_predicted) <= new_bound):
+        new_excess = np.abs(target - new_predicted) - new_bound
+        if np.all(np.where(compared, new_excess, -1.0) <= 0 if compared is not None else new_excess <= 0):
             return (*refit, new_predicted, new_bound)
     return scale, bias, predicted, bound
 
@@ -483,25 +589,43 @@ def _fit_weights(bound: np.ndarray) -> np.ndarray:
 
 def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: float,
                    keep_arrays: bool = False):
-    """A candidate on the whole image, refitting scale/bias there in closed form.
+    """A candidate on the whole output, refitting scale/bias there in closed form.
 
     Returns (`_Full`, the correlation values before scale and bias). A candidate that
-    passes carries its `evidence` (convcheck.evidence), weighed against `needed` bits.
+    passes carries its `evidence` (convcheck.evidence), weighed against `needed` bits, on
+    the elements it compares (an offset leaves out those whose window the reference lacks).
     """
     image, kernel = problem.rounded(expl.precision)
     tk = transform_kernel(kernel, expl.kernel_transform)
-    values, mags = correlate(image, tk, padding=expl.padding, boundary=expl.boundary,
-                             offset=expl.offset, magnitude=True)
-    scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision)
+    values, mags = correlate(image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
+                             magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
+                             groups=problem.groups)
+    out_h, out_w = values.shape[1:3]
+    row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
+    rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
+    compared = None
+    if rows.size != out_h or cols.size != out_w:
+        compared = (row_ok[:, None] & col_ok[None, :])[None, :, :, None]
+    scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision,
+                                                compared=compared)
     if not _usable_fit(scale, bias):
         scale, bias = 1.0, 0.0
     residual = np.subtract(problem.output, predicted)
     np.abs(residual, out=residual)
     # Written so that NaN residuals (an overflowed backend output) count as mismatches.
     mismatch = ~(residual <= bound)
+    if compared is not None:
+        mismatch &= compared
+        residual *= compared
     bad = int(np.count_nonzero(mismatch))
-    evidence = (ev.weigh(values, mags, bound, scale=scale, fitted=_fitted(fit), needed=needed)
-                if bad == 0 else None)
+    evidence = None
+    if bad == 0:
+        if rows.size and cols.size:
+            window = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            evidence = ev.weigh(values[window], mags[window], bound[window], scale=scale,
+                                fitted=_fitted(fit), needed=needed)
+        else:
+            evidence = ev.Evidence(0.0, needed, 0, 0, _fitted(fit), 0.0)
     del mags
     max_residual = float(np.max(residual))
     max_bound = float(np.max(bound))
@@ -510,107 +634,161 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
         worst = float(np.nanmax(residual))
     del residual
     full = _Full(expl.with_(scale=scale, bias=bias), bad, mismatch, max_residual, max_bound, worst,
-                 predicted if keep_arrays else None, bound if keep_arrays else None, evidence)
+                 predicted if keep_arrays else None, bound if keep_arrays else None, evidence,
+                 int(rows.size * cols.size * values.shape[0] * values.shape[3]))
     return full, values
 
 
-def _explanation(struct: _Structure, precision: str, scale: float, bias: float) -> Explanation:
-    return Explanation(kernel_transform=struct.transform, padding=struct.padding, boundary=struct.boundary,
-                       offset=struct.offset, precision=precision,
-                       bias=bias if struct.fit in ("bias", "both") else 0.0,
-                       scale=scale if struct.fit in ("scale", "both") else 1.0)
+def _explanation(struct: _Structure, precision: str, scale: float, bias: float, base: Explanation) -> Explanation:
+    """A structure as an explanation; `base` carries the fields every candidate shares."""
+    return base.with_(kernel_transform=struct.transform, padding=struct.padding, boundary=struct.boundary,
+                      offset=struct.offset, precision=precision, stride=tuple(struct.stride),
+                      dilation=tuple(struct.dilation),
+                      bias=bias if struct.fit in ("bias", "both") else 0.0,
+                      scale=scale if struct.fit in ("scale", "both") else 1.0)
 
 
-def index_in_user_shape(index: tuple[int, int, int], user_shape: tuple) -> tuple[int, ...]:
-    """An (i, j, channel) index into the (Ho, Wo, C_out) output as an index into the caller's own shape."""
-    i, j, o = (int(x) for x in index)
-    if len(user_shape) == 2:
-        return (i, j)
-    if len(user_shape) == 4:
-        return (0, i, j, o)
-    return (i, j, o)
+def index_in_user_shape(index, user_shape: tuple, reading: Optional[str] = None) -> tuple[int, ...]:
+    """An (n, i, j, channel) index into the canonical (N, Ho, Wo, C_out) output (or an
+    (i, j, channel) one) as an index into the caller's own array.
+
+    `reading` names the caller's axes in order ('hwc', 'nchw', 'hw', 'nhw', ...); by
+    default it follows the array's rank in channels-last order.
+    """
+    values = [int(x) for x in index]
+    if len(values) == 3:
+        values = [0] + values
+    by_axis = dict(zip("nhwc", values))
+    if reading is None:
+        reading = {2: "hw", 3: "hwc", 4: "nhwc"}.get(len(user_shape), "hwc")
+    return tuple(by_axis[axis] for axis in reading)
 
 
-def _where(full: _Full, kernel_hw: tuple[int, int]) -> tuple[str, str]:
-    """Where a mismatch sits: (category, detail sentence)."""
+def _where(full: _Full, kernel_hw: tuple[int, int], to_user) -> tuple[str, str]:
+    """Where a mismatch sits: (category, detail sentence); `to_user` maps canonical indices."""
     bad = full.mismatch
     count = full.bad
-    total = bad.size
-    rows, cols, _ = np.nonzero(bad)
-    out_h, out_w = bad.shape[:2]
+    total = full.compared or bad.size
+    samples, rows, cols, chans = np.nonzero(bad)
+    out_h, out_w = bad.shape[1:3]
     band = max(kernel_hw)
     on_border = (rows < band) | (cols < band) | (rows >= out_h - band) | (cols >= out_w - band)
+    where_batch = ""
+    if bad.shape[0] > 1:
+        hit = np.unique(samples)
+        where_batch = (f" (in {hit.size} of {bad.shape[0]} samples of the batch"
+                       + (f": sample {hit[0]}" if hit.size == 1 else "") + ")")
     if count <= max(3, total // 100) and not on_border.all():
-        positions = ", ".join(f"[{r}, {c}]" for r, c in list(zip(rows.tolist(), cols.tolist()))[:5])
-        return "a few pixels", f"{count} of {total} elements differ, at {positions}" + (" ..." if count > 5 else "")
+        positions = ", ".join(str(list(to_user(idx))) for idx in list(zip(samples, rows, cols, chans))[:5])
+        return "a few pixels", (f"{count} of {total} elements differ, at {positions}" + (" ..." if count > 5 else "")
+                                + where_batch)
     if on_border.all():
-        return "border", f"{count} of {total} elements differ, all within {band} pixels of the edge"
+        return "border", f"{count} of {total} elements differ, all within {band} pixels of the edge{where_batch}"
     if count > total // 2:
-        return "everywhere", f"{count} of {total} elements differ, across the whole output"
+        return "everywhere", f"{count} of {total} elements differ, across the whole output{where_batch}"
     return "a region", (f"{count} of {total} elements differ, in rows {rows.min()}-{rows.max()}, "
-                        f"columns {cols.min()}-{cols.max()}")
+                        f"columns {cols.min()}-{cols.max()}{where_batch}")
 
 
-def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
-             keep_arrays: bool = False) -> Diagnosis:
+def _baseline(inputs, padding: str, stride, dilation, groups) -> Explanation:
+    """The expected computation: what the caller declared, the contract's defaults elsewhere."""
+    declared_groups = groups if groups is not None else getattr(inputs, "expected_groups", 1)
+    return Explanation(padding=padding, stride=tuple(stride), dilation=tuple(dilation), groups=int(declared_groups),
+                       output_layout=getattr(inputs, "declared_output_layout", "hwc"),
+                       kernel_layout=getattr(inputs, "kernel_layout", "hwio"))
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    """A stride or dilation as a pair of positive integers; an int means both axes."""
+    try:
+        pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else tuple(value)
+        if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+                                     for v in pair):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InputError(f"{name} {value!r} is not a positive integer or a pair of them, e.g. {name}=2 or "
+                         f"{name}=(2, 1)") from None
+    return int(pair[0]), int(pair[1])
+
+
+def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
+             dilation=(1, 1), groups: Optional[int] = None, keep_arrays: bool = False) -> Diagnosis:
     """Diagnose `inputs.output` (an `convcheck.inputs.Inputs` with an output) against the reference.
 
-    `padding` is the convention the caller expected (the baseline); `precision` the
+    `padding`, `stride`, `dilation` and `groups` are what the caller expected (the
+    baseline; `groups` None: what the kernel layout declares, else 1); `precision` the
     precision it expected the computation to run in (default: the inputs' own). The
     verdict is `equal` when the expected computation reproduces the output within its
-    rigorous bound, `explained` when the simplest other candidate does, else `unexplained`.
+    rigorous bound and with enough evidence, `explained` when the simplest other
+    candidate does, else `unexplained`.
     """
     if padding not in PADDINGS:
         raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
     if precision is not None and precision not in prec.SIGNIFICAND_BITS:
         raise InputError(f"precision {precision!r} is not one of {', '.join(prec.SIGNIFICAND_BITS)}; "
                          "pass one of them, or None for the inputs' own precision")
-    problem = _Problem(inputs, padding, precision)
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups), precision)
     baseline = problem.baseline
-    search = _Search(problem)
+    shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"))
+    fixed = len(shared.changed_fields(baseline))
     kernel_hw = problem.kernel.shape[:2]
     total = int(problem.output.size)
+    reading = getattr(inputs, "output_reading", None)
+    output_shape = inputs.output_shape or problem.output.shape
 
-    identity_paddings = [pad for t, pad in search.layouts if t == "identity"]
-    if not search.layouts:
-        h, w = problem.image.shape[:2]
-        sizes = ", ".join(f"{pad} gives {output_size(pad, h, w, *kernel_hw)}" for pad in PADDINGS)
-        reason = (f"output shape {tuple(problem.output.shape[:2])} fits no padding of a {(h, w)} image "
-                  f"with a {tuple(kernel_hw)} kernel ({sizes}); was it strided, dilated or cropped?")
+    def to_user(index):
+        return index_in_user_shape(index, tuple(output_shape), reading)
+
+    layouts = _layouts(problem, baseline)
+    if not layouts:
+        h, w = problem.image_hw
+        sizes = ", ".join(f"{pad} {output_size(pad, h, w, *kernel_hw, stride, dilation)}" for pad in PADDINGS)
+        reason = (f"output shape {tuple(problem.output.shape[1:3])} fits no padding, stride or dilation of a "
+                  f"{(h, w)} image with a {tuple(kernel_hw)} kernel ({sizes}); was it cropped?")
         stats = Stats(None, None, None, total, None, None, None)
         return Diagnosis(Verdict.UNEXPLAINED, None, (), stats, baseline, reason=reason)
 
     # "Before" statistics: the reference of the output's own size, at the expected precision.
-    stats_padding = padding if padding in identity_paddings else (identity_paddings or [None])[0]
+    identity = [lay for lay in layouts if lay.transform == "identity"]
+    expected = _Layout("identity", padding, stride, dilation)
+    stats_layout = expected if expected in identity else (
+        min(identity, key=lambda lay: _geometry_changes(lay, baseline) + (lay.padding != padding))
+        if identity else None)
     before: Optional[_Full] = None
     reference = None
-    if stats_padding is not None:
-        before, values = _evaluate_full(problem, baseline.with_(padding=stats_padding), "none",
-                                        needed=ev.needed_bits(1), keep_arrays=keep_arrays)
-        reference = values if problem.rounding_is_exact(baseline.precision) else \
-            correlate(problem.image, problem.kernel, padding=stats_padding)[0]
+    if stats_layout is not None:
+        start = shared.with_(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation)
+        before, values = _evaluate_full(problem, start, "none", needed=ev.needed_bits(1), keep_arrays=keep_arrays)
+        reference = values if problem.rounding_is_exact(baseline.precision) else correlate(
+            problem.image, problem.kernel, padding=stats_layout.padding, stride=stats_layout.stride,
+            dilation=stats_layout.dilation, groups=problem.groups)[0]
         del values
 
     accepted: Optional[_Full] = None
     undecided: Optional[_Full] = None   # passes the bound, but with too little evidence
     alternatives: list[Explanation] = []
     closest: Optional[_Full] = None
-    if before is not None and before.ok and stats_padding == padding:
-        _control(search, before, _Structure("identity", padding, "zero", (0, 0), "none"))
-        if before.evidence.decisive:
+    tried_full: list[_Full] = [before] if before is not None else []
+    search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == 0] or layouts)
+    if before is not None and before.ok and stats_layout == expected:
+        _control(search, before, _Structure("identity", padding, "zero", (0, 0), "none", stride, dilation))
+        if before.evidence.decisive and fixed == 0:
             accepted = before
-        else:
+        elif not before.evidence.decisive:
             undecided = before
-    if accepted is None:
-        needed = ev.needed_bits(search.size)
-        survivors, best_rejected = search.structures()
-        candidates = []
-        for struct in survivors:
-            for q in problem.precisions:
-                candidates.append((_complexity(struct, q, baseline), struct, q))
-        candidates.sort(key=lambda item: item[0])
+    best_rejected = None
+    stages = sorted({_geometry_changes(lay, baseline) for lay in layouts})
+    for stage in stages:
+        if accepted is not None and len(accepted.explanation.changed_fields(baseline)) <= stage + fixed:
+            break  # every candidate of this stage changes at least as many fields
+        search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == stage])
+        needed = ev.needed_bits(search.size * len(stages))
+        survivors, rejected = search.structures()
+        best_rejected = best_rejected or (rejected and (search, rejected))
+        candidates = sorted(((_complexity(struct, q, baseline, fixed), struct, q)
+                             for struct in survivors for q in problem.precisions), key=lambda item: item[0])
         full_checks = tie_checks = 0
-        tried_full: list[_Full] = [before] if before is not None else []
         for key, struct, q in candidates:
             if accepted is not None and key[0] > len(accepted.explanation.changed_fields(baseline)):
                 break
@@ -619,8 +797,10 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             ok, scale, bias, _ = search.sampled_check(struct, q)
             if not ok:
                 continue
-            expl = _explanation(struct, q, scale, bias)
+            expl = _explanation(struct, q, scale, bias, shared)
             if accepted is not None:
+                if accepted.explanation == expl:
+                    continue
                 # As simple as the answer: a tie when it reproduces the output too.
                 if _same_computation(problem, expl, accepted.explanation):
                     alternatives.append(expl)
@@ -641,23 +821,22 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                     accepted = full
                 elif undecided is None:
                     undecided = full
-        if accepted is None and undecided is None:
-            if best_rejected is not None and not any(f is not before for f in tried_full):
-                # The structure nearest on the samples, at the precision that fits most of them.
-                struct, _, _ = best_rejected
-                fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
-                q = max(problem.precisions, key=lambda name: fractions[name][3])
-                _, s, b, _ = fractions[q]
-                tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b), struct.fit,
-                                                 needed=needed, keep_arrays=keep_arrays)[0])
-            if tried_full:
-                closest = min(tried_full, key=lambda f: (f.bad, f.worst_ratio))
+    if accepted is None and undecided is None:
+        if best_rejected and not any(f is not before for f in tried_full):
+            # The structure nearest on the samples, at the precision that fits most of them.
+            search, (struct, _, _) = best_rejected
+            fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
+            q = max(problem.precisions, key=lambda name: fractions[name][3])
+            _, s, b, _ = fractions[q]
+            tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b, shared), struct.fit,
+                                             needed=ev.needed_bits(1), keep_arrays=keep_arrays)[0])
+        if tried_full:
+            closest = min(tried_full, key=lambda f: (f.bad, f.worst_ratio))
 
     verdict = (Verdict.EQUAL if accepted is before and accepted is not None
                else Verdict.EXPLAINED if accepted is not None else Verdict.UNEXPLAINED)
     after = accepted if accepted is not None else undecided if undecided is not None else closest
-    output_shape = inputs.output_shape or problem.output.shape
-    stats = _stats(problem, reference, before, after, output_shape)
+    stats = _stats(problem, reference, before, after, to_user)
     where = reason = None
     notes: list[str] = []
     if undecided is not None and accepted is None:
@@ -666,12 +845,14 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
         reason = ev.cannot_decide_reason(undecided.evidence, candidate, undecided.explanation.precision,
                                          subnormal=problem.has_subnormals(undecided.explanation.precision))
     elif verdict is Verdict.UNEXPLAINED and after is not None:
-        where, detail = _where(after, kernel_hw)
+        where, detail = _where(after, kernel_hw, to_user)
         notes.append(detail)
     if verdict is Verdict.UNEXPLAINED and problem.has_subnormals(baseline.precision):
         notes.append(f"the inputs hold subnormal {baseline.precision} values (nonzero, below its smallest "
                      "normal number): TensorFlow on CPU and many GPU kernels flush them to zero (FTZ/DAZ), "
                      "which changes results there; rescale the data, or compare in float64")
+    if problem.output.shape[0] > 1 and verdict is not Verdict.UNEXPLAINED:
+        notes.append(f"one computation explains all {problem.output.shape[0]} samples of the batch")
     explanation = accepted.explanation if accepted is not None else None
     causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
     identical = [a for a in alternatives if accepted is not None
@@ -686,10 +867,18 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                      + "; ".join(describe(a, baseline) for a in fitted_ties))
     arrays = None
     if keep_arrays:
-        arrays = DiagnosisArrays(problem.output, reference,
-                                 before.bound if before is not None else None,
-                                 after.prediction if after is not None else None,
-                                 after.bound if after is not None else None)
+        # Plots show one image: the sample of the batch where the output is worst.
+        worst = after if after is not None else before
+        sample = int(np.argmax(worst.mismatch.reshape(worst.mismatch.shape[0], -1).sum(axis=1))) \
+            if worst is not None else 0
+
+        def one(array):
+            return None if array is None else array[sample]
+
+        arrays = DiagnosisArrays(problem.output[sample], one(reference),
+                                 one(before.bound if before is not None else None),
+                                 one(after.prediction if after is not None else None),
+                                 one(after.bound if after is not None else None))
     return Diagnosis(verdict, explanation, causes, stats, baseline,
                      closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
                      alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
@@ -717,13 +906,16 @@ def _same_computation(problem: _Problem, a: Explanation, b: Explanation) -> bool
     if a.boundary == b.boundary:
         return True
     image = problem.rounded(a.precision)[0]
-    out_hw = problem.output.shape[:2]
-    origin = window_origin(a.padding, ka.shape[:2], a.offset)
-    return bool(np.array_equal(extended_image(image, a.boundary, origin, out_hw, ka.shape[:2]),
-                               extended_image(image, b.boundary, origin, out_hw, ka.shape[:2])))
+    out_h, out_w = problem.output.shape[1:3]
+    origin = window_origin(a.padding, ka.shape[:2], a.offset, problem.image_hw, a.stride, a.dilation)
+    span = ((out_h - 1) * a.stride[0] + 1, (out_w - 1) * a.stride[1] + 1)
+    wide = ((ka.shape[0] - 1) * a.dilation[0] + 1, (ka.shape[1] - 1) * a.dilation[1] + 1)
+    return all(np.array_equal(extended_image(sample, a.boundary, origin, span, wide),
+                              extended_image(sample, b.boundary, origin, span, wide)) for sample in image)
 
 
-def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optional[_Full], user_shape) -> Stats:
+def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optional[_Full], to_user) -> Stats:
+    """The numbers of a diagnosis; for a batch, the worst element over all samples."""
     total = int(problem.output.size)
     max_abs = max_rel = mismatched = worst = worst_out = worst_ref = None
     if reference is not None and before is not None:
@@ -739,7 +931,7 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
             max_rel = float(np.max(diff, where=nonzero, initial=0.0))
         del diff, nonzero
         mismatched = before.bad
-        worst = index_in_user_shape(np.unravel_index(flat, problem.output.shape), tuple(user_shape))
+        worst = to_user(np.unravel_index(flat, problem.output.shape))
         worst_out = float(problem.output.ravel()[flat])
         worst_ref = float(reference.ravel()[flat])
     residual_after = error_bound = ratio = bad_after = None
@@ -752,15 +944,20 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
 
 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
-            kernel_layout: str = "hwio", keep_arrays: bool = False) -> Diagnosis:
+            stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
+            kernel_layout: Optional[str] = None, keep_arrays: bool = False) -> Diagnosis:
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
-    Layouts: image (H, W) or (H, W, C); kernel (kh, kw) or HWIO (kh, kw, C_in, C_out), or
-    OIHW with `kernel_layout="oihw"`; output (Ho, Wo), (Ho, Wo, C_out) or (1, Ho, Wo, C_out).
-    `padding` is the size convention you expected ('same', 'valid', 'full'); `precision`
-    the precision you expected (default: the inputs' own, e.g. float64 for float64 data).
+    Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
+    `layout="nchw"` (C, H, W) / (N, C, H, W); kernel (kh, kw), HWIO (kh, kw, C_in / groups,
+    C_out), OIHW with `kernel_layout="oihw"` (the default with layout "nchw"), or
+    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout
+    with its own sizes (a batch of one and a single channel may drop their axes).
+    `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
+    precision you expected (default: the inputs' own, e.g. float64 for float64 data).
     Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
     """
     from .inputs import prepare_inputs
-    inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding)
-    return diagnose(inputs, padding=padding, precision=precision, keep_arrays=keep_arrays)
+    inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
+    return diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
+                    groups=groups, keep_arrays=keep_arrays)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .vocabulary import KERNEL_LAYOUTS, PADDINGS
+from .vocabulary import KERNEL_LAYOUTS, LAYOUTS, PADDINGS
 
 DEFAULT_MAX_ELEMENTS = 2**28
 
@@ -26,9 +26,10 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 # What each role accepts, said the same way in every shape message.
 _ACCEPTED = {
-    "image": "give a 2-D (H, W) or 3-D (H, W, C) image (or a 4-D (1, H, W, C) batch of one)",
+    "image": "give a 2-D (H, W) or 3-D (H, W, C) image, or a 4-D (N, H, W, C) batch (with --layout nchw: "
+             "(C, H, W) or (N, C, H, W))",
     "kernel": "give a 2-D (kh, kw) kernel or a 4-D HWIO (kh, kw, C_in, C_out) kernel",
-    "output": "give a 2-D (Ho, Wo) or 3-D (Ho, Wo, C_out) output (or a 4-D (1, Ho, Wo, C_out) batch of one)",
+    "output": "give a 2-D (Ho, Wo) or 3-D (Ho, Wo, C_out) output, or a 4-D (N, Ho, Wo, C_out) batch",
 }
 
 
@@ -237,27 +238,64 @@ def _check_finite(array: np.ndarray, label: str) -> None:
                      "clean or mask them before comparing convolutions")
 
 
-def _image(array, label: str, from_file: bool = False) -> np.ndarray:
-    return _squeeze_to_3d(array, label, "image", from_file,
-                          "images", "convcheck takes one image: pass image[0], or save a single (H, W, C) image")
+def _image(array, label: str, from_file: bool = False, layout: str = "nhwc") -> np.ndarray:
+    """The image as an (N, H, W, C) batch: (H, W) is one channel, a 3-D array one image
+    ((H, W, C), or (C, H, W) with layout 'nchw'), a 4-D array a batch."""
+    array = _to_array(array, label)
+    _check_common(array, label, "image", from_file)
+    if array.ndim == 2:
+        return array[np.newaxis, :, :, np.newaxis]
+    if array.ndim == 3:
+        return (np.moveaxis(array, 0, -1) if layout == "nchw" else array)[np.newaxis]
+    if array.ndim == 4:
+        return np.moveaxis(array, 1, -1) if layout == "nchw" else array
+    raise InputError(f"{label}: has {array.ndim} dimensions (shape {array.shape}); {_ACCEPTED['image']}")
 
 
 def _output(array, label: str, from_file: bool = False) -> np.ndarray:
-    return _squeeze_to_3d(array, label, "output", from_file,
-                          "outputs", "convcheck takes one image's output: pass output[0]")
-
-
-def _squeeze_to_3d(array, label: str, role: str, from_file: bool, plural: str, what_to_do: str) -> np.ndarray:
-    """(H, W) -> (H, W, 1); (H, W, C) as is; a (1, H, W, C) batch of one -> (H, W, C)."""
     array = _to_array(array, label)
-    _check_common(array, label, role, from_file)
-    if array.ndim == 2:
-        return array[:, :, np.newaxis]
-    if array.ndim == 4:
-        if array.shape[0] != 1:
-            raise InputError(f"{label}: is a batch of {array.shape[0]} {plural} (shape {array.shape}); {what_to_do}")
-        return array[0]
+    _check_common(array, label, "output", from_file)
+    if array.ndim not in (2, 3, 4):
+        raise InputError(f"{label}: has {array.ndim} dimensions (shape {array.shape}); {_ACCEPTED['output']}")
     return array
+
+
+# How an output array's axes may be read, per declared layout: the declared layout first,
+# then the other one (an output_layout cause). n/c may be dropped for a batch of one or a
+# single channel (CONTRACT section 1).
+_READINGS = {
+    "nhwc": ("nhwc", "hwc", "nhw", "hw", "nchw", "chw"),
+    "nchw": ("nchw", "chw", "nhw", "hw", "nhwc", "hwc"),
+}
+
+
+def read_output(output: np.ndarray, label: str, layout: str, batch: int, channels: tuple[int, ...]):
+    """(canonical (N, Ho, Wo, C_out) output, reading, channels) for an output array.
+
+    `channels` are the output channel counts the kernel allows (more than one when the
+    kernel may be read as depthwise). The first reading of `_READINGS[layout]` whose batch
+    and channel sizes fit wins; none fitting is an `InputError` naming the readings tried.
+    """
+    for reading in _READINGS[layout]:
+        if len(reading) != output.ndim:
+            continue
+        size = dict(zip(reading, output.shape))
+        if size.get("n", 1) != batch:
+            continue
+        for count in channels:
+            if size.get("c", 1) == count:
+                order = [reading.index(axis) for axis in "nhwc" if axis in reading]
+                canonical = np.transpose(output, order)
+                if "n" not in reading:
+                    canonical = canonical[np.newaxis]
+                if "c" not in reading:
+                    canonical = canonical[..., np.newaxis]
+                return canonical, reading, count
+    tried = ", ".join(f"({', '.join(r.upper())})" for r in _READINGS[layout] if len(r) == output.ndim)
+    raise InputError(f"{label}: shape {output.shape} fits no reading with a batch of {batch} and "
+                     f"{' or '.join(str(c) for c in channels)} output channel{'s' if channels != (1,) else ''} "
+                     f"(tried {tried or 'none: it needs 2 to 4 dimensions'}); give the output this image and "
+                     "kernel produced, or check --layout and --kernel-layout")
 
 
 def _option(option: str, value: str) -> str:
@@ -272,7 +310,15 @@ def _check_layout(layout, option: str) -> str:
     if isinstance(layout, str) and layout.lower() in KERNEL_LAYOUTS:
         suggestion = f" (write it in lower case: '{layout.lower()}')"
     raise InputError(f"kernel layout {layout!r} is not one of {', '.join(KERNEL_LAYOUTS)}{suggestion}; "
-                     f"pass {_option(option, 'hwio')} (TensorFlow/Keras) or {_option(option, 'oihw')} (PyTorch)")
+                     f"pass {_option(option, 'hwio')} (TensorFlow/Keras), {_option(option, 'oihw')} (PyTorch) "
+                     f"or {_option(option, 'depthwise')} (tf.nn.depthwise_conv2d, Keras DepthwiseConv2D)")
+
+
+def _check_image_layout(layout, option: str) -> str:
+    if layout in LAYOUTS:
+        return layout
+    raise InputError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}; pass {_option(option, 'nhwc')} "
+                     f"(TensorFlow, channels last) or {_option(option, 'nchw')} (PyTorch, channels first)")
 
 
 def _kernel(array, label: str, layout: str, layout_option: str, from_file: bool = False) -> np.ndarray:
@@ -286,17 +332,54 @@ def _kernel(array, label: str, layout: str, layout_option: str, from_file: bool 
                          f"(or OIHW with {_option(layout_option, 'oihw')})")
     if layout == "oihw":
         return array.transpose(2, 3, 1, 0)
-    return array
+    return array  # HWIO; a depthwise (kh, kw, C, multiplier) kernel is regrouped in `resolve_kernel`
 
 
-def as_image(array, name: str = "image") -> np.ndarray:
-    """Check an image and return it as (H, W, C), keeping its dtype.
+def resolve_kernel(image: np.ndarray, kernel: np.ndarray, raw_ndim: int, layout: str, output_channels,
+                   image_label: str, kernel_label: str):
+    """(grouped HWIO kernel, groups from the shapes, groups the layout declares, allowed output channels).
 
-    Accepts anything `np.asarray` accepts: (H, W) becomes (H, W, 1), (H, W, C) is kept,
-    a (1, H, W, C) batch of one is squeezed. `name` starts every error message. The
-    result may be a view of the caller's array; it is never copied or cast.
+    `image` is (N, H, W, C) and `kernel` HWIO as `_kernel` returns it. A 2-D kernel with a
+    C-channel image is the same filter on each channel (groups = C, CONTRACT section 1); a
+    depthwise (kh, kw, C, M) kernel becomes (kh, kw, 1, C * M) with groups = C (declared with
+    layout 'depthwise', or recognised when the output has C * M channels); an HWIO kernel
+    with C_in dividing C is grouped with groups = C / C_in. `output_channels` is the
+    output's possible channel counts (None when there is no output).
     """
-    return _image(array, name)
+    channels = image.shape[-1]
+    kh, kw, c_in, c_out = kernel.shape
+    if raw_ndim == 2 and channels > 1:
+        return np.broadcast_to(kernel, (kh, kw, 1, channels)), channels, channels, (channels,)
+    if layout == "depthwise":
+        if c_in != channels:
+            raise InputError(f"{kernel_label}: a depthwise kernel (kh, kw, C, multiplier) needs C = {channels} "
+                             f"(the image's channels), got {c_in}")
+        return kernel.reshape(kh, kw, 1, c_in * c_out), channels, channels, (c_in * c_out,)
+    if c_in == channels:
+        depthwise = c_in * c_out
+        if output_channels is not None and depthwise in output_channels and c_out not in output_channels \
+                and channels > 1:
+            return kernel.reshape(kh, kw, 1, depthwise), channels, 1, (depthwise,)
+        return kernel, 1, 1, (c_out,)
+    if c_in and channels % c_in == 0 and c_out % (channels // c_in) == 0:
+        groups = channels // c_in
+        return kernel, groups, 1, (c_out,)
+    raise InputError(f"{kernel_label} has {c_in} input channel{'s' if c_in != 1 else ''} but "
+                     f"{image_label} has {channels}; give a kernel of shape (kh, kw, {channels}, C_out) "
+                     "(or C_in dividing the image's channels, for a grouped convolution), or an image with "
+                     "as many channels as the kernel's C_in (a PyTorch-layout (C_out, C_in, kh, kw) kernel "
+                     "needs --kernel-layout oihw, a depthwise one --kernel-layout depthwise)")
+
+
+def as_image(array, name: str = "image", layout: str = "nhwc") -> np.ndarray:
+    """Check an image and return it as an (N, H, W, C) batch, keeping its dtype.
+
+    Accepts anything `np.asarray` accepts: (H, W) becomes (1, H, W, 1), (H, W, C) becomes
+    (1, H, W, C), an (N, H, W, C) batch is kept; with `layout='nchw'`, (C, H, W) and
+    (N, C, H, W) are read channels-first. `name` starts every error message. The result
+    may be a view of the caller's array; it is never copied or cast.
+    """
+    return _image(array, name, layout=_check_image_layout(layout, "layout="))
 
 
 def as_kernel(array, name: str = "kernel", layout: str = "hwio") -> np.ndarray:
@@ -310,12 +393,16 @@ def as_kernel(array, name: str = "kernel", layout: str = "hwio") -> np.ndarray:
 
 
 def as_output(array, name: str = "output") -> np.ndarray:
-    """Check an output and return it as (Ho, Wo, C_out), keeping its dtype.
+    """Check an output and return it channels-last as (N, Ho, Wo, C_out), keeping its dtype.
 
-    (Ho, Wo) becomes (Ho, Wo, 1), a (1, Ho, Wo, C) batch of one is squeezed. Its size is
-    not checked against a padding: an output no padding explains is a verdict, not an error.
+    (Ho, Wo) becomes (1, Ho, Wo, 1), (Ho, Wo, C) becomes (1, Ho, Wo, C), a 4-D batch is
+    kept. Its size is not checked against a padding: an output no padding explains is a
+    verdict, not an error. (`explain` reads other layouts too, knowing the image and kernel.)
     """
-    return _output(array, name)
+    array = _output(array, name)
+    if array.ndim == 2:
+        return array[np.newaxis, :, :, np.newaxis]
+    return array[np.newaxis] if array.ndim == 3 else array
 
 
 # ----------------------------------------------------------------------------- pairs
@@ -338,10 +425,10 @@ def _pair_label(role: str, name: str) -> str:
 def check_pair(image, kernel, padding: str, image_name="image", kernel_name="kernel") -> None:
     """Check that an image and a kernel can be convolved with `padding`.
 
-    Takes the arrays as `as_image` / `as_kernel` return them ((H, W, C) and HWIO; 2-D
-    ones are read as single-channel). Refuses an unknown padding, a kernel whose C_in
-    differs from the image's channels, and with 'valid' a kernel larger than the image.
-    Names are file paths (or argument names) for the messages.
+    Takes the arrays as `as_image` / `as_kernel` return them ((N, H, W, C) or (H, W, C),
+    and HWIO; 2-D ones are read as single-channel). Refuses an unknown padding, a kernel
+    whose C_in fits the image's channels in no grouping, and with 'valid' a kernel larger
+    than the image. Names are file paths (or argument names) for the messages.
     """
     padding = _check_padding(padding)
     image_label = _pair_label("image", image_name)
@@ -350,15 +437,17 @@ def check_pair(image, kernel, padding: str, image_name="image", kernel_name="ker
     kernel_shape = tuple(np.shape(kernel))
     if len(image_shape) == 2:
         image_shape += (1,)
+    if len(image_shape) == 3:
+        image_shape = (1,) + image_shape
     if len(kernel_shape) == 2:
         kernel_shape += (1, 1)
-    if len(image_shape) != 3 or len(kernel_shape) != 4:
+    if len(image_shape) != 4 or len(kernel_shape) != 4:
         raise InputError(f"{image_label} (shape {tuple(np.shape(image))}) and {kernel_label} "
-                         f"(shape {tuple(np.shape(kernel))}) are not (H, W, C) and (kh, kw, C_in, C_out); "
+                         f"(shape {tuple(np.shape(kernel))}) are not (N, H, W, C) and (kh, kw, C_in, C_out); "
                          "pass them through as_image and as_kernel first")
-    height, width, channels = image_shape
-    kh, kw, c_in, c_out = kernel_shape
-    if c_in != channels:
+    _, height, width, channels = image_shape
+    kh, kw, c_in, _ = kernel_shape
+    if c_in == 0 or (channels % c_in and not (c_in == 1 and len(np.shape(kernel)) == 2)):
         raise InputError(f"{kernel_label} has {c_in} input channel{'s' if c_in != 1 else ''} but "
                          f"{image_label} has {channels}; give a kernel of shape (kh, kw, {channels}, C_out) "
                          "or an image with as many channels as the kernel's C_in (a PyTorch-layout "
@@ -369,15 +458,6 @@ def check_pair(image, kernel, padding: str, image_name="image", kernel_name="ker
                          "or a larger image")
 
 
-def _check_output_channels(output: np.ndarray, kernel: np.ndarray, output_name: str, kernel_name: str) -> None:
-    channels, c_out = output.shape[2], kernel.shape[3]
-    if channels != c_out:
-        raise InputError(f"{_pair_label('output', output_name)} has {channels} channel{'s' if channels != 1 else ''} "
-                         f"but {_pair_label('kernel', kernel_name)} has {c_out} output channel"
-                         f"{'s' if c_out != 1 else ''} (C_out); give the output this kernel produced, "
-                         "or check the kernel layout (HWIO: kh, kw, C_in, C_out)")
-
-
 # ----------------------------------------------------------------------------- bundles
 
 
@@ -385,10 +465,15 @@ def _check_output_channels(output: np.ndarray, kernel: np.ndarray, output_name: 
 class Inputs:
     """The validated image, kernel and optional output that `compare` and `explain` work on.
 
-    Arrays keep the dtype they were given (never converted) and may be views of the
-    caller's arrays. The `*_shape` fields are the shapes as the user gave them, for
-    reports and for indexing back into the user's arrays; `*_name` fields are the file
-    paths, or 'image' / 'kernel' / 'output' for in-memory arrays.
+    Canonical layouts: `image` (N, H, W, C); `kernel` grouped HWIO (kh, kw, C / groups,
+    C_out); `output` (N, Ho, Wo, C_out). Arrays keep the dtype they were given (never
+    converted) and may be views of the caller's arrays. The `*_shape` fields are the
+    shapes as the user gave them; `output_reading` names the user's output axes ('hwc',
+    'nchw', ...), for indexing back. `groups` is what the shapes say; `expected_groups`
+    what the layout declares (a depthwise or 2-D-per-channel kernel), else 1.
+    `declared_output_layout` is what --layout implies, `output_layout` how the output
+    was actually laid out. `*_name` fields are the file paths, or 'image' / 'kernel' /
+    'output' for in-memory arrays.
     """
 
     image: np.ndarray = field(repr=False)
@@ -400,45 +485,77 @@ class Inputs:
     image_name: str
     kernel_name: str
     output_name: str | None
+    groups: int = 1
+    expected_groups: int = 1
+    layout: str = "nhwc"
+    kernel_layout: str = "hwio"
+    output_reading: str | None = None
+    declared_output_layout: str = "hwc"
+    output_layout: str = "hwc"
 
 
-def load_inputs(image_path, kernel_path, output_path=None, *, kernel_layout="hwio", padding="same",
-                max_elements=DEFAULT_MAX_ELEMENTS) -> Inputs:
+def _bundle(raw_image, raw_kernel, raw_output, *, image_label, kernel_label, output_label, names,
+            kernel_layout, layout, padding, from_file) -> Inputs:
+    """Validate and bring the three arrays to the canonical layouts (see `Inputs`)."""
+    image = _image(raw_image, image_label, from_file=from_file, layout=layout)
+    kernel = _kernel(raw_kernel, kernel_label, kernel_layout, "--kernel-layout" if from_file else "kernel_layout=",
+                     from_file=from_file)
+    check_pair(image, kernel if np.ndim(raw_kernel) != 2 else raw_kernel, padding,
+               image_name=names[0], kernel_name=names[1])
+    raw_ndim = np.ndim(raw_kernel)
+    output = reading = None
+    allowed = None
+    if raw_output is not None:
+        raw_output = _output(raw_output, output_label, from_file=from_file)
+        channels = image.shape[-1]
+        kh, kw, c_in, c_out = kernel.shape
+        allowed = (channels,) if (raw_ndim == 2 and channels > 1) else \
+            (c_in * c_out,) if kernel_layout == "depthwise" else \
+            tuple(dict.fromkeys((c_out, c_in * c_out) if (c_in == channels and channels > 1) else (c_out,)))
+        output, reading, count = read_output(raw_output, output_label, layout, image.shape[0], allowed)
+        allowed = (count,)
+    kernel, groups, expected_groups, _ = resolve_kernel(image, kernel, raw_ndim, kernel_layout, allowed,
+                                                        _pair_label("image", names[0]),
+                                                        _pair_label("kernel", names[1]))
+    if output is not None and output.shape[-1] != kernel.shape[-1]:
+        raise InputError(f"{_pair_label('output', names[2])} has {output.shape[-1]} channels but "
+                         f"{_pair_label('kernel', names[1])} has {kernel.shape[-1]} output channels (C_out); "
+                         "give the output this kernel produced, or check the kernel layout")
+    declared = "chw" if layout == "nchw" else "hwc"
+    actual = declared if reading is None else ("chw" if "c" in reading and reading.index("c") < reading.index("h")
+                                               else declared if "c" not in reading else "hwc")
+    return Inputs(image=image, kernel=kernel, output=output,
+                  image_shape=tuple(np.shape(raw_image)), kernel_shape=tuple(np.shape(raw_kernel)),
+                  output_shape=tuple(np.shape(raw_output)) if raw_output is not None else None,
+                  image_name=names[0], kernel_name=names[1], output_name=names[2], groups=groups,
+                  expected_groups=expected_groups, layout=layout, kernel_layout=kernel_layout,
+                  output_reading=reading, declared_output_layout=declared, output_layout=actual)
+
+
+def load_inputs(image_path, kernel_path, output_path=None, *, kernel_layout=None, padding="same",
+                max_elements=DEFAULT_MAX_ELEMENTS, layout="nhwc") -> Inputs:
     """Read and validate the image, kernel and optional output `.npy` files.
 
     Options are checked before any file is opened, then each file in turn (see
-    `read_npy`, `as_image`, `as_kernel`, `as_output`, `check_pair`). An output's size is
-    not checked against the padding, but its channels must match the kernel's C_out.
-    Raises `InputError` with one line naming the file for every problem.
+    `read_npy`, `as_image`, `as_kernel`, `check_pair`, `read_output`). `layout` 'nchw'
+    reads images and outputs channels-first and makes OIHW the default kernel layout.
+    An output's size is not checked against the padding, but its batch and channels must
+    fit. Raises `InputError` with one line naming the file for every problem.
     """
     _check_padding(padding)
-    _check_layout(kernel_layout, "--kernel-layout")
-
+    layout = _check_image_layout(layout, "--layout")
+    kernel_layout = _check_layout(kernel_layout or ("oihw" if layout == "nchw" else "hwio"), "--kernel-layout")
     raw_image = read_npy(image_path, "image", max_elements)
-    image_name = os.fspath(image_path)
-    image = _image(raw_image, f"image file '{image_name}'", from_file=True)
-
     raw_kernel = read_npy(kernel_path, "kernel", max_elements)
-    kernel_name = os.fspath(kernel_path)
-    kernel = _kernel(raw_kernel, f"kernel file '{kernel_name}'", kernel_layout, "--kernel-layout",
-                     from_file=True)
-    check_pair(image, kernel, padding, image_name=image_name, kernel_name=kernel_name)
-
-    output = output_shape = output_name = None
-    if output_path is not None:
-        raw_output = read_npy(output_path, "output", max_elements)
-        output_name = os.fspath(output_path)
-        output = _output(raw_output, f"output file '{output_name}'", from_file=True)
-        output_shape = tuple(raw_output.shape)
-        _check_output_channels(output, kernel, output_name, kernel_name)
-
-    return Inputs(image=image, kernel=kernel, output=output,
-                  image_shape=tuple(raw_image.shape), kernel_shape=tuple(raw_kernel.shape),
-                  output_shape=output_shape, image_name=image_name, kernel_name=kernel_name,
-                  output_name=output_name)
+    raw_output = read_npy(output_path, "output", max_elements) if output_path is not None else None
+    names = (os.fspath(image_path), os.fspath(kernel_path),
+             os.fspath(output_path) if output_path is not None else None)
+    return _bundle(raw_image, raw_kernel, raw_output, image_label=f"image file '{names[0]}'",
+                   kernel_label=f"kernel file '{names[1]}'", output_label=f"output file '{names[2]}'",
+                   names=names, kernel_layout=kernel_layout, layout=layout, padding=padding, from_file=True)
 
 
-def prepare_inputs(image, kernel, output=None, *, kernel_layout="hwio", padding="same") -> Inputs:
+def prepare_inputs(image, kernel, output=None, *, kernel_layout=None, padding="same", layout="nhwc") -> Inputs:
     """Validate in-memory arrays (the Python API) exactly as `load_inputs` validates files.
 
     Accepts anything `np.asarray` accepts, with the same dtype rules (plus ml_dtypes
@@ -446,23 +563,11 @@ def prepare_inputs(image, kernel, output=None, *, kernel_layout="hwio", padding=
     `Inputs.*_name` are those names.
     """
     _check_padding(padding)
-    _check_layout(kernel_layout, "kernel_layout=")
-
+    layout = _check_image_layout(layout, "layout=")
+    kernel_layout = _check_layout(kernel_layout or ("oihw" if layout == "nchw" else "hwio"), "kernel_layout=")
     raw_image = _to_array(image, "image")
-    image_arr = _image(raw_image, "image")
     raw_kernel = _to_array(kernel, "kernel")
-    kernel_arr = _kernel(raw_kernel, "kernel", kernel_layout, "kernel_layout=")
-    check_pair(image_arr, kernel_arr, padding)
-
-    output_arr = output_shape = output_name = None
-    if output is not None:
-        raw_output = _to_array(output, "output")
-        output_arr = _output(raw_output, "output")
-        output_shape = tuple(raw_output.shape)
-        output_name = "output"
-        _check_output_channels(output_arr, kernel_arr, "output", "kernel")
-
-    return Inputs(image=image_arr, kernel=kernel_arr, output=output_arr,
-                  image_shape=tuple(raw_image.shape), kernel_shape=tuple(raw_kernel.shape),
-                  output_shape=output_shape, image_name="image", kernel_name="kernel",
-                  output_name=output_name)
+    raw_output = _to_array(output, "output") if output is not None else None
+    return _bundle(raw_image, raw_kernel, raw_output, image_label="image", kernel_label="kernel",
+                   output_label="output", names=("image", "kernel", "output" if output is not None else None),
+                   kernel_layout=kernel_layout, layout=layout, padding=padding, from_file=False)

@@ -141,14 +141,21 @@ def boundary_index(index: np.ndarray, size: int, boundary: str) -> tuple[np.ndar
 
 
 def gather_windows(image: np.ndarray, boundary: str, rows: np.ndarray, cols: np.ndarray,
-                   height: int, width: int) -> np.ndarray:
+                   height: int, width: int, samples: np.ndarray | None = None) -> np.ndarray:
     """The (n, height, width, C) blocks of the extended image whose top-left corners are (rows, cols).
 
-    Only the requested blocks are read: no padded copy of the whole image.
+    `image` is (H, W, C), or (N, H, W, C) with `samples` naming each block's sample. Only
+    the requested blocks are read: no padded copy of the whole image.
     """
-    r_idx, r_ok = boundary_index(rows[:, None] + np.arange(height), image.shape[0], boundary)
-    c_idx, c_ok = boundary_index(cols[:, None] + np.arange(width), image.shape[1], boundary)
-    blocks = image[r_idx[:, :, None], c_idx[:, None, :]]
+    batched = image.ndim == 4
+    size_h, size_w = image.shape[batched:batched + 2]
+    r_idx, r_ok = boundary_index(rows[:, None] + np.arange(height), size_h, boundary)
+    c_idx, c_ok = boundary_index(cols[:, None] + np.arange(width), size_w, boundary)
+    if batched:
+        which = np.zeros(rows.shape, dtype=int) if samples is None else samples
+        blocks = image[which[:, None, None], r_idx[:, :, None], c_idx[:, None, :]]
+    else:
+        blocks = image[r_idx[:, :, None], c_idx[:, None, :]]
     if boundary == "zero":
         blocks = blocks * (r_ok[:, :, None] & c_ok[:, None, :])[..., None]
     return blocks

@@ -22,7 +22,7 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-from .choices import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS,  # noqa: F401
+from .choices import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS,  # noqa: F401
                       PADDINGS, PRECISIONS)
 
 

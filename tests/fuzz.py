@@ -70,8 +70,19 @@ def transformed_kernel(kernel: np.ndarray, name: str) -> np.ndarray:
     }[name]()
 
 
+def _axis(padding, size, k, stride, dilation):
+    """(output size, padding before) along one axis: TensorFlow's SAME/VALID rules, 'full'."""
+    span = (k - 1) * dilation + 1
+    if padding == "same":
+        out = -(-size // stride)
+        return out, max((out - 1) * stride + span - size, 0) // 2
+    if padding == "valid":
+        return (size - span) // stride + 1, 0
+    return (size + span - 2) // stride + 1, span - 1
+
+
 def reproduce(image, kernel, *, kernel_transform="identity", padding="same", boundary="zero",
-              offset=(0, 0), precision="float64", scale=1.0, bias=0.0):
+              offset=(0, 0), precision="float64", scale=1.0, bias=0.0, stride=(1, 1), dilation=(1, 1)):
     """(values, magnitudes) of a computation, in float64, by explicit sums over the taps.
 
     image (H, W, C), kernel HWIO. The inputs are rounded to `precision` first.
@@ -82,20 +93,19 @@ def reproduce(image, kernel, *, kernel_transform="identity", padding="same", bou
     k = transformed_kernel(kernel, kernel_transform)
     kh, kw = k.shape[:2]
     h, w = image.shape[:2]
-    if padding == "same":
-        top, left, out_h, out_w = (kh - 1) // 2, (kw - 1) // 2, h, w
-    elif padding == "valid":
-        top, left, out_h, out_w = 0, 0, h - kh + 1, w - kw + 1
-    else:
-        top, left, out_h, out_w = kh - 1, kw - 1, h + kh - 1, w + kw - 1
-    margin = max(kh, kw) + abs(offset[0]) + abs(offset[1]) + 2
-    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode=_NUMPY_MODE[boundary])
+    out_h, top = _axis(padding, h, kh, stride[0], dilation[0])
+    out_w, left = _axis(padding, w, kw, stride[1], dilation[1])
+    margin = (max(kh, kw) + 2) * max(dilation) + abs(offset[0]) + abs(offset[1]) + 2
+    padded = np.pad(image, ((margin, margin + h * stride[0]), (margin, margin + w * stride[1]), (0, 0)),
+                    mode=_NUMPY_MODE[boundary])
     r0, c0 = margin - top + offset[0], margin - left + offset[1]
     values = np.zeros((out_h, out_w, k.shape[3]))
     mags = np.zeros_like(values)
     for u in range(kh):
         for v in range(kw):
-            window = padded[r0 + u:r0 + u + out_h, c0 + v:c0 + v + out_w, :]
+            rows = r0 + u * dilation[0] + np.arange(out_h) * stride[0]
+            cols = c0 + v * dilation[1] + np.arange(out_w) * stride[1]
+            window = padded[rows[:, None], cols[None, :], :]
             values += np.einsum("ijc,co->ijo", window, k[u, v])
             mags += np.einsum("ijc,co->ijo", np.abs(window), np.abs(k[u, v]))
     return values * scale + bias, mags * abs(scale)
@@ -171,7 +181,10 @@ def make_case(index: int) -> Case:
             elif name == "boundary":
                 truth[name] = str(rng.choice(BOUNDARIES))
             elif name == "offset":
-                truth[name] = (int(rng.integers(-1, 2)), int(rng.integers(-1, 2)))
+                # The contract compares only elements whose shifted window the reference has;
+                # convcheck judges an offset only where that leaves out at most a quarter of
+                # the rows and columns.
+                truth[name] = (int(rng.integers(-1, 2)) if h >= 4 else 0, int(rng.integers(-1, 2)) if w >= 4 else 0)
             elif name == "precision":
                 narrower = [p for p in ("float32", "bfloat16", "float16") if _BITS[p] < _BITS[baseline]]
                 if narrower:
@@ -182,12 +195,24 @@ def make_case(index: int) -> Case:
                 truth[name] = float(rng.choice([0.5, 2.0, 1 / 9, -1.0, 3.0]))
     precision = truth.get("precision", baseline)
     padding = truth.get("padding", "same")
+    if "offset" in truth:
+        out_h = _axis(padding, h, kh, 1, 1)[0]
+        out_w = _axis(padding, w, kw, 1, 1)[0]
+        dy, dx = truth["offset"]
+        truth["offset"] = (dy if 4 * abs(dy) <= out_h else 0, dx if 4 * abs(dx) <= out_w else 0)
+        if truth["offset"] == (0, 0):
+            del truth["offset"]
     values, _ = reproduce(image.astype(np.float64), kernel.astype(np.float64), **{**truth, "padding": padding,
                                                                                   "precision": precision})
     output = store_output(values, precision)
     if kind == "corrupted":
         flat = output.astype(np.float64).ravel()
-        at = int(rng.integers(flat.size))
+        # A compared element: under an offset the contract leaves the edge rows/cols out.
+        dy, dx = truth.get("offset", (0, 0))
+        out_h, out_w, outs = output.shape
+        row = int(rng.integers(max(0, -dy), out_h - max(0, dy)))
+        col = int(rng.integers(max(0, -dx), out_w - max(0, dx)))
+        at = (row * out_w + col) * outs + int(rng.integers(outs))
         _, mags = reproduce(image.astype(np.float64), kernel.astype(np.float64),
                             **{**truth, "padding": padding, "precision": precision})
         delta = 0.25 * (mags.ravel()[at] + abs(flat[at])) + 1e-3 * float(np.max(np.abs(flat))) + 1.0
@@ -213,7 +238,8 @@ def _changed(diagnosis) -> dict:
 
 def _fields(expl) -> dict:
     return {"kernel_transform": expl.kernel_transform, "padding": expl.padding, "boundary": expl.boundary,
-            "offset": tuple(expl.offset), "precision": expl.precision, "scale": expl.scale, "bias": expl.bias}
+            "offset": tuple(expl.offset), "precision": expl.precision, "scale": expl.scale, "bias": expl.bias,
+            "stride": tuple(expl.stride), "dilation": tuple(expl.dilation)}
 
 
 def _reproduces(case: Case, expl, loose: float) -> bool:
@@ -221,7 +247,17 @@ def _reproduces(case: Case, expl, loose: float) -> bool:
     values, mags = reproduce(case.image.astype(np.float64), case.kernel.astype(np.float64), **_fields(expl))
     output = np.asarray(case.output, dtype=np.float64).reshape(values.shape)
     tol = loose * (mags + np.abs(values)) + 4 * np.spacing(np.abs(values)) + 1e-300
-    return bool(np.all(np.abs(output - values) <= tol))
+    ok = np.abs(output - values) <= tol
+    # CONTRACT section 2: under an offset only the elements whose shifted window the
+    # reference has are compared; the rest must still be few (see the engine).
+    (sy, sx), (dy, dx) = expl.stride, expl.offset
+    rows = np.arange(values.shape[0]) * sy + dy
+    cols = np.arange(values.shape[1]) * sx + dx
+    row_in = (rows >= 0) & (rows <= (values.shape[0] - 1) * sy)
+    col_in = (cols >= 0) & (cols <= (values.shape[1] - 1) * sx)
+    if 4 * np.count_nonzero(~row_in) > row_in.size or 4 * np.count_nonzero(~col_in) > col_in.size:
+        return False
+    return bool(np.all(ok | ~(row_in[:, None, None] & col_in[None, :, None])))
 
 
 def _matches_truth(diagnosis, truth: dict) -> bool:

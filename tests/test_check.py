@@ -128,7 +128,7 @@ BAD_CONFIGS = {
     "neither": ("", case("a"), ["case 'a'", "neither 'output' nor 'backends'"]),
     "no cases": ("padding = 'same'", "", ["defines no cases"]),
     "invalid toml": ("padding = ", case("a", "correlated"), ["is not valid TOML"]),
-    "bad array": ("", case("a", "rgb"), ["case 'a'", "output '", "has 3 channels"]),
+    "bad array": ("", case("a", "rgb"), ["case 'a'", "output file '", "1 output channel"]),
 }
 
 

@@ -311,10 +311,18 @@ def test_a_constant_output_is_not_explained_by_scale_zero():
 
 
 def test_output_shape_that_fits_no_padding():
-    out = sig.correlate2d(IMAGE, KERNEL, mode="same")[::2, ::2]  # a stride
+    out = sig.correlate2d(IMAGE, KERNEL, mode="full")[:, :-1]  # a cropped column
+    out = np.pad(out, ((0, 3), (0, 0)))                         # and padded rows
     d = convcheck.explain(IMAGE, KERNEL, out)
     assert d.verdict is Verdict.UNEXPLAINED
-    assert "fits no padding" in d.reason and "strided" in d.reason
+    assert "fits no padding, stride" in d.reason and "cropped" in d.reason
+
+
+def test_a_strided_output_is_a_stride():
+    out = sig.correlate2d(IMAGE, KERNEL, mode="same")[::2, ::2]
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    assert d.verdict is Verdict.EXPLAINED
+    assert d.explanation.stride == (2, 2)
 
 
 def test_border_only_mismatch_is_located():
@@ -367,7 +375,11 @@ def test_property_random_transform_boundary_offset_is_recovered(seed_, kh, kw, t
     assert got.offset == (dy, dx)
     assert np.array_equal(transform_kernel(hwio(kernel), got.kernel_transform), transform_kernel(hwio(kernel), transform))
     if got.boundary != boundary:  # a tie only when both boundaries give the very same output
-        assert np.array_equal(_made_by_scipy(image, kernel, transform, got.boundary, dy, dx), out)
+        # where it is compared: an offset leaves out the rows/columns the reference lacks
+        rows = slice(max(0, -dy), out.shape[0] - max(0, dy))
+        cols = slice(max(0, -dx), out.shape[1] - max(0, dx))
+        assert np.array_equal(_made_by_scipy(image, kernel, transform, got.boundary, dy, dx)[rows, cols],
+                              out[rows, cols])
 
 
 def _made_by_scipy(image, kernel, transform, boundary, dy, dx):
@@ -396,7 +408,8 @@ def test_property_corrupted_outputs_are_never_explained(seed_, n_bad, dtype, mak
     out = out.astype(np.float64)
     magnitude = reference(np.abs(image), np.abs(kernel))
     for _ in range(n_bad):
-        i, j = rng.integers(0, out.shape[0]), rng.integers(0, out.shape[1])
+        # Off the outermost rows/columns, which an offset explanation would not compare.
+        i, j = rng.integers(1, out.shape[0] - 1), rng.integers(1, out.shape[1] - 1)
         out[i, j] += (1e-3 * magnitude[i, j] + 1e-3) * rng.choice([-1, 1])
     d = convcheck.explain(image, kernel, out)
     assert d.verdict is Verdict.UNEXPLAINED, d.explanation
@@ -411,7 +424,7 @@ def test_non_finite_outputs_are_mismatches_not_matches():
     out[6, 7] = np.nan
     inputs = prepare_inputs(IMAGE, KERNEL, np.zeros_like(out))
     from dataclasses import replace
-    d = diagnose(replace(inputs, output=out[:, :, None], output_shape=out.shape))
+    d = diagnose(replace(inputs, output=out[None, :, :, None], output_shape=out.shape))
     assert d.verdict is Verdict.UNEXPLAINED
     assert d.stats.mismatched == 2
 

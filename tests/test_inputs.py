@@ -204,7 +204,7 @@ def test_fortran_order_file_is_read_correctly(tmp_path):
     loaded = read_npy(path, "image")
     np.testing.assert_array_equal(loaded, array)
     inputs = load_inputs(path, save(tmp_path, "k.npy", np.ones((1, 1, 4, 2))))
-    np.testing.assert_array_equal(inputs.image, array)
+    np.testing.assert_array_equal(inputs.image, array[None])  # canonical (N, H, W, C)
 
 
 def test_big_endian_file_is_read_natively(tmp_path):
@@ -264,15 +264,23 @@ def test_nan_in_file_names_the_file(tmp_path):
     assert message.startswith(f"image file '{image_path}': ")
 
 
-def test_image_shapes_are_normalised():
-    assert as_image(np.ones((4, 5))).shape == (4, 5, 1)
-    assert as_image(np.ones((4, 5, 3))).shape == (4, 5, 3)
-    batch = np.arange(60.0).reshape(1, 4, 5, 3)
-    np.testing.assert_array_equal(as_image(batch), batch[0])
+def test_image_shapes_are_normalised_to_a_batch():
+    assert as_image(np.ones((4, 5))).shape == (1, 4, 5, 1)
+    assert as_image(np.ones((4, 5, 3))).shape == (1, 4, 5, 3)
+    batch = np.arange(120.0).reshape(2, 4, 5, 3)
+    np.testing.assert_array_equal(as_image(batch), batch)
 
 
-def test_image_batch_of_many_is_refused():
-    refused(as_image, np.ones((2, 4, 4, 3)), phrases=["batch of 2", "one image"])
+def test_channels_first_images_are_read_with_layout_nchw():
+    chw = np.arange(60.0).reshape(3, 4, 5)
+    np.testing.assert_array_equal(as_image(chw, layout="nchw")[0], chw.transpose(1, 2, 0))
+    nchw = np.arange(120.0).reshape(2, 3, 4, 5)
+    np.testing.assert_array_equal(as_image(nchw, layout="nchw"), nchw.transpose(0, 2, 3, 1))
+    refused(as_image, chw, layout="nwhc", phrases=["'nwhc'", "nhwc", "nchw"])
+
+
+def test_image_with_five_dimensions_is_refused():
+    refused(as_image, np.ones((1, 2, 4, 4, 3)), phrases=["5-D", "(N, H, W, C) batch"])
 
 
 def test_kernel_shapes_are_normalised():
@@ -317,13 +325,32 @@ def test_unknown_layout_is_refused():
 
 
 def test_output_shapes_are_normalised():
-    assert as_output(np.ones((4, 5))).shape == (4, 5, 1)
-    assert as_output(np.ones((4, 5, 2))).shape == (4, 5, 2)
-    assert as_output(np.ones((1, 4, 5, 2))).shape == (4, 5, 2)
+    assert as_output(np.ones((4, 5))).shape == (1, 4, 5, 1)
+    assert as_output(np.ones((4, 5, 2))).shape == (1, 4, 5, 2)
+    assert as_output(np.ones((3, 4, 5, 2))).shape == (3, 4, 5, 2)
 
 
-def test_output_batch_of_many_is_refused():
-    refused(as_output, np.ones((3, 4, 4, 1)), phrases=["batch of 3"])
+def test_output_readings_follow_the_batch_and_channels():
+    image, kernel = np.ones((2, 6, 6, 3)), np.ones((3, 3, 3, 4))
+    assert prepare_inputs(image, kernel, np.ones((2, 6, 6, 4))).output_reading == "nhwc"
+    channels_first = prepare_inputs(image, kernel, np.ones((2, 4, 6, 6)))
+    assert channels_first.output_reading == "nchw" and channels_first.output_layout == "chw"
+    assert channels_first.output.shape == (2, 6, 6, 4)
+    single = prepare_inputs(np.ones((2, 6, 6)), np.ones((3, 3)), np.ones((2, 6, 6)), layout="nchw")
+    assert single.image.shape == (1, 6, 6, 2)   # (C, H, W) with a per-channel 2-D kernel
+    refused(prepare_inputs, image, kernel, np.ones((3, 6, 6, 4)), phrases=["batch of 2", "tried"])
+
+
+def test_depthwise_and_grouped_kernels():
+    image = np.ones((6, 6, 4))
+    depthwise = prepare_inputs(image, np.ones((3, 3, 4, 2)), np.ones((6, 6, 8)), kernel_layout="depthwise")
+    assert depthwise.kernel.shape == (3, 3, 1, 8) and depthwise.groups == depthwise.expected_groups == 4
+    recognised = prepare_inputs(image, np.ones((3, 3, 4, 2)), np.ones((6, 6, 8)))
+    assert recognised.groups == 4 and recognised.expected_groups == 1
+    grouped = prepare_inputs(image, np.ones((3, 3, 2, 6)), np.ones((6, 6, 6)))
+    assert grouped.groups == 2 and grouped.kernel.shape == (3, 3, 2, 6)
+    per_channel = prepare_inputs(image, np.ones((3, 3)), np.ones((6, 6, 4)))
+    assert per_channel.groups == per_channel.expected_groups == 4
 
 
 def test_api_dtypes_follow_the_same_rules():
@@ -337,8 +364,8 @@ def test_api_dtypes_follow_the_same_rules():
 
 def test_api_accepts_bfloat16_lists_and_ints():
     image = as_image(np.ones((3, 3), dtype=ml_dtypes.bfloat16))
-    assert image.dtype == ml_dtypes.bfloat16 and image.shape == (3, 3, 1)
-    assert as_image([[1, 2], [3, 4]]).shape == (2, 2, 1)
+    assert image.dtype == ml_dtypes.bfloat16 and image.shape == (1, 3, 3, 1)
+    assert as_image([[1, 2], [3, 4]]).shape == (1, 2, 2, 1)
     assert as_kernel(np.ones((2, 2), dtype=np.uint8)).dtype == np.uint8
 
 
@@ -380,15 +407,15 @@ def test_output_channels_must_match_kernel_c_out(tmp_path):
     image_path = save(tmp_path, "img.npy", np.ones((5, 5, 2)))
     kernel_path = save(tmp_path, "k.npy", np.ones((3, 3, 2, 4)))
     output_path = save(tmp_path, "out.npy", np.ones((5, 5, 3)))
-    refused(load_inputs, image_path, kernel_path, output_path, names=[output_path, kernel_path],
-            phrases=["3 channels", "4 output channels"])
+    refused(load_inputs, image_path, kernel_path, output_path, names=[output_path],
+            phrases=["(5, 5, 3)", "4 or 8 output channels", "tried"])
     refused(prepare_inputs, np.ones((5, 5)), np.ones((3, 3)), np.ones((5, 5, 2)),
-            phrases=["output has 2 channels"])
+            phrases=["1 output channel", "tried"])
 
 
 def test_output_size_is_not_checked_against_padding():
     inputs = prepare_inputs(np.ones((5, 5)), np.ones((3, 3)), np.ones((9, 2)), padding="valid")
-    assert inputs.output.shape == (9, 2, 1)
+    assert inputs.output.shape == (1, 9, 2, 1)
 
 
 # ----------------------------------------------------------------------------- bundles
@@ -401,10 +428,10 @@ def test_load_inputs_happy_path(tmp_path):
     paths = [save(tmp_path, n, a) for n, a in [("i.npy", image), ("k.npy", oihw), ("o.npy", output)]]
     inputs = load_inputs(*paths, kernel_layout="oihw", padding="same")
     assert isinstance(inputs, Inputs)
-    assert inputs.image.shape == (5, 4, 3) and inputs.image.dtype == np.uint8
+    assert inputs.image.shape == (1, 5, 4, 3) and inputs.image.dtype == np.uint8
     assert inputs.kernel.shape == (3, 2, 3, 2) and inputs.kernel.dtype == np.int16
     np.testing.assert_array_equal(inputs.kernel, oihw.transpose(2, 3, 1, 0))
-    assert inputs.output.shape == (5, 4, 2) and inputs.output.dtype == np.float16
+    assert inputs.output.shape == (1, 5, 4, 2) and inputs.output.dtype == np.float16
     assert (inputs.image_shape, inputs.kernel_shape, inputs.output_shape) == \
         ((1, 5, 4, 3), (2, 3, 3, 2), (5, 4, 2))
     assert (inputs.image_name, inputs.kernel_name, inputs.output_name) == tuple(paths)
@@ -433,8 +460,8 @@ def test_load_inputs_uses_max_elements(tmp_path):
 
 def test_prepare_inputs_happy_path():
     inputs = prepare_inputs([[1.0, 2.0], [3.0, 4.0]], np.ones((1, 1, 1, 2)), np.zeros((1, 2, 2, 2)))
-    assert inputs.image.shape == (2, 2, 1) and inputs.image.dtype == np.float64
-    assert inputs.output.shape == (2, 2, 2)
+    assert inputs.image.shape == (1, 2, 2, 1) and inputs.image.dtype == np.float64
+    assert inputs.output.shape == (1, 2, 2, 2)
     assert (inputs.image_shape, inputs.kernel_shape, inputs.output_shape) == ((2, 2), (1, 1, 1, 2), (1, 2, 2, 2))
     assert (inputs.image_name, inputs.kernel_name, inputs.output_name) == ("image", "kernel", "output")
 

@@ -33,7 +33,7 @@ def diagnoses(arrays):
         "equal": explain(image, kernel, scipy.signal.correlate2d(image, kernel, mode="same")),
         "explained": explain(image, kernel, scipy.signal.convolve2d(image, kernel, mode="same")),
         "unexplained": explain(image, kernel, corrupted),
-        "shape": explain(image, kernel, np.zeros((3, 3))),
+        "shape": explain(image, kernel, np.zeros((13, 13))),  # larger than 'full' at any stride
         "tie": explain(image, symmetric,
                        scipy.signal.correlate2d(image, symmetric, mode="same", boundary="symm")),
     }
