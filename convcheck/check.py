@@ -542,7 +542,7 @@ def judge(name: str, diagnosis: Diagnosis, allow: tuple[AllowRule, ...], strict:
     `equal` passes; `unexplained` fails; `explained` passes when `allow` covers every
     cause, otherwise fails under `strict` and warns without it.
     """
-    from .vocabulary import describe
+    from .vocabulary import describe_plain
 
     if diagnosis.verdict is Verdict.EQUAL:
         return ResultOutcome(name, "pass", diagnosis)
@@ -553,7 +553,7 @@ def judge(name: str, diagnosis: Diagnosis, allow: tuple[AllowRule, ...], strict:
         return ResultOutcome(name, "pass", diagnosis)
     listed = ", ".join(_cause_text(c) for c in disallowed)
     assert diagnosis.explanation is not None
-    message = (f"explained by {describe(diagnosis.explanation, diagnosis.baseline)}, but {listed} "
+    message = (f"explained by {describe_plain(diagnosis.explanation, diagnosis.baseline)}, but {listed} "
                f"{'is' if len(disallowed) == 1 else 'are'} not in allow")
     return ResultOutcome(name, "fail" if strict else "warn", diagnosis, disallowed=disallowed, message=message)
 

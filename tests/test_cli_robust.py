@@ -314,3 +314,35 @@ def test_cp1252_stdout_never_crashes(files, args):
     assert done.returncode == 0, done.stderr.decode("cp1252", "replace")
     text = done.stdout.decode("cp1252")
     assert "explained" in text and "Traceback" not in done.stderr.decode("cp1252", "replace")
+
+
+# ----------------------------------------------------------------------------- github / plain words
+
+
+def test_github_format_annotates_problems_and_puts_passes_in_the_step_summary(runner, files, tmp_path):
+    summary = tmp_path / "summary.md"
+    result = runner.invoke(main, ["compare", "image.npy", "kernel.npy", "--backends", SCIPY, "--format", "github"],
+                           env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.exit_code == 0, result.stderr
+    assert "::notice" not in result.stdout
+    assert result.stdout.startswith("::warning title=convcheck%3A scipy.signal.convolve2d%3A explained by kernel "
+                                    "flipped 180° (true convolution)::")
+    assert "equal to the reference: scipy.signal.correlate2d" in result.stdout
+    text = summary.read_text()
+    assert text.startswith("### convcheck compare") and "`scipy.signal.correlate2d`" in text
+
+
+def test_plain_labels_cover_every_vocabulary_value():
+    from convcheck.vocabulary import (BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, PRECISIONS, Explanation,
+                                      describe_plain, plain_label)
+    for field, values in (("kernel_transform", KERNEL_TRANSFORMS), ("padding", PADDINGS),
+                          ("boundary", BOUNDARIES), ("precision", PRECISIONS)):
+        for value in values:
+            label = plain_label(field, value)
+            assert "_" not in label and label != f"{field} {value}", (field, value, label)
+    assert plain_label("kernel_transform", "anti_transpose") == "kernel transposed and flipped"
+    assert plain_label("offset", (-1, 0)) == "output shifted by [-1, 0]"
+    assert plain_label("new_field", "x") == "new field x"  # a field added later still reads
+    base = Explanation(precision="float64")
+    got = Explanation(kernel_transform="rot180", precision="float32")
+    assert describe_plain(got, base) == "kernel flipped 180° (true convolution) + computed in float32"

@@ -58,7 +58,7 @@ def test_disallowed_cause_raises_like_torch_testing(image, kernel):
     assert lines[3].startswith(f"Greatest absolute difference: {delta[worst]:.3g} at index {tuple(int(i) for i in worst)} (up to ")
     assert lines[3].endswith(" allowed)")
     assert lines[4].startswith("Greatest relative difference: ")
-    assert "convcheck: explained by kernel rot180, but kernel_transform=rot180 is not in allow." in message
+    assert "convcheck: explained by kernel flipped 180° (true convolution), but kernel_transform=rot180 is not in allow." in message
     assert "the kernel was flipped 180 degrees" in message
     assert "fix: use scipy.signal.correlate2d, or pass kernel[::-1, ::-1]" in message
     assert "pass allow=['kernel_transform=rot180']" in message

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from ..vocabulary import Explanation, Verdict, describe
+from ..vocabulary import Explanation, Verdict, describe, describe_plain
 
 VERDICT_MARKS = {Verdict.EQUAL: "✓", Verdict.EXPLAINED: "≈", Verdict.UNEXPLAINED: "✗"}
 VERDICT_STYLES = {Verdict.EQUAL: "green", Verdict.EXPLAINED: "yellow", Verdict.UNEXPLAINED: "red"}
@@ -74,7 +74,7 @@ def explanation_cell(diagnosis) -> str:
     if diagnosis.verdict is Verdict.EQUAL:
         return "matches the reference"
     if diagnosis.verdict is Verdict.EXPLAINED:
-        return describe(diagnosis.explanation, diagnosis.baseline)
+        return describe_plain(diagnosis.explanation, diagnosis.baseline)
     parts = ["no known cause"]
     if diagnosis.where:
         parts[0] += f" (mismatch: {diagnosis.where})"

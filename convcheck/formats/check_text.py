@@ -9,11 +9,12 @@ never print or write.
 from __future__ import annotations
 
 import html
+import re
 from typing import Optional
 
-from ..vocabulary import Verdict, describe
+from ..vocabulary import Verdict, describe, describe_plain
 from ._text import num
-from .markdown import cell
+from .markdown import cell, code
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "magenta"}
@@ -30,6 +31,14 @@ def verdict_phrase(diagnosis) -> str:
             return "unexplained (the nearest candidate is the expected computation itself)"
         return f"unexplained (closest candidate: {describe(diagnosis.closest, diagnosis.baseline)})"
     return "unexplained"
+
+
+def plain_phrase(diagnosis) -> str:
+    """The verdict in plain words for headlines and titles: 'explained by kernel flipped 180°
+    (true convolution)', 'equal', 'unexplained'."""
+    if diagnosis.verdict is Verdict.EXPLAINED:
+        return f"explained by {describe_plain(diagnosis.explanation, diagnosis.baseline)}"
+    return diagnosis.verdict.value
 
 
 def stats_line(diagnosis) -> str:
@@ -89,7 +98,8 @@ def outcome_phrase(outcome) -> str:
     """A table cell: the verdict phrase, or why the backend did not run."""
     if outcome.diagnosis is None:
         return outcome.message
-    phrase = verdict_phrase(outcome.diagnosis)
+    phrase = plain_phrase(outcome.diagnosis) if outcome.diagnosis.verdict is Verdict.EXPLAINED \
+        else verdict_phrase(outcome.diagnosis)
     if outcome.disallowed:
         phrase += " (not allowed: " + ", ".join(f"{c.field}" for c in outcome.disallowed) + ")"
     return phrase
@@ -137,14 +147,16 @@ def render_check_table(report, *, color: bool = False, width: Optional[int] = No
 
 def render_check_markdown(report) -> str:
     """A GitHub-flavoured markdown report: a summary line, a table, then details per problem."""
-    lines = [f"## convcheck check: `{report.config}`", "", f"**{summary_sentence(report)}**", "",
+    lines = [f"## convcheck check: {code(report.config)}", "", f"**{summary_sentence(report)}**", "",
              "| case | result | status | verdict / reason |", "|---|---|---|---|"]
     for case in report.cases:
         for outcome in case.results:
-            lines.append(f"| {cell(case.name)} | `{cell(outcome.name)}` | "
+            lines.append(f"| {cell(case.name)} | {code(outcome.name)} | "
                          f"{_ICON[outcome.status]} {outcome.status} | {cell(outcome_phrase(outcome))} |")
     details = [(case, o) for case in report.cases for o in case.results if o.status in ("warn", "fail")]
     for case, outcome in details:
+        body = outcome_lines(outcome)
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(body))), default=0))
         lines += ["", f"<details><summary>{_ICON[outcome.status]} <b>{html.escape(case.name)} / {html.escape(outcome.name)}</b>: "
-                      f"{outcome.status}</summary>", "", "```text", *outcome_lines(outcome), "```", "</details>"]
+                      f"{outcome.status}</summary>", "", f"{fence}text", *body, fence, "</details>"]
     return "\n".join(lines)
