@@ -82,12 +82,7 @@ def _run_compare(inputs, *, padding: str, dtype: Optional[str], backends: Option
 def compare_exit_code(report, strict: bool = False) -> int:
     """CONTRACT section 4 for a compare: 1 for a mismatch, else 3 for a requested backend
     that did not run or any backend that failed outright, else 0."""
-    from .results import exit_code_for
-
-    verdicts = [r.diagnosis.verdict for r in report.results if r.status == "ok" and r.diagnosis is not None]
-    backend_problem = any(r.status != "ok" and (r.requested or r.status == "failed")
-                          for r in report.results)
-    return exit_code_for(verdicts, backend_problem=backend_problem, strict=strict)
+    return report.exit_code(strict)
 
 
 def _plot_items(report) -> list:
