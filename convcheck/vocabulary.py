@@ -238,9 +238,9 @@ _PLAIN_LABELS = {
                  "symmetric": "image mirrored at its edges, edge pixel repeated (symmetric)",
                  "wrap": "image wrapped around at its edges", "edge": "edge pixels repeated outwards",
                  "constant": "constant border"},
-    "precision": {"float64": "computed in float64", "float32": "computed in float32",
-                  "tfloat32": "computed in TF32 (tensor cores)", "bfloat16": "computed in bfloat16",
-                  "float16": "computed in float16"},
+    "precision": {"float64": "float64 computation", "float32": "float32 rounding",
+                  "tfloat32": "TF32 rounding (tensor cores)", "bfloat16": "bfloat16 rounding",
+                  "float16": "float16 rounding"},
 }
 
 
@@ -263,6 +263,6 @@ def plain_label(field_name: str, value: Any) -> str:
 
 def describe_plain(explanation: Explanation, baseline: Explanation) -> str:
     """`describe` in plain words, for the most visible lines: 'kernel flipped 180° (true convolution)
-    + computed in float32'."""
+    + float32 rounding'."""
     parts = [plain_label(name, getattr(explanation, name)) for name in explanation.changed_fields(baseline)]
     return " + ".join(parts) if parts else "matches the reference"

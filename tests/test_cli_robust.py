@@ -345,4 +345,36 @@ def test_plain_labels_cover_every_vocabulary_value():
     assert plain_label("new_field", "x") == "new field x"  # a field added later still reads
     base = Explanation(precision="float64")
     got = Explanation(kernel_transform="rot180", precision="float32")
-    assert describe_plain(got, base) == "kernel flipped 180° (true convolution) + computed in float32"
+    assert describe_plain(got, base) == "kernel flipped 180° (true convolution) + float32 rounding"
+
+
+# ----------------------------------------------------------------------------- numbers and shapes
+
+
+def test_values_apart_shows_enough_digits():
+    from convcheck.formats._text import values_apart
+    assert values_apart(1.0000001, 1.0) == ("1.0000001", "1")
+    assert values_apart(-6.188136577606201, -6.188136771681356) == ("-6.1881366", "-6.1881368")
+    assert values_apart(2.5, 2.5) == ("2.5", "2.5")
+    assert values_apart(None, 1.0) == ("–", "1")
+
+
+def test_explain_worst_values_differ_on_screen(runner, files):
+    reference = scipy.signal.correlate2d(np.load("image.npy"), np.load("kernel.npy"), mode="same")
+    reference[4, 4] += 1e-9 * abs(reference[4, 4]) + 1e-12
+    np.save("nudged.npy", reference)
+    result = run(runner, "explain", "image.npy", "kernel.npy", "nudged.npy")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("worst index"))
+    output, reference_text = line.split("output ")[1].split(", reference ")
+    assert output.strip() != reference_text.strip(), line
+
+
+def test_output_of_another_shape_says_so_in_the_stats(runner, files):
+    np.save("valid.npy", scipy.signal.correlate2d(np.load("image.npy"), np.load("kernel.npy"), mode="valid"))
+    result = run(runner, "explain", "image.npy", "kernel.npy", "valid.npy")
+    assert result.exit_code == 0
+    rows = {line.split("  ", 1)[0]: line for line in result.stdout.splitlines()}
+    assert "the output's shape differs from the expected one (padding 'valid', not 'same')" in rows["shape"]
+    assert "of that reference" in rows["mismatched"]
+    result = run(runner, "explain", "image.npy", "kernel.npy", "valid.npy", "--format", "github")
+    assert "the output's shape differs from the expected one" in result.stdout

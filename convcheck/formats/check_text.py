@@ -13,7 +13,7 @@ import re
 from typing import Optional
 
 from ..vocabulary import Verdict, describe, describe_plain
-from ._text import num
+from ._text import num, shape_difference
 from .markdown import cell, code
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
@@ -45,8 +45,12 @@ def stats_line(diagnosis) -> str:
     """One line of numbers: mismatches, the greatest difference and the residual against the bound."""
     s = diagnosis.stats
     parts = []
+    shape = shape_difference(diagnosis)
+    if shape is not None:
+        parts.append(shape)
     if s.mismatched is not None:
-        parts.append(f"{s.mismatched} of {s.total} elements beyond the error bound")
+        parts.append(f"{s.mismatched} of {s.total} elements beyond the error bound"
+                     + (" of a reference of the output's own shape" if shape is not None else ""))
     if s.max_abs_diff is not None:
         where = f" at {list(s.worst_index)}" if s.worst_index is not None else ""
         parts.append(f"greatest |output - reference| {num(s.max_abs_diff)}{where}")

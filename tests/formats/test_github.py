@@ -42,8 +42,8 @@ def test_check_lines(check_report):
     ported, bug, summary = lines
     # The title says the causes in plain words; the message keeps the exact field names.
     assert ported.startswith("::warning title=convcheck%3A ported/ported.npy%3A explained by kernel flipped "
-                             "180° (true convolution) + computed in float32,")
-    assert "::explained by kernel flipped 180° (true convolution) + computed in float32, but precision=float32 " \
+                             "180° (true convolution) + float32 rounding,")
+    assert "::explained by kernel flipped 180° (true convolution) + float32 rounding, but precision=float32 " \
            "is not in allow%0A" in ported
     assert "%0A- kernel_transform: " in ported and "%0A  fix: compute in float64" in ported
     assert bug.startswith("::error title=convcheck%3A bug/buggy.npy,")

@@ -116,7 +116,7 @@ def test_check_report_structure(check_report):
 
     warning = cases[("ported", "ported.npy")]
     assert warning.find("failure") is None
-    assert warning.find("system-out").text.startswith("warning: explained by kernel flipped 180° (true convolution) + computed in float32")
+    assert warning.find("system-out").text.startswith("warning: explained by kernel flipped 180° (true convolution) + float32 rounding")
 
     strict = cases[("strict-ported", "ported.npy")].find("failure")
     assert strict.get("type") == "not-allowed"
