@@ -67,3 +67,17 @@ def test_examples_install_convcheck_from_a_checkout():
     assert "pip install -e ../.." in model_repo
     for text in (github, gitlab):
         assert not re.search(r"^\s*-?\s*(run: )?pip install \"?convcheck", text, flags=re.M), text
+
+
+@pytest.mark.parametrize("ci, derandomized", [("true", True), (None, False)])
+def test_hypothesis_is_derandomized_under_ci(ci, derandomized):
+    import os
+    import subprocess
+    code = ("import runpy; runpy.run_path('tests/conftest.py'); "
+            "from hypothesis import settings; print(settings.default.derandomize)")
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    if ci is not None:
+        env["CI"] = ci
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.strip() == str(derandomized), done.stderr
