@@ -103,6 +103,19 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pass one of them")
     requested = backends is not None
+    if isinstance(backends, str):
+        raise InputError(f"backends: {backends!r} is a string; pass a list of names, e.g. "
+                         f"backends=[{backends!r}] (see convcheck backends)")
+    if backends is not None:
+        try:
+            backends = list(backends)
+        except TypeError:
+            raise InputError(f"backends: {backends!r} is not a list of backend names") from None
+        if not backends:
+            raise InputError("backends: the list is empty; name at least one backend, or pass None for all")
+        for name in backends:
+            if not isinstance(name, str):
+                raise InputError(f"backends: {name!r} is not a backend name; choose from {', '.join(BACKENDS)}")
     names = list(dict.fromkeys(backends)) if backends else list(BACKENDS)
     chosen = [get_backend(name) for name in names]
     expected_precision = default_dtype(inputs.image.dtype, inputs.kernel.dtype) if library_defaults else dtype

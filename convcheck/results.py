@@ -70,6 +70,8 @@ def _short_diagnosis(diagnosis: "Diagnosis") -> str:
     if diagnosis.verdict is Verdict.EXPLAINED and diagnosis.explanation is not None:
         from .vocabulary import describe_plain
         return f"explained by {describe_plain(diagnosis.explanation, diagnosis.baseline)}"
+    if diagnosis.cannot_decide:
+        return "unexplained (the data cannot decide)"
     if diagnosis.verdict is Verdict.UNEXPLAINED and diagnosis.where:
         return f"unexplained ({diagnosis.where})"
     return diagnosis.verdict.value
@@ -104,7 +106,12 @@ class Diagnosis:
     - `alternatives`: other explanations, as simple, that also reproduce the output
       (e.g. every flip of a symmetric kernel): ties reported, not hidden.
     - `where`: when unexplained, where the mismatch sits (border, interior, a few pixels,
-      everywhere); `reason` a sentence when no candidate could even be formed.
+      everywhere); `reason` a sentence when no candidate could even be formed, or why the
+      data cannot decide.
+    - `cannot_decide`: unexplained because a candidate passes the bound but the data are
+      too weak to trust it (too few elements, a vacuous bound; see convcheck.evidence),
+      not because nothing matches.
+    - `evidence`: bits of evidence behind the verdict's candidate (convcheck.evidence).
     """
 
     verdict: Verdict
@@ -118,6 +125,8 @@ class Diagnosis:
     reason: Optional[str] = None
     notes: tuple[str, ...] = ()
     arrays: Any = field(default=None, repr=False, compare=False)  # DiagnosisArrays for plots
+    cannot_decide: bool = False
+    evidence: Optional[dict] = None
 
     @property
     def ok(self) -> bool:
@@ -161,14 +170,16 @@ class Diagnosis:
         }
         if self.closest is not None:
             d["closest_candidate"] = self.closest.to_dict()
-        if self.alternatives:
-            d["alternatives"] = [a.to_dict() for a in self.alternatives]
+        d["alternatives"] = [a.to_dict() for a in self.alternatives]
         if self.where is not None:
             d["where"] = self.where
         if self.reason is not None:
             d["reason"] = self.reason
         if self.notes:
             d["notes"] = list(self.notes)
+        d["cannot_decide"] = self.cannot_decide
+        if self.evidence is not None:
+            d["evidence"] = dict(self.evidence)
         return d
 
     def to_json_dict(self) -> dict[str, Any]:

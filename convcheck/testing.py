@@ -24,6 +24,7 @@ import numpy as np
 
 from .check import judge, parse_allow, unexplained_message
 from .engine import explain, index_in_user_shape
+from .errors import InputError
 from .vocabulary import Verdict
 
 __all__ = ["assert_conv_matches"]
@@ -89,6 +90,8 @@ def _headline(diagnosis, outcome) -> str:
     """The first line (what pytest's short summary shows): the verdict and its cause, in plain words."""
     from .formats.check_text import plain_phrase
 
+    if diagnosis.cannot_decide:
+        return f"output cannot be judged, not equal: {diagnosis.reason}"
     if diagnosis.verdict is Verdict.UNEXPLAINED:
         stats = diagnosis.stats
         where = f": {diagnosis.where}" if diagnosis.where else ""
@@ -117,7 +120,13 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
     `convcheck.InputError`. Returns the `Diagnosis` when it passes.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not convcheck's internals
-    rules = parse_allow(list(allow) if not isinstance(allow, str) else allow, "allow")
+    if not isinstance(allow, (str, list, tuple)):
+        try:
+            allow = list(allow)
+        except TypeError:
+            raise InputError(f"allow: {allow!r} is not a list; write e.g. "
+                             "allow=[\"precision=float32\", \"kernel_transform=rot180\"]") from None
+    rules = parse_allow(allow, "allow")
     diagnosis = explain(image, kernel, output, padding=padding, precision=precision,
                         kernel_layout=kernel_layout, keep_arrays=True)
     outcome = judge("output", diagnosis, rules, strict=True)
