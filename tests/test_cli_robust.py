@@ -143,9 +143,10 @@ def test_check_help_lists_every_config_key(runner):
 
 def _complete(runner, args: str, incomplete: str) -> list[str]:
     words = f"convcheck {args} {incomplete}"
+    typed = len(words.split())
+    cword = typed - 1 if incomplete else typed  # the index of the word being completed
     result = runner.invoke(main, [], prog_name="convcheck", env={
-        "_CONVCHECK_COMPLETE": "bash_complete", "COMP_WORDS": words,
-        "COMP_CWORD": str(len(words.split()) - (0 if incomplete else -1) - 1 + (0 if incomplete else 0))})
+        "_CONVCHECK_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)})
     return [line.split(",", 1)[1] for line in result.stdout.splitlines() if "," in line]
 
 
