@@ -136,6 +136,10 @@ def find_config(start: Optional[os.PathLike] = None) -> Path:
     start_path = Path(start) if start is not None else Path.cwd()
     if start_path.is_file():
         return start_path
+    if start is not None and os.path.lexists(start_path) and not start_path.is_dir():
+        from .inputs import check_regular_file  # a FIFO, a device, a link loop: say what it is
+        check_regular_file(os.fspath(start_path), f"config file '{start_path}'", "a TOML file",
+                           "give the path of a convcheck.toml or pyproject.toml")
     if not start_path.exists():
         raise InputError(f"config file '{start_path}': no such file; give the path of a convcheck.toml "
                          "(or of a pyproject.toml with a [tool.convcheck] table)")
@@ -170,6 +174,9 @@ def _parse_toml(path: Path) -> dict:
             return tomllib.load(fp)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config file '{path}': is not valid TOML ({exc}); fix the syntax") from None
+    except RecursionError:
+        raise InputError(f"config file '{path}': nests arrays or tables too deeply to read (thousands of "
+                         "levels); a convcheck config needs two levels, see convcheck check --help") from None
     except UnicodeDecodeError:
         raise InputError(f"config file '{path}': is not UTF-8 text; save it as UTF-8") from None
     except OSError as exc:
@@ -326,11 +333,13 @@ def _path(value: Any, base: Path, say: str, role: str) -> Path:
     path = Path(value)
     if not path.is_absolute():
         path = base / path
-    if not path.exists():
+    if not os.path.lexists(path):
         raise InputError(f"{say}: '{value}' does not exist (looked for {path}); paths are relative to "
                          "the config file's folder")
     if path.is_dir():
         raise InputError(f"{say}: '{value}' is a directory; give a .npy file")
+    from .inputs import check_regular_file  # a FIFO or device named here would hang the run
+    check_regular_file(os.fspath(path), f"{say}: '{value}'", "a .npy file", "give a .npy file saved with np.save")
     return path
 
 
@@ -533,7 +542,7 @@ def judge(name: str, diagnosis: Diagnosis, allow: tuple[AllowRule, ...], strict:
     `equal` passes; `unexplained` fails; `explained` passes when `allow` covers every
     cause, otherwise fails under `strict` and warns without it.
     """
-    from .vocabulary import describe
+    from .vocabulary import describe_plain
 
     if diagnosis.verdict is Verdict.EQUAL:
         return ResultOutcome(name, "pass", diagnosis)
@@ -544,7 +553,7 @@ def judge(name: str, diagnosis: Diagnosis, allow: tuple[AllowRule, ...], strict:
         return ResultOutcome(name, "pass", diagnosis)
     listed = ", ".join(_cause_text(c) for c in disallowed)
     assert diagnosis.explanation is not None
-    message = (f"explained by {describe(diagnosis.explanation, diagnosis.baseline)}, but {listed} "
+    message = (f"explained by {describe_plain(diagnosis.explanation, diagnosis.baseline)}, but {listed} "
                f"{'is' if len(disallowed) == 1 else 'are'} not in allow")
     return ResultOutcome(name, "fail" if strict else "warn", diagnosis, disallowed=disallowed, message=message)
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import click
 
-from .cli_options import (check_destination, check_plot, emit, format_option, output_option, plot_option,
+from .cli_options import (check_outputs, emit, format_option, output_option, plot_option, report_option,
                           reports_input_errors, stdout_to_stderr, talk)
 
 strict_option = click.option(
@@ -67,14 +67,35 @@ class _Progress:
             self.bar.update(self.task, completed=done, description=name or "done")
 
 
-@click.command("check")
+_EPILOG = """\b
+Config keys (convcheck.toml; in pyproject.toml under [tool.convcheck]):
+  top level, inherited by every case:
+    padding = "same"            same | valid | full
+    dtype = "float32"           float16 | bfloat16 | float32 | float64 (cases with backends)
+    backends = ["tf.nn.conv2d"] backends to compare (see convcheck backends)
+    kernel-layout = "hwio"      hwio | oihw
+    library-defaults = false    call each library with its own defaults
+    strict = false              a cause not in allow fails instead of warning
+    allow = ["precision=float32", "kernel_transform=rot180", "boundary"]
+  each [[case]] ([[tool.convcheck.case]]): name, image, kernel, and either
+    output = "saved.npy" (explain a saved output) or backends = [...],
+    plus any key above for this case alone. kernel_layout spellings work too.
+
+\b
+Example:
+  convcheck check --format github --report junit=convcheck.xml --plot convcheck.png
+"""
+
+
+@click.command("check", epilog=_EPILOG)
 @click.argument("file", required=False, type=click.Path())
 @format_option
 @output_option
+@report_option
 @strict_option
 @plot_option
 @reports_input_errors
-def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], **output) -> None:
+def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], reports=(), **output) -> None:
     """Run the cases of a convcheck config and report, for CI.
 
     FILE is the config: a convcheck.toml with [[case]] tables, or a pyproject.toml with
@@ -90,9 +111,12 @@ def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], **ou
 
     # --output's parameter is named by cli_options.output_option ('output'; once 'output_file').
     output_file = output.get("output", output.get("output_file"))
-    check_destination(output_file, "--output")
-    check_plot(plot)
-    suite = load_suite(find_config(file))
+    config = find_config(file)
+    check_outputs(output=output_file, reports=reports, plot=plot, protected=[("check config", config)])
+    suite = load_suite(config)
+    protected = [(f"{role} file of case '{case.name}'", path) for case in suite.cases
+                 for role, path in (("image", case.image), ("kernel", case.kernel), ("output", case.output))]
+    check_outputs(output=output_file, reports=reports, plot=plot, protected=protected)
     with _Progress(len(suite.cases)) as progress, stdout_to_stderr():
         report = run_suite(suite, strict=strict, progress=progress, keep_arrays=plot is not None)
 
@@ -100,16 +124,9 @@ def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], **ou
         from .plot import save_plot
         save_plot(report, plot)
         talk(f"wrote plot to {plot}")
-    emit(lambda f, color, width: render_check(report, f, color=color, width=width), fmt, output_file)
+    emit(lambda f, color, width: render_check(report, f, color=color, width=width), fmt, output_file, reports)
 
     fmt = str(getattr(fmt, "value", fmt))
-    if fmt == "github":
-        from .formats.check_text import render_check_markdown
-        from .formats.github import append_step_summary
-        try:
-            append_step_summary(render_check_markdown(report))
-        except OSError as exc:
-            talk(f"warning: could not append the summary to $GITHUB_STEP_SUMMARY ({exc.strerror or exc})")
     if fmt not in ("table", "github") and output_file is None:  # those end with the summary already
         from .formats.check_text import summary_sentence
         talk(f"convcheck check: {summary_sentence(report)}")

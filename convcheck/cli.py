@@ -15,7 +15,7 @@ from typing import Optional
 import click
 
 from . import __version__
-from .cli_options import (check_destination, check_plot, emit, input_options, output_options,
+from .cli_options import (Group, check_outputs, echo, emit, input_options, output_options,
                           reports_input_errors, save_plot, stdout_to_stderr, talk, terminal_width,
                           use_color)
 from .errors import InputError
@@ -23,8 +23,11 @@ from .formats import Format, render_compare, render_explain
 from .choices import DTYPES, PRECISIONS
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Example: convcheck explain image.npy kernel.npy output.npy --padding same")
 @click.version_option(__version__, prog_name="convcheck")
+@click.option("--debug", is_flag=True, default=False, expose_value=False,
+              help="On an internal error, print the traceback (also CONVCHECK_DEBUG=1).")
 def main():
     """Explain why convolution outputs disagree.
 
@@ -34,7 +37,8 @@ def main():
     rigorous floating-point error bound.
 
     Exit codes: 0 no mismatch, 1 an unexplained mismatch (with --strict: any
-    difference), 2 bad usage or input, 3 a requested backend could not run.
+    difference), 2 bad usage or input, 3 a requested backend could not run, 4 an
+    internal error (a bug in convcheck: please report it).
     """
 
 
@@ -78,12 +82,7 @@ def _run_compare(inputs, *, padding: str, dtype: Optional[str], backends: Option
 def compare_exit_code(report, strict: bool = False) -> int:
     """CONTRACT section 4 for a compare: 1 for a mismatch, else 3 for a requested backend
     that did not run or any backend that failed outright, else 0."""
-    from .results import exit_code_for
-
-    verdicts = [r.diagnosis.verdict for r in report.results if r.status == "ok" and r.diagnosis is not None]
-    backend_problem = any(r.status != "ok" and (r.requested or r.status == "failed")
-                          for r in report.results)
-    return exit_code_for(verdicts, backend_problem=backend_problem, strict=strict)
+    return report.exit_code(strict)
 
 
 def _plot_items(report) -> list:
@@ -105,7 +104,8 @@ library_defaults_option = click.option(
          "padding='valid' and float32, ...) to see which default makes them disagree.")
 
 
-@main.command()
+@main.command(epilog="Example: convcheck compare image.npy kernel.npy --padding same --format github "
+                     "--report junit=report.xml")
 @click.argument("image", type=click.Path())
 @click.argument("kernel", type=click.Path())
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
@@ -117,14 +117,14 @@ library_defaults_option = click.option(
 @output_options
 @reports_input_errors
 def compare(image, kernel, dtype, backends, library_defaults, padding, kernel_layout, max_elements,
-            fmt, output, strict, plot):
+            fmt, output, reports, strict, plot):
     """Run IMAGE and KERNEL (.npy files) through every backend and explain each output.
 
     IMAGE is (H, W) or (H, W, C); KERNEL is (kh, kw) or 4-D HWIO (OIHW with
     --kernel-layout oihw).
     """
-    check_destination(output, "--output")
-    check_plot(plot)
+    check_outputs(output=output, reports=reports, plot=plot,
+                  protected=[("image file", image), ("kernel file", kernel)])
     names = _parse_backends(backends)
     from .inputs import load_inputs
 
@@ -133,14 +133,15 @@ def compare(image, kernel, dtype, backends, library_defaults, padding, kernel_la
     report = _run_compare(inputs, padding=padding, dtype=dtype, backends=names,
                           library_defaults=library_defaults, keep_arrays=plot is not None)
     save_plot(_plot_items(report), plot)
-    emit(_compare_renderer(report), fmt, output)
+    emit(_compare_renderer(report), fmt, output, reports)
     _finish(compare_exit_code(report, strict))
 
 
 # ----------------------------------------------------------------------------- explain
 
 
-@main.command()
+@main.command(epilog="Example: convcheck explain image.npy kernel.npy output.npy --padding valid "
+                     "--precision float32")
 @click.argument("image", type=click.Path())
 @click.argument("kernel", type=click.Path())
 @click.argument("output_path", metavar="OUTPUT", type=click.Path())
@@ -150,14 +151,14 @@ def compare(image, kernel, dtype, backends, library_defaults, padding, kernel_la
 @output_options
 @reports_input_errors
 def explain(image, kernel, output_path, precision, padding, kernel_layout, max_elements, fmt, output,
-            strict, plot):
+            reports, strict, plot):
     """Explain why OUTPUT differs from the cross-correlation of IMAGE with KERNEL (.npy files).
 
     Pure numpy: never imports TensorFlow. OUTPUT is (Ho, Wo), (Ho, Wo, C_out) or a
     (1, Ho, Wo, C_out) batch of one.
     """
-    check_destination(output, "--output")
-    check_plot(plot)
+    check_outputs(output=output, reports=reports, plot=plot,
+                  protected=[("image file", image), ("kernel file", kernel), ("output file", output_path)])
     from .engine import diagnose
     from .inputs import load_inputs
 
@@ -167,7 +168,7 @@ def explain(image, kernel, output_path, precision, padding, kernel_layout, max_e
     save_plot([(inputs.output_name, diagnosis)], plot)
     names = {"image": inputs.image_name, "kernel": inputs.kernel_name, "output": inputs.output_name}
     emit(lambda f, color, width: render_explain(diagnosis, f, names=names, color=color, width=width),
-         fmt, output)
+         fmt, output, reports)
     from .results import exit_code_for
 
     _finish(exit_code_for([diagnosis.verdict], strict=strict))
@@ -176,19 +177,18 @@ def explain(image, kernel, output_path, precision, padding, kernel_layout, max_e
 # ----------------------------------------------------------------------------- demo
 
 
-@main.command()
+@main.command(epilog="Example: convcheck demo --backends scipy.signal.convolve2d,scipy.signal.correlate2d")
 @backends_option
 @library_defaults_option
 @output_options
 @reports_input_errors
-def demo(backends, library_defaults, fmt, output, strict, plot):
+def demo(backends, library_defaults, fmt, output, reports, strict, plot):
     """Compare the backends on a packaged example and say what the table shows.
 
     The example is the 8x8 image and 3x3 kernel of the well-known question "Different 2D
     convolution results between keras and scipy".
     """
-    check_destination(output, "--output")
-    check_plot(plot)
+    check_outputs(output=output, reports=reports, plot=plot)
     names = _parse_backends(backends)
     from .comparison import demo_paths
     from .formats._text import story
@@ -199,19 +199,19 @@ def demo(backends, library_defaults, fmt, output, strict, plot):
     report = _run_compare(inputs, padding="same", dtype=None, backends=names,
                           library_defaults=library_defaults, keep_arrays=plot is not None)
     save_plot(_plot_items(report), plot)
-    emit(_compare_renderer(report), fmt, output)
+    emit(_compare_renderer(report), fmt, output, reports)
     # The story is for people: beside the table on stdout, on stderr when stdout is data.
     to_stdout = fmt == Format.TABLE.value or output is not None
-    click.echo("", err=not to_stdout)
+    echo("", err=not to_stdout)
     for line in story(report):
-        click.echo(line, err=not to_stdout)
+        echo(line, err=not to_stdout)
     _finish(compare_exit_code(report, strict))
 
 
 # ----------------------------------------------------------------------------- backends
 
 
-@main.command("backends")
+@main.command("backends", epilog="Example: convcheck backends --format json")
 @click.option("--format", "fmt", type=click.Choice([Format.TABLE.value, Format.JSON.value]),
               default=Format.TABLE.value, show_default=True, help="table for people, json for scripts.")
 def backends_command(fmt):
@@ -221,12 +221,12 @@ def backends_command(fmt):
     rows = backend_table()
     if fmt == Format.JSON.value:
         from .formats.json import dumps
-        click.echo(dumps({"backends": rows}))
+        echo(dumps({"backends": rows}))
         return
     from .formats.table import render_backends
 
     color = use_color()
-    click.echo(render_backends(rows, color=color, width=terminal_width()), nl=False, color=color)
+    echo(render_backends(rows, color=color, width=terminal_width()), nl=False, color=color)
 
 
 # ----------------------------------------------------------------------------- check

@@ -15,6 +15,7 @@ import functools
 import os
 import shutil
 import sys
+import unicodedata
 from typing import Any, Callable, Iterable, Optional
 
 import click
@@ -49,10 +50,41 @@ plot_option = click.option(
     help="Save a figure of the output, the reference and where they differ (needs matplotlib: "
          "pip install 'convcheck[plot]').")
 
+def _parse_reports(ctx, param, values) -> tuple[tuple[str, str], ...]:
+    """'--report junit=report.xml' (repeatable) -> (('junit', 'report.xml'), ...)."""
+    reports = []
+    for value in values or ():
+        fmt, sep, path = value.partition("=")
+        fmt = fmt.strip().lower()
+        if not sep or not path:
+            raise click.BadParameter(f"'{value}' is not FORMAT=FILE; write e.g. --report junit=report.xml",
+                                     ctx=ctx, param=param)
+        if fmt not in FORMATS:
+            raise click.BadParameter(f"'{value}': unknown format '{fmt}'; choose from {', '.join(FORMATS)}",
+                                     ctx=ctx, param=param)
+        reports.append((fmt, path))
+    return tuple(reports)
+
+
+def _complete_reports(ctx, param, incomplete: str):
+    from click.shell_completion import CompletionItem
+
+    if "=" in incomplete:
+        return [CompletionItem(incomplete.partition("=")[2], type="file")]
+    return [CompletionItem(f"{fmt}=") for fmt in FORMATS if fmt.startswith(incomplete.lower())]
+
+
+report_option = click.option(
+    "--report", "reports", multiple=True, metavar="FORMAT=FILE", callback=_parse_reports,
+    shell_complete=_complete_reports,
+    help="Also write the report in FORMAT to FILE; repeat it for several reports from one run "
+         "(e.g. --report junit=report.xml --report markdown=summary.md).")
+
 padding_option = click.option(
-    "--padding", type=click.Choice(PADDINGS), default="same", show_default=True,
+    "--padding", type=click.Choice(PADDINGS, case_sensitive=False), default="same", show_default=True,
+    callback=lambda ctx, param, value: value.lower() if isinstance(value, str) else value,
     help="The output size you expect: same (TensorFlow 'SAME', extra row/column at the "
-         "bottom/right), valid, or full.")
+         "bottom/right), valid, or full; any case.")
 kernel_layout_option = click.option(
     "--kernel-layout", type=click.Choice(KERNEL_LAYOUTS), default="hwio", show_default=True,
     help="Layout of a 4-D kernel: hwio (TensorFlow/Keras) or oihw (PyTorch). Never guessed.")
@@ -63,8 +95,9 @@ max_elements_option = click.option(
 
 
 def output_options(fn: Callable) -> Callable:
-    """--format, --output FILE, --strict and --plot FILE.png (parameters: fmt, output, strict, plot)."""
-    return _compose(format_option, output_option, strict_option, plot_option)(fn)
+    """--format, --output FILE, --report FORMAT=FILE, --strict and --plot FILE.png
+    (parameters: fmt, output, reports, strict, plot)."""
+    return _compose(format_option, output_option, report_option, strict_option, plot_option)(fn)
 
 
 def input_options(fn: Callable) -> Callable:
@@ -77,7 +110,7 @@ def input_options(fn: Callable) -> Callable:
 
 def fail(message: str, code: int = 2) -> None:
     """Print `error: <message>` as one line on stderr and exit with `code` (CONTRACT section 4)."""
-    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    echo(f"error: {' '.join(str(message).split())}", err=True)
     raise click.exceptions.Exit(code)
 
 
@@ -108,9 +141,31 @@ def check_plot(path: Optional[str]) -> None:
     if path is None:
         return
     check_destination(path, "--plot")
-    from .plot import require_matplotlib
+    from .plot import plot_format
 
-    require_matplotlib()
+    plot_format(path)
+
+
+def check_outputs(*, output: Optional[str] = None, reports: Iterable[tuple[str, str]] = (),
+                  plot: Optional[str] = None, protected: Iterable[tuple[str, Any]] = ()) -> None:
+    """Check every file a command will write before it does any work (CONTRACT section 4: exit 2,
+    nothing written): folders exist, none is a directory, none is one of the `protected`
+    (role, path) inputs or the config, no two name the same file, and --plot's format."""
+    from .files import refuse_overwriting, same_file
+
+    protected = [(role, path) for role, path in protected if path is not None]
+    destinations = ([("--output", output)] if output is not None else []) + \
+        [(f"--report {fmt}={path}", path) for fmt, path in reports] + \
+        ([("--plot", plot)] if plot is not None else [])
+    for option, path in destinations:
+        check_destination(path, option)
+        refuse_overwriting(path, option, protected)
+    for i, (option, path) in enumerate(destinations):
+        for other_option, other in destinations[:i]:
+            if same_file(path, other):
+                raise InputError(f"{option}: '{path}' is also the file of {other_option}; give each report "
+                                 "its own file")
+    check_plot(plot)
 
 
 def save_plot(items: Iterable[tuple[str, Any]], path: Optional[str]) -> None:
@@ -120,7 +175,60 @@ def save_plot(items: Iterable[tuple[str, Any]], path: Optional[str]) -> None:
     from .plot import save_plot as _save_plot
 
     _save_plot(list(items), path)
-    click.echo(f"wrote plot to {path}", err=True)
+    talk(f"wrote plot to {path}")
+
+
+class Group(click.Group):
+    """The `convcheck` group: every outcome of a run becomes a CONTRACT section 4 exit code.
+
+    - click's usage errors (a bad choice, a missing file argument, an unknown option) are
+      one `error: ...` line plus one usage line, exit 2, like convcheck's own input errors;
+    - a crash inside convcheck (a bug) is exit 4 with one line saying so and how to report
+      it, never exit 1 (which means "mismatch"); `--debug` (or CONVCHECK_DEBUG=1) prints
+      the traceback too.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args or bool(os.environ.get("CONVCHECK_DEBUG"))
+        args = [arg for arg in args if arg != "--debug"]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.UsageError as exc:
+            echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            if exc.ctx is not None:
+                usage = exc.ctx.get_usage().replace("Usage:", "usage:", 1)
+                echo(f"{' '.join(usage.split())}  (see '{exc.ctx.command_path} --help')", err=True)
+            code = exc.exit_code
+        except click.ClickException as exc:
+            echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            code = exc.exit_code
+        except InputError as exc:
+            echo(f"error: {' '.join(str(exc).split())}", err=True)
+            code = 2
+        except (click.exceptions.Abort, KeyboardInterrupt, EOFError):
+            echo("\nerror: interrupted", err=True)
+            code = 130
+        except BrokenPipeError:  # `convcheck ... | head`: the reader left; say nothing more
+            sys.stdout = open(os.devnull, "w")
+            code = 141
+        except Exception as exc:  # a bug in convcheck: exit 4, never 1 (CONTRACT section 4)
+            if debug:
+                import traceback
+                traceback.print_exc()
+            from . import __version__
+            what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            hint = ("the traceback is above" if debug else
+                    "run the same command with --debug to see the traceback")
+            echo(f"error: internal error in convcheck {__version__} ({what}); this is a bug in convcheck, "
+                 f"not in your files: please report it with the command you ran ({hint})", err=True)
+            code = 4
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 # ----------------------------------------------------------------------------- output
@@ -149,26 +257,85 @@ def terminal_width() -> int:
     return shutil.get_terminal_size((160, 24)).columns
 
 
-def emit(render: Callable[..., str], fmt: str, output: Optional[str]) -> None:
-    """Send a report where it belongs: stdout, or FILE plus the table on the terminal.
+def emit(render: Callable[..., str], fmt: str, output: Optional[str],
+         reports: Iterable[tuple[str, str]] = ()) -> None:
+    """Send a report where it belongs: stdout, FILE (--output) and each --report FORMAT=FILE.
 
     `render(fmt, color=..., width=...)` returns the report as a string. With `output`,
     the report in `fmt` is written to the file (never coloured) and the table printed to
-    stdout; the file is written first so a failure leaves stdout empty.
+    stdout. Every file is written atomically (`convcheck.files.write_text_atomic`) and
+    before stdout, so a failure leaves stdout empty. When one of the formats is github and
+    $GITHUB_STEP_SUMMARY is set, the markdown report is appended to the job summary: the
+    passing results live there, not in annotations.
     """
-    if output is not None:
-        text = render(fmt, color=False, width=None)
+    files = ([(fmt, output)] if output is not None else []) + list(reports)
+    for file_fmt, path in files:
+        option = "--output" if (file_fmt, path) == (fmt, output) else f"--report {file_fmt}={path}"
+        text = render(file_fmt, color=False, width=None)
         try:
-            with open(output, "w", encoding="utf-8") as fp:
-                fp.write(text if text.endswith("\n") else text + "\n")
+            from .files import write_text_atomic
+            write_text_atomic(path, text if text.endswith("\n") else text + "\n")
         except OSError as exc:
-            raise InputError(f"--output '{output}': cannot write the report "
+            raise InputError(f"{option} '{path}': cannot write the report "
                              f"({exc.strerror or exc}); check the path and permissions") from None
-        click.echo(f"wrote {fmt} report to {output}", err=True)
+        talk(f"wrote {file_fmt} report to {path}")
+    if output is not None:
         fmt = Format.TABLE.value
+    if Format.GITHUB.value in [fmt] + [f for f, _ in files]:
+        _append_step_summary(render(Format.MARKDOWN.value, color=False, width=None))
     color = use_color()
     text = render(fmt, color=color, width=terminal_width())
-    click.echo(text, nl=not text.endswith("\n"), color=color)
+    echo(text, nl=not text.endswith("\n"), color=color)
+
+
+def _append_step_summary(markdown: str) -> None:
+    from .formats.github import append_step_summary
+
+    try:
+        append_step_summary(markdown)
+    except OSError as exc:
+        talk(f"warning: could not append the summary to $GITHUB_STEP_SUMMARY ({exc.strerror or exc})")
+
+
+# Terminals and CI runners whose encoding lacks these (Windows cp1252) get ASCII instead.
+_ASCII = {"✓": "OK", "≈": "~", "✗": "X", "Δ": "d", "≤": "<=", "≥": ">=", "·": "-", "–": "-", "—": "--",
+          "×": "x", "°": " deg", "…": "...", "✅": "[pass]", "⚠": "[warn]", "❌": "[FAIL]",
+          "💥": "[error]", "\ufe0f": "", "→": "->", "⋆": "*", "γ": "gamma", "²": "^2", "⁻": "^-"}
+
+
+def ascii_fallback(text: str, encoding: Optional[str]) -> str:
+    """`text` unchanged when `encoding` can carry it, else with convcheck's symbols spelt in ASCII
+    (box-drawing lines as - | +) and anything else that is left as '?'."""
+    encoding = encoding or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except (UnicodeEncodeError, LookupError):
+        pass
+    out = []
+    for char in text:
+        if ord(char) < 128:
+            out.append(char)
+        elif char in _ASCII:
+            out.append(_ASCII[char])
+        elif 0x2500 <= ord(char) <= 0x257F:  # box drawing
+            name = unicodedata.name(char, "")
+            out.append("-" if "HORIZONTAL" in name and "VERTICAL" not in name else
+                       "|" if "VERTICAL" in name and "HORIZONTAL" not in name else "+")
+        else:
+            out.append(char)
+    text = "".join(out)
+    try:
+        return text.encode(encoding, errors="replace").decode(encoding)
+    except LookupError:
+        return text.encode("ascii", errors="replace").decode("ascii")
+
+
+def echo(text: str, *, err: bool = False, nl: bool = True, color: Optional[bool] = None) -> None:
+    """click.echo that never fails on a stream that cannot encode Unicode (see `ascii_fallback`)."""
+    stream = sys.stderr if err else sys.stdout
+    text = ascii_fallback(text, getattr(stream, "encoding", None))
+    click.echo(text, err=err, nl=nl, color=color)
 
 
 @contextlib.contextmanager
@@ -183,10 +350,10 @@ def stdout_to_stderr():
 
 def talk(message: str) -> None:
     """Progress and other talk: stderr, never stdout."""
-    click.echo(message, err=True)
+    echo(message, err=True)
 
 
-__all__ = ["output_options", "input_options", "format_option", "output_option", "strict_option",
-           "plot_option", "padding_option", "kernel_layout_option", "max_elements_option",
+__all__ = ["output_options", "input_options", "format_option", "output_option", "report_option",
+           "strict_option", "plot_option", "check_outputs", "ascii_fallback", "echo", "padding_option", "kernel_layout_option", "max_elements_option",
            "fail", "reports_input_errors", "check_destination", "check_plot", "save_plot",
            "use_color", "terminal_width", "emit", "stdout_to_stderr", "talk"]

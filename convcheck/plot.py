@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .errors import InputError
+from .files import write_atomic
 from .vocabulary import Verdict, describe
 
 _MISSING = "--plot needs matplotlib: pip install 'convcheck[plot]'"
@@ -26,6 +27,24 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise InputError(_MISSING) from None
+
+
+def plot_format(path: os.PathLike) -> str:
+    """The image format `path`'s extension names ('png', 'svg', 'pdf', ...), checked up front.
+
+    Raises `InputError` for a missing or unsupported extension (e.g. fig.txt), so `--plot`
+    is refused before any backend runs rather than after all the work.
+    """
+    require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if extension not in supported:
+        what = f"'.{extension}' is not an image format" if extension else "has no extension"
+        raise InputError(f"--plot '{os.fspath(path)}': {what}; end the name with .png (or one of "
+                         f"{', '.join('.' + e for e in sorted(supported))})")
+    return extension
 
 
 def _pyplot():
@@ -214,8 +233,9 @@ def save_plot(items: Any, path: os.PathLike) -> None:
         subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
         for subfig, (title, diagnosis) in zip(subfigs, rows):
             _row(fig, subfig, title, diagnosis, plt, LogNorm)
+    image_format = plot_format(path)
     try:
-        fig.savefig(os.fspath(path), dpi=100)
+        write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))
     except OSError as exc:
         raise InputError(f"--plot '{path}': cannot be written ({exc.strerror or exc}); check the folder exists") \
             from None
@@ -223,4 +243,4 @@ def save_plot(items: Any, path: os.PathLike) -> None:
         plt.close(fig)
 
 
-__all__ = ["plot_items", "require_matplotlib", "save_plot"]
+__all__ = ["plot_format", "plot_items", "require_matplotlib", "save_plot"]

@@ -65,7 +65,35 @@ class Stats:
         }
 
 
-@dataclass(frozen=True)
+def _short_diagnosis(diagnosis: "Diagnosis") -> str:
+    """'explained by kernel flipped 180° (true convolution)', 'equal', 'unexplained (a few pixels)'."""
+    if diagnosis.verdict is Verdict.EXPLAINED and diagnosis.explanation is not None:
+        from .vocabulary import describe_plain
+        return f"explained by {describe_plain(diagnosis.explanation, diagnosis.baseline)}"
+    if diagnosis.cannot_decide:
+        return "unexplained (the data cannot decide)"
+    if diagnosis.verdict is Verdict.UNEXPLAINED and diagnosis.where:
+        return f"unexplained ({diagnosis.where})"
+    return diagnosis.verdict.value
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    import html
+    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _rich_text(render) -> Any:
+    """A rich `Text` from one of the table renderers (called with color=True), for `__rich__`."""
+    from rich.console import Console
+    from rich.text import Text
+    width = Console().width
+    return Text.from_ansi(render(color=True, width=width))
+
+
+@dataclass(frozen=True, repr=False)
 class Diagnosis:
     """What `explain` concluded about one output.
 
@@ -104,6 +132,32 @@ class Diagnosis:
     def ok(self) -> bool:
         """True unless the verdict is unexplained."""
         return self.verdict is not Verdict.UNEXPLAINED
+
+    def __repr__(self) -> str:
+        stats = self.stats
+        numbers = f"{stats.mismatched}/{stats.total} mismatched" if stats.mismatched is not None \
+            else f"{stats.total} elements, no reference of this shape"
+        if stats.max_abs_diff is not None:
+            numbers += f", max |diff| {stats.max_abs_diff:.3g}"
+        return f"<Diagnosis {_short_diagnosis(self)}; {numbers}>"
+
+    def __rich__(self) -> Any:
+        """The table format's report, for `rich.print(diagnosis)` and rich-enabled notebooks."""
+        from .formats.table import render_explain
+        return _rich_text(lambda color, width: render_explain(self, {}, color=color, width=width))
+
+    def _repr_html_(self) -> str:
+        """A small HTML report for Jupyter: the verdict, each cause with its fix, the numbers."""
+        import html
+
+        from .formats import _text
+        parts = [f"<p><b>{html.escape(_text.verdict_label(self.verdict))}</b>: "
+                 f"{html.escape(_text.explain_headline(self, {}))}</p>"]
+        if self.causes:
+            parts.append(_html_table(["cause", "what happened", "fix"],
+                                     [[c.field, c.summary, c.fix] for c in self.causes]))
+        parts.append(_html_table(["statistic", "value"], [list(row) for row in _text.explain_stats(self)]))
+        return "<div class='convcheck-diagnosis'>" + "".join(parts) + "</div>"
 
     def to_dict(self) -> dict[str, Any]:
         """The CONTRACT section 5 explain object, without the `schema` key."""
@@ -171,14 +225,56 @@ class BackendResult:
         return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CompareReport:
-    """Everything `compare` found: inputs, settings and one `BackendResult` per backend."""
+    """Everything `compare` found: inputs, settings and one `BackendResult` per backend.
+
+    `ok` is True exactly when `convcheck compare` would exit 0 (`exit_code()`).
+    """
 
     inputs: dict[str, Any]
     settings: dict[str, Any]
     results: tuple[BackendResult, ...]
     notes: tuple[str, ...] = ()
+
+    def exit_code(self, strict: bool = False) -> int:
+        """CONTRACT section 4: 1 for a mismatch (with `strict`: anything not equal), else 3 when a
+        requested backend did not run or any backend failed outright, else 0."""
+        verdicts = [r.diagnosis.verdict for r in self.results if r.status == "ok" and r.diagnosis is not None]
+        backend_problem = any(r.status != "ok" and (r.requested or r.status == "failed") for r in self.results)
+        return exit_code_for(verdicts, backend_problem=backend_problem, strict=strict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no row is unexplained and every requested backend ran (exit code 0)."""
+        return self.exit_code() == 0
+
+    def __repr__(self) -> str:
+        rows = []
+        for row in self.results:
+            if row.status == "ok" and row.diagnosis is not None:
+                rows.append(f"{row.backend}: {_short_diagnosis(row.diagnosis)}")
+            else:
+                rows.append(f"{row.backend}: {row.status}")
+        return f"<CompareReport {'ok' if self.ok else 'not ok'}; " + "; ".join(rows) + ">"
+
+    def __rich__(self) -> Any:
+        """The table format's report, for `rich.print(report)` and rich-enabled notebooks."""
+        from .formats.table import render_compare
+        return _rich_text(lambda color, width: render_compare(self, color=color, width=width))
+
+    def _repr_html_(self) -> str:
+        """An HTML table for Jupyter: one row per backend with its verdict, explanation and fix."""
+        import html
+
+        from .formats import _text
+        columns = ("backend", "verdict", "explanation", "fix", "max |Δ|", "mismatched / total")
+        rows = []
+        for row in self.results:
+            cells = _text.compare_cells(row)
+            rows.append([cells[c] for c in columns])
+        return (f"<div class='convcheck-compare'><p>{html.escape(_text.compare_title(self))}</p>"
+                + _html_table(list(columns), rows) + "</div>")
 
     def to_json_dict(self) -> dict[str, Any]:
         """The whole `convcheck compare --format json` document."""

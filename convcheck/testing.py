@@ -5,8 +5,15 @@
 
 It passes when the output equals the float64 reference within its rigorous error bound,
 or differs only by causes listed in `allow` (the same syntax as a config's `allow`), and
-otherwise raises `AssertionError` worded like `torch.testing.assert_close`, followed by
-convcheck's diagnosis and the fix. Never imports TensorFlow: only numpy and the engine.
+otherwise raises `AssertionError` whose first line names the verdict and the cause in
+plain words, then numbers laid out like `numpy.testing` / `torch.testing` (mismatched
+count, greatest difference with its index and bound, a few actual/expected values) and
+convcheck's diagnosis with the fix. convcheck's frames are hidden from pytest tracebacks
+(`__tracebackhide__`). Never imports TensorFlow: only numpy and the engine.
+
+No pytest plugin or fixture: a plain function is one import in a model repository's
+test, works under any runner, and an auto-loaded plugin would run in every pytest
+session of every environment that has convcheck installed.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ def _spatial(shape: tuple[int, ...], kind: str, layout: str) -> tuple[int, int]:
 
 
 def _closeness_lines(diagnosis, output_shape, image_shape, kernel_shape, padding, layout) -> list[str]:
-    """The torch.testing-style lines: mismatched count, greatest absolute and relative differences."""
+    """numpy/torch.testing-style lines: mismatched count, greatest differences with their index
+    and bound, then the actual and expected values where they differ most."""
+    from .formats._text import values_apart
     from .reference import output_size
 
     arrays = diagnosis.arrays
@@ -45,10 +54,11 @@ def _closeness_lines(diagnosis, output_shape, image_shape, kernel_shape, padding
     output, reference, bound = arrays.output, arrays.reference, arrays.bound_before
     stats = diagnosis.stats
     delta = np.abs(output - reference)
-    mismatched = stats.mismatched if stats.mismatched is not None else int(np.count_nonzero(delta > bound))
+    beyond = ~(delta <= bound)  # NaN counts as beyond
+    mismatched = stats.mismatched if stats.mismatched is not None else int(np.count_nonzero(beyond))
     total = delta.size
     lines = [f"Mismatched elements: {mismatched} / {total} ({100.0 * mismatched / total:.1f}%)"]
-    worst = np.unravel_index(int(np.argmax(delta)), delta.shape)
+    worst = np.unravel_index(int(np.nanargmax(np.where(np.isnan(delta), np.inf, delta))), delta.shape)
     lines.append(f"Greatest absolute difference: {delta[worst]:.3g} at index {index_in_user_shape(worst, output_shape)} "
                  f"(up to {bound[worst]:.2g} allowed)")
     magnitude = np.abs(reference)
@@ -59,21 +69,57 @@ def _closeness_lines(diagnosis, output_shape, image_shape, kernel_shape, padding
         where = np.unravel_index(int(np.argmax(relative)), relative.shape)
         lines.append(f"Greatest relative difference: {relative[where]:.3g} at index "
                      f"{index_in_user_shape(where, output_shape)} (up to {bound[where] / magnitude[where]:.2g} allowed)")
+    # A few values, like numpy.testing's ACTUAL/DESIRED: where they differ most beyond the bound.
+    excess = np.where(beyond, np.nan_to_num(delta, nan=np.inf), -1.0).reshape(-1)
+    order = [int(i) for i in np.argsort(-excess, kind="stable")[:_SHOWN] if excess[int(i)] >= 0]
+    if order:
+        lines.append(f"Values where they differ most (actual = output, expected = float64 reference"
+                     f"{'; ' + str(len(order)) + ' of ' + str(mismatched) if mismatched > len(order) else ''}):")
+        for flat in order:
+            index = np.unravel_index(flat, delta.shape)
+            actual, wanted = values_apart(output[index], reference[index])
+            lines.append(f"  {index_in_user_shape(index, output_shape)}: actual {actual}, expected {wanted} "
+                         f"(|diff| {delta[index]:.3g}, bound {bound[index]:.2g})")
     return lines
 
 
+_SHOWN = 5  # how many differing values the message lists
+
+
+def _headline(diagnosis, outcome) -> str:
+    """The first line (what pytest's short summary shows): the verdict and its cause, in plain words."""
+    from .formats.check_text import plain_phrase
+
+    if diagnosis.cannot_decide:
+        return f"output cannot be judged, not equal: {diagnosis.reason}"
+    if diagnosis.verdict is Verdict.UNEXPLAINED:
+        stats = diagnosis.stats
+        where = f": {diagnosis.where}" if diagnosis.where else ""
+        counted = (f" ({stats.mismatched} of {stats.total} elements differ{where})"
+                   if stats.mismatched is not None else f" ({diagnosis.where})" if diagnosis.where else "")
+        return f"output is unexplained, not equal: no known cause reproduces it{counted}"
+    not_allowed = ", ".join(_allow_text(c) for c in outcome.disallowed)
+    return (f"output is {plain_phrase(diagnosis)}, not equal "
+            f"({not_allowed} {'is' if len(outcome.disallowed) == 1 else 'are'} not in allow)")
+
+
 def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Iterable[str] = (), *,
-                        precision: Optional[str] = None, kernel_layout: str = "hwio"):
+                        precision: Optional[str] = None, kernel_layout: str = "hwio",
+                        msg: Optional[str] = None):
     """Assert that `output` is the convolution of `image` with `kernel`, up to the causes in `allow`.
 
     `output` is compared with the float64 cross-correlation (CONTRACT section 1) with
     `padding`, held to a rigorous error bound for `precision` (default: the inputs' own).
     Passes when the verdict is `equal`, or `explained` only by causes `allow` lists
     ("precision=float32", "kernel_transform=rot180", or a bare field such as "boundary"
-    for any value). Otherwise raises `AssertionError` with the mismatch statistics, the
-    diagnosis and its fix. Bad arrays or a bad `allow` raise `convcheck.InputError`.
-    Returns the `Diagnosis` when it passes.
+    for any value). Otherwise raises `AssertionError` whose first line names the verdict
+    and cause ("output is explained by kernel flipped 180° (true convolution), not equal
+    ..."), then the mismatch statistics, a few actual/expected values, the diagnosis and
+    its fix. `msg` starts the message (and so pytest's short summary line). convcheck's
+    own frames are hidden from pytest's traceback. Bad arrays or a bad `allow` raise
+    `convcheck.InputError`. Returns the `Diagnosis` when it passes.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not convcheck's internals
     if not isinstance(allow, (str, list, tuple)):
         try:
             allow = list(allow)
@@ -89,7 +135,8 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
 
     from .formats.check_text import diagnosis_lines
 
-    lines = ["Tensor-likes are not close!", ""]
+    headline = _headline(diagnosis, outcome)
+    lines = [f"{msg}: {headline}" if msg else headline, ""]
     lines += _closeness_lines(diagnosis, np.shape(output), np.shape(image), np.shape(kernel), padding, kernel_layout)
     lines.append("")
     if diagnosis.verdict is Verdict.UNEXPLAINED:

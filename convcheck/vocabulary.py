@@ -271,3 +271,46 @@ def describe(explanation: Explanation, baseline: Explanation) -> str:
         else:
             parts.append(f"{name} {value}")
     return " + ".join(parts) if parts else "matches the reference"
+
+
+# Short labels for the most visible lines (table rows, check headlines, GitHub titles),
+# where a reader should not need the field names; JSON and detail lines keep those.
+_PLAIN_LABELS = {
+    "kernel_transform": {"identity": "kernel as given", "rot180": "kernel flipped 180° (true convolution)",
+                         "transpose": "kernel transposed", "anti_transpose": "kernel transposed and flipped",
+                         "flip_ud": "kernel flipped upside down", "flip_lr": "kernel flipped left to right",
+                         "rot90": "kernel rotated 90°", "rot270": "kernel rotated 270°"},
+    "padding": {"same": "'same' padding", "valid": "'valid' padding (no border)",
+                "full": "'full' padding (output grown by the kernel)"},
+    "boundary": {"zero": "zero border", "reflect": "image mirrored at its edges (reflect)",
+                 "symmetric": "image mirrored at its edges, edge pixel repeated (symmetric)",
+                 "wrap": "image wrapped around at its edges", "edge": "edge pixels repeated outwards",
+                 "constant": "constant border"},
+    "precision": {"float64": "float64 computation", "float32": "float32 rounding",
+                  "tfloat32": "TF32 rounding (tensor cores)", "bfloat16": "bfloat16 rounding",
+                  "float16": "float16 rounding"},
+}
+
+
+def plain_label(field_name: str, value: Any) -> str:
+    """A cause in plain words: 'kernel flipped 180° (true convolution)', 'output shifted by [-1, -1]'.
+
+    Any field or value without a label of its own reads '<field> <value>'.
+    """
+    label = _PLAIN_LABELS.get(field_name, {}).get(value) if isinstance(value, str) else None
+    if label is not None:
+        return label
+    if field_name == "offset":
+        return f"output shifted by [{value[0]}, {value[1]}]"
+    if field_name == "bias" and isinstance(value, (int, float)):
+        return f"{_num(value)} added (a bias)"
+    if field_name == "scale" and isinstance(value, (int, float)):
+        return f"scaled by {_num(value)}"
+    return f"{field_name.replace('_', ' ')} {value}"
+
+
+def describe_plain(explanation: Explanation, baseline: Explanation) -> str:
+    """`describe` in plain words, for the most visible lines: 'kernel flipped 180° (true convolution)
+    + float32 rounding'."""
+    parts = [plain_label(name, getattr(explanation, name)) for name in explanation.changed_fields(baseline)]
+    return " + ".join(parts) if parts else "matches the reference"

@@ -224,7 +224,8 @@ def test_compare_scipy_backends(runner, files):
     assert result.exit_code == 0
     assert "scipy.signal.convolve2d" in result.stdout and "scipy.signal.correlate2d" in result.stdout
     assert "≈ explained" in result.stdout and "✓ equal" in result.stdout
-    assert "kernel rot180" in result.stdout
+    assert "kernel flipped" in result.stdout and "180° (true" in result.stdout, result.stdout  # a wrapped cell
+    assert "kernel rot180" not in result.stdout
     assert result.stdout.count("Why: ") == 1
     assert "--library-defaults" in result.stdout  # the report's note
 

@@ -509,3 +509,87 @@ def test_valid_float_arrays_round_trip_through_load_inputs(case):
         assert np.ascontiguousarray(loaded.reshape(original.shape)).tobytes() == \
             np.ascontiguousarray(original).tobytes()
     assert inputs.image_shape == image.shape
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def test_fifo_is_refused_before_opening(tmp_path):
+    # Opening a FIFO for reading blocks until a writer appears: refused from its stat alone.
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    refused(read_npy, fifo, "image", names=[fifo], phrases=["named pipe (FIFO)", "not a .npy file"])
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_devices_are_refused_as_devices(device):
+    if not os.path.exists(device):
+        pytest.skip(f"{device} does not exist here")
+    refused(read_npy, device, "kernel", names=[device], phrases=["character device"])
+
+
+def test_symlink_loop_says_it_is_a_loop(tmp_path):
+    os.symlink(tmp_path / "b.npy", tmp_path / "a.npy")
+    os.symlink(tmp_path / "a.npy", tmp_path / "b.npy")
+    refused(read_npy, tmp_path / "a.npy", "image", phrases=["symbolic link loop"])
+
+
+def test_broken_symlink_says_where_it_points(tmp_path):
+    os.symlink(tmp_path / "gone.npy", tmp_path / "link.npy")
+    refused(read_npy, tmp_path / "link.npy", "image", phrases=["broken symbolic link", "gone.npy"])
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any folder")
+def test_file_in_unreadable_folder_says_permission_denied(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    path = save(folder, "x.npy", np.ones((3, 3)))
+    folder.chmod(0)
+    try:
+        refused(read_npy, path, "image", phrases=["permission denied"])
+    finally:
+        folder.chmod(0o755)
+
+
+def test_unreadable_folder_is_explained_even_for_root(tmp_path, monkeypatch):
+    # Root reads every folder, so the EACCES path is exercised by making stat raise it.
+    import errno as errno_module
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno_module.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("convcheck.inputs.os.stat", denied)
+    refused(read_npy, tmp_path / "x.npy", "image", phrases=["permission denied"])
+
+
+def _raw_header(header: str, *, length=None) -> bytes:
+    text = header.encode("latin1")
+    text += b" " * ((64 - (10 + len(text) + 1) % 64) % 64) + b"\n"
+    size = len(text) if length is None else length
+    return b"\x93NUMPY\x01\x00" + size.to_bytes(2, "little") + text
+
+
+@pytest.mark.parametrize("shape, phrase", [("(True, 4)", "not a tuple of integers"),
+                                           ("(0, 10**23)", "save it again"),  # an expression, not a literal
+                                           ("(0, 100000000000000000000000)", "larger than any array can be")])
+def test_crafted_shapes_are_corrupt_headers(tmp_path, shape, phrase):
+    path = tmp_path / "crafted.npy"
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': %s, }" % shape
+    path.write_bytes(_raw_header(header) + b"\0" * 64)
+    refused(read_npy, path, "image", names=[path], phrases=["corrupt .npy header", phrase])
+
+
+def test_too_short_header_length_field_is_a_corrupt_header(tmp_path):
+    path = tmp_path / "short.npy"
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }"
+    path.write_bytes(_raw_header(header, length=5) + b"\0" * 64)
+    refused(read_npy, path, "image", names=[path], phrases=["corrupt .npy header", "header-length"])
+
+
+def test_version_3_npy_is_read(tmp_path):
+    path = tmp_path / "v3.npy"
+    array = np.arange(12.0).reshape(3, 4)
+    with open(path, "wb") as fp:
+        np.lib.format.write_array(fp, array, version=(3, 0))
+    assert np.array_equal(np.load(path), array)  # numpy itself reads it
+    assert np.array_equal(read_npy(path, "image"), array)

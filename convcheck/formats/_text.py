@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from ..vocabulary import Explanation, Verdict, describe
+from ..vocabulary import Explanation, Verdict, describe, describe_plain
 
 VERDICT_MARKS = {Verdict.EQUAL: "✓", Verdict.EXPLAINED: "≈", Verdict.UNEXPLAINED: "✗"}
 VERDICT_STYLES = {Verdict.EQUAL: "green", Verdict.EXPLAINED: "yellow", Verdict.UNEXPLAINED: "red"}
@@ -33,6 +33,19 @@ def num(value: Optional[float]) -> str:
 def value_text(value: Optional[float]) -> str:
     """An array value with 6 significant digits (enough to see where two values part)."""
     return NONE if value is None else f"{float(value):.6g}"
+
+
+def values_apart(a: Optional[float], b: Optional[float], least: int = 6) -> tuple[str, str]:
+    """Two array values with just enough significant digits (at least `least`, at most 17)
+    that they read differently when they differ: 1.0000001 vs 1.0 is not '1 vs 1'."""
+    if a is None or b is None:
+        return value_text(a), value_text(b)
+    a, b = float(a), float(b)
+    for digits in range(least, 18):
+        first, second = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if first != second or a == b:
+            return first, second
+    return repr(a), repr(b)
 
 
 def index_text(index: Optional[Iterable[int]]) -> str:
@@ -74,7 +87,7 @@ def explanation_cell(diagnosis) -> str:
     if diagnosis.verdict is Verdict.EQUAL:
         return "matches the reference"
     if diagnosis.verdict is Verdict.EXPLAINED:
-        return describe(diagnosis.explanation, diagnosis.baseline)
+        return describe_plain(diagnosis.explanation, diagnosis.baseline)
     if diagnosis.cannot_decide:
         return diagnosis.reason
     parts = ["no known cause"]
@@ -114,7 +127,10 @@ def compare_cells(result) -> dict[str, str]:
     cells["max |Δ|"] = num(stats.max_abs_diff)
     cells["max rel Δ"] = num(stats.max_rel_diff)
     mismatched = NONE if stats.mismatched is None else str(stats.mismatched)
-    cells["mismatched / total"] = f"{mismatched}/{stats.total}"
+    if shape_difference(diagnosis) is not None:
+        mismatched = "shape differs;"  # never '0/36' for an output of the wrong size
+    cells["mismatched / total"] = f"{mismatched} {stats.total}" if mismatched.endswith(";") else \
+        f"{mismatched}/{stats.total}"
     cells["worst index"] = index_text(stats.worst_index)
     cells["verdict"] = verdict_label(diagnosis.verdict)
     cells["explanation"] = explanation_cell(diagnosis)
@@ -206,22 +222,50 @@ def explain_headline(diagnosis, names: dict) -> str:
             "boundary, offset, precision, bias and scale reproduces it: a genuine mismatch.")
 
 
+# Fields that change the output's size: when one is a cause, the output was compared with a
+# reference of its own shape, not with the expected one, and the numbers must say so.
+SHAPE_FIELDS = ("padding", "stride", "dilation")
+
+
+def shape_difference(diagnosis) -> Optional[str]:
+    """'the output's shape differs from the expected one ('valid' padding, not 'same')', or None."""
+    explanation = diagnosis.explanation if diagnosis.explanation is not None else None
+    if explanation is None:
+        return None
+    changed = [f for f in explanation.changed_fields(diagnosis.baseline) if f in SHAPE_FIELDS]
+    if not changed:
+        return None
+    what = ", ".join(f"{f} {_field_text(getattr(explanation, f))}, not {_field_text(getattr(diagnosis.baseline, f))}"
+                     for f in changed)
+    return f"the output's shape differs from the expected one ({what})"
+
+
+def _field_text(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return f"'{value}'" if isinstance(value, str) else str(value)
+
+
 def explain_stats(diagnosis, names: Optional[dict] = None) -> list[tuple[str, str]]:
     """(label, value) rows of the explain report's numbers (first, with `names`, the reference)."""
     stats = diagnosis.stats
     rows = []
     if names is not None:
         rows.append(("reference", reference_text(diagnosis.baseline, names)))
+    shape = shape_difference(diagnosis)
+    if shape is not None:
+        rows.append(("shape", f"{shape}: the numbers below compare it with a reference of its own shape"))
     if stats.max_abs_diff is None:
         rows.append(("max |Δ| before", f"{NONE} (no reference has the output's shape)"))
     else:
         rows.append(("max |Δ| before", f"{num(stats.max_abs_diff)} (output vs reference; "
                                        f"max rel Δ {num(stats.max_rel_diff)})"))
     if stats.mismatched is not None:
-        rows.append(("mismatched", f"{stats.mismatched} of {stats.total} elements beyond the error bound"))
+        rows.append(("mismatched", f"{stats.mismatched} of {stats.total} elements beyond the error bound"
+                                   + (" of that reference" if shape is not None else "")))
     if stats.worst_index is not None:
-        rows.append(("worst index", f"{index_text(stats.worst_index)}: output {value_text(stats.worst_output)}, "
-                                    f"reference {value_text(stats.worst_reference)}"))
+        output, reference = values_apart(stats.worst_output, stats.worst_reference)
+        rows.append(("worst index", f"{index_text(stats.worst_index)}: output {output}, reference {reference}"))
     against = ("the closest candidate" if diagnosis.verdict is Verdict.UNEXPLAINED
                else "the explanation's reproduction" if diagnosis.verdict is Verdict.EXPLAINED
                else "the reference")

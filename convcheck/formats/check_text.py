@@ -9,11 +9,12 @@ never print or write.
 from __future__ import annotations
 
 import html
+import re
 from typing import Optional
 
-from ..vocabulary import Verdict, describe
-from ._text import num
-from .markdown import cell
+from ..vocabulary import Verdict, describe, describe_plain
+from ._text import num, shape_difference
+from .markdown import cell, code
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "magenta"}
@@ -32,12 +33,24 @@ def verdict_phrase(diagnosis) -> str:
     return "unexplained"
 
 
+def plain_phrase(diagnosis) -> str:
+    """The verdict in plain words for headlines and titles: 'explained by kernel flipped 180°
+    (true convolution)', 'equal', 'unexplained'."""
+    if diagnosis.verdict is Verdict.EXPLAINED:
+        return f"explained by {describe_plain(diagnosis.explanation, diagnosis.baseline)}"
+    return diagnosis.verdict.value
+
+
 def stats_line(diagnosis) -> str:
     """One line of numbers: mismatches, the greatest difference and the residual against the bound."""
     s = diagnosis.stats
     parts = []
+    shape = shape_difference(diagnosis)
+    if shape is not None:
+        parts.append(shape)
     if s.mismatched is not None:
-        parts.append(f"{s.mismatched} of {s.total} elements beyond the error bound")
+        parts.append(f"{s.mismatched} of {s.total} elements beyond the error bound"
+                     + (" of a reference of the output's own shape" if shape is not None else ""))
     if s.max_abs_diff is not None:
         where = f" at {list(s.worst_index)}" if s.worst_index is not None else ""
         parts.append(f"greatest |output - reference| {num(s.max_abs_diff)}{where}")
@@ -91,7 +104,8 @@ def outcome_phrase(outcome) -> str:
     """A table cell: the verdict phrase, or why the backend did not run."""
     if outcome.diagnosis is None:
         return outcome.message
-    phrase = verdict_phrase(outcome.diagnosis)
+    phrase = plain_phrase(outcome.diagnosis) if outcome.diagnosis.verdict is Verdict.EXPLAINED \
+        else verdict_phrase(outcome.diagnosis)
     if outcome.disallowed:
         phrase += " (not allowed: " + ", ".join(f"{c.field}" for c in outcome.disallowed) + ")"
     return phrase
@@ -139,14 +153,16 @@ def render_check_table(report, *, color: bool = False, width: Optional[int] = No
 
 def render_check_markdown(report) -> str:
     """A GitHub-flavoured markdown report: a summary line, a table, then details per problem."""
-    lines = [f"## convcheck check: `{report.config}`", "", f"**{summary_sentence(report)}**", "",
+    lines = [f"## convcheck check: {code(report.config)}", "", f"**{summary_sentence(report)}**", "",
              "| case | result | status | verdict / reason |", "|---|---|---|---|"]
     for case in report.cases:
         for outcome in case.results:
-            lines.append(f"| {cell(case.name)} | `{cell(outcome.name)}` | "
+            lines.append(f"| {cell(case.name)} | {code(outcome.name)} | "
                          f"{_ICON[outcome.status]} {outcome.status} | {cell(outcome_phrase(outcome))} |")
     details = [(case, o) for case in report.cases for o in case.results if o.status in ("warn", "fail")]
     for case, outcome in details:
+        body = outcome_lines(outcome)
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(body))), default=0))
         lines += ["", f"<details><summary>{_ICON[outcome.status]} <b>{html.escape(case.name)} / {html.escape(outcome.name)}</b>: "
-                      f"{outcome.status}</summary>", "", "```text", *outcome_lines(outcome), "```", "</details>"]
+                      f"{outcome.status}</summary>", "", f"{fence}text", *body, fence, "</details>"]
     return "\n".join(lines)

@@ -4,11 +4,14 @@ One line per result:
 
     ::error title=convcheck%3A <case>/<backend>,file=pyproject.toml,line=12::unexplained: ...%0A...
     ::warning title=...::explained by kernel rot180, but kernel_transform=rot180 is not in allow%0A...
-    ::notice title=...::equal
+    convcheck check: 3 cases: 2 pass, 1 fail (exit 1)     (a plain log line)
 
 `::error` for an unexplained result (and, for `check`, anything that fails: a disallowed
 cause under --strict, a backend that could not run), `::warning` for a difference that
-is explained but not allowed, `::notice` for a result that passes. Messages are escaped
+is explained but not allowed. A result that passes gets no annotation: GitHub shows only
+10 annotations of each type per step, and they belong to what needs attention. Passes
+are counted in a plain closing line and listed in the job summary (the CLI appends the
+markdown report to `$GITHUB_STEP_SUMMARY` whenever a github report is made). Messages are escaped
 as GitHub documents (`%` -> %25, CR -> %0D, LF -> %0A); property values (title, file)
 also escape `:` and `,` as @actions/core does, and the runner turns them back.
 
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..vocabulary import Verdict
-from .check_text import diagnosis_lines, outcome_lines, summary_sentence, verdict_phrase
+from .check_text import diagnosis_lines, outcome_lines, plain_phrase, summary_sentence, verdict_phrase
 
 
 def escape_data(text: str) -> str:
@@ -47,24 +50,28 @@ def command(level: str, title: str, message: str, *, file: Optional[str] = None,
     return f"::{level} {','.join(properties)}::{escape_data(message)}"
 
 
-def _diagnosis_command(title: str, diagnosis) -> str:
+def _diagnosis_command(title: str, diagnosis) -> Optional[str]:
+    """An annotation for a diagnosis that needs attention; None for an equal one."""
     body = "\n".join(diagnosis_lines(diagnosis))
     if diagnosis.verdict is Verdict.UNEXPLAINED:
         from ..check import unexplained_message
         return command("error", title, unexplained_message(diagnosis) + "\n" + body)
-    level = "warning" if diagnosis.verdict is Verdict.EXPLAINED else "notice"
-    return command(level, title, verdict_phrase(diagnosis) + "\n" + body)
+    if diagnosis.verdict is Verdict.EXPLAINED:
+        return command("warning", f"{title}: {plain_phrase(diagnosis)}", verdict_phrase(diagnosis) + "\n" + body)
+    return None
 
 
 def render_explain(diagnosis, names: Optional[dict] = None) -> str:
-    """One annotation for an `explain` diagnosis, titled with the output file."""
+    """One annotation for an `explain` diagnosis that is not equal, titled with the output file."""
     names = names or {}
-    return _diagnosis_command(f"convcheck: {names.get('output', 'output')}", diagnosis)
+    output = names.get("output", "output")
+    annotation = _diagnosis_command(f"convcheck: {output}", diagnosis)
+    return annotation if annotation is not None else f"convcheck explain: {output} is equal to the reference"
 
 
 def render_compare(report) -> str:
-    """One annotation per backend row of a `compare` report."""
-    lines = []
+    """One annotation per backend row that needs attention, then a plain line naming the passes."""
+    lines, passed = [], []
     for row in report.results:
         title = f"convcheck: {row.backend}"
         if row.status == "skipped":
@@ -72,7 +79,13 @@ def render_compare(report) -> str:
         elif row.status != "ok" or row.diagnosis is None:
             lines.append(command("error", title, f"{row.backend} failed: {row.reason}"))
         else:
-            lines.append(_diagnosis_command(title, row.diagnosis))
+            annotation = _diagnosis_command(title, row.diagnosis)
+            if annotation is None:
+                passed.append(row.backend)
+            else:
+                lines.append(annotation)
+    if passed:
+        lines.append(f"convcheck compare: equal to the reference: {', '.join(passed)}")
     return "\n".join(lines)
 
 
@@ -85,7 +98,7 @@ def _relative(config: str) -> str:
         return path.as_posix()
 
 
-_LEVEL = {"fail": "error", "error": "error", "warn": "warning", "pass": "notice"}
+_LEVEL = {"fail": "error", "error": "error", "warn": "warning"}
 
 
 def render_check(report) -> str:
@@ -94,14 +107,12 @@ def render_check(report) -> str:
     lines = []
     for case in report.cases:
         for outcome in case.results:
+            if outcome.status == "pass":  # no annotation: counted below, listed in the job summary
+                continue
             title = f"convcheck: {case.name}/{outcome.name}"
-            if outcome.status == "pass":
-                text = verdict_phrase(outcome.diagnosis) if outcome.diagnosis is not None else "pass"
-                if outcome.diagnosis is not None and outcome.diagnosis.verdict is Verdict.EXPLAINED:
-                    text += " (allowed)"
-                message = text
-            else:
-                message = "\n".join(outcome_lines(outcome))
+            if outcome.diagnosis is not None and outcome.diagnosis.verdict is Verdict.EXPLAINED:
+                title += f": {plain_phrase(outcome.diagnosis)}"
+            message = "\n".join(outcome_lines(outcome))
             lines.append(command(_LEVEL[outcome.status], title, message, file=config, line=case.case.line))
     lines.append(f"convcheck check: {summary_sentence(report)}")
     return "\n".join(lines)

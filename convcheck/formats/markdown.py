@@ -6,19 +6,36 @@ table plus bullet lists.
 
 from __future__ import annotations
 
+import html
+import re
+
 from ..vocabulary import Verdict
 from . import _text
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]~|#])")
+
+
 def cell(text: str) -> str:
-    """`text` made safe inside a GFM table cell: pipes escaped, newlines flattened."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """`text` made safe as plain text in GFM (a table cell or a line): newlines flattened, HTML
+    escaped (`<b>` shows as typed, never as markup) and emphasis, links, code and pipes escaped."""
+    flat = " ".join(str(text).split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
 
 
-def _bullets(title: str, items: list[str]) -> list[str]:
+def code(text: str) -> str:
+    """`text` as an inline code span that survives any backticks or pipes in it (GFM table safe)."""
+    flat = " ".join(str(text).split()).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall("`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def _bullets(title: str, items: list[str], escaped: bool = False) -> list[str]:
     if not items:
         return []
-    return ["", f"**{title}**", ""] + [f"- {item}" for item in items]
+    return ["", f"**{title}**", ""] + [f"- {item if escaped else cell(item)}" for item in items]
 
 
 def render_compare(report) -> str:
@@ -33,7 +50,7 @@ def render_compare(report) -> str:
         for column in _text.COMPARE_COLUMNS:
             value = cell(cells[column])
             if column == "backend":
-                value = f"`{value}`"
+                value = code(cells[column])
             elif column == "verdict" and result.status == "ok":
                 value = f"**{value}**"
             row.append(value)
@@ -49,19 +66,19 @@ def render_explain(diagnosis, names: dict | None = None) -> str:
     names = names or {}
     verdict = Verdict(diagnosis.verdict)
     lines = ["### convcheck explain", "",
-             f"**{_text.verdict_label(verdict)}**: {_text.explain_headline(diagnosis, names)}"]
+             f"**{_text.verdict_label(verdict)}**: {cell(_text.explain_headline(diagnosis, names))}"]
     if diagnosis.causes:
         lines += ["", "| cause | what happened | fix |", "|---|---|---|"]
         for cause in diagnosis.causes:
-            lines.append(f"| `{cell(cause.field)}` | {cell(cause.summary)} | {cell(cause.fix)} |")
+            lines.append(f"| {code(cause.field)} | {cell(cause.summary)} | {cell(cause.fix)} |")
     alternatives = _text.alternatives_text(diagnosis)
     if alternatives:
-        lines += ["", alternatives[0].upper() + alternatives[1:] + "."]
+        lines += ["", cell(alternatives[0].upper() + alternatives[1:] + ".")]
     if verdict is Verdict.UNEXPLAINED:
         unexplained = []
         for line in _text.explain_unexplained(diagnosis):
-            unexplained.append(f"**{line}**" if line.startswith("closest candidate") else line)
-        lines += _bullets("Mismatch", unexplained)
+            unexplained.append(f"**{cell(line)}**" if line.startswith("closest candidate") else cell(line))
+        lines += _bullets("Mismatch", unexplained, escaped=True)
     lines += ["", "| statistic | value |", "|---|---|"]
     for label, value in _text.explain_stats(diagnosis, names):
         lines.append(f"| {cell(label)} | {cell(value)} |")

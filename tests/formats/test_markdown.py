@@ -30,8 +30,8 @@ def test_compare_is_a_gfm_table_with_one_row_per_backend(report):
 def test_compare_says_what_the_table_says(report):
     text = render_compare(report, "markdown", color=False)
     assert "**≈ explained**" in text and "**✓ equal**" in text and "**✗ unexplained**" in text
-    assert "kernel rot180" in text
-    assert "use scipy.signal.correlate2d, or pass kernel[::-1, ::-1]" in text
+    assert "kernel flipped 180° (true convolution)" in text
+    assert "use scipy.signal.correlate2d, or pass kernel\\[::-1, ::-1\\]" in text  # escaped, rendered as typed
     assert "skipped" in text and "tensorflow is not installed" in text
     assert "failed" in text and "ValueError: bad \\| thing" in text
     assert "closest candidate (does NOT match)" in text
@@ -55,3 +55,26 @@ def test_explain_has_causes_stats_and_mismatch(diagnoses):
 
 def test_cell_escapes_pipes_and_newlines():
     assert cell("a | b\nc") == "a \\| b c"
+
+
+def test_names_cannot_inject_html_or_emphasis():
+    from convcheck.formats.markdown import cell, code
+    assert cell("<img src=x onerror=alert(1)> *bold* _it_ [link](u) a|b `c`") == \
+        "&lt;img src=x onerror=alert(1)&gt; \\*bold\\* \\_it\\_ \\[link\\](u) a\\|b \\`c\\`"
+    assert code("scipy.signal.convolve2d") == "`scipy.signal.convolve2d`"
+    assert code("a`b|c") == "``a`b\\|c``"
+
+
+def test_check_markdown_escapes_case_names(tmp_path):
+    from convcheck.check import load_suite, run_suite
+    from convcheck.formats.check_text import render_check_markdown
+
+    from ..check_data import case, write_config, write_data
+    data = write_data(tmp_path / "repo")
+    config = write_config(data, case("<script>alert(1)</script> **loud**", "ported",
+                                     allow=["kernel_transform=rot180"]))
+    text = render_check_markdown(run_suite(load_suite(config)))
+    row = next(line for line in text.splitlines() if line.startswith("| &lt;script"))
+    assert row.startswith("| &lt;script&gt;alert(1)&lt;/script&gt; \\*\\*loud\\*\\* | `ported.npy` |")
+    summary = next(line for line in text.splitlines() if line.startswith("<details>"))
+    assert "<script>" not in summary  # an HTML block: escaped as HTML, where markdown is not read

@@ -33,7 +33,7 @@ def test_compare_table_has_every_column_and_row(report):
         assert result.backend in text
     assert "≈ explained" in text and "✓ equal" in text and "✗ unexplained" in text
     assert "64/64" in text and "0/64" in text
-    assert "kernel rot180" in text and "matches the reference" in text
+    assert "kernel flipped 180° (true convolution)" in text and "matches the reference" in text
     assert "– skipped" in text and "tensorflow is not installed" in text
     assert "✗ failed" in text and "ValueError: bad | thing" in text
     assert "closest candidate (does NOT match)" in text
@@ -59,7 +59,7 @@ def test_no_ansi_without_colour_and_verdict_colours_with_it(report, diagnoses):
 def test_table_fits_the_width_and_keeps_the_explanation(report, width):
     text = render_compare(report, "table", color=False, width=width)
     assert max(len(line) for line in text.splitlines()) <= width
-    assert "kernel rot180" in text
+    assert "kernel flipped 180°" in text
     assert "fix" in text and "scipy.signal.correlate2d," in text
     assert all(line == line.rstrip() for line in text.splitlines())
 

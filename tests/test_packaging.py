@@ -1,0 +1,83 @@
+"""What a user installing convcheck, or unpacking its sdist, gets: license, typing marker,
+a README that starts with what it is and how to install it, examples that install it."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+
+@pytest.fixture(scope="module")
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_license_is_an_spdx_string_with_its_file(pyproject):
+    project = pyproject["project"]
+    assert project["license"] == "MIT"  # PEP 639: the table form stops working in setuptools in 2027
+    assert project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    requires = pyproject["build-system"]["requires"]
+    assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in requires)
+
+
+def test_package_is_typed(pyproject):
+    assert (ROOT / "convcheck" / "py.typed").exists()
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["convcheck"]
+
+
+def test_sdist_carries_what_the_tests_need():
+    manifest = (ROOT / "MANIFEST.in").read_text().split()
+    for folder in ("tests", "examples"):
+        assert folder in manifest, folder
+    for name in ("LICENSE", "README.md"):
+        assert name in manifest, name
+
+
+def test_readme_opens_with_what_and_pip_install_then_make():
+    text = (ROOT / "README.md").read_text()
+    assert text.index("pip install convcheck") < text.index("make demo") < text.index("make test")
+    assert text.index("Why do my convolutions disagree?") < text.index("pip install convcheck")
+    assert "../" not in re.sub(r"```.*?```", "", text, flags=re.S)  # no links out of the repository
+
+
+def test_readme_lists_every_config_key():
+    from convcheck.check import _CASE_KEYS, _TOP_KEYS
+    text = (ROOT / "README.md").read_text()
+    for key in set(_TOP_KEYS + _CASE_KEYS) - {"case"}:
+        assert f"`{key}`" in text, key
+
+
+def test_examples_install_convcheck_from_a_checkout():
+    github = (ROOT / "examples" / "ci" / "github-actions.yml").read_text()
+    gitlab = (ROOT / "examples" / "ci" / "gitlab-ci.yml").read_text()
+    model_repo = (ROOT / "examples" / "model_repo" / "pyproject.toml").read_text()
+    assert 'pip install "./convcheck[plot]"' in github and "path: convcheck" in github
+    assert "pip install /tmp/convcheck" in gitlab
+    assert "pip install -e ../.." in model_repo
+    for text in (github, gitlab):
+        assert not re.search(r"^\s*-?\s*(run: )?pip install \"?convcheck", text, flags=re.M), text
+
+
+@pytest.mark.parametrize("ci, derandomized", [("true", True), (None, False)])
+def test_hypothesis_is_derandomized_under_ci(ci, derandomized):
+    import os
+    import subprocess
+    code = ("import runpy; runpy.run_path('tests/conftest.py'); "
+            "from hypothesis import settings; print(settings.default.derandomize)")
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    if ci is not None:
+        env["CI"] = ci
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.strip() == str(derandomized), done.stderr
