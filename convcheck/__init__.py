@@ -28,35 +28,42 @@ __all__ = ["explain", "compare", "Diagnosis", "CompareReport", "BackendResult", 
 
 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
-            kernel_layout: str = "hwio", keep_arrays: bool = False) -> "Diagnosis":
+            stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
+            kernel_layout: Optional[str] = None, keep_arrays: bool = False) -> "Diagnosis":
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
-    Layouts: image (H, W) or (H, W, C); kernel (kh, kw) or HWIO (kh, kw, C_in, C_out), or
-    OIHW with `kernel_layout="oihw"`; output (Ho, Wo), (Ho, Wo, C_out) or (1, Ho, Wo, C_out).
-    `padding` is the size convention you expected ('same', 'valid', 'full'); `precision`
-    the precision you expected (default: the inputs' own, e.g. float64 for float64 data);
+    Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
+    `layout="nchw"` (C, H, W) / (N, C, H, W); kernel (kh, kw), HWIO (kh, kw, C_in / groups,
+    C_out), OIHW with `kernel_layout="oihw"` (the default with layout "nchw"), or
+    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout.
+    `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
+    precision you expected (default: the inputs' own, e.g. float64 for float64 data);
     `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
     `convcheck.InputError`. Never imports TensorFlow.
     """
     from .engine import explain as _explain
-    return _explain(image, kernel, output, padding=padding, precision=precision, kernel_layout=kernel_layout,
+    return _explain(image, kernel, output, padding=padding, precision=precision, stride=stride,
+                    dilation=dilation, groups=groups, layout=layout, kernel_layout=kernel_layout,
                     keep_arrays=keep_arrays)
 
 
 def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None,
-            backends: Optional[list] = None, kernel_layout: str = "hwio",
-            library_defaults: bool = False, keep_arrays: bool = False) -> "CompareReport":
+            backends: Optional[list] = None, kernel_layout: Optional[str] = None,
+            library_defaults: bool = False, keep_arrays: bool = False, stride=(1, 1), dilation=(1, 1),
+            layout: str = "nhwc") -> "CompareReport":
     """Run `image` and `kernel` through every backend and diagnose each output.
 
     `dtype` is what every backend computes in (default: the wider of the inputs' float
     dtypes); `backends` names the backends to run (default: all; see `convcheck backends`);
-    `library_defaults` calls each library with its own defaults instead. Layouts as in
-    `explain`. Returns a `CompareReport` (`report.ok`, one `BackendResult` per backend).
-    Bad arrays raise `convcheck.InputError` before any framework is imported.
+    `library_defaults` calls each library with its own defaults instead; `stride` and
+    `dilation` are held the same for every backend. Layouts as in `explain`. Returns a
+    `CompareReport` (`report.ok`, one `BackendResult` per backend). Bad arrays raise
+    `convcheck.InputError` before any framework is imported.
     """
     from .comparison import compare as _compare
     return _compare(image, kernel, padding=padding, dtype=dtype, backends=backends, kernel_layout=kernel_layout,
-                    library_defaults=library_defaults, keep_arrays=keep_arrays)
+                    library_defaults=library_defaults, keep_arrays=keep_arrays, stride=stride,
+                    dilation=dilation, layout=layout)
 
 
 _LAZY = {"Diagnosis": "results", "CompareReport": "results", "BackendResult": "results", "Stats": "results",
