@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,17 +126,15 @@ class KerasSubprocessConv2D(Backend):
                        "library_defaults": library_defaults,
                        "image_dtype": save_array(folder, "image", image),
                        "kernel_dtype": save_array(folder, "kernel", kernel)}
-            start = time.perf_counter()
             with self._lock:
                 answer = worker.request(message)
-            elapsed = time.perf_counter() - start
             if "error" in answer:
                 raise BackendError(self.name, answer["error"])
             output = load_array(folder, "output", answer["output_dtype"])
         notes = [note for note in answer["notes"] if not note.startswith("Keras ran on its")]
         notes.append(f"Keras ran in a subprocess with KERAS_BACKEND={self.keras_backend} "
                      f"(Keras picks its backend once per process); arrays exchanged as .npy "
-                     f"files ({elapsed:.2f} s round trip)")
+                     f"files")
         return BackendRun(output=output, compute_dtype=answer["compute_dtype"],
                           padding=answer["padding"], seconds=answer["seconds"], notes=tuple(notes))
 

@@ -81,8 +81,10 @@ class OpenCVFilter2D(Backend):
                 # of an even kernel at the bottom/right, so the anchor is (k - 1) // 2.
                 anchor = (left, top)
                 crop = None
-                notes.append(f"borderType=BORDER_CONSTANT (zeros), anchor=({left}, {top}) "
-                             f"to place the kernel as TensorFlow 'SAME' does")
+                if (left, top) != (kw // 2, kh // 2):
+                    notes.append(f"anchor=({left}, {top}) to place the even kernel as "
+                                 f"TensorFlow 'SAME' does (OpenCV's default is its centre, "
+                                 f"({kw // 2}, {kh // 2}))")
             else:
                 # filter2D only makes same-size images: zero-pad by hand, anchor at the
                 # kernel's first tap, then keep the rows/columns the convention defines.

@@ -92,7 +92,6 @@ class _ScipyNdimage(Backend):
                 notes.append(f"scipy.ndimage has no '{padding}' padding: the image was "
                              f"zero-padded by hand ({top} rows, {left} columns on each side) "
                              f"and the output cropped to the '{padding}' size")
-            notes.append("mode='constant', cval=0 (zero padding)")
 
         planes = [np.ascontiguousarray(image_in[:, :, c]) for c in range(channels_in)]
         seconds = 0.0
