@@ -37,6 +37,8 @@ class BackendRun:
     `padding` is the output-size convention actually used ('same', 'valid', 'full').
     `seconds` is the wall time of the library call(s) only, not imports or conversions.
     `notes` are plain sentences saying what was done beyond the plain call.
+    `algorithm` is how the sums were computed (CONTRACT section 2): 'direct', or 'fft'
+    for `scipy.signal.fftconvolve`, whose rounding error is normwise.
     """
 
     output: np.ndarray
@@ -44,6 +46,7 @@ class BackendRun:
     padding: str
     seconds: float
     notes: tuple[str, ...] = ()
+    algorithm: str = "direct"
 
 
 class Backend(ABC):

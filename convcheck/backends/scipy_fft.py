@@ -87,4 +87,5 @@ class ScipyFFTConvolve(Backend):
                      "than a direct sum's bound; convcheck's error bounds do not model FFTs yet, "
                      "so a precision explanation of this row may really be FFT rounding")
         return BackendRun(output=output, compute_dtype=dtype_name(output.dtype),
-                          padding=used_padding, seconds=seconds, notes=tuple(notes))
+                          padding=used_padding, seconds=seconds, notes=tuple(notes),
+                          algorithm="fft")
