@@ -14,6 +14,7 @@ it exits when convcheck does (its stdin closes).
 from __future__ import annotations
 
 import atexit
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -105,6 +106,15 @@ class KerasSubprocessConv2D(Backend):
 
     def required_modules(self):
         return (("keras", "tensorflow"), (self.keras_backend, self.keras_backend))
+
+    def version(self) -> str | None:
+        """Keras's version and the framework's: '3.15.1 (jax 0.10.2)'."""
+        keras = super().version()
+        try:
+            framework = importlib.metadata.version(self.keras_backend)
+        except importlib.metadata.PackageNotFoundError:
+            return keras
+        return f"{keras} ({self.keras_backend} {framework})" if keras else None
 
     def _ensure_worker(self) -> _Worker:
         with self._lock:

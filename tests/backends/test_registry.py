@@ -152,3 +152,13 @@ def test_registry_module_exports():
     assert set(backends.__all__) == {"BACKENDS", "ALIASES", "GROUPS", "Backend", "BackendRun",
                                      "get_backend", "resolve_backends", "valid_names",
                                      "completion_choices"}
+
+
+def test_keras_on_another_backend_reports_both_versions(monkeypatch):
+    import importlib.metadata as metadata
+
+    versions = {"keras": "3.9.0", "jax": "0.4.30"}
+    monkeypatch.setattr(metadata, "version", lambda name: versions[name] if name in versions
+                        else (_ for _ in ()).throw(metadata.PackageNotFoundError(name)))
+    assert get_backend("keras.layers.Conv2D[jax]").version() == "3.9.0 (jax 0.4.30)"
+    assert get_backend("keras.layers.Conv2D[torch]").version() == "3.9.0"
