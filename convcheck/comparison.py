@@ -160,7 +160,7 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
 
     notes = []
     if not library_defaults:
-        hint = _library_defaults_hint(names, padding, dtype)
+        hint = _library_defaults_hint([r.backend for r in rows if r.status == "ok"], padding, dtype)
         if hint:
             notes.append(hint)
     report_inputs = {
