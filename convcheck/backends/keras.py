@@ -10,7 +10,6 @@ or 'valid' (default 'valid'); without `dtype=` the global policy applies (float3
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
@@ -31,8 +30,6 @@ BACKEND_MODULES = {
 
 def import_keras():
     """Import Keras 3 on the TensorFlow backend unless the user chose another one."""
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if os.environ["KERAS_BACKEND"] == "tensorflow":
         import_tensorflow()  # silences TF's C++ logs before Keras imports it

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 
 import numpy as np
@@ -31,8 +30,6 @@ def import_tensorflow():
     before its logging is set up, so fd 2 goes to /dev/null for the import itself.
     TF_ENABLE_ONEDNN_OPTS is left alone: it changes the numbers (see `onednn_note`).
     """
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_stderr():
         import tensorflow as tf
