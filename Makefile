@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 # The suite without the framework tests (TensorFlow/Keras, PyTorch, JAX, OpenCV).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not tensorflow and not torch and not jax and not opencv"
+
+# The seeded soundness fuzzer on 10,000 cases (make test runs 600 of them).
+fuzz: $(STAMP)
+	FUZZ_CASES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -517,7 +517,7 @@ class CheckReport:
         return 0
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The whole `convcheck check --format json` document (schema convcheck/check/1)."""
+        """The whole `convcheck check --format json` document (schema convcheck/check/2)."""
         return {
             "schema": CHECK_SCHEMA,
             "config": self.config,

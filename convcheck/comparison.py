@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .backends import BACKENDS, get_backend, resolve_backends
+from .backends import BACKENDS, get_backend, resolve_backends, valid_names
 from .backends.keras_other import KerasSubprocessConv2D
 from .engine import diagnose
 from .errors import BackendError, InputError
@@ -123,6 +123,20 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pass one of them")
     requested = backends is not None
+    if isinstance(backends, str):
+        raise InputError(f"backends: {backends!r} is a string; pass a list of names, e.g. "
+                         f"backends=[{backends!r}] (see convcheck backends)")
+    if backends is not None:
+        try:
+            backends = list(backends)
+        except TypeError:
+            raise InputError(f"backends: {backends!r} is not a list of backend names") from None
+        if not backends:
+            raise InputError("backends: the list is empty; name at least one backend, or pass None for all")
+        for name in backends:
+            if not isinstance(name, str):
+                raise InputError(f"backends: {name!r} is not a backend name; {valid_names()}")
+    # Names, aliases (torch, tf, ...) and groups (dl, scipy) become public names.
     names = resolve_backends(backends) if backends else list(BACKENDS)
     chosen = [get_backend(name) for name in names]
     expected_precision = default_dtype(inputs.image.dtype, inputs.kernel.dtype) if library_defaults else dtype

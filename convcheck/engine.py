@@ -20,11 +20,13 @@ float32/float16/bfloat16 says which narrower precisions are possible at all.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 
+from . import evidence as ev
+from .errors import InputError
 from . import precision as prec
 from .reference import (correlate, extended_image, gather_windows, output_size, pad_before,
                         transform_kernel, window_origin)
@@ -74,6 +76,7 @@ class _Full:
     worst_ratio: float        # max(|residual| / bound)
     prediction: Optional[np.ndarray] = None
     bound: Optional[np.ndarray] = None
+    evidence: Optional["Evidence"] = None
 
     @property
     def ok(self) -> bool:
@@ -91,15 +94,15 @@ class _Problem:
         self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
         kh, kw, channels, _ = self.kernel.shape
         self.n = kh * kw * channels
-        base_precision = precision or prec.native_precision(*self.input_dtypes)
+        base_precision = precision or prec.native_precision(inputs.image, inputs.kernel)
         self.baseline = Explanation(padding=padding, precision=base_precision)
         out_precision = prec.dtype_precision(inputs.output.dtype)
         if out_precision is None:  # integer outputs are exact
             self.output_u, self.output_underflow = 0.0, 0.0
         else:
             storage = "float32" if out_precision == "tfloat32" else out_precision
-            self.output_u = prec.ACCUMULATION_U[storage]
-            self.output_underflow = prec.UNDERFLOW[storage]
+            self.output_u = prec.STORAGE_U[storage]
+            self.output_underflow = prec.STORAGE_UNDERFLOW[storage]
         narrower = [p for p in _PRECISION_PREFERENCE if p in prec.narrower_precisions(base_precision)]
         # A narrower precision is possible only if the output's values are stored in it
         # exactly (TF32 results are float32 values): free evidence from the numbers.
@@ -108,6 +111,12 @@ class _Problem:
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._extent: dict[str, tuple[float, float]] = {}
         self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
+
+    def has_subnormals(self, precision: str) -> bool:
+        """True when an input holds nonzero values below `precision`'s smallest normal number."""
+        import ml_dtypes  # its finfo knows bfloat16 too
+        tiny = float(ml_dtypes.finfo(prec.storage_type("float32" if precision == "tfloat32" else precision)).tiny)
+        return any(bool(np.any((a != 0) & (np.abs(a) < tiny))) for a in (self.image, self.kernel))
 
     def rounding_is_exact(self, precision: str) -> bool:
         """True when rounding both inputs to `precision` changes nothing."""
@@ -136,10 +145,12 @@ class _Problem:
                                 scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel)
 
 
-def _fit(prediction: np.ndarray, target: np.ndarray, fit: str) -> tuple[float, float]:
-    """Closed-form least-squares (scale, bias) of target ~ scale * prediction + bias."""
+def _fit(prediction: np.ndarray, target: np.ndarray, fit: str,
+         weights: Optional[np.ndarray] = None) -> tuple[float, float]:
+    """Closed-form weighted least-squares (scale, bias) of target ~ scale * prediction + bias."""
     outs = prediction.shape[-1]
-    scale, bias = _fit_batch(prediction.reshape(1, -1, outs), target.reshape(-1, outs), fit)
+    flat_weights = None if weights is None else weights.reshape(1, -1, outs)
+    scale, bias = _fit_batch(prediction.reshape(1, -1, outs), target.reshape(-1, outs), fit, flat_weights)
     return float(scale[0]), float(bias[0])
 
 
@@ -148,13 +159,20 @@ def _usable_fit(scale: float, bias: float) -> bool:
     return np.isfinite(scale) and np.isfinite(bias) and scale != 0.0
 
 
+def _fitted(fit: str) -> int:
+    """How many parameters a fit draws from the output itself."""
+    return (fit in ("bias", "both")) + (fit in ("scale", "both"))
+
+
 def _complexity(struct: "_Structure", precision: str, baseline: Explanation) -> tuple:
-    """Sort key: fewest changed fields first, then the contract's order of values."""
+    """Sort key: fewest changed fields first; among those, fewest fitted parameters (a
+    structural cause, which fits nothing to the output, beats a bias or scale that
+    reproduces it equally well); then the contract's order of values."""
+    fitted = _fitted(struct.fit)
     changed = ((struct.transform != "identity") + (struct.padding != baseline.padding)
                + (struct.boundary != "zero") + (struct.offset != (0, 0))
-               + (precision != baseline.precision)
-               + (struct.fit in ("bias", "both")) + (struct.fit in ("scale", "both")))
-    return (changed, KERNEL_TRANSFORMS.index(struct.transform),
+               + (precision != baseline.precision) + fitted)
+    return (changed, fitted, KERNEL_TRANSFORMS.index(struct.transform),
             struct.padding != baseline.padding, PADDINGS.index(struct.padding),
             BOUNDARIES.index(struct.boundary),
             abs(struct.offset[0]) + abs(struct.offset[1]), struct.offset,
@@ -183,6 +201,9 @@ class _Search:
                     self.layouts.append((transform, padding))
         self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
+        # How many candidates the search considers: what an `explained` verdict must beat.
+        self.size = (len(self.layouts) * len(BOUNDARIES) * (2 * self.radius + 1) ** 2 * len(FITS)
+                     * len(problem.precisions))
 
     def _samples(self) -> tuple[np.ndarray, np.ndarray]:
         """Output positions to search on: all of a small output, else border band + interior.
@@ -256,9 +277,10 @@ class _Search:
         target = p.output[self.rows, self.cols]  # (n, O)
         outs = target.shape[1]
         loosest = max(self._loose_coefficient(q) for q in p.precisions)
-        out_round = p.output_u + max(p.models[q].accumulation_u for q in p.precisions)
+        out_round = max(prec.output_rounding(m, p.output_u) + m.accumulation_u for m in p.models.values())
         extent = float(np.max(np.abs(p.image), initial=0.0)) + float(np.max(np.abs(p.kernel), initial=0.0))
-        absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) for m in p.models.values())
+        absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) + m.storage_underflow
+                       for m in p.models.values())
         survivors, best = [], (-1.0, None)
         r = self.radius
         by_shape: dict[tuple, list[tuple[str, str]]] = {}
@@ -273,8 +295,10 @@ class _Search:
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
+                weights = _fit_weights((loosest * mags + absolute) * (1 + out_round)
+                                       + out_round * np.abs(target) + p.output_underflow + 1e-300)
                 for fit in FITS:
-                    scale, bias = _fit_batch(values, target, fit)
+                    scale, bias = _fit_batch(values, target, fit, weights)
                     predicted = scale[..., None, None] * values + bias[..., None, None]
                     bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute) * (1 + out_round)
                              + out_round * np.abs(predicted) + p.output_underflow) * 1.01 + 1e-300
@@ -295,21 +319,40 @@ class _Search:
     def _loose_coefficient(self, precision: str) -> float:
         """The bound coefficient of `precision` on inputs NOT yet rounded to it."""
         model = self.p.models[precision]
-        unit = 0.0 if precision == "float64" else prec.ACCUMULATION_U[
-            "float32" if precision == "tfloat32" else precision]
+        unit = 0.0 if precision == "float64" else prec.STORAGE_U[precision]
         if precision == "tfloat32":
             unit += model.input_slack
         loose = prec.PrecisionModel(precision, model.accumulation_u, model.input_slack + unit,
-                                    model.input_abs_slack, model.underflow)
+                                    model.input_abs_slack, model.underflow, model.storage_u,
+                                    model.storage_underflow)
         return loose.relative_coefficient(self.p.n, scaled=True)
 
-    def sampled_check(self, struct: _Structure, precision: str):
-        """Stage 2: the exact bound of `precision` on the samples.
+    def decoy_passes(self, struct: _Structure, precision: str) -> bool:
+        """The negative control: does the same candidate with a random kernel pass too?
+
+        Three decoy kernels (fixed seeds, the kernel's own magnitude) go through the same
+        structure, precision and fit, scale and bias refitted for each. If one of them
+        reproduces the output as well, the test cannot tell kernels apart here (identical
+        windows, a 1x1 kernel under a fitted scale, a bound wide against the values), so
+        the candidate's pass is no evidence, whatever the bits say.
+        """
+        magnitude = float(np.mean(np.abs(self.p.kernel))) or 1.0
+        for seed in range(3):
+            decoy = np.random.default_rng(seed).standard_normal(self.p.kernel.shape) * magnitude
+            decoy = prec.round_to(decoy, precision)
+            if self.sampled_check(struct, precision, kernel=decoy)[0]:
+                return True
+        return False
+
+    def sampled_check(self, struct: _Structure, precision: str, *, kernel: Optional[np.ndarray] = None):
+        """Stage 2: the exact bound of `precision` on the samples (with `kernel` in place of
+        the inputs' own, rounded to `precision`, for a decoy).
 
         Returns (ok, scale, bias, fraction of sampled elements within the bound).
         """
         p = self.p
-        image, kernel = p.rounded(precision)
+        if kernel is None:
+            kernel = p.rounded(precision)[1]
         tk = transform_kernel(kernel, struct.transform)
         patches = self._patches(precision, struct.boundary, struct.padding, tk.shape[:2])
         r = self.radius
@@ -320,58 +363,146 @@ class _Search:
         values = flat @ tk.reshape(-1, tk.shape[3])
         mags = np.abs(flat) @ np.abs(tk.reshape(-1, tk.shape[3]))
         target = p.output[self.rows, self.cols]
-        scale, bias = _fit(values, target, struct.fit)
+        scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
-        predicted = scale * values + bias
-        bound = p.bound(mags, predicted, precision, scale, struct.fit in ("bias", "both"))
         within = np.abs(target - predicted) <= bound
         return bool(np.all(within)), scale, bias, float(np.mean(within))
 
 
-def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str):
-    """Least-squares (scale, bias) for every leading index at once: values (..., n, O), target (n, O).
+def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str):
+    """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
+    when that leaves an element beyond its bound, parameters that keep every element inside.
 
-    NaN marks a fit that does not exist (a constant prediction).
+    Least squares spreads the output's rounding over the fit, so the fitted scale or bias
+    itself is off by about one rounding: with float16 outputs or cancelling sums that alone
+    can push a true candidate past its bound. Every element's bound defines an interval of
+    parameters that reproduce it; `_minimax` picks a point in their intersection. The bound
+    is then recomputed at that point, so the test itself stays exact.
+    """
+    def at(scale, bias):
+        predicted = values if fit == "none" else scale * values + bias
+        return predicted, problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"))
+
+    weights = None
+    if fit != "none":
+        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, fit in ("bias", "both")))
+    scale, bias = _fit(values, target, fit, weights)
+    if not _usable_fit(scale, bias):
+        return scale, bias, *at(1.0, 0.0)
+    predicted, bound = at(scale, bias)
+    if fit == "none":
+        return scale, bias, predicted, bound
+    excess = np.abs(target - predicted) - bound
+    if not np.any(excess > 0) or np.any(np.isnan(excess)):
+        return scale, bias, predicted, bound
+    refit = _minimax(values, target, bound, fit, scale)
+    if refit is not None and _usable_fit(*refit):
+        new_predicted, new_bound = at(*refit)
+        if np.all(np.abs(target - new_predicted) <= new_bound):
+            return (*refit, new_predicted, new_bound)
+    return scale, bias, predicted, bound
+
+
+def _minimax(values, target, bound, fit: str, scale: float):
+    """(scale, bias) inside every element's interval |target - scale*values - bias| <= bound
+    (the bound held at its least-squares value), or None when the intervals do not meet."""
+    v, y, b = values.ravel(), target.ravel(), bound.ravel()
+    if fit == "bias":
+        lo, hi = float(np.max(y - v - b)), float(np.min(y - v + b))
+        return (1.0, 0.5 * (lo + hi)) if lo <= hi else None
+    if fit == "scale":
+        zero = v == 0
+        if np.any(np.abs(y[zero]) > b[zero]):
+            return None
+        ends = np.stack([(y[~zero] - b[~zero]) / v[~zero], (y[~zero] + b[~zero]) / v[~zero]])
+        if ends.shape[1] == 0:
+            return None
+        lo, hi = float(np.max(ends.min(axis=0))), float(np.min(ends.max(axis=0)))
+        return (0.5 * (lo + hi), 0.0) if lo <= hi else None
+
+    def gap(s):  # > 0: no bias fits every element at this scale; convex in s
+        r = y - s * v
+        return float(np.max(r - b) - np.min(r + b))
+
+    # Golden-section search on the convex gap, around the least-squares scale.
+    width = 8.0 * float(np.max(b)) / max(float(np.max(np.abs(v))), 1e-300) + 1e-12 * abs(scale)
+    lo, hi = scale - width, scale + width
+    ratio = (5 ** 0.5 - 1) / 2
+    for _ in range(80):
+        a, c = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if gap(a) <= gap(c):
+            hi = c
+        else:
+            lo = a
+    s = 0.5 * (lo + hi)
+    if gap(s) > 0:
+        return None
+    r = y - s * v
+    return s, 0.5 * (float(np.max(r - b)) + float(np.min(r + b)))
+
+
+def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str, weights: Optional[np.ndarray] = None):
+    """Weighted least-squares (scale, bias) for every leading index at once: values (..., n, O),
+    target (n, O), weights broadcastable to values (default: equal).
+
+    Weights 1 / bound^2 make the fit exact where the bound is tight: an unweighted fit
+    spreads the rounding of large elements onto small ones. NaN marks a fit that does not
+    exist (a constant prediction).
     """
     shape = values.shape[:-2]
     if fit == "none":
         return np.ones(shape), np.zeros(shape)
-    if fit == "bias":
-        return np.ones(shape), np.mean(target - values, axis=(-2, -1))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    w = np.ones(values.shape) if weights is None else np.broadcast_to(weights, values.shape)
+    axes = (-2, -1)
+    total = np.sum(w, axis=axes)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if fit == "bias":
+            return np.ones(shape), np.sum(w * (target - values), axis=axes) / total
         if fit == "scale":
-            denom = np.sum(values * values, axis=(-2, -1))
-            scale = np.where(denom > 0, np.sum(values * target, axis=(-2, -1)) / denom, np.nan)
+            denom = np.sum(w * values * values, axis=axes)
+            scale = np.where(denom > 0, np.sum(w * values * target, axis=axes) / denom, np.nan)
             return scale, np.zeros(shape)
-        p_mean = values.mean(axis=(-2, -1), keepdims=True)
-        dp = values - p_mean
-        denom = np.sum(dp * dp, axis=(-2, -1))
-        scale = np.where(denom > 0, np.sum(dp * (target - target.mean()), axis=(-2, -1)) / denom, np.nan)
-        bias = target.mean() - scale * p_mean[..., 0, 0]
+        v_mean = (np.sum(w * values, axis=axes) / total)[..., None, None]
+        y_mean = (np.sum(w * target, axis=axes) / total)[..., None, None]
+        dv = values - v_mean
+        denom = np.sum(w * dv * dv, axis=axes)
+        scale = np.where(denom > 0, np.sum(w * dv * (target - y_mean), axis=axes) / denom, np.nan)
+        bias = y_mean[..., 0, 0] - scale * v_mean[..., 0, 0]
         return scale, bias
 
 
-def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, keep_arrays: bool = False):
+def _fit_weights(bound: np.ndarray) -> np.ndarray:
+    """1 / bound^2, scaled to at most 1 and at least 2^-52 (the bound floored at 2^-26 of its
+    largest element), so that tiny bounds neither overflow nor take all the weight."""
+    floor = np.max(bound, axis=(-2, -1), keepdims=True) * 2.0 ** -26
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.square(np.divide(floor, np.maximum(bound, floor)))
+    return np.nan_to_num(w, nan=1.0, posinf=1.0)
+
+
+def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: float,
+                   keep_arrays: bool = False):
     """A candidate on the whole image, refitting scale/bias there in closed form.
 
-    Returns (`_Full`, the correlation values before scale and bias).
+    Returns (`_Full`, the correlation values before scale and bias). A candidate that
+    passes carries its `evidence` (convcheck.evidence), weighed against `needed` bits.
     """
     image, kernel = problem.rounded(expl.precision)
     tk = transform_kernel(kernel, expl.kernel_transform)
     values, mags = correlate(image, tk, padding=expl.padding, boundary=expl.boundary,
                              offset=expl.offset, magnitude=True)
-    scale, bias = _fit(values, problem.output, fit)
+    scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision)
     if not _usable_fit(scale, bias):
         scale, bias = 1.0, 0.0
-    predicted = values if fit == "none" else scale * values + bias
-    bound = problem.bound(mags, predicted, expl.precision, scale, fit in ("bias", "both"))
-    del mags
     residual = np.subtract(problem.output, predicted)
     np.abs(residual, out=residual)
     # Written so that NaN residuals (an overflowed backend output) count as mismatches.
     mismatch = ~(residual <= bound)
     bad = int(np.count_nonzero(mismatch))
+    evidence = (ev.weigh(values, mags, bound, scale=scale, fitted=_fitted(fit), needed=needed)
+                if bad == 0 else None)
+    del mags
     max_residual = float(np.max(residual))
     max_bound = float(np.max(bound))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -379,7 +510,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, keep_array
         worst = float(np.nanmax(residual))
     del residual
     full = _Full(expl.with_(scale=scale, bias=bias), bad, mismatch, max_residual, max_bound, worst,
-                 predicted if keep_arrays else None, bound if keep_arrays else None)
+                 predicted if keep_arrays else None, bound if keep_arrays else None, evidence)
     return full, values
 
 
@@ -429,6 +560,11 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     verdict is `equal` when the expected computation reproduces the output within its
     rigorous bound, `explained` when the simplest other candidate does, else `unexplained`.
     """
+    if padding not in PADDINGS:
+        raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
+    if precision is not None and precision not in prec.SIGNIFICAND_BITS:
+        raise InputError(f"precision {precision!r} is not one of {', '.join(prec.SIGNIFICAND_BITS)}; "
+                         "pass one of them, or None for the inputs' own precision")
     problem = _Problem(inputs, padding, precision)
     baseline = problem.baseline
     search = _Search(problem)
@@ -450,44 +586,62 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     reference = None
     if stats_padding is not None:
         before, values = _evaluate_full(problem, baseline.with_(padding=stats_padding), "none",
-                                        keep_arrays=keep_arrays)
+                                        needed=ev.needed_bits(1), keep_arrays=keep_arrays)
         reference = values if problem.rounding_is_exact(baseline.precision) else \
             correlate(problem.image, problem.kernel, padding=stats_padding)[0]
         del values
 
     accepted: Optional[_Full] = None
+    undecided: Optional[_Full] = None   # passes the bound, but with too little evidence
     alternatives: list[Explanation] = []
     closest: Optional[_Full] = None
     if before is not None and before.ok and stats_padding == padding:
-        accepted = before
-    else:
+        _control(search, before, _Structure("identity", padding, "zero", (0, 0), "none"))
+        if before.evidence.decisive:
+            accepted = before
+        else:
+            undecided = before
+    if accepted is None:
+        needed = ev.needed_bits(search.size)
         survivors, best_rejected = search.structures()
         candidates = []
         for struct in survivors:
             for q in problem.precisions:
                 candidates.append((_complexity(struct, q, baseline), struct, q))
         candidates.sort(key=lambda item: item[0])
-        full_checks = 0
+        full_checks = tie_checks = 0
         tried_full: list[_Full] = [before] if before is not None else []
         for key, struct, q in candidates:
             if accepted is not None and key[0] > len(accepted.explanation.changed_fields(baseline)):
                 break
-            if full_checks >= _MAX_FULL_CHECKS:
+            if full_checks >= _MAX_FULL_CHECKS or tie_checks >= _MAX_FULL_CHECKS:
                 break
             ok, scale, bias, _ = search.sampled_check(struct, q)
             if not ok:
                 continue
             expl = _explanation(struct, q, scale, bias)
             if accepted is not None:
+                # As simple as the answer: a tie when it reproduces the output too.
                 if _same_computation(problem, expl, accepted.explanation):
                     alternatives.append(expl)
+                    continue
+                tie, _ = _evaluate_full(problem, expl, struct.fit, needed=needed)
+                tie_checks += 1
+                if tie.ok:
+                    _control(search, tie, struct)
+                if tie.ok and tie.evidence.decisive:
+                    alternatives.append(tie.explanation)
                 continue
-            full, _ = _evaluate_full(problem, expl, struct.fit, keep_arrays=keep_arrays)
+            full, _ = _evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays)
             full_checks += 1
             tried_full.append(full)
             if full.ok:
-                accepted = full
-        if accepted is None:
+                _control(search, full, struct)
+                if full.evidence.decisive:
+                    accepted = full
+                elif undecided is None:
+                    undecided = full
+        if accepted is None and undecided is None:
             if best_rejected is not None and not any(f is not before for f in tried_full):
                 # The structure nearest on the samples, at the precision that fits most of them.
                 struct, _, _ = best_rejected
@@ -495,25 +649,41 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                 q = max(problem.precisions, key=lambda name: fractions[name][3])
                 _, s, b, _ = fractions[q]
                 tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b), struct.fit,
-                                                 keep_arrays=keep_arrays)[0])
+                                                 needed=needed, keep_arrays=keep_arrays)[0])
             if tried_full:
                 closest = min(tried_full, key=lambda f: (f.bad, f.worst_ratio))
 
     verdict = (Verdict.EQUAL if accepted is before and accepted is not None
                else Verdict.EXPLAINED if accepted is not None else Verdict.UNEXPLAINED)
-    after = accepted if accepted is not None else closest
+    after = accepted if accepted is not None else undecided if undecided is not None else closest
     output_shape = inputs.output_shape or problem.output.shape
     stats = _stats(problem, reference, before, after, output_shape)
-    where = None
+    where = reason = None
     notes: list[str] = []
-    if verdict is Verdict.UNEXPLAINED and after is not None:
+    if undecided is not None and accepted is None:
+        candidate = ("the expected computation" if undecided is before
+                     else describe(undecided.explanation, baseline))
+        reason = ev.cannot_decide_reason(undecided.evidence, candidate, undecided.explanation.precision,
+                                         subnormal=problem.has_subnormals(undecided.explanation.precision))
+    elif verdict is Verdict.UNEXPLAINED and after is not None:
         where, detail = _where(after, kernel_hw)
         notes.append(detail)
+    if verdict is Verdict.UNEXPLAINED and problem.has_subnormals(baseline.precision):
+        notes.append(f"the inputs hold subnormal {baseline.precision} values (nonzero, below its smallest "
+                     "normal number): TensorFlow on CPU and many GPU kernels flush them to zero (FTZ/DAZ), "
+                     "which changes results there; rescale the data, or compare in float64")
     explanation = accepted.explanation if accepted is not None else None
     causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
-    if alternatives:
+    identical = [a for a in alternatives if accepted is not None
+                 and _same_computation(problem, a, accepted.explanation)]
+    fitted_ties = [a for a in alternatives if a not in identical]
+    if identical:
         notes.append("these compute exactly the same values here, so they cannot be told apart: "
-                     + "; ".join(describe(a, baseline) for a in alternatives))
+                     + "; ".join(describe(a, baseline) for a in identical))
+    if fitted_ties:
+        notes.append("these reproduce the output within the error bound too, with as few changed fields "
+                     "(a structural cause is preferred to a fitted bias or scale): "
+                     + "; ".join(describe(a, baseline) for a in fitted_ties))
     arrays = None
     if keep_arrays:
         arrays = DiagnosisArrays(problem.output, reference,
@@ -522,8 +692,15 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                                  after.bound if after is not None else None)
     return Diagnosis(verdict, explanation, causes, stats, baseline,
                      closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
-                     alternatives=tuple(alternatives), where=where, notes=tuple(notes),
-                     arrays=arrays)
+                     alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
+                     arrays=arrays, cannot_decide=reason is not None,
+                     evidence=after.evidence.to_dict() if after is not None and after.evidence else None)
+
+
+def _control(search: "_Search", full: _Full, struct: _Structure) -> None:
+    """Run the negative control on a passing candidate with enough bits (convcheck.evidence)."""
+    if full.evidence.decisive and search.decoy_passes(struct, full.explanation.precision):
+        full.evidence = replace(full.evidence, decoy_passed=True)
 
 
 def _same_computation(problem: _Problem, a: Explanation, b: Explanation) -> bool:

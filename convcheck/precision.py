@@ -8,6 +8,15 @@ floating-point format with unit roundoff u, in any order, with or without FMA
 
 `A = |x| (*) |k|` (the correlation of magnitudes) is exactly that sum per output element,
 so every bound here is elementwise and derived from the data, never a fixed tolerance.
+
+Half precisions are modelled as frameworks compute them: TensorFlow, Keras, PyTorch, JAX,
+cuDNN and tensor cores round the *inputs* to float16/bfloat16, form each product exactly
+in float32 (11 x 11 or 8 x 8 significand bits fit in float32's 24) and accumulate in
+float32, then round the result once to the storage format. The bound below is rigorous
+for that computation. An output that only accumulation in half precision itself could
+explain is therefore `unexplained`: the safe direction, since the fully-half bound
+(gamma_n(2^-11), gamma_n(2^-8)) exceeds 1 already at n = 144 bfloat16 products and
+would then accept any output, zeros included.
 """
 
 from __future__ import annotations
@@ -22,12 +31,19 @@ U64 = 2.0 ** -53
 
 # Significand bits (with the implicit bit): orders the precisions from widest to narrowest.
 SIGNIFICAND_BITS = {"float64": 53, "float32": 24, "tfloat32": 11, "float16": 11, "bfloat16": 8}
-# Unit roundoff of the *accumulation*: TF32 tensor cores accumulate in float32.
+# Unit roundoff of the *accumulation*: float32 for TF32 and the half precisions (see above).
 ACCUMULATION_U = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "tfloat32": 2.0 ** -24,
-                  "bfloat16": 2.0 ** -8, "float16": 2.0 ** -11}
-# Half the smallest subnormal: the absolute error an underflowing operation can add.
+                  "bfloat16": 2.0 ** -24, "float16": 2.0 ** -24}
+# Unit roundoff of the format a precision's values are stored in (inputs and result).
+STORAGE_U = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "tfloat32": 2.0 ** -24,
+             "bfloat16": 2.0 ** -8, "float16": 2.0 ** -11}
+# Half the smallest subnormal of the accumulation format: the absolute error an
+# underflowing product or sum can add.
 UNDERFLOW = {"float64": 2.0 ** -1074, "float32": 2.0 ** -150, "tfloat32": 2.0 ** -150,
-             "bfloat16": 2.0 ** -134, "float16": 2.0 ** -25}
+             "bfloat16": 2.0 ** -150, "float16": 2.0 ** -150}
+# Half the smallest subnormal of the storage format: what storing a tiny result can cost.
+STORAGE_UNDERFLOW = {"float64": 2.0 ** -1074, "float32": 2.0 ** -150, "tfloat32": 2.0 ** -150,
+                     "bfloat16": 2.0 ** -134, "float16": 2.0 ** -25}
 # Spacing of subnormals (what flushing or double-rounding a tiny input can cost, absolutely).
 SUBNORMAL_SPACING = {"float64": 2.0 ** -1074, "float32": 2.0 ** -149, "tfloat32": 2.0 ** -126,
                      "bfloat16": 2.0 ** -133, "float16": 2.0 ** -24}
@@ -55,17 +71,32 @@ def dtype_precision(dtype) -> str | None:
     raise ValueError(f"unsupported dtype {dtype}")
 
 
-def native_precision(*dtypes) -> str:
-    """The precision the inputs themselves carry: the widest of their float dtypes.
+def native_precision(*inputs) -> str:
+    """The precision the inputs themselves carry: the widest of what each one needs.
 
-    Integers carry no float precision: they count as float32 (what `compare` computes
-    integer inputs in by default), unless another input is float64. float16 with
-    bfloat16 gives float32, the narrowest type holding both exactly.
+    Each of `inputs` is an array or a dtype. A float input needs its own precision. An
+    integer input needs the narrowest float holding its values exactly: judged from the
+    values when an array is given (a uint16 image holding 65535 needs float32, since it
+    overflows float16), from the type's range otherwise. Integer inputs alone count as at
+    least float32 (what `compare` computes them in by default); float16 with bfloat16
+    gives float32, the narrowest type holding both exactly.
     """
-    names = {dtype_precision(d) for d in dtypes} - {None}
+    names = set()
+    integers_only = True
+    for item in inputs:
+        is_array = isinstance(item, np.ndarray)
+        dtype = item.dtype if is_array else np.dtype(item)
+        name = dtype_precision(dtype)
+        if name is not None:
+            integers_only = False
+        elif is_array:
+            name = next((p for p in ("float16", "float32") if representable(item, p)), "float64")
+        else:
+            name = "float16" if dtype.itemsize == 1 else "float32" if dtype.itemsize == 2 else "float64"
+        names.add(name)
     if "float64" in names:
         return "float64"
-    if "float32" in names or not names or names == {"float16", "bfloat16"}:
+    if "float32" in names or integers_only or names == {"float16", "bfloat16"}:
         return "float32"
     return names.pop()
 
@@ -118,6 +149,8 @@ class PrecisionModel:
     round-to-nearest (0 where we reproduce the rounding exactly): 2^-10 for TF32
     (truncation or rounding of the float32 significand to 10 bits), 2u for half
     precisions reached from float64 (a framework may round twice, through float32).
+    `storage_u` / `storage_underflow` describe the format the result is stored in
+    (float16 for float16; float32 for TF32).
     """
 
     name: str
@@ -125,6 +158,8 @@ class PrecisionModel:
     input_slack: float
     input_abs_slack: float
     underflow: float
+    storage_u: float = 0.0
+    storage_underflow: float = 0.0
 
     @classmethod
     def for_inputs(cls, precision: str, input_dtypes) -> "PrecisionModel":
@@ -135,8 +170,11 @@ class PrecisionModel:
         if precision == "tfloat32":
             slack, abs_slack = 2.0 ** -10, SUBNORMAL_SPACING["tfloat32"]
         elif precision in ("float16", "bfloat16") and any(np.dtype(d) == np.float64 for d in input_dtypes):
-            slack, abs_slack = 2 * ACCUMULATION_U[precision], SUBNORMAL_SPACING[precision]
-        return cls(precision, ACCUMULATION_U[precision], slack, abs_slack, UNDERFLOW[precision])
+            # A framework may round float64 -> float32 -> half: at most one half-precision
+            # ulp (2u relative) away from our direct rounding.
+            slack, abs_slack = 2 * STORAGE_U[precision], SUBNORMAL_SPACING[precision]
+        return cls(precision, ACCUMULATION_U[precision], slack, abs_slack, UNDERFLOW[precision],
+                   STORAGE_U[precision], STORAGE_UNDERFLOW[precision])
 
     def relative_coefficient(self, n: int, scaled: bool) -> float:
         """c such that |error| <= c * A for the products and sums (before output rounding).
@@ -160,22 +198,32 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
 
     `magnitude` is |x| (*) |k| for the candidate's (rounded) inputs, `predicted` the
     candidate's float64 value (after scale and bias), `output_u` the unit roundoff of the
-    dtype the output was stored in and `output_underflow` its half smallest subnormal
-    (0 for integer outputs, which are exact). `max_input`/`max_kernel` bound the absolute terms of
-    subnormal input rounding. The result is inflated by (1 + 8 n 2^-53) so that rounding
-    in computing `magnitude` and the bound itself cannot make it too small.
+    dtype the output array holds and `output_underflow` its half smallest subnormal
+    (0 for integer outputs, which are exact). The result is first stored in the
+    precision's own format (`model.storage_u`: float16 for a float16 computation), then
+    possibly converted to the array's dtype: both roundings are counted when they differ.
+    `max_input`/`max_kernel` bound the absolute terms of subnormal input rounding. The
+    result is inflated by (1 + 8 n 2^-53) so that rounding in computing `magnitude` and
+    the bound itself cannot make it too small.
     """
     abs_scale = abs(scale)
     c = model.relative_coefficient(n, scaled=scale != 1.0)
     absolute = abs_scale * n * (model.underflow + model.input_abs_slack * (max_input + max_kernel))
+    stored = output_rounding(model, output_u)
     # Storing (or adding the bias) rounds the computed value y once more: |fl(y) - y| <= u |y|
     # with |y| <= |predicted| + (error before storage).
-    out_round = output_u + (model.accumulation_u if has_bias else 0.0)
+    out_round = stored + (model.accumulation_u if has_bias else 0.0)
     inflate = 1.0 + 8 * n * U64
     bound = np.multiply(magnitude, abs_scale * c * (1.0 + out_round) * inflate)
     tail = np.abs(predicted)
     tail *= out_round * inflate
     bound += tail
-    bound += (absolute * (1.0 + out_round) + output_underflow
+    bound += (absolute * (1.0 + out_round) + output_underflow + model.storage_underflow
               + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]) * inflate
     return bound
+
+
+def output_rounding(model: PrecisionModel, output_u: float) -> float:
+    """The relative rounding of storing a result of `model` in an array of unit roundoff `output_u`."""
+    store = model.storage_u
+    return store if store == output_u else store + output_u + store * output_u

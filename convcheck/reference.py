@@ -22,26 +22,65 @@ _MATMUL_TAPS = 256
 _BLOCK_BYTES = 1 << 20  # ~1 MiB of padded rows per block keeps each pass in cache
 
 
-def pad_before(padding: str, kh: int, kw: int) -> tuple[int, int]:
-    """(top, left) padding of a convention: TF 'SAME' puts an even kernel's extra row/column last."""
+def axis_layout(padding: str, size: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """(output size, padding before) along one axis, CONTRACT section 1.
+
+    The dilated kernel spans e = (k - 1) * dilation + 1. 'same' is TensorFlow's SAME at
+    every stride and dilation: ceil(size / stride) outputs, total padding
+    max((out - 1) * stride + e - size, 0), of which total // 2 before (an uneven total's
+    extra row at the bottom). 'valid' pads nothing; 'full' pads e - 1 on both sides.
+    """
+    span = (k - 1) * dilation + 1
     if padding == "same":
-        return (kh - 1) // 2, (kw - 1) // 2
+        out = -(-size // stride)
+        return out, max((out - 1) * stride + span - size, 0) // 2
     if padding == "valid":
-        return 0, 0
+        return (max(size - span, -1) // stride + 1 if size >= span else 0), 0
     if padding == "full":
-        return kh - 1, kw - 1
+        return (size + span - 2) // stride + 1, span - 1
     raise ValueError(f"unknown padding {padding!r}")
 
 
-def output_size(padding: str, height: int, width: int, kh: int, kw: int) -> tuple[int, int]:
-    """The (Ho, Wo) of a padding convention."""
-    if padding == "same":
-        return height, width
-    if padding == "valid":
-        return height - kh + 1, width - kw + 1
-    if padding == "full":
-        return height + kh - 1, width + kw - 1
-    raise ValueError(f"unknown padding {padding!r}")
+def pad_before(padding: str, kh: int, kw: int, height: int = 0, width: int = 0,
+               stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    """(top, left) padding of a convention: TF 'SAME' puts an uneven total's extra row/column last.
+
+    At stride 1 the image size does not matter; at other strides SAME's padding depends on it.
+    """
+    return (axis_layout(padding, height, kh, stride[0], dilation[0])[1],
+            axis_layout(padding, width, kw, stride[1], dilation[1])[1])
+
+
+def output_size(padding: str, height: int, width: int, kh: int, kw: int,
+                stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    """The (Ho, Wo) of a padding convention at a stride and dilation."""
+    return (axis_layout(padding, height, kh, stride[0], dilation[0])[0],
+            axis_layout(padding, width, kw, stride[1], dilation[1])[0])
+
+
+def dilate_kernel(kernel: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
+    """An HWIO kernel with dilation - 1 zero rows/columns between taps (exact: the zeros add nothing)."""
+    dy, dx = dilation
+    if (dy, dx) == (1, 1):
+        return kernel
+    kh, kw = kernel.shape[:2]
+    out = np.zeros(((kh - 1) * dy + 1, (kw - 1) * dx + 1) + kernel.shape[2:], dtype=kernel.dtype)
+    out[::dy, ::dx] = kernel
+    return out
+
+
+def dense_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped HWIO kernel (kh, kw, C_in / G, C_out) as the dense (kh, kw, C_in, C_out) one:
+    output channel o sees only its group's input channels, zeros elsewhere (exact)."""
+    if groups == 1:
+        return kernel
+    kh, kw, per_group, outs = kernel.shape
+    per_out = outs // groups
+    dense = np.zeros((kh, kw, per_group * groups, outs), dtype=kernel.dtype)
+    for g in range(groups):
+        dense[:, :, g * per_group:(g + 1) * per_group, g * per_out:(g + 1) * per_out] = \
+            kernel[:, :, :, g * per_out:(g + 1) * per_out]
+    return dense
 
 
 def transform_kernel(kernel: np.ndarray, name: str) -> np.ndarray:
@@ -115,9 +154,11 @@ def gather_windows(image: np.ndarray, boundary: str, rows: np.ndarray, cols: np.
     return blocks
 
 
-def window_origin(padding: str, kernel_hw: tuple[int, int], offset: tuple[int, int]) -> tuple[int, int]:
-    """Where output[0, 0]'s window starts in image coordinates: output[i, j] reads rows from i + origin."""
-    top, left = pad_before(padding, *kernel_hw)
+def window_origin(padding: str, kernel_hw: tuple[int, int], offset: tuple[int, int], image_hw=(0, 0),
+                  stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    """Where output[0, 0]'s window starts in image coordinates: output[i, j] reads rows from
+    i * stride + origin (CONTRACT section 2's offset is in input pixels)."""
+    top, left = pad_before(padding, *kernel_hw, *image_hw, stride, dilation)
     return offset[0] - top, offset[1] - left
 
 
@@ -188,31 +229,50 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
 
 
 def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary: str = "zero",
-              offset: tuple[int, int] = (0, 0), magnitude: bool = False):
-    """Cross-correlate an (H, W, C) image with an HWIO kernel in float64: (values, magnitudes).
+              offset: tuple[int, int] = (0, 0), magnitude: bool = False, stride: tuple[int, int] = (1, 1),
+              dilation: tuple[int, int] = (1, 1), groups: int = 1):
+    """Cross-correlate an (H, W, C) image, or an (N, H, W, C) batch, with an HWIO kernel
+    (kh, kw, C / groups, C_out) in float64: (values, magnitudes).
 
-    `output[i, j] = reference[i + dy, j + dx]` for `offset = (dy, dx)`, with the image
-    extended by `boundary` wherever the window leaves it (so every element is defined).
+    Output element (i, j) reads the window starting at (i * sy + dy - top, j * sx + dx - left)
+    for `offset = (dy, dx)`, with the image extended by `boundary` wherever the window
+    leaves it (so every element is defined).
     """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 4:
+        pairs = [correlate(sample, kernel, padding=padding, boundary=boundary, offset=offset,
+                           magnitude=magnitude, stride=stride, dilation=dilation, groups=groups)
+                 for sample in image]
+        return (np.stack([v for v, _ in pairs]),
+                np.stack([m for _, m in pairs]) if magnitude else None)
     kh, kw = kernel.shape[:2]
-    out_hw = output_size(padding, image.shape[0], image.shape[1], kh, kw)
-    origin = window_origin(padding, (kh, kw), offset)
-    region = extended_image(np.asarray(image, dtype=np.float64), boundary, origin, out_hw, (kh, kw))
-    return correlate_valid(region, kernel, magnitude=magnitude)
+    height, width = image.shape[:2]
+    out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
+    origin = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
+    wide = dilate_kernel(dense_kernel(np.asarray(kernel), groups), dilation)
+    span = ((out_h - 1) * stride[0] + 1, (out_w - 1) * stride[1] + 1)
+    region = extended_image(image, boundary, origin, span, wide.shape[:2])
+    values, mags = correlate_valid(region, wide, magnitude=magnitude)
+    if stride != (1, 1):
+        values = np.ascontiguousarray(values[::stride[0], ::stride[1]])
+        mags = np.ascontiguousarray(mags[::stride[0], ::stride[1]]) if magnitude else None
+    return values, mags
 
 
-def reference(image, kernel, padding: str = "same") -> np.ndarray:
+def reference(image, kernel, padding: str = "same", *, stride=(1, 1), dilation=(1, 1), groups: int = 1) -> np.ndarray:
     """The CONTRACT section 1 reference: float64 cross-correlation with zero padding.
 
-    Accepts the layouts of the contract: image (H, W) or (H, W, C), kernel (kh, kw) or
-    HWIO. Returns (Ho, Wo) for a 2-D kernel, else (Ho, Wo, C_out).
+    Accepts the layouts of the contract: image (H, W), (H, W, C) or (N, H, W, C), kernel
+    (kh, kw) or HWIO (kh, kw, C / groups, C_out). Returns (Ho, Wo) for a 2-D kernel and
+    2-D image, else (Ho, Wo, C_out) (with N first for a batch).
     """
     image = np.asarray(image, dtype=np.float64)
     kernel = np.asarray(kernel, dtype=np.float64)
-    flat = kernel.ndim == 2
+    flat = kernel.ndim == 2 and image.ndim == 2
     if image.ndim == 2:
         image = image[:, :, None]
-    if flat:
+    if kernel.ndim == 2:
         kernel = kernel[:, :, None, None]
-    values, _ = correlate(image, kernel, padding=padding)
+    values, _ = correlate(image, kernel, padding=padding, stride=tuple(stride), dilation=tuple(dilation),
+                          groups=groups)
     return values[:, :, 0] if flat else values

@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 from .vocabulary import Cause, Explanation, Verdict
 
-EXPLAIN_SCHEMA = "convcheck/explain/1"
-COMPARE_SCHEMA = "convcheck/compare/1"
-CHECK_SCHEMA = "convcheck/check/1"
+EXPLAIN_SCHEMA = "convcheck/explain/2"
+COMPARE_SCHEMA = "convcheck/compare/2"
+CHECK_SCHEMA = "convcheck/check/2"
 
 
 def _finite_or_none(x: Optional[float]) -> Optional[float]:
@@ -78,7 +78,12 @@ class Diagnosis:
     - `alternatives`: other explanations, as simple, that also reproduce the output
       (e.g. every flip of a symmetric kernel): ties reported, not hidden.
     - `where`: when unexplained, where the mismatch sits (border, interior, a few pixels,
-      everywhere); `reason` a sentence when no candidate could even be formed.
+      everywhere); `reason` a sentence when no candidate could even be formed, or why the
+      data cannot decide.
+    - `cannot_decide`: unexplained because a candidate passes the bound but the data are
+      too weak to trust it (too few elements, a vacuous bound; see convcheck.evidence),
+      not because nothing matches.
+    - `evidence`: bits of evidence behind the verdict's candidate (convcheck.evidence).
     """
 
     verdict: Verdict
@@ -92,6 +97,8 @@ class Diagnosis:
     reason: Optional[str] = None
     notes: tuple[str, ...] = ()
     arrays: Any = field(default=None, repr=False, compare=False)  # DiagnosisArrays for plots
+    cannot_decide: bool = False
+    evidence: Optional[dict] = None
 
     @property
     def ok(self) -> bool:
@@ -109,14 +116,16 @@ class Diagnosis:
         }
         if self.closest is not None:
             d["closest_candidate"] = self.closest.to_dict()
-        if self.alternatives:
-            d["alternatives"] = [a.to_dict() for a in self.alternatives]
+        d["alternatives"] = [a.to_dict() for a in self.alternatives]
         if self.where is not None:
             d["where"] = self.where
         if self.reason is not None:
             d["reason"] = self.reason
         if self.notes:
             d["notes"] = list(self.notes)
+        d["cannot_decide"] = self.cannot_decide
+        if self.evidence is not None:
+            d["evidence"] = dict(self.evidence)
         return d
 
     def to_json_dict(self) -> dict[str, Any]:

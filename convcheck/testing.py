@@ -17,6 +17,7 @@ import numpy as np
 
 from .check import judge, parse_allow, unexplained_message
 from .engine import explain, index_in_user_shape
+from .errors import InputError
 from .vocabulary import Verdict
 
 __all__ = ["assert_conv_matches"]
@@ -73,7 +74,13 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
     diagnosis and its fix. Bad arrays or a bad `allow` raise `convcheck.InputError`.
     Returns the `Diagnosis` when it passes.
     """
-    rules = parse_allow(list(allow) if not isinstance(allow, str) else allow, "allow")
+    if not isinstance(allow, (str, list, tuple)):
+        try:
+            allow = list(allow)
+        except TypeError:
+            raise InputError(f"allow: {allow!r} is not a list; write e.g. "
+                             "allow=[\"precision=float32\", \"kernel_transform=rot180\"]") from None
+    rules = parse_allow(allow, "allow")
     diagnosis = explain(image, kernel, output, padding=padding, precision=precision,
                         kernel_layout=kernel_layout, keep_arrays=True)
     outcome = judge("output", diagnosis, rules, strict=True)

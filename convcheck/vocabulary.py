@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Optional
 
 
 class Verdict(str, enum.Enum):
@@ -41,14 +41,32 @@ class Explanation:
     precision: str = "float64"
     bias: float = 0.0
     scale: float = 1.0
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    output_layout: str = "hwc"
+    kernel_layout: str = "hwio"
+    # Contract version 2 fields convcheck reports at their default ("no difference"):
+    cval: float = 0.0
+    kernel_axis: Optional[str] = None
+    output_transform: str = "identity"
+    channel_order: str = "as_given"
+    output_precision: Optional[str] = None   # None: the same as `precision` (float32 for tfloat32)
+    activation: str = "linear"
+    algorithm: str = "direct"
 
     def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT section 5 `explanation` object (offset as a list, floats as floats)."""
+        """The CONTRACT section 5 `explanation` object: every section 2 field, in contract order."""
         d = asdict(self)
-        d["offset"] = [int(self.offset[0]), int(self.offset[1])]
+        for name in ("offset", "stride", "dilation"):
+            d[name] = [int(v) for v in getattr(self, name)]
         d["bias"] = float(self.bias)
         d["scale"] = float(self.scale)
-        return d
+        d["cval"] = float(self.cval)
+        d["groups"] = int(self.groups)
+        if self.output_precision is None:
+            d["output_precision"] = "float32" if self.precision == "tfloat32" else self.precision
+        return {name: d[name] for name in FIELDS}
 
     def changed_fields(self, baseline: "Explanation") -> tuple[str, ...]:
         """The fields whose value differs from `baseline`, in contract order."""
@@ -93,6 +111,17 @@ _WHY = {
                   "mixed precision, TF32 on NVIDIA tensor cores) changes results in the last "
                   "digits that type can hold."),
     "bias": "A constant added to every output is a bias term, usually a layer's use_bias=True.",
+    "stride": ("A stride keeps every s-th window only; the output's size already says which stride "
+               "(ceil(H / s) rows for 'same'), and TensorFlow's SAME pads a stride differently from "
+               "PyTorch's symmetric padding."),
+    "dilation": ("A dilated (atrous) kernel has its taps spread apart (dilation_rate in Keras, "
+                 "dilation in PyTorch); with 'same' padding the output size does not show it, "
+                 "only the values do."),
+    "groups": ("A grouped convolution splits the channels into groups that never mix (groups= in "
+               "PyTorch and Keras; depthwise when every channel is its own group); the kernel's and "
+               "the output's channel counts say which grouping fits."),
+    "output_layout": ("PyTorch stores activations channels-first (N, C, H, W), TensorFlow and Keras "
+                      "channels-last (N, H, W, C); the output's shape says which it is."),
     "scale": ("A constant factor on every output usually means the kernel was normalised "
               "(e.g. divided by its sum) or the output rescaled."),
 }
@@ -190,6 +219,25 @@ def cause_for(field_name: str, value: Any, baseline: Explanation) -> Cause:
         if value == "float64":
             summary = f"the computation ran in float64, not {baseline.precision}"
             fix = f"compute in {baseline.precision} to reproduce the expected rounding"
+    elif field_name in ("stride", "dilation"):
+        was = getattr(baseline, field_name)
+        what = "every window steps" if field_name == "stride" else "the kernel taps are"
+        summary = (f"the convolution ran with {field_name} [{value[0]}, {value[1]}], not "
+                   f"[{was[0]}, {was[1]}]: {what} {value[0]} rows and {value[1]} columns apart")
+        option = "strides" if field_name == "stride" else "dilation_rate"
+        fix = (f"pass {field_name}=[{value[0]}, {value[1]}] to convcheck (--{field_name} "
+               f"{value[0]},{value[1]}) if intended, or {option}={tuple(was)} to the layer")
+    elif field_name == "groups":
+        summary = (f"the channels were convolved in {value} separate groups"
+                   + (" (a depthwise convolution: each channel on its own)" if value > 1 else "")
+                   + f", not {baseline.groups}")
+        fix = (f"pass groups={value} to convcheck (--groups {value}) if intended, or check the layer's "
+               "groups / depthwise setting and the kernel's shape")
+    elif field_name == "output_layout":
+        summary = (f"the output is stored channels-{'first (C, H, W)' if value == 'chw' else 'last (H, W, C)'}"
+                   f", not channels-{'first' if baseline.output_layout == 'chw' else 'last'}")
+        fix = ("transpose it: output.transpose(1, 2, 0) for (C, H, W) -> (H, W, C), or pass --layout "
+               f"{'nchw' if value == 'chw' else 'nhwc'}")
     elif field_name == "bias":
         summary = f"a constant {_num(value)} was added to every output element (a bias term)"
         fix = "pass use_bias=False, or subtract the layer's bias before comparing"
@@ -216,8 +264,8 @@ def describe(explanation: Explanation, baseline: Explanation) -> str:
         value = getattr(explanation, name)
         if name == "kernel_transform":
             parts.append(f"kernel {value}")
-        elif name == "offset":
-            parts.append(f"offset [{value[0]}, {value[1]}]")
+        elif name in ("offset", "stride", "dilation"):
+            parts.append(f"{name} [{value[0]}, {value[1]}]")
         elif name in ("bias", "scale"):
             parts.append(f"{name} {_num(value)}")
         else:

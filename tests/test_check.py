@@ -278,7 +278,7 @@ def test_json_document(data):
     result = run_cli(["--format", "json"], data)
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
-    assert doc["schema"] == CHECK_SCHEMA == "convcheck/check/1"
+    assert doc["schema"] == CHECK_SCHEMA == "convcheck/check/2"
     assert doc["config"] == "convcheck.toml"
     assert [(c["name"], c["status"]) for c in doc["cases"]] == [("equal", "pass"), ("bug", "fail"), ("scipy", "pass")]
     explain_result = doc["cases"][1]["results"][0]

@@ -103,7 +103,7 @@ def test_explain_json_is_the_contract_document(runner, files):
     assert result.exit_code == 0
     document = json.loads(result.stdout)  # nothing but the report on stdout
     assert {"schema", "verdict", "explanation", "causes", "stats"} <= set(document)
-    assert document["schema"] == "convcheck/explain/1"
+    assert document["schema"] == "convcheck/explain/2"
     assert document["verdict"] == "explained"
     assert document["explanation"]["kernel_transform"] == "rot180"
     assert [c["field"] for c in document["causes"]] == ["kernel_transform"]
@@ -234,7 +234,7 @@ def test_compare_json(runner, files):
                     "--dtype", "float64", "--padding", "same")
     assert result.exit_code == 0
     document = json.loads(result.stdout)
-    assert document["schema"] == "convcheck/compare/1"
+    assert document["schema"] == "convcheck/compare/2"
     assert document["settings"]["dtype"] == "float64"
     rows = {row["backend"]: row for row in document["results"]}
     assert rows["scipy.signal.convolve2d"]["verdict"] == "explained"
@@ -334,7 +334,7 @@ def test_demo_with_scipy_backends_tells_its_story(runner):
 def test_demo_json_keeps_stdout_parseable(runner):
     result = invoke(runner, "demo", "--backends", SCIPY, "--format", "json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["schema"] == "convcheck/compare/1"
+    assert json.loads(result.stdout)["schema"] == "convcheck/compare/2"
     assert "flipped 180 degrees" in result.stderr
 
 

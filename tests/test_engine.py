@@ -330,10 +330,11 @@ def test_border_only_mismatch_is_located():
 def test_to_json_dict_has_the_contract_keys():
     image, kernel = seed()
     doc = convcheck.explain(image, kernel, sig.convolve2d(image, kernel, mode="same")).to_json_dict()
-    assert doc["schema"] == "convcheck/explain/1"
+    assert doc["schema"] == "convcheck/explain/2"
     assert doc["verdict"] == "explained"
-    assert set(doc["explanation"]) == {"kernel_transform", "padding", "boundary", "offset", "precision",
-                                       "bias", "scale"}
+    from convcheck.choices import FIELDS
+    assert list(doc["explanation"]) == list(FIELDS)   # CONTRACT v2: every section 2 field
+    assert doc["explanation"]["stride"] == [1, 1] and doc["explanation"]["groups"] == 1
     assert doc["explanation"]["offset"] == [0, 0]
     assert doc["causes"][0]["field"] == "kernel_transform" and doc["causes"][0]["value"] == "rot180"
     assert {"summary", "fix"} <= set(doc["causes"][0])

@@ -75,6 +75,8 @@ def explanation_cell(diagnosis) -> str:
         return "matches the reference"
     if diagnosis.verdict is Verdict.EXPLAINED:
         return describe(diagnosis.explanation, diagnosis.baseline)
+    if diagnosis.cannot_decide:
+        return diagnosis.reason
     parts = ["no known cause"]
     if diagnosis.where:
         parts[0] += f" (mismatch: {diagnosis.where})"
@@ -90,6 +92,8 @@ def fix_cell(diagnosis) -> str:
     """The first cause's fix; for unexplained rows, where to look next."""
     if diagnosis.verdict is Verdict.EXPLAINED and diagnosis.causes:
         return diagnosis.causes[0].fix
+    if diagnosis.cannot_decide:
+        return "test on a larger output, or compute in a wider precision, so the data can decide"
     if diagnosis.verdict is Verdict.UNEXPLAINED:
         return "a genuine mismatch: run convcheck explain on this output, and --plot it"
     return NONE
@@ -195,6 +199,9 @@ def explain_headline(diagnosis, names: dict) -> str:
         count = len(diagnosis.causes)
         return (f"{output} differs from the reference, and {count} cause{'s' if count != 1 else ''} "
                 f"reproduce{'s' if count == 1 else ''} it within the error bound:")
+    if diagnosis.cannot_decide:
+        return (f"{output} cannot be judged: a candidate passes the error bound, but the data are too "
+                "weak to tell it from a coincidence.")
     return (f"{output} differs from the reference, and no combination of kernel transform, padding, "
             "boundary, offset, precision, bias and scale reproduces it: a genuine mismatch.")
 
@@ -272,6 +279,7 @@ def story(report) -> list[str]:
     equal: list[str] = []
     equal_dtypes: set[str] = set()
     unexplained: list[str] = []
+    undecided: list[str] = []
     not_run: list[str] = []
     for result in report.results:
         diagnosis = result.diagnosis
@@ -283,6 +291,8 @@ def story(report) -> list[str]:
         elif diagnosis.verdict is Verdict.EXPLAINED:
             key = tuple((c.field, str(c.value)) for c in diagnosis.causes)
             explained.setdefault(key, [diagnosis.causes, []])[1].append(result.backend)
+        elif diagnosis.cannot_decide:
+            undecided.append(result.backend)
         else:
             unexplained.append(result.backend)
 
@@ -300,6 +310,9 @@ def story(report) -> list[str]:
     if unexplained:
         lines.append(f"{join_names(unexplained)} {_verb(unexplained, 'disagrees', 'disagree')} with the "
                      "reference in a way no known cause explains: a genuine mismatch.")
+    if undecided:
+        lines.append(f"{join_names(undecided)}: the data cannot decide (too few elements, or a bound as "
+                     "wide as the values): see the row's reason.")
     if not_run:
         lines.append(f"Could not run here: {join_names(not_run)}.")
     return lines

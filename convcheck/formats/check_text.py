@@ -71,7 +71,9 @@ def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
         lines.append(f"stats: {stats}")
     for note in diagnosis.notes:
         lines.append(f"note: {note}")
-    if diagnosis.verdict is Verdict.UNEXPLAINED:
+    if diagnosis.cannot_decide:
+        lines.append("fix: the data cannot decide: test on a larger output, or in a wider precision")
+    elif diagnosis.verdict is Verdict.UNEXPLAINED:
         lines.append("fix: no known convention explains this difference; look for a genuine bug "
                      "(wrong weights, a stride or dilation, a cropped or mis-indexed output)")
     return lines

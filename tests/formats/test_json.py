@@ -14,7 +14,10 @@ from convcheck.results import Stats
 from .conftest import NAMES
 
 EXPLAIN_KEYS = {"schema", "verdict", "explanation", "causes", "stats"}
-EXPLANATION_KEYS = {"kernel_transform", "padding", "boundary", "offset", "precision", "bias", "scale"}
+# CONTRACT version 2, section 2: every field, at its default where nothing changed.
+EXPLANATION_KEYS = {"kernel_transform", "padding", "stride", "dilation", "offset", "boundary", "cval", "groups",
+                    "kernel_axis", "output_layout", "output_transform", "kernel_layout", "channel_order",
+                    "precision", "output_precision", "bias", "scale", "activation", "algorithm"}
 CAUSE_KEYS = {"field", "value", "summary", "fix"}
 STATS_KEYS = {"max_abs_diff", "max_rel_diff", "mismatched", "total", "worst_index", "residual_after",
               "error_bound"}
@@ -23,7 +26,7 @@ STATS_KEYS = {"max_abs_diff", "max_rel_diff", "mismatched", "total", "worst_inde
 def test_explain_document_has_the_contract_shape(diagnoses):
     document = json.loads(render_explain(diagnoses["explained"], "json", names=NAMES, color=False))
     assert EXPLAIN_KEYS <= set(document)
-    assert document["schema"] == "convcheck/explain/1"
+    assert document["schema"] == "convcheck/explain/2"
     assert document["verdict"] == "explained"
     assert set(document["explanation"]) == EXPLANATION_KEYS
     assert document["explanation"]["kernel_transform"] == "rot180"
@@ -46,7 +49,7 @@ def test_explain_document_for_equal_and_unexplained(diagnoses):
 
 def test_compare_document_has_the_contract_shape(report):
     document = json.loads(render_compare(report, "json", color=False))
-    assert document["schema"] == "convcheck/compare/1"
+    assert document["schema"] == "convcheck/compare/2"
     assert {"inputs", "settings", "results"} <= set(document)
     rows = {row["backend"]: row for row in document["results"]}
     assert rows["tf.nn.conv2d"] == {"backend": "tf.nn.conv2d", "status": "skipped",

@@ -1,0 +1,305 @@
+"""A seeded fuzzer for the engine's one promise: `equal` and `explained` can be trusted.
+
+Each case is drawn from `numpy.random.default_rng([SEED, index])`, so case i is the same
+on every machine and every run (no flakiness), and a failure names the index to replay:
+
+    .venv/bin/python -m tests.fuzz 1234          # replay case 1234
+    make fuzz                                    # 10,000 cases with a summary
+
+Kinds of output, over shapes 1-12 and every input dtype:
+- exact:       the expected computation itself (inputs at their own precision)
+- transformed: a known cause or two applied (kernel transform, padding, boundary,
+               offset, narrower precision, bias, scale)
+- corrupted:   an exact or transformed output with one element moved far away
+- garbage:     random numbers of the right shape
+- nan:         an exact output with a NaN in it
+
+The oracle never trusts the engine: it reproduces whatever the engine claims with its
+own small numpy code (np.pad + explicit sums) and checks the claim against the output.
+- crash:        any exception but `InputError` (and `InputError` is only right for NaN)
+- false verdict: `equal`/`explained` whose claimed computation, reproduced here, does
+                 not reproduce the output, or that names a cause other than the truth
+                 when the truth is not listed among the alternatives and is not simpler
+- false alarm:   an exact or transformed output called a genuine mismatch
+                 (`unexplained` that is not "cannot decide")
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+import ml_dtypes
+import numpy as np
+
+import convcheck
+from convcheck.precision import native_precision
+from convcheck.vocabulary import Verdict
+
+SEED = 20261124
+BF16 = np.dtype(ml_dtypes.bfloat16)
+INPUT_DTYPES = [np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16), BF16,
+                np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16)]
+TRANSFORMS = ["rot180", "transpose", "anti_transpose", "flip_ud", "flip_lr", "rot90", "rot270"]
+BOUNDARIES = ["reflect", "symmetric", "wrap", "edge"]
+_NUMPY_MODE = {"zero": "constant", "reflect": "reflect", "symmetric": "symmetric", "wrap": "wrap",
+               "edge": "edge"}
+_STORE = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32),
+          "tfloat32": np.dtype(np.float32), "float16": np.dtype(np.float16), "bfloat16": BF16}
+_BITS = {"float64": 53, "float32": 24, "tfloat32": 11, "float16": 11, "bfloat16": 8}
+
+
+# ----------------------------------------------------------------------------- reproduction
+
+
+def transformed_kernel(kernel: np.ndarray, name: str) -> np.ndarray:
+    """CONTRACT section 2's kernel transforms, written independently of convcheck.reference."""
+    k = kernel
+    return {
+        "identity": lambda: k,
+        "rot180": lambda: np.flip(np.flip(k, 0), 1),
+        "transpose": lambda: np.transpose(k, (1, 0, 2, 3)),
+        "anti_transpose": lambda: np.transpose(np.flip(np.flip(k, 0), 1), (1, 0, 2, 3)),
+        "flip_ud": lambda: np.flip(k, 0),
+        "flip_lr": lambda: np.flip(k, 1),
+        "rot90": lambda: np.stack([np.stack([np.rot90(k[:, :, c, o]) for o in range(k.shape[3])], -1)
+                                   for c in range(k.shape[2])], 2),
+        "rot270": lambda: np.stack([np.stack([np.rot90(k[:, :, c, o], -1) for o in range(k.shape[3])], -1)
+                                    for c in range(k.shape[2])], 2),
+    }[name]()
+
+
+def reproduce(image, kernel, *, kernel_transform="identity", padding="same", boundary="zero",
+              offset=(0, 0), precision="float64", scale=1.0, bias=0.0):
+    """(values, magnitudes) of a computation, in float64, by explicit sums over the taps.
+
+    image (H, W, C), kernel HWIO. The inputs are rounded to `precision` first.
+    """
+    store = _STORE[precision]
+    image = np.asarray(image, dtype=np.float64).astype(store).astype(np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64).astype(store).astype(np.float64)
+    k = transformed_kernel(kernel, kernel_transform)
+    kh, kw = k.shape[:2]
+    h, w = image.shape[:2]
+    if padding == "same":
+        top, left, out_h, out_w = (kh - 1) // 2, (kw - 1) // 2, h, w
+    elif padding == "valid":
+        top, left, out_h, out_w = 0, 0, h - kh + 1, w - kw + 1
+    else:
+        top, left, out_h, out_w = kh - 1, kw - 1, h + kh - 1, w + kw - 1
+    margin = max(kh, kw) + abs(offset[0]) + abs(offset[1]) + 2
+    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode=_NUMPY_MODE[boundary])
+    r0, c0 = margin - top + offset[0], margin - left + offset[1]
+    values = np.zeros((out_h, out_w, k.shape[3]))
+    mags = np.zeros_like(values)
+    for u in range(kh):
+        for v in range(kw):
+            window = padded[r0 + u:r0 + u + out_h, c0 + v:c0 + v + out_w, :]
+            values += np.einsum("ijc,co->ijo", window, k[u, v])
+            mags += np.einsum("ijc,co->ijo", np.abs(window), np.abs(k[u, v]))
+    return values * scale + bias, mags * abs(scale)
+
+
+def store_output(values: np.ndarray, precision: str) -> np.ndarray:
+    """A float64 result stored the way a library at `precision` stores it."""
+    with np.errstate(over="ignore"):
+        return values.astype(_STORE[precision])
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    index: int
+    kind: str
+    image: np.ndarray
+    kernel: np.ndarray
+    output: np.ndarray
+    padding: str = "same"
+    truth: dict = field(default_factory=dict)   # the fields the generator changed
+
+
+def _values(rng, shape, dtype) -> np.ndarray:
+    style = rng.choice(["normal", "positive", "integers", "wide"], p=[0.4, 0.25, 0.25, 0.1])
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = max(info.min, -50), min(info.max, 255)
+        if style == "wide":
+            low, high = info.min, info.max
+        return rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
+    if style == "normal":
+        data = rng.standard_normal(shape)
+    elif style == "positive":
+        data = rng.uniform(0.0, 1.0, shape)
+    elif style == "integers":
+        data = rng.integers(-8, 9, shape).astype(np.float64)
+    else:
+        data = rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)
+    with np.errstate(over="ignore"):
+        return data.astype(dtype)
+
+
+def _native(image, kernel) -> str:
+    return native_precision(image, kernel)
+
+
+def make_case(index: int) -> Case:
+    """Case `index`: the same arrays on every run."""
+    rng = np.random.default_rng([SEED, index])
+    h, w = (int(x) for x in rng.integers(1, 13, 2))
+    channels = int(rng.choice([1, 1, 1, 2, 3]))
+    outs = int(rng.choice([1, 1, 2]))
+    kh, kw = (int(x) for x in rng.integers(1, 6, 2))
+    image_dtype = INPUT_DTYPES[rng.integers(len(INPUT_DTYPES))]
+    kernel_dtype = INPUT_DTYPES[rng.integers(len(INPUT_DTYPES))]
+    image = _values(rng, (h, w, channels), image_dtype)
+    kernel = _values(rng, (kh, kw, channels, outs), kernel_dtype)
+    baseline = _native(image, kernel)
+    kind = str(rng.choice(["exact", "transformed", "corrupted", "garbage", "nan"],
+                          p=[0.25, 0.35, 0.25, 0.1, 0.05]))
+    truth: dict = {}
+    if kind in ("transformed", "corrupted") and rng.random() < (0.9 if kind == "transformed" else 0.5):
+        for name in rng.choice(["kernel_transform", "padding", "boundary", "offset", "precision",
+                                "bias", "scale"], size=int(rng.integers(1, 3)), replace=False):
+            if name == "kernel_transform":
+                truth[name] = str(rng.choice(TRANSFORMS))
+            elif name == "padding":
+                options = ["full"] + (["valid"] if max(kh, kw) <= min(h, w) else [])  # any transform
+                truth[name] = str(rng.choice(options))
+            elif name == "boundary":
+                truth[name] = str(rng.choice(BOUNDARIES))
+            elif name == "offset":
+                truth[name] = (int(rng.integers(-1, 2)), int(rng.integers(-1, 2)))
+            elif name == "precision":
+                narrower = [p for p in ("float32", "bfloat16", "float16") if _BITS[p] < _BITS[baseline]]
+                if narrower:
+                    truth[name] = str(rng.choice(narrower))
+            elif name == "bias":
+                truth[name] = float(np.round(rng.standard_normal(), 3)) or 0.5
+            elif name == "scale":
+                truth[name] = float(rng.choice([0.5, 2.0, 1 / 9, -1.0, 3.0]))
+    precision = truth.get("precision", baseline)
+    padding = truth.get("padding", "same")
+    values, _ = reproduce(image.astype(np.float64), kernel.astype(np.float64), **{**truth, "padding": padding,
+                                                                                  "precision": precision})
+    output = store_output(values, precision)
+    if kind == "corrupted":
+        flat = output.astype(np.float64).ravel()
+        at = int(rng.integers(flat.size))
+        _, mags = reproduce(image.astype(np.float64), kernel.astype(np.float64),
+                            **{**truth, "padding": padding, "precision": precision})
+        delta = 0.25 * (mags.ravel()[at] + abs(flat[at])) + 1e-3 * float(np.max(np.abs(flat))) + 1.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            flat[at] += delta * rng.choice([-1.0, 1.0])
+        output = store_output(flat.reshape(output.shape), precision)
+    elif kind == "garbage":
+        scale = float(np.max(np.abs(values))) or 1.0
+        output = store_output(rng.standard_normal(values.shape) * scale, precision)
+    elif kind == "nan":
+        output = output.astype(np.float64)
+        output.ravel()[int(rng.integers(output.size))] = np.nan
+    return Case(index, kind, image, kernel, output, "same", truth)
+
+
+# ----------------------------------------------------------------------------- oracle
+
+
+def _changed(diagnosis) -> dict:
+    e = diagnosis.explanation
+    return {f: getattr(e, f) for f in e.changed_fields(diagnosis.baseline)}
+
+
+def _fields(expl) -> dict:
+    return {"kernel_transform": expl.kernel_transform, "padding": expl.padding, "boundary": expl.boundary,
+            "offset": tuple(expl.offset), "precision": expl.precision, "scale": expl.scale, "bias": expl.bias}
+
+
+def _reproduces(case: Case, expl, loose: float) -> bool:
+    """Does the claimed computation, reproduced here, give the output within `loose` of |values|?"""
+    values, mags = reproduce(case.image.astype(np.float64), case.kernel.astype(np.float64), **_fields(expl))
+    output = np.asarray(case.output, dtype=np.float64).reshape(values.shape)
+    tol = loose * (mags + np.abs(values)) + 4 * np.spacing(np.abs(values)) + 1e-300
+    return bool(np.all(np.abs(output - values) <= tol))
+
+
+def _matches_truth(diagnosis, truth: dict) -> bool:
+    claimed = _changed(diagnosis)
+    expected = {k: v for k, v in truth.items()}
+    expected.setdefault("padding", diagnosis.baseline.padding)
+
+    def same(fields):
+        for name in set(fields) | set(expected):
+            a = fields.get(name, getattr(diagnosis.baseline, name))
+            b = expected.get(name, getattr(diagnosis.baseline, name))
+            if name in ("bias", "scale"):
+                if not np.isclose(float(a), float(b), rtol=1e-3, atol=1e-6):
+                    return False
+            elif (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b):
+                return False
+        return True
+
+    if same(claimed):
+        return True
+    return any(same({f: getattr(a, f) for f in a.changed_fields(diagnosis.baseline)})
+               for a in diagnosis.alternatives)
+
+
+def judge(case: Case) -> tuple[str, str]:
+    """(outcome, detail): outcome is 'ok', 'cannot decide', 'crash', 'false verdict' or 'false alarm'."""
+    try:
+        d = convcheck.explain(case.image, case.kernel, case.output, padding=case.padding)
+    except convcheck.InputError as exc:
+        if not np.all(np.isfinite(np.asarray(case.output, dtype=np.float64))):
+            return "ok", "refused a non-finite output"  # NaN, or a value that overflowed its dtype
+        return "crash", f"InputError: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any other exception is the bug we look for
+        return "crash", f"{type(exc).__name__}: {exc}"
+    if d.verdict is Verdict.UNEXPLAINED:
+        if case.kind in ("exact", "transformed"):
+            return ("cannot decide", d.reason or "") if d.cannot_decide else ("false alarm", str(d.notes))
+        return "ok", "unexplained"
+    claimed = d.explanation
+    # Whatever is claimed must reproduce the output, by our own code, within a loose 2^-6 of the
+    # magnitudes (far looser than any bound; a real miss is a 25% corruption or garbage).
+    if not _reproduces(case, claimed, 2.0 ** -6):
+        return "false verdict", f"{d.verdict}: {_changed(d) if d.explanation else {}} does not reproduce it"
+    if case.kind in ("exact", "transformed"):
+        if d.verdict is Verdict.EQUAL and not case.truth:
+            return "ok", "equal"
+        if _matches_truth(d, case.truth):
+            return "ok", str(d.verdict)
+        # A different claim that reproduces the output is fine only when it is no more
+        # complex than the truth (the truth was degenerate here: e.g. a boundary never read).
+        if len(_changed(d)) <= len(case.truth):
+            return "ok", "degenerate truth"
+        return "false verdict", f"claimed {_changed(d)}, truth {case.truth}"
+    return "false verdict", f"{case.kind} output called {d.verdict}: {_changed(d)}"
+
+
+def run(indices) -> Counter:
+    """Judge every case; returns the outcome counts and prints failures."""
+    counts: Counter = Counter()
+    failures = []
+    for index in indices:
+        case = make_case(index)
+        outcome, detail = judge(case)
+        counts[outcome] += 1
+        counts[f"kind:{case.kind}"] += 1
+        if outcome in ("crash", "false verdict", "false alarm"):
+            failures.append((index, case.kind, outcome, detail))
+    for failure in failures[:20]:
+        print("FAIL case %d (%s): %s: %s" % failure)
+    return counts
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 2:
+        case = make_case(int(sys.argv[1]))
+        print(case.kind, case.truth, case.image.dtype, case.image.shape, case.kernel.dtype, case.kernel.shape,
+              case.output.dtype, case.output.shape)
+        print(judge(case))
+    else:
+        start, stop = int(sys.argv[1]), int(sys.argv[2])
+        print(dict(sorted(run(range(start, stop)).items())))
