@@ -10,9 +10,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall whenever pyproject.toml changes (dependencies).
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
+CONSTRAINTS := constraints/dev.txt
+
+# Every backend's framework plus the test tools, pinned by $(CONSTRAINTS) (a CPU-only
+# torch). Reinstall whenever the dependencies or the pins change.
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[all,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,9 +26,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The suite without the TensorFlow/Keras tests (seconds instead of a minute).
+# The suite without the framework tests (TensorFlow/Keras, PyTorch, JAX, OpenCV).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not tensorflow"
+	$(BIN)/python -m pytest -q -m "not tensorflow and not torch and not jax and not opencv"
 
 # The seeded soundness fuzzer on 10,000 cases (make test runs 600 of them).
 fuzz: $(STAMP)

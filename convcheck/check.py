@@ -231,22 +231,24 @@ def _bool(value: Any, say: str) -> bool:
 
 
 def _backends(value: Any, say: str) -> tuple[str, ...]:
-    from .backends import BACKENDS  # numpy only, no framework
+    from .backends import ALIASES, BACKENDS, GROUPS, resolve_backends, valid_names  # no framework
 
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise InputError(f"{say}: {value!r} is not a list of backend names; write e.g. "
                          "backends = [\"scipy.signal.correlate2d\", \"tf.nn.conv2d\"]")
+    known = list(BACKENDS) + list(ALIASES) + list(GROUPS)
     for name in value:
-        if name not in BACKENDS:
-            close = difflib.get_close_matches(name, list(BACKENDS), n=1)
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise InputError(f"{say}: unknown backend {name!r}{hint}; choose from {', '.join(BACKENDS)}")
+            raise InputError(f"{say}: unknown backend {name!r}{hint}; {valid_names()}")
     duplicates = sorted({name for name in value if value.count(name) > 1})
     if duplicates:
         raise InputError(f"{say}: {', '.join(duplicates)} listed twice; list each backend once")
-    return tuple(value)
+    # Aliases (torch, tf, ...) and groups (dl, scipy) become public names.
+    return tuple(resolve_backends(value))
 
 
 def parse_allow_entry(entry: Any, say: str) -> AllowRule:

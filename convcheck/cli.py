@@ -50,30 +50,38 @@ def _finish(code: int) -> None:
 
 
 def _parse_backends(text: Optional[str]) -> Optional[list[str]]:
-    """'a,b' -> ['a', 'b'] (None for all backends); unknown names are an InputError."""
+    """'a,b' -> public names (None for all backends): names, aliases (torch, tf, cv2, ...)
+    and groups (dl, scipy); unknown names are an InputError listing the valid ones."""
     if text is None:
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise InputError("--backends: name at least one backend, e.g. --backends "
-                         "scipy.signal.correlate2d,tf.nn.conv2d (see convcheck backends)")
-    from .backends import get_backend
-    for name in names:
-        get_backend(name)
-    return names
+                         "scipy.signal.correlate2d,tf.nn.conv2d or --backends dl "
+                         "(see convcheck backends)")
+    from .backends import resolve_backends
+    return resolve_backends(names)
+
+
+# The framework each non-scipy backend imports, as people call it (for the progress line).
+_FRAMEWORK_NAMES = {"tensorflow": "TensorFlow", "keras": "Keras", "torch": "PyTorch",
+                    "jax": "JAX", "cv2": "OpenCV"}
 
 
 def _run_compare(inputs, *, padding: str, dtype: Optional[str], backends: Optional[list[str]],
                  library_defaults: bool, keep_arrays: bool):
-    """compare_inputs, saying on stderr when TensorFlow is about to be imported."""
+    """compare_inputs, saying on stderr which frameworks are about to be imported."""
     from .backends import BACKENDS
     from .comparison import compare_inputs
 
     names = backends if backends is not None else list(BACKENDS)
     heavy = [name for name in names
              if BACKENDS[name].module != "scipy" and BACKENDS[name].availability()[0]]
-    if heavy and "tensorflow" not in sys.modules:
-        talk(f"importing TensorFlow for {', '.join(heavy)} (this takes a few seconds)...")
+    frameworks = list(dict.fromkeys(_FRAMEWORK_NAMES.get(BACKENDS[name].module, BACKENDS[name].module)
+                                    for name in heavy if BACKENDS[name].module not in sys.modules))
+    if frameworks:
+        talk(f"importing {', '.join(frameworks)} for {len(heavy)} backend"
+             f"{'s' if len(heavy) != 1 else ''} (this takes a few seconds)...")
     with stdout_to_stderr():  # framework chatter must never reach the report on stdout
         return compare_inputs(inputs, padding=padding, dtype=dtype, backends=backends,
                               library_defaults=library_defaults, keep_arrays=keep_arrays)
@@ -94,14 +102,29 @@ def _compare_renderer(report):
     return lambda fmt, color, width: render_compare(report, fmt, color=color, width=width)
 
 
+def _complete_backends(ctx, param, incomplete: str):
+    """Shell completion for --backends: the last comma-separated item, from names, aliases, groups."""
+    from click.shell_completion import CompletionItem
+
+    from .backends import completion_choices
+
+    done, _, last = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [CompletionItem(prefix + choice) for choice in completion_choices()
+            if choice.startswith(last)]
+
+
 backends_option = click.option(
-    "--backends", default=None, metavar="NAME,NAME",
-    help="Comma-separated backends to run (default: all; see `convcheck backends`). A named "
-         "backend that cannot run makes the exit code 3.")
+    "--backends", default=None, metavar="NAME,NAME", shell_complete=_complete_backends,
+    help="Comma-separated backends to run (default: all; see `convcheck backends`): public "
+         "names, aliases (tf, keras, torch, jax, cv2, ndimage, fft, ...) or groups (dl, "
+         "scipy). A named backend that cannot run makes the exit code 3.")
 library_defaults_option = click.option(
     "--library-defaults", is_flag=True, default=False,
     help="Call each library with its own defaults (scipy.signal mode='full', Keras "
-         "padding='valid' and float32, ...) to see which default makes them disagree.")
+         "padding='valid' and float32, OpenCV's reflect border and float32, ndimage's "
+         "mode='reflect', PyTorch's padding=0, JAX without x64, ...) to see which default "
+         "makes them disagree.")
 
 
 @main.command(epilog="Example: convcheck compare image.npy kernel.npy --padding same --format github "

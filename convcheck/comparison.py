@@ -14,7 +14,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .backends import BACKENDS, get_backend
+from .backends import BACKENDS, get_backend, resolve_backends, valid_names
+from .backends.keras_other import KerasSubprocessConv2D
 from .engine import diagnose
 from .errors import BackendError, InputError
 from .precision import native_precision
@@ -48,33 +49,44 @@ def backend_table() -> list[dict]:
 class _WarmUp:
     """Import the heavy frameworks in a background thread while the cheap rows run.
 
-    TensorFlow's import (seconds) dominates a compare; overlapping it with the scipy
-    calls and their diagnoses is what lets `compare` beat a hand-written script.
+    The frameworks' imports (seconds each) dominate a compare; overlapping them with the
+    scipy calls and their diagnoses is what lets `compare` beat a hand-written script.
+    Only the backends asked for are warmed (the Keras-on-JAX/PyTorch rows start their
+    child process here).
     """
 
     def __init__(self, backends):
-        self._errors: dict[str, BaseException] = {}
-        self._thread = threading.Thread(target=self._run, args=(list(backends),), daemon=True)
+        # Child processes first (starting one is instant, its imports run beside ours).
+        backends = sorted(backends, key=lambda b: not isinstance(b, KerasSubprocessConv2D))
+        self._ready = {backend.name: threading.Event() for backend in backends}
+        self._thread = threading.Thread(target=self._run, args=(backends,), daemon=True)
         self._thread.start()
 
     def _run(self, backends):
         for backend in backends:
             try:
                 backend.warm_up()
-            except BaseException as exc:  # reported by the backend's own run()
-                self._errors[backend.name] = exc
+            except BaseException:  # reported by the backend's own run()
+                pass
+            finally:
+                self._ready[backend.name].set()
 
-    def wait(self):
-        self._thread.join()
+    def wait(self, name: str):
+        """Until `name`'s framework is imported (or failed to be); at once for others."""
+        event = self._ready.get(name)
+        if event is not None:
+            event.wait()
 
 
 def _library_defaults_hint(names: Iterable[str], padding: str, dtype: str) -> Optional[str]:
     """One line saying which library defaults would change this table, if any would."""
+    names = set(names)
     differences = []
-    if "scipy.signal.convolve2d" in names or "scipy.signal.correlate2d" in names:
+    if names & {"scipy.signal.convolve2d", "scipy.signal.correlate2d", "scipy.signal.fftconvolve"}:
         if padding != "full":
             differences.append("scipy.signal uses mode='full'")
-    if "keras.layers.Conv2D" in names:
+    keras_rows = names & {"keras.layers.Conv2D", "keras.layers.Conv2D[jax]", "keras.layers.Conv2D[torch]"}
+    if keras_rows:
         keras = []
         if padding != "valid":
             keras.append("padding='valid'")
@@ -82,6 +94,14 @@ def _library_defaults_hint(names: Iterable[str], padding: str, dtype: str) -> Op
             keras.append(f"a float32 dtype policy (this run computes in {dtype})")
         if keras:
             differences.append("Keras uses " + " and ".join(keras))
+    if "torch.nn.functional.conv2d" in names and padding != "valid":
+        differences.append("PyTorch uses padding=0")
+    if "jax.lax.conv_general_dilated" in names and dtype == "float64":
+        differences.append("JAX computes float64 arrays in float32 unless x64 is on")
+    if "cv2.filter2D" in names:
+        differences.append("OpenCV reflects the border (reflect-101) and works in float32")
+    if names & {"scipy.ndimage.correlate", "scipy.ndimage.convolve"}:
+        differences.append("scipy.ndimage reflects the border (mode='reflect')")
     if not differences:
         return None
     return ("With their own defaults these libraries would disagree further ("
@@ -176,8 +196,9 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
             raise InputError("backends: the list is empty; name at least one backend, or pass None for all")
         for name in backends:
             if not isinstance(name, str):
-                raise InputError(f"backends: {name!r} is not a backend name; choose from {', '.join(BACKENDS)}")
-    names = list(dict.fromkeys(backends)) if backends else list(BACKENDS)
+                raise InputError(f"backends: {name!r} is not a backend name; {valid_names()}")
+    # Names, aliases (torch, tf, ...) and groups (dl, scipy) become public names.
+    names = resolve_backends(backends) if backends else list(BACKENDS)
     chosen = [get_backend(name) for name in names]
     expected_precision = default_dtype(inputs.image.dtype, inputs.kernel.dtype) if library_defaults else dtype
 
@@ -191,8 +212,8 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
         if not available:
             rows.append(BackendResult(backend.name, "skipped", reason=reason, requested=requested))
             continue
-        if warm is not None and backend.module != "scipy":
-            warm.wait()
+        if warm is not None:
+            warm.wait(backend.name)
         try:
             output, compute_dtype, seconds, run_notes = _run_backend(
                 backend, inputs, padding=padding, dtype=dtype, library_defaults=library_defaults,
@@ -218,7 +239,7 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
 
     notes = []
     if not library_defaults:
-        hint = _library_defaults_hint(names, padding, dtype)
+        hint = _library_defaults_hint([r.backend for r in rows if r.status == "ok"], padding, dtype)
         if hint:
             notes.append(hint)
     report_inputs = {

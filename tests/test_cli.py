@@ -422,3 +422,52 @@ def test_cli_default_max_elements_matches_the_library():
     from convcheck.cli_options import DEFAULT_MAX_ELEMENTS
     from convcheck.inputs import DEFAULT_MAX_ELEMENTS as LIBRARY_DEFAULT
     assert DEFAULT_MAX_ELEMENTS == LIBRARY_DEFAULT
+
+
+# ----------------------------------------------------------------------------- --backends names
+
+
+def test_backends_aliases_and_groups(runner, files):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends",
+                    "ndimage,correlate2d,scipy.convolve2d", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = [row["backend"] for row in json.loads(result.stdout)["results"]]
+    assert rows == ["scipy.ndimage.correlate", "scipy.signal.correlate2d", "scipy.signal.convolve2d"]
+    assert json.loads(result.stdout)["settings"]["backends"] == rows
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", "scipy",
+                    "--format", "json")
+    rows = [row["backend"] for row in json.loads(result.stdout)["results"]]
+    assert rows == [name for name in BACKENDS if name.startswith("scipy.")]
+
+
+def test_unknown_backend_lists_names_aliases_and_groups(runner, files):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", "scipy,pytorch2")
+    assert_input_error(result, mentions="'pytorch2'")
+    for word in ("torch.nn.functional.conv2d", "aliases", "cv2", "groups", "dl"):
+        assert word in result.stderr
+
+
+def test_backends_shell_completion():
+    from convcheck.cli import _complete_backends
+
+    assert [c.value for c in _complete_backends(None, None, "tor")] == [
+        "torch.nn.functional.conv2d", "torch"]
+    assert [c.value for c in _complete_backends(None, None, "tf,d")] == ["tf,dl"]
+
+
+def test_import_message_names_the_frameworks(files, monkeypatch):
+    from convcheck import cli
+
+    said = []
+    monkeypatch.setattr(cli, "talk", said.append)
+    monkeypatch.setattr(cli, "compare_inputs", None, raising=False)
+    import convcheck.comparison as comparison
+    monkeypatch.setattr(comparison, "compare_inputs", lambda *a, **k: None)
+    for name in ("torch", "cv2"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(BACKENDS["torch.nn.functional.conv2d"], "availability", lambda: (True, None))
+    monkeypatch.setattr(BACKENDS["cv2.filter2D"], "availability", lambda: (True, None))
+    cli._run_compare(None, padding="same", dtype=None,
+                     backends=["scipy.signal.correlate2d", "torch.nn.functional.conv2d", "cv2.filter2D"],
+                     library_defaults=False, keep_arrays=False)
+    assert said == ["importing PyTorch, OpenCV for 2 backends (this takes a few seconds)..."]

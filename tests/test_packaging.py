@@ -1,5 +1,7 @@
 """What a user installing convcheck, or unpacking its sdist, gets: license, typing marker,
-a README that starts with what it is and how to install it, examples that install it."""
+a README that starts with what it is and how to install it, examples that install it; the
+base install is small, every framework is an extra, and the Makefile pins the CPU-only
+PyTorch wheel through a committed constraints file."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ else:  # pragma: no cover
 @pytest.fixture(scope="module")
 def pyproject():
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def test_license_is_an_spdx_string_with_its_file(pyproject):
@@ -69,15 +74,51 @@ def test_examples_install_convcheck_from_a_checkout():
         assert not re.search(r"^\s*-?\s*(run: )?pip install \"?convcheck", text, flags=re.M), text
 
 
-@pytest.mark.parametrize("ci, derandomized", [("true", True), (None, False)])
-def test_hypothesis_is_derandomized_under_ci(ci, derandomized):
+@pytest.mark.parametrize("explore, derandomized", [(None, True), ("1", False)])
+def test_hypothesis_is_derandomized_unless_asked_to_explore(explore, derandomized):
     import os
     import subprocess
     code = ("import runpy; runpy.run_path('tests/conftest.py'); "
             "from hypothesis import settings; print(settings.default.derandomize)")
-    env = {key: value for key, value in os.environ.items() if key != "CI"}
-    if ci is not None:
-        env["CI"] = ci
+    env = {key: value for key, value in os.environ.items() if key != "CONVCHECK_HYPOTHESIS_EXPLORE"}
+    if explore is not None:
+        env["CONVCHECK_HYPOTHESIS_EXPLORE"] = explore
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.strip() == str(derandomized), done.stderr
+
+
+def names(requirements):
+    return {re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0].lower() for requirement in requirements}
+
+
+def test_base_install_is_numpy_scipy_click_rich_ml_dtypes():
+    assert names(PYPROJECT["project"]["dependencies"]) == {"numpy", "scipy", "click", "rich", "ml_dtypes"}
+
+
+def test_every_framework_is_an_extra():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert names(extras["tensorflow"]) == {"tensorflow-cpu", "tensorflow", "keras"}
+    assert names(extras["torch"]) == {"torch"}  # users get plain torch; the pin is ours
+    assert names(extras["jax"]) == {"jax"}
+    assert names(extras["opencv"]) == {"opencv-python-headless"}
+    assert names(extras["plot"]) == {"matplotlib"}
+    assert extras["all"] == ["convcheck[tensorflow,torch,jax,opencv,plot]"]
+    assert {"pytest", "hypothesis", "matplotlib"} <= names(extras["test"])
+
+
+def test_framework_markers_are_declared():
+    markers = " ".join(PYPROJECT["tool"]["pytest"]["ini_options"]["markers"])
+    for marker in ("tensorflow:", "torch:", "jax:", "opencv:"):
+        assert marker in markers
+
+
+def test_makefile_installs_everything_with_the_cpu_torch_pin():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    constraints = re.search(r"^CONSTRAINTS := (\S+)$", makefile, re.MULTILINE).group(1)
+    pins = (ROOT / constraints).read_text(encoding="utf-8").split("\n")
+    assert "torch==2.13.0+cpu" in pins
+    assert re.search(r"^\$\(STAMP\): pyproject\.toml \$\(CONSTRAINTS\)", makefile, re.MULTILINE)
+    assert "pip install --quiet -c $(CONSTRAINTS) -e '.[all,test]'" in makefile
+    fast = re.search(r"^test-fast:.*\n\t(.*)$", makefile, re.MULTILINE).group(1)
+    assert 'not tensorflow and not torch and not jax and not opencv' in fast

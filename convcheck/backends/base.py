@@ -10,9 +10,13 @@ Heavy frameworks are imported only inside `warm_up` / `run`, never at module imp
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
+import os
 import re
+import sys
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +37,8 @@ class BackendRun:
     `padding` is the output-size convention actually used ('same', 'valid', 'full').
     `seconds` is the wall time of the library call(s) only, not imports or conversions.
     `notes` are plain sentences saying what was done beyond the plain call.
+    `algorithm` is how the sums were computed (CONTRACT section 2): 'direct', or 'fft'
+    for `scipy.signal.fftconvolve`, whose rounding error is normwise.
     """
 
     output: np.ndarray
@@ -40,34 +46,38 @@ class BackendRun:
     padding: str
     seconds: float
     notes: tuple[str, ...] = ()
+    algorithm: str = "direct"
 
 
 class Backend(ABC):
     """One library's convolution behind a uniform `run` (Polygraphy-style runner).
 
     Subclasses set `name` (the public dotted name), `module` (the top-level module whose
-    presence decides availability), `package` (the pip distribution named in the install
-    hint) and optionally `distributions` (every distribution name that may provide the
-    module, for `version`), and implement `warm_up` and `_run`.
+    presence decides availability), `package` (the pip distribution that provides it, for
+    `version`), `extra` (the convcheck extra that installs it, named in the install hint;
+    None for convcheck's own dependencies) and optionally `distributions` (every
+    distribution name that may provide the module, for `version`), and implement
+    `warm_up` and `_run`.
     """
 
     name: str
     module: str
     package: str
+    extra: str | None = None
     distributions: tuple[str, ...] = ()
 
-    def required_modules(self) -> tuple[tuple[str, str], ...]:
-        """(module, pip package) pairs that must be importable for this backend to run."""
-        return ((self.module, self.package),)
+    def required_modules(self) -> tuple[tuple[str, str | None], ...]:
+        """(module, convcheck extra) pairs that must be importable for this backend to run."""
+        return ((self.module, self.extra),)
 
     def availability(self) -> tuple[bool, str | None]:
         """Whether the framework can be imported, and if not why, with the install command.
 
         Uses `importlib.util.find_spec` on top-level names only, so nothing is imported.
         """
-        for module, package in self.required_modules():
+        for module, extra in self.required_modules():
             if not _module_exists(module):
-                return False, f"{module} is not installed: pip install {package}"
+                return False, f"{module} is not installed: {install_hint(extra or module)}"
         return True, None
 
     def version(self) -> str | None:
@@ -128,6 +138,79 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs a convcheck extra: pip install 'convcheck[torch]'.
+
+    A name that is not one of convcheck's extras (a base dependency such as scipy) is
+    named as a plain package.
+    """
+    if extra in EXTRAS:
+        return f"pip install 'convcheck[{extra}]'"
+    return f"pip install {extra}"
+
+
+# The optional extras of pyproject.toml that bring a framework.
+EXTRAS = ("tensorflow", "torch", "jax", "opencv")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send everything written to the process's file descriptor 2 to /dev/null meanwhile.
+
+    Frameworks print their start-up chatter (TensorFlow's oneDNN and absl lines, XLA's
+    platform warnings) from C++ straight to fd 2, where no Python redirection reaches.
+    Only the import is wrapped, and fd 2 is restored after: no numbers change, and
+    errors raised later still reach the terminal.
+    """
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no fd 2 (e.g. a GUI process): nothing to silence
+        yield
+        return
+    with _QUIET_LOCK:
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (AttributeError, ValueError, OSError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+_QUIET_LOCK = threading.RLock()
+
+
+def quiet_loggers(*names: str):
+    """Raise Python loggers (absl, jax) to ERROR, so their warnings do not reach the terminal."""
+    import logging
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def same_padding(kh: int, kw: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of TensorFlow 'SAME' at stride 1: the extra at the bottom/right."""
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    return top, kh - 1 - top, left, kw - 1 - left
+
+
+def pad_amounts(kh: int, kw: int, padding: str) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding of a padding convention (CONTRACT section 1)."""
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "full":
+        return kh - 1, kh - 1, kw - 1, kw - 1
+    return same_padding(kh, kw)
 
 
 def _module_exists(module: str) -> bool:

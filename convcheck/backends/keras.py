@@ -14,15 +14,17 @@ import time
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, numpy_dtype
-from .tensorflow import TENSORFLOW_PACKAGE, import_tensorflow
+from .base import (Backend, BackendRun, cast_inputs, dtype_name, numpy_dtype, quiet_loggers,
+                   quiet_stderr)
+from .tensorflow import import_tensorflow
 
 # Keras 3 runs on whichever framework KERAS_BACKEND names; convcheck defaults it to TF.
-_BACKEND_MODULES = {
-    "tensorflow": ("tensorflow", TENSORFLOW_PACKAGE),
+# (module, convcheck extra) of each framework Keras 3 can run on.
+BACKEND_MODULES = {
+    "tensorflow": ("tensorflow", "tensorflow"),
     "jax": ("jax", "jax"),
     "torch": ("torch", "torch"),
-    "numpy": ("numpy", "numpy"),
+    "numpy": ("numpy", None),
 }
 
 
@@ -31,7 +33,9 @@ def import_keras():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if os.environ["KERAS_BACKEND"] == "tensorflow":
         import_tensorflow()  # silences TF's C++ logs before Keras imports it
-    import keras
+    with quiet_stderr():
+        import keras
+        quiet_loggers("absl", "jax._src.xla_bridge")
     return keras
 
 
@@ -41,11 +45,12 @@ class KerasConv2D(Backend):
     name = "keras.layers.Conv2D"
     module = "keras"
     package = "keras"
+    extra = "tensorflow"  # Keras comes with the tensorflow extra
 
-    def required_modules(self) -> tuple[tuple[str, str], ...]:
+    def required_modules(self) -> tuple[tuple[str, str | None], ...]:
         backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-        extra = _BACKEND_MODULES.get(backend)
-        return ((self.module, self.package),) + ((extra,) if extra else ())
+        framework = BACKEND_MODULES.get(backend)
+        return ((self.module, self.extra),) + ((framework,) if framework else ())
 
     def warm_up(self) -> None:
         import_keras()

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name
+from .base import Backend, BackendRun, cast_inputs, dtype_name, quiet_loggers, quiet_stderr
 
 # The CPU-only wheel is the right hint on x86-64 (it is what convcheck depends on there);
 # elsewhere (aarch64, macOS arm64) only the plain 'tensorflow' wheel exists.
@@ -24,10 +24,33 @@ TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos",
 
 
 def import_tensorflow():
-    """Import TensorFlow with its C++ start-up chatter silenced (stdout carries JSON)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    """Import TensorFlow with its start-up chatter silenced (stdout carries JSON).
+
+    TF_CPP_MIN_LOG_LEVEL does not stop the oneDNN / absl lines TensorFlow prints from C++
+    before its logging is set up, so fd 2 goes to /dev/null for the import itself.
+    TF_ENABLE_ONEDNN_OPTS is left alone: it changes the numbers (see `onednn_note`).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_stderr():
+        import tensorflow as tf
+        quiet_loggers("tensorflow", "absl")
     return tf
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow's oneDNN (MKL) kernels run, as its own start-up line would say."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false", "off"):
+        return False
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # a private API: when it is gone, say nothing rather than guess
+        return False
+
+
+ONEDNN_NOTE = ("TensorFlow ran its oneDNN CPU kernels (its default here): they sum in another "
+               "order than the plain loop, so the last bits may differ from other backends; "
+               "TF_ENABLE_ONEDNN_OPTS=0 turns them off")
 
 
 class TensorFlowConv2D(Backend):
@@ -36,6 +59,7 @@ class TensorFlowConv2D(Backend):
     name = "tf.nn.conv2d"
     module = "tensorflow"
     package = TENSORFLOW_PACKAGE
+    extra = "tensorflow"
     distributions = TENSORFLOW_DISTRIBUTIONS
 
     def warm_up(self) -> None:
@@ -91,5 +115,7 @@ class TensorFlowConv2D(Backend):
                 and tf.config.experimental.tensor_float_32_execution_enabled()):
             notes.append("ran on a GPU with TensorFloat-32 enabled: float32 convolutions may "
                          "round their inputs to tfloat32 (10-bit mantissa)")
+        if "GPU" not in (y.device or "") and onednn_enabled():
+            notes.append(ONEDNN_NOTE)
         return BackendRun(output=output, compute_dtype=compute_dtype, padding=padding,
                           seconds=seconds, notes=tuple(notes))

@@ -109,3 +109,52 @@ def case(request):
     """(name, image, kernel) for each case in CASES."""
     image, kernel = random_case(request.param)
     return request.param, image, kernel
+
+
+def changed_fields(diagnosis) -> dict:
+    """The explanation's fields that differ from the baseline: {} for 'equal'."""
+    if diagnosis.explanation is None:
+        return {"unexplained": True}
+    return {f: getattr(diagnosis.explanation, f)
+            for f in diagnosis.explanation.changed_fields(diagnosis.baseline)}
+
+
+def check_consistent_run(backend, case, padding, dtype, *, compute_dtype=None):
+    """Run `backend` with consistent settings on `case` and check it twice over.
+
+    Against the independent loop reference and its bound, and through the engine
+    (`convcheck.explain`, as `compare` does): the verdict must be 'equal'. Returns the run.
+    """
+    import convcheck
+
+    name, image, kernel = case
+    run = backend.run(image, kernel, padding=padding, dtype=dtype)
+    reference = reference_correlation(image, kernel, padding)
+    bound = error_bound(image, kernel, padding, UNIT_ROUNDOFF[dtype], reference)
+    assert_within_bound(run.output, reference, bound)
+    assert run.padding == padding
+    assert run.compute_dtype == (compute_dtype or dtype)
+    assert run.seconds >= 0
+    diagnosis = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype)
+    assert diagnosis.verdict.value == "equal", (changed_fields(diagnosis), diagnosis.stats)
+    return run
+
+
+def explain_defaults(backend, image, kernel, *, padding="same", dtype=None):
+    """Run `backend` with its library defaults and diagnose it as `compare` does."""
+    import convcheck
+    from convcheck.comparison import default_dtype
+
+    dtype = dtype or default_dtype(image.dtype, kernel.dtype)
+    run = backend.run(image, kernel, padding=padding, dtype=dtype, library_defaults=True)
+    diagnosis = convcheck.explain(image, kernel, run.output, padding=padding,
+                                  precision=default_dtype(image.dtype, kernel.dtype))
+    return run, diagnosis
+
+
+def defaults_case(kernel_size: int = 4, channels: int = 3, outputs: int = 2, seed: int = 5):
+    """A float64 image (9, 10, C) and an HWIO kernel for library-default checks."""
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(-1, 1, (9, 10, channels))
+    kernel = rng.uniform(-1, 1, (kernel_size, kernel_size, channels, outputs))
+    return image, kernel

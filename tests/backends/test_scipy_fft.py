@@ -1,0 +1,81 @@
+"""scipy.signal.fftconvolve backend: pre-flipped kernel, 'same' cropped from 'full'.
+
+FFT rounding is normwise, so the loop-reference check uses a normwise bound; the
+engine's verdicts are checked where its elementwise bounds hold (every case here but
+one) and the float32 gap is recorded as an expected failure (CONTRACT `algorithm`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convcheck
+from convcheck.backends import get_backend
+
+from .conftest import (DTYPES, PADDINGS, UNIT_ROUNDOFF, changed_fields, defaults_case,
+                       explain_defaults, random_case, reference_correlation)
+
+FFT = get_backend("scipy.signal.fftconvolve")
+
+
+def expected_compute_dtype(dtype):
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
+
+
+def normwise_bound(image, kernel, dtype):
+    """A generous normwise FFT bound: c * u * log2(n) * ||image||_2 * ||kernel||_2 per output."""
+    unit = UNIT_ROUNDOFF[expected_compute_dtype(dtype)]
+    n = image.shape[0] * image.shape[1] * 4
+    inputs = UNIT_ROUNDOFF[dtype] * np.sum(np.abs(image)) * np.max(np.abs(kernel)) * kernel.size
+    return 10 * unit * np.log2(n) * np.linalg.norm(image) * np.linalg.norm(kernel) + 2 * inputs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_consistent_settings_match_the_reference(case, padding, dtype):
+    name, image, kernel = case
+    run = FFT.run(image, kernel, padding=padding, dtype=dtype)
+    reference = reference_correlation(image, kernel, padding)
+    assert run.output.shape == reference.shape
+    error = np.max(np.abs(run.output.astype(np.float64) - reference))
+    assert error <= normwise_bound(image, kernel, dtype)
+    assert run.compute_dtype == expected_compute_dtype(dtype)
+    assert run.padding == padding
+    assert any("flipped 180 degrees before the call" in note for note in run.notes)
+    assert any("normwise" in note for note in run.notes)
+
+
+# The one case here where single-precision FFT rounding exceeds the engine's elementwise
+# float32 bound (it then misreads it as tfloat32): the known gap, tested below.
+FFT_GAP = ("single", "full", "float32")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_engine_finds_consistent_rows_equal(case, padding, dtype):
+    name, image, kernel = case
+    if (name, padding, dtype) == FFT_GAP:
+        pytest.skip("known gap: see test_engine_float32_fft_rounding_is_not_a_precision_change")
+    run = FFT.run(image, kernel, padding=padding, dtype=dtype)
+    diagnosis = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype)
+    assert diagnosis.verdict.value == "equal", changed_fields(diagnosis)
+
+
+@pytest.mark.xfail(reason="the engine's bounds are elementwise; FFT rounding is normwise "
+                          "(CONTRACT algorithm = fft, not modelled yet)", strict=False)
+def test_engine_float32_fft_rounding_is_not_a_precision_change():
+    name, padding, dtype = FFT_GAP
+    image, kernel = random_case(name)
+    run = FFT.run(image, kernel, padding=padding, dtype=dtype)
+    diagnosis = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype)
+    assert diagnosis.verdict.value == "equal", changed_fields(diagnosis)
+
+
+def test_library_defaults_full_true_convolution():
+    image, kernel = defaults_case(kernel_size=3)
+    run, diagnosis = explain_defaults(FFT, image, kernel)
+    assert run.padding == "full" and run.compute_dtype == "float64"
+    assert run.output.shape == (11, 12, 2)
+    assert run.notes[0].startswith("library defaults: mode='full', a true convolution")
+    assert changed_fields(diagnosis) == {"kernel_transform": "rot180", "padding": "full"}
