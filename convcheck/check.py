@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .choices import LAYOUTS, OUTPUT_LAYOUTS
 from .errors import InputError
 from .results import CHECK_SCHEMA, BackendResult, CompareReport, Diagnosis
 from .vocabulary import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, PADDINGS,
@@ -33,7 +34,8 @@ STATUSES = ("pass", "warn", "fail", "error")
 
 # Settings a case inherits from the top level unless it sets its own. Keys are the
 # canonical (hyphenated) spelling; the underscore spelling is accepted as well.
-_SETTINGS = ("padding", "dtype", "backends", "kernel-layout", "library-defaults", "strict", "allow")
+_SETTINGS = ("padding", "stride", "dilation", "groups", "layout", "dtype", "backends", "kernel-layout",
+             "library-defaults", "strict", "allow")
 _TOP_KEYS = _SETTINGS + ("case",)
 _CASE_KEYS = ("name", "image", "kernel", "output") + _SETTINGS
 
@@ -42,6 +44,8 @@ _FIELD_VALUES = {
     "padding": PADDINGS,
     "boundary": BOUNDARIES,
     "precision": PRECISIONS,
+    "output_layout": OUTPUT_LAYOUTS,
+    "kernel_axis": ("rows", "columns"),
 }
 
 
@@ -62,9 +66,9 @@ class AllowRule:
             return False
         if self.value is None:
             return True
-        if self.field == "offset":
+        if self.field in ("offset", "stride", "dilation"):
             return tuple(cause.value) == tuple(self.value)
-        if self.field in ("bias", "scale"):
+        if self.field in ("bias", "scale", "cval"):
             return math.isclose(float(cause.value), float(self.value), rel_tol=1e-6, abs_tol=1e-12)
         return cause.value == self.value
 
@@ -77,7 +81,9 @@ class Case:
     """One validated case of a suite; paths are absolute (resolved against the config's folder).
 
     `output` set: explain that saved output. Otherwise: compare `backends`. `raw` keeps
-    the paths as written in the config, for reports.
+    the paths as written in the config, for reports. `stride` and `dilation` are pairs;
+    `groups` (saved outputs only) is the declared groups, None for what the kernel layout
+    declares; `kernel_layout` None means oihw with `layout` 'nchw', else hwio.
     """
 
     name: str
@@ -88,7 +94,11 @@ class Case:
     allow: tuple[AllowRule, ...]
     padding: str = "same"
     dtype: Optional[str] = None
-    kernel_layout: str = "hwio"
+    kernel_layout: Optional[str] = None
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    groups: Optional[int] = None
+    layout: str = "nhwc"
     library_defaults: bool = False
     strict: bool = False
     line: Optional[int] = None
@@ -224,6 +234,27 @@ def _choice(value: Any, choices: tuple[str, ...], say: str) -> str:
     raise InputError(f"{say}: {value!r} is not one of {', '.join(choices)}{hint}; use one of them")
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _pair(value: Any, say: str, key: str) -> tuple[int, int]:
+    """A stride or dilation: a positive integer (both axes) or a list of two."""
+    if _positive_int(value):
+        return (value, value)
+    if isinstance(value, list) and len(value) == 2 and all(_positive_int(v) for v in value):
+        return (value[0], value[1])
+    raise InputError(f"{say}: {value!r} is not a positive integer or a list of two; write e.g. "
+                     f"{key} = 2 or {key} = [2, 1]")
+
+
+def _groups(value: Any, say: str) -> int:
+    if _positive_int(value):
+        return value
+    raise InputError(f"{say}: {value!r} is not a positive integer; write e.g. groups = 1 (dense) or "
+                     "groups = 3 (depthwise on 3 channels)")
+
+
 def _bool(value: Any, say: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -252,7 +283,8 @@ def _backends(value: Any, say: str) -> tuple[str, ...]:
 
 
 def parse_allow_entry(entry: Any, say: str) -> AllowRule:
-    """One `allow` string ('precision=float32', 'boundary', 'offset=[0, -1]', 'bias=0.5') as a rule.
+    """One `allow` string ('precision=float32', 'boundary', 'offset=[0, -1]', 'stride=2', 'bias=0.5')
+    as a rule.
 
     Raises `InputError` starting with `say` (the file/case/key, or the argument name)
     for an unknown field or a value outside the CONTRACT section 2 vocabulary.
@@ -278,6 +310,24 @@ def parse_allow_entry(entry: Any, say: str) -> AllowRule:
             raise InputError(f"{say}: {text!r}: offset must be two integers, e.g. \"offset=[-1, -1]\"")
         offset = (int(numbers.group(1)), int(numbers.group(2)))
         return AllowRule(name, offset, f"offset=[{offset[0]}, {offset[1]}]")
+    if name in ("stride", "dilation"):
+        # "stride=2", "stride=[2, 1]" or "stride=(2, 1)": an int means both axes.
+        numbers = re.fullmatch(r"[\[(]?\s*(\d+)\s*(?:,\s*(\d+)\s*)?[\])]?", raw_value)
+        pair = (int(numbers.group(1)), int(numbers.group(2) or numbers.group(1))) if numbers else (0, 0)
+        if min(pair) < 1:
+            raise InputError(f"{say}: {text!r}: {name} must be a positive integer or two of them, "
+                             f"e.g. \"{name}=2\" or \"{name}=[2, 1]\"")
+        return AllowRule(name, pair, f"{name}=[{pair[0]}, {pair[1]}]")
+    if name == "groups":
+        if not re.fullmatch(r"\d+", raw_value) or int(raw_value) < 1:
+            raise InputError(f"{say}: {text!r}: groups must be a positive integer, e.g. \"groups=3\"")
+        return AllowRule(name, int(raw_value), f"groups={int(raw_value)}")
+    if name not in ("bias", "scale", "cval"):
+        # The other fields' values are names (e.g. "output_layout=chw", "kernel_layout=oihw").
+        if not raw_value:
+            raise InputError(f"{say}: {text!r}: give a value after '=', or write the bare field \"{name}\" "
+                             "to allow any value")
+        return AllowRule(name, raw_value, f"{name}={raw_value}")
     try:
         number = float(raw_value)
     except ValueError:
@@ -303,6 +353,13 @@ def _settings(table: dict, say: Callable[[str], str], defaults: dict) -> dict:
     settings = dict(defaults)
     if "padding" in table:
         settings["padding"] = _choice(table["padding"], PADDINGS, say("padding"))
+    for key in ("stride", "dilation"):
+        if key in table:
+            settings[key] = _pair(table[key], say(key), key)
+    if "groups" in table:
+        settings["groups"] = _groups(table["groups"], say("groups"))
+    if "layout" in table:
+        settings["layout"] = _choice(table["layout"], LAYOUTS, say("layout"))
     if "dtype" in table:
         settings["dtype"] = _choice(table["dtype"], DTYPES, say("dtype"))
     if "kernel-layout" in table:
@@ -366,9 +423,10 @@ def load_suite(path: os.PathLike) -> Suite:
         case_table = "[[case]]"
 
     top = _canonical_keys(table, _TOP_KEYS, where.top)
-    defaults = _settings(top, where.top, {"padding": "same", "dtype": None, "kernel_layout": "hwio",
-                                          "backends": None, "library_defaults": False, "strict": False,
-                                          "allow": ()})
+    defaults = _settings(top, where.top, {"padding": "same", "stride": (1, 1), "dilation": (1, 1),
+                                          "groups": None, "layout": "nhwc", "dtype": None,
+                                          "kernel_layout": None, "backends": None, "library_defaults": False,
+                                          "strict": False, "allow": ()})
     raw_cases = top.get("case", [])
     if not isinstance(raw_cases, list) or not all(isinstance(c, dict) for c in raw_cases):
         raise InputError(f"{where.top('case')}: must be an array of tables; write each case as a "
@@ -405,6 +463,10 @@ def load_suite(path: os.PathLike) -> Suite:
         if "output" in keys and "dtype" in keys:
             raise InputError(f"{say_case('dtype')}: only applies to cases that run backends; a saved "
                              "'output' is diagnosed at the precision of its inputs")
+        if "groups" in keys and "output" not in keys:
+            raise InputError(f"{say_case('groups')}: only applies to cases with a saved 'output'; a case "
+                             "with backends runs them with the groups the kernel's shape implies (use "
+                             "kernel-layout = \"depthwise\" for a depthwise kernel)")
         settings = _settings(keys, say_case, defaults)
         output = _path(keys["output"], base, say_case("output"), "output") if "output" in keys else None
         if output is None and not settings["backends"]:
@@ -421,6 +483,10 @@ def load_suite(path: os.PathLike) -> Suite:
             padding=settings["padding"],
             dtype=None if output is not None else settings["dtype"],
             kernel_layout=settings["kernel_layout"],
+            stride=settings["stride"],
+            dilation=settings["dilation"],
+            groups=settings["groups"] if output is not None else None,
+            layout=settings["layout"],
             library_defaults=settings["library_defaults"],
             strict=settings["strict"],
             line=case_lines[0] if len(case_lines) == 1 else None,
@@ -599,7 +665,7 @@ def _load(case: Case, config: Path):
 
     try:
         return load_inputs(case.image, case.kernel, case.output, kernel_layout=case.kernel_layout,
-                           padding=case.padding)
+                           padding=case.padding, layout=case.layout)
     except InputError as exc:
         raise InputError(f"{config}: case '{case.name}': {exc}") from None
 
@@ -633,11 +699,13 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
         case_started = time.perf_counter()
         report = None
         if case.output is not None:
-            diagnosis = diagnose(inputs, padding=case.padding, keep_arrays=keep_arrays)
+            diagnosis = diagnose(inputs, padding=case.padding, stride=case.stride, dilation=case.dilation,
+                                 groups=case.groups, keep_arrays=keep_arrays)
             outcomes = [judge(str(case.raw.get("output", case.output)), diagnosis, case.allow, case_strict)]
         else:
             report = compare_inputs(inputs, padding=case.padding, dtype=case.dtype, backends=list(case.backends or ()),
-                                    library_defaults=case.library_defaults, keep_arrays=keep_arrays)
+                                    library_defaults=case.library_defaults, keep_arrays=keep_arrays,
+                                    stride=case.stride, dilation=case.dilation)
             outcomes = []
             for row in report.results:
                 if row.status != "ok" or row.diagnosis is None:

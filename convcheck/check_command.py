@@ -71,9 +71,15 @@ _EPILOG = """\b
 Config keys (convcheck.toml; in pyproject.toml under [tool.convcheck]):
   top level, inherited by every case:
     padding = "same"            same | valid | full
+    stride = 2                  an integer for both axes, or [SY, SX]
+    dilation = [1, 2]           an integer for both axes, or [DY, DX]
+    groups = 3                  the groups you expect (cases with an output; backends
+                                run with the groups the kernel's shape implies)
+    layout = "nhwc"             nhwc | nchw (image and output channels first)
     dtype = "float32"           float16 | bfloat16 | float32 | float64 (cases with backends)
     backends = ["tf.nn.conv2d"] backends to compare (see convcheck backends)
-    kernel-layout = "hwio"      hwio | oihw
+    kernel-layout = "hwio"      hwio | oihw | depthwise (default oihw with
+                                layout = "nchw", else hwio)
     library-defaults = false    call each library with its own defaults
     strict = false              a cause not in allow fails instead of warning
     allow = ["precision=float32", "kernel_transform=rot180", "boundary"]

@@ -15,7 +15,7 @@ from typing import Optional
 import click
 
 from . import __version__
-from .cli_options import (Group, check_outputs, echo, emit, input_options, output_options,
+from .cli_options import (Group, check_outputs, echo, emit, groups_option, input_options, output_options,
                           reports_input_errors, save_plot, stdout_to_stderr, talk, terminal_width,
                           use_color)
 from .errors import InputError
@@ -69,7 +69,7 @@ _FRAMEWORK_NAMES = {"tensorflow": "TensorFlow", "keras": "Keras", "torch": "PyTo
 
 
 def _run_compare(inputs, *, padding: str, dtype: Optional[str], backends: Optional[list[str]],
-                 library_defaults: bool, keep_arrays: bool):
+                 library_defaults: bool, keep_arrays: bool, stride=(1, 1), dilation=(1, 1)):
     """compare_inputs, saying on stderr which frameworks are about to be imported."""
     from .backends import BACKENDS
     from .comparison import compare_inputs
@@ -84,7 +84,8 @@ def _run_compare(inputs, *, padding: str, dtype: Optional[str], backends: Option
              f"{'s' if len(heavy) != 1 else ''} (this takes a few seconds)...")
     with stdout_to_stderr():  # framework chatter must never reach the report on stdout
         return compare_inputs(inputs, padding=padding, dtype=dtype, backends=backends,
-                              library_defaults=library_defaults, keep_arrays=keep_arrays)
+                              library_defaults=library_defaults, keep_arrays=keep_arrays,
+                              stride=stride, dilation=dilation)
 
 
 def compare_exit_code(report, strict: bool = False) -> int:
@@ -127,8 +128,9 @@ library_defaults_option = click.option(
          "makes them disagree.")
 
 
-@main.command(epilog="Example: convcheck compare image.npy kernel.npy --padding same --format github "
-                     "--report junit=report.xml")
+@main.command(epilog="\b\nExample:\n  convcheck compare image.npy kernel.npy --padding same --format github "
+                     "--report junit=report.xml\n"
+                     "  convcheck compare batch_nchw.npy weight_oihw.npy --layout nchw --stride 2 --dilation 1")
 @click.argument("image", type=click.Path())
 @click.argument("kernel", type=click.Path())
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
@@ -139,12 +141,15 @@ library_defaults_option = click.option(
 @input_options
 @output_options
 @reports_input_errors
-def compare(image, kernel, dtype, backends, library_defaults, padding, kernel_layout, max_elements,
-            fmt, output, reports, strict, plot):
+def compare(image, kernel, dtype, backends, library_defaults, padding, stride, dilation, layout,
+            kernel_layout, max_elements, fmt, output, reports, strict, plot):
     """Run IMAGE and KERNEL (.npy files) through every backend and explain each output.
 
-    IMAGE is (H, W) or (H, W, C); KERNEL is (kh, kw) or 4-D HWIO (OIHW with
-    --kernel-layout oihw).
+    IMAGE is (H, W), (H, W, C) or a batch (N, H, W, C) ((C, H, W) / (N, C, H, W) with
+    --layout nchw); KERNEL is (kh, kw), 4-D HWIO (kh, kw, C_in / G, C_out), OIHW with
+    --kernel-layout oihw (the default with --layout nchw) or depthwise with
+    --kernel-layout depthwise. Every backend runs at --stride and --dilation, with the
+    groups the kernel's shape implies.
     """
     check_outputs(output=output, reports=reports, plot=plot,
                   protected=[("image file", image), ("kernel file", kernel)])
@@ -152,9 +157,10 @@ def compare(image, kernel, dtype, backends, library_defaults, padding, kernel_la
     from .inputs import load_inputs
 
     inputs = load_inputs(image, kernel, kernel_layout=kernel_layout, padding=padding,
-                         max_elements=max_elements)
+                         max_elements=max_elements, layout=layout)
     report = _run_compare(inputs, padding=padding, dtype=dtype, backends=names,
-                          library_defaults=library_defaults, keep_arrays=plot is not None)
+                          library_defaults=library_defaults, keep_arrays=plot is not None,
+                          stride=stride, dilation=dilation)
     save_plot(_plot_items(report), plot)
     emit(_compare_renderer(report), fmt, output, reports)
     _finish(compare_exit_code(report, strict))
@@ -163,22 +169,26 @@ def compare(image, kernel, dtype, backends, library_defaults, padding, kernel_la
 # ----------------------------------------------------------------------------- explain
 
 
-@main.command(epilog="Example: convcheck explain image.npy kernel.npy output.npy --padding valid "
-                     "--precision float32")
+@main.command(epilog="\b\nExample:\n  convcheck explain image.npy kernel.npy output.npy --padding valid "
+                     "--precision float32\n"
+                     "  convcheck explain x_nchw.npy w_oihw.npy y_nchw.npy --layout nchw --stride 2 --groups 1")
 @click.argument("image", type=click.Path())
 @click.argument("kernel", type=click.Path())
 @click.argument("output_path", metavar="OUTPUT", type=click.Path())
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="The precision you expected the convolution to run in (default: the inputs' own).")
 @input_options
+@groups_option
 @output_options
 @reports_input_errors
-def explain(image, kernel, output_path, precision, padding, kernel_layout, max_elements, fmt, output,
-            reports, strict, plot):
+def explain(image, kernel, output_path, precision, padding, stride, dilation, layout, kernel_layout,
+            max_elements, groups, fmt, output, reports, strict, plot):
     """Explain why OUTPUT differs from the cross-correlation of IMAGE with KERNEL (.npy files).
 
-    Pure numpy: never imports TensorFlow. OUTPUT is (Ho, Wo), (Ho, Wo, C_out) or a
-    (1, Ho, Wo, C_out) batch of one.
+    Pure numpy: never imports TensorFlow. IMAGE and KERNEL as for compare; OUTPUT is in
+    the image's layout with its own sizes: (Ho, Wo), (Ho, Wo, C_out) or (N, Ho, Wo, C_out)
+    ((C_out, Ho, Wo) / (N, C_out, Ho, Wo) with --layout nchw). --padding, --stride,
+    --dilation and --groups are what you expected; a different one is reported as a cause.
     """
     check_outputs(output=output, reports=reports, plot=plot,
                   protected=[("image file", image), ("kernel file", kernel), ("output file", output_path)])
@@ -186,8 +196,9 @@ def explain(image, kernel, output_path, precision, padding, kernel_layout, max_e
     from .inputs import load_inputs
 
     inputs = load_inputs(image, kernel, output_path, kernel_layout=kernel_layout, padding=padding,
-                         max_elements=max_elements)
-    diagnosis = diagnose(inputs, padding=padding, precision=precision, keep_arrays=plot is not None)
+                         max_elements=max_elements, layout=layout)
+    diagnosis = diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
+                         groups=groups, keep_arrays=plot is not None)
     save_plot([(inputs.output_name, diagnosis)], plot)
     names = {"image": inputs.image_name, "kernel": inputs.kernel_name, "output": inputs.output_name}
     emit(lambda f, color, width: render_explain(diagnosis, f, names=names, color=color, width=width),

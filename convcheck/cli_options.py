@@ -1,8 +1,9 @@
 """Option groups and output plumbing shared by the CLI commands (sqlite-utils style).
 
 `output_options(fn)` adds --format, --output, --strict and --plot; `input_options(fn)`
-adds --padding, --kernel-layout and --max-elements. Stacking a group on a command gives
-it the same spelling, help and defaults everywhere (`compare`, `explain`, `check`).
+adds --padding, --stride, --dilation, --layout, --kernel-layout and --max-elements.
+Stacking a group on a command gives it the same spelling, help and defaults everywhere
+(`compare`, `explain`, `check`).
 
 Importing this module imports click and convcheck's pure-Python modules only: never
 numpy, scipy or TensorFlow, so `convcheck --help` stays fast.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import sys
 import unicodedata
@@ -22,7 +24,7 @@ import click
 
 from .errors import InputError
 from .formats import FORMATS, Format
-from .choices import KERNEL_LAYOUTS, PADDINGS
+from .choices import KERNEL_LAYOUTS, LAYOUTS, PADDINGS
 
 DEFAULT_MAX_ELEMENTS = 2**28  # the same limit as convcheck.inputs (which imports numpy)
 
@@ -86,8 +88,61 @@ padding_option = click.option(
     help="The output size you expect: same (TensorFlow 'SAME', extra row/column at the "
          "bottom/right), valid, or full; any case.")
 kernel_layout_option = click.option(
-    "--kernel-layout", type=click.Choice(KERNEL_LAYOUTS), default="hwio", show_default=True,
-    help="Layout of a 4-D kernel: hwio (TensorFlow/Keras) or oihw (PyTorch). Never guessed.")
+    "--kernel-layout", type=click.Choice(KERNEL_LAYOUTS, case_sensitive=False), default=None,
+    callback=lambda ctx, param, value: value.lower() if isinstance(value, str) else value,
+    help="Layout of a 4-D kernel: hwio (TensorFlow/Keras), oihw (PyTorch) or depthwise "
+         "((kh, kw, C_in, multiplier), tf.nn.depthwise_conv2d / Keras DepthwiseConv2D). "
+         "Default: oihw with --layout nchw, else hwio. Never guessed.")
+
+
+def parse_pair(value: Optional[str], option: str) -> tuple[int, int]:
+    """'2' -> (2, 2), '2,1' -> (2, 1) for --stride/--dilation; anything else is an InputError
+    (one line, exit 2). Pure Python: no numpy, so `--help` stays fast."""
+    if value is None:
+        return (1, 1)
+    text = str(value).strip()
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) in (1, 2) and all(re.fullmatch(r"[0-9]+", part) and int(part) >= 1 for part in parts):
+        numbers = [int(part) for part in parts]
+        return (numbers[0], numbers[-1])
+    example = "SY,SX" if option == "--stride" else "DY,DX"
+    raise InputError(f"{option} '{value}': is not a positive integer or two of them separated by a comma "
+                     f"({example}); write e.g. {option} 2 or {option} 2,1")
+
+
+def _pair_callback(ctx, param, value):
+    return parse_pair(value, f"--{param.name}")
+
+
+def _groups_callback(ctx, param, value):
+    if value is None:
+        return None
+    text = str(value).strip()
+    if re.fullmatch(r"[0-9]+", text) and int(text) >= 1:
+        return int(text)
+    raise InputError(f"--groups '{value}': is not a positive integer; write e.g. --groups 1 (dense) or "
+                     "--groups 3 (depthwise on 3 channels)")
+
+
+stride_option = click.option(
+    "--stride", default=None, metavar="SY[,SX]", callback=_pair_callback,
+    help="The stride you expect: every SY-th row and SX-th column of windows (one number for "
+         "both axes), e.g. --stride 2 or --stride 2,1. Default 1.")
+dilation_option = click.option(
+    "--dilation", default=None, metavar="DY[,DX]", callback=_pair_callback,
+    help="The dilation you expect: kernel taps DY rows and DX columns apart (one number for "
+         "both axes), e.g. --dilation 2. Default 1.")
+groups_option = click.option(
+    "--groups", default=None, metavar="G", callback=_groups_callback,
+    help="The groups you expect: input and output channels split into G groups (G = C_in is "
+         "depthwise). Default: what the kernel layout declares (C_in for a depthwise or 2-D "
+         "kernel on a multi-channel image), else 1.")
+layout_option = click.option(
+    "--layout", type=click.Choice(LAYOUTS, case_sensitive=False), default="nhwc", show_default=True,
+    callback=lambda ctx, param, value: value.lower() if isinstance(value, str) else value,
+    help="Layout of the image and output: nhwc (channels last, TensorFlow: (H, W, C) or "
+         "(N, H, W, C)) or nchw (channels first, PyTorch: (C, H, W) or (N, C, H, W); the "
+         "kernel then defaults to OIHW).")
 max_elements_option = click.option(
     "--max-elements", type=click.IntRange(min=1), default=DEFAULT_MAX_ELEMENTS, show_default=True,
     help="Refuse arrays with more elements than this (checked from the .npy header, before "
@@ -101,8 +156,10 @@ def output_options(fn: Callable) -> Callable:
 
 
 def input_options(fn: Callable) -> Callable:
-    """--padding, --kernel-layout and --max-elements (parameters: padding, kernel_layout, max_elements)."""
-    return _compose(padding_option, kernel_layout_option, max_elements_option)(fn)
+    """--padding, --stride, --dilation, --layout, --kernel-layout and --max-elements (parameters:
+    padding, stride, dilation, layout, kernel_layout, max_elements; stride and dilation as pairs)."""
+    return _compose(padding_option, stride_option, dilation_option, layout_option, kernel_layout_option,
+                    max_elements_option)(fn)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -355,5 +412,6 @@ def talk(message: str) -> None:
 
 __all__ = ["output_options", "input_options", "format_option", "output_option", "report_option",
            "strict_option", "plot_option", "check_outputs", "ascii_fallback", "echo", "padding_option", "kernel_layout_option", "max_elements_option",
+           "stride_option", "dilation_option", "groups_option", "layout_option", "parse_pair",
            "fail", "reports_input_errors", "check_destination", "check_plot", "save_plot",
            "use_color", "terminal_width", "emit", "stdout_to_stderr", "talk"]

@@ -23,43 +23,68 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .check import judge, parse_allow, unexplained_message
-from .engine import explain, index_in_user_shape
+from .engine import _pair, diagnose, index_in_user_shape
 from .errors import InputError
 from .vocabulary import Verdict
 
 __all__ = ["assert_conv_matches"]
 
 
-def _spatial(shape: tuple[int, ...], kind: str, layout: str) -> tuple[int, int]:
-    if kind == "image":
-        return tuple(shape[1:3]) if len(shape) == 4 else tuple(shape[:2])  # type: ignore[return-value]
-    return tuple(shape[2:4]) if (len(shape) == 4 and layout == "oihw") else tuple(shape[:2])  # type: ignore
+def _worst_sample(diagnosis, inputs) -> int:
+    """Which sample of the batch `diagnosis.arrays` shows (the engine keeps the worst one):
+    the sample whose output they hold, preferring the one of the greatest difference."""
+    batch = inputs.output.shape[0]
+    if batch == 1:
+        return 0
+    shown = diagnosis.arrays.output
+    candidates = [n for n in range(batch)
+                  if np.array_equal(np.asarray(inputs.output[n], dtype=np.float64), shown, equal_nan=True)]
+    worst = diagnosis.stats.worst_index
+    reading = inputs.output_reading or ""
+    if worst is not None and "n" in reading and len(worst) == len(reading):
+        sample = int(worst[reading.index("n")])
+        if sample in candidates:
+            return sample
+    return candidates[0] if candidates else 0
 
 
-def _closeness_lines(diagnosis, output_shape, image_shape, kernel_shape, padding, layout) -> list[str]:
+def _closeness_lines(diagnosis, inputs, padding, stride, dilation) -> list[str]:
     """numpy/torch.testing-style lines: mismatched count, greatest differences with their index
-    and bound, then the actual and expected values where they differ most."""
+    (into the caller's output array) and bound, then the actual and expected values where they
+    differ most. For a batch, the values shown are those of the worst sample."""
     from .formats._text import values_apart
     from .reference import output_size
 
     arrays = diagnosis.arrays
-    height, width = _spatial(image_shape, "image", layout)
-    kh, kw = _spatial(kernel_shape, "kernel", layout)
-    expected = output_size(padding, height, width, kh, kw)
+    output_shape = tuple(inputs.output_shape)
+    height, width = inputs.image.shape[1:3]  # canonical (N, H, W, C) whatever the user's layout
+    kh, kw = inputs.kernel.shape[:2]         # canonical HWIO
+    expected = output_size(padding, height, width, kh, kw, stride, dilation)
+    geometry = "".join(f", stride {list(pair)}" if name == "stride" else f", dilation {list(pair)}"
+                       for name, pair in (("stride", stride), ("dilation", dilation)) if tuple(pair) != (1, 1))
     if (arrays is None or arrays.reference is None or tuple(arrays.output.shape[:2]) != tuple(expected)
             or arrays.reference.shape != arrays.output.shape):
-        return [f"The values for attribute 'shape' do not match: {tuple(output_shape)} != {expected} "
-                f"(the '{padding}' output of a {(height, width)} image with a {(kh, kw)} kernel has "
+        return [f"The values for attribute 'shape' do not match: {output_shape} != {expected} "
+                f"(the '{padding}' output{geometry} of a {(height, width)} image with a {(kh, kw)} kernel has "
                 f"{expected[0]} x {expected[1]} elements per channel)."]
+    sample = _worst_sample(diagnosis, inputs)
+    batch = inputs.output.shape[0]
+
+    def user(index) -> tuple[int, ...]:
+        return index_in_user_shape((sample, *index), output_shape, inputs.output_reading)
+
     output, reference, bound = arrays.output, arrays.reference, arrays.bound_before
     stats = diagnosis.stats
     delta = np.abs(output - reference)
     beyond = ~(delta <= bound)  # NaN counts as beyond
     mismatched = stats.mismatched if stats.mismatched is not None else int(np.count_nonzero(beyond))
-    total = delta.size
+    total = stats.total if stats.total else delta.size
     lines = [f"Mismatched elements: {mismatched} / {total} ({100.0 * mismatched / total:.1f}%)"]
+    if batch > 1:
+        lines.append(f"Values below are from sample {sample} of the batch of {batch}, where the output "
+                     "differs most; indices are into the output array as given.")
     worst = np.unravel_index(int(np.nanargmax(np.where(np.isnan(delta), np.inf, delta))), delta.shape)
-    lines.append(f"Greatest absolute difference: {delta[worst]:.3g} at index {index_in_user_shape(worst, output_shape)} "
+    lines.append(f"Greatest absolute difference: {delta[worst]:.3g} at index {user(worst)} "
                  f"(up to {bound[worst]:.2g} allowed)")
     magnitude = np.abs(reference)
     nonzero = magnitude > 0
@@ -68,17 +93,18 @@ def _closeness_lines(diagnosis, output_shape, image_shape, kernel_shape, padding
         np.divide(delta, magnitude, out=relative, where=nonzero)
         where = np.unravel_index(int(np.argmax(relative)), relative.shape)
         lines.append(f"Greatest relative difference: {relative[where]:.3g} at index "
-                     f"{index_in_user_shape(where, output_shape)} (up to {bound[where] / magnitude[where]:.2g} allowed)")
+                     f"{user(where)} (up to {bound[where] / magnitude[where]:.2g} allowed)")
     # A few values, like numpy.testing's ACTUAL/DESIRED: where they differ most beyond the bound.
     excess = np.where(beyond, np.nan_to_num(delta, nan=np.inf), -1.0).reshape(-1)
     order = [int(i) for i in np.argsort(-excess, kind="stable")[:_SHOWN] if excess[int(i)] >= 0]
+    shown_bad = mismatched if batch == 1 else int(np.count_nonzero(beyond))
     if order:
         lines.append(f"Values where they differ most (actual = output, expected = float64 reference"
-                     f"{'; ' + str(len(order)) + ' of ' + str(mismatched) if mismatched > len(order) else ''}):")
+                     f"{'; ' + str(len(order)) + ' of ' + str(shown_bad) if shown_bad > len(order) else ''}):")
         for flat in order:
             index = np.unravel_index(flat, delta.shape)
             actual, wanted = values_apart(output[index], reference[index])
-            lines.append(f"  {index_in_user_shape(index, output_shape)}: actual {actual}, expected {wanted} "
+            lines.append(f"  {user(index)}: actual {actual}, expected {wanted} "
                          f"(|diff| {delta[index]:.3g}, bound {bound[index]:.2g})")
     return lines
 
@@ -104,12 +130,16 @@ def _headline(diagnosis, outcome) -> str:
 
 
 def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Iterable[str] = (), *,
-                        precision: Optional[str] = None, kernel_layout: str = "hwio",
-                        msg: Optional[str] = None):
+                        precision: Optional[str] = None, stride=(1, 1), dilation=(1, 1),
+                        groups: Optional[int] = None, layout: str = "nhwc",
+                        kernel_layout: Optional[str] = None, msg: Optional[str] = None):
     """Assert that `output` is the convolution of `image` with `kernel`, up to the causes in `allow`.
 
     `output` is compared with the float64 cross-correlation (CONTRACT section 1) with
-    `padding`, held to a rigorous error bound for `precision` (default: the inputs' own).
+    `padding`, `stride`, `dilation` and `groups` (what you expect; see `convcheck.explain`),
+    held to a rigorous error bound for `precision` (default: the inputs' own). Arrays are
+    in `layout` ("nhwc", or "nchw" for PyTorch's channels first: (C, H, W) / (N, C, H, W));
+    `kernel_layout` is "hwio", "oihw" (the default with layout "nchw") or "depthwise".
     Passes when the verdict is `equal`, or `explained` only by causes `allow` lists
     ("precision=float32", "kernel_transform=rot180", or a bare field such as "boundary"
     for any value). Otherwise raises `AssertionError` whose first line names the verdict
@@ -127,8 +157,11 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
             raise InputError(f"allow: {allow!r} is not a list; write e.g. "
                              "allow=[\"precision=float32\", \"kernel_transform=rot180\"]") from None
     rules = parse_allow(allow, "allow")
-    diagnosis = explain(image, kernel, output, padding=padding, precision=precision,
-                        kernel_layout=kernel_layout, keep_arrays=True)
+    from .inputs import prepare_inputs
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
+    diagnosis = diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
+                         groups=groups, keep_arrays=True)
     outcome = judge("output", diagnosis, rules, strict=True)
     if outcome.status == "pass":
         return diagnosis
@@ -137,7 +170,7 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
 
     headline = _headline(diagnosis, outcome)
     lines = [f"{msg}: {headline}" if msg else headline, ""]
-    lines += _closeness_lines(diagnosis, np.shape(output), np.shape(image), np.shape(kernel), padding, kernel_layout)
+    lines += _closeness_lines(diagnosis, inputs, padding, stride, dilation)
     lines.append("")
     if diagnosis.verdict is Verdict.UNEXPLAINED:
         lines.append(f"convcheck: {unexplained_message(diagnosis)}.")
@@ -151,8 +184,8 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
 
 
 def _allow_text(cause) -> str:
-    if cause.field == "offset":
-        return f"offset=[{cause.value[0]}, {cause.value[1]}]"
+    if cause.field in ("offset", "stride", "dilation"):
+        return f"{cause.field}=[{cause.value[0]}, {cause.value[1]}]"
     if cause.field in ("bias", "scale"):
         return cause.field
     return f"{cause.field}={cause.value}"

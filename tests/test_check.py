@@ -320,3 +320,167 @@ def test_plot_option_writes_a_png(data, tmp_path):
     result = run_cli(["--plot", str(png)], data)
     assert result.exit_code == 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------- geometry keys (CONTRACT v2)
+
+
+@pytest.fixture
+def geometry(tmp_path):
+    """A stride-2 output from scipy, a depthwise output and an NCHW batch from the reference."""
+    import numpy as np
+    import scipy.signal
+
+    from convcheck.reference import reference
+
+    folder = tmp_path / "geo"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    image = rng.standard_normal((9, 9))
+    kernel = rng.standard_normal((3, 3))
+    strided = scipy.signal.correlate2d(image, kernel, mode="same")[::2, ::2]
+    np.testing.assert_allclose(strided, reference(image, kernel, "same", stride=(2, 2)), rtol=0, atol=1e-12)
+    rgb = rng.standard_normal((7, 7, 3))
+    depthwise = rng.standard_normal((3, 3, 3, 2))
+    batch = rng.standard_normal((2, 7, 7, 3))
+    hwio = rng.standard_normal((3, 3, 3, 4))
+    arrays = {
+        "image": image, "kernel": kernel, "strided": strided,
+        "dilated": reference(image, kernel, "valid", dilation=(2, 1)),
+        "rgb": rgb, "depthwise": depthwise,
+        "depthwise_out": reference(rgb, depthwise.reshape(3, 3, 1, 6), "same", groups=3),
+        "x_nchw": batch.transpose(0, 3, 1, 2), "w_oihw": hwio.transpose(3, 2, 0, 1),
+        "y_nchw": reference(batch, hwio, "same", stride=(2, 2)).transpose(0, 3, 1, 2),
+    }
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", array)
+    return folder
+
+
+def _geo_case(name, image, kernel, output=None, *, backends=None, extra=""):
+    text = case(name, output, backends=backends, extra=extra)
+    return text.replace('image = "image.npy"', f'image = "{image}.npy"').replace(
+        'kernel = "kernel.npy"', f'kernel = "{kernel}.npy"')
+
+
+def test_geometry_keys_are_parsed_top_level_and_per_case(geometry):
+    config = write_config(
+        geometry,
+        _geo_case("strided", "image", "kernel", "strided"),
+        _geo_case("dilated", "image", "kernel", "dilated",
+                  extra="stride = 1\ndilation = [2, 1]\npadding = 'valid'"),
+        _geo_case("nchw", "x_nchw", "w_oihw", "y_nchw", extra="layout = 'nchw'"),
+        _geo_case("depthwise", "rgb", "depthwise", "depthwise_out",
+                  extra="kernel_layout = 'depthwise'\ngroups = 3\nstride = [1, 1]"),
+        top="stride = 2",
+    )
+    suite = load_suite(config)
+    by_name = {c.name: c for c in suite.cases}
+    assert by_name["strided"].stride == (2, 2) and by_name["strided"].dilation == (1, 1)
+    assert by_name["strided"].layout == "nhwc" and by_name["strided"].kernel_layout is None
+    assert by_name["strided"].groups is None
+    assert by_name["dilated"].stride == (1, 1) and by_name["dilated"].dilation == (2, 1)
+    assert by_name["nchw"].layout == "nchw" and by_name["nchw"].stride == (2, 2)
+    assert by_name["depthwise"].groups == 3 and by_name["depthwise"].kernel_layout == "depthwise"
+    report = run_suite(suite, strict=True)
+    assert _statuses(report) == {"strided": "pass", "dilated": "pass", "nchw": "pass", "depthwise": "pass"}
+    assert all(c.results[0].verdict.value == "equal" for c in report.cases)
+    assert report.exit_code() == 0
+
+
+def test_geometry_cases_in_the_json_document(geometry):
+    write_config(geometry,
+                 _geo_case("strided", "image", "kernel", "strided", extra="stride = [2, 2]"),
+                 _geo_case("undeclared", "image", "kernel", "strided"),
+                 _geo_case("allowed", "image", "kernel", "strided", extra='allow = ["stride=[2, 2]"]'),
+                 _geo_case("backends", "image", "kernel", backends=["scipy.signal.correlate2d"],
+                           extra="stride = 2\ndilation = [1, 2]"),
+                 _geo_case("nchw-backends", "x_nchw", "w_oihw", backends=["scipy.signal.correlate2d"],
+                           extra="stride = 2\nlayout = 'nchw'"))
+    result = run_cli(["--format", "json", "--strict"], geometry)
+    assert result.exit_code == 1, result.output  # 'undeclared' is explained by a stride not in allow
+    doc = json.loads(result.stdout)
+    cases = {c["name"]: c for c in doc["cases"]}
+    assert [(name, c["status"]) for name, c in cases.items()] == [
+        ("strided", "pass"), ("undeclared", "fail"), ("allowed", "pass"), ("backends", "pass"),
+        ("nchw-backends", "pass")]
+    strided = cases["strided"]["results"][0]
+    assert strided["verdict"] == "equal" and strided["explanation"]["stride"] == [2, 2]
+    undeclared = cases["undeclared"]["results"][0]
+    assert undeclared["verdict"] == "explained"
+    assert undeclared["disallowed"][0]["field"] == "stride" and undeclared["disallowed"][0]["value"] == [2, 2]
+    assert cases["allowed"]["results"][0]["disallowed"] == []
+    row = cases["backends"]["results"][0]
+    assert row["backend"] == "scipy.signal.correlate2d" and row["verdict"] == "equal"
+    assert row["explanation"]["stride"] == [2, 2] and row["explanation"]["dilation"] == [1, 2]
+    nchw = cases["nchw-backends"]["results"][0]
+    assert nchw["verdict"] == "equal" and nchw["shape"] == [2, 4, 4, 4]
+
+
+GEOMETRY_ERRORS = {
+    "stride zero": ("", "stride = 0", ["case 'a'", "key 'stride'", "not a positive integer or a list of two"]),
+    "stride three": ("", "stride = [1, 2, 3]", ["case 'a'", "key 'stride'", "stride = [2, 1]"]),
+    "stride string": ("stride = '2'", "", ["key 'stride'", "'2'"]),
+    "stride bool": ("", "stride = true", ["case 'a'", "key 'stride'"]),
+    "dilation float": ("", "dilation = 1.5", ["case 'a'", "key 'dilation'", "dilation = 2"]),
+    "groups zero": ("", "groups = 0", ["case 'a'", "key 'groups'", "not a positive integer"]),
+    "groups list": ("groups = [1]", "", ["key 'groups'"]),
+    "layout": ("", "layout = 'NCHW'", ["case 'a'", "key 'layout'", "write it in lower case: 'nchw'"]),
+    "top layout": ("layout = 'chw'", "", ["key 'layout'", "'chw' is not one of nhwc, nchw"]),
+    "kernel layout": ("", "kernel-layout = 'dw'", ["case 'a'", "key 'kernel-layout'", "depthwise"]),
+}
+
+
+@pytest.mark.parametrize("name", list(GEOMETRY_ERRORS))
+def test_bad_geometry_key_exits_2_naming_file_case_and_key(name, data):
+    top, extra, expected = GEOMETRY_ERRORS[name]
+    config = write_config(data, case("a", "correlated", extra=extra), top=top)
+    result = run_cli([], data)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("error: ")
+    assert config.name in line
+    for text in expected:
+        assert text in line, (text, line)
+
+
+def test_groups_on_a_backends_case_is_refused(data):
+    write_config(data, case("a", backends=["scipy.signal.correlate2d"], extra="groups = 1"))
+    result = run_cli([], data)
+    assert result.exit_code == 2
+    assert "case 'a': key 'groups': only applies to cases with a saved 'output'" in result.stderr
+
+
+def test_top_level_groups_is_used_by_output_cases_only(data):
+    config = write_config(data, case("saved", "correlated"), case("scipy", backends=["scipy.signal.correlate2d"]),
+                          top="groups = 1")
+    suite = load_suite(config)
+    assert [(c.name, c.groups) for c in suite.cases] == [("saved", 1), ("scipy", None)]
+    assert run_suite(suite, strict=True).exit_code() == 0
+
+
+def test_layout_mismatch_is_a_one_line_input_error(geometry):
+    # NCHW files without layout = "nchw": the OIHW kernel read as HWIO does not fit the image.
+    write_config(geometry, _geo_case("a", "x_nchw", "w_oihw", "y_nchw", extra="stride = 2"))
+    result = run_cli([], geometry)
+    assert result.exit_code == 2
+    assert "case 'a'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_allow_parses_geometry_fields():
+    rules = parse_allow(["stride=2", "dilation=[2, 1]", "stride=(1, 3)", "groups=3", "output_layout=chw",
+                         "kernel_layout=oihw"])
+    assert [(r.field, r.value) for r in rules] == [("stride", (2, 2)), ("dilation", (2, 1)), ("stride", (1, 3)),
+                                                  ("groups", 3), ("output_layout", "chw"),
+                                                  ("kernel_layout", "oihw")]
+    assert [str(r) for r in rules][:4] == ["stride=[2, 2]", "dilation=[2, 1]", "stride=[1, 3]", "groups=3"]
+    for bad in ("stride=0", "stride=[2, 0]", "dilation=x", "groups=0", "groups=1.5", "output_layout=nhwc"):
+        with pytest.raises(InputError, match="allow"):
+            parse_allow([bad])
+
+
+def test_check_help_lists_the_geometry_keys():
+    result = CliRunner().invoke(check_command, ["--help"])
+    for key in ("stride = ", "dilation = ", "groups = ", "layout = ", "hwio | oihw | depthwise"):
+        assert key in result.stdout, key

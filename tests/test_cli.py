@@ -471,3 +471,196 @@ def test_import_message_names_the_frameworks(files, monkeypatch):
                      backends=["scipy.signal.correlate2d", "torch.nn.functional.conv2d", "cv2.filter2D"],
                      library_defaults=False, keep_arrays=False)
     assert said == ["importing PyTorch, OpenCV for 2 backends (this takes a few seconds)..."]
+
+
+# ----------------------------------------------------------------------------- geometry (CONTRACT v2)
+
+
+@pytest.fixture
+def geometry(tmp_path, monkeypatch):
+    """Strided, dilated, NCHW-batch and depthwise inputs with outputs from scipy and the reference."""
+    from convcheck.reference import reference
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(11)
+    image = rng.standard_normal((9, 9))  # odd: TF SAME at stride 2 pads 1 on each side, as scipy does
+    kernel = rng.standard_normal((3, 3))
+    strided = scipy.signal.correlate2d(image, kernel, mode="same")[::2, ::2]
+    np.testing.assert_allclose(strided, reference(image, kernel, "same", stride=(2, 2)), rtol=0, atol=1e-12)
+    dilated = reference(image, kernel, "same", dilation=(2, 2))
+    batch = rng.standard_normal((2, 7, 7, 3))
+    hwio = rng.standard_normal((3, 3, 3, 4))
+    batch_out = reference(batch, hwio, "same", stride=(2, 2))  # (2, 4, 4, 4)
+    rgb = rng.standard_normal((7, 7, 3))
+    depthwise = rng.standard_normal((3, 3, 3, 2))  # (kh, kw, C_in, multiplier)
+    # Output channel c * multiplier + m: the grouped HWIO kernel (kh, kw, 1, C_in * multiplier).
+    depthwise_out = reference(rgb, depthwise.reshape(3, 3, 1, 6), "same", groups=3)
+    arrays = {
+        "image.npy": image, "kernel.npy": kernel, "strided.npy": strided, "dilated.npy": dilated,
+        "x_nchw.npy": batch.transpose(0, 3, 1, 2), "w_oihw.npy": hwio.transpose(3, 2, 0, 1),
+        "y_nchw.npy": batch_out.transpose(0, 3, 1, 2),
+        "rgb.npy": rgb, "depthwise.npy": depthwise, "depthwise_out.npy": depthwise_out,
+    }
+    for name, array in arrays.items():
+        np.save(tmp_path / name, array)
+    return tmp_path
+
+
+def _json(result):
+    return json.loads(result.stdout)
+
+
+def test_explain_stride_option_sets_the_expected_stride(runner, geometry):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "strided.npy", "--stride", "2", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["verdict"] == "equal"
+    assert document["explanation"]["stride"] == [2, 2]
+    assert document["causes"] == []
+    # Without --stride the same output is explained by the stride it ran with.
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "strided.npy", "--format", "json")
+    assert result.exit_code == 0
+    document = _json(result)
+    assert document["verdict"] == "explained"
+    assert document["explanation"]["stride"] == [2, 2]
+    assert [cause["field"] for cause in document["causes"]] == ["stride"]
+    assert document["causes"][0]["value"] == [2, 2]
+    # --strict: an explained stride fails; the declared one passes.
+    assert invoke(runner, "explain", "image.npy", "kernel.npy", "strided.npy", "--strict").exit_code == 1
+    assert invoke(runner, "explain", "image.npy", "kernel.npy", "strided.npy", "--strict",
+                  "--stride", "2,2").exit_code == 0
+
+
+def test_explain_dilation_option(runner, geometry):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "dilated.npy", "--dilation", "2",
+                    "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["verdict"] == "equal"
+    assert document["explanation"]["dilation"] == [2, 2]
+    assert document["explanation"]["stride"] == [1, 1]
+
+
+def test_explain_nchw_batch_with_oihw_default(runner, geometry):
+    result = invoke(runner, "explain", "x_nchw.npy", "w_oihw.npy", "y_nchw.npy", "--layout", "nchw",
+                    "--stride", "2", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["verdict"] == "equal"
+    explanation = document["explanation"]
+    assert explanation["stride"] == [2, 2]
+    assert explanation["kernel_layout"] == "oihw"   # the default with --layout nchw
+    assert explanation["output_layout"] == "chw"
+    assert document["stats"]["total"] == 2 * 4 * 4 * 4
+    assert len(document["stats"]["worst_index"]) == 4  # an index into the (N, C, H, W) output
+    # Spelling the kernel layout out changes nothing; --layout is case-insensitive.
+    again = invoke(runner, "explain", "x_nchw.npy", "w_oihw.npy", "y_nchw.npy", "--layout", "NCHW",
+                   "--kernel-layout", "oihw", "--stride", "2", "--format", "json")
+    assert again.exit_code == 0 and _json(again)["verdict"] == "equal"
+
+
+def test_explain_nchw_output_read_channels_last_is_refused_one_line(runner, geometry):
+    # The same NCHW files without --layout nchw: the 4-D kernel is read as HWIO and does not fit.
+    result = invoke(runner, "explain", "x_nchw.npy", "w_oihw.npy", "y_nchw.npy", "--stride", "2")
+    assert_input_error(result, mentions="kernel")
+
+
+def test_explain_depthwise_kernel_layout_and_groups(runner, geometry):
+    result = invoke(runner, "explain", "rgb.npy", "depthwise.npy", "depthwise_out.npy",
+                    "--kernel-layout", "depthwise", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["verdict"] == "equal"
+    assert document["explanation"]["groups"] == 3
+    assert document["explanation"]["kernel_layout"] == "depthwise"
+    assert invoke(runner, "explain", "rgb.npy", "depthwise.npy", "depthwise_out.npy", "--kernel-layout",
+                  "depthwise", "--groups", "3", "--strict").exit_code == 0
+    # Declaring dense groups: the groups the output shows are the cause.
+    result = invoke(runner, "explain", "rgb.npy", "depthwise.npy", "depthwise_out.npy",
+                    "--kernel-layout", "depthwise", "--groups", "1", "--format", "json")
+    assert result.exit_code == 0
+    document = _json(result)
+    assert document["verdict"] == "explained"
+    assert [(c["field"], c["value"]) for c in document["causes"]] == [("groups", 3)]
+
+
+def test_compare_stride_and_dilation_reach_every_backend(runner, geometry):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--backends", SCIPY, "--stride", "2",
+                    "--dilation", "1,2", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["settings"]["stride"] == [2, 2]
+    assert document["settings"]["dilation"] == [1, 2]
+    assert document["settings"]["groups"] == 1
+    rows = {row["backend"]: row for row in document["results"]}
+    assert rows["scipy.signal.correlate2d"]["verdict"] == "equal"
+    assert rows["scipy.signal.correlate2d"]["shape"] == [5, 5]
+    assert rows["scipy.signal.convolve2d"]["verdict"] == "explained"
+    for row in rows.values():
+        assert row["explanation"]["stride"] == [2, 2]
+        assert row["explanation"]["dilation"] == [1, 2]
+
+
+def test_compare_nchw_batch_and_depthwise(runner, geometry):
+    result = invoke(runner, "compare", "x_nchw.npy", "w_oihw.npy", "--layout", "nchw", "--stride", "2",
+                    "--backends", "scipy.signal.correlate2d", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["settings"]["stride"] == [2, 2]
+    assert document["settings"]["layout"] == "nchw"
+    assert document["inputs"]["image"]["shape"] == [2, 3, 7, 7]
+    (row,) = document["results"]
+    assert row["verdict"] == "equal" and row["shape"] == [2, 4, 4, 4]
+    result = invoke(runner, "compare", "rgb.npy", "depthwise.npy", "--kernel-layout", "depthwise",
+                    "--backends", "scipy.signal.correlate2d", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["settings"]["groups"] == 3
+    assert document["results"][0]["verdict"] == "equal"
+
+
+@pytest.mark.parametrize("option, value", [("--stride", "0"), ("--stride", "2,0"), ("--stride", "a"),
+                                           ("--stride", "1,2,3"), ("--stride", "2,"), ("--stride", "-1"),
+                                           ("--dilation", "1.5"), ("--dilation", "")])
+def test_bad_stride_or_dilation_exits_2_with_one_line(runner, geometry, option, value):
+    for command in (["explain", "image.npy", "kernel.npy", "strided.npy"], ["compare", "image.npy", "kernel.npy"]):
+        result = invoke(runner, *command, option, value)
+        assert_input_error(result, mentions=f"{option} '{value}'")
+        assert "e.g." in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-3"])
+def test_bad_groups_exits_2_with_one_line(runner, geometry, value):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "strided.npy", "--groups", value)
+    assert_input_error(result, mentions=f"--groups '{value}'")
+
+
+def test_groups_is_an_explain_option_only(runner, geometry):
+    result = invoke(runner, "compare", "image.npy", "kernel.npy", "--groups", "1")
+    assert result.exit_code == 2
+    assert "--groups" in result.stderr
+
+
+def test_bad_layout_is_a_usage_error(runner, geometry):
+    result = invoke(runner, "explain", "image.npy", "kernel.npy", "strided.npy", "--layout", "chw")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "nhwc" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_geometry_options_have_help_and_examples(runner):
+    for command in ("compare", "explain"):
+        text = invoke(runner, command, "--help").stdout
+        for option in ("--stride SY[,SX]", "--dilation DY[,DX]", "--layout [nhwc|nchw]",
+                       "--kernel-layout [hwio|oihw|depthwise]"):
+            assert option in text, (command, option)
+        assert "--layout nchw --stride 2" in text.split("Example:")[1]
+    assert "--groups G" in invoke(runner, "explain", "--help").stdout
+    assert "--groups" not in invoke(runner, "compare", "--help").stdout
+
+
+def test_parse_pair():
+    from convcheck.cli_options import parse_pair
+
+    assert parse_pair(None, "--stride") == (1, 1)
+    assert parse_pair("3", "--stride") == (3, 3)
+    assert parse_pair(" 2 , 1 ", "--dilation") == (2, 1)

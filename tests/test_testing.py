@@ -162,3 +162,99 @@ def test_never_imports_tensorflow():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# ----------------------------------------------------------------------------- geometry (CONTRACT v2)
+
+
+@pytest.fixture(scope="module")
+def nchw_batch():
+    """An NCHW batch, its OIHW weights and the stride-2 'same' output, made from the reference."""
+    from convcheck.reference import reference
+
+    rng = np.random.default_rng(9)
+    batch = rng.standard_normal((2, 7, 7, 3))
+    hwio = rng.standard_normal((3, 3, 3, 4))
+    output = reference(batch, hwio, "same", stride=(2, 2))  # (2, 4, 4, 4) NHWC
+    return batch.transpose(0, 3, 1, 2), hwio.transpose(3, 2, 0, 1), output.transpose(0, 3, 1, 2)
+
+
+def test_stride_keyword(image, kernel):
+    odd = np.random.default_rng(4).standard_normal((9, 9))
+    strided = scipy.signal.correlate2d(odd, kernel, mode="same")[::2, ::2]
+    from convcheck.reference import reference
+    np.testing.assert_allclose(strided, reference(odd, kernel, "same", stride=(2, 2)), rtol=0, atol=1e-12)
+    assert assert_conv_matches(strided, odd, kernel, stride=2).verdict.value == "equal"
+    assert assert_conv_matches(strided, odd, kernel, stride=(2, 2)).explanation.stride == (2, 2)
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(strided, odd, kernel)
+    message = str(info.value)
+    assert message.splitlines()[0].endswith("(stride=[2, 2] is not in allow)")
+    assert "The values for attribute 'shape' do not match: (5, 5) != (9, 9)" in message
+    assert "pass allow=['stride=[2, 2]']" in message
+    assert_conv_matches(strided, odd, kernel, allow=["stride=[2, 2]"])
+    assert_conv_matches(strided, odd, kernel, allow=["stride=2"])
+    with pytest.raises(InputError, match="stride"):
+        assert_conv_matches(strided, odd, kernel, stride=0)
+
+
+def test_shape_line_uses_the_declared_stride_and_dilation(image, kernel):
+    valid = scipy.signal.correlate2d(image, kernel, mode="valid")  # (6, 6): not the stride-2 'same' (4, 4)
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(valid, image, kernel, stride=2)
+    assert ("The values for attribute 'shape' do not match: (6, 6) != (4, 4) (the 'same' output, stride [2, 2] "
+            "of a (8, 8) image with a (3, 3) kernel") in str(info.value)
+
+
+def test_dilation_keyword(image, kernel):
+    from convcheck.reference import reference
+
+    dilated = reference(image, kernel, "same", dilation=(2, 2))
+    assert assert_conv_matches(dilated, image, kernel, dilation=2).verdict.value == "equal"
+    with pytest.raises(AssertionError, match="dilation"):
+        assert_conv_matches(dilated, image, kernel)
+
+
+def test_nchw_batch_passes_and_indexes_the_callers_array(nchw_batch):
+    image, weight, output = nchw_batch
+    assert assert_conv_matches(output, image, weight, layout="nchw", stride=2).verdict.value == "equal"
+    corrupted = output.copy()
+    corrupted[1, 2, 3, 1] += 1.0  # sample 1, channel 2, row 3, column 1
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(corrupted, image, weight, layout="nchw", stride=2)
+    message = str(info.value)
+    lines = message.splitlines()
+    assert "Mismatched elements: 1 / 128 (0.8%)" in lines
+    assert "Values below are from sample 1 of the batch of 2" in message
+    assert any(line.startswith("Greatest absolute difference: 1 at index (1, 2, 3, 1) (up to ") for line in lines)
+    shown = [line for line in lines if line.startswith("  (")]
+    assert len(shown) == 1
+    assert shown[0].startswith(f"  (1, 2, 3, 1): actual {corrupted[1, 2, 3, 1]:.6g}, expected {output[1, 2, 3, 1]:.6g}")
+
+
+def test_nchw_batch_worst_sample_zero(nchw_batch):
+    image, weight, output = nchw_batch
+    corrupted = output.copy()
+    corrupted[0, 3, 0, 2] -= 2.0
+    corrupted[0, 1, 1, 1] -= 0.5
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(corrupted, image, weight, layout="nchw", kernel_layout="oihw", stride=(2, 2))
+    message = str(info.value)
+    assert "sample 0 of the batch of 2" in message
+    assert "Greatest absolute difference: 2 at index (0, 3, 0, 2)" in message
+    assert "  (0, 1, 1, 1): actual " in message
+
+
+def test_depthwise_kernel_layout_and_groups():
+    from convcheck.reference import reference
+
+    rng = np.random.default_rng(2)
+    image = rng.standard_normal((7, 7, 3))
+    depthwise = rng.standard_normal((3, 3, 3, 2))  # (kh, kw, C_in, multiplier): output channel c * 2 + m
+    output = reference(image, depthwise.reshape(3, 3, 1, 6), "same", groups=3)
+    diagnosis = assert_conv_matches(output, image, depthwise, kernel_layout="depthwise")
+    assert diagnosis.verdict.value == "equal" and diagnosis.explanation.groups == 3
+    assert_conv_matches(output, image, depthwise, kernel_layout="depthwise", groups=3)
+    with pytest.raises(AssertionError, match=r"groups=3 is not in allow"):
+        assert_conv_matches(output, image, depthwise, kernel_layout="depthwise", groups=1)
+    assert_conv_matches(output, image, depthwise, kernel_layout="depthwise", groups=1, allow=["groups=3"])
