@@ -31,7 +31,8 @@ from . import precision as prec
 from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
                         output_size, pad_before, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
-from .vocabulary import BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for, describe
+from .vocabulary import (ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for,
+                         describe)
 
 FITS = ("none", "bias", "scale", "both")
 _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
@@ -118,6 +119,8 @@ class _Problem:
             p for p in narrower if prec.representable(self.output, "float32" if p == "tfloat32" else p)]
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._extent: dict[str, tuple[float, float]] = {}
+        self._fft: dict[str, np.ndarray] = {}
+        self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try 'fft' too
         self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
 
     @property
@@ -149,16 +152,38 @@ class _Problem:
                                             prec.round_to(self.kernel, precision))
         return self._rounded[precision]
 
-    def bound(self, magnitude, predicted, precision, scale, has_bias):
-        """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound)."""
+    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None):
+        """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound).
+
+        With `algorithm` 'fft' the FFT's normwise error (precision.fft_convolution_bound) is
+        added to every element of its sample and output channel; `samples` names the sample
+        of each row when `magnitude` is (n, C_out) rows of sampled positions.
+        """
         if precision not in self._extent:
             image, kernel = self.rounded(precision)
             self._extent[precision] = (float(np.max(np.abs(image), initial=0.0)),
                                        float(np.max(np.abs(kernel), initial=0.0)))
         max_input, max_kernel = self._extent[precision]
-        return prec.error_bound(magnitude, predicted, n=self.n, model=self.models[precision],
-                                output_u=self.output_u, output_underflow=self.output_underflow,
-                                scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel)
+        bound = prec.error_bound(magnitude, predicted, n=self.n, model=self.models[precision],
+                                 output_u=self.output_u, output_underflow=self.output_underflow,
+                                 scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel)
+        if self.algorithm == "fft":
+            term = self.fft_term(precision)
+            bound += abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
+        return bound
+
+    def fft_term(self, precision: str) -> np.ndarray:
+        """(N, C_out): the normwise error of an FFT convolution at `precision` (cached)."""
+        if precision not in self._fft:
+            image, kernel = self.rounded(precision)
+            dense = dense_kernel(kernel, self.groups)
+            images = np.stack([np.abs(image).sum(axis=(1, 2)), np.sqrt(np.square(image).sum(axis=(1, 2)))], -1)
+            kernels = np.stack([np.abs(dense).sum(axis=(0, 1)), np.sqrt(np.square(dense).sum(axis=(0, 1)))], -1)
+            kh, kw = dense.shape[:2]
+            lengths = (self.image_hw[0] + (kh - 1) * _MAX_DILATION, self.image_hw[1] + (kw - 1) * _MAX_DILATION)
+            self._fft[precision] = prec.fft_convolution_bound(images, kernels, lengths,
+                                                              prec.ACCUMULATION_U[precision])
+        return self._fft[precision]
 
     def compared_mask(self, struct, rows: np.ndarray, cols: np.ndarray, out_hw) -> np.ndarray:
         """Which output rows/cols are compared under an offset (CONTRACT section 2): only those
@@ -369,6 +394,9 @@ class _Search:
         extent = float(np.max(np.abs(p.image), initial=0.0)) + float(np.max(np.abs(p.kernel), initial=0.0))
         absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) + m.storage_underflow
                        for m in p.models.values())
+        fft = 0.0
+        if p.algorithm == "fft":
+            fft = max(p.fft_term(q).max() for q in p.precisions) * 1.01
         survivors, best = [], (-1.0, None)
         r = self.radius
         groups: dict[tuple, list[str]] = {}
@@ -381,18 +409,20 @@ class _Search:
                                    axis=3)
             compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(stride)
-            for boundary in BOUNDARIES:
+            for boundary in BOUNDARIES if p.algorithm == "direct" else ("zero",):
                 patches = self._patches(None, boundary, layout, shape)
                 values, mags = self._predict(patches, stack)
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
-                weights = _fit_weights((loosest * mags + absolute) * (1 + out_round)
+                weights = _fit_weights((loosest * mags + absolute + fft) * (1 + out_round)
                                        + out_round * np.abs(target) + p.output_underflow + 1e-300) * compared
-                for fit in FITS:
+                # An FFT's loose normwise bound leaves fitted parameters too much room: with
+                # algorithm 'fft' nothing is fitted to the output.
+                for fit in FITS if p.algorithm == "direct" else ("none",):
                     scale, bias = _fit_batch(values, target, fit, weights)
                     predicted = scale[..., None, None] * values + bias[..., None, None]
-                    bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute) * (1 + out_round)
+                    bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute + fft) * (1 + out_round)
                              + out_round * np.abs(predicted) + p.output_underflow) * 1.01 + 1e-300
                     ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
                     within = np.mean(ratio <= 1.0, axis=(3, 4))
@@ -462,14 +492,15 @@ class _Search:
         row_ok, col_ok = p.compared_mask(struct, self.rows, self.cols, self.out_hw)
         compared = (row_ok & col_ok)[:, None]
         scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision,
-                                                    compared=compared)
+                                                    compared=compared, samples=self.samples)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
         within = (np.abs(target - predicted) <= bound) | ~compared
         return bool(np.all(within)), scale, bias, float(np.mean(within))
 
 
-def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None):
+def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None,
+                samples=None):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
     when that leaves an element beyond its bound, parameters that keep every element inside.
 
@@ -482,11 +513,11 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     """
     def at(scale, bias):
         predicted = values if fit == "none" else scale * values + bias
-        return predicted, problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"))
+        return predicted, problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"), samples)
 
     weights = None
     if fit != "none":
-        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, fit in ("bias", "both")))
+        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, fit in ("bias", "both"), samples))
         if compared is not None:
             weights = weights * compared
     scale, bias = _fit(values, target, fit, weights)
@@ -618,6 +649,10 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
         mismatch &= compared
         residual *= compared
     bad = int(np.count_nonzero(mismatch))
+    if bad == 0:
+        implausible = _implausible(problem, expl.with_(scale=scale, bias=bias), values, residual, compared)
+        if implausible is not None:
+            mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     evidence = None
     if bad == 0:
         if rows.size and cols.size:
@@ -637,6 +672,49 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
                  predicted if keep_arrays else None, bound if keep_arrays else None, evidence,
                  int(rows.size * cols.size * values.shape[0] * values.shape[3]))
     return full, values
+
+
+# An FFT's rounding noise is spread over the output: its largest element stays within a
+# small multiple of its median (measured on real scipy.signal.fftconvolve outputs, 8x8 to
+# 200x200, float32 and float64, with and without 1e6 outliers: max/median 2.7 to 16).
+# A residual with a few elements far above the rest is corrupted elements, not FFT
+# noise, whatever the (loose, normwise) FFT bound would allow.
+_FFT_PEAK_TO_MEDIAN = 64.0
+
+
+def _implausible(problem: _Problem, expl: Explanation, values, residual, compared):
+    """For candidates whose bound alone cannot show the rounding really happened, a mask
+    of the elements that argue against it (None when the data agree):
+
+    - tfloat32 outputs are float32 values, so nothing but the bound speaks for TF32: the
+      output must lie closer to a TF32 computation (inputs cut to 10 bits, truncated or
+      rounded) than to the plain float32 one, or TF32 is not what happened;
+    - an FFT (algorithm 'fft') must leave residuals that look like its spread noise, no
+      element above `_FFT_PEAK_TO_MEDIAN` times their median.
+    Both only take explanations away (the safe direction).
+    """
+    mask = np.ones(residual.shape, dtype=bool) if compared is None else np.broadcast_to(compared, residual.shape)
+    if expl.algorithm == "fft":
+        r = residual[mask]
+        typical = float(np.median(r)) if r.size else 0.0
+        if r.size and float(np.max(r)) > _FFT_PEAK_TO_MEDIAN * typical:
+            return (residual > _FFT_PEAK_TO_MEDIAN * typical) & mask
+    if expl.precision == "tfloat32":
+        image, kernel = problem.rounded("float32")
+        closer = False
+        plain = float(np.sum(residual[mask]))
+        for mode in ("truncate", "nearest"):
+            tk = transform_kernel(prec.round_tf32(kernel, mode), expl.kernel_transform)
+            tf_values, _ = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding, boundary=expl.boundary,
+                                     offset=expl.offset, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
+                                     groups=problem.groups)
+            predicted = tf_values * expl.scale + expl.bias
+            if float(np.sum(np.abs(problem.output - predicted)[mask])) < plain:
+                closer = True
+                break
+        if not closer:
+            return mask.copy()
+    return None
 
 
 def _explanation(struct: _Structure, precision: str, scale: float, bias: float, base: Explanation) -> Explanation:
@@ -712,7 +790,8 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 
 def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
-             dilation=(1, 1), groups: Optional[int] = None, keep_arrays: bool = False) -> Diagnosis:
+             dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
+             keep_arrays: bool = False) -> Diagnosis:
     """Diagnose `inputs.output` (an `convcheck.inputs.Inputs` with an output) against the reference.
 
     `padding`, `stride`, `dilation` and `groups` are what the caller expected (the
@@ -720,15 +799,20 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
     precision it expected the computation to run in (default: the inputs' own). The
     verdict is `equal` when the expected computation reproduces the output within its
     rigorous bound and with enough evidence, `explained` when the simplest other
-    candidate does, else `unexplained`.
+    candidate does, else `unexplained`. `algorithm` is how the caller expected the sums to
+    be computed ('direct', or 'fft' for an FFT convolution); when nothing else explains the
+    output, an FFT computation is tried too (CONTRACT section 2: direct is preferred).
     """
+    if algorithm not in ALGORITHMS:
+        raise InputError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
     if padding not in PADDINGS:
         raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
     if precision is not None and precision not in prec.SIGNIFICAND_BITS:
         raise InputError(f"precision {precision!r} is not one of {', '.join(prec.SIGNIFICAND_BITS)}; "
                          "pass one of them, or None for the inputs' own precision")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups), precision)
+    problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups).with_(algorithm=algorithm),
+                       precision)
     baseline = problem.baseline
     shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"))
     fixed = len(shared.changed_fields(baseline))
@@ -779,48 +863,55 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
             undecided = before
     best_rejected = None
     stages = sorted({_geometry_changes(lay, baseline) for lay in layouts})
-    for stage in stages:
-        if accepted is not None and len(accepted.explanation.changed_fields(baseline)) <= stage + fixed:
-            break  # every candidate of this stage changes at least as many fields
-        search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == stage])
-        needed = ev.needed_bits(search.size * len(stages))
-        survivors, rejected = search.structures()
-        best_rejected = best_rejected or (rejected and (search, rejected))
-        candidates = sorted(((_complexity(struct, q, baseline, fixed), struct, q)
-                             for struct in survivors for q in problem.precisions), key=lambda item: item[0])
-        full_checks = tie_checks = 0
-        for key, struct, q in candidates:
-            if accepted is not None and key[0] > len(accepted.explanation.changed_fields(baseline)):
-                break
-            if full_checks >= _MAX_FULL_CHECKS or tie_checks >= _MAX_FULL_CHECKS:
-                break
-            ok, scale, bias, _ = search.sampled_check(struct, q)
-            if not ok:
-                continue
-            expl = _explanation(struct, q, scale, bias, shared)
-            if accepted is not None:
-                if accepted.explanation == expl:
+    # Direct summation first; an FFT's looser, normwise bound only when nothing direct explains.
+    for algorithm_pass in [baseline.algorithm] + (["fft"] if baseline.algorithm == "direct" else []):
+        if accepted is not None:
+            break
+        problem.algorithm = algorithm_pass
+        shared = shared.with_(algorithm=algorithm_pass)
+        fixed = len(shared.changed_fields(baseline))
+        for stage in stages:
+            if accepted is not None and len(accepted.explanation.changed_fields(baseline)) <= stage + fixed:
+                break  # every candidate of this stage changes at least as many fields
+            search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == stage])
+            needed = ev.needed_bits(search.size * len(stages))
+            survivors, rejected = search.structures()
+            best_rejected = best_rejected or (rejected and (search, rejected))
+            candidates = sorted(((_complexity(struct, q, baseline, fixed), struct, q)
+                                 for struct in survivors for q in problem.precisions), key=lambda item: item[0])
+            full_checks = tie_checks = 0
+            for key, struct, q in candidates:
+                if accepted is not None and key[0] > len(accepted.explanation.changed_fields(baseline)):
+                    break
+                if full_checks >= _MAX_FULL_CHECKS or tie_checks >= _MAX_FULL_CHECKS:
+                    break
+                ok, scale, bias, _ = search.sampled_check(struct, q)
+                if not ok:
                     continue
-                # As simple as the answer: a tie when it reproduces the output too.
-                if _same_computation(problem, expl, accepted.explanation):
-                    alternatives.append(expl)
+                expl = _explanation(struct, q, scale, bias, shared)
+                if accepted is not None:
+                    if accepted.explanation == expl:
+                        continue
+                    # As simple as the answer: a tie when it reproduces the output too.
+                    if _same_computation(problem, expl, accepted.explanation):
+                        alternatives.append(expl)
+                        continue
+                    tie, _ = _evaluate_full(problem, expl, struct.fit, needed=needed)
+                    tie_checks += 1
+                    if tie.ok:
+                        _control(search, tie, struct)
+                    if tie.ok and tie.evidence.decisive:
+                        alternatives.append(tie.explanation)
                     continue
-                tie, _ = _evaluate_full(problem, expl, struct.fit, needed=needed)
-                tie_checks += 1
-                if tie.ok:
-                    _control(search, tie, struct)
-                if tie.ok and tie.evidence.decisive:
-                    alternatives.append(tie.explanation)
-                continue
-            full, _ = _evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays)
-            full_checks += 1
-            tried_full.append(full)
-            if full.ok:
-                _control(search, full, struct)
-                if full.evidence.decisive:
-                    accepted = full
-                elif undecided is None:
-                    undecided = full
+                full, _ = _evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays)
+                full_checks += 1
+                tried_full.append(full)
+                if full.ok:
+                    _control(search, full, struct)
+                    if full.evidence.decisive:
+                        accepted = full
+                    elif undecided is None:
+                        undecided = full
     if accepted is None and undecided is None:
         if best_rejected and not any(f is not before for f in tried_full):
             # The structure nearest on the samples, at the precision that fits most of them.
@@ -945,7 +1036,7 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
             stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
-            kernel_layout: Optional[str] = None, keep_arrays: bool = False) -> Diagnosis:
+            kernel_layout: Optional[str] = None, algorithm: str = "direct", keep_arrays: bool = False) -> Diagnosis:
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
@@ -954,10 +1045,11 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout
     with its own sizes (a batch of one and a single channel may drop their axes).
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
-    precision you expected (default: the inputs' own, e.g. float64 for float64 data).
+    precision you expected (default: the inputs' own, e.g. float64 for float64 data);
+    `algorithm` 'fft' when you know the output came from an FFT convolution.
     Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
     """
     from .inputs import prepare_inputs
     inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
     return diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
-                    groups=groups, keep_arrays=keep_arrays)
+                    groups=groups, algorithm=algorithm, keep_arrays=keep_arrays)

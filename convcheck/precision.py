@@ -21,6 +21,7 @@ would then accept any output, zeros included.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,3 +228,57 @@ def output_rounding(model: PrecisionModel, output_u: float) -> float:
     """The relative rounding of storing a result of `model` in an array of unit roundoff `output_u`."""
     store = model.storage_u
     return store if store == output_u else store + output_u + store * output_u
+
+
+def fft_relative_error(lengths, u: float) -> float:
+    """epsilon: a bound on ||fl(F x) - F x||_2 / ||F x||_2 for one multi-dimensional FFT.
+
+    Higham, *Accuracy and Stability of Numerical Algorithms* (2nd ed., 2002), Theorem
+    24.2: a radix-2 Cooley-Tukey FFT of length 2^t with twiddle factors accurate to mu
+    satisfies ||y_hat - y||_2 / ||y||_2 <= t eta / (1 - t eta), eta = mu + gamma_4 (sqrt(2) + mu).
+    A multi-dimensional FFT is one such transform per axis, so the stages add up. Real
+    libraries (pocketfft in scipy and numpy) use mixed radices on lengths padded to a
+    fast size below twice the need: we count ceil(log2(n)) + 1 stages per axis and double
+    eta (with mu = u, as pocketfft computes its twiddles to working precision) to cover
+    radix-3/4/5 butterflies, whose per-stage error is within twice a radix-2 stage's.
+    """
+    stages = sum(math.ceil(math.log2(n)) + 1 for n in lengths if n > 1)
+    eta = 2.0 * (u + gamma(4, u) * (math.sqrt(2.0) + u))
+    t_eta = stages * eta
+    return float("inf") if t_eta >= 1 else t_eta / (1.0 - t_eta)
+
+
+def fft_convolution_bound(image_norms: np.ndarray, kernel_norms: np.ndarray, lengths, u: float) -> np.ndarray:
+    """A bound on max_i |fl(z)_i - z_i| for z = x (*) k computed as F^-1(F x . F k), per output.
+
+    `image_norms` is (N, C, 2): ||x_nc||_1 and ||x_nc||_2 of each sample and input
+    channel; `kernel_norms` (C, O, 2) the same for each (input, output) channel pair of
+    the dense kernel. Returns (N, O): the sum over input channels of the per-pair bound.
+
+    Derivation (unnormalised F, ||F||_2 = sqrt(P) for P points, F^-1 = F* / P): with
+    X^ = F x + e1, K^ = F k + e2, ||e1|| <= eps ||F x|| = eps sqrt(P) ||x||_2 (same for
+    e2), the pointwise product rounding |delta| <= sqrt(2) gamma_2 (complex multiply) and
+    the inverse transform's own eps; using ||F k||_inf <= ||k||_1 and ||F x||_inf <= ||x||_1,
+        ||z^ - z||_2 <= (2 eps + 3u) (1 + eps)^2 ||x||_2 ||k||_1 + eps (1 + eps) ||x||_1 ||k||_2
+                    + eps^2 sqrt(P) ||x||_2 ||k||_2        (the e1 . e2 term)
+    with P at most twice the product of `lengths` per axis (fast sizes), and a factor 1.01
+    for the remaining products of u and eps. Every element's error is at most that 2-norm.
+    The final sum over input channels is bounded elementwise by the caller.
+    """
+    eps = fft_relative_error(lengths, u)
+    points = math.prod(2 * n for n in lengths)
+    x1, x2 = image_norms[..., 0], image_norms[..., 1]            # (N, C)
+    k1, k2 = kernel_norms[..., 0], kernel_norms[..., 1]           # (C, O)
+    first = (2 * eps + 3 * u) * (1 + eps) ** 2 * (x2 @ k1)
+    second = eps * (1 + eps) * (x1 @ k2)
+    third = eps * eps * math.sqrt(points) * (x2 @ k2)
+    return 1.01 * (first + second + third)
+
+
+def round_tf32(values: np.ndarray, mode: str) -> np.ndarray:
+    """float32 values with the significand cut to TF32's 10 bits, as float64: 'truncate' or
+    'nearest' (ties away from zero), the two roundings tensor-core paths are known to use."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32)
+    if mode == "nearest":
+        bits = bits + np.uint32(0x1000)
+    return (bits & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64)

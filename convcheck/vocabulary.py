@@ -22,7 +22,7 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-from .choices import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS,  # noqa: F401
+from .choices import (ALGORITHMS, BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS,  # noqa: F401
                       PADDINGS, PRECISIONS)
 
 
@@ -120,6 +120,9 @@ _WHY = {
     "groups": ("A grouped convolution splits the channels into groups that never mix (groups= in "
                "PyTorch and Keras; depthwise when every channel is its own group); the kernel's and "
                "the output's channel counts say which grouping fits."),
+    "algorithm": ("An FFT convolution (scipy.signal.fftconvolve, convolve(method='fft'), OpenCV's DFT path "
+                  "for large kernels) rounds normwise: each element's error is relative to the largest "
+                  "values, so small outputs next to large ones carry relatively large errors."),
     "output_layout": ("PyTorch stores activations channels-first (N, C, H, W), TensorFlow and Keras "
                       "channels-last (N, H, W, C); the output's shape says which it is."),
     "scale": ("A constant factor on every output usually means the kernel was normalised "
@@ -233,6 +236,11 @@ def cause_for(field_name: str, value: Any, baseline: Explanation) -> Cause:
                    + f", not {baseline.groups}")
         fix = (f"pass groups={value} to convcheck (--groups {value}) if intended, or check the layer's "
                "groups / depthwise setting and the kernel's shape")
+    elif field_name == "algorithm":
+        summary = (f"the sums were computed through the FFT ({value}), whose rounding error is normwise "
+                   "(spread over the whole output), not by direct summation")
+        fix = ("use scipy.signal.correlate2d / convolve2d or convolve(..., method='direct') for elementwise "
+               "accuracy, or expect errors relative to the output's largest values")
     elif field_name == "output_layout":
         summary = (f"the output is stored channels-{'first (C, H, W)' if value == 'chw' else 'last (H, W, C)'}"
                    f", not channels-{'first' if baseline.output_layout == 'chw' else 'last'}")

@@ -83,9 +83,8 @@ class ScipyFFTConvolve(Backend):
             notes.append(f"channel pairs broadcast in one call (axes=(0, 1)), summed over "
                          f"{channels_in} input channels")
         notes.append("computed through FFTs: the rounding error is normwise (relative to the "
-                     "largest values), so small outputs may differ from the reference by more "
-                     "than a direct sum's bound; convcheck's error bounds do not model FFTs yet, "
-                     "so a precision explanation of this row may really be FFT rounding")
+                     "largest values), so the row is judged against the FFT's normwise error bound "
+                     "(algorithm 'fft'), not a direct sum's elementwise one")
         return BackendRun(output=output, compute_dtype=dtype_name(output.dtype),
                           padding=used_padding, seconds=seconds, notes=tuple(notes),
                           algorithm="fft")
