@@ -113,21 +113,25 @@ def _run_backend(backend, inputs, *, padding: str, dtype: str, library_defaults:
     """One backend on every sample of the batch: (output (N, Ho, Wo, C_out), compute dtype,
     seconds, notes, algorithm).
 
-    At stride and dilation 1 with dense channels each library gets the plain call. Any
-    other geometry runs as the same exact computation every library can do: the kernel
+    At stride and dilation 1 with dense channels each library gets the plain call. A
+    backend whose library takes stride, dilation and groups itself (`native_geometry`:
+    TensorFlow, Keras, PyTorch, JAX) gets them and the grouped kernel. For the others
+    any other geometry runs as the same exact computation every library can do: the kernel
     made dense (zeros outside each group) and dilated (zeros between taps; both exact),
     the image zero-padded as CONTRACT section 1 pads it, a 'valid' correlation, every
     stride-th row and column kept. The row's notes say so.
     """
     kernel, notes = inputs.kernel, []
     plain = stride == (1, 1) and dilation == (1, 1) and inputs.groups == 1
+    native = bool(getattr(backend, "native_geometry", False))
     if not plain:
         if library_defaults:
             raise InputError("--library-defaults runs each library's own call; with --stride, --dilation or "
                              "grouped channels convcheck emulates the geometry instead: drop one of them")
-        kernel = dilate_kernel(dense_kernel(np.asarray(kernel), inputs.groups), dilation)
-        notes.append("stride, dilation and groups emulated exactly: dense dilated kernel, zero-padded image, "
-                     "'valid' call, every stride-th output kept")
+        if not native:
+            kernel = dilate_kernel(dense_kernel(np.asarray(kernel), inputs.groups), dilation)
+            notes.append("stride, dilation and groups emulated exactly: dense dilated kernel, zero-padded image, "
+                         "'valid' call, every stride-th output kept")
     outputs, seconds, compute = [], 0.0, None
     height, width = inputs.image.shape[1:3]
     kh, kw = inputs.kernel.shape[:2]
@@ -136,6 +140,10 @@ def _run_backend(backend, inputs, *, padding: str, dtype: str, library_defaults:
     for sample in inputs.image:
         if plain:
             run = backend.run(sample, kernel, padding=padding, dtype=dtype, library_defaults=library_defaults)
+            out = run.output
+        elif native:
+            run = backend.run(sample, kernel, padding=padding, dtype=dtype, library_defaults=False,
+                              stride=stride, dilation=dilation, groups=inputs.groups)
             out = run.output
         else:
             rows = (out_h - 1) * stride[0] + kernel.shape[0]

@@ -1,7 +1,8 @@
 """The child process of `keras_other`: Keras on the backend KERAS_BACKEND names.
 
 Reads one JSON request per line on stdin ({"folder", "padding", "dtype",
-"library_defaults", "image_dtype", "kernel_dtype"}), runs `KerasConv2D` on
+"library_defaults", "image_dtype", "kernel_dtype", and optionally "stride",
+"dilation", "groups"}), runs `KerasConv2D` on
 folder/image.npy and folder/kernel.npy, writes folder/output.npy and answers one JSON
 line on stdout. Exits at end of input. Not a public entry point.
 """
@@ -33,7 +34,10 @@ def main() -> int:
             kernel = load_array(folder, "kernel", request["kernel_dtype"])
             x64_note = _x64_for(backend, request)
             run = conv.run(image, kernel, padding=request["padding"], dtype=request["dtype"],
-                           library_defaults=request["library_defaults"])
+                           library_defaults=request["library_defaults"],
+                           stride=tuple(request.get("stride", (1, 1))),
+                           dilation=tuple(request.get("dilation", (1, 1))),
+                           groups=int(request.get("groups", 1)))
             notes = list(run.notes) + ([x64_note] if x64_note else [])
             answer = {"output_dtype": save_array(folder, "output", run.output),
                       "compute_dtype": run.compute_dtype, "padding": run.padding,

@@ -58,6 +58,11 @@ class Backend(ABC):
     None for convcheck's own dependencies) and optionally `distributions` (every
     distribution name that may provide the module, for `version`), and implement
     `warm_up` and `_run`.
+
+    `native_geometry` says whether the library's own call takes stride, dilation and
+    groups: such a backend's `_run` also receives `stride`, `dilation` and `groups` and
+    the GROUPED HWIO kernel (kh, kw, C_in / groups, C_out). Other backends get plain
+    geometry only (`convcheck.comparison` emulates the rest for them).
     """
 
     name: str
@@ -65,6 +70,7 @@ class Backend(ABC):
     package: str
     extra: str | None = None
     distributions: tuple[str, ...] = ()
+    native_geometry: bool = False
 
     def required_modules(self) -> tuple[tuple[str, str | None], ...]:
         """(module, convcheck extra) pairs that must be importable for this backend to run."""
@@ -94,8 +100,11 @@ class Backend(ABC):
         """Import the framework, so a caller can pay for it in a background thread."""
 
     def run(self, image: np.ndarray, kernel: np.ndarray, *, padding: str, dtype: str,
-            library_defaults: bool = False) -> BackendRun:
-        """Run `image` (H, W, C) and `kernel` (kh, kw, C_in, C_out) through the library.
+            library_defaults: bool = False, stride=(1, 1), dilation=(1, 1), groups: int = 1) -> BackendRun:
+        """Run `image` (H, W, C) and `kernel` (kh, kw, C_in / groups, C_out) through the library.
+
+        `stride`, `dilation` and `groups` are CONTRACT section 1's; anything but the
+        defaults needs a backend with `native_geometry` (others raise `InputError`).
 
         With `library_defaults=False` the library is asked to compute in `dtype` with
         zero `padding` (settings held consistent across backends). With
@@ -111,19 +120,30 @@ class Backend(ABC):
             raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
         if dtype not in DTYPES:
             raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-        image, kernel = as_hwc_hwio(image, kernel)
-        if padding == "valid" and (kernel.shape[0] > image.shape[0] or kernel.shape[1] > image.shape[1]):
+        stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise InputError(f"groups must be a positive integer, got {groups!r}")
+        groups = int(groups)
+        plain = stride == (1, 1) and dilation == (1, 1) and groups == 1
+        if not plain and not self.native_geometry:
+            raise InputError(f"{self.name} takes no stride, dilation or groups of its own: "
+                             f"convcheck.comparison.compare emulates them for it")
+        image, kernel = as_hwc_hwio(image, kernel, groups)
+        span_h, span_w = ((kernel.shape[0] - 1) * dilation[0] + 1, (kernel.shape[1] - 1) * dilation[1] + 1)
+        if padding == "valid" and (span_h > image.shape[0] or span_w > image.shape[1]):
             # Libraries disagree here (TF returns an empty array, scipy swaps the operands):
             # refuse once, for all of them.
-            raise InputError(f"the {kernel.shape[0]}x{kernel.shape[1]} kernel is larger than the "
+            raise InputError(f"the {span_h}x{span_w} kernel is larger than the "
                              f"{image.shape[0]}x{image.shape[1]} image: 'valid' padding leaves no "
                              f"output; use padding 'same' or 'full'")
         available, reason = self.availability()
         if not available:
             raise BackendError(self.name, reason or "not available")
+        geometry = ({"stride": stride, "dilation": dilation, "groups": groups}
+                    if self.native_geometry else {})
         try:
             return self._run(image, kernel, padding=padding, dtype=dtype,
-                             library_defaults=library_defaults)
+                             library_defaults=library_defaults, **geometry)
         except (BackendError, InputError):
             raise
         except ImportError as exc:
@@ -213,6 +233,61 @@ def pad_amounts(kh: int, kw: int, padding: str) -> tuple[int, int, int, int]:
     return same_padding(kh, kw)
 
 
+def geometry_pair(value: Any, label: str) -> tuple[int, int]:
+    """A stride or dilation as a (rows, columns) pair of positive ints (one int is both)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise InputError(f"{label} must be a positive integer or a pair of them, got {value!r}") from None
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                             for v in pair):
+        raise InputError(f"{label} must be a positive integer or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def geometry_pads(padding: str, height: int, width: int, kh: int, kw: int, stride=(1, 1),
+                  dilation=(1, 1)) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding of CONTRACT section 1 at a stride and dilation.
+
+    'same' is TensorFlow's SAME: total = max((out - 1) * s + (k - 1) * d + 1 - size, 0),
+    top = total // 2, the extra row at the bottom. 'full' pads (k - 1) * d on every side;
+    'valid' nothing.
+    """
+    pads = []
+    for size, k, s, d in ((height, kh, stride[0], dilation[0]), (width, kw, stride[1], dilation[1])):
+        span = (k - 1) * d + 1
+        if padding == "valid":
+            pads += [0, 0]
+        elif padding == "full":
+            pads += [span - 1, span - 1]
+        else:
+            out = -(-size // s)
+            total = max((out - 1) * s + span - size, 0)
+            pads += [total // 2, total - total // 2]
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+def output_shape(padding: str, height: int, width: int, kh: int, kw: int, stride=(1, 1),
+                 dilation=(1, 1)) -> tuple[int, int]:
+    """(Ho, Wo) of CONTRACT section 1."""
+    from ..reference import output_size
+    return output_size(padding, height, width, kh, kw, tuple(stride), tuple(dilation))
+
+
+def zero_pad(image: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """An (H, W, C) image with (top, bottom, left, right) rows/columns of zeros added (exact)."""
+    top, bottom, left, right = pads
+    if not any(pads):
+        return image
+    return np.pad(image, ((top, bottom), (left, right), (0, 0)))
+
+
+STRIDE_EMULATED = ("stride emulated: the library ran at stride 1 (dilation native) on the image "
+                   "zero-padded as CONTRACT section 1 pads it, and every stride-th output was kept")
+
+
 def _module_exists(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -220,8 +295,8 @@ def _module_exists(module: str) -> bool:
         return False
 
 
-def as_hwc_hwio(image: Any, kernel: Any) -> tuple[np.ndarray, np.ndarray]:
-    """`image` as (H, W, C) and `kernel` as (kh, kw, C_in, C_out), checking they fit."""
+def as_hwc_hwio(image: Any, kernel: Any, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """`image` as (H, W, C) and `kernel` as (kh, kw, C / groups, C_out), checking they fit."""
     image = np.asarray(image)
     kernel = np.asarray(kernel)
     if image.ndim == 2:
@@ -232,9 +307,12 @@ def as_hwc_hwio(image: Any, kernel: Any) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
     if kernel.ndim != 4:
         raise InputError(f"kernel must be (kh, kw) or (kh, kw, C_in, C_out), got shape {kernel.shape}")
-    if image.shape[2] != kernel.shape[2]:
+    if image.shape[2] != kernel.shape[2] * groups:
         raise InputError(f"image has {image.shape[2]} channels but the kernel expects "
-                         f"{kernel.shape[2]} input channels (kernel shape {kernel.shape}, HWIO)")
+                         f"{kernel.shape[2] * groups} input channels (kernel shape {kernel.shape}, HWIO, "
+                         f"groups={groups})")
+    if kernel.shape[3] % groups:
+        raise InputError(f"the kernel's {kernel.shape[3]} output channels do not split into {groups} groups")
     if 0 in image.shape or 0 in kernel.shape:
         raise InputError(f"empty image {image.shape} or kernel {kernel.shape}")
     return image, kernel

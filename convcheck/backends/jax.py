@@ -8,6 +8,9 @@ Behaviours checked on jax 0.10 (CPU):
   `precision=Precision.HIGHEST` keeps float32 at float32 on TPUs/GPUs (no bf16 passes).
 - padding 'SAME' is TensorFlow's (extra at the bottom/right); 'full' is explicit
   (kh - 1, kh - 1) pairs.
+- window_strides=, rhs_dilation= and feature_group_count= run natively (strides with
+  dilations included); at any other geometry than stride/dilation 1 and dense channels
+  the padding goes as explicit (before, after) pairs with TF SAME's exact amounts.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, quiet_loggers, quiet_stderr
+from .base import Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, quiet_loggers, quiet_stderr
 
 
 def import_jax():
@@ -51,11 +54,13 @@ class JaxConvGeneralDilated(Backend):
     module = "jax"
     package = "jax"
     extra = "jax"
+    native_geometry = True
 
     def warm_up(self) -> None:
         import_jax()
 
-    def _run(self, image, kernel, *, padding, dtype, library_defaults):
+    def _run(self, image, kernel, *, padding, dtype, library_defaults, stride=(1, 1), dilation=(1, 1),
+             groups=1):
         jax = import_jax()
         import jax.numpy as jnp
         from jax import lax
@@ -87,7 +92,14 @@ class JaxConvGeneralDilated(Backend):
                 notes.append("jax_enable_x64 was turned on for this float64 run (JAX computes "
                              "float64 as float32 without it) and restored after")
 
-        if padding == "full":
+        stride, dilation = tuple(stride), tuple(dilation)
+        if stride != (1, 1) or dilation != (1, 1) or groups != 1:
+            top, bottom, left, right = geometry_pads(padding, image.shape[0], image.shape[1], kh, kw,
+                                                     stride, dilation)
+            lax_padding = [(top, bottom), (left, right)]
+            if groups != 1:
+                notes.append(f"feature_group_count={groups}")
+        elif padding == "full":
             lax_padding = [(kh - 1, kh - 1), (kw - 1, kw - 1)]
             notes.append(f"'full' padding passed as explicit pairs "
                          f"[({kh - 1}, {kh - 1}), ({kw - 1}, {kw - 1})]")
@@ -98,7 +110,8 @@ class JaxConvGeneralDilated(Backend):
             x = jnp.asarray(image_in[None])
             w = jnp.asarray(kernel_in)
             start = time.perf_counter()
-            y = lax.conv_general_dilated(x, w, window_strides=(1, 1), padding=lax_padding,
+            y = lax.conv_general_dilated(x, w, window_strides=stride, padding=lax_padding,
+                                         rhs_dilation=dilation, feature_group_count=groups,
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                          precision=lax.Precision.HIGHEST)
             y.block_until_ready()  # asynchronous dispatch: wait for the result

@@ -99,6 +99,7 @@ class KerasSubprocessConv2D(Backend):
     package = "keras"
     extra = "tensorflow"  # Keras comes with the tensorflow extra
     keras_backend: str
+    native_geometry = True  # the child's KerasConv2D takes strides, dilation_rate and groups
 
     def __init__(self):
         self._worker: _Worker | None = None
@@ -129,13 +130,15 @@ class KerasSubprocessConv2D(Backend):
         # Start the child now: its Keras/framework import overlaps with the other rows.
         self._ensure_worker()
 
-    def _run(self, image, kernel, *, padding, dtype, library_defaults):
+    def _run(self, image, kernel, *, padding, dtype, library_defaults, stride=(1, 1), dilation=(1, 1),
+             groups=1):
         worker = self._ensure_worker()
         with tempfile.TemporaryDirectory(prefix="convcheck-keras-") as folder:
             message = {"folder": folder, "padding": padding, "dtype": dtype,
-                       "library_defaults": library_defaults,
+                       "library_defaults": library_defaults, "stride": list(stride),
+                       "dilation": list(dilation), "groups": int(groups),
                        "image_dtype": save_array(folder, "image", image),
-                       "kernel_dtype": save_array(folder, "kernel", kernel)}
+                       "kernel_dtype": save_array(folder, "kernel", np.ascontiguousarray(kernel))}
             with self._lock:
                 answer = worker.request(message)
             if "error" in answer:

@@ -3,6 +3,14 @@
 Behaviours checked on tensorflow-cpu 2.21: the CPU Conv2D kernel accepts half, bfloat16,
 float, double and int32 (int64 and the 8/16-bit integers raise InvalidArgumentError), and
 both operands must have the same dtype (a float64 image with a float32 filter raises).
+
+Geometry (checked on tensorflow-cpu 2.21, oneDNN on and off): `tf.nn.conv2d` takes
+strides, dilations and grouped filters (C_in / G input channels) natively on the CPU,
+strides > 1 together with dilations > 1 included, and matches CONTRACT section 1 (SAME at
+stride > 1 is the contract's SAME). `tf.nn.depthwise_conv2d` (used for groups = C_in)
+raises on unequal row/column strides, and with strides > 1 and dilations > 1 it only
+warns ("all values of strides must be 1") and returns wrong values: there convcheck runs
+it at stride 1 and keeps every stride-th output, and the row's notes say so.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ import time
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, quiet_loggers, quiet_stderr
+from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads,
+                   output_shape, quiet_loggers, quiet_stderr, zero_pad)
 
 # The CPU-only wheel is the right hint on x86-64 (it is what convcheck depends on there);
 # elsewhere (aarch64, macOS arm64) only the plain 'tensorflow' wheel exists.
@@ -61,11 +70,13 @@ class TensorFlowConv2D(Backend):
     package = TENSORFLOW_PACKAGE
     extra = "tensorflow"
     distributions = TENSORFLOW_DISTRIBUTIONS
+    native_geometry = True
 
     def warm_up(self) -> None:
         import_tensorflow()
 
-    def _run(self, image, kernel, *, padding, dtype, library_defaults):
+    def _run(self, image, kernel, *, padding, dtype, library_defaults, stride=(1, 1), dilation=(1, 1),
+             groups=1):
         tf = import_tensorflow()
         notes: list[str] = []
         if library_defaults:
@@ -93,22 +104,62 @@ class TensorFlowConv2D(Backend):
             notes.extend(cast_notes)
 
         kh, kw = kernel.shape[:2]
-        if padding == "full":
-            # TF has no 'full' padding string; explicit zero padding of kh-1 / kw-1 on
-            # every side gives the same output.
-            tf_padding = [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]
+        height, width, channels = image.shape
+        depthwise = groups > 1 and groups == channels
+        if depthwise:
+            # Grouped HWIO (kh, kw, 1, C * M) is depthwise_conv2d's (kh, kw, C, M): output c * M + m.
+            kernel_in = kernel_in.reshape(kh, kw, channels, kernel.shape[3] // channels)
+            notes.append("groups = C_in: ran tf.nn.depthwise_conv2d with the kernel as (kh, kw, C_in, multiplier)")
+        elif groups > 1:
+            notes.append(f"groups = {groups}: tf.nn.conv2d with a (kh, kw, C_in / {groups}, C_out) filter "
+                         f"(a grouped convolution)")
+        plain_stride = stride == (1, 1)
+        # depthwise_conv2d: unequal strides raise; strides > 1 with dilations > 1 are silently wrong.
+        emulate_stride = depthwise and not plain_stride and (dilation != (1, 1) or stride[0] != stride[1])
+        pads = geometry_pads(padding, height, width, kh, kw, stride, dilation)
+        if emulate_stride:
+            image_in = zero_pad(image_in, pads)
+            tf_padding = "VALID"
+        elif padding == "full":
+            # TF has no 'full' padding string; explicit zero padding of (k - 1) * d on every
+            # side gives the same output.
+            tf_padding = [[0, 0], [pads[0], pads[1]], [pads[2], pads[3]], [0, 0]]
             notes.append(f"'full' padding passed as explicit padding "
-                         f"[[0, 0], [{kh - 1}, {kh - 1}], [{kw - 1}, {kw - 1}], [0, 0]]")
+                         f"[[0, 0], [{pads[0]}, {pads[1]}], [{pads[2]}, {pads[3]}], [0, 0]]")
         else:
             tf_padding = padding.upper()
 
         x = tf.constant(image_in[None])
         w = tf.constant(kernel_in)
         start = time.perf_counter()
-        y = tf.nn.conv2d(x, w, strides=1, padding=tf_padding)
+        if depthwise:
+            run_stride = (1, 1) if emulate_stride else stride
+            y = tf.nn.depthwise_conv2d(x, w, strides=[1, run_stride[0], run_stride[1], 1],
+                                       dilations=list(dilation), padding=tf_padding)
+        else:
+            try:
+                y = tf.nn.conv2d(x, w, strides=[1, stride[0], stride[1], 1], dilations=list(dilation),
+                                 padding=tf_padding)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
+                # Some builds (older CPU kernels, some GPUs) refuse strides > 1 with dilations > 1.
+                if plain_stride or dilation == (1, 1):
+                    raise
+                emulate_stride = True
+                notes.append(f"tf.nn.conv2d refused strides > 1 with dilations > 1 here "
+                             f"({type(exc).__name__}); " + STRIDE_EMULATED)
+                x = tf.constant(zero_pad(image_in, pads)[None])
+                start = time.perf_counter()
+                y = tf.nn.conv2d(x, w, strides=1, dilations=list(dilation), padding="VALID")
         # .numpy() waits for the result: on a GPU the op returns before it has run.
         output = y.numpy()[0]
         seconds = time.perf_counter() - start
+        if emulate_stride:
+            out_h, out_w = output_shape(padding, height, width, kh, kw, stride, dilation)
+            output = np.ascontiguousarray(output[::stride[0], ::stride[1]][:out_h, :out_w])
+        if emulate_stride and depthwise:
+            notes.append("tf.nn.depthwise_conv2d " + ("rejects unequal strides" if stride[0] != stride[1] else
+                         "computes strides > 1 with dilations > 1 wrongly (it only warns)") + "; "
+                         + STRIDE_EMULATED)
 
         compute_dtype = y.dtype.name
         if ("GPU" in (y.device or "") and compute_dtype == "float32"

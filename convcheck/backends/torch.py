@@ -10,6 +10,10 @@ Behaviours checked on torch 2.13 (CPU):
 - the default padding is 0 ('valid').
 - TensorFloat-32 only exists on CUDA: convcheck turns it off (cudnn.allow_tf32 and
   cuda.matmul.allow_tf32) so float32 stays float32 on a GPU too.
+- stride=, dilation= and groups= run natively (strides with dilations included). padding=
+  'same' is refused at stride > 1, and TF's SAME is asymmetric there: convcheck pads with
+  F.pad by TF's exact amounts (the extra row/column at the bottom/right) and passes
+  padding=0; symmetric amounts go as padding=(top, left).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, quiet_stderr
+from .base import Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, quiet_stderr
 
 _TORCH_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -59,11 +63,13 @@ class TorchConv2D(Backend):
     module = "torch"
     package = "torch"
     extra = "torch"
+    native_geometry = True
 
     def warm_up(self) -> None:
         import_torch()
 
-    def _run(self, image, kernel, *, padding, dtype, library_defaults):
+    def _run(self, image, kernel, *, padding, dtype, library_defaults, stride=(1, 1), dilation=(1, 1),
+             groups=1):
         torch = import_torch()
         import torch.nn.functional as F
 
@@ -101,12 +107,29 @@ class TorchConv2D(Backend):
                 torch_padding = padding
 
         x = from_numpy(np.transpose(image_in, (2, 0, 1)))[None]        # (1, C, H, W)
-        w = from_numpy(np.transpose(kernel_in, (3, 2, 0, 1)))          # (O, C, kh, kw)
+        w = from_numpy(np.transpose(kernel_in, (3, 2, 0, 1)))          # (O, C / groups, kh, kw)
+        stride, dilation = tuple(stride), tuple(dilation)
+        pad_first = None
+        if stride != (1, 1) or dilation != (1, 1) or groups != 1:
+            if groups != 1:
+                notes.append(f"groups={groups} passed to F.conv2d")
+            if not library_defaults:
+                top, bottom, left, right = geometry_pads(padding, image.shape[0], image.shape[1], kh, kw,
+                                                         stride, dilation)
+                if (top, left) == (bottom, right):
+                    torch_padding = (top, left)
+                else:
+                    pad_first = (left, right, top, bottom)
+                    torch_padding = 0
+                    notes.append(f"TF SAME at this stride/dilation pads unevenly: F.pad(x, ({left}, {right}, "
+                                 f"{top}, {bottom})) then padding=0")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Using padding='same'")
             start = time.perf_counter()
             with torch.no_grad():
-                y = F.conv2d(x, w, padding=torch_padding)
+                if pad_first is not None:
+                    x = F.pad(x, pad_first)
+                y = F.conv2d(x, w, stride=stride, dilation=dilation, groups=groups, padding=torch_padding)
             output = np.transpose(to_numpy(y[0]), (1, 2, 0))
             seconds = time.perf_counter() - start
         return BackendRun(output=np.ascontiguousarray(output),
