@@ -303,7 +303,11 @@ class _Search:
             return grid[0], grid[1], grid[2]
         rng = np.random.default_rng(20261123)
         band = max(self.p.kernel.shape[:2]) + self.radius
-        per_side = _BORDER_SAMPLES // 4
+        # Every position gives one element per output channel: with many channels, fewer
+        # positions give as many elements (stage 1's arrays grow with positions x channels).
+        share = min(1.0, max(0.3, 2048 / ((_BORDER_SAMPLES + _INTERIOR_SAMPLES) * self.p.output.shape[3])))
+        per_side = max(8, int(_BORDER_SAMPLES * share) // 4)
+        interior = max(32, int(_INTERIOR_SAMPLES * share))
         depth_h = rng.integers(0, min(band, out_h), per_side * 2)
         depth_w = rng.integers(0, min(band, out_w), per_side * 2)
         along_h = rng.integers(0, out_w, per_side * 2)
@@ -314,11 +318,11 @@ class _Search:
                 along_h[:per_side], along_h[per_side:],
                 np.concatenate([depth_w[:per_side], out_w - 1 - depth_w[per_side:]])]
         if out_h > 2 * band and out_w > 2 * band:
-            rows.append(rng.integers(band, out_h - band, _INTERIOR_SAMPLES))
-            cols.append(rng.integers(band, out_w - band, _INTERIOR_SAMPLES))
+            rows.append(rng.integers(band, out_h - band, interior))
+            cols.append(rng.integers(band, out_w - band, interior))
         else:
-            rows.append(rng.integers(0, out_h, _INTERIOR_SAMPLES))
-            cols.append(rng.integers(0, out_w, _INTERIOR_SAMPLES))
+            rows.append(rng.integers(0, out_h, interior))
+            cols.append(rng.integers(0, out_w, interior))
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         samples = rng.integers(0, batch, rows.size)
         flat = np.unique((samples * out_h + rows) * out_w + cols)
@@ -338,13 +342,16 @@ class _Search:
                 span[0] + 2 * r, span[1] + 2 * r, samples=self.samples)
         return self._patch_cache[key]
 
-    def _predict(self, patches: np.ndarray, kernels: np.ndarray):
+    def _predict(self, patches: np.ndarray, kernels: np.ndarray, dilation=(1, 1)):
         """Correlate every sample window at every offset with a stack of kernels at once.
 
-        kernels: (kh, kw, C, K). Returns (n_samples, D, D, K) values and magnitudes.
+        kernels: (kh, kw, C, K), dense but not dilated: the windows take every dilation-th
+        tap instead. Returns (n_samples, D, D, K) values and magnitudes.
         """
         kh, kw, channels, count = kernels.shape
-        windows = np.lib.stride_tricks.sliding_window_view(patches, (kh, kw), axis=(1, 2))
+        span = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+        windows = np.lib.stride_tricks.sliding_window_view(patches, span, axis=(1, 2))[
+            :, :, :, :, ::dilation[0], ::dilation[1]]
         n, d1, d2 = windows.shape[:3]
         cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * d1 * d2, kh * kw * channels)
         flat = kernels.reshape(kh * kw * channels, count)
@@ -405,13 +412,13 @@ class _Search:
             groups.setdefault((shape, layout.padding, layout.stride, layout.dilation), []).append(layout.transform)
         for (shape, padding, stride, dilation), transforms in groups.items():
             layout = _Layout(transforms[0], padding, stride, dilation)
-            stack = np.concatenate([p.wide_kernel(transform_kernel(p.kernel, t), dilation) for t in transforms],
+            stack = np.concatenate([dense_kernel(transform_kernel(p.kernel, t), p.groups) for t in transforms],
                                    axis=3)
             compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(stride)
             for boundary in BOUNDARIES if p.algorithm == "direct" else ("zero",):
                 patches = self._patches(None, boundary, layout, shape)
-                values, mags = self._predict(patches, stack)
+                values, mags = self._predict(patches, stack, dilation)
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)

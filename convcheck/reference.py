@@ -181,32 +181,38 @@ def extended_image(image: np.ndarray, boundary: str, origin: tuple[int, int],
     return padded[r0:r0 + out_hw[0] + kernel_hw[0] - 1, c0:c0 + out_hw[1] + kernel_hw[1] - 1]
 
 
-def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool = False):
+def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool = False,
+                    stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)):
     """'valid' cross-correlation of an (Hr, Wr, C) region with an HWIO kernel, in float64.
 
-    Returns (values, magnitudes): values[i, j, o] = sum_{u, v, c} region[i+u, j+v, c] *
-    kernel[u, v, c, o], and when `magnitude` the same sum of |region| * |kernel| (what the
-    error bound needs), else None. Works in row blocks that stay in cache; small kernels
-    use shifted-slice accumulation, large ones an im2col matrix product.
+    Returns (values, magnitudes): values[i, j, o] = sum_{u, v, c} region[i*sy + u*dy,
+    j*sx + v*dx, c] * kernel[u, v, c, o], and when `magnitude` the same sum of |region| *
+    |kernel| (what the error bound needs), else None. Only the strided positions and the
+    real taps are computed. Works in row blocks that stay in cache; small kernels use
+    shifted-slice accumulation, large ones an im2col matrix product.
     """
     region = np.asarray(region, dtype=np.float64)
     kernel = np.asarray(kernel, dtype=np.float64)
     kh, kw, channels, outs = kernel.shape
-    out_h, out_w = region.shape[0] - kh + 1, region.shape[1] - kw + 1
+    (sy, sx), (dy, dx) = stride, dilation
+    span_h, span_w = (kh - 1) * dy + 1, (kw - 1) * dx + 1
+    out_h, out_w = (region.shape[0] - span_h) // sy + 1, (region.shape[1] - span_w) // sx + 1
     values = np.empty((out_h, out_w, outs))
     mags = np.empty((out_h, out_w, outs)) if magnitude else None
     planes = np.ascontiguousarray(np.moveaxis(region, 2, 0))  # (C, Hr, Wr): contiguous slices
     abs_kernel = np.abs(kernel)
     taps = kh * kw * channels
-    block = max(1, min(out_h, _BLOCK_BYTES // max(1, 8 * region.shape[1] * channels)))
+    block = max(1, min(out_h, _BLOCK_BYTES // max(1, 8 * region.shape[1] * channels * sy)))
     use_matmul = taps * outs > _MATMUL_TAPS
     flat_kernel = kernel.reshape(taps, outs) if use_matmul else None
     flat_abs = abs_kernel.reshape(taps, outs) if use_matmul else None
     for r0 in range(0, out_h, block):
         rows = min(block, out_h - r0)
+        top = r0 * sy
         if use_matmul:
             windows = np.lib.stride_tricks.sliding_window_view(
-                planes[:, r0:r0 + rows + kh - 1], (kh, kw), axis=(1, 2))  # (C, rows, Wo, kh, kw)
+                planes[:, top:top + (rows - 1) * sy + span_h], (span_h, span_w), axis=(1, 2)
+            )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, Wo, kh, kw)
             cols = windows.transpose(1, 2, 3, 4, 0).reshape(rows * out_w, taps)
             values[r0:r0 + rows] = (cols @ flat_kernel).reshape(rows, out_w, outs)
             if magnitude:
@@ -214,7 +220,8 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
             continue
         tmp = np.empty((rows, out_w))
         # |x| of this block only: no image-sized copy for the magnitudes.
-        abs_block = np.abs(planes[:, r0:r0 + rows + kh - 1]) if magnitude else None
+        abs_block = np.abs(planes[:, top:top + (rows - 1) * sy + span_h]) if magnitude else None
+        row_end, col_end = (rows - 1) * sy + 1, (out_w - 1) * sx + 1
         for o in range(outs):
             acc = np.zeros((rows, out_w))
             acc_abs = np.zeros((rows, out_w)) if magnitude else None
@@ -224,10 +231,11 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
                         w = kernel[u, v, c, o]
                         if w == 0.0:
                             continue
-                        np.multiply(planes[c, r0 + u:r0 + u + rows, v:v + out_w], w, out=tmp)
+                        r, q = u * dy, v * dx
+                        np.multiply(planes[c, top + r:top + r + row_end:sy, q:q + col_end:sx], w, out=tmp)
                         acc += tmp
                         if magnitude:
-                            np.multiply(abs_block[c, u:u + rows, v:v + out_w], abs(w), out=tmp)
+                            np.multiply(abs_block[c, r:r + row_end:sy, q:q + col_end:sx], abs(w), out=tmp)
                             acc_abs += tmp
             values[r0:r0 + rows, :, o] = acc
             if magnitude:
@@ -256,14 +264,11 @@ def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", b
     height, width = image.shape[:2]
     out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
     origin = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
-    wide = dilate_kernel(dense_kernel(np.asarray(kernel), groups), dilation)
+    dense = dense_kernel(np.asarray(kernel), groups)
     span = ((out_h - 1) * stride[0] + 1, (out_w - 1) * stride[1] + 1)
-    region = extended_image(image, boundary, origin, span, wide.shape[:2])
-    values, mags = correlate_valid(region, wide, magnitude=magnitude)
-    if stride != (1, 1):
-        values = np.ascontiguousarray(values[::stride[0], ::stride[1]])
-        mags = np.ascontiguousarray(mags[::stride[0], ::stride[1]]) if magnitude else None
-    return values, mags
+    wide = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    region = extended_image(image, boundary, origin, span, wide)
+    return correlate_valid(region, dense, magnitude=magnitude, stride=stride, dilation=dilation)
 
 
 def reference(image, kernel, padding: str = "same", *, stride=(1, 1), dilation=(1, 1), groups: int = 1) -> np.ndarray:
