@@ -187,6 +187,9 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     """
     from .engine import _pair
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if inputs.kernel_axis is not None:
+        raise InputError(f"kernel {inputs.kernel_name!r} is 1-D: explain accepts one (and says along which axis "
+                         "it ran), compare needs a 2-D (kh, kw) or 4-D kernel, e.g. kernel[None, :] for a row")
     if dtype is None:
         dtype = default_dtype(inputs.image.dtype, inputs.kernel.dtype)
     if dtype not in DTYPES:

@@ -780,7 +780,8 @@ def _baseline(inputs, padding: str, stride, dilation, groups) -> Explanation:
     declared_groups = groups if groups is not None else getattr(inputs, "expected_groups", 1)
     return Explanation(padding=padding, stride=tuple(stride), dilation=tuple(dilation), groups=int(declared_groups),
                        output_layout=getattr(inputs, "declared_output_layout", "hwc"),
-                       kernel_layout=getattr(inputs, "kernel_layout", "hwio"))
+                       kernel_layout=getattr(inputs, "kernel_layout", "hwio"),
+                       kernel_axis=getattr(inputs, "kernel_axis", None))
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -803,13 +804,46 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
 
     `padding`, `stride`, `dilation` and `groups` are what the caller expected (the
     baseline; `groups` None: what the kernel layout declares, else 1); `precision` the
-    precision it expected the computation to run in (default: the inputs' own). The
-    verdict is `equal` when the expected computation reproduces the output within its
-    rigorous bound and with enough evidence, `explained` when the simplest other
-    candidate does, else `unexplained`. `algorithm` is how the caller expected the sums to
-    be computed ('direct', or 'fft' for an FFT convolution); when nothing else explains the
-    output, an FFT computation is tried too (CONTRACT section 2: direct is preferred).
+    precision it expected the computation to run in (default: the inputs' own);
+    `algorithm` how it expected the sums to be computed ('direct', or 'fft'). The verdict
+    is `equal` when the expected computation reproduces the output within its rigorous
+    bound and with enough evidence, `explained` when the simplest other candidate does,
+    else `unexplained`.
+
+    Readings the shapes cannot settle are tried in turn, the first that explains the
+    output winning: a 1-D kernel along the rows, then along the columns (`kernel_axis`);
+    the output as given, then with its H and W axes swapped (`output_transform`).
     """
+    options = dict(padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
+                   algorithm=algorithm, keep_arrays=keep_arrays)
+    diagnosis = _diagnose(inputs, **options)
+    if inputs.kernel_axis == "rows" and diagnosis.verdict is not Verdict.EQUAL:
+        columns = _diagnose(replace(inputs, kernel=np.swapaxes(inputs.kernel, 0, 1), kernel_axis="columns"),
+                            **options)
+        # The reading that explains with fewer changed fields (a column kernel is not a
+        # transposed row kernel); rows on a tie.
+        if _rank(columns) < _rank(diagnosis):
+            diagnosis = columns
+    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide:
+        reading = inputs.output_reading or "nhwc"
+        swapped = reading.translate(str.maketrans("hw", "wh"))
+        transposed = _diagnose(replace(inputs, output=np.swapaxes(inputs.output, 1, 2), output_reading=swapped),
+                               output_transform="transpose", **options)
+        if transposed.verdict is not Verdict.UNEXPLAINED:
+            diagnosis = transposed
+    return diagnosis
+
+
+def _rank(diagnosis: Diagnosis) -> tuple:
+    order = {Verdict.EQUAL: 0, Verdict.EXPLAINED: 1, Verdict.UNEXPLAINED: 2}[diagnosis.verdict]
+    changed = len(diagnosis.explanation.changed_fields(diagnosis.baseline)) if diagnosis.explanation else 0
+    return order, changed
+
+
+def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
+              dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
+              keep_arrays: bool = False, output_transform: str = "identity") -> Diagnosis:
+    """`diagnose` for one reading of the kernel and output (see there)."""
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
     if padding not in PADDINGS:
@@ -821,7 +855,8 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
     problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups).with_(algorithm=algorithm),
                        precision)
     baseline = problem.baseline
-    shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"))
+    shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"),
+                            output_transform=output_transform)
     fixed = len(shared.changed_fields(baseline))
     kernel_hw = problem.kernel.shape[:2]
     total = int(problem.output.size)
@@ -949,6 +984,11 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
         notes.append(f"the inputs hold subnormal {baseline.precision} values (nonzero, below its smallest "
                      "normal number): TensorFlow on CPU and many GPU kernels flush them to zero (FTZ/DAZ), "
                      "which changes results there; rescale the data, or compare in float64")
+    if inputs.kernel_axis is not None:
+        notes.append(f"the 1-D kernel was read along the {inputs.kernel_axis} (as a "
+                     f"{'(1, k)' if inputs.kernel_axis == 'rows' else '(k, 1)'} kernel)"
+                     + (", which explains it more simply than along the rows" if inputs.kernel_axis == "columns"
+                        else ""))
     if problem.output.shape[0] > 1 and verdict is not Verdict.UNEXPLAINED:
         notes.append(f"one computation explains all {problem.output.shape[0]} samples of the batch")
     explanation = accepted.explanation if accepted is not None else None

@@ -544,11 +544,19 @@ class Inputs:
     output_reading: str | None = None
     declared_output_layout: str = "hwc"
     output_layout: str = "hwc"
+    kernel_axis: str | None = None   # a 1-D kernel read as a (1, k) row ('rows') or (k, 1) column
 
 
 def _bundle(raw_image, raw_kernel, raw_output, *, image_label, kernel_label, output_label, names,
             kernel_layout, layout, padding, from_file) -> Inputs:
-    """Validate and bring the three arrays to the canonical layouts (see `Inputs`)."""
+    """Validate and bring the three arrays to the canonical layouts (see `Inputs`).
+
+    A 1-D kernel (k,) is read as a (1, k) row first (`kernel_axis` 'rows'); `explain`
+    tries it as a (k, 1) column too (CONTRACT section 1).
+    """
+    kernel_axis = None
+    if np.ndim(raw_kernel) == 1 and np.size(raw_kernel) > 0:
+        raw_kernel, kernel_axis = np.asarray(raw_kernel)[np.newaxis, :], "rows"
     image = _image(raw_image, image_label, from_file=from_file, layout=layout)
     kernel = _kernel(raw_kernel, kernel_label, kernel_layout, "--kernel-layout" if from_file else "kernel_layout=",
                      from_file=from_file)
@@ -581,7 +589,8 @@ def _bundle(raw_image, raw_kernel, raw_output, *, image_label, kernel_label, out
                   output_shape=tuple(np.shape(raw_output)) if raw_output is not None else None,
                   image_name=names[0], kernel_name=names[1], output_name=names[2], groups=groups,
                   expected_groups=expected_groups, layout=layout, kernel_layout=kernel_layout,
-                  output_reading=reading, declared_output_layout=declared, output_layout=actual)
+                  output_reading=reading, declared_output_layout=declared, output_layout=actual,
+                  kernel_axis=kernel_axis)
 
 
 def load_inputs(image_path, kernel_path, output_path=None, *, kernel_layout=None, padding="same",

@@ -120,6 +120,8 @@ _WHY = {
     "groups": ("A grouped convolution splits the channels into groups that never mix (groups= in "
                "PyTorch and Keras; depthwise when every channel is its own group); the kernel's and "
                "the output's channel counts say which grouping fits."),
+    "output_transform": ("An output saved as (W, H) instead of (H, W), or a transpose somewhere in the "
+                         "pipeline, swaps rows and columns; with a square output only the values show it."),
     "algorithm": ("An FFT convolution (scipy.signal.fftconvolve, convolve(method='fft'), OpenCV's DFT path "
                   "for large kernels) rounds normwise: each element's error is relative to the largest "
                   "values, so small outputs next to large ones carry relatively large errors."),
@@ -236,6 +238,9 @@ def cause_for(field_name: str, value: Any, baseline: Explanation) -> Cause:
                    + f", not {baseline.groups}")
         fix = (f"pass groups={value} to convcheck (--groups {value}) if intended, or check the layer's "
                "groups / depthwise setting and the kernel's shape")
+    elif field_name == "output_transform":
+        summary = "the output's H and W axes are swapped (the output was transposed)"
+        fix = "transpose it back: output.swapaxes(0, 1) (output.swapaxes(-2, -1) for (C, H, W) arrays)"
     elif field_name == "algorithm":
         summary = (f"the sums were computed through the FFT ({value}), whose rounding error is normwise "
                    "(spread over the whole output), not by direct summation")
