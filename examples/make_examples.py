@@ -39,7 +39,12 @@ PITFALLS = {
                           {"scale": None}, "explained"),
     "corrupted_pixel": ("scipy.signal.correlate2d(image, kernel, mode='same') with one pixel off by 1e-3",
                         {}, "unexplained"),
+    "pytorch_stride2": ("torch.nn.functional.conv2d(image, weight, stride=2, padding=1) on a 16x16 NCHW batch, "
+                        "checked against TensorFlow's SAME at stride 2", {"offset": (-1, -1)}, "explained"),
 }
+
+# What `convcheck explain` is told besides the three files (as its options would say).
+EXPLAIN_OPTIONS = {"pytorch_stride2": {"layout": "nchw", "stride": 2}}
 
 
 def make(name: str, rng: np.random.Generator):
@@ -67,6 +72,13 @@ def make(name: str, rng: np.random.Generator):
         out = sig.correlate2d(image, kernel, mode="same")
         out[5, 9] += 1e-3
         return image, kernel, out
+    if name == "pytorch_stride2":
+        import torch
+        image = torch.from_numpy(rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+        weight = torch.from_numpy(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+        with torch.no_grad():
+            out = torch.nn.functional.conv2d(image, weight, stride=2, padding=1)
+        return image.numpy(), weight.numpy(), out.numpy()
     image = rng.standard_normal((16, 16, 3))
     kernel = rng.standard_normal((3, 3, 3, 2))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -36,15 +36,9 @@ def rows_of(report):
 
 
 def assert_equal_up_to_declared_groups(row, groups, kernel_layout):
-    """`equal`; for a grouped HWIO kernel (groups the layout does not declare) `compare` expects
-    groups 1, so every row, emulated or native, is `explained` by `groups` alone."""
-    if groups == 1 or kernel_layout == "depthwise":
-        assert row["verdict"] == "equal", row
-        return
-    assert row["verdict"] in ("equal", "explained"), row
-    if row["verdict"] == "explained":
-        assert [cause["field"] for cause in row["causes"]] == ["groups"], row["causes"]
-        assert row["explanation"]["groups"] == groups
+    """`equal`: every backend ran the grouping the kernel's shape implies, and compare expects it."""
+    assert row["verdict"] == "equal", row
+    assert row["explanation"]["groups"] == groups
 
 
 def case(shape=(10, 12, 4), kernel_shape=(3, 3, 4, 2), seed=11):

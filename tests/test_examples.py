@@ -19,7 +19,7 @@ def test_example_is_diagnosed_as_made(name):
     made_by, fields, verdict = make_examples.PITFALLS[name]
     image, kernel, output = (np.load(EXAMPLES / name / f"{part}.npy", allow_pickle=False)
                              for part in ("image", "kernel", "output"))
-    d = convcheck.explain(image, kernel, output)
+    d = convcheck.explain(image, kernel, output, **make_examples.EXPLAIN_OPTIONS.get(name, {}))
     assert d.verdict.value == verdict, made_by
     if verdict == "unexplained":
         return
