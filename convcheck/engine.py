@@ -964,7 +964,10 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b, shared), struct.fit,
                                              needed=ev.needed_bits(1), keep_arrays=keep_arrays)[0])
         if tried_full:
-            closest = min(tried_full, key=lambda f: (f.bad, f.worst_ratio))
+            # Fewest elements beyond the bound; then the simplest (an FFT's looser bound
+            # would otherwise look closer than the expected computation itself).
+            closest = min(tried_full, key=lambda f: (f.bad, len(f.explanation.changed_fields(baseline)),
+                                                     f.worst_ratio))
 
     verdict = (Verdict.EQUAL if accepted is before and accepted is not None
                else Verdict.EXPLAINED if accepted is not None else Verdict.UNEXPLAINED)

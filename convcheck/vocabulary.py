@@ -201,8 +201,10 @@ def _num(x: float) -> str:
     return f"{x:.6g}"
 
 
-def cause_for(field_name: str, value: Any, baseline: Explanation) -> Cause:
-    """The plain-words `Cause` for one changed field of an explanation."""
+def cause_for(field_name: str, value: Any, baseline: Explanation,
+              explanation: Optional[Explanation] = None) -> Cause:
+    """The plain-words `Cause` for one changed field of an explanation (the whole
+    `explanation`, when given, lets a cause say how it combines with the others)."""
     why = _WHY[field_name]
     if field_name == "kernel_transform":
         summary, fix = _TRANSFORM_TEXT[value]
@@ -215,10 +217,19 @@ def cause_for(field_name: str, value: Any, baseline: Explanation) -> Cause:
         summary, fix = _BOUNDARY_TEXT[value]
     elif field_name == "offset":
         dy, dx = value
-        summary = (f"the output is shifted by [{dy}, {dx}]: output[i, j] == reference[i{dy:+d}, j{dx:+d}]"
-                   " (an even kernel centred differently from TensorFlow's 'same')")
-        fix = ("centre the kernel as TensorFlow does (extra padding at the bottom/right), e.g. use "
-               "correlate2d(..., mode='full') and crop, or shift scipy.ndimage with origin=")
+        stride = tuple(explanation.stride) if explanation is not None else (1, 1)
+        if stride != (1, 1):
+            summary = (f"every window starts [{dy}, {dx}] input pixels from TensorFlow SAME's at stride "
+                       f"[{stride[0]}, {stride[1]}] (PyTorch's symmetric padding=1 at stride 2 on an even size "
+                       "starts one pixel earlier)")
+            fix = ("pad as TensorFlow does (the extra row/column at the bottom/right), e.g. "
+                   "F.pad(x, (0, 1, 0, 1)) then padding=0 in PyTorch, or padding='valid' on an explicitly "
+                   "padded input in TensorFlow/Keras")
+        else:
+            summary = (f"the output is shifted by [{dy}, {dx}]: output[i, j] == reference[i{dy:+d}, j{dx:+d}]"
+                       " (an even kernel centred differently from TensorFlow's 'same')")
+            fix = ("centre the kernel as TensorFlow does (extra padding at the bottom/right), e.g. use "
+                   "correlate2d(..., mode='full') and crop, or shift scipy.ndimage with origin=")
     elif field_name == "precision":
         summary, fix = _PRECISION_TEXT[value]
         if value == "float64":
@@ -266,7 +277,7 @@ def cause_for(field_name: str, value: Any, baseline: Explanation) -> Cause:
 
 def causes_for(explanation: Explanation, baseline: Explanation) -> tuple[Cause, ...]:
     """Every changed field of `explanation` against `baseline`, as causes in contract order."""
-    return tuple(cause_for(name, getattr(explanation, name), baseline)
+    return tuple(cause_for(name, getattr(explanation, name), baseline, explanation)
                  for name in explanation.changed_fields(baseline))
 
 

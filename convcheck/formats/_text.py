@@ -218,8 +218,9 @@ def explain_headline(diagnosis, names: dict) -> str:
     if diagnosis.cannot_decide:
         return (f"{output} cannot be judged: a candidate passes the error bound, but the data are too "
                 "weak to tell it from a coincidence.")
-    return (f"{output} differs from the reference, and no combination of kernel transform, padding, "
-            "boundary, offset, precision, bias and scale reproduces it: a genuine mismatch.")
+    return (f"{output} differs from the reference, and no combination of kernel transform, padding, stride, "
+            "dilation, boundary, offset, groups, layout, precision, algorithm, bias and scale reproduces it: "
+            "a genuine mismatch.")
 
 
 # Fields that change the output's size: when one is a cause, the output was compared with a
