@@ -19,7 +19,6 @@ float32/float16/bfloat16 says which narrower precisions are possible at all.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -121,6 +120,7 @@ class _Problem:
         self._extent: dict[str, tuple[float, float]] = {}
         self._fft: dict[str, np.ndarray] = {}
         self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try 'fft' too
+        self.boundaries = BOUNDARIES               # the boundary rules the search tries in this pass
         self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
 
     @property
@@ -226,10 +226,33 @@ def _complexity(struct: "_Structure", precision: str, baseline: Explanation, fix
                + (precision != baseline.precision) + fitted + fixed)
     return (changed, fitted, KERNEL_TRANSFORMS.index(struct.transform),
             struct.padding != baseline.padding, PADDINGS.index(struct.padding),
-            BOUNDARIES.index(struct.boundary),
+            _boundary_rank(struct.boundary),
             abs(struct.offset[0]) + abs(struct.offset[1]), struct.offset,
             precision != baseline.precision, _PRECISION_PREFERENCE.index(precision),
             FITS.index(struct.fit))
+
+
+# A different rule on each axis ([rows, columns], as scipy.ndimage's per-axis modes in
+# separable filters): tried only when no single rule explains the output.
+_BOUNDARY_PAIRS = tuple((rows, cols) for rows in BOUNDARIES for cols in BOUNDARIES if rows != cols)
+
+
+def _border_only(tried: list, kernel_hw) -> bool:
+    """True when the nearest candidate so far misses only within the border band."""
+    if not tried:
+        return False
+    nearest = min(tried, key=lambda f: f.bad)
+    if nearest.bad == 0:
+        return False
+    _, rows, cols, _ = np.nonzero(nearest.mismatch)
+    out_h, out_w = nearest.mismatch.shape[1:3]
+    band = max(kernel_hw) * 4 + 4   # dilated and offset windows reach further in
+    return bool(np.all((rows < band) | (cols < band) | (rows >= out_h - band) | (cols >= out_w - band)))
+
+
+def _boundary_rank(boundary) -> int:
+    return BOUNDARIES.index(boundary) if isinstance(boundary, str) else len(BOUNDARIES) + _BOUNDARY_PAIRS.index(
+        tuple(boundary))
 
 
 # Among narrower precisions, what the output's values point to first (see _Problem).
@@ -253,7 +276,9 @@ _MAX_DILATION = 4
 def _layouts(problem: _Problem, baseline: Explanation) -> list[_Layout]:
     """Every (transform, padding, stride, dilation) that gives the output's (Ho, Wo): free
     evidence from the shapes. Dilation is searched up to 4 (the same on both axes unless
-    declared otherwise); stride as far as the sizes allow."""
+    declared otherwise) while the dilated kernel fits in the image; stride as far as the
+    sizes allow, but not along an axis with a single output (one window: any stride gives it).
+    """
     height, width = problem.image_hw
     out_h, out_w = problem.output.shape[1:3]
     dilations = sorted({(d, d) for d in range(1, _MAX_DILATION + 1)} | {tuple(baseline.dilation)})
@@ -262,12 +287,25 @@ def _layouts(problem: _Problem, baseline: Explanation) -> list[_Layout]:
         tkh, tkw = transform_kernel(problem.kernel, transform).shape[:2]
         for padding in PADDINGS:
             for dilation in dilations:
-                rows = [sy for sy in range(1, min(max(height, 1), _MAX_STRIDE) + 1)
-                        if axis_layout(padding, height, tkh, sy, dilation[0])[0] == out_h]
-                cols = [sx for sx in range(1, min(max(width, 1), _MAX_STRIDE) + 1)
-                        if axis_layout(padding, width, tkw, sx, dilation[1])[0] == out_w]
+                if dilation != tuple(baseline.dilation) and (
+                        (tkh - 1) * dilation[0] + 1 > max(height, 1) or (tkw - 1) * dilation[1] + 1 > max(width, 1)):
+                    continue
+                rows = _single_window([sy for sy in range(1, min(max(height, 1), _MAX_STRIDE) + 1)
+                                       if axis_layout(padding, height, tkh, sy, dilation[0])[0] == out_h],
+                                      out_h, baseline.stride[0])
+                cols = _single_window([sx for sx in range(1, min(max(width, 1), _MAX_STRIDE) + 1)
+                                       if axis_layout(padding, width, tkw, sx, dilation[1])[0] == out_w],
+                                      out_w, baseline.stride[1])
                 found += [_Layout(transform, padding, (sy, sx), dilation) for sy in rows for sx in cols]
     return found
+
+
+def _single_window(strides: list[int], out: int, declared: int) -> list[int]:
+    """With one output along an axis every fitting stride gives the same window: keep one
+    (the declared stride if it fits, else the smallest)."""
+    if out != 1 or len(strides) <= 1:
+        return strides
+    return [declared] if declared in strides else strides[:1]
 
 
 def _geometry_changes(layout: _Layout, baseline: Explanation) -> int:
@@ -286,7 +324,7 @@ class _Search:
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
         # How many candidates the search considers: what an `explained` verdict must beat.
-        self.size = (max(1, len(layouts)) * len(BOUNDARIES) * (2 * self.radius + 1) ** 2 * len(FITS)
+        self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2 * len(FITS)
                      * len(problem.precisions))
 
     def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -416,7 +454,7 @@ class _Search:
                                    axis=3)
             compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(stride)
-            for boundary in BOUNDARIES if p.algorithm == "direct" else ("zero",):
+            for boundary in p.boundaries:
                 patches = self._patches(None, boundary, layout, shape)
                 values, mags = self._predict(patches, stack, dilation)
                 n, d1, d2, _ = values.shape
@@ -434,17 +472,18 @@ class _Search:
                     ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
                     within = np.mean(ratio <= 1.0, axis=(3, 4))
                     usable = np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0)
-                    passed = np.all(ratio <= 1.0, axis=(3, 4)) & usable
-                    for ti, (dy_i, dx_i) in itertools.product(range(len(transforms)), itertools.product(range(d1), range(d2))):
-                        if not enough[dy_i, dx_i]:
-                            continue
-                        struct = _Structure(transforms[ti], padding, boundary, (dy_i - r, dx_i - r), fit,
+                    passed = np.all(ratio <= 1.0, axis=(3, 4)) & usable & enough
+                    for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
+                        survivors.append(_Structure(transforms[ti], padding, boundary, (int(dy_i) - r, int(dx_i) - r),
+                                                    fit, stride, dilation))
+                    # The nearest that failed, for the report (first in C order on a tie).
+                    nearest = np.where(usable & enough & ~passed, within, -1.0)
+                    ti, dy_i, dx_i = np.unravel_index(int(np.argmax(nearest)), nearest.shape)
+                    if nearest[ti, dy_i, dx_i] > best[0]:
+                        struct = _Structure(transforms[ti], padding, boundary, (int(dy_i) - r, int(dx_i) - r), fit,
                                             stride, dilation)
-                        if passed[ti, dy_i, dx_i]:
-                            survivors.append(struct)
-                        elif usable[ti, dy_i, dx_i] and within[ti, dy_i, dx_i] > best[0]:
-                            best = (float(within[ti, dy_i, dx_i]),
-                                    (struct, float(scale[ti, dy_i, dx_i]), float(bias[ti, dy_i, dx_i])))
+                        best = (float(nearest[ti, dy_i, dx_i]),
+                                (struct, float(scale[ti, dy_i, dx_i]), float(bias[ti, dy_i, dx_i])))
         return survivors, best[1]
 
     def _loose_coefficient(self, precision: str) -> float:
@@ -826,12 +865,30 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
             diagnosis = columns
     if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide:
         reading = inputs.output_reading or "nhwc"
-        swapped = reading.translate(str.maketrans("hw", "wh"))
-        transposed = _diagnose(replace(inputs, output=np.swapaxes(inputs.output, 1, 2), output_reading=swapped),
-                               output_transform="transpose", **options)
-        if transposed.verdict is not Verdict.UNEXPLAINED:
-            diagnosis = transposed
+        swapped = replace(inputs, output=np.swapaxes(inputs.output, 1, 2),
+                          output_reading=reading.translate(str.maketrans("hw", "wh")))
+        # A square output fits either way: search its transpose only when it is nearer the
+        # expected computation than the output as given (a whole second search otherwise).
+        if diagnosis.stats.mismatched is None or _nearer_transposed(swapped, diagnosis, options):
+            transposed = _diagnose(swapped, output_transform="transpose", **options)
+            if transposed.verdict is not Verdict.UNEXPLAINED:
+                diagnosis = transposed
     return diagnosis
+
+
+def _nearer_transposed(swapped, diagnosis: Diagnosis, options: dict) -> bool:
+    """Whether the transposed output has fewer elements beyond the expected computation's bound."""
+    quick = {k: v for k, v in options.items() if k in ("padding", "precision", "stride", "dilation", "groups",
+                                                      "algorithm")}
+    problem = _Problem(swapped, _baseline(swapped, quick["padding"], _pair(quick["stride"], "stride"),
+                                          _pair(quick["dilation"], "dilation"), quick["groups"])
+                       .with_(algorithm=quick["algorithm"]), quick["precision"])
+    expected = _Layout("identity", problem.baseline.padding, problem.baseline.stride, problem.baseline.dilation)
+    if expected not in _layouts(problem, problem.baseline):
+        return False
+    full, _ = _evaluate_full(problem, problem.baseline.with_(groups=problem.groups), "none",
+                             needed=ev.needed_bits(1))
+    return full.bad < diagnosis.stats.mismatched
 
 
 def _rank(diagnosis: Diagnosis) -> tuple:
@@ -906,10 +963,15 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     best_rejected = None
     stages = sorted({_geometry_changes(lay, baseline) for lay in layouts})
     # Direct summation first; an FFT's looser, normwise bound only when nothing direct explains.
-    for algorithm_pass in [baseline.algorithm] + (["fft"] if baseline.algorithm == "direct" else []):
+    # Then a different boundary rule per axis, when no single rule explains it.
+    passes = [(baseline.algorithm, BOUNDARIES)] + ([("fft", ("zero",))] if baseline.algorithm == "direct" else [])
+    passes.append((baseline.algorithm, _BOUNDARY_PAIRS))
+    for algorithm_pass, boundaries in passes:
         if accepted is not None:
             break
-        problem.algorithm = algorithm_pass
+        if boundaries is _BOUNDARY_PAIRS and not _border_only(tried_full, kernel_hw):
+            continue  # a per-axis rule changes only the border: it cannot mend anything else
+        problem.algorithm, problem.boundaries = algorithm_pass, boundaries
         shared = shared.with_(algorithm=algorithm_pass)
         fixed = len(shared.changed_fields(baseline))
         for stage in stages:

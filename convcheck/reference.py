@@ -13,8 +13,16 @@ import numpy as np
 from .vocabulary import KERNEL_TRANSFORMS
 
 # numpy.pad mode for each `boundary` value (CONTRACT section 2 names them after numpy.pad).
-_PAD_MODE = {"zero": "constant", "reflect": "reflect", "symmetric": "symmetric",
+_PAD_MODE = {"zero": "constant", "constant": "constant", "reflect": "reflect", "symmetric": "symmetric",
              "wrap": "wrap", "edge": "edge"}
+
+
+def axis_boundaries(boundary) -> tuple[str, str]:
+    """(rows, columns) of a `boundary`: one name for both axes, or a [rows, columns] pair."""
+    if isinstance(boundary, str):
+        return boundary, boundary
+    rows, cols = boundary
+    return rows, cols
 
 # Above this many multiply-adds per output pixel, an im2col matrix product beats the
 # shifted-slice accumulation (measured on 2048x2048 images; see benchmarks/).
@@ -104,14 +112,22 @@ def transform_kernel(kernel: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"unknown kernel transform {name!r}; expected one of {KERNEL_TRANSFORMS}")
 
 
-def pad_image(image: np.ndarray, boundary: str, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
-    """The (H, W, C) image extended by `before`/`after` rows and columns per `boundary`.
+def pad_image(image: np.ndarray, boundary, before: tuple[int, int], after: tuple[int, int],
+              cval: float = 0.0) -> np.ndarray:
+    """The (H, W, C) image extended by `before`/`after` rows and columns per `boundary`
+    (one name, or a [rows, columns] pair; 'constant' fills with `cval`).
 
     numpy.pad repeats reflect/symmetric/wrap as often as needed, so margins larger than
-    the image are well defined.
+    the image are well defined. A pair pads the rows, then the columns: the corners are
+    what each axis's rule gives independently (as scipy.ndimage's per-axis modes do).
     """
-    widths = ((before[0], after[0]), (before[1], after[1]), (0, 0))
-    return np.pad(image, widths, mode=_PAD_MODE[boundary])
+    padded = image
+    for axis, mode in enumerate(axis_boundaries(boundary)):
+        widths = [(0, 0)] * image.ndim
+        widths[axis] = (before[axis], after[axis])
+        extra = {"constant_values": cval if mode == "constant" else 0.0} if _PAD_MODE[mode] == "constant" else {}
+        padded = np.pad(padded, widths, mode=_PAD_MODE[mode], **extra)
+    return padded
 
 
 def boundary_index(index: np.ndarray, size: int, boundary: str) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +138,7 @@ def boundary_index(index: np.ndarray, size: int, boundary: str) -> tuple[np.ndar
     """
     index = np.asarray(index)
     valid = np.ones(index.shape, dtype=bool)
-    if boundary == "zero":
+    if boundary in ("zero", "constant"):
         valid = (index >= 0) & (index < size)
         return np.clip(index, 0, size - 1), valid
     if boundary == "edge":
@@ -140,8 +156,8 @@ def boundary_index(index: np.ndarray, size: int, boundary: str) -> tuple[np.ndar
     raise ValueError(f"unknown boundary {boundary!r}")
 
 
-def gather_windows(image: np.ndarray, boundary: str, rows: np.ndarray, cols: np.ndarray,
-                   height: int, width: int, samples: np.ndarray | None = None) -> np.ndarray:
+def gather_windows(image: np.ndarray, boundary, rows: np.ndarray, cols: np.ndarray,
+                   height: int, width: int, samples: np.ndarray | None = None, cval: float = 0.0) -> np.ndarray:
     """The (n, height, width, C) blocks of the extended image whose top-left corners are (rows, cols).
 
     `image` is (H, W, C), or (N, H, W, C) with `samples` naming each block's sample. Only
@@ -149,15 +165,19 @@ def gather_windows(image: np.ndarray, boundary: str, rows: np.ndarray, cols: np.
     """
     batched = image.ndim == 4
     size_h, size_w = image.shape[batched:batched + 2]
-    r_idx, r_ok = boundary_index(rows[:, None] + np.arange(height), size_h, boundary)
-    c_idx, c_ok = boundary_index(cols[:, None] + np.arange(width), size_w, boundary)
+    row_rule, col_rule = axis_boundaries(boundary)
+    r_idx, r_ok = boundary_index(rows[:, None] + np.arange(height), size_h, row_rule)
+    c_idx, c_ok = boundary_index(cols[:, None] + np.arange(width), size_w, col_rule)
     if batched:
         which = np.zeros(rows.shape, dtype=int) if samples is None else samples
         blocks = image[which[:, None, None], r_idx[:, :, None], c_idx[:, None, :]]
     else:
         blocks = image[r_idx[:, :, None], c_idx[:, None, :]]
-    if boundary == "zero":
-        blocks = blocks * (r_ok[:, :, None] & c_ok[:, None, :])[..., None]
+    if row_rule in ("zero", "constant") or col_rule in ("zero", "constant"):
+        inside = (r_ok[:, :, None] & c_ok[:, None, :])[..., None]
+        blocks = blocks * inside
+        if cval:
+            blocks = blocks + cval * ~inside
     return blocks
 
 
@@ -169,14 +189,14 @@ def window_origin(padding: str, kernel_hw: tuple[int, int], offset: tuple[int, i
     return offset[0] - top, offset[1] - left
 
 
-def extended_image(image: np.ndarray, boundary: str, origin: tuple[int, int],
-                   out_hw: tuple[int, int], kernel_hw: tuple[int, int]) -> np.ndarray:
+def extended_image(image: np.ndarray, boundary, origin: tuple[int, int],
+                   out_hw: tuple[int, int], kernel_hw: tuple[int, int], cval: float = 0.0) -> np.ndarray:
     """The image region (padded per `boundary`) that an output of `out_hw` at `origin` reads."""
     height, width = image.shape[:2]
     before = (max(0, -origin[0]), max(0, -origin[1]))
     after = (max(0, origin[0] + out_hw[0] + kernel_hw[0] - 1 - height),
              max(0, origin[1] + out_hw[1] + kernel_hw[1] - 1 - width))
-    padded = pad_image(image, boundary, before, after)
+    padded = pad_image(image, boundary, before, after, cval)
     r0, c0 = origin[0] + before[0], origin[1] + before[1]
     return padded[r0:r0 + out_hw[0] + kernel_hw[0] - 1, c0:c0 + out_hw[1] + kernel_hw[1] - 1]
 
@@ -243,9 +263,9 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     return values, mags
 
 
-def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary: str = "zero",
+def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",
               offset: tuple[int, int] = (0, 0), magnitude: bool = False, stride: tuple[int, int] = (1, 1),
-              dilation: tuple[int, int] = (1, 1), groups: int = 1):
+              dilation: tuple[int, int] = (1, 1), groups: int = 1, cval: float = 0.0):
     """Cross-correlate an (H, W, C) image, or an (N, H, W, C) batch, with an HWIO kernel
     (kh, kw, C / groups, C_out) in float64: (values, magnitudes).
 
@@ -256,7 +276,7 @@ def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", b
     image = np.asarray(image, dtype=np.float64)
     if image.ndim == 4:
         pairs = [correlate(sample, kernel, padding=padding, boundary=boundary, offset=offset,
-                           magnitude=magnitude, stride=stride, dilation=dilation, groups=groups)
+                           magnitude=magnitude, stride=stride, dilation=dilation, groups=groups, cval=cval)
                  for sample in image]
         return (np.stack([v for v, _ in pairs]),
                 np.stack([m for _, m in pairs]) if magnitude else None)
@@ -267,7 +287,7 @@ def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", b
     dense = dense_kernel(np.asarray(kernel), groups)
     span = ((out_h - 1) * stride[0] + 1, (out_w - 1) * stride[1] + 1)
     wide = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
-    region = extended_image(image, boundary, origin, span, wide)
+    region = extended_image(image, boundary, origin, span, wide, cval)
     return correlate_valid(region, dense, magnitude=magnitude, stride=stride, dilation=dilation)
 
 

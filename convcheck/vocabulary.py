@@ -60,6 +60,8 @@ class Explanation:
         d = asdict(self)
         for name in ("offset", "stride", "dilation"):
             d[name] = [int(v) for v in getattr(self, name)]
+        if not isinstance(self.boundary, str):
+            d["boundary"] = list(self.boundary)   # [rows, columns] when the two axes differ
         d["bias"] = float(self.bias)
         d["scale"] = float(self.scale)
         d["cval"] = float(self.cval)
@@ -213,6 +215,12 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
         if baseline.padding != value:
             fix = (f"pass padding='{baseline.padding}' (mode='{baseline.padding}' in scipy.signal), "
                    f"or compare against a '{value}' reference")
+    elif field_name == "boundary" and not isinstance(value, str):
+        rows, cols = value
+        summary = (f"the rows and the columns were extended by different rules: rows {rows} "
+                   f"({_BOUNDARY_TEXT[rows][0]}), columns {cols} ({_BOUNDARY_TEXT[cols][0]})")
+        fix = ("use one boundary rule on both axes (scipy.ndimage takes mode= per axis in separable "
+               "filters: pass a single mode)")
     elif field_name == "boundary":
         summary, fix = _BOUNDARY_TEXT[value]
     elif field_name == "offset":

@@ -8,7 +8,7 @@ import pytest
 
 from tests import fuzz
 
-CASES = int(os.environ.get("FUZZ_CASES", "600"))
+CASES = int(os.environ.get("FUZZ_CASES", "400"))
 CHUNK = 150
 
 
