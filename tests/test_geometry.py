@@ -160,3 +160,14 @@ def test_torch_conv2d_nchw(stride, padding, dilation, groups):
                           groups=groups, padding="valid" if padding == 0 else "same")
     assert d.verdict is not Verdict.UNEXPLAINED, (d.reason, d.notes)
     assert set(changed(d)) <= {"offset", "padding"}   # PyTorch's symmetric padding vs TF SAME
+
+
+def test_a_different_boundary_per_axis_is_a_boundary_pair():
+    """scipy.ndimage's separable filters take a mode per axis."""
+    image, rows, cols = RNG.standard_normal((20, 18)), RNG.standard_normal(3), RNG.standard_normal(5)
+    out = ndi.correlate1d(ndi.correlate1d(image, rows, axis=0, mode="mirror"), cols, axis=1, mode="wrap")
+    d = convcheck.explain(image, np.outer(rows, cols), out)
+    assert changed(d) == {"boundary": ("reflect", "wrap")}
+    assert d.to_dict()["explanation"]["boundary"] == ["reflect", "wrap"]
+    out[0, 3] += 1e-3
+    assert convcheck.explain(image, np.outer(rows, cols), out).verdict is Verdict.UNEXPLAINED
