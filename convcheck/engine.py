@@ -994,8 +994,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                     continue
                 expl = _explanation(struct, q, scale, bias, shared)
                 if accepted is not None:
-                    if accepted.explanation == expl:
-                        continue
+                    if accepted.explanation == expl or expl.changed_fields(accepted.explanation) == ("precision",):
+                        continue  # the answer itself, or at another precision: implied, not a rival
                     # As simple as the answer: a tie when it reproduces the output too.
                     if _same_computation(problem, expl, accepted.explanation):
                         alternatives.append(expl)
