@@ -19,7 +19,7 @@ from .backends.keras_other import KerasSubprocessConv2D
 from .engine import diagnose
 from .errors import BackendError, InputError
 from .precision import native_precision
-from .reference import dense_kernel, dilate_kernel, output_size, pad_before
+from .reference import dense_kernel, dilate_kernel, geometry_pair, output_size, pad_before
 from .results import BackendResult, CompareReport
 from .vocabulary import DTYPES
 
@@ -185,8 +185,7 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     and `dilation` (and the groups the kernel's shape implies) are held the same for
     every backend (see `_run_backend`).
     """
-    from .engine import _pair
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     if inputs.kernel_axis is not None:
         raise InputError(f"kernel {inputs.kernel_name!r} is 1-D: explain accepts one (and says along which axis "
                          "it ran), compare needs a 2-D (kh, kw) or 4-D kernel, e.g. kernel[None, :] for a row")

@@ -28,7 +28,7 @@ from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
 from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
-                        output_size, pad_before, transform_kernel, window_origin)
+                        geometry_pair, output_size, pad_before, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
 from .vocabulary import (ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for,
                          describe)
@@ -823,19 +823,6 @@ def _baseline(inputs, padding: str, stride, dilation, groups) -> Explanation:
                        kernel_axis=getattr(inputs, "kernel_axis", None))
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    """A stride or dilation as a pair of positive integers; an int means both axes."""
-    try:
-        pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else tuple(value)
-        if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-                                     for v in pair):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise InputError(f"{name} {value!r} is not a positive integer or a pair of them, e.g. {name}=2 or "
-                         f"{name}=(2, 1)") from None
-    return int(pair[0]), int(pair[1])
-
-
 def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
              dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
              keep_arrays: bool = False) -> Diagnosis:
@@ -880,8 +867,8 @@ def _nearer_transposed(swapped, diagnosis: Diagnosis, options: dict) -> bool:
     """Whether the transposed output has fewer elements beyond the expected computation's bound."""
     quick = {k: v for k, v in options.items() if k in ("padding", "precision", "stride", "dilation", "groups",
                                                       "algorithm")}
-    problem = _Problem(swapped, _baseline(swapped, quick["padding"], _pair(quick["stride"], "stride"),
-                                          _pair(quick["dilation"], "dilation"), quick["groups"])
+    problem = _Problem(swapped, _baseline(swapped, quick["padding"], geometry_pair(quick["stride"], "stride"),
+                                          geometry_pair(quick["dilation"], "dilation"), quick["groups"])
                        .with_(algorithm=quick["algorithm"]), quick["precision"])
     expected = _Layout("identity", problem.baseline.padding, problem.baseline.stride, problem.baseline.dilation)
     if expected not in _layouts(problem, problem.baseline):
@@ -908,7 +895,7 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     if precision is not None and precision not in prec.SIGNIFICAND_BITS:
         raise InputError(f"precision {precision!r} is not one of {', '.join(prec.SIGNIFICAND_BITS)}; "
                          "pass one of them, or None for the inputs' own precision")
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups).with_(algorithm=algorithm),
                        precision)
     baseline = problem.baseline

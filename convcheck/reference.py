@@ -49,6 +49,34 @@ def axis_layout(padding: str, size: int, k: int, stride: int = 1, dilation: int 
     raise ValueError(f"unknown padding {padding!r}")
 
 
+def padding_amounts(padding: str, height: int, width: int, kh: int, kw: int, stride=(1, 1),
+                    dilation=(1, 1)) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zero padding of CONTRACT section 1 at a stride and dilation
+    (what a library needs to be given explicitly to compute the reference's windows)."""
+    amounts = []
+    for size, k, s, d in ((height, kh, stride[0], dilation[0]), (width, kw, stride[1], dilation[1])):
+        out, before = axis_layout(padding, size, k, s, d)
+        amounts += [before, max((out - 1) * s + (k - 1) * d + 1 - size - before, 0)]
+    return amounts[0], amounts[1], amounts[2], amounts[3]
+
+
+def geometry_pair(value, label: str) -> tuple[int, int]:
+    """A stride or dilation as a (rows, columns) pair of positive ints (one int means both);
+    anything else is an `InputError` naming `label`."""
+    from .errors import InputError
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise InputError(f"{label} must be a positive integer or a pair of them, e.g. {label}=2 or "
+                         f"{label}=(2, 1); got {value!r}") from None
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in pair):
+        raise InputError(f"{label} must be a positive integer or a pair of them, e.g. {label}=2 or "
+                         f"{label}=(2, 1); got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
 def pad_before(padding: str, kh: int, kw: int, height: int = 0, width: int = 0,
                stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
     """(top, left) padding of a convention: TF 'SAME' puts an uneven total's extra row/column last.

@@ -23,7 +23,8 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .check import judge, parse_allow, unexplained_message
-from .engine import _pair, diagnose, index_in_user_shape
+from .engine import diagnose, index_in_user_shape
+from .reference import geometry_pair
 from .errors import InputError
 from .vocabulary import Verdict
 
@@ -158,7 +159,7 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
                              "allow=[\"precision=float32\", \"kernel_transform=rot180\"]") from None
     rules = parse_allow(allow, "allow")
     from .inputs import prepare_inputs
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
     diagnosis = diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
                          groups=groups, keep_arrays=True)

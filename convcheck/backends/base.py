@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError
+from ..reference import geometry_pair as _reference_geometry_pair
+from ..reference import output_size, padding_amounts
 from ..vocabulary import DTYPES, PADDINGS
 
 
@@ -218,61 +220,20 @@ def quiet_loggers(*names: str):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def same_padding(kh: int, kw: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of TensorFlow 'SAME' at stride 1: the extra at the bottom/right."""
-    top, left = (kh - 1) // 2, (kw - 1) // 2
-    return top, kh - 1 - top, left, kw - 1 - left
-
-
 def pad_amounts(kh: int, kw: int, padding: str) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding of a padding convention (CONTRACT section 1)."""
-    if padding == "valid":
-        return 0, 0, 0, 0
-    if padding == "full":
-        return kh - 1, kh - 1, kw - 1, kw - 1
-    return same_padding(kh, kw)
+    """(top, bottom, left, right) zero padding of a padding convention at stride 1 (CONTRACT
+    section 1; the image's size only matters at other strides)."""
+    return padding_amounts(padding, kh, kw, kh, kw)
 
 
-def geometry_pair(value: Any, label: str) -> tuple[int, int]:
-    """A stride or dilation as a (rows, columns) pair of positive ints (one int is both)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise InputError(f"{label} must be a positive integer or a pair of them, got {value!r}") from None
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
-                             for v in pair):
-        raise InputError(f"{label} must be a positive integer or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def geometry_pads(padding: str, height: int, width: int, kh: int, kw: int, stride=(1, 1),
-                  dilation=(1, 1)) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding of CONTRACT section 1 at a stride and dilation.
-
-    'same' is TensorFlow's SAME: total = max((out - 1) * s + (k - 1) * d + 1 - size, 0),
-    top = total // 2, the extra row at the bottom. 'full' pads (k - 1) * d on every side;
-    'valid' nothing.
-    """
-    pads = []
-    for size, k, s, d in ((height, kh, stride[0], dilation[0]), (width, kw, stride[1], dilation[1])):
-        span = (k - 1) * d + 1
-        if padding == "valid":
-            pads += [0, 0]
-        elif padding == "full":
-            pads += [span - 1, span - 1]
-        else:
-            out = -(-size // s)
-            total = max((out - 1) * s + span - size, 0)
-            pads += [total // 2, total - total // 2]
-    return pads[0], pads[1], pads[2], pads[3]
+# One implementation of the contract's geometry, shared with the engine (convcheck.reference).
+geometry_pair = _reference_geometry_pair
+geometry_pads = padding_amounts
 
 
 def output_shape(padding: str, height: int, width: int, kh: int, kw: int, stride=(1, 1),
                  dilation=(1, 1)) -> tuple[int, int]:
     """(Ho, Wo) of CONTRACT section 1."""
-    from ..reference import output_size
     return output_size(padding, height, width, kh, kw, tuple(stride), tuple(dilation))
 
 
