@@ -209,8 +209,9 @@ def _usable_fit(scale: float, bias: float) -> bool:
 
 
 def _fitted(fit: str) -> int:
-    """How many parameters a fit draws from the output itself."""
-    return (fit in ("bias", "both")) + (fit in ("scale", "both"))
+    """How many parameters a fit draws from the output itself ('cval': the border value of a
+    'constant' boundary)."""
+    return (fit in ("bias", "both")) + (fit in ("scale", "both")) + (fit == "cval")
 
 
 def _complexity(struct: "_Structure", precision: str, baseline: Explanation, fixed: int = 0) -> tuple:
@@ -229,7 +230,7 @@ def _complexity(struct: "_Structure", precision: str, baseline: Explanation, fix
             _boundary_rank(struct.boundary),
             abs(struct.offset[0]) + abs(struct.offset[1]), struct.offset,
             precision != baseline.precision, _PRECISION_PREFERENCE.index(precision),
-            FITS.index(struct.fit))
+            FITS.index(struct.fit) if struct.fit in FITS else len(FITS))
 
 
 # A different rule on each axis ([rows, columns], as scipy.ndimage's per-axis modes in
@@ -251,6 +252,8 @@ def _border_only(tried: list, kernel_hw) -> bool:
 
 
 def _boundary_rank(boundary) -> int:
+    if boundary == "constant":
+        return len(BOUNDARIES) + len(_BOUNDARY_PAIRS)
     return BOUNDARIES.index(boundary) if isinstance(boundary, str) else len(BOUNDARIES) + _BOUNDARY_PAIRS.index(
         tuple(boundary))
 
@@ -455,8 +458,12 @@ class _Search:
             compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(stride)
             for boundary in p.boundaries:
-                patches = self._patches(None, boundary, layout, shape)
+                patches = self._patches(None, "zero" if boundary == "constant" else boundary, layout, shape)
                 values, mags = self._predict(patches, stack, dilation)
+                if boundary == "constant":
+                    self._constant_structures(values, mags, layout, shape, stack, transforms, target, loosest,
+                                              absolute, out_round, survivors)
+                    continue
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
@@ -485,6 +492,47 @@ class _Search:
                         best = (float(nearest[ti, dy_i, dx_i]),
                                 (struct, float(scale[ti, dy_i, dx_i]), float(bias[ti, dy_i, dx_i])))
         return survivors, best[1]
+
+    def _outside(self, layout: "_Layout", kernel_hw) -> np.ndarray:
+        """Sample windows of the outside-the-image indicator (1 where a window reads padding)."""
+        ones = np.ones(self.p.image.shape[:3] + (self.p.image.shape[3],))
+        r = self.radius
+        top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        inside = gather_windows(ones, "zero", self.rows * layout.stride[0] - r - top,
+                                self.cols * layout.stride[1] - r - left, span[0] + 2 * r, span[1] + 2 * r,
+                                samples=self.samples)
+        return 1.0 - inside
+
+    def _constant_structures(self, values, mags, layout, shape, stack, transforms, target, loosest, absolute,
+                             out_round, survivors):
+        """Stage 1 for a 'constant' boundary: the border value c fitted in closed form, with
+        value = zero-boundary value + c * (the kernel's taps that read the border)."""
+        p = self.p
+        r = self.radius
+        outs = target.shape[1]
+        m_values, m_mags = self._predict(self._outside(layout, shape), stack, layout.dilation)
+        n, d1, d2, _ = values.shape
+
+        def arrange(a):
+            return a.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
+
+        values, mags, m_values, m_mags = (arrange(a) for a in (values, mags, m_values, m_mags))
+        compared = self._offset_mask(layout.stride)[None, :, :, :, None]
+        weights = _fit_weights((loosest * mags + absolute) * (1 + out_round) + out_round * np.abs(target)
+                               + p.output_underflow + 1e-300) * compared
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = np.sum(weights * m_values * m_values, axis=(3, 4))
+            cval = np.where(denom > 0, np.sum(weights * m_values * (target - values), axis=(3, 4)) / denom, np.nan)
+        predicted = values + cval[..., None, None] * m_values
+        total = mags + np.abs(cval)[..., None, None] * m_mags
+        bound = ((loosest * total + absolute) * (1 + out_round) + out_round * np.abs(predicted)
+                 + p.output_underflow) * 1.01 + 1e-300
+        ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
+        passed = np.all(ratio <= 1.0, axis=(3, 4)) & np.isfinite(cval) & (cval != 0) & self._offset_allowed(layout.stride)
+        for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
+            survivors.append(_Structure(transforms[ti], layout.padding, "constant", (int(dy_i) - r, int(dx_i) - r),
+                                        "cval", layout.stride, layout.dilation))
 
     def _loose_coefficient(self, precision: str) -> float:
         """The bound coefficient of `precision` on inputs NOT yet rounded to it."""
@@ -525,7 +573,8 @@ class _Search:
             kernel = p.rounded(precision)[1]
         tk = transform_kernel(kernel, struct.transform)
         layout = _Layout(struct.transform, struct.padding, struct.stride, struct.dilation)
-        patches = self._patches(precision, struct.boundary, layout, tk.shape[:2])
+        constant = struct.boundary == "constant"
+        patches = self._patches(precision, "zero" if constant else struct.boundary, layout, tk.shape[:2])
         wide = p.wide_kernel(tk, struct.dilation)
         r = self.radius
         dy, dx = struct.offset[0] + r, struct.offset[1] + r
@@ -537,12 +586,52 @@ class _Search:
         target = p.output[self.samples, self.rows, self.cols]
         row_ok, col_ok = p.compared_mask(struct, self.rows, self.cols, self.out_hw)
         compared = (row_ok & col_ok)[:, None]
+        if constant:
+            outside = self._outside(layout, tk.shape[:2])[:, dy:dy + kh, dx:dx + kw].reshape(window.shape[0], -1)
+            m_values = outside @ wide.reshape(-1, wide.shape[3])
+            m_mags = outside @ np.abs(wide.reshape(-1, wide.shape[3]))
+            cval, predicted, bound = _fit_cval(values, mags, m_values, m_mags, target, p, precision, compared,
+                                               self.samples)
+            if not np.isfinite(cval) or cval == 0.0:
+                return False, 1.0, cval, 0.0
+            within = (np.abs(target - predicted) <= bound) | ~compared
+            return bool(np.all(within)), 1.0, cval, float(np.mean(within))
         scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision,
                                                     compared=compared, samples=self.samples)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
         within = (np.abs(target - predicted) <= bound) | ~compared
         return bool(np.all(within)), scale, bias, float(np.mean(within))
+
+
+def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", precision: str, compared, samples):
+    """(cval, predicted, bound) for a 'constant' boundary: value = zero-boundary value + cval * m
+    (m: the kernel taps that read the border). Weighted least squares, then, if an element
+    is left beyond its bound, the point of the intersection of every element's interval."""
+    keep = np.ones(values.shape, dtype=bool) if compared is None else np.broadcast_to(compared, values.shape)
+
+    def at(cval):
+        predicted = values + cval * m_values
+        return predicted, problem.bound(mags + abs(cval) * m_mags, predicted, precision, 1.0, False, samples)
+
+    weights = _fit_weights(problem.bound(mags, target, precision, 1.0, False, samples)) * keep
+    denom = float(np.sum(weights * m_values * m_values))
+    if denom <= 0:
+        return float("nan"), *at(0.0)
+    cval = float(np.sum(weights * m_values * (target - values)) / denom)
+    predicted, bound = at(cval)
+    if np.all((np.abs(target - predicted) <= bound) | ~keep):
+        return cval, predicted, bound
+    m, r, b = m_values[keep], (target - values)[keep], bound[keep]
+    free = m == 0
+    if np.any(np.abs(r[free]) > b[free]):
+        return cval, predicted, bound
+    ends = np.stack([(r[~free] - b[~free]) / m[~free], (r[~free] + b[~free]) / m[~free]])
+    lo, hi = float(np.max(ends.min(axis=0))), float(np.min(ends.max(axis=0)))
+    if lo > hi:
+        return cval, predicted, bound
+    cval = 0.5 * (lo + hi)
+    return cval, *at(cval)
 
 
 def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None,
@@ -674,17 +763,25 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     """
     image, kernel = problem.rounded(expl.precision)
     tk = transform_kernel(kernel, expl.kernel_transform)
-    values, mags = correlate(image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
-                             magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
-                             groups=problem.groups)
+    geometry = dict(padding=expl.padding, offset=expl.offset, magnitude=True, stride=tuple(expl.stride),
+                    dilation=tuple(expl.dilation), groups=problem.groups)
+    constant = fit == "cval"
+    values, mags = correlate(image, tk, boundary="zero" if constant else expl.boundary, **geometry)
     out_h, out_w = values.shape[1:3]
     row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
     rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
     compared = None
     if rows.size != out_h or cols.size != out_w:
         compared = (row_ok[:, None] & col_ok[None, :])[None, :, :, None]
-    scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision,
-                                                compared=compared)
+    if constant:
+        m_values, m_mags = correlate(np.zeros_like(image), tk, boundary="constant", cval=1.0, **geometry)
+        cval, predicted, bound = _fit_cval(values, mags, m_values, m_mags, problem.output, problem, expl.precision,
+                                           compared, None)
+        mags = mags + abs(cval) * m_mags
+        scale, bias, expl = 1.0, 0.0, expl.with_(cval=cval)
+    else:
+        scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision,
+                                                    compared=compared)
     if not _usable_fit(scale, bias):
         scale, bias = 1.0, 0.0
     residual = np.subtract(problem.output, predicted)
@@ -764,7 +861,12 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
 
 
 def _explanation(struct: _Structure, precision: str, scale: float, bias: float, base: Explanation) -> Explanation:
-    """A structure as an explanation; `base` carries the fields every candidate shares."""
+    """A structure as an explanation; `base` carries the fields every candidate shares (for a
+    'constant' boundary the fitted border value comes in the `bias` slot)."""
+    if struct.fit == "cval":
+        return base.with_(kernel_transform=struct.transform, padding=struct.padding, boundary="constant",
+                          offset=struct.offset, precision=precision, stride=tuple(struct.stride),
+                          dilation=tuple(struct.dilation), cval=bias)
     return base.with_(kernel_transform=struct.transform, padding=struct.padding, boundary=struct.boundary,
                       offset=struct.offset, precision=precision, stride=tuple(struct.stride),
                       dilation=tuple(struct.dilation),
@@ -953,10 +1055,11 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     # Then a different boundary rule per axis, when no single rule explains it.
     passes = [(baseline.algorithm, BOUNDARIES)] + ([("fft", ("zero",))] if baseline.algorithm == "direct" else [])
     passes.append((baseline.algorithm, _BOUNDARY_PAIRS))
+    passes.append((baseline.algorithm, ("constant",)))
     for algorithm_pass, boundaries in passes:
         if accepted is not None:
             break
-        if boundaries is _BOUNDARY_PAIRS and not _border_only(tried_full, kernel_hw):
+        if boundaries[0] != BOUNDARIES[0] and not _border_only(tried_full, kernel_hw):
             continue  # a per-axis rule changes only the border: it cannot mend anything else
         problem.algorithm, problem.boundaries = algorithm_pass, boundaries
         shared = shared.with_(algorithm=algorithm_pass)

@@ -122,6 +122,8 @@ _WHY = {
     "groups": ("A grouped convolution splits the channels into groups that never mix (groups= in "
                "PyTorch and Keras; depthwise when every channel is its own group); the kernel's and "
                "the output's channel counts say which grouping fits."),
+    "cval": ("A 'constant' boundary fills the outside of the image with one value (cval): only the "
+             "outputs whose windows reach past the edge show it."),
     "output_transform": ("An output saved as (W, H) instead of (H, W), or a transpose somewhere in the "
                          "pipeline, swaps rows and columns; with a square output only the values show it."),
     "algorithm": ("An FFT convolution (scipy.signal.fftconvolve, convolve(method='fft'), OpenCV's DFT path "
@@ -164,6 +166,9 @@ _BOUNDARY_TEXT = {
              "boundary='wrap' does",
              "use zero padding: boundary='fill' in scipy.signal, mode='constant' in scipy.ndimage, "
              "or pad the FFT to the full size"),
+    "constant": ("the image was padded with a constant value other than zero (scipy.ndimage "
+                 "mode='constant' with cval, cv2.BORDER_CONSTANT with a value, np.pad constant_values)",
+                 "pad with zeros: cval=0 in scipy.ndimage, value=0 with cv2.BORDER_CONSTANT"),
     "edge": ("the image was padded by repeating its edge pixels (scipy.ndimage mode='nearest', "
              "cv2.BORDER_REPLICATE)",
              "use zero padding (mode='constant' in scipy.ndimage, cv2.BORDER_CONSTANT)"),
@@ -257,6 +262,9 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
                    + f", not {baseline.groups}")
         fix = (f"pass groups={value} to convcheck (--groups {value}) if intended, or check the layer's "
                "groups / depthwise setting and the kernel's shape")
+    elif field_name == "cval":
+        summary = f"the border value was {_num(value)}, not {_num(baseline.cval)}"
+        fix = f"pass cval={_num(baseline.cval)} (value= for OpenCV), or expect a border of {_num(value)}"
     elif field_name == "output_transform":
         summary = "the output's H and W axes are swapped (the output was transposed)"
         fix = "transpose it back: output.swapaxes(0, 1) (output.swapaxes(-2, -1) for (C, H, W) arrays)"

@@ -171,3 +171,16 @@ def test_a_different_boundary_per_axis_is_a_boundary_pair():
     assert d.to_dict()["explanation"]["boundary"] == ["reflect", "wrap"]
     out[0, 3] += 1e-3
     assert convcheck.explain(image, np.outer(rows, cols), out).verdict is Verdict.UNEXPLAINED
+
+
+@pytest.mark.parametrize("cval", [2.5, -1.25])
+def test_a_constant_border_value_is_found(cval):
+    image, kernel = RNG.standard_normal((20, 18)), RNG.standard_normal((3, 3))
+    out = ndi.correlate(image, kernel, mode="constant", cval=cval)
+    d = convcheck.explain(image, kernel, out)
+    assert set(changed(d)) == {"boundary", "cval"}
+    assert d.explanation.boundary == "constant" and d.explanation.cval == pytest.approx(cval, rel=1e-9)
+    for i, j in ((0, 5), (10, 10)):   # a corrupted border pixel and a corrupted interior one
+        bad = out.copy()
+        bad[i, j] += 1e-3
+        assert convcheck.explain(image, kernel, bad).verdict is Verdict.UNEXPLAINED

@@ -55,7 +55,8 @@ def test_annotations_point_at_the_case_line(check_report, monkeypatch):
     config_dir = check_report.config.rsplit("/", 1)[0] if "/" in check_report.config else "."
     monkeypatch.chdir(config_dir)
     lines = github.render_check(check_report).splitlines()
-    text = open("convcheck.toml").read().splitlines()
+    with open("convcheck.toml") as fp:
+        text = fp.read().splitlines()
     for line, name in zip(lines, ["ported", "bug"]):
         properties = line.split("::", 2)[1]
         assert ",file=convcheck.toml," in properties
