@@ -86,6 +86,18 @@ class _Full:
         return self.bad == 0
 
 
+def leaves_out(shift, size: int):
+    """Whether an offset of `shift` input pixels leaves out the elements whose shifted window
+    the reference lacks (CONTRACT section 2), along an axis of `size` outputs.
+
+    Only a shift of one pixel on an axis of at least 8 outputs does: the one row or column
+    by which an np.roll, PyTorch's padding at stride 2 or scipy's even-kernel centring moves
+    a real output. Every other offset compares every element, the windows past the edge
+    read through its boundary rule: a left-out element could hide a corrupted one.
+    """
+    return (np.abs(shift) == 1) & (size >= 8)
+
+
 class _Problem:
     """The numeric problem: float64 views of the inputs plus everything bounds need.
 
@@ -186,11 +198,12 @@ class _Problem:
         return self._fft[precision]
 
     def compared_mask(self, struct, rows: np.ndarray, cols: np.ndarray, out_hw) -> np.ndarray:
-        """Which output rows/cols are compared under an offset (CONTRACT section 2): only those
-        whose shifted window lies where the reference has windows, i*s + dy in [0, (Ho-1)*s]."""
+        """Which output rows/cols are compared under an offset (CONTRACT section 2): those
+        whose shifted window lies where the reference has windows, i*s + dy in [0, (Ho-1)*s].
+        See `leaves_out` for when an offset may leave any out at all."""
         (sy, sx), (dy, dx) = struct.stride, struct.offset
-        row_ok = (rows * sy + dy >= 0) & (rows * sy + dy <= (out_hw[0] - 1) * sy)
-        col_ok = (cols * sx + dx >= 0) & (cols * sx + dx <= (out_hw[1] - 1) * sx)
+        row_ok = (rows * sy + dy >= 0) & (rows * sy + dy <= (out_hw[0] - 1) * sy) | ~leaves_out(dy, out_hw[0])
+        col_ok = (cols * sx + dx >= 0) & (cols * sx + dx <= (out_hw[1] - 1) * sx) | ~leaves_out(dx, out_hw[1])
         return row_ok, col_ok
 
 
@@ -407,28 +420,14 @@ class _Search:
         out_h, out_w = self.out_hw
         rows = self.rows[None, :] * stride[0] + shifts[:, None]
         cols = self.cols[None, :] * stride[1] + shifts[:, None]
-        row_ok = (rows >= 0) & (rows <= (out_h - 1) * stride[0])
-        col_ok = (cols >= 0) & (cols <= (out_w - 1) * stride[1])
+        row_ok = (rows >= 0) & (rows <= (out_h - 1) * stride[0]) | ~leaves_out(shifts, out_h)[:, None]
+        col_ok = (cols >= 0) & (cols <= (out_w - 1) * stride[1]) | ~leaves_out(shifts, out_w)[:, None]
         return row_ok[:, None, :] & col_ok[None, :, :]
 
     def _offset_allowed(self, stride) -> np.ndarray:
-        """(D, D): offsets that leave out at most one row and one column, and at most an
-        eighth of the output's rows and columns.
-
-        An offset compares only the elements whose shifted window the reference has
-        (CONTRACT section 2). Every element it leaves out could hide a corrupted one, so an
-        offset is a candidate only where it leaves out few: the one row or column by which
-        PyTorch's padding, scipy's even-kernel centring or an np.roll shift a real output,
-        and nothing of an output with fewer than 8 rows or columns.
-        """
-        r = self.radius
-        shifts = np.arange(-r, r + 1)
-        counts = []
-        for size, step in zip(self.out_hw, stride):
-            positions = np.arange(size)[None, :] * step + shifts[:, None]
-            kept = np.count_nonzero((positions >= 0) & (positions <= (size - 1) * step), axis=1)
-            counts.append((size - kept <= 1) & (8 * (size - kept) <= size))
-        return counts[0][:, None] & counts[1][None, :]
+        """(D, D): every offset is a candidate (those that leave nothing out compare all)."""
+        size = 2 * self.radius + 1
+        return np.ones((size, size), dtype=bool)
 
     def structures(self):
         """Stage 1: every structure that the loosest allowed bound does not rule out.
