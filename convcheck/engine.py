@@ -810,7 +810,8 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     max_bound = float(np.max(bound))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         np.divide(residual, bound, out=residual)
-        worst = float(np.nanmax(residual))
+        seen = residual[~np.isnan(residual)]   # 0/0 where nothing is compared
+        worst = float(seen.max()) if seen.size else float("nan")
     del residual
     full = _Full(expl.with_(scale=scale, bias=bias), bad, mismatch, max_residual, max_bound, worst,
                  predicted if keep_arrays else None, bound if keep_arrays else None, evidence,
