@@ -43,8 +43,8 @@ INPUT_DTYPES = [np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16)
                 np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16)]
 TRANSFORMS = ["rot180", "transpose", "anti_transpose", "flip_ud", "flip_lr", "rot90", "rot270"]
 BOUNDARIES = ["reflect", "symmetric", "wrap", "edge"]
-_NUMPY_MODE = {"zero": "constant", "reflect": "reflect", "symmetric": "symmetric", "wrap": "wrap",
-               "edge": "edge"}
+_NUMPY_MODE = {"zero": "constant", "constant": "constant", "reflect": "reflect", "symmetric": "symmetric",
+               "wrap": "wrap", "edge": "edge"}
 _STORE = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32),
           "tfloat32": np.dtype(np.float32), "float16": np.dtype(np.float16), "bfloat16": BF16}
 _BITS = {"float64": 53, "float32": 24, "tfloat32": 11, "float16": 11, "bfloat16": 8}
@@ -82,7 +82,7 @@ def _axis(padding, size, k, stride, dilation):
 
 
 def reproduce(image, kernel, *, kernel_transform="identity", padding="same", boundary="zero",
-              offset=(0, 0), precision="float64", scale=1.0, bias=0.0, stride=(1, 1), dilation=(1, 1)):
+              offset=(0, 0), precision="float64", scale=1.0, bias=0.0, stride=(1, 1), dilation=(1, 1), cval=0.0):
     """(values, magnitudes) of a computation, in float64, by explicit sums over the taps.
 
     image (H, W, C), kernel HWIO. The inputs are rounded to `precision` first.
@@ -96,8 +96,13 @@ def reproduce(image, kernel, *, kernel_transform="identity", padding="same", bou
     out_h, top = _axis(padding, h, kh, stride[0], dilation[0])
     out_w, left = _axis(padding, w, kw, stride[1], dilation[1])
     margin = (max(kh, kw) + 2) * max(dilation) + abs(offset[0]) + abs(offset[1]) + 2
-    padded = np.pad(image, ((margin, margin + h * stride[0]), (margin, margin + w * stride[1]), (0, 0)),
-                    mode=_NUMPY_MODE[boundary])
+    rows_rule, cols_rule = (boundary, boundary) if isinstance(boundary, str) else boundary
+    padded = image
+    for axis, rule, extra in ((0, rows_rule, h * stride[0]), (1, cols_rule, w * stride[1])):
+        widths = [(0, 0)] * 3
+        widths[axis] = (margin, margin + extra)
+        fill = {"constant_values": cval if rule == "constant" else 0.0} if _NUMPY_MODE[rule] == "constant" else {}
+        padded = np.pad(padded, widths, mode=_NUMPY_MODE[rule], **fill)
     r0, c0 = margin - top + offset[0], margin - left + offset[1]
     values = np.zeros((out_h, out_w, k.shape[3]))
     mags = np.zeros_like(values)
@@ -235,7 +240,7 @@ def _changed(diagnosis) -> dict:
 def _fields(expl) -> dict:
     return {"kernel_transform": expl.kernel_transform, "padding": expl.padding, "boundary": expl.boundary,
             "offset": tuple(expl.offset), "precision": expl.precision, "scale": expl.scale, "bias": expl.bias,
-            "stride": tuple(expl.stride), "dilation": tuple(expl.dilation)}
+            "stride": tuple(expl.stride), "dilation": tuple(expl.dilation), "cval": expl.cval}
 
 
 def _reproduces(case: Case, expl, loose: float) -> bool:
