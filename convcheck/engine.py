@@ -1112,7 +1112,10 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                         undecided = full
     if accepted is None and undecided is None:
         if best_rejected and not any(f is not before for f in tried_full):
-            # The structure nearest on the samples, at the precision that fits most of them.
+            # The structure nearest on the samples (from the first, direct pass), at the
+            # precision that fits most of them.
+            problem.algorithm, problem.boundaries = baseline.algorithm, BOUNDARIES
+            shared = shared.with_(algorithm=baseline.algorithm)
             search, (struct, _, _) = best_rejected
             fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
             q = max(problem.precisions, key=lambda name: fractions[name][3])
