@@ -803,6 +803,14 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
             window = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
             evidence = ev.weigh(values[window], mags[window], bound[window], scale=scale,
                                 fitted=_fitted(fit), needed=needed)
+            if constant:
+                # The border value is decided by the elements that read the border alone:
+                # they must carry the evidence for it, the fitted value taking its share.
+                border = m_values[window] != 0
+                border_evidence = ev.weigh(values[window][border][:, None], mags[window][border][:, None],
+                                           bound[window][border][:, None], scale=1.0, fitted=1, needed=needed)
+                if border_evidence.bits < evidence.bits:
+                    evidence = border_evidence
         else:
             evidence = ev.Evidence(0.0, needed, 0, 0, _fitted(fit), 0.0)
     del mags
