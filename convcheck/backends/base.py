@@ -237,6 +237,31 @@ def output_shape(padding: str, height: int, width: int, kh: int, kw: int, stride
     return output_size(padding, height, width, kh, kw, tuple(stride), tuple(dilation))
 
 
+def sum_over_channels(image: np.ndarray, kernel: np.ndarray, call, crop=None, wide=np.float64):
+    """For libraries without a sum over channels: one 2-D `call(plane, taps)` per (input,
+    output) channel pair, summed over input channels. Returns (output (H, W, C_out), seconds
+    spent in the calls). `crop`, a pair of slices, keeps that part of each result; integer
+    results are summed as `wide` so that several channels cannot wrap around."""
+    import time
+    channels_in, channels_out = kernel.shape[2], kernel.shape[3]
+    planes = [np.ascontiguousarray(image[:, :, c]) for c in range(channels_in)]
+    seconds, columns = 0.0, []
+    for o in range(channels_out):
+        total = None
+        for c in range(channels_in):
+            taps = np.ascontiguousarray(kernel[:, :, c, o])
+            start = time.perf_counter()
+            part = call(planes[c], taps)
+            seconds += time.perf_counter() - start
+            if crop is not None:
+                part = part[crop]
+            if part.dtype.kind in "iub" and channels_in > 1:
+                part = part.astype(wide)
+            total = part if total is None else total + part
+        columns.append(total)
+    return np.stack(columns, axis=-1), seconds
+
+
 def zero_pad(image: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
     """An (H, W, C) image with (top, bottom, left, right) rows/columns of zeros added (exact)."""
     top, bottom, left, right = pads

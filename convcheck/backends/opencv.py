@@ -14,11 +14,10 @@ Behaviours checked on OpenCV 5.0 (opencv-python-headless):
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, pad_amounts, quiet_stderr
+from .base import Backend, BackendRun, cast_inputs, dtype_name, pad_amounts, quiet_stderr, sum_over_channels
 
 # OpenCV switches filter2D to its DFT path from about this kernel area on.
 _DFT_AREA = 11 * 11
@@ -46,7 +45,7 @@ class OpenCVFilter2D(Backend):
     def _run(self, image, kernel, *, padding, dtype, library_defaults):
         cv2 = import_cv2()
         notes: list[str] = []
-        kh, kw, channels_in, channels_out = kernel.shape
+        kh, kw, channels_in, _ = kernel.shape
 
         if library_defaults:
             used_padding = "same"  # filter2D's output is always the image's size
@@ -96,23 +95,10 @@ class OpenCVFilter2D(Backend):
                              f"by hand ({top} rows, {left} columns on each side), filtered "
                              f"with anchor=(0, 0) and cropped to the '{padding}' size")
 
-        planes = [np.ascontiguousarray(image_in[:, :, c]) for c in range(channels_in)]
-        seconds = 0.0
-        columns = []
-        for o in range(channels_out):
-            total = None
-            for c in range(channels_in):
-                taps = np.ascontiguousarray(kernel_in[:, :, c, o])
-                start = time.perf_counter()
-                part = cv2.filter2D(planes[c], -1, taps, anchor=anchor, borderType=border)
-                seconds += time.perf_counter() - start
-                if crop is not None:
-                    part = part[:crop[0], :crop[1]]
-                if part.dtype == np.uint8 and channels_in > 1:
-                    part = part.astype(np.float32)  # summing uint8 parts would wrap
-                total = part if total is None else total + part
-            columns.append(total)
-        output = np.stack(columns, axis=-1)
+        # filter2D keeps uint8 as uint8: summed in float32, which holds every such sum exactly.
+        output, seconds = sum_over_channels(
+            image_in, kernel_in, lambda plane, taps: cv2.filter2D(plane, -1, taps, anchor=anchor, borderType=border),
+            crop=None if crop is None else (slice(0, crop[0]), slice(0, crop[1])), wide=np.float32)
 
         if channels_in > 1:
             notes.append(f"filter2D filters each channel on its own: one call per (input, "

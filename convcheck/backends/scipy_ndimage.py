@@ -13,11 +13,10 @@ Behaviours checked on scipy 1.17:
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, pad_amounts
+from .base import Backend, BackendRun, cast_inputs, dtype_name, pad_amounts, sum_over_channels
 
 
 class _ScipyNdimage(Backend):
@@ -43,7 +42,7 @@ class _ScipyNdimage(Backend):
 
         function = getattr(scipy.ndimage, self.function)
         notes: list[str] = []
-        kh, kw, channels_in, channels_out = kernel.shape
+        kh, kw, channels_in, _ = kernel.shape
         crop = None
         if library_defaults:
             used_padding = "same"
@@ -93,23 +92,9 @@ class _ScipyNdimage(Backend):
                              f"zero-padded by hand ({top} rows, {left} columns on each side) "
                              f"and the output cropped to the '{padding}' size")
 
-        planes = [np.ascontiguousarray(image_in[:, :, c]) for c in range(channels_in)]
-        seconds = 0.0
-        columns = []
-        for o in range(channels_out):
-            total = None
-            for c in range(channels_in):
-                weights = np.ascontiguousarray(kernel_in[:, :, c, o])
-                start = time.perf_counter()
-                part = function(planes[c], weights, mode=mode, cval=0.0, origin=list(origin))
-                seconds += time.perf_counter() - start
-                if crop is not None:
-                    part = part[crop]
-                if part.dtype.kind in "iub" and channels_in > 1:
-                    part = part.astype(np.float64)  # summing small integer parts would wrap
-                total = part if total is None else total + part
-            columns.append(total)
-        output = np.stack(columns, axis=-1)
+        output, seconds = sum_over_channels(
+            image_in, kernel_in,
+            lambda plane, weights: function(plane, weights, mode=mode, cval=0.0, origin=list(origin)), crop=crop)
         if channels_in > 1:
             notes.append(f"scipy.ndimage has no sum over channels: one 2-D call per (input, "
                          f"output) channel pair, summed over {channels_in} input channels")
