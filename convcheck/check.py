@@ -7,8 +7,10 @@ an image and kernel, or explains a saved `output`; `allow` lists the causes a ca
 have (CONTRACT section 2 fields, `field=value` or a bare field for any value).
 
 Every case is parsed, and every file loaded and validated, before the first case runs,
-so a typo in the last case costs milliseconds, not a TensorFlow import. No click here:
-the CLI (`convcheck.check_command`) turns `InputError` into exit 2.
+so a typo in the last case costs milliseconds, not a TensorFlow import. Then each case
+is loaded again when it runs and released after it: a suite's memory is that of its
+largest case, however many cases it has. No click here: the CLI
+(`convcheck.check_command`) turns `InputError` into exit 2.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import difflib
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -674,9 +676,11 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
               keep_arrays: bool = False) -> CheckReport:
     """Run every case of `suite` in this process and judge each result.
 
-    All files are loaded and validated first (an `InputError` stops the run before any
-    framework is imported); then each case runs: a saved output is explained, backends are
-    compared (each framework imported once for the whole suite). `strict` (or the
+    All files are loaded and validated first, one case at a time (an `InputError` stops
+    the run before any framework is imported); then each case is loaded again, run and
+    released before the next (memory does not grow with the number of cases): a saved
+    output is explained, backends are compared (each framework imported once for the
+    whole suite). `strict` (or the
     config's own `strict`) turns results explained by causes outside `allow` into failures.
     `progress(done, total, name)` is called before each case with the number finished and
     the case's name, and once at the end with `name=None`. `keep_arrays` keeps the arrays
@@ -688,24 +692,32 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
     from .engine import diagnose
 
     started = time.perf_counter()
-    loaded = [(case, _load(case, suite.config)) for case in suite.cases]
+    plotted: list[int] = [0]   # results whose arrays are kept for the plot so far
+    for case in suite.cases:
+        _load(case, suite.config)  # validated, then let go: only the running case is held
     suite_strict = strict or suite.strict
-    total = len(loaded)
+    total = len(suite.cases)
     results = []
-    for done, (case, inputs) in enumerate(loaded):
+    for done, case in enumerate(suite.cases):
         if progress is not None:
             progress(done, total, case.name)
+        inputs = _load(case, suite.config)
         case_strict = suite_strict or case.strict
         case_started = time.perf_counter()
         report = None
         if case.output is not None:
             diagnosis = diagnose(inputs, padding=case.padding, stride=case.stride, dilation=case.dilation,
                                  groups=case.groups, keep_arrays=keep_arrays)
+            diagnosis = _for_plot(diagnosis, plotted) if keep_arrays else diagnosis
             outcomes = [judge(str(case.raw.get("output", case.output)), diagnosis, case.allow, case_strict)]
         else:
             report = compare_inputs(inputs, padding=case.padding, dtype=case.dtype, backends=list(case.backends or ()),
                                     library_defaults=case.library_defaults, keep_arrays=keep_arrays,
                                     stride=case.stride, dilation=case.dilation)
+            if keep_arrays:
+                report = replace(report, results=tuple(
+                    replace(row, diagnosis=_for_plot(row.diagnosis, plotted)) if row.diagnosis is not None else row
+                    for row in report.results))
             outcomes = []
             for row in report.results:
                 if row.status != "ok" or row.diagnosis is None:
@@ -716,11 +728,25 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
                 judged = judge(row.backend, row.diagnosis, case.allow, case_strict)
                 outcomes.append(ResultOutcome(judged.name, judged.status, judged.diagnosis, row,
                                               judged.disallowed, judged.message))
+        del inputs  # released before the next case loads
         results.append(CaseResult(case, _case_status(outcomes), tuple(outcomes), report,
                                   time.perf_counter() - case_started))
     if progress is not None:
         progress(total, total, None)
     return CheckReport(_display_path(suite.config), suite_strict, tuple(results), time.perf_counter() - started)
+
+
+def _for_plot(diagnosis: Diagnosis, plotted: list[int]) -> Diagnosis:
+    """The diagnosis with its arrays only if the plot will draw it (not equal, and among the
+    first `convcheck.plot.MAX_ROWS`): a suite's memory stays that of a few cases."""
+    from .plot import MAX_ROWS
+
+    if diagnosis.arrays is None:
+        return diagnosis
+    if diagnosis.verdict is Verdict.EQUAL or plotted[0] >= MAX_ROWS:
+        return replace(diagnosis, arrays=None)
+    plotted[0] += 1
+    return diagnosis
 
 
 def _display_path(path: Path) -> str:

@@ -27,8 +27,9 @@ import numpy as np
 from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
-from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
-                        geometry_pair, output_size, pad_before, transform_kernel, window_origin)
+from .reference import (BANDED_PAIRS, axis_layout, correlate, correlate_blocks, dense_kernel, dilate_kernel,
+                        extended_image, gather_windows, geometry_pair, output_size, pad_before,
+                        single_threaded_blas, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
 from .vocabulary import (ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for,
                          describe)
@@ -38,6 +39,7 @@ _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
 _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
 _MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up
+_SEARCH_BYTES = 1 << 25         # the search's window matrix, per product (large kernels: a few samples each)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,10 @@ class _Problem:
         self.inputs = inputs
         self.image = np.asarray(inputs.image, dtype=np.float64)
         self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
-        self.output = np.asarray(inputs.output, dtype=np.float64)
+        # A float output is read in its own type (every float32 or float16 value is a
+        # float64 value; arithmetic with float64 promotes exactly): no output-sized copy.
+        output = np.asarray(inputs.output)
+        self.output = output if output.dtype.kind == "f" else np.asarray(output, dtype=np.float64)
         self.groups = int(getattr(inputs, "groups", 1))
         self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
         kh, kw, per_group, _ = self.kernel.shape
@@ -129,7 +134,9 @@ class _Problem:
         self.precisions = [base_precision] + [
             p for p in narrower if prec.representable(self.output, "float32" if p == "tfloat32" else p)]
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._exact: dict = {}
         self._extent: dict[str, tuple[float, float]] = {}
+        self._raw_extent: Optional[tuple[float, float]] = None
         self._fft: dict[str, np.ndarray] = {}
         self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try 'fft' too
         self.boundaries = BOUNDARIES               # the boundary rules the search tries in this pass
@@ -147,17 +154,32 @@ class _Problem:
         """True when an input holds nonzero values below `precision`'s smallest normal number."""
         import ml_dtypes  # its finfo knows bfloat16 too
         tiny = float(ml_dtypes.finfo(prec.storage_type("float32" if precision == "tfloat32" else precision)).tiny)
-        return any(bool(np.any((a != 0) & (np.abs(a) < tiny))) for a in (self.image, self.kernel))
+        return any(bool(np.any((chunk != 0) & (np.abs(chunk) < tiny)))
+                   for a in (self.image, self.kernel) for chunk in prec.blocks(a))
 
     def rounding_is_exact(self, precision: str) -> bool:
-        """True when rounding both inputs to `precision` changes nothing."""
-        image, kernel = self.rounded(precision)
-        return image is self.image or (np.array_equal(image, self.image) and np.array_equal(kernel, self.kernel))
+        """True when rounding both inputs to `precision` changes nothing (cached)."""
+        if precision not in self._exact:
+            self._exact[precision] = all(prec.representable(a, precision) for a in (self.image, self.kernel))
+        return self._exact[precision]
+
+    def rounded_kernel(self, precision: str) -> np.ndarray:
+        """The kernel rounded to `precision`, as float64 (what `rounded` holds, without the image)."""
+        return self.kernel if self.rounding_is_exact(precision) else prec.round_to(self.kernel, precision)
+
+    def rounding(self, precision: str):
+        """None when the image's values are exact in `precision`, else the function rounding a
+        block of them (rounding is elementwise: a block rounded is the rounded image's block)."""
+        key = ("image", precision)
+        if key not in self._exact:
+            self._exact[key] = self.rounding_is_exact(precision) or prec.representable(self.image, precision)
+        return None if self._exact[key] else (lambda block: prec.round_to(block, precision))
 
     def rounded(self, precision: str) -> tuple[np.ndarray, np.ndarray]:
-        """(image, kernel) rounded to `precision`, as float64 (cached)."""
+        """(image, kernel) rounded to `precision`, as float64 (cached). Whole-image copies:
+        the searches and `_evaluate_blocks` round blocks instead (`rounding`)."""
         if precision not in self._rounded:
-            if all(prec.representable(a, precision) for a in (self.image, self.kernel)):
+            if self.rounding_is_exact(precision):
                 self._rounded[precision] = (self.image, self.kernel)  # already exact: share memory
             else:
                 self._rounded[precision] = (prec.round_to(self.image, precision),
@@ -172,9 +194,9 @@ class _Problem:
         of each row when `magnitude` is (n, C_out) rows of sampled positions.
         """
         if precision not in self._extent:
-            image, kernel = self.rounded(precision)
-            self._extent[precision] = (float(np.max(np.abs(image), initial=0.0)),
-                                       float(np.max(np.abs(kernel), initial=0.0)))
+            # Rounding to nearest is monotone and symmetric: max |round(x)| = round(max |x|).
+            self._extent[precision] = tuple(float(prec.round_to(np.array([e]), precision)[0])
+                                            for e in self.raw_extent())
         max_input, max_kernel = self._extent[precision]
         bound = prec.error_bound(magnitude, predicted, n=self.n, model=self.models[precision],
                                  output_u=self.output_u, output_underflow=self.output_underflow,
@@ -183,6 +205,16 @@ class _Problem:
             term = self.fft_term(precision)
             bound += abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
         return bound
+
+    def raw_extent(self) -> tuple[float, float]:
+        """(max |image|, max |kernel|) of the inputs as given (NaN if one holds a NaN), without
+        an image-sized |image|."""
+        if self._raw_extent is None:
+            def extent(a):
+                top, bottom = float(np.max(a, initial=0.0)), float(-np.min(a, initial=0.0))
+                return float("nan") if np.isnan(top) or np.isnan(bottom) else max(top, bottom)
+            self._raw_extent = (extent(self.image), extent(self.kernel))
+        return self._raw_extent
 
     def fft_term(self, precision: str) -> np.ndarray:
         """(N, C_out): the normwise error of an FFT convolution at `precision` (cached)."""
@@ -258,10 +290,8 @@ def _border_only(tried: list, kernel_hw) -> bool:
     nearest = min(tried, key=lambda f: f.bad)
     if nearest.bad == 0:
         return False
-    _, rows, cols, _ = np.nonzero(nearest.mismatch)
-    out_h, out_w = nearest.mismatch.shape[1:3]
     band = max(kernel_hw) * 4 + 4   # dilated and offset windows reach further in
-    return bool(np.all((rows < band) | (cols < band) | (rows >= out_h - band) | (cols >= out_w - band)))
+    return not nearest.mismatch[:, band:-band or None, band:-band or None].any()
 
 
 def _boundary_rank(boundary) -> int:
@@ -387,13 +417,15 @@ class _Search:
         kh' the dilated kernel's height. `precision` None means the inputs as loaded. Cached."""
         key = (precision, boundary, layout.padding, layout.stride, layout.dilation, tuple(kernel_hw))
         if key not in self._patch_cache:
-            image = self.p.image if precision is None else self.p.rounded(precision)[0]
             r = self.radius
             top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
             span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
-            self._patch_cache[key] = gather_windows(
-                image, boundary, self.rows * layout.stride[0] - r - top, self.cols * layout.stride[1] - r - left,
-                span[0] + 2 * r, span[1] + 2 * r, samples=self.samples)
+            patches = gather_windows(
+                self.p.image, boundary, self.rows * layout.stride[0] - r - top,
+                self.cols * layout.stride[1] - r - left, span[0] + 2 * r, span[1] + 2 * r, samples=self.samples)
+            rounding = None if precision is None else self.p.rounding(precision)
+            # The rounded image's windows: rounding is elementwise and keeps the padding's zeros.
+            self._patch_cache[key] = patches if rounding is None else rounding(patches)
         return self._patch_cache[key]
 
     def _predict(self, patches: np.ndarray, kernels: np.ndarray, dilation=(1, 1)):
@@ -407,10 +439,17 @@ class _Search:
         windows = np.lib.stride_tricks.sliding_window_view(patches, span, axis=(1, 2))[
             :, :, :, :, ::dilation[0], ::dilation[1]]
         n, d1, d2 = windows.shape[:3]
-        cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * d1 * d2, kh * kw * channels)
-        flat = kernels.reshape(kh * kw * channels, count)
-        values = (cols @ flat).reshape(n, d1, d2, count)
-        mags = (np.abs(cols) @ np.abs(flat)).reshape(n, d1, d2, count)
+        taps = kh * kw * channels
+        flat = kernels.reshape(taps, count)
+        abs_flat = np.abs(flat)
+        values, mags = np.empty((n, d1, d2, count)), np.empty((n, d1, d2, count))
+        # A few samples at a time when the kernel is large: the window matrix stays bounded.
+        step = max(1, _SEARCH_BYTES // (8 * d1 * d2 * taps))
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            cols = windows[a:b].transpose(0, 1, 2, 4, 5, 3).reshape((b - a) * d1 * d2, taps)
+            values[a:b] = (cols @ flat).reshape(b - a, d1, d2, count)
+            mags[a:b] = (np.abs(cols) @ abs_flat).reshape(b - a, d1, d2, count)
         return values, mags
 
     def _offset_mask(self, stride) -> np.ndarray:
@@ -440,7 +479,7 @@ class _Search:
         outs = target.shape[1]
         loosest = max(self._loose_coefficient(q) for q in p.precisions)
         out_round = max(prec.output_rounding(m, p.output_u) + m.accumulation_u for m in p.models.values())
-        extent = float(np.max(np.abs(p.image), initial=0.0)) + float(np.max(np.abs(p.kernel), initial=0.0))
+        extent = sum(p.raw_extent())
         absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) + m.storage_underflow
                        for m in p.models.values())
         fft = 0.0
@@ -496,7 +535,7 @@ class _Search:
 
     def _outside(self, layout: "_Layout", kernel_hw) -> np.ndarray:
         """Sample windows of the outside-the-image indicator (1 where a window reads padding)."""
-        ones = np.ones(self.p.image.shape[:3] + (self.p.image.shape[3],))
+        ones = np.broadcast_to(1.0, self.p.image.shape)  # read where the windows are: no image-sized array
         r = self.radius
         top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
         span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
@@ -571,7 +610,7 @@ class _Search:
         """
         p = self.p
         if kernel is None:
-            kernel = p.rounded(precision)[1]
+            kernel = p.rounded_kernel(precision)
         tk = transform_kernel(kernel, struct.transform)
         layout = _Layout(struct.transform, struct.padding, struct.stride, struct.dilation)
         constant = struct.boundary == "constant"
@@ -755,13 +794,21 @@ def _fit_weights(bound: np.ndarray) -> np.ndarray:
 
 
 def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: float,
-                   keep_arrays: bool = False):
+                   keep_arrays: bool = False, keep_values: bool = True):
     """A candidate on the whole output, refitting scale/bias there in closed form.
 
-    Returns (`_Full`, the correlation values before scale and bias). A candidate that
-    passes carries its `evidence` (convcheck.evidence), weighed against `needed` bits, on
-    the elements it compares (an offset leaves out those whose window the reference lacks).
+    Returns (`_Full`, the correlation values before scale and bias, or None without
+    `keep_values`). A candidate that passes carries its `evidence` (convcheck.evidence),
+    weighed against `needed` bits, on the elements it compares (an offset leaves out those
+    whose window the reference lacks).
+
+    A candidate with nothing fitted, summed directly, is evaluated block by block
+    (`_evaluate_blocks`): the same numbers in a working set of a few blocks. Fitted
+    parameters, FFT and TF32 candidates need whole-output statistics first.
     """
+    if (fit == "none" and expl.algorithm == "direct" and problem.algorithm == "direct"
+            and expl.precision != "tfloat32" and not keep_arrays and problem.output.size):
+        return _evaluate_blocks(problem, expl, needed=needed, keep_values=keep_values)
     image, kernel = problem.rounded(expl.precision)
     tk = transform_kernel(kernel, expl.kernel_transform)
     geometry = dict(padding=expl.padding, offset=expl.offset, magnitude=True, stride=tuple(expl.stride),
@@ -825,6 +872,111 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
                  predicted if keep_arrays else None, bound if keep_arrays else None, evidence,
                  int(rows.size * cols.size * values.shape[0] * values.shape[3]))
     return full, values
+
+
+def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, keep_values: bool):
+    """`_evaluate_full` of a candidate with nothing fitted, one block of output rows at a time.
+
+    Each block is correlated (inputs rounded block by block), bounded and compared, and
+    only what the diagnosis keeps survives it: the mismatch mask, the maxima, each
+    position's evidence bits (while nothing mismatches) and, with `keep_values`, the values.
+    Every number is the one the whole-output evaluation gives, elementwise.
+    """
+    precision = expl.precision
+    output = problem.output
+    batch, out_h, out_w, outs = output.shape
+    tk = transform_kernel(problem.rounded_kernel(precision), expl.kernel_transform)
+    row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
+    rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
+    partial = rows.size != out_h or cols.size != out_w
+    top, bottom = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+    left, right = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+    values_all = np.empty(output.shape) if keep_values else None
+    mismatch = np.zeros(output.shape, dtype=bool)
+    # Evidence bits per position of the compared window, summed over channels (while no
+    # element mismatches: a candidate that fails needs none).
+    row_bits = np.zeros((batch, bottom - top, right - left)) if rows.size and cols.size else None
+    # With few channel pairs the sums are banded matrix products: windows telling apart
+    # identical ones are recomputed elementwise (see `_values_at`), else the block's values.
+    banded = tk.shape[2] * problem.groups * outs <= BANDED_PAIRS
+    kept = None if (banded or row_bits is None) else np.empty((batch, bottom - top, right - left, outs))
+    bad = informative = 0
+    residual_max, bound_max, ratio_max = [], [], []
+    blocks = correlate_blocks(problem.image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
+                              magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
+                              groups=problem.groups, prepare=problem.rounding(precision))
+    for n, i0, values, mags in blocks:
+        i1 = i0 + values.shape[0]
+        bound = problem.bound(mags, values, precision, 1.0, False)
+        residual = np.subtract(output[n, i0:i1], values, dtype=np.float64)
+        np.abs(residual, out=residual)
+        # Written so that NaN residuals (an overflowed backend output) count as mismatches.
+        miss = ~(residual <= bound)
+        if partial:
+            keep = (row_ok[i0:i1, None] & col_ok[None, :])[:, :, None]
+            miss &= keep
+            residual *= keep
+        mismatch[n, i0:i1] = miss
+        bad += int(np.count_nonzero(miss))
+        residual_max.append(np.max(residual))
+        bound_max.append(np.max(bound))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            np.divide(residual, bound, out=residual)
+        seen = residual[~np.isnan(residual)]   # 0/0 where nothing is compared
+        if seen.size:
+            ratio_max.append(float(seen.max()))
+        a, b = max(i0, top), min(i1, bottom)
+        if bad == 0 and row_bits is not None and a < b:
+            window = (slice(a - i0, b - i0), slice(left, right))
+            bits = ev.element_bits(mags[window], bound[window], 1.0)
+            informative += int(np.count_nonzero(bits >= 1.0))
+            row_bits[n, a - top:b - top] = bits.sum(axis=-1)
+            if kept is not None:
+                kept[n, a - top:b - top] = values[window]
+        if values_all is not None:
+            values_all[n, i0:i1] = values
+    evidence = None
+    if bad == 0:
+        if row_bits is not None:
+            if kept is not None:
+                flat = kept.reshape(-1, outs)
+
+                def values_at(chosen):
+                    return flat[chosen]
+            else:
+                def values_at(chosen):
+                    return _values_at(problem, expl, tk, chosen, (top, left), (bottom - top, right - left))
+            evidence = ev.weigh_rows(row_bits.reshape(-1), values_at, informative=informative,
+                                     compared=int(batch * (bottom - top) * (right - left) * outs), fitted=0,
+                                     needed=needed)
+        else:
+            evidence = ev.Evidence(0.0, needed, 0, 0, 0, 0.0)
+    worst = max(ratio_max) if ratio_max else float("nan")
+    full = _Full(expl.with_(scale=1.0, bias=0.0), bad, mismatch, float(np.max(residual_max)), float(np.max(bound_max)),
+                 worst, None, None, evidence, int(rows.size * cols.size * batch * outs))
+    return full, values_all
+
+
+def _values_at(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
+    """The values of a candidate at positions `chosen` (flat indices into the compared
+    window of (N, rows, cols) positions starting at `corner`), each summed tap by tap in the
+    same order: identical windows give identical values, whatever a matrix product would."""
+    if chosen.size == 0:
+        return np.zeros((0, kernel.shape[3]))
+    height, width = window
+    samples = chosen // (height * width)
+    rows = corner[0] + (chosen // width) % height
+    cols = corner[1] + chosen % width
+    stride, dilation = tuple(expl.stride), tuple(expl.dilation)
+    wide = problem.wide_kernel(kernel, dilation)
+    origin = window_origin(expl.padding, kernel.shape[:2], expl.offset, problem.image_hw, stride, dilation)
+    windows = gather_windows(problem.image, expl.boundary, rows * stride[0] + origin[0], cols * stride[1] + origin[1],
+                             wide.shape[0], wide.shape[1], samples=samples)
+    rounding = problem.rounding(expl.precision)
+    if rounding is not None:
+        windows = rounding(windows)
+    taps = windows.reshape(chosen.size, -1)
+    return np.einsum("mk,ko->mo", taps, wide.reshape(taps.shape[1], -1), optimize=False)
 
 
 # An FFT's rounding noise is spread over the output: its largest element stays within a
@@ -901,29 +1053,45 @@ def index_in_user_shape(index, user_shape: tuple, reading: Optional[str] = None)
 
 
 def _where(full: _Full, kernel_hw: tuple[int, int], to_user) -> tuple[str, str]:
-    """Where a mismatch sits: (category, detail sentence); `to_user` maps canonical indices."""
+    """Where a mismatch sits: (category, detail sentence); `to_user` maps canonical indices.
+
+    Read from reductions of the mask (never an index array per mismatched element)."""
     bad = full.mismatch
     count = full.bad
     total = full.compared or bad.size
-    samples, rows, cols, chans = np.nonzero(bad)
     out_h, out_w = bad.shape[1:3]
     band = max(kernel_hw)
-    on_border = (rows < band) | (cols < band) | (rows >= out_h - band) | (cols >= out_w - band)
+    all_on_border = not bad[:, band:out_h - band, band:out_w - band].any()
     where_batch = ""
     if bad.shape[0] > 1:
-        hit = np.unique(samples)
+        hit = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
         where_batch = (f" (in {hit.size} of {bad.shape[0]} samples of the batch"
                        + (f": sample {hit[0]}" if hit.size == 1 else "") + ")")
-    if count <= max(3, total // 100) and not on_border.all():
-        positions = ", ".join(str(list(to_user(idx))) for idx in list(zip(samples, rows, cols, chans))[:5])
+    if count <= max(3, total // 100) and not all_on_border:
+        positions = ", ".join(str(list(to_user(idx))) for idx in _first_true(bad, 5))
         return "a few pixels", (f"{count} of {total} elements differ, at {positions}" + (" ..." if count > 5 else "")
                                 + where_batch)
-    if on_border.all():
+    if all_on_border:
         return "border", f"{count} of {total} elements differ, all within {band} pixels of the edge{where_batch}"
     if count > total // 2:
         return "everywhere", f"{count} of {total} elements differ, across the whole output{where_batch}"
+    rows = np.flatnonzero(bad.any(axis=(0, 2, 3)))
+    cols = np.flatnonzero(bad.any(axis=(0, 1, 3)))
     return "a region", (f"{count} of {total} elements differ, in rows {rows.min()}-{rows.max()}, "
                         f"columns {cols.min()}-{cols.max()}{where_batch}")
+
+
+def _first_true(mask: np.ndarray, count: int) -> list:
+    """The first `count` indices (in C order) where `mask` is True, reading it a block at a time."""
+    found: list = []
+    for n in range(mask.shape[0]):
+        step = max(1, (1 << 20) // max(1, mask[n, :1].size))
+        for r0 in range(0, mask.shape[1], step):
+            for idx in np.argwhere(mask[n, r0:r0 + step])[:count - len(found)]:
+                found.append((np.int64(n), np.int64(r0 + idx[0]), idx[1], idx[2]))
+            if len(found) >= count:
+                return found
+    return found
 
 
 def _baseline(inputs, padding: str, stride, dilation, groups) -> Explanation:
@@ -935,6 +1103,7 @@ def _baseline(inputs, padding: str, stride, dilation, groups) -> Explanation:
                        kernel_axis=getattr(inputs, "kernel_axis", None))
 
 
+@single_threaded_blas()  # many small matrix products: BLAS threads cost more than they gain
 def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
              dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
              keep_arrays: bool = False) -> Diagnosis:
@@ -986,7 +1155,7 @@ def _nearer_transposed(swapped, diagnosis: Diagnosis, options: dict) -> bool:
     if expected not in _layouts(problem, problem.baseline):
         return False
     full, _ = _evaluate_full(problem, problem.baseline.with_(groups=problem.groups), "none",
-                             needed=ev.needed_bits(1))
+                             needed=ev.needed_bits(1), keep_values=False)
     return full.bad < diagnosis.stats.mismatched
 
 
@@ -1102,14 +1271,15 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                     if _same_computation(problem, expl, accepted.explanation):
                         alternatives.append(expl)
                         continue
-                    tie, _ = _evaluate_full(problem, expl, struct.fit, needed=needed)
+                    tie, _ = _evaluate_full(problem, expl, struct.fit, needed=needed, keep_values=False)
                     tie_checks += 1
                     if tie.ok:
                         _control(search, tie, struct)
                     if tie.ok and tie.evidence.decisive:
                         alternatives.append(tie.explanation)
                     continue
-                full, _ = _evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays)
+                full, _ = _evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays,
+                                         keep_values=False)
                 full_checks += 1
                 tried_full.append(full)
                 if full.ok:
@@ -1129,7 +1299,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             q = max(problem.precisions, key=lambda name: fractions[name][3])
             _, s, b, _ = fractions[q]
             tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b, shared), struct.fit,
-                                             needed=ev.needed_bits(1), keep_arrays=keep_arrays)[0])
+                                             needed=ev.needed_bits(1), keep_arrays=keep_arrays,
+                                             keep_values=False)[0])
         if tried_full:
             # Fewest elements beyond the bound; then the simplest (an FFT's looser bound
             # would otherwise look closer than the expected computation itself).
@@ -1183,7 +1354,7 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
         def one(array):
             return None if array is None else array[sample]
 
-        arrays = DiagnosisArrays(problem.output[sample], one(reference),
+        arrays = DiagnosisArrays(np.asarray(problem.output[sample], dtype=np.float64), one(reference),
                                  one(before.bound if before is not None else None),
                                  one(after.prediction if after is not None else None),
                                  one(after.bound if after is not None else None))
@@ -1227,17 +1398,26 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
     total = int(problem.output.size)
     max_abs = max_rel = mismatched = worst = worst_out = worst_ref = None
     if reference is not None and before is not None:
-        diff = np.subtract(problem.output, reference)
-        np.abs(diff, out=diff)
-        flat = int(np.argmax(diff))
-        max_abs = float(diff.ravel()[flat])
-        nonzero = reference != 0
-        max_rel = None
-        if nonzero.any():
-            np.divide(diff, reference, out=diff, where=nonzero)
-            np.abs(diff, out=diff)
-            max_rel = float(np.max(diff, where=nonzero, initial=0.0))
-        del diff, nonzero
+        # |output - reference| a block of rows at a time: its first maximum (NaN first, as
+        # argmax has it) and the largest relative difference where the reference is not 0.
+        flat, max_abs, relative, any_nonzero = 0, None, [], False
+        rows_per = max(1, (1 << 17) // max(1, reference[0, :1].size))
+        for n in range(reference.shape[0]):
+            for r0 in range(0, reference.shape[1], rows_per):
+                ref = reference[n, r0:r0 + rows_per]
+                diff = np.subtract(problem.output[n, r0:r0 + rows_per], ref, dtype=np.float64)
+                np.abs(diff, out=diff)
+                at = int(np.argmax(diff))
+                value = float(diff.ravel()[at])
+                if max_abs is None or (not np.isnan(max_abs) and (value > max_abs or np.isnan(value))):
+                    flat, max_abs = int(np.ravel_multi_index((n, r0), reference.shape[:2])) * ref[0].size + at, value
+                nonzero = ref != 0
+                if nonzero.any():
+                    any_nonzero = True
+                    np.divide(diff, ref, out=diff, where=nonzero)
+                    np.abs(diff, out=diff)
+                    relative.append(np.max(diff, where=nonzero, initial=0.0))
+        max_rel = float(np.max(relative)) if any_nonzero else None
         mismatched = before.bad
         worst = to_user(np.unravel_index(flat, problem.output.shape))
         worst_out = float(problem.output.ravel()[flat])

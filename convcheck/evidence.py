@@ -82,25 +82,43 @@ def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale
     Positions whose windows give identical values are one draw, not several: only the
     first of each counts (a flat region, windows that all read the same replicated edge).
     """
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bits = np.log2(np.multiply(magnitude, abs(scale)) / bound)
-    bits = np.nan_to_num(bits, nan=0.0, posinf=ELEMENT_BITS_CAP, neginf=0.0)
-    np.clip(bits, 0.0, ELEMENT_BITS_CAP, out=bits)
+    bits = element_bits(magnitude, bound, scale)
     outs = values.shape[-1]
-    row_bits = bits.reshape(-1, outs).sum(axis=1)
-    informative = int(np.count_nonzero(bits >= 1.0))
+    flat = values.reshape(-1, outs)
+    return weigh_rows(bits.reshape(-1, outs).sum(axis=1), lambda chosen: flat[chosen],
+                      informative=int(np.count_nonzero(bits >= 1.0)), compared=int(bits.size), fitted=fitted,
+                      needed=needed)
+
+
+def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale: float) -> np.ndarray:
+    """bits_i = log2(|s| A_i / B_i) clipped to [0, 24], 0 where it is undefined (0/0)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bits = np.multiply(magnitude, abs(scale))
+        np.divide(bits, bound, out=bits)
+        np.log2(bits, out=bits)
+    # NaN -> 0, -inf -> 0, +inf -> the cap: what nan_to_num and clip would give.
+    np.fmax(bits, 0.0, out=bits)
+    np.minimum(bits, ELEMENT_BITS_CAP, out=bits)
+    return bits
+
+
+def weigh_rows(row_bits: np.ndarray, values_at, *, informative: int, compared: int, fitted: int,
+               needed: float) -> Evidence:
+    """`weigh` from the bits of each position (summed over output channels), for positions
+    in C order: `values_at(indices)` gives those positions' values (n, O), to tell
+    identical windows apart; `informative` and `compared` count elements."""
     rows = np.flatnonzero(row_bits > 0)
     # Distinct windows among a few thousand informative positions settle any realistic
     # `needed` (at most 24 bits each); all of them only when those do not suffice.
     for chosen in (rows[np.linspace(0, rows.size - 1, _SUBSET).astype(int)] if rows.size > _SUBSET else rows,
                    rows):
-        _, first = np.unique(values.reshape(-1, outs)[chosen], axis=0, return_index=True)
+        _, first = np.unique(values_at(chosen), axis=0, return_index=True)
         distinct = np.sort(row_bits[chosen[first]])
         raw = float(distinct.sum())
         taken = float(distinct[distinct.size - min(fitted, distinct.size):].sum()) if fitted else 0.0
         if raw - taken >= needed or chosen.size == rows.size:
             break
-    return Evidence(raw - taken, needed, int(bits.size), informative, fitted, raw)
+    return Evidence(raw - taken, needed, compared, informative, fitted, raw)
 
 
 _SUBSET = 4096

@@ -103,27 +103,34 @@ def _image_panel(fig, ax, data, title, *, cmap="viridis", norm=None, vmin=None, 
     return bar
 
 
+# Beyond this many pixel edges an outline is drawn as a contour instead: as many
+# segments as that take longer to draw than the rest of a row, and at 100 dpi a panel
+# shows a few hundred pixels across anyway.
+_MAX_EDGES = 20_000
+
+
 def _outline(ax, mask: np.ndarray, color: str) -> None:
     """Draw the outline of the True pixels of `mask` (pixel edges, so single pixels show)."""
     if not mask.any() or mask.all():
         return
     padded = np.pad(mask, 1)
-    rows, cols = mask.shape
+    inner = padded[1:-1, 1:-1]
+    # For each side, the True pixels whose neighbour on that side is False: one edge each,
+    # as ((x0, y0), (x1, y1)) offsets from the pixel's centre.
+    sides = ((padded[:-2, 1:-1], ((-0.5, -0.5), (0.5, -0.5))),    # above
+             (padded[2:, 1:-1], ((-0.5, 0.5), (0.5, 0.5))),       # below
+             (padded[1:-1, :-2], ((-0.5, -0.5), (-0.5, 0.5))),    # left
+             (padded[1:-1, 2:], ((0.5, -0.5), (0.5, 0.5))))       # right
+    edges = [(np.nonzero(inner & ~neighbour), ends) for neighbour, ends in sides]
+    if sum(rows.size for (rows, _), _ in edges) > _MAX_EDGES:
+        ax.contour(mask.astype(np.float32), levels=[0.5], colors=color, linewidths=1.2)
+        return
     segments = []
-    for i in range(rows):
-        for j in range(cols):
-            if not mask[i, j]:
-                continue
-            if not padded[i, j + 1]:       # above
-                segments.append([(j - 0.5, i - 0.5), (j + 0.5, i - 0.5)])
-            if not padded[i + 2, j + 1]:   # below
-                segments.append([(j - 0.5, i + 0.5), (j + 0.5, i + 0.5)])
-            if not padded[i + 1, j]:       # left
-                segments.append([(j - 0.5, i - 0.5), (j - 0.5, i + 0.5)])
-            if not padded[i + 1, j + 2]:   # right
-                segments.append([(j + 0.5, i - 0.5), (j + 0.5, i + 0.5)])
+    for (rows, cols), ((x0, y0), (x1, y1)) in edges:
+        segments.append(np.stack([np.stack([cols + x0, rows + y0], axis=-1),
+                                  np.stack([cols + x1, rows + y1], axis=-1)], axis=1))
     from matplotlib.collections import LineCollection
-    ax.add_collection(LineCollection(segments, colors=color, linewidths=1.2))
+    ax.add_collection(LineCollection(np.concatenate(segments), colors=color, linewidths=1.2))
 
 
 def _row(fig, subfig, title: str, diagnosis, plt, LogNorm) -> None:
@@ -212,27 +219,43 @@ def plot_items(result: Any) -> list[tuple[str, Any]]:
     return list(result)
 
 
+# At most this many rows are drawn (a row takes a fraction of a second; a figure of 170
+# rows would take minutes and outgrow what a PNG viewer opens): a last row names the rest.
+MAX_ROWS = 40
+
+
 def save_plot(items: Any, path: os.PathLike) -> None:
     """Write a PNG to `path`: one row of four panels per (title, diagnosis) that is not equal.
 
     `items` is a list of (title, diagnosis) pairs, or a `Diagnosis`, `CompareReport` or
     `CheckReport` (see `plot_items`). Diagnoses must carry their arrays
-    (`keep_arrays=True`). When every diagnosis is equal, a small figure says so. Raises
-    `InputError` when matplotlib is missing or the file cannot be written.
+    (`keep_arrays=True`). When every diagnosis is equal, a small figure says so. Beyond
+    `MAX_ROWS` results that are not equal, the first `MAX_ROWS` are drawn and a note says
+    how many were left out. Raises `InputError` when matplotlib is missing or the file
+    cannot be written.
     """
     plt, LogNorm = _pyplot()
     items = plot_items(items)
     rows = [(title, d) for title, d in items if d.verdict is not Verdict.EQUAL]
+    left_out = rows[MAX_ROWS:]
+    rows = rows[:MAX_ROWS]
     if not rows:
         fig = plt.figure(figsize=(6, 1.6))
         count = len(items)
         what = "the result is equal" if count == 1 else f"all {count} results are equal"
         fig.text(0.5, 0.5, f"convcheck: {what} to the reference\n(nothing to plot)", ha="center", va="center", fontsize=12, color="darkgreen")
     else:
-        fig = plt.figure(figsize=(17, 4.0 * len(rows)), layout="constrained")
-        subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
+        heights = [4.0] * len(rows) + ([1.0] if left_out else [])
+        fig = plt.figure(figsize=(17, sum(heights)), layout="constrained")
+        subfigs = fig.subfigures(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
         for subfig, (title, diagnosis) in zip(subfigs, rows):
             _row(fig, subfig, title, diagnosis, plt, LogNorm)
+        if left_out:
+            names = ", ".join(title for title, _ in left_out[:8]) + (", ..." if len(left_out) > 8 else "")
+            subfigs[-1].text(0.5, 0.5, f"{len(left_out)} more result{'s' if len(left_out) != 1 else ''} not equal "
+                             f"to the reference, not drawn (the plot shows the first {MAX_ROWS}): {names}\n"
+                             "see the report for each", ha="center", va="center", fontsize=11, color="firebrick",
+                             wrap=True)
     image_format = plot_format(path)
     try:
         write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))

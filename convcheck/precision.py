@@ -121,17 +121,47 @@ def round_to(values: np.ndarray, precision: str) -> np.ndarray:
 
 
 def representable(values: np.ndarray, precision: str) -> bool:
-    """True when every value is stored exactly in `precision` (evidence for or against it)."""
-    values = np.asarray(values, dtype=np.float64)
+    """True when every value is stored exactly in `precision` (evidence for or against it).
+
+    Read in blocks (no copy of a large array); a float array whose own format the
+    precision's holds (float32 values in float32, float16 in float32) is stored exactly
+    unless it holds a NaN, which equals nothing, itself included.
+    """
+    values = np.asarray(values)
     if precision == "float64":
         return True
-    flat = values.ravel()
+    storage = np.dtype(storage_type(precision))
+    if values.dtype.kind == "f" and values.dtype.itemsize <= storage.itemsize and storage.kind == "f":
+        return not (values.size and bool(np.isnan(np.max(values))))
     with np.errstate(over="ignore", invalid="ignore"):
-        # A prefix first: most arrays that are not representable show it at once.
-        head = flat[:4096]
-        if not np.array_equal(round_to(head, precision), head):
-            return False
-        return bool(np.array_equal(round_to(flat, precision), flat))
+        # A small block first: most arrays that are not representable show it at once.
+        for chunk in blocks(values, 4096, _CHUNK):
+            chunk = np.asarray(chunk, dtype=np.float64)
+            if not np.array_equal(round_to(chunk, precision), chunk):
+                return False
+        return True
+
+
+_CHUNK = 1 << 20
+
+
+def blocks(array: np.ndarray, first: int = _CHUNK, size: int = _CHUNK):
+    """Views of `array` along its leading axes, the first about `first` elements and the rest
+    about `size` each (a reduction over them needs no array-sized temporary, and no copy
+    of a non-contiguous array either)."""
+    array = np.asarray(array)
+    if array.ndim == 0 or array.size <= first:
+        yield array
+        return
+    if array[0].size > size:
+        for index, sub in enumerate(array):
+            yield from blocks(sub, first if index == 0 else size, size)
+        return
+    step = max(1, size // max(1, array[0].size))
+    head = max(1, first // max(1, array[0].size))
+    yield array[:head]
+    for start in range(head, len(array), step):
+        yield array[start:start + step]
 
 
 def gamma(n: int, u: float) -> float:
@@ -216,7 +246,7 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     out_round = stored + (model.accumulation_u if has_bias else 0.0)
     inflate = 1.0 + 8 * n * U64
     bound = np.multiply(magnitude, abs_scale * c * (1.0 + out_round) * inflate)
-    tail = np.abs(predicted)
+    tail = np.abs(predicted, dtype=np.float64)   # `predicted` may be the output in its own type
     tail *= out_round * inflate
     bound += tail
     bound += (absolute * (1.0 + out_round) + output_underflow + model.storage_underflow

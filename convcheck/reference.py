@@ -8,6 +8,8 @@ Layouts here: image (H, W, C), kernel (kh, kw, C_in, C_out), output (Ho, Wo, C_o
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .vocabulary import KERNEL_TRANSFORMS
@@ -24,10 +26,17 @@ def axis_boundaries(boundary) -> tuple[str, str]:
     rows, cols = boundary
     return rows, cols
 
-# Above this many multiply-adds per output pixel, an im2col matrix product beats the
-# shifted-slice accumulation (measured on 2048x2048 images; see benchmarks/).
+# How `correlate_valid` sums (measured on 1024x1024 to 8192x8192 images; see benchmarks/):
+# with few channel pairs (C_in x C_out up to BANDED_PAIRS) a banded matrix product, each
+# tile of output columns one product with a banded (Toeplitz) matrix of the kernel, 2-4x
+# faster than adding shifted slices; above _MATMUL_TAPS multiply-adds per output pixel an
+# im2col matrix product; else shifted-slice accumulation.
+BANDED_PAIRS = 16
 _MATMUL_TAPS = 256
-_BLOCK_BYTES = 1 << 20  # ~1 MiB of padded rows per block keeps each pass in cache
+_BLOCK_BYTES = 1 << 20        # ~1 MiB of padded rows per block keeps each pass in cache
+_PRODUCT_BYTES = 1 << 19      # the banded product's window matrix, per block
+_COLUMNS_BYTES = 1 << 23      # the im2col matrix, per block: bounded whatever the kernel's size
+BLOCK_ELEMENTS = 1 << 17      # output elements per block of `correlate_blocks`
 
 
 def axis_layout(padding: str, size: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
@@ -236,8 +245,11 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     Returns (values, magnitudes): values[i, j, o] = sum_{u, v, c} region[i*sy + u*dy,
     j*sx + v*dx, c] * kernel[u, v, c, o], and when `magnitude` the same sum of |region| *
     |kernel| (what the error bound needs), else None. Only the strided positions and the
-    real taps are computed. Works in row blocks that stay in cache; small kernels use
-    shifted-slice accumulation, large ones an im2col matrix product.
+    real taps are computed, in blocks whose working set is bounded whatever the sizes.
+
+    Every element is a float64 sum of its products (the zeros a banded or dense kernel adds
+    are exact), in an order that may differ between methods: what the bound's gamma_n(2^-53)
+    for our own reproduction covers (convcheck.precision).
     """
     region = np.asarray(region, dtype=np.float64)
     kernel = np.asarray(kernel, dtype=np.float64)
@@ -247,25 +259,103 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     out_h, out_w = (region.shape[0] - span_h) // sy + 1, (region.shape[1] - span_w) // sx + 1
     values = np.empty((out_h, out_w, outs))
     mags = np.empty((out_h, out_w, outs)) if magnitude else None
-    planes = np.ascontiguousarray(np.moveaxis(region, 2, 0))  # (C, Hr, Wr): contiguous slices
-    abs_kernel = np.abs(kernel)
+    if out_h <= 0 or out_w <= 0:
+        return values, mags
+    with single_threaded_blas():
+        # A product multiplies by the banded matrix's zeros too: inf * 0 would be NaN.
+        if channels * outs <= BANDED_PAIRS and bool(np.isfinite(region).all()):
+            _banded(region, kernel, values, mags, stride, dilation)
+        elif kh * kw * channels * outs > _MATMUL_TAPS:
+            _im2col(region, kernel, values, mags, stride, dilation)
+        else:
+            _shifted(region, kernel, values, mags, stride, dilation)
+    return values, mags
+
+
+def _banded(region, kernel, values, mags, stride, dilation) -> None:
+    """`correlate_valid` as matrix products: output row i, columns j0..j0+T-1 (a tile) is
+    the tile's window (kh rows x the tile's input columns x C) times a banded matrix that
+    holds the kernel once per output column, shifted by the stride: one product per block
+    of rows and tiles, its working set bounded by _PRODUCT_BYTES."""
+    kh, kw, channels, outs = kernel.shape
+    (sy, sx), (dy, dx) = stride, dilation
+    span_w = (kw - 1) * dx + 1
+    out_h, out_w = values.shape[:2]
+    tile = next(t for t in (8, 16, 32, 64) if span_w <= t or t == 64)
+    width = (tile - 1) * sx + span_w           # input columns one tile reads
+    band = np.zeros((kh, width, channels, tile, outs))
+    for j in range(tile):
+        for v in range(kw):
+            band[:, j * sx + v * dx, :, j, :] = kernel[:, v]
+    depth = kh * width * channels
+    band = band.reshape(depth, tile * outs)
+    abs_band = np.abs(band) if mags is not None else None
+    tiles = -(-out_w // tile)
+    per_row = max(1, min(tiles, _PRODUCT_BYTES // (8 * depth)))         # tiles per product
+    rows_per = max(1, min(out_h, _PRODUCT_BYTES // (8 * depth * per_row)))
+    # Columns past the region's edge are read by the last tile's unused outputs only.
+    need = (tiles - 1) * tile * sx + width
+    if need > region.shape[1]:
+        wider = np.zeros((region.shape[0], need, channels))
+        wider[:, :region.shape[1]] = region
+        region = wider
+    rs, cs, chs = region.strides
+    for r0 in range(0, out_h, rows_per):
+        rows = min(rows_per, out_h - r0)
+        for t0 in range(0, tiles, per_row):
+            count = min(per_row, tiles - t0)
+            # windows[r, t, u, l, c] = region[(r0 + r) * sy + u * dy, (t0 + t) * tile * sx + l, c]
+            windows = np.lib.stride_tricks.as_strided(
+                region[r0 * sy:, t0 * tile * sx:], shape=(rows, count, kh, width, channels),
+                strides=(sy * rs, tile * sx * cs, dy * rs, cs, chs), writeable=False)
+            matrix = windows.copy().reshape(rows * count, depth)  # the windows overlap
+            c0, c1 = t0 * tile, min(out_w, (t0 + count) * tile)
+            values[r0:r0 + rows, c0:c1] = (matrix @ band).reshape(rows, count * tile, outs)[:, :c1 - c0]
+            if mags is not None:
+                np.abs(matrix, out=matrix)
+                mags[r0:r0 + rows, c0:c1] = (matrix @ abs_band).reshape(rows, count * tile, outs)[:, :c1 - c0]
+
+
+def _im2col(region, kernel, values, mags, stride, dilation) -> None:
+    """`correlate_valid` as one matrix product per block of output rows and columns, the
+    window matrix bounded by _COLUMNS_BYTES (a large kernel gets few positions per block)."""
+    kh, kw, channels, outs = kernel.shape
+    (sy, sx), (dy, dx) = stride, dilation
+    span_h, span_w = (kh - 1) * dy + 1, (kw - 1) * dx + 1
+    out_h, out_w = values.shape[:2]
     taps = kh * kw * channels
+    flat_kernel = kernel.reshape(taps, outs)
+    flat_abs = np.abs(flat_kernel)
+    planes = np.moveaxis(region, 2, 0)  # (C, Hr, Wr)
+    per_row = max(1, min(out_w, _COLUMNS_BYTES // (8 * taps)))
+    rows_per = max(1, min(out_h, _COLUMNS_BYTES // (8 * taps * per_row)))
+    for r0 in range(0, out_h, rows_per):
+        rows = min(rows_per, out_h - r0)
+        for c0 in range(0, out_w, per_row):
+            cols_here = min(per_row, out_w - c0)
+            windows = np.lib.stride_tricks.sliding_window_view(
+                planes[:, r0 * sy:r0 * sy + (rows - 1) * sy + span_h,
+                       c0 * sx:c0 * sx + (cols_here - 1) * sx + span_w], (span_h, span_w), axis=(1, 2)
+            )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, cols, kh, kw)
+            cols = windows.transpose(1, 2, 3, 4, 0).reshape(rows * cols_here, taps)
+            values[r0:r0 + rows, c0:c0 + cols_here] = (cols @ flat_kernel).reshape(rows, cols_here, outs)
+            if mags is not None:
+                np.abs(cols, out=cols)
+                mags[r0:r0 + rows, c0:c0 + cols_here] = (cols @ flat_abs).reshape(rows, cols_here, outs)
+
+
+def _shifted(region, kernel, values, mags, stride, dilation) -> None:
+    """`correlate_valid` by adding shifted slices times each tap, in row blocks that stay in cache."""
+    kh, kw, channels, outs = kernel.shape
+    (sy, sx), (dy, dx) = stride, dilation
+    span_h = (kh - 1) * dy + 1
+    out_h, out_w = values.shape[:2]
+    magnitude = mags is not None
+    planes = np.ascontiguousarray(np.moveaxis(region, 2, 0))  # (C, Hr, Wr): contiguous slices
     block = max(1, min(out_h, _BLOCK_BYTES // max(1, 8 * region.shape[1] * channels * sy)))
-    use_matmul = taps * outs > _MATMUL_TAPS
-    flat_kernel = kernel.reshape(taps, outs) if use_matmul else None
-    flat_abs = abs_kernel.reshape(taps, outs) if use_matmul else None
     for r0 in range(0, out_h, block):
         rows = min(block, out_h - r0)
         top = r0 * sy
-        if use_matmul:
-            windows = np.lib.stride_tricks.sliding_window_view(
-                planes[:, top:top + (rows - 1) * sy + span_h], (span_h, span_w), axis=(1, 2)
-            )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, Wo, kh, kw)
-            cols = windows.transpose(1, 2, 3, 4, 0).reshape(rows * out_w, taps)
-            values[r0:r0 + rows] = (cols @ flat_kernel).reshape(rows, out_w, outs)
-            if magnitude:
-                mags[r0:r0 + rows] = (np.abs(cols) @ flat_abs).reshape(rows, out_w, outs)
-            continue
         tmp = np.empty((rows, out_w))
         # |x| of this block only: no image-sized copy for the magnitudes.
         abs_block = np.abs(planes[:, top:top + (rows - 1) * sy + span_h]) if magnitude else None
@@ -288,7 +378,105 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
             values[r0:r0 + rows, :, o] = acc
             if magnitude:
                 mags[r0:r0 + rows, :, o] = acc_abs
-    return values, mags
+
+
+_BLAS_THREADS: list | None = None
+
+
+def _openblas_threads() -> list:
+    """(get, set) thread-count functions of every OpenBLAS loaded in this process (found
+    once; empty where there is none, e.g. numpy on Accelerate or MKL, or no /proc)."""
+    global _BLAS_THREADS
+    if _BLAS_THREADS is None:
+        found = []
+        try:
+            import ctypes
+            with open("/proc/self/maps") as maps:
+                paths = sorted({line.split()[-1] for line in maps
+                                if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+            for path in paths:
+                library = ctypes.CDLL(path)
+                for name in ("scipy_openblas{}64_", "scipy_openblas{}", "openblas{}64_", "openblas{}"):
+                    get = getattr(library, name.format("_get_num_threads"), None)
+                    set_ = getattr(library, name.format("_set_num_threads"), None)
+                    if get is not None and set_ is not None:
+                        found.append((get, set_))
+                        break
+        except (OSError, AttributeError, ValueError):
+            pass
+        _BLAS_THREADS = found
+    return _BLAS_THREADS
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run numpy's matrix products on one thread inside the block.
+
+    The products here are small and many (one per block of rows): OpenBLAS splits each
+    over all cores, which costs more than it gains and, on a busy machine, 2 to 10 times
+    the single-threaded time (measured on a 2-core machine shared with other jobs). The
+    previous thread counts are restored on exit.
+    """
+    libraries = _openblas_threads()
+    before = [get() for get, _ in libraries]
+    for _, set_ in libraries:
+        set_(1)
+    try:
+        yield
+    finally:
+        for (_, set_), count in zip(libraries, before):
+            set_(count)
+
+
+def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",
+                     offset: tuple[int, int] = (0, 0), magnitude: bool = False, stride: tuple[int, int] = (1, 1),
+                     dilation: tuple[int, int] = (1, 1), groups: int = 1, cval: float = 0.0, prepare=None,
+                     block_elements: int = BLOCK_ELEMENTS):
+    """`correlate` a block of output rows at a time: yields (sample, first row, values,
+    magnitudes), each block about `block_elements` output elements.
+
+    Only the image rows a block reads are extended by `boundary` (never a padded copy of
+    the whole image), so the working set is a few blocks whatever the image's size.
+    `prepare`, when given, maps the image's values before they are read (e.g. rounding
+    them to a precision: elementwise, so it commutes with the boundary rules; a
+    'constant' boundary's `cval` is filled in afterwards, as given).
+    """
+    image = np.asarray(image)
+    batch = image if image.ndim == 4 else image[None]
+    kh, kw = kernel.shape[:2]
+    height, width = batch.shape[1:3]
+    out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
+    origin = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
+    dense = dense_kernel(np.asarray(kernel, dtype=np.float64), groups)
+    outs = dense.shape[3]
+    span_h, span_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    row_rule, col_rule = axis_boundaries(boundary)
+    padded_rule = ("zero", "constant")
+    c_idx, c_ok = boundary_index(np.arange(origin[1], origin[1] + (out_w - 1) * stride[1] + span_w), width, col_rule)
+    c_inside = c_idx.size > 0 and origin[1] >= 0 and origin[1] + c_idx.size <= width
+    c_out = ~c_ok if col_rule in padded_rule else None
+    rows_per = max(1, min(out_h, block_elements // max(1, out_w * outs)))
+    for n, sample in enumerate(batch):
+        for i0 in range(0, out_h, rows_per):
+            i1 = min(out_h, i0 + rows_per)
+            first = origin[0] + i0 * stride[0]
+            r_idx, r_ok = boundary_index(np.arange(first, first + (i1 - 1 - i0) * stride[0] + span_h), height,
+                                         row_rule)
+            rows_inside = first >= 0 and first + r_idx.size <= height
+            block = sample[first:first + r_idx.size] if rows_inside else sample.take(r_idx, axis=0)
+            block = block[:, origin[1]:origin[1] + c_idx.size] if c_inside else block.take(c_idx, axis=1)
+            if prepare is not None:
+                block = prepare(block)
+            r_out = ~r_ok if row_rule in padded_rule else None
+            if (r_out is not None and r_out.any()) or (c_out is not None and c_out.any()):
+                block = np.array(block, dtype=np.float64)
+                fill = cval if "constant" in (row_rule, col_rule) else 0.0
+                if r_out is not None:
+                    block[r_out] = fill
+                if c_out is not None:
+                    block[:, c_out] = fill
+            values, mags = correlate_valid(block, dense, magnitude=magnitude, stride=stride, dilation=dilation)
+            yield n, i0, values, mags
 
 
 def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",
@@ -302,21 +490,20 @@ def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", b
     leaves it (so every element is defined).
     """
     image = np.asarray(image, dtype=np.float64)
-    if image.ndim == 4:
-        pairs = [correlate(sample, kernel, padding=padding, boundary=boundary, offset=offset,
-                           magnitude=magnitude, stride=stride, dilation=dilation, groups=groups, cval=cval)
-                 for sample in image]
-        return (np.stack([v for v, _ in pairs]),
-                np.stack([m for _, m in pairs]) if magnitude else None)
+    batch = image if image.ndim == 4 else image[None]
     kh, kw = kernel.shape[:2]
-    height, width = image.shape[:2]
-    out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
-    origin = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
-    dense = dense_kernel(np.asarray(kernel), groups)
-    span = ((out_h - 1) * stride[0] + 1, (out_w - 1) * stride[1] + 1)
-    wide = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
-    region = extended_image(image, boundary, origin, span, wide, cval)
-    return correlate_valid(region, dense, magnitude=magnitude, stride=stride, dilation=dilation)
+    out_h, out_w = output_size(padding, batch.shape[1], batch.shape[2], kh, kw, stride, dilation)
+    values = np.empty((batch.shape[0], out_h, out_w, kernel.shape[3]))
+    mags = np.empty(values.shape) if magnitude else None
+    for n, i0, block, block_mags in correlate_blocks(batch, kernel, padding=padding, boundary=boundary,
+                                                     offset=offset, magnitude=magnitude, stride=stride,
+                                                     dilation=dilation, groups=groups, cval=cval):
+        values[n, i0:i0 + block.shape[0]] = block
+        if magnitude:
+            mags[n, i0:i0 + block.shape[0]] = block_mags
+    if image.ndim == 4:
+        return values, mags
+    return values[0], (mags[0] if magnitude else None)
 
 
 def reference(image, kernel, padding: str = "same", *, stride=(1, 1), dilation=(1, 1), groups: int = 1) -> np.ndarray:
