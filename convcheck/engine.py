@@ -27,8 +27,8 @@ import numpy as np
 from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
-from .reference import (BANDED_PAIRS, axis_layout, correlate, correlate_blocks, dense_kernel, dilate_kernel,
-                        extended_image, gather_windows, geometry_pair, output_size, pad_before,
+from .reference import (BANDED_PAIRS, Workspace, axis_layout, correlate, correlate_blocks, dense_kernel,
+                        dilate_kernel, extended_image, gather_windows, geometry_pair, output_size, pad_before,
                         single_threaded_blas, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
 from .vocabulary import (ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for,
@@ -40,6 +40,7 @@ _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
 _MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up
 _SEARCH_BYTES = 1 << 25         # the search's window matrix, per product (large kernels: a few samples each)
+_PATCH_CACHE_BYTES = 1 << 27    # sample windows kept for stage 2
 
 
 @dataclass(frozen=True)
@@ -168,12 +169,13 @@ class _Problem:
         return self.kernel if self.rounding_is_exact(precision) else prec.round_to(self.kernel, precision)
 
     def rounding(self, precision: str):
-        """None when the image's values are exact in `precision`, else the function rounding a
-        block of them (rounding is elementwise: a block rounded is the rounded image's block)."""
+        """None when the image's values are exact in `precision`, else a function rounding a
+        float64 block of them in place (rounding is elementwise: a block rounded is the
+        rounded image's block)."""
         key = ("image", precision)
         if key not in self._exact:
             self._exact[key] = self.rounding_is_exact(precision) or prec.representable(self.image, precision)
-        return None if self._exact[key] else (lambda block: prec.round_to(block, precision))
+        return None if self._exact[key] else prec.rounder(precision)
 
     def rounded(self, precision: str) -> tuple[np.ndarray, np.ndarray]:
         """(image, kernel) rounded to `precision`, as float64 (cached). Whole-image copies:
@@ -186,12 +188,13 @@ class _Problem:
                                             prec.round_to(self.kernel, precision))
         return self._rounded[precision]
 
-    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None):
+    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, out=None, scratch=None):
         """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound).
 
         With `algorithm` 'fft' the FFT's normwise error (precision.fft_convolution_bound) is
         added to every element of its sample and output channel; `samples` names the sample
-        of each row when `magnitude` is (n, C_out) rows of sampled positions.
+        of each row when `magnitude` is (n, C_out) rows of sampled positions. `out` and
+        `scratch` lend buffers (see precision.error_bound).
         """
         if precision not in self._extent:
             # Rounding to nearest is monotone and symmetric: max |round(x)| = round(max |x|).
@@ -200,7 +203,8 @@ class _Problem:
         max_input, max_kernel = self._extent[precision]
         bound = prec.error_bound(magnitude, predicted, n=self.n, model=self.models[precision],
                                  output_u=self.output_u, output_underflow=self.output_underflow,
-                                 scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel)
+                                 scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel,
+                                 out=out, scratch=scratch)
         if self.algorithm == "fft":
             term = self.fft_term(precision)
             bound += abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
@@ -412,21 +416,60 @@ class _Search:
         flat = np.unique((samples * out_h + rows) * out_w + cols)
         return flat // (out_h * out_w), (flat // out_w) % out_h, flat % out_w
 
-    def _patches(self, precision: Optional[str], boundary: str, layout: _Layout, kernel_hw) -> np.ndarray:
+    def _patches(self, precision: Optional[str], boundary: str, layout: _Layout, kernel_hw,
+                 which: Optional[np.ndarray] = None) -> np.ndarray:
         """Sample windows for every offset in [-R, R]^2: (n_samples, kh' + 2R, kw' + 2R, C),
-        kh' the dilated kernel's height. `precision` None means the inputs as loaded. Cached."""
+        kh' the dilated kernel's height. `precision` None means the inputs as loaded. Cached
+        (the latest few, up to _PATCH_CACHE_BYTES: a large kernel's are large); with
+        `which`, a mask of the samples, those samples' windows alone, not cached."""
         key = (precision, boundary, layout.padding, layout.stride, layout.dilation, tuple(kernel_hw))
-        if key not in self._patch_cache:
-            r = self.radius
-            top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
-            span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
-            patches = gather_windows(
-                self.p.image, boundary, self.rows * layout.stride[0] - r - top,
-                self.cols * layout.stride[1] - r - left, span[0] + 2 * r, span[1] + 2 * r, samples=self.samples)
-            rounding = None if precision is None else self.p.rounding(precision)
-            # The rounded image's windows: rounding is elementwise and keeps the padding's zeros.
-            self._patch_cache[key] = patches if rounding is None else rounding(patches)
-        return self._patch_cache[key]
+        if which is None and key in self._patch_cache:
+            return self._patch_cache[key]
+        chosen = slice(None) if which is None else which
+        r = self.radius
+        top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        patches = gather_windows(
+            self.p.image, boundary, self.rows[chosen] * layout.stride[0] - r - top,
+            self.cols[chosen] * layout.stride[1] - r - left, span[0] + 2 * r, span[1] + 2 * r,
+            samples=self.samples[chosen])
+        rounding = None if precision is None else self.p.rounding(precision)
+        # The rounded image's windows: rounding is elementwise and keeps the padding's zeros.
+        patches = patches if rounding is None else rounding(patches)
+        if which is None:
+            while self._patch_cache and sum(a.nbytes for a in self._patch_cache.values()) + patches.nbytes \
+                    > _PATCH_CACHE_BYTES:
+                del self._patch_cache[next(iter(self._patch_cache))]
+            self._patch_cache[key] = patches
+        return patches
+
+    def _inside(self, layout: _Layout, kernel_hw) -> np.ndarray:
+        """Which samples' windows (at every offset) lie inside the image: the same for every
+        boundary rule."""
+        r = self.radius
+        height, width = self.p.image_hw
+        top, left = pad_before(layout.padding, *kernel_hw, height, width, layout.stride, layout.dilation)
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        rows = self.rows * layout.stride[0] - r - top
+        cols = self.cols * layout.stride[1] - r - left
+        return (rows >= 0) & (rows + span[0] + 2 * r <= height) & (cols >= 0) & (cols + span[1] + 2 * r <= width)
+
+    def _predict_boundary(self, boundary: str, layout: _Layout, kernel_hw, stack: np.ndarray, inside, cache: dict):
+        """`_predict` of every sample under `boundary`: the samples whose windows lie inside
+        the image are computed once (in `cache`) for all boundary rules, the rest for this one."""
+        if not inside.any():
+            return self._predict(self._patches(None, boundary, layout, kernel_hw, ~inside), stack, layout.dilation)
+        if "inside" not in cache:
+            cache["inside"] = self._predict(self._patches(None, boundary, layout, kernel_hw, inside), stack,
+                                            layout.dilation)
+        inner_values, inner_mags = cache["inside"]
+        values = np.empty((inside.size,) + inner_values.shape[1:])
+        mags = np.empty(values.shape)
+        values[inside], mags[inside] = inner_values, inner_mags
+        if not inside.all():
+            values[~inside], mags[~inside] = self._predict(self._patches(None, boundary, layout, kernel_hw, ~inside),
+                                                           stack, layout.dilation)
+        return values, mags
 
     def _predict(self, patches: np.ndarray, kernels: np.ndarray, dilation=(1, 1)):
         """Correlate every sample window at every offset with a stack of kernels at once.
@@ -497,9 +540,10 @@ class _Search:
                                    axis=3)
             compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(stride)
+            inside, cache = self._inside(layout, shape), {}
             for boundary in p.boundaries:
-                patches = self._patches(None, "zero" if boundary == "constant" else boundary, layout, shape)
-                values, mags = self._predict(patches, stack, dilation)
+                values, mags = self._predict_boundary("zero" if boundary == "constant" else boundary, layout, shape,
+                                                      stack, inside, cache)
                 if boundary == "constant":
                     self._constant_structures(values, mags, layout, shape, stack, transforms, target, loosest,
                                               absolute, out_round, survivors)
@@ -878,8 +922,9 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
     """`_evaluate_full` of a candidate with nothing fitted, one block of output rows at a time.
 
     Each block is correlated (inputs rounded block by block), bounded and compared, and
-    only what the diagnosis keeps survives it: the mismatch mask, the maxima, each
-    position's evidence bits (while nothing mismatches) and, with `keep_values`, the values.
+    only what the diagnosis keeps survives it: the mismatch mask, the maxima, the evidence
+    bits (see evidence.RowBits; while nothing mismatches) and, with `keep_values`, the
+    values' `_Differences` from the output (what the statistics need of a reference).
     Every number is the one the whole-output evaluation gives, elementwise.
     """
     precision = expl.precision
@@ -891,27 +936,42 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
     partial = rows.size != out_h or cols.size != out_w
     top, bottom = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
     left, right = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
-    values_all = np.empty(output.shape) if keep_values else None
+    height, width = bottom - top, right - left    # the compared window, where evidence is weighed
+    differences = _Differences(output) if keep_values else None
     mismatch = np.zeros(output.shape, dtype=bool)
-    # Evidence bits per position of the compared window, summed over channels (while no
-    # element mismatches: a candidate that fails needs none).
-    row_bits = np.zeros((batch, bottom - top, right - left)) if rows.size and cols.size else None
-    # With few channel pairs the sums are banded matrix products: windows telling apart
-    # identical ones are recomputed elementwise (see `_values_at`), else the block's values.
+
+    def at(chosen):
+        return _values_at(problem, expl, tk, chosen, (top, left), (height, width))
+
+    def bits_at(chosen):
+        values, mags = at(chosen)
+        bound = problem.bound(mags, values, precision, 1.0, False)
+        return ev.element_bits(mags, bound, 1.0).sum(axis=-1)
+
+    row_bits = ev.RowBits(batch * height * width, bits_at) if rows.size and cols.size else None
+    # With few channel pairs the sums are banded matrix products, and with many positions
+    # not all values are kept: the windows that evidence tells apart get their values
+    # summed again tap by tap (`_values_at`: identical windows, identical values).
     banded = tk.shape[2] * problem.groups * outs <= BANDED_PAIRS
-    kept = None if (banded or row_bits is None) else np.empty((batch, bottom - top, right - left, outs))
+    kept = None if (banded or row_bits is None or row_bits.all is None) else np.empty((batch, height, width, outs))
     bad = informative = 0
     residual_max, bound_max, ratio_max = [], [], []
     blocks = correlate_blocks(problem.image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
                               magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
                               groups=problem.groups, prepare=problem.rounding(precision))
+    space = Workspace()
     for n, i0, values, mags in blocks:
         i1 = i0 + values.shape[0]
-        bound = problem.bound(mags, values, precision, 1.0, False)
-        residual = np.subtract(output[n, i0:i1], values, dtype=np.float64)
+        shape = values.shape
+        bound = problem.bound(mags, values, precision, 1.0, False, out=space.get("bound", shape),
+                              scratch=space.get("scratch", shape))
+        residual = np.subtract(output[n, i0:i1], values, dtype=np.float64, out=space.get("residual", shape))
         np.abs(residual, out=residual)
+        if differences is not None:
+            differences.add(n, i0, values, residual, space)
         # Written so that NaN residuals (an overflowed backend output) count as mismatches.
-        miss = ~(residual <= bound)
+        miss = np.less_equal(residual, bound, out=space.get("miss", shape, bool))
+        np.logical_not(miss, out=miss)
         if partial:
             keep = (row_ok[i0:i1, None] & col_ok[None, :])[:, :, None]
             miss &= keep
@@ -922,47 +982,91 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
         bound_max.append(np.max(bound))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             np.divide(residual, bound, out=residual)
-        seen = residual[~np.isnan(residual)]   # 0/0 where nothing is compared
-        if seen.size:
-            ratio_max.append(float(seen.max()))
+        ratio = np.fmax.reduce(residual, axis=None)   # the largest, NaN (0/0: not compared) left out
+        if not np.isnan(ratio):
+            ratio_max.append(float(ratio))
         a, b = max(i0, top), min(i1, bottom)
         if bad == 0 and row_bits is not None and a < b:
             window = (slice(a - i0, b - i0), slice(left, right))
-            bits = ev.element_bits(mags[window], bound[window], 1.0)
-            informative += int(np.count_nonzero(bits >= 1.0))
-            row_bits[n, a - top:b - top] = bits.sum(axis=-1)
+            bits = ev.element_bits(mags[window], bound[window], 1.0, out=space.get("bits", (b - a, width, outs)))
+            informative += int(np.count_nonzero(np.greater_equal(bits, 1.0, out=miss[window])))
+            row_bits.put((n * height + a - top) * width, bits[..., 0] if outs == 1 else bits.sum(axis=-1))
             if kept is not None:
                 kept[n, a - top:b - top] = values[window]
-        if values_all is not None:
-            values_all[n, i0:i1] = values
     evidence = None
     if bad == 0:
         if row_bits is not None:
-            if kept is not None:
-                flat = kept.reshape(-1, outs)
-
-                def values_at(chosen):
-                    return flat[chosen]
-            else:
-                def values_at(chosen):
-                    return _values_at(problem, expl, tk, chosen, (top, left), (bottom - top, right - left))
-            evidence = ev.weigh_rows(row_bits.reshape(-1), values_at, informative=informative,
-                                     compared=int(batch * (bottom - top) * (right - left) * outs), fitted=0,
-                                     needed=needed)
+            flat = kept.reshape(-1, outs) if kept is not None else None
+            evidence = ev.weigh_rows(row_bits, (lambda chosen: flat[chosen]) if flat is not None
+                                     else (lambda chosen: at(chosen)[0]),
+                                     informative=informative, compared=int(batch * height * width * outs),
+                                     fitted=0, needed=needed)
         else:
             evidence = ev.Evidence(0.0, needed, 0, 0, 0, 0.0)
     worst = max(ratio_max) if ratio_max else float("nan")
     full = _Full(expl.with_(scale=1.0, bias=0.0), bad, mismatch, float(np.max(residual_max)), float(np.max(bound_max)),
                  worst, None, None, evidence, int(rows.size * cols.size * batch * outs))
-    return full, values_all
+    return full, differences
+
+
+class _Differences:
+    """|output - reference| summarised a block of rows at a time (what the statistics need of
+    the reference): its first largest element (NaN first, as argmax has it), the reference
+    there, and the largest relative difference where the reference is not 0."""
+
+    def __init__(self, output: np.ndarray):
+        self.output = output
+        self.index: Optional[tuple] = None
+        self.max_abs: Optional[float] = None
+        self.reference_at: Optional[float] = None
+        self.relative: list = []
+
+    @classmethod
+    def of(cls, output: np.ndarray, reference) -> "_Differences":
+        """From a reference array, or from (sample, first row, values) blocks of one."""
+        differences = cls(output)
+        blocks = reference
+        if isinstance(reference, np.ndarray):
+            rows_per = max(1, (1 << 17) // max(1, reference[0, :1].size))
+            blocks = ((n, r0, reference[n, r0:r0 + rows_per]) for n in range(reference.shape[0])
+                      for r0 in range(0, reference.shape[1], rows_per))
+        space = Workspace()
+        for n, i0, values in blocks:
+            diff = np.subtract(output[n, i0:i0 + values.shape[0]], values, dtype=np.float64,
+                               out=space.get("diff", values.shape))
+            differences.add(n, i0, values, np.abs(diff, out=diff), space)
+        return differences
+
+    def add(self, n: int, i0: int, reference: np.ndarray, diff: np.ndarray, space: Workspace) -> None:
+        """A block: `reference` rows i0... of sample n and `diff`, |output - reference| there."""
+        at = int(np.argmax(diff))
+        value = float(diff.reshape(-1)[at])
+        if self.max_abs is None or (not np.isnan(self.max_abs) and (value > self.max_abs or np.isnan(value))):
+            local = np.unravel_index(at, diff.shape)
+            self.index = (n, i0 + int(local[0]), int(local[1]), int(local[2]))
+            self.max_abs, self.reference_at = value, float(reference[local])
+        nonzero = np.not_equal(reference, 0, out=space.get("nonzero", reference.shape, bool))
+        if nonzero.any():
+            relative = space.get("relative", diff.shape)
+            np.divide(diff, reference, out=relative, where=nonzero)
+            np.abs(relative, out=relative)
+            self.relative.append(np.max(relative, where=nonzero, initial=0.0))
 
 
 def _values_at(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
-    """The values of a candidate at positions `chosen` (flat indices into the compared
-    window of (N, rows, cols) positions starting at `corner`), each summed tap by tap in the
-    same order: identical windows give identical values, whatever a matrix product would."""
+    """(values, magnitudes) of a candidate at positions `chosen` (flat indices into the
+    compared window of (N, rows, cols) positions starting at `corner`), each summed tap by
+    tap in the same order: identical windows give identical values, whatever a matrix
+    product would."""
+    outs = kernel.shape[3]
+    step = max(1, _SEARCH_BYTES // (8 * kernel[..., :1].size * max(1, problem.groups) * expl.dilation[0]
+                                    * expl.dilation[1]))
+    if chosen.size > step:   # a few positions at a time when the kernel is large
+        parts = [_values_at(problem, expl, kernel, chosen[a:a + step], corner, window)
+                 for a in range(0, chosen.size, step)]
+        return np.concatenate([v for v, _ in parts]), np.concatenate([m for _, m in parts])
     if chosen.size == 0:
-        return np.zeros((0, kernel.shape[3]))
+        return np.zeros((0, outs)), np.zeros((0, outs))
     height, width = window
     samples = chosen // (height * width)
     rows = corner[0] + (chosen // width) % height
@@ -976,7 +1080,9 @@ def _values_at(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen:
     if rounding is not None:
         windows = rounding(windows)
     taps = windows.reshape(chosen.size, -1)
-    return np.einsum("mk,ko->mo", taps, wide.reshape(taps.shape[1], -1), optimize=False)
+    flat = wide.reshape(taps.shape[1], -1)
+    return (np.einsum("mk,ko->mo", taps, flat, optimize=False),
+            np.einsum("mk,ko->mo", np.abs(taps), np.abs(flat), optimize=False))
 
 
 # An FFT's rounding noise is spread over the output: its largest element stays within a
@@ -1211,9 +1317,12 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     if stats_layout is not None:
         start = shared.with_(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation)
         before, values = _evaluate_full(problem, start, "none", needed=ev.needed_bits(1), keep_arrays=keep_arrays)
-        reference = values if problem.rounding_is_exact(baseline.precision) else correlate(
-            problem.image, problem.kernel, padding=stats_layout.padding, stride=stats_layout.stride,
-            dilation=stats_layout.dilation, groups=problem.groups)[0]
+        geometry = dict(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation,
+                        groups=problem.groups)
+        reference = values if problem.rounding_is_exact(baseline.precision) else (
+            correlate(problem.image, problem.kernel, **geometry)[0] if keep_arrays else _Differences.of(
+                problem.output, ((n, i0, v) for n, i0, v, _ in correlate_blocks(problem.image, problem.kernel,
+                                                                                **geometry))))
         del values
 
     accepted: Optional[_Full] = None
@@ -1398,30 +1507,13 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
     total = int(problem.output.size)
     max_abs = max_rel = mismatched = worst = worst_out = worst_ref = None
     if reference is not None and before is not None:
-        # |output - reference| a block of rows at a time: its first maximum (NaN first, as
-        # argmax has it) and the largest relative difference where the reference is not 0.
-        flat, max_abs, relative, any_nonzero = 0, None, [], False
-        rows_per = max(1, (1 << 17) // max(1, reference[0, :1].size))
-        for n in range(reference.shape[0]):
-            for r0 in range(0, reference.shape[1], rows_per):
-                ref = reference[n, r0:r0 + rows_per]
-                diff = np.subtract(problem.output[n, r0:r0 + rows_per], ref, dtype=np.float64)
-                np.abs(diff, out=diff)
-                at = int(np.argmax(diff))
-                value = float(diff.ravel()[at])
-                if max_abs is None or (not np.isnan(max_abs) and (value > max_abs or np.isnan(value))):
-                    flat, max_abs = int(np.ravel_multi_index((n, r0), reference.shape[:2])) * ref[0].size + at, value
-                nonzero = ref != 0
-                if nonzero.any():
-                    any_nonzero = True
-                    np.divide(diff, ref, out=diff, where=nonzero)
-                    np.abs(diff, out=diff)
-                    relative.append(np.max(diff, where=nonzero, initial=0.0))
-        max_rel = float(np.max(relative)) if any_nonzero else None
+        differences = reference if isinstance(reference, _Differences) else _Differences.of(problem.output, reference)
+        max_abs = differences.max_abs
+        max_rel = float(np.max(differences.relative)) if differences.relative else None
         mismatched = before.bad
-        worst = to_user(np.unravel_index(flat, problem.output.shape))
-        worst_out = float(problem.output.ravel()[flat])
-        worst_ref = float(reference.ravel()[flat])
+        worst = to_user(differences.index)
+        worst_out = float(problem.output[differences.index])
+        worst_ref = differences.reference_at
     residual_after = error_bound = ratio = bad_after = None
     if after is not None:
         residual_after, error_bound = after.max_residual, after.max_bound

@@ -90,10 +90,11 @@ def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale
                       needed=needed)
 
 
-def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale: float) -> np.ndarray:
-    """bits_i = log2(|s| A_i / B_i) clipped to [0, 24], 0 where it is undefined (0/0)."""
+def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale: float, out=None) -> np.ndarray:
+    """bits_i = log2(|s| A_i / B_i) clipped to [0, 24], 0 where it is undefined (0/0), in
+    `out` when given."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bits = np.multiply(magnitude, abs(scale))
+        bits = np.multiply(magnitude, abs(scale), out=out)
         np.divide(bits, bound, out=bits)
         np.log2(bits, out=bits)
     # NaN -> 0, -inf -> 0, +inf -> the cap: what nan_to_num and clip would give.
@@ -102,23 +103,95 @@ def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale: float) -> np.n
     return bits
 
 
-def weigh_rows(row_bits: np.ndarray, values_at, *, informative: int, compared: int, fitted: int,
+def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: int,
                needed: float) -> Evidence:
     """`weigh` from the bits of each position (summed over output channels), for positions
-    in C order: `values_at(indices)` gives those positions' values (n, O), to tell
-    identical windows apart; `informative` and `compared` count elements."""
-    rows = np.flatnonzero(row_bits > 0)
+    in C order: `row_bits` an array of them or a `RowBits`; `values_at(indices)` gives
+    those positions' values (n, O), to tell identical windows apart; `informative` and
+    `compared` count elements."""
+    if not isinstance(row_bits, RowBits):
+        row_bits = RowBits.of(row_bits)
+    count = row_bits.positive_count()
     # Distinct windows among a few thousand informative positions settle any realistic
     # `needed` (at most 24 bits each); all of them only when those do not suffice.
-    for chosen in (rows[np.linspace(0, rows.size - 1, _SUBSET).astype(int)] if rows.size > _SUBSET else rows,
-                   rows):
+    subset = np.linspace(0, count - 1, _SUBSET).astype(int) if count > _SUBSET else None
+    for ranks in (subset, None):
+        chosen, bits = row_bits.ranked(np.arange(count) if ranks is None else ranks)
         _, first = np.unique(values_at(chosen), axis=0, return_index=True)
-        distinct = np.sort(row_bits[chosen[first]])
+        distinct = np.sort(bits[first])
         raw = float(distinct.sum())
         taken = float(distinct[distinct.size - min(fitted, distinct.size):].sum()) if fitted else 0.0
-        if raw - taken >= needed or chosen.size == rows.size:
+        if raw - taken >= needed or chosen.size == count:
             break
     return Evidence(raw - taken, needed, compared, informative, fitted, raw)
+
+
+def _chunks(flat: np.ndarray, size: int = 1 << 20):
+    return (flat[start:start + size] for start in range(0, flat.size, size))
+
+
+class RowBits:
+    """Each position's bits, gathered block by block, in bounded memory.
+
+    Up to `KEEP_ALL` positions every position's bits are kept. Beyond, a bool per
+    position says which carry any (what `weigh_rows` ranks), and the bits are kept only at
+    the positions the subset takes when every position carries some (the usual case:
+    only windows of zeros carry none); other positions' bits come from `bits_at(indices)`,
+    the same elementwise bits computed again there.
+    """
+
+    KEEP_ALL = 1 << 20
+
+    def __init__(self, count: int, bits_at=None):
+        self.count = count
+        self.bits_at = bits_at
+        self.all = np.zeros(count) if count <= self.KEEP_ALL else None
+        self.positive = None if self.all is not None else np.zeros(count, dtype=bool)
+        self.guess = None if self.all is not None else np.linspace(0, count - 1, _SUBSET).astype(int)
+        self.guess_bits = None if self.all is not None else np.zeros(_SUBSET)
+
+    @classmethod
+    def of(cls, row_bits: np.ndarray) -> "RowBits":
+        """Every position's bits, as given."""
+        kept = cls(0)
+        kept.count, kept.all = row_bits.size, row_bits
+        return kept
+
+    def put(self, start: int, bits: np.ndarray) -> None:
+        """The bits of positions start, start + 1, ... (one block's, in C order)."""
+        bits = bits.reshape(-1)
+        if self.all is not None:
+            self.all[start:start + bits.size] = bits
+            return
+        np.greater(bits, 0, out=self.positive[start:start + bits.size])
+        lo, hi = np.searchsorted(self.guess, [start, start + bits.size])
+        self.guess_bits[lo:hi] = bits[self.guess[lo:hi] - start]
+
+    def positive_count(self) -> int:
+        source = self.all if self.all is not None else self.positive
+        return sum(int(np.count_nonzero(chunk)) for chunk in _chunks(source))
+
+    def ranked(self, ranks: np.ndarray):
+        """(indices, bits) of the positive positions of the given sorted ranks."""
+        if self.all is not None:
+            chosen = _ranked(self.all, ranks)
+            return chosen, self.all[chosen]
+        chosen = _ranked(self.positive, ranks)
+        if chosen.size == self.guess.size and np.array_equal(chosen, self.guess):
+            return chosen, self.guess_bits
+        return chosen, self.bits_at(chosen)
+
+
+def _ranked(row_bits: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The indices of the positive entries of `row_bits` of the given (sorted) ranks: what
+    np.flatnonzero(row_bits > 0)[ranks] gives, read in chunks (no index per position)."""
+    found, seen = [], 0
+    for number, chunk in enumerate(_chunks(row_bits)):
+        positive = np.flatnonzero(chunk > 0)
+        wanted = ranks[(ranks >= seen) & (ranks < seen + positive.size)]
+        found.append(positive[wanted - seen] + number * (1 << 20))
+        seen += positive.size
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.intp)
 
 
 _SUBSET = 4096

@@ -120,6 +120,25 @@ def round_to(values: np.ndarray, precision: str) -> np.ndarray:
         return values.astype(storage_type(precision)).astype(np.float64)
 
 
+def rounder(precision: str):
+    """A function rounding a float64 array to `precision` in place (what `round_to` gives),
+    through a buffer of the storage type kept between calls: rounding block after block
+    allocates nothing."""
+    storage = np.dtype(storage_type(precision))
+    buffer = [np.empty(0, dtype=storage)]
+
+    def round_in_place(values: np.ndarray) -> np.ndarray:
+        if buffer[0].size < values.size:
+            buffer[0] = np.empty(values.size, dtype=storage)
+        stored = buffer[0][:values.size].reshape(values.shape)
+        with np.errstate(over="ignore"):
+            np.copyto(stored, values, casting="unsafe")
+        np.copyto(values, stored, casting="unsafe")
+        return values
+
+    return round_in_place
+
+
 def representable(values: np.ndarray, precision: str) -> bool:
     """True when every value is stored exactly in `precision` (evidence for or against it).
 
@@ -224,7 +243,7 @@ class PrecisionModel:
 
 def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: PrecisionModel,
                 output_u: float, output_underflow: float = 0.0, scale: float = 1.0, has_bias: bool = False,
-                max_input: float = 0.0, max_kernel: float = 0.0) -> np.ndarray:
+                max_input: float = 0.0, max_kernel: float = 0.0, out=None, scratch=None) -> np.ndarray:
     """Elementwise rigorous bound on |output - predicted| for a candidate computation.
 
     `magnitude` is |x| (*) |k| for the candidate's (rounded) inputs, `predicted` the
@@ -245,8 +264,10 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     # with |y| <= |predicted| + (error before storage).
     out_round = stored + (model.accumulation_u if has_bias else 0.0)
     inflate = 1.0 + 8 * n * U64
-    bound = np.multiply(magnitude, abs_scale * c * (1.0 + out_round) * inflate)
-    tail = np.abs(predicted, dtype=np.float64)   # `predicted` may be the output in its own type
+    # `out` and `scratch` (float64 arrays of the result's shape), when given, hold the
+    # result and its second term: the same operations, no new arrays.
+    bound = np.multiply(magnitude, abs_scale * c * (1.0 + out_round) * inflate, out=out)
+    tail = np.abs(predicted, dtype=np.float64, out=scratch)   # `predicted` may be the output in its own type
     tail *= out_round * inflate
     bound += tail
     bound += (absolute * (1.0 + out_round) + output_underflow + model.storage_underflow

@@ -9,6 +9,7 @@ Layouts here: image (H, W, C), kernel (kh, kw, C_in, C_out), output (Ho, Wo, C_o
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
@@ -239,13 +240,16 @@ def extended_image(image: np.ndarray, boundary, origin: tuple[int, int],
 
 
 def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool = False,
-                    stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)):
+                    stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1), out=None,
+                    workspace: "Workspace | None" = None):
     """'valid' cross-correlation of an (Hr, Wr, C) region with an HWIO kernel, in float64.
 
     Returns (values, magnitudes): values[i, j, o] = sum_{u, v, c} region[i*sy + u*dy,
     j*sx + v*dx, c] * kernel[u, v, c, o], and when `magnitude` the same sum of |region| *
     |kernel| (what the error bound needs), else None. Only the strided positions and the
     real taps are computed, in blocks whose working set is bounded whatever the sizes.
+    `out` (values, magnitudes or None) receives them when given; `workspace` lends the
+    buffers of a stream of calls (see `Workspace`).
 
     Every element is a float64 sum of its products (the zeros a banded or dense kernel adds
     are exact), in an order that may differ between methods: what the bound's gamma_n(2^-53)
@@ -257,14 +261,18 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     (sy, sx), (dy, dx) = stride, dilation
     span_h, span_w = (kh - 1) * dy + 1, (kw - 1) * dx + 1
     out_h, out_w = (region.shape[0] - span_h) // sy + 1, (region.shape[1] - span_w) // sx + 1
-    values = np.empty((out_h, out_w, outs))
-    mags = np.empty((out_h, out_w, outs)) if magnitude else None
+    if out is not None:
+        values, mags = out
+    else:
+        values = np.empty((max(out_h, 0), max(out_w, 0), outs))
+        mags = np.empty(values.shape) if magnitude else None
     if out_h <= 0 or out_w <= 0:
         return values, mags
+    workspace = workspace or Workspace()
     with single_threaded_blas():
         # A product multiplies by the banded matrix's zeros too: inf * 0 would be NaN.
         if channels * outs <= BANDED_PAIRS and bool(np.isfinite(region).all()):
-            _banded(region, kernel, values, mags, stride, dilation)
+            _banded(region, kernel, values, mags, stride, dilation, workspace)
         elif kh * kw * channels * outs > _MATMUL_TAPS:
             _im2col(region, kernel, values, mags, stride, dilation)
         else:
@@ -272,7 +280,34 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     return values, mags
 
 
-def _banded(region, kernel, values, mags, stride, dilation) -> None:
+class Workspace:
+    """Buffers lent to a stream of blocks, reused from one block to the next.
+
+    A fresh array of a megabyte or more is new memory from the system (glibc returns
+    freed blocks of that size at once): its first writes page-fault, which for a stream
+    of a few hundred blocks costs as much as the arithmetic. A buffer here is allocated
+    once per name and grown when a larger one is asked for.
+    """
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape, dtype=np.float64) -> np.ndarray:
+        """An uninitialised array of `shape` (a view of the buffer `name`)."""
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size or buffer.dtype != np.dtype(dtype):
+            buffer = self._buffers[name] = np.empty(max(size, 1), dtype=dtype)
+        return buffer[:size].reshape(shape)
+
+
+def _banded_tile(span_w: int) -> int:
+    """Output columns per tile of the banded product: the kernel's span or more, so the
+    band is at least half taps."""
+    return next(t for t in (8, 16, 32, 64) if span_w <= t or t == 64)
+
+
+def _banded(region, kernel, values, mags, stride, dilation, workspace) -> None:
     """`correlate_valid` as matrix products: output row i, columns j0..j0+T-1 (a tile) is
     the tile's window (kh rows x the tile's input columns x C) times a banded matrix that
     holds the kernel once per output column, shifted by the stride: one product per block
@@ -281,7 +316,7 @@ def _banded(region, kernel, values, mags, stride, dilation) -> None:
     (sy, sx), (dy, dx) = stride, dilation
     span_w = (kw - 1) * dx + 1
     out_h, out_w = values.shape[:2]
-    tile = next(t for t in (8, 16, 32, 64) if span_w <= t or t == 64)
+    tile = _banded_tile(span_w)
     width = (tile - 1) * sx + span_w           # input columns one tile reads
     band = np.zeros((kh, width, channels, tile, outs))
     for j in range(tile):
@@ -291,29 +326,43 @@ def _banded(region, kernel, values, mags, stride, dilation) -> None:
     band = band.reshape(depth, tile * outs)
     abs_band = np.abs(band) if mags is not None else None
     tiles = -(-out_w // tile)
+    # Tiles reading past the region's right edge (the last, at most) go through a copy
+    # padded with zeros: only its unused outputs read the padding.
+    inside = min(tiles, max(0, (region.shape[1] - width) // (tile * sx) + 1))
+    if inside < tiles:
+        start = inside * tile * sx
+        edge = workspace.get("edge", (region.shape[0], (tiles - inside - 1) * tile * sx + width, channels))
+        edge[:, :region.shape[1] - start] = region[:, start:]
+        edge[:, region.shape[1] - start:] = 0.0
     per_row = max(1, min(tiles, _PRODUCT_BYTES // (8 * depth)))         # tiles per product
     rows_per = max(1, min(out_h, _PRODUCT_BYTES // (8 * depth * per_row)))
-    # Columns past the region's edge are read by the last tile's unused outputs only.
-    need = (tiles - 1) * tile * sx + width
-    if need > region.shape[1]:
-        wider = np.zeros((region.shape[0], need, channels))
-        wider[:, :region.shape[1]] = region
-        region = wider
-    rs, cs, chs = region.strides
     for r0 in range(0, out_h, rows_per):
         rows = min(rows_per, out_h - r0)
-        for t0 in range(0, tiles, per_row):
-            count = min(per_row, tiles - t0)
-            # windows[r, t, u, l, c] = region[(r0 + r) * sy + u * dy, (t0 + t) * tile * sx + l, c]
+        for t0, t1 in _tile_ranges(inside, tiles, per_row):
+            source, first = (region, t0) if t0 < inside else (edge, t0 - inside)
+            count = t1 - t0
+            rs, cs, chs = source.strides
+            # windows[r, t, u, l, c] = source[(r0 + r) * sy + u * dy, (first + t) * tile * sx + l, c]
             windows = np.lib.stride_tricks.as_strided(
-                region[r0 * sy:, t0 * tile * sx:], shape=(rows, count, kh, width, channels),
+                source[r0 * sy:, first * tile * sx:], shape=(rows, count, kh, width, channels),
                 strides=(sy * rs, tile * sx * cs, dy * rs, cs, chs), writeable=False)
-            matrix = windows.copy().reshape(rows * count, depth)  # the windows overlap
-            c0, c1 = t0 * tile, min(out_w, (t0 + count) * tile)
-            values[r0:r0 + rows, c0:c1] = (matrix @ band).reshape(rows, count * tile, outs)[:, :c1 - c0]
+            matrix = workspace.get("windows", (rows * count, depth))
+            np.copyto(matrix.reshape(windows.shape), windows)   # the windows overlap: a copy
+            product = workspace.get("product", (rows * count, tile * outs))
+            c0, c1 = t0 * tile, min(out_w, t1 * tile)
+            np.matmul(matrix, band, out=product)
+            values[r0:r0 + rows, c0:c1] = product.reshape(rows, count * tile, outs)[:, :c1 - c0]
             if mags is not None:
                 np.abs(matrix, out=matrix)
-                mags[r0:r0 + rows, c0:c1] = (matrix @ abs_band).reshape(rows, count * tile, outs)[:, :c1 - c0]
+                np.matmul(matrix, abs_band, out=product)
+                mags[r0:r0 + rows, c0:c1] = product.reshape(rows, count * tile, outs)[:, :c1 - c0]
+
+
+def _tile_ranges(inside: int, tiles: int, per_row: int):
+    """(first, end) tile ranges of at most `per_row` tiles, none straddling `inside`."""
+    for lo, hi in ((0, inside), (inside, tiles)):
+        for t0 in range(lo, hi, per_row):
+            yield t0, min(hi, t0 + per_row)
 
 
 def _im2col(region, kernel, values, mags, stride, dilation) -> None:
@@ -338,6 +387,8 @@ def _im2col(region, kernel, values, mags, stride, dilation) -> None:
                        c0 * sx:c0 * sx + (cols_here - 1) * sx + span_w], (span_h, span_w), axis=(1, 2)
             )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, cols, kh, kw)
             cols = windows.transpose(1, 2, 3, 4, 0).reshape(rows * cols_here, taps)
+            if not cols.flags.owndata:  # reshape made a view (e.g. one window): |cols| needs a copy
+                cols = cols.copy()
             values[r0:r0 + rows, c0:c0 + cols_here] = (cols @ flat_kernel).reshape(rows, cols_here, outs)
             if mags is not None:
                 np.abs(cols, out=cols)
@@ -436,15 +487,17 @@ def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "s
     magnitudes), each block about `block_elements` output elements.
 
     Only the image rows a block reads are extended by `boundary` (never a padded copy of
-    the whole image), so the working set is a few blocks whatever the image's size.
+    the whole image), so the working set is a few blocks whatever the image's size; the
+    arrays yielded are buffers reused by the next block (copy what you keep).
     `prepare`, when given, maps the image's values before they are read (e.g. rounding
     them to a precision: elementwise, so it commutes with the boundary rules; a
-    'constant' boundary's `cval` is filled in afterwards, as given).
+    'constant' boundary's `cval` is filled in afterwards, as given); it is handled a
+    block of our own and may change it in place.
     """
     image = np.asarray(image)
     batch = image if image.ndim == 4 else image[None]
     kh, kw = kernel.shape[:2]
-    height, width = batch.shape[1:3]
+    height, width, channels = batch.shape[1:4]
     out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
     origin = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
     dense = dense_kernel(np.asarray(kernel, dtype=np.float64), groups)
@@ -452,10 +505,13 @@ def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "s
     span_h, span_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
     row_rule, col_rule = axis_boundaries(boundary)
     padded_rule = ("zero", "constant")
+    fill = cval if "constant" in (row_rule, col_rule) else 0.0
     c_idx, c_ok = boundary_index(np.arange(origin[1], origin[1] + (out_w - 1) * stride[1] + span_w), width, col_rule)
     c_inside = c_idx.size > 0 and origin[1] >= 0 and origin[1] + c_idx.size <= width
-    c_out = ~c_ok if col_rule in padded_rule else None
+    c_out = ~c_ok if col_rule in padded_rule and not c_ok.all() else None
     rows_per = max(1, min(out_h, block_elements // max(1, out_w * outs)))
+    workspace = Workspace()
+    own_type = batch.dtype == np.float64
     for n, sample in enumerate(batch):
         for i0 in range(0, out_h, rows_per):
             i1 = min(out_h, i0 + rows_per)
@@ -463,19 +519,32 @@ def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "s
             r_idx, r_ok = boundary_index(np.arange(first, first + (i1 - 1 - i0) * stride[0] + span_h), height,
                                          row_rule)
             rows_inside = first >= 0 and first + r_idx.size <= height
-            block = sample[first:first + r_idx.size] if rows_inside else sample.take(r_idx, axis=0)
-            block = block[:, origin[1]:origin[1] + c_idx.size] if c_inside else block.take(c_idx, axis=1)
-            if prepare is not None:
-                block = prepare(block)
-            r_out = ~r_ok if row_rule in padded_rule else None
-            if (r_out is not None and r_out.any()) or (c_out is not None and c_out.any()):
-                block = np.array(block, dtype=np.float64)
-                fill = cval if "constant" in (row_rule, col_rule) else 0.0
+            r_out = ~r_ok if row_rule in padded_rule and not r_ok.all() else None
+            if rows_inside and c_inside and prepare is None and own_type:
+                block = sample[first:first + r_idx.size, origin[1]:origin[1] + c_idx.size]   # a view
+            else:
+                block = workspace.get("region", (r_idx.size, c_idx.size, channels))
+                rows = sample[first:first + r_idx.size] if rows_inside else None
+                if rows is None:
+                    rows = workspace.get("rows", (r_idx.size, width, channels), batch.dtype)
+                    np.take(sample, r_idx, axis=0, out=rows)
+                if c_inside:
+                    block[...] = rows[:, origin[1]:origin[1] + c_idx.size]
+                elif own_type:
+                    np.take(rows, c_idx, axis=1, out=block)
+                else:
+                    block[...] = rows.take(c_idx, axis=1)
+                if prepare is not None:
+                    block = prepare(block)
                 if r_out is not None:
                     block[r_out] = fill
                 if c_out is not None:
                     block[:, c_out] = fill
-            values, mags = correlate_valid(block, dense, magnitude=magnitude, stride=stride, dilation=dilation)
+            rows_out = i1 - i0
+            out = (workspace.get("values", (rows_out, out_w, outs)),
+                   workspace.get("mags", (rows_out, out_w, outs)) if magnitude else None)
+            values, mags = correlate_valid(block, dense, magnitude=magnitude, stride=stride, dilation=dilation,
+                                           out=out, workspace=workspace)
             yield n, i0, values, mags
 
 
