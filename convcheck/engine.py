@@ -39,7 +39,7 @@ _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
 _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
 _MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up
-_SEARCH_BYTES = 1 << 25         # the search's window matrix, per product (large kernels: a few samples each)
+_SEARCH_BYTES = 1 << 23         # the search's window matrix, per product (large kernels: a few samples each)
 _PATCH_CACHE_BYTES = 1 << 27    # sample windows kept for stage 2
 
 
@@ -456,20 +456,33 @@ class _Search:
 
     def _predict_boundary(self, boundary: str, layout: _Layout, kernel_hw, stack: np.ndarray, inside, cache: dict):
         """`_predict` of every sample under `boundary`: the samples whose windows lie inside
-        the image are computed once (in `cache`) for all boundary rules, the rest for this one."""
-        if not inside.any():
-            return self._predict(self._patches(None, boundary, layout, kernel_hw, ~inside), stack, layout.dilation)
-        if "inside" not in cache:
-            cache["inside"] = self._predict(self._patches(None, boundary, layout, kernel_hw, inside), stack,
-                                            layout.dilation)
-        inner_values, inner_mags = cache["inside"]
-        values = np.empty((inside.size,) + inner_values.shape[1:])
+        the image are computed once (in `cache`) for all boundary rules, the rest for this
+        one; a large kernel's windows are gathered a few samples at a time."""
+        size = 2 * self.radius + 1
+        values = np.empty((inside.size, size, size, stack.shape[3]))
         mags = np.empty(values.shape)
-        values[inside], mags[inside] = inner_values, inner_mags
+        if inside.any() and "inside" not in cache:
+            cache["inside"] = self._predict_some(boundary, layout, kernel_hw, stack, inside)
+        if inside.any():
+            values[inside], mags[inside] = cache["inside"]
         if not inside.all():
-            values[~inside], mags[~inside] = self._predict(self._patches(None, boundary, layout, kernel_hw, ~inside),
-                                                           stack, layout.dilation)
+            values[~inside], mags[~inside] = self._predict_some(boundary, layout, kernel_hw, stack, ~inside)
         return values, mags
+
+    def _predict_some(self, boundary: str, layout: _Layout, kernel_hw, stack: np.ndarray, which: np.ndarray):
+        """`_predict` of the samples `which` (a mask), their windows gathered in batches of
+        at most _SEARCH_BYTES."""
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        per_sample = 8 * (span[0] + 2 * self.radius) * (span[1] + 2 * self.radius) * self.p.image.shape[3]
+        chosen = np.flatnonzero(which)
+        step = max(1, 4 * _SEARCH_BYTES // per_sample)
+        parts = []
+        for a in range(0, chosen.size, step):
+            part = np.zeros(which.size, dtype=bool)
+            part[chosen[a:a + step]] = True
+            parts.append(self._predict(self._patches(None, boundary, layout, kernel_hw, part), stack,
+                                       layout.dilation))
+        return np.concatenate([v for v, _ in parts]), np.concatenate([m for _, m in parts])
 
     def _predict(self, patches: np.ndarray, kernels: np.ndarray, dilation=(1, 1)):
         """Correlate every sample window at every offset with a stack of kernels at once.
@@ -486,13 +499,22 @@ class _Search:
         flat = kernels.reshape(taps, count)
         abs_flat = np.abs(flat)
         values, mags = np.empty((n, d1, d2, count)), np.empty((n, d1, d2, count))
-        # A few samples at a time when the kernel is large: the window matrix stays bounded.
+        # A few samples at a time when the kernel is large: the window matrix stays bounded
+        # (and is one buffer, reused).
         step = max(1, _SEARCH_BYTES // (8 * d1 * d2 * taps))
+        if step >= n:
+            cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * d1 * d2, taps)
+            values[:] = (cols @ flat).reshape(n, d1, d2, count)
+            mags[:] = (np.abs(cols) @ abs_flat).reshape(n, d1, d2, count)
+            return values, mags
+        space = Workspace()
         for a in range(0, n, step):
             b = min(n, a + step)
-            cols = windows[a:b].transpose(0, 1, 2, 4, 5, 3).reshape((b - a) * d1 * d2, taps)
-            values[a:b] = (cols @ flat).reshape(b - a, d1, d2, count)
-            mags[a:b] = (np.abs(cols) @ abs_flat).reshape(b - a, d1, d2, count)
+            cols = space.get("cols", ((b - a) * d1 * d2, taps))
+            np.copyto(cols.reshape(b - a, d1, d2, kh, kw, channels), windows[a:b].transpose(0, 1, 2, 4, 5, 3))
+            np.matmul(cols, flat, out=values[a:b].reshape(-1, count))
+            np.abs(cols, out=cols)
+            np.matmul(cols, abs_flat, out=mags[a:b].reshape(-1, count))
         return values, mags
 
     def _offset_mask(self, stride) -> np.ndarray:
