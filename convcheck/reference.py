@@ -36,7 +36,7 @@ BANDED_PAIRS = 16
 _MATMUL_TAPS = 256
 _BLOCK_BYTES = 1 << 20        # ~1 MiB of padded rows per block keeps each pass in cache
 _PRODUCT_BYTES = 1 << 19      # the banded product's window matrix, per block
-_COLUMNS_BYTES = 1 << 23      # the im2col matrix, per block: bounded whatever the kernel's size
+_COLUMNS_BYTES = 1 << 21      # the im2col matrix, per block: bounded whatever the kernel's size
 BLOCK_ELEMENTS = 1 << 17      # output elements per block of `correlate_blocks`
 
 
@@ -274,7 +274,7 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
         if channels * outs <= BANDED_PAIRS and bool(np.isfinite(region).all()):
             _banded(region, kernel, values, mags, stride, dilation, workspace)
         elif kh * kw * channels * outs > _MATMUL_TAPS:
-            _im2col(region, kernel, values, mags, stride, dilation)
+            _im2col(region, kernel, values, mags, stride, dilation, workspace)
         else:
             _shifted(region, kernel, values, mags, stride, dilation)
     return values, mags
@@ -365,7 +365,7 @@ def _tile_ranges(inside: int, tiles: int, per_row: int):
             yield t0, min(hi, t0 + per_row)
 
 
-def _im2col(region, kernel, values, mags, stride, dilation) -> None:
+def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
     """`correlate_valid` as one matrix product per block of output rows and columns, the
     window matrix bounded by _COLUMNS_BYTES (a large kernel gets few positions per block)."""
     kh, kw, channels, outs = kernel.shape
@@ -386,13 +386,15 @@ def _im2col(region, kernel, values, mags, stride, dilation) -> None:
                 planes[:, r0 * sy:r0 * sy + (rows - 1) * sy + span_h,
                        c0 * sx:c0 * sx + (cols_here - 1) * sx + span_w], (span_h, span_w), axis=(1, 2)
             )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, cols, kh, kw)
-            cols = windows.transpose(1, 2, 3, 4, 0).reshape(rows * cols_here, taps)
-            if not cols.flags.owndata:  # reshape made a view (e.g. one window): |cols| needs a copy
-                cols = cols.copy()
-            values[r0:r0 + rows, c0:c0 + cols_here] = (cols @ flat_kernel).reshape(rows, cols_here, outs)
+            cols = workspace.get("cols", (rows * cols_here, taps))
+            np.copyto(cols.reshape(rows, cols_here, kh, kw, channels), windows.transpose(1, 2, 3, 4, 0))
+            product = workspace.get("product", (rows * cols_here, outs))
+            np.matmul(cols, flat_kernel, out=product)
+            values[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
             if mags is not None:
                 np.abs(cols, out=cols)
-                mags[r0:r0 + rows, c0:c0 + cols_here] = (cols @ flat_abs).reshape(rows, cols_here, outs)
+                np.matmul(cols, flat_abs, out=product)
+                mags[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
 
 
 def _shifted(region, kernel, values, mags, stride, dilation) -> None:
