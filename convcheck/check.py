@@ -8,8 +8,8 @@ have (CONTRACT section 2 fields, `field=value` or a bare field for any value).
 
 Every case is parsed, and every file loaded and validated, before the first case runs,
 so a typo in the last case costs milliseconds, not a TensorFlow import. Then each case
-is loaded again when it runs and released after it: a suite's memory is that of its
-largest case, however many cases it has. No click here: the CLI
+runs (loaded again unless kept from that first pass, up to 32 MiB of them) and is
+released after it: a suite's memory does not grow with the number of its cases. No click here: the CLI
 (`convcheck.check_command`) turns `InputError` into exit 2.
 """
 
@@ -677,10 +677,10 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
     """Run every case of `suite` in this process and judge each result.
 
     All files are loaded and validated first, one case at a time (an `InputError` stops
-    the run before any framework is imported); then each case is loaded again, run and
-    released before the next (memory does not grow with the number of cases): a saved
-    output is explained, backends are compared (each framework imported once for the
-    whole suite). `strict` (or the
+    the run before any framework is imported); then each case runs (loaded again unless
+    kept from the first pass, up to 32 MiB of them) and is released before the next:
+    memory does not grow with the number of cases. A saved output is explained, backends
+    are compared (each framework imported once for the whole suite). `strict` (or the
     config's own `strict`) turns results explained by causes outside `allow` into failures.
     `progress(done, total, name)` is called before each case with the number finished and
     the case's name, and once at the end with `name=None`. `keep_arrays` keeps the arrays
@@ -693,15 +693,24 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
 
     started = time.perf_counter()
     plotted: list[int] = [0]   # results whose arrays are kept for the plot so far
-    for case in suite.cases:
-        _load(case, suite.config)  # validated, then let go: only the running case is held
+    # Every case validated first; the first ones kept while they fit in _KEPT_BYTES (small
+    # suites load once), the others let go and loaded again when they run: memory stays
+    # bounded however many cases there are.
+    kept: dict[int, Any] = {}
+    budget = _KEPT_BYTES
+    for index, case in enumerate(suite.cases):
+        inputs = _load(case, suite.config)
+        size = sum(a.nbytes for a in (inputs.image, inputs.kernel, inputs.output) if a is not None)
+        if size <= budget:
+            kept[index], budget = inputs, budget - size
+        del inputs
     suite_strict = strict or suite.strict
     total = len(suite.cases)
     results = []
     for done, case in enumerate(suite.cases):
         if progress is not None:
             progress(done, total, case.name)
-        inputs = _load(case, suite.config)
+        inputs = kept.pop(done) if done in kept else _load(case, suite.config)
         case_strict = suite_strict or case.strict
         case_started = time.perf_counter()
         report = None
@@ -734,6 +743,10 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
     if progress is not None:
         progress(total, total, None)
     return CheckReport(_display_path(suite.config), suite_strict, tuple(results), time.perf_counter() - started)
+
+
+# Validated inputs kept from the first pass up to this many bytes (see run_suite).
+_KEPT_BYTES = 1 << 25
 
 
 def _for_plot(diagnosis: Diagnosis, plotted: list[int]) -> Diagnosis:

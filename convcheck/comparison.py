@@ -66,6 +66,8 @@ class _WarmUp:
         for backend in backends:
             try:
                 backend.warm_up()
+                if not isinstance(backend, KerasSubprocessConv2D):
+                    _WARM.add(backend.name)   # imported for good: later compares need no thread
             except BaseException:  # reported by the backend's own run()
                 pass
             finally:
@@ -76,6 +78,9 @@ class _WarmUp:
         event = self._ready.get(name)
         if event is not None:
             event.wait()
+
+
+_WARM: set[str] = set()   # backends whose framework this process has imported
 
 
 def _library_defaults_hint(names: Iterable[str], padding: str, dtype: str) -> Optional[str]:
@@ -213,7 +218,7 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     expected_precision = default_dtype(inputs.image.dtype, inputs.kernel.dtype) if library_defaults else dtype
 
     availability = {b.name: b.availability() for b in chosen}
-    heavy = [b for b in chosen if availability[b.name][0] and b.module != "scipy"]
+    heavy = [b for b in chosen if availability[b.name][0] and b.module != "scipy" and b.name not in _WARM]
     warm = _WarmUp(heavy) if heavy else None
 
     rows: list[BackendResult] = []

@@ -19,6 +19,7 @@ float32/float16/bfloat16 says which narrower precisions are possible at all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -331,6 +332,23 @@ def _layouts(problem: _Problem, baseline: Explanation) -> list[_Layout]:
     """
     height, width = problem.image_hw
     out_h, out_w = problem.output.shape[1:3]
+    # The same shapes give the same layouts (a suite asks again for every case): cached.
+    key = (height, width, out_h, out_w, problem.kernel.shape[:2], tuple(baseline.stride), tuple(baseline.dilation))
+    if key not in _LAYOUTS:
+        if len(_LAYOUTS) > 256:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = _all_layouts(problem, baseline)
+    return list(_LAYOUTS[key])
+
+
+_LAYOUTS: dict = {}
+_SAMPLES: dict = {}
+
+
+def _all_layouts(problem: _Problem, baseline: Explanation) -> list[_Layout]:
+    """`_layouts`, computed."""
+    height, width = problem.image_hw
+    out_h, out_w = problem.output.shape[1:3]
     dilations = sorted({(d, d) for d in range(1, _MAX_DILATION + 1)} | {tuple(baseline.dilation)})
     found = []
     for transform in KERNEL_TRANSFORMS:
@@ -384,6 +402,20 @@ class _Search:
         The border band (where windows leave the image) decides the boundary; the interior
         decides kernel, offset and precision. Deterministic, so verdicts are reproducible.
         """
+        batch = self.p.output.shape[0]
+        out_h, out_w = self.out_hw
+        # The same shapes give the same positions (a suite asks again for every case): cached.
+        key = (batch, out_h, out_w, self.p.output.shape[3], self.p.kernel.shape[:2], self.radius)
+        if key not in _SAMPLES:
+            if len(_SAMPLES) > 64:
+                _SAMPLES.clear()
+            _SAMPLES[key] = self._positions()
+            for array in _SAMPLES[key]:
+                array.flags.writeable = False
+        return _SAMPLES[key]
+
+    def _positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_samples`, computed."""
         batch = self.p.output.shape[0]
         out_h, out_w = self.out_hw
         if batch * out_h * out_w <= _MAX_SAMPLES_EXHAUSTIVE:
@@ -661,18 +693,22 @@ class _Search:
         the candidate's pass is no evidence, whatever the bits say.
         """
         magnitude = float(np.mean(np.abs(self.p.kernel))) or 1.0
-        for seed in range(3):
-            decoy = np.random.default_rng(seed).standard_normal(self.p.kernel.shape) * magnitude
-            decoy = prec.round_to(decoy, precision)
-            if self.sampled_check(struct, precision, kernel=decoy)[0]:
-                return True
-        return False
+        decoys = [prec.round_to(_standard_normal(seed, self.p.kernel.shape) * magnitude, precision)
+                  for seed in range(3)]
+        if struct.fit == "none" and struct.boundary != "constant" and self.p.groups == 1:
+            # Nothing fitted: the three in one product (the same test for each).
+            return any(self.sampled_check(struct, precision, kernel=np.concatenate(decoys, axis=3),
+                                          stacked=len(decoys)))
+        return any(self.sampled_check(struct, precision, kernel=decoy)[0] for decoy in decoys)
 
-    def sampled_check(self, struct: _Structure, precision: str, *, kernel: Optional[np.ndarray] = None):
+    def sampled_check(self, struct: _Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
+                      stacked: int = 0):
         """Stage 2: the exact bound of `precision` on the samples (with `kernel` in place of
         the inputs' own, rounded to `precision`, for a decoy).
 
-        Returns (ok, scale, bias, fraction of sampled elements within the bound).
+        Returns (ok, scale, bias, fraction of sampled elements within the bound). With
+        `stacked` (nothing fitted only), `kernel` is that many kernels side by side along its
+        output axis, each checked on its own: returns the list of their `ok`.
         """
         p = self.p
         if kernel is None:
@@ -702,12 +738,36 @@ class _Search:
                 return False, 1.0, cval, 0.0
             within = (np.abs(target - predicted) <= bound) | ~compared
             return bool(np.all(within)), 1.0, cval, float(np.mean(within))
+        if stacked:
+            outs = target.shape[1]
+            results = []
+            for index in range(stacked):
+                part = slice(index * outs, (index + 1) * outs)
+                _, _, predicted, bound = _fit_within(values[:, part], mags[:, part], target, "none", p, precision,
+                                                     compared=compared, samples=self.samples)
+                results.append(bool(np.all((np.abs(target - predicted) <= bound) | ~compared)))
+            return results
         scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision,
                                                     compared=compared, samples=self.samples)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
         within = (np.abs(target - predicted) <= bound) | ~compared
         return bool(np.all(within)), scale, bias, float(np.mean(within))
+
+
+def _standard_normal(seed: int, shape: tuple) -> np.ndarray:
+    """np.random.default_rng(seed).standard_normal(shape), drawn once per seed and shape
+    (a generator costs more to create than a small kernel's draws)."""
+    key = (seed, tuple(shape))
+    if key not in _DRAWS:
+        if len(_DRAWS) > 64:
+            _DRAWS.clear()
+        _DRAWS[key] = np.random.default_rng(seed).standard_normal(shape)
+        _DRAWS[key].flags.writeable = False
+    return _DRAWS[key]
+
+
+_DRAWS: dict = {}
 
 
 def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", precision: str, compared, samples):
@@ -914,14 +974,22 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     if bad == 0:
         if rows.size and cols.size:
             window = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            corner, size = (int(rows[0]), int(cols[0])), (int(rows[-1]) + 1 - rows[0], int(cols[-1]) + 1 - cols[0])
+            keyed = expl.with_(scale=scale, bias=bias)
+
+            def keys_at(positions):
+                return _window_keys_at(problem, keyed, tk, positions, corner, size)
+
             evidence = ev.weigh(values[window], mags[window], bound[window], scale=scale,
-                                fitted=_fitted(fit), needed=needed)
+                                fitted=_fitted(fit), needed=needed, windows_at=keys_at)
             if constant:
                 # The border value is decided by the elements that read the border alone:
                 # they must carry the evidence for it, the fitted value taking its share.
                 border = m_values[window] != 0
+                reading = np.flatnonzero(border) // border.shape[-1]   # each element's position
                 border_evidence = ev.weigh(values[window][border][:, None], mags[window][border][:, None],
-                                           bound[window][border][:, None], scale=1.0, fitted=1, needed=needed)
+                                           bound[window][border][:, None], scale=1.0, fitted=1, needed=needed,
+                                           windows_at=lambda chosen: keys_at(reading[chosen]))
                 if border_evidence.bits < evidence.bits:
                     evidence = border_evidence
         else:
@@ -971,11 +1039,8 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
         return ev.element_bits(mags, bound, 1.0).sum(axis=-1)
 
     row_bits = ev.RowBits(batch * height * width, bits_at) if rows.size and cols.size else None
-    # With few channel pairs the sums are banded matrix products, and with many positions
-    # not all values are kept: the windows that evidence tells apart get their values
-    # summed again tap by tap (`_values_at`: identical windows, identical values).
-    banded = tk.shape[2] * problem.groups * outs <= BANDED_PAIRS
-    kept = None if (banded or row_bits is None or row_bits.all is None) else np.empty((batch, height, width, outs))
+    # With many positions no values are kept: evidence's few positions are summed again.
+    kept = None if (row_bits is None or row_bits.all is None) else np.empty((batch, height, width, outs))
     bad = informative = 0
     residual_max, bound_max, ratio_max = [], [], []
     blocks = correlate_blocks(problem.image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
@@ -1022,7 +1087,9 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
             evidence = ev.weigh_rows(row_bits, (lambda chosen: flat[chosen]) if flat is not None
                                      else (lambda chosen: at(chosen)[0]),
                                      informative=informative, compared=int(batch * height * width * outs),
-                                     fitted=0, needed=needed)
+                                     fitted=0, needed=needed,
+                                     windows_at=lambda chosen: _window_keys_at(problem, expl, tk, chosen, (top, left),
+                                                                               (height, width)))
         else:
             evidence = ev.Evidence(0.0, needed, 0, 0, 0, 0.0)
     worst = max(ratio_max) if ratio_max else float("nan")
@@ -1075,36 +1142,64 @@ class _Differences:
             self.relative.append(np.max(relative, where=nonzero, initial=0.0))
 
 
-def _values_at(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
-    """(values, magnitudes) of a candidate at positions `chosen` (flat indices into the
-    compared window of (N, rows, cols) positions starting at `corner`), each summed tap by
-    tap in the same order: identical windows give identical values, whatever a matrix
-    product would."""
-    outs = kernel.shape[3]
-    step = max(1, _SEARCH_BYTES // (8 * kernel[..., :1].size * max(1, problem.groups) * expl.dilation[0]
-                                    * expl.dilation[1]))
-    if chosen.size > step:   # a few positions at a time when the kernel is large
-        parts = [_values_at(problem, expl, kernel, chosen[a:a + step], corner, window)
-                 for a in range(0, chosen.size, step)]
-        return np.concatenate([v for v, _ in parts]), np.concatenate([m for _, m in parts])
-    if chosen.size == 0:
-        return np.zeros((0, outs)), np.zeros((0, outs))
+def _windows(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window,
+             dense: bool = False):
+    """The windows (m, taps) of a candidate at positions `chosen` (flat indices into the
+    compared window of (N, rows, cols) positions starting at `corner`), inputs rounded to
+    its precision: the kernel's taps alone, or with `dense` every pixel of the dilated
+    span (what a product with the dilated kernel reads)."""
     height, width = window
     samples = chosen // (height * width)
     rows = corner[0] + (chosen // width) % height
     cols = corner[1] + chosen % width
     stride, dilation = tuple(expl.stride), tuple(expl.dilation)
-    wide = problem.wide_kernel(kernel, dilation)
-    origin = window_origin(expl.padding, kernel.shape[:2], expl.offset, problem.image_hw, stride, dilation)
+    kh, kw = kernel.shape[:2]
+    origin = window_origin(expl.padding, (kh, kw), expl.offset, problem.image_hw, stride, dilation)
+    constant = expl.boundary == "constant"
     windows = gather_windows(problem.image, expl.boundary, rows * stride[0] + origin[0], cols * stride[1] + origin[1],
-                             wide.shape[0], wide.shape[1], samples=samples)
+                             (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1, samples=samples,
+                             cval=expl.cval if constant else 0.0)
+    if not dense:
+        windows = windows[:, ::dilation[0], ::dilation[1]]
     rounding = problem.rounding(expl.precision)
     if rounding is not None:
-        windows = rounding(windows)
-    taps = windows.reshape(chosen.size, -1)
-    flat = wide.reshape(taps.shape[1], -1)
-    return (np.einsum("mk,ko->mo", taps, flat, optimize=False),
-            np.einsum("mk,ko->mo", np.abs(taps), np.abs(flat), optimize=False))
+        # Rounding is elementwise; a constant boundary's border value is read as given.
+        windows = np.ascontiguousarray(windows)
+        inside = gather_windows(np.broadcast_to(1.0, problem.image.shape), "zero",
+                                rows * stride[0] + origin[0], cols * stride[1] + origin[1],
+                                (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1,
+                                samples=samples) if constant else None
+        rounded = rounding(windows.copy())
+        windows = rounded if inside is None else np.where(
+            (inside if dense else inside[:, ::dilation[0], ::dilation[1]]) != 0, rounded, windows)
+    return windows.reshape(chosen.size, math.prod(windows.shape[1:]))
+
+
+def _chunked(function, chosen: np.ndarray, kernel: np.ndarray, problem: _Problem, expl: Explanation):
+    """`function(part)` over `chosen` a few thousand positions at a time (a large kernel's
+    windows stay within _SEARCH_BYTES), the results joined."""
+    span = ((kernel.shape[0] - 1) * expl.dilation[0] + 1) * ((kernel.shape[1] - 1) * expl.dilation[1] + 1)
+    step = max(1, _SEARCH_BYTES // (8 * span * problem.image.shape[3]))
+    parts = [function(chosen[a:a + step]) for a in range(0, chosen.size, step)] or [function(chosen)]
+    return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
+
+
+def _values_at(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
+    """(values, magnitudes) of a candidate at positions `chosen` (see `_windows`)."""
+    wide = problem.wide_kernel(kernel, tuple(expl.dilation))
+    flat = wide.reshape(-1, wide.shape[3])
+
+    def part(indices):
+        taps = _windows(problem, expl, kernel, indices, corner, window, dense=True)
+        return taps @ flat, np.abs(taps) @ np.abs(flat)
+
+    return _chunked(part, chosen, kernel, problem, expl)
+
+
+def _window_keys_at(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
+    """evidence.window_keys of the candidate's windows at positions `chosen` (see `_windows`)."""
+    return _chunked(lambda indices: ev.window_keys(_windows(problem, expl, kernel, indices, corner, window)),
+                    chosen, kernel, problem, expl)
 
 
 # An FFT's rounding noise is spread over the output: its largest element stays within a

@@ -37,6 +37,7 @@ why, never "a genuine mismatch".
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -74,10 +75,11 @@ def needed_bits(candidates: int) -> float:
 
 
 def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale: float, fitted: int,
-          needed: float) -> Evidence:
+          needed: float, windows_at=None) -> Evidence:
     """The evidence of a candidate that passed: `values` its correlation values (Ho, Wo, O),
     `magnitude` A = |x| (*) |k| of its inputs, `bound` its elementwise bound, `fitted` how
-    many parameters were fitted to the output.
+    many parameters were fitted to the output; `windows_at(indices)` keys of the windows
+    of positions in C order (see `weigh_rows`).
 
     Positions whose windows give identical values are one draw, not several: only the
     first of each counts (a flat region, windows that all read the same replicated edge).
@@ -87,7 +89,7 @@ def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale
     flat = values.reshape(-1, outs)
     return weigh_rows(bits.reshape(-1, outs).sum(axis=1), lambda chosen: flat[chosen],
                       informative=int(np.count_nonzero(bits >= 1.0)), compared=int(bits.size), fitted=fitted,
-                      needed=needed)
+                      needed=needed, windows_at=windows_at)
 
 
 def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale: float, out=None) -> np.ndarray:
@@ -104,11 +106,17 @@ def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale: float, out=Non
 
 
 def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: int,
-               needed: float) -> Evidence:
+               needed: float, windows_at=None) -> Evidence:
     """`weigh` from the bits of each position (summed over output channels), for positions
     in C order: `row_bits` an array of them or a `RowBits`; `values_at(indices)` gives
-    those positions' values (n, O), to tell identical windows apart; `informative` and
-    `compared` count elements."""
+    those positions' values (n, O) and `windows_at(indices)` a key for each of their
+    windows (n, k; equal windows, equal keys: see `window_keys`), to tell identical
+    windows apart; `informative` and `compared` count elements.
+
+    Positions are one draw when their values are equal or their windows are: a matrix
+    product need not sum two equal windows in the same order (BLAS kernels block rows
+    and columns by their position), so equal values alone could miss equal windows.
+    """
     if not isinstance(row_bits, RowBits):
         row_bits = RowBits.of(row_bits)
     count = row_bits.positive_count()
@@ -117,13 +125,59 @@ def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: 
     subset = np.linspace(0, count - 1, _SUBSET).astype(int) if count > _SUBSET else None
     for ranks in (subset, None):
         chosen, bits = row_bits.ranked(np.arange(count) if ranks is None else ranks)
-        _, first = np.unique(values_at(chosen), axis=0, return_index=True)
+        first = _first_of_each(values_at(chosen), None if windows_at is None else windows_at(chosen))
         distinct = np.sort(bits[first])
         raw = float(distinct.sum())
         taken = float(distinct[distinct.size - min(fitted, distinct.size):].sum()) if fitted else 0.0
         if raw - taken >= needed or chosen.size == count:
             break
     return Evidence(raw - taken, needed, compared, informative, fitted, raw)
+
+
+def window_keys(windows: np.ndarray) -> np.ndarray:
+    """(n, 16) uint8: a 128-bit BLAKE2 digest of each window's bytes. Equal windows get equal
+    keys; two different windows sharing one (odds 2^-128) would only count as one draw."""
+    rows = np.ascontiguousarray(windows).reshape(len(windows), math.prod(np.shape(windows)[1:]))
+    keys = np.empty((len(rows), 16), dtype=np.uint8)
+    for index, row in enumerate(rows):
+        keys[index] = np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), dtype=np.uint8)
+    return keys
+
+
+def _groups(rows: np.ndarray) -> np.ndarray:
+    """A label per row, equal for equal rows (one channel: without unique's row-wise sort)."""
+    if rows.shape[1] == 1:
+        return np.unique(rows[:, 0], return_inverse=True)[1].reshape(-1)
+    return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def _first_of_each(values: np.ndarray, windows) -> np.ndarray:
+    """The first row of each group of rows equal in `values` or (when given) in `windows`
+    (groups joined through either), in order."""
+    labels = _groups(values)
+    if windows is not None and len(labels):
+        by_window = _groups(windows)
+        # Union of the two partitions: join each window group into the value group of its first row.
+        parent = np.arange(labels.max() + 1)
+
+        def root(a):
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        order = np.argsort(by_window, kind="stable")
+        starts = np.flatnonzero(np.r_[True, by_window[order][1:] != by_window[order][:-1]])
+        for group in np.split(order, starts[1:]):
+            if group.size > 1:
+                head = root(labels[group[0]])
+                for member in np.unique(labels[group[1:]]):
+                    other = root(member)
+                    if other != head:
+                        parent[other] = head
+        labels = np.array([root(a) for a in labels])
+    _, first = np.unique(labels, return_index=True)
+    return np.sort(first)
 
 
 def _chunks(flat: np.ndarray, size: int = 1 << 20):

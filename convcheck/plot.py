@@ -219,6 +219,23 @@ def plot_items(result: Any) -> list[tuple[str, Any]]:
     return list(result)
 
 
+class _RowArea:
+    """One row of the figure's grid, with the two calls `_row` makes of it."""
+
+    def __init__(self, fig, cell):
+        self.fig, self.cell = fig, cell
+
+    def subplots(self, rows: int, cols: int):
+        inner = self.cell.subgridspec(rows, cols, wspace=0.35)
+        return [self.fig.add_subplot(inner[0, j]) for j in range(cols)]
+
+    def suptitle(self, text: str, **kwargs):
+        box = self.cell.get_position(self.fig)
+        # Above the panels' own (two-line) titles.
+        return self.fig.text(0.5, box.y1 + 0.5 / self.fig.get_figheight(), text, ha="center", va="bottom",
+                             **kwargs)
+
+
 # At most this many rows are drawn (a row takes a fraction of a second; a figure of 170
 # rows would take minutes and outgrow what a PNG viewer opens): a last row names the rest.
 MAX_ROWS = 40
@@ -246,16 +263,21 @@ def save_plot(items: Any, path: os.PathLike) -> None:
         fig.text(0.5, 0.5, f"convcheck: {what} to the reference\n(nothing to plot)", ha="center", va="center", fontsize=12, color="darkgreen")
     else:
         heights = [4.0] * len(rows) + ([1.0] if left_out else [])
-        fig = plt.figure(figsize=(17, sum(heights)), layout="constrained")
-        subfigs = fig.subfigures(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for subfig, (title, diagnosis) in zip(subfigs, rows):
-            _row(fig, subfig, title, diagnosis, plt, LogNorm)
+        fig = plt.figure(figsize=(17, sum(heights)))
+        # A fixed grid, not constrained layout: laying out every tick label of 160 panels
+        # took most of a second a row.
+        grid = fig.add_gridspec(len(heights), 1, height_ratios=heights, left=0.03, right=0.97,
+                                top=1 - 0.8 / sum(heights), bottom=0.3 / sum(heights), hspace=0.4)
+        for index, (title, diagnosis) in enumerate(rows):
+            _row(fig, _RowArea(fig, grid[index]), title, diagnosis, plt, LogNorm)
         if left_out:
             names = ", ".join(title for title, _ in left_out[:8]) + (", ..." if len(left_out) > 8 else "")
-            subfigs[-1].text(0.5, 0.5, f"{len(left_out)} more result{'s' if len(left_out) != 1 else ''} not equal "
-                             f"to the reference, not drawn (the plot shows the first {MAX_ROWS}): {names}\n"
-                             "see the report for each", ha="center", va="center", fontsize=11, color="firebrick",
-                             wrap=True)
+            note = fig.add_subplot(grid[-1])
+            note.axis("off")
+            note.text(0.5, 0.5, f"{len(left_out)} more result{'s' if len(left_out) != 1 else ''} not equal "
+                      f"to the reference, not drawn (the plot shows the first {MAX_ROWS}): {names}\n"
+                      "see the report for each", ha="center", va="center", fontsize=11, color="firebrick",
+                      wrap=True, transform=note.transAxes)
     image_format = plot_format(path)
     try:
         write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))

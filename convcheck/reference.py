@@ -206,8 +206,12 @@ def gather_windows(image: np.ndarray, boundary, rows: np.ndarray, cols: np.ndarr
     row_rule, col_rule = axis_boundaries(boundary)
     r_idx, r_ok = boundary_index(rows[:, None] + np.arange(height), size_h, row_rule)
     c_idx, c_ok = boundary_index(cols[:, None] + np.arange(width), size_w, col_rule)
-    if batched:
-        which = np.zeros(rows.shape, dtype=int) if samples is None else samples
+    which = np.zeros(rows.shape, dtype=np.intp) if (samples is None or not batched) else samples
+    if image.flags.c_contiguous:
+        # One flat index per pixel and np.take: faster than three broadcast index arrays.
+        flat = (which[:, None, None] * size_h + r_idx[:, :, None]) * size_w + c_idx[:, None, :]
+        blocks = np.take(image.reshape(-1, image.shape[-1]), flat, axis=0)
+    elif batched:
         blocks = image[which[:, None, None], r_idx[:, :, None], c_idx[:, None, :]]
     else:
         blocks = image[r_idx[:, :, None], c_idx[:, None, :]]
@@ -241,7 +245,7 @@ def extended_image(image: np.ndarray, boundary, origin: tuple[int, int],
 
 def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool = False,
                     stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1), out=None,
-                    workspace: "Workspace | None" = None):
+                    workspace: "Workspace | None" = None, method: str | None = None):
     """'valid' cross-correlation of an (Hr, Wr, C) region with an HWIO kernel, in float64.
 
     Returns (values, magnitudes): values[i, j, o] = sum_{u, v, c} region[i*sy + u*dy,
@@ -249,7 +253,9 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     |kernel| (what the error bound needs), else None. Only the strided positions and the
     real taps are computed, in blocks whose working set is bounded whatever the sizes.
     `out` (values, magnitudes or None) receives them when given; `workspace` lends the
-    buffers of a stream of calls (see `Workspace`).
+    buffers of a stream of calls (see `Workspace`). `method` 'shifted' sums every element
+    tap by tap in the same order (identical windows give identical values, which a matrix
+    product's blocking need not guarantee); by default the fastest way is chosen.
 
     Every element is a float64 sum of its products (the zeros a banded or dense kernel adds
     are exact), in an order that may differ between methods: what the bound's gamma_n(2^-53)
@@ -271,7 +277,9 @@ def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool =
     workspace = workspace or Workspace()
     with single_threaded_blas():
         # A product multiplies by the banded matrix's zeros too: inf * 0 would be NaN.
-        if channels * outs <= BANDED_PAIRS and bool(np.isfinite(region).all()):
+        if method == "shifted":
+            _shifted(region, kernel, values, mags, stride, dilation)
+        elif channels * outs <= BANDED_PAIRS and bool(np.isfinite(region).all()):
             _banded(region, kernel, values, mags, stride, dilation, workspace)
         elif kh * kw * channels * outs > _MATMUL_TAPS:
             _im2col(region, kernel, values, mags, stride, dilation, workspace)
@@ -484,7 +492,7 @@ def single_threaded_blas():
 def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",
                      offset: tuple[int, int] = (0, 0), magnitude: bool = False, stride: tuple[int, int] = (1, 1),
                      dilation: tuple[int, int] = (1, 1), groups: int = 1, cval: float = 0.0, prepare=None,
-                     block_elements: int = BLOCK_ELEMENTS):
+                     block_elements: int = BLOCK_ELEMENTS, method: str | None = None):
     """`correlate` a block of output rows at a time: yields (sample, first row, values,
     magnitudes), each block about `block_elements` output elements.
 
@@ -494,7 +502,7 @@ def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "s
     `prepare`, when given, maps the image's values before they are read (e.g. rounding
     them to a precision: elementwise, so it commutes with the boundary rules; a
     'constant' boundary's `cval` is filled in afterwards, as given); it is handled a
-    block of our own and may change it in place.
+    block of our own and may change it in place. `method` as in `correlate_valid`.
     """
     image = np.asarray(image)
     batch = image if image.ndim == 4 else image[None]
@@ -546,15 +554,17 @@ def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "s
             out = (workspace.get("values", (rows_out, out_w, outs)),
                    workspace.get("mags", (rows_out, out_w, outs)) if magnitude else None)
             values, mags = correlate_valid(block, dense, magnitude=magnitude, stride=stride, dilation=dilation,
-                                           out=out, workspace=workspace)
+                                           out=out, workspace=workspace, method=method)
             yield n, i0, values, mags
 
 
 def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",
               offset: tuple[int, int] = (0, 0), magnitude: bool = False, stride: tuple[int, int] = (1, 1),
-              dilation: tuple[int, int] = (1, 1), groups: int = 1, cval: float = 0.0):
+              dilation: tuple[int, int] = (1, 1), groups: int = 1, cval: float = 0.0, prepare=None,
+              method: str | None = None):
     """Cross-correlate an (H, W, C) image, or an (N, H, W, C) batch, with an HWIO kernel
-    (kh, kw, C / groups, C_out) in float64: (values, magnitudes).
+    (kh, kw, C / groups, C_out) in float64: (values, magnitudes). `prepare` and `method`
+    as in `correlate_blocks`.
 
     Output element (i, j) reads the window starting at (i * sy + dy - top, j * sx + dx - left)
     for `offset = (dy, dx)`, with the image extended by `boundary` wherever the window
@@ -568,7 +578,8 @@ def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", b
     mags = np.empty(values.shape) if magnitude else None
     for n, i0, block, block_mags in correlate_blocks(batch, kernel, padding=padding, boundary=boundary,
                                                      offset=offset, magnitude=magnitude, stride=stride,
-                                                     dilation=dilation, groups=groups, cval=cval):
+                                                     dilation=dilation, groups=groups, cval=cval, prepare=prepare,
+                                                     method=method):
         values[n, i0:i0 + block.shape[0]] = block
         if magnitude:
             mags[n, i0:i0 + block.shape[0]] = block_mags

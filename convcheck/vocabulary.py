@@ -7,7 +7,7 @@ choices can be built from it without paying for the numeric stack.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 
@@ -57,7 +57,7 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         """The CONTRACT section 5 `explanation` object: every section 2 field, in contract order."""
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in FIELDS}   # every value is immutable: no asdict copy
         for name in ("offset", "stride", "dilation"):
             d[name] = [int(v) for v in getattr(self, name)]
         if not isinstance(self.boundary, str):

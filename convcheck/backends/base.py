@@ -29,6 +29,9 @@ from ..reference import output_size, padding_amounts
 from ..vocabulary import DTYPES, PADDINGS
 
 
+_VERSIONS: dict = {}   # distribution names -> installed version (None: not installed)
+
+
 @dataclass(frozen=True)
 class BackendRun:
     """One library call's result, exactly as the library gave it.
@@ -89,13 +92,19 @@ class Backend(ABC):
         return True, None
 
     def version(self) -> str | None:
-        """The installed version of the framework's distribution, without importing it."""
-        for distribution in self.distributions or (self.package,):
-            try:
-                return importlib.metadata.version(distribution)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-        return None
+        """The installed version of the framework's distribution, without importing it
+        (looked up once: reading the installed metadata takes milliseconds, every row of a
+        suite asks)."""
+        key = tuple(self.distributions or (self.package,))
+        if key not in _VERSIONS:
+            _VERSIONS[key] = None
+            for distribution in key:
+                try:
+                    _VERSIONS[key] = importlib.metadata.version(distribution)
+                    break
+                except importlib.metadata.PackageNotFoundError:
+                    continue
+        return _VERSIONS[key]
 
     @abstractmethod
     def warm_up(self) -> None:

@@ -1,0 +1,244 @@
+"""Scale (issue 12): the block-by-block evaluation gives the numbers of the whole-output one,
+the correlation methods agree, evidence and statistics read in bounded memory are the
+same, and `check` holds one case at a time. No timings here (see benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from dataclasses import astuple, replace
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from convcheck import check as check_module
+from convcheck import engine
+from convcheck import evidence as ev
+from convcheck import precision as prec
+from convcheck.check import load_suite, run_suite
+from convcheck.inputs import prepare_inputs
+from convcheck.reference import correlate, correlate_blocks, reference
+from convcheck.vocabulary import BOUNDARIES, Explanation
+
+from .check_data import case, write_config
+
+RNG = np.random.default_rng(12)
+
+
+# ----------------------------------------------------------------------------- correlation
+
+
+@pytest.mark.parametrize("kh, kw, channels, outs, stride, dilation", [
+    (7, 7, 1, 1, (1, 1), (1, 1)),      # banded products
+    (5, 3, 2, 3, (2, 1), (1, 2)),      # banded, strided and dilated
+    (3, 3, 8, 8, (1, 1), (1, 1)),      # im2col
+    (2, 2, 5, 4, (1, 2), (2, 1)),      # shifted slices
+])
+def test_every_method_computes_the_same_sums(kh, kw, channels, outs, stride, dilation):
+    image = RNG.standard_normal((2, 37, 29, channels))
+    kernel = RNG.standard_normal((kh, kw, channels, outs))
+    values, mags = correlate(image, kernel, boundary="reflect", offset=(1, -2), magnitude=True, stride=stride,
+                             dilation=dilation)
+    exact, exact_mags = correlate(image, kernel, boundary="reflect", offset=(1, -2), magnitude=True,
+                                  stride=stride, dilation=dilation, method="shifted")
+    # Any order of the same float64 products: within gamma_n(2^-53) of each other.
+    slack = 2 * (kh * kw * channels + 2) * 2.0 ** -53 * exact_mags
+    assert np.all(np.abs(values - exact) <= slack) and np.all(np.abs(mags - exact_mags) <= slack)
+
+
+def test_blocks_cover_the_output_once_and_read_the_boundary_rule():
+    image = RNG.standard_normal((1, 23, 19, 1))
+    kernel = RNG.standard_normal((5, 4, 1, 1))
+    for boundary in BOUNDARIES + (("zero", "wrap"),):
+        # Summed tap by tap, a block's values are bitwise those of the whole output.
+        whole, _ = correlate(image, kernel, boundary=boundary, offset=(-3, 2), method="shifted")
+        seen = np.zeros(whole.shape, dtype=int)
+        for n, i0, values, _ in correlate_blocks(image, kernel, boundary=boundary, offset=(-3, 2),
+                                                 block_elements=40, method="shifted"):
+            rows = slice(i0, i0 + values.shape[0])
+            seen[n, rows] += 1
+            assert np.array_equal(values, whole[n, rows])
+        assert np.all(seen == 1)
+
+
+def test_identical_windows_give_identical_values_tap_by_tap():
+    # A flat image: every interior window is the same, so its values must be too.
+    image = np.full((1, 40, 40, 1), 0.1)
+    kernel = RNG.standard_normal((9, 9, 1, 1))
+    values, _ = correlate(image, kernel, padding="valid", method="shifted")
+    assert np.unique(values).size == 1
+
+
+def test_rounding_blocks_is_rounding_the_image():
+    image = RNG.standard_normal((1, 30, 30, 1)) * 1e3
+    kernel = RNG.standard_normal((3, 3, 1, 1))
+    blocked, _ = correlate(image, kernel, prepare=prec.rounder("float16"))
+    whole, _ = correlate(prec.round_to(image, "float16"), kernel)
+    assert np.array_equal(blocked, whole)
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+def _problem(image, kernel, output):
+    inputs = prepare_inputs(image, kernel, np.nan_to_num(output))
+    # A backend's output may hold NaN (an overflow), which input files may not: set it directly.
+    inputs = replace(inputs, output=np.asarray(output).reshape(inputs.output.shape))
+    return engine._Problem(inputs, engine._baseline(inputs, "same", (1, 1), (1, 1), None), None)
+
+
+CASES = [
+    # (description, image, kernel, output, explanation fields)
+    ("equal", lambda x, k: reference(x, k), {}),
+    ("flipped, float32", lambda x, k: scipy.signal.convolve2d(x.astype(np.float32), k.astype(np.float32),
+                                                             mode="same"),
+     {"kernel_transform": "rot180", "precision": "float32"}),
+    ("reflected border", lambda x, k: scipy.signal.correlate2d(np.pad(x, 1, mode="reflect"), k, mode="valid"),
+     {"boundary": "reflect"}),
+    ("rolled", lambda x, k: np.roll(reference(x, k), 1, axis=0), {"offset": (-1, 0)}),
+    ("corrupted", lambda x, k: reference(x, k) + np.where(np.arange(x.size).reshape(x.shape) == 77, 1.0, 0.0), {}),
+    ("NaN", lambda x, k: np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, reference(x, k)), {}),
+]
+
+
+@pytest.mark.parametrize("description, make, fields", CASES, ids=[c[0] for c in CASES])
+def test_blocks_give_the_numbers_of_the_whole_output(description, make, fields):
+    image = RNG.standard_normal((33, 41))
+    kernel = RNG.standard_normal((3, 3))
+    problem = _problem(image, kernel, make(image, kernel))
+    expl = problem.baseline.with_(**fields)
+    whole, values = engine._evaluate_full(problem, expl, "none", needed=30.0, keep_arrays=True)
+    blocks, differences = engine._evaluate_full(problem, expl, "none", needed=30.0)
+    assert blocks.bad == whole.bad and np.array_equal(blocks.mismatch, whole.mismatch)
+    np.testing.assert_equal([blocks.max_residual, blocks.max_bound, blocks.worst_ratio],
+                            [whole.max_residual, whole.max_bound, whole.worst_ratio])
+    assert blocks.evidence == whole.evidence
+    # The statistics read from the summary are those of the values themselves.
+    if not fields:
+        assert isinstance(differences, engine._Differences)
+        old = engine._stats(problem, values, whole, whole, tuple)
+        new = engine._stats(problem, differences, blocks, blocks, tuple)
+        np.testing.assert_equal(astuple(old), astuple(new))   # NaN statistics equal too
+
+
+def test_evidence_of_a_large_output_is_that_of_every_position(monkeypatch):
+    image = RNG.standard_normal((90, 80))
+    kernel = RNG.standard_normal((5, 5))
+    output = scipy.signal.convolve2d(image.astype(np.float32), kernel.astype(np.float32), mode="same")
+    problem = _problem(image, kernel, output)
+    expl = problem.baseline.with_(kernel_transform="rot180", precision="float32")
+    kept = engine._evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
+    # Few positions kept per output: bits at the subset's positions, the rest computed again.
+    monkeypatch.setattr(ev.RowBits, "KEEP_ALL", 100)
+    monkeypatch.setattr(ev, "_SUBSET", 50)
+    sparse = engine._evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
+    monkeypatch.setattr(ev.RowBits, "KEEP_ALL", 1 << 30)
+    full = engine._evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
+    assert kept.decisive and sparse.decisive and full.decisive
+    assert sparse.compared == full.compared and sparse.informative == full.informative
+    assert sparse.bits == pytest.approx(full.bits, rel=1e-12)
+
+
+def test_row_bits_rank_positive_positions_like_flatnonzero():
+    rows = np.where(RNG.random(3000) < 0.4, RNG.random(3000), 0.0)
+    for keep_all in (1 << 20, 10):
+        kept = ev.RowBits(rows.size, bits_at=lambda chosen: rows[chosen])
+        kept.KEEP_ALL = keep_all
+        kept.__init__(rows.size, bits_at=lambda chosen: rows[chosen])
+        for start in range(0, rows.size, 700):
+            kept.put(start, rows[start:start + 700])
+        ranks = np.array([0, 5, 17, 400, kept.positive_count() - 1])
+        chosen, bits = kept.ranked(ranks)
+        assert np.array_equal(chosen, np.flatnonzero(rows > 0)[ranks]) and np.array_equal(bits, rows[chosen])
+
+
+def test_representable_reads_blocks_and_treats_nan_as_not_stored():
+    values = RNG.standard_normal((3000, 700)).astype(np.float32).astype(np.float64)
+    assert prec.representable(values, "float32") and prec.representable(values.T, "float32")
+    values[2999, 699] = 0.1
+    assert not prec.representable(values, "float32")
+    assert not prec.representable(np.array([[1.0, np.nan]], dtype=np.float32), "float32")
+    assert prec.representable(np.array([[1.0, 2.0]], dtype=np.float16), "float32")
+
+
+def test_stats_read_non_contiguous_outputs():
+    # A transposed (swapped) output is a view: its statistics need no copy and no ravel.
+    image = RNG.standard_normal((20, 30))
+    kernel = RNG.standard_normal((3, 3))
+    output = np.ascontiguousarray(reference(image, kernel).T).T + 1e-3
+    d = engine.explain(image, kernel, output)
+    assert d.stats.max_abs_diff == pytest.approx(1e-3, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- check
+
+
+def test_check_holds_one_case_at_a_time(tmp_path, monkeypatch):
+    image = RNG.standard_normal((16, 16))
+    kernel = RNG.standard_normal((3, 3))
+    np.save(tmp_path / "image.npy", image)
+    np.save(tmp_path / "kernel.npy", kernel)
+    np.save(tmp_path / "correlated.npy", reference(image, kernel))
+    config = write_config(tmp_path, *(case(f"c{i}", "correlated") for i in range(6)))
+    alive: list[weakref.ref] = []
+    load = check_module._load
+
+    def tracked(case_, config_):
+        inputs = load(case_, config_)
+        alive.append(weakref.ref(inputs.image))
+        return inputs
+
+    peaks: list[int] = []
+
+    def progress(done, total, name):
+        gc.collect()
+        peaks.append(sum(ref() is not None for ref in alive))
+
+    monkeypatch.setattr(check_module, "_load", tracked)
+    monkeypatch.setattr(check_module, "_KEPT_BYTES", 0)   # nothing kept from the validation pass
+    report = run_suite(load_suite(config), progress=progress)
+    assert [c.status for c in report.cases] == ["pass"] * 6
+    assert len(alive) == 12          # every case validated, then loaded again to run
+    assert max(peaks) == 0           # before each case runs, no earlier case's arrays are alive
+
+
+def test_check_keeps_validated_cases_within_its_budget(tmp_path, monkeypatch):
+    image = RNG.standard_normal((16, 16))
+    np.save(tmp_path / "image.npy", image)
+    np.save(tmp_path / "kernel.npy", RNG.standard_normal((3, 3)))
+    np.save(tmp_path / "correlated.npy", reference(image, np.load(tmp_path / "kernel.npy")))
+    config = write_config(tmp_path, *(case(f"c{i}", "correlated") for i in range(6)))
+    loads = []
+    load = check_module._load
+    monkeypatch.setattr(check_module, "_load", lambda c, p: loads.append(c.name) or load(c, p))
+    one_case = 3 * image.nbytes + 9 * 8
+    monkeypatch.setattr(check_module, "_KEPT_BYTES", 2 * one_case)
+    run_suite(load_suite(config))
+    # Two cases fit the budget and load once; the other four load again when they run.
+    assert len(loads) == 6 + 4
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def test_plot_draws_at_most_max_rows_and_names_the_rest(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from convcheck import plot
+    image = RNG.standard_normal((12, 12))
+    kernel = RNG.standard_normal((3, 3))
+    flipped = engine.explain(image, kernel, scipy.signal.convolve2d(image, kernel, mode="same"), keep_arrays=True)
+    monkeypatch.setattr(plot, "MAX_ROWS", 2)
+    path = tmp_path / "capped.png"
+    plot.save_plot([(f"r{i}", flipped) for i in range(5)], path)
+    import matplotlib.image
+    height = matplotlib.image.imread(path).shape[0]
+    assert 2 * 400 <= height < 3 * 400          # two rows of 4 inches and a one-inch note, at 100 dpi
+
+
+def test_explanation_dict_is_unchanged_by_the_faster_copy():
+    expl = Explanation(kernel_transform="rot180", boundary=("zero", "wrap"), offset=(1, -1), precision="tfloat32",
+                       scale=2.0, bias=0.5)
+    d = expl.to_dict()
+    assert d["boundary"] == ["zero", "wrap"] and d["offset"] == [1, -1] and d["output_precision"] == "float32"
+    assert list(d) == list(Explanation().to_dict())
