@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .choices import LAYOUTS, OUTPUT_LAYOUTS
+from .choices import ACTIVATIONS, LAYOUTS, OUTPUT_LAYOUTS, OUTPUT_PRECISIONS
 from .errors import InputError
 from .results import CHECK_SCHEMA, BackendResult, CompareReport, Diagnosis
 from .vocabulary import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, PADDINGS,
@@ -46,6 +46,8 @@ _FIELD_VALUES = {
     "precision": PRECISIONS,
     "output_layout": OUTPUT_LAYOUTS,
     "kernel_axis": ("rows", "columns"),
+    "activation": ACTIVATIONS,
+    "output_precision": OUTPUT_PRECISIONS,
 }
 
 
@@ -69,7 +71,9 @@ class AllowRule:
         if self.field in ("offset", "stride", "dilation"):
             return tuple(cause.value) == tuple(self.value)
         if self.field in ("bias", "scale", "cval"):
-            return math.isclose(float(cause.value), float(self.value), rel_tol=1e-6, abs_tol=1e-12)
+            # A per-channel bias or scale is allowed when every channel's value is the rule's.
+            values = cause.value if isinstance(cause.value, (tuple, list)) else (cause.value,)
+            return all(math.isclose(float(v), float(self.value), rel_tol=1e-6, abs_tol=1e-12) for v in values)
         return cause.value == self.value
 
     def __str__(self) -> str:
@@ -648,7 +652,7 @@ def unexplained_message(diagnosis: Diagnosis) -> str:
         return (f"unexplained: {differ}, and even the closest candidate ({describe(closest, diagnosis.baseline)}) "
                 f"leaves {stats.mismatched_after} beyond the error bound{where}")
     return (f"unexplained: {differ}{where}, and no combination of kernel transform, padding, boundary, "
-            "offset, precision, bias and scale reproduces them")
+            "offset, precision, bias, scale, activation and output precision reproduces them")
 
 
 def _case_status(results: list[ResultOutcome]) -> str:

@@ -15,6 +15,10 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")  # what --dtype offers
 KERNEL_LAYOUTS = ("hwio", "oihw", "depthwise")
 LAYOUTS = ("nhwc", "nchw")
 ALGORITHMS = ("direct", "fft")   # --layout: channels last (TensorFlow) or first (PyTorch)
+ACTIVATIONS = ("linear", "relu", "relu6")
+# The integer types an output may be rounded and saturated to (OpenCV's saturate_cast).
+INTEGER_OUTPUTS = ("uint8", "int8", "uint16", "int16")
+OUTPUT_PRECISIONS = ("float64", "float32", "bfloat16", "float16") + INTEGER_OUTPUTS
 OUTPUT_LAYOUTS = ("hwc", "chw")
 # Every CONTRACT section 2 field, in the order causes are listed.
 FIELDS = ("kernel_transform", "padding", "stride", "dilation", "boundary", "cval", "offset", "groups",

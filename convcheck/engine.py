@@ -2,9 +2,12 @@
 
 A *candidate* is an exact computation in the vocabulary of CONTRACT section 2: transform
 the kernel, extend the image by a boundary rule, round the inputs to a precision,
-cross-correlate in float64, shift by an offset, fit scale and bias in closed form. A
-candidate is accepted only when |output - candidate| lies within the rigorous error bound
-of that precision (`convcheck.precision.error_bound`) at every element.
+cross-correlate in float64, shift by an offset, fit scale and bias in closed form (one
+number, or one per output channel), then an activation (ReLU, ReLU6) and the rounding of
+the type the result is stored in. A candidate is accepted only when |output - candidate|
+lies within the rigorous error bound of that precision (`convcheck.precision.error_bound`)
+at every element; an element clipped by the activation or saturated to an integer type's
+range only has to lie beyond its limit within the bound (an inequality).
 
 Search, cheapest first:
 1. every structure (transform x boundary x offset x scale/bias fit) on a few hundred
@@ -14,7 +17,11 @@ Search, cheapest first:
    same samples (inputs rounded as that precision rounds them);
 3. the first that passes is confirmed on the whole image; only then is it the answer.
 The output's shape fixes the padding; representability of the output's values in
-float32/float16/bfloat16 says which narrower precisions are possible at all.
+float32/float16/bfloat16 says which narrower precisions are possible at all (and a
+float32 output of half-precision inputs that bfloat16/float16 cannot hold was stored in
+float32: `output_precision`); an output that is never negative and has zeros (or sixes)
+is what a ReLU (ReLU6) could give; a uint8/int8/uint16/int16 output may be rounded and
+saturated to its type.
 """
 
 from __future__ import annotations
@@ -30,10 +37,10 @@ from . import precision as prec
 from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
                         geometry_pair, output_size, pad_before, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
-from .vocabulary import (ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict, causes_for,
-                         describe)
+from .vocabulary import (ACTIVATIONS, ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict,
+                         causes_for, describe)
 
-FITS = ("none", "bias", "scale", "both")
+FITS = ("none", "bias", "scale", "both", "channel_bias", "channel_scale", "channel_both")
 _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
 _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
@@ -60,6 +67,7 @@ class _Structure:
     fit: str
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
+    activation: str = "linear"
 
 
 @dataclass
@@ -80,6 +88,7 @@ class _Full:
     bound: Optional[np.ndarray] = None
     evidence: Optional["ev.Evidence"] = None
     compared: int = 0
+    clipped: int = 0          # compared elements clipped by the activation or saturated
 
     @property
     def ok(self) -> bool:
@@ -110,6 +119,9 @@ class _Problem:
         self.image = np.asarray(inputs.image, dtype=np.float64)
         self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
         self.output = np.asarray(inputs.output, dtype=np.float64)
+        output_dtype = np.dtype(inputs.output.dtype)
+        # An integer output of one of these types may have been rounded and saturated to it.
+        self.integer_output = output_dtype.name if output_dtype.name in prec.INTEGER_RANGES else None
         self.groups = int(getattr(inputs, "groups", 1))
         self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
         kh, kw, per_group, _ = self.kernel.shape
@@ -124,6 +136,12 @@ class _Problem:
             self.output_u = prec.STORAGE_U[storage]
             self.output_underflow = prec.STORAGE_UNDERFLOW[storage]
         narrower = [p for p in _PRECISION_PREFERENCE if p in prec.narrower_precisions(base_precision)]
+        if self.integer_output or output_dtype.kind in "iu":
+            # An integer output says nothing about a half precision (small integers are
+            # representable in all of them), and a half precision's bound (2^-7 of the
+            # magnitudes from float64 inputs) spans whole integer units: it would absorb a
+            # corrupted element. Only float32 is tried, besides the expected precision.
+            narrower = [p for p in narrower if prec.SIGNIFICAND_BITS[p] >= prec.SIGNIFICAND_BITS["float32"]]
         # A narrower precision is possible only if the output's values are stored in it
         # exactly (TF32 results are float32 values): free evidence from the numbers.
         self.precisions = [base_precision] + [
@@ -133,7 +151,48 @@ class _Problem:
         self._fft: dict[str, np.ndarray] = {}
         self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try 'fft' too
         self.boundaries = BOUNDARIES               # the boundary rules the search tries in this pass
-        self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
+        self._models: dict[tuple, prec.PrecisionModel] = {}
+        # Half-precision inputs whose float32 (float64) output bfloat16/float16 cannot hold:
+        # the result was not stored in that precision (free evidence from the values), but
+        # kept in the wider format it was accumulated in (JAX preferred_element_type).
+        self.wide_storage: dict[str, str] = {}
+        if base_precision in ("bfloat16", "float16") and output_dtype in (np.float32, np.float64) \
+                and not prec.representable(self.output, base_precision):
+            self.wide_storage[base_precision] = "float32" if prec.representable(self.output, "float32") \
+                else "float64"
+        self.storage: dict[str, Optional[str]] = {}   # output_precision of this pass's candidates
+        self.set_storage(None)
+        # Activations the values allow: a ReLU never gives a negative and clips to 0; a ReLU6
+        # also never exceeds 6 and clips to it. Otherwise the linear reading is the only one.
+        self.activations = ["linear"]
+        finite = self.output[np.isfinite(self.output)]
+        if finite.size == self.output.size and finite.size and finite.min() >= 0 and np.any(finite == 0):
+            self.activations.append("relu")
+            if finite.max() <= 6 and np.any(finite == 6):
+                self.activations.append("relu6")
+
+    def set_storage(self, integer: Optional[str]) -> None:
+        """The output precision this pass's candidates are stored in: an integer type for
+        every precision, or (None) each precision's own format, save `wide_storage`."""
+        self.storage = {q: integer if integer is not None else self.wide_storage.get(q) for q in self.precisions}
+
+    def model(self, precision: str, output_precision: Optional[str]) -> prec.PrecisionModel:
+        """The rounding model of `precision` with the result stored in `output_precision` (cached)."""
+        key = (precision, output_precision)
+        if key not in self._models:
+            self._models[key] = prec.PrecisionModel.for_inputs(precision, self.input_dtypes, output_precision)
+        return self._models[key]
+
+    @property
+    def models(self) -> dict[str, prec.PrecisionModel]:
+        """This pass's model of each allowed precision."""
+        return {q: self.model(q, self.storage[q]) for q in self.precisions}
+
+    def activations_for(self, output_precision: Optional[str]) -> list[str]:
+        """The activations worth trying with results stored in `output_precision`: one that
+        clips nothing the integer range does not already clip is the linear reading again."""
+        return [a for a in self.activations
+                if a == "linear" or _limits(a, output_precision) != _limits("linear", output_precision)]
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -164,24 +223,28 @@ class _Problem:
                                             prec.round_to(self.kernel, precision))
         return self._rounded[precision]
 
-    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None):
-        """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound).
+    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, output_precision="pass"):
+        """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound),
+        its result stored in `output_precision` ('pass': what this pass's candidates use).
 
         With `algorithm` 'fft' the FFT's normwise error (precision.fft_convolution_bound) is
         added to every element of its sample and output channel; `samples` names the sample
-        of each row when `magnitude` is (n, C_out) rows of sampled positions.
+        of each row when `magnitude` is (n, C_out) rows of sampled positions. `scale` is a
+        number or one per output channel.
         """
+        if output_precision == "pass":
+            output_precision = self.storage[precision]
         if precision not in self._extent:
             image, kernel = self.rounded(precision)
             self._extent[precision] = (float(np.max(np.abs(image), initial=0.0)),
                                        float(np.max(np.abs(kernel), initial=0.0)))
         max_input, max_kernel = self._extent[precision]
-        bound = prec.error_bound(magnitude, predicted, n=self.n, model=self.models[precision],
+        bound = prec.error_bound(magnitude, predicted, n=self.n, model=self.model(precision, output_precision),
                                  output_u=self.output_u, output_underflow=self.output_underflow,
                                  scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel)
         if self.algorithm == "fft":
             term = self.fft_term(precision)
-            bound += abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
+            bound += np.abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
         return bound
 
     def fft_term(self, precision: str) -> np.ndarray:
@@ -207,38 +270,126 @@ class _Problem:
         return row_ok, col_ok
 
 
-def _fit(prediction: np.ndarray, target: np.ndarray, fit: str,
-         weights: Optional[np.ndarray] = None) -> tuple[float, float]:
-    """Closed-form weighted least-squares (scale, bias) of target ~ scale * prediction + bias."""
+def _fit(prediction: np.ndarray, target: np.ndarray, fit: str, weights: Optional[np.ndarray] = None):
+    """Closed-form weighted least-squares (scale, bias) of target ~ scale * prediction + bias:
+    two numbers, or for a per-channel fit two arrays with one number per output channel."""
     outs = prediction.shape[-1]
     flat_weights = None if weights is None else weights.reshape(1, -1, outs)
     scale, bias = _fit_batch(prediction.reshape(1, -1, outs), target.reshape(-1, outs), fit, flat_weights)
-    return float(scale[0]), float(bias[0])
+    if _per_channel(fit):
+        return scale[0], bias[0]
+    return float(scale[0, 0]), float(bias[0, 0])
 
 
-def _usable_fit(scale: float, bias: float) -> bool:
+def _usable_fit(scale, bias) -> bool:
     # A zero scale would "explain" any constant output: never a reproduction.
-    return np.isfinite(scale) and np.isfinite(bias) and scale != 0.0
+    return bool(np.all(np.isfinite(scale)) and np.all(np.isfinite(bias)) and np.all(np.not_equal(scale, 0.0)))
 
 
-def _fitted(fit: str) -> int:
-    """How many parameters a fit draws from the output itself ('cval': the border value of a
-    'constant' boundary)."""
-    return (fit in ("bias", "both")) + (fit in ("scale", "both")) + (fit == "cval")
+def _per_channel(fit: str) -> bool:
+    """True for a scale/bias fitted per output channel."""
+    return fit.startswith("channel_")
 
 
-def _complexity(struct: "_Structure", precision: str, baseline: Explanation, fixed: int = 0) -> tuple:
+def _fit_kind(fit: str) -> str:
+    """'none', 'bias', 'scale', 'both' or 'cval', whether per channel or not."""
+    return fit[len("channel_"):] if _per_channel(fit) else fit
+
+
+def _fit_fields(fit: str) -> int:
+    """How many contract fields a fit changes (bias, scale; 'cval': a 'constant' boundary's value)."""
+    kind = _fit_kind(fit)
+    return (kind in ("bias", "both")) + (kind in ("scale", "both")) + (kind == "cval")
+
+
+def _fitted(fit: str, outs: int = 1) -> int:
+    """How many parameters a fit draws from the output itself: one per field, or one per
+    field and output channel for a per-channel fit."""
+    return _fit_fields(fit) * (outs if _per_channel(fit) else 1)
+
+
+def _as_value(x):
+    """A fitted scale or bias as the contract reports it: a float, or a tuple per channel."""
+    array = np.asarray(x, dtype=np.float64)
+    return float(array) if array.ndim == 0 else tuple(float(v) for v in array.ravel())
+
+
+def _limits(activation: str, output_precision: Optional[str]) -> tuple[Optional[float], Optional[float]]:
+    """(low, high): where an activation clips and an integer output type saturates (None: no limit)."""
+    low = high = None
+    if activation in ("relu", "relu6"):
+        low = 0.0
+    if activation == "relu6":
+        high = 6.0
+    if output_precision in prec.INTEGER_RANGES:
+        lo, hi = prec.INTEGER_RANGES[output_precision]
+        low = float(lo) if low is None else max(low, float(lo))
+        high = float(hi) if high is None else min(high, float(hi))
+    return low, high
+
+
+def _clipped(target: np.ndarray, limits) -> Optional[np.ndarray]:
+    """Mask of the output elements sitting at a limit (None when there is none): clipped ones."""
+    low, high = limits
+    if low is None and high is None:
+        return None
+    mask = np.zeros(target.shape, dtype=bool)
+    if low is not None:
+        mask |= target == low
+    if high is not None:
+        mask |= target == high
+    return mask
+
+
+def _residual(target: np.ndarray, predicted: np.ndarray, limits) -> np.ndarray:
+    """|output - candidate| where nothing clips; at a limit, how far the candidate's value
+    (before clipping) lies on the wrong side of it. A computed value p rounded and clipped,
+    y = clip(fl(p)), sits at the low limit only if fl(p) <= low, i.e. p <= low + bound
+    (rounding is monotone and the limits are representable, so clipping and rounding
+    commute); anything strictly inside the limits was not clipped, so |y - p| <= bound
+    as without an activation. An output beyond a limit cannot come from the candidate."""
+    diff = target - predicted
+    residual = np.abs(diff)
+    low, high = limits
+    if low is None and high is None:
+        return residual
+    # At a limit (target == limit) the wrong side is predicted - low > 0 (|diff| there), or
+    # high - predicted > 0: the right side counts as 0.
+    inside = np.zeros(residual.shape, dtype=bool)
+    if low is not None:
+        inside |= (target == low) & (diff > 0)
+        np.putmask(residual, np.broadcast_to(target < low, residual.shape), np.inf)
+    if high is not None:
+        inside |= (target == high) & (diff < 0)
+        np.putmask(residual, np.broadcast_to(target > high, residual.shape), np.inf)
+    np.putmask(residual, inside, 0.0)
+    return residual
+
+
+def _reproduction(predicted: np.ndarray, limits) -> np.ndarray:
+    """The candidate's output: its values clipped to the limits."""
+    low, high = limits
+    if low is None and high is None:
+        return predicted
+    return np.clip(predicted, -np.inf if low is None else low, np.inf if high is None else high)
+
+
+def _complexity(struct: "_Structure", precision: str, baseline: Explanation, fixed: int = 0,
+                output_precision: Optional[str] = None, outs: int = 1) -> tuple:
     """Sort key: fewest changed fields first; among those, fewest fitted parameters (a
     structural cause, which fits nothing to the output, beats a bias or scale that
-    reproduces it equally well); then the contract's order of values. `fixed` counts the
-    changed fields every candidate shares (groups, output layout read from the shapes)."""
-    fitted = _fitted(struct.fit)
+    reproduces it equally well, one number beats one per channel); then the contract's
+    order of values. `fixed` counts the changed fields every candidate shares (groups,
+    output layout read from the shapes); `output_precision` is the candidate's, if it
+    changes that field."""
+    fitted = _fitted(struct.fit, outs)
     changed = ((struct.transform != "identity") + (struct.padding != baseline.padding)
                + (struct.boundary != "zero") + (struct.offset != (0, 0))
                + (tuple(struct.stride) != tuple(baseline.stride))
                + (tuple(struct.dilation) != tuple(baseline.dilation))
-               + (precision != baseline.precision) + fitted + fixed)
-    return (changed, fitted, KERNEL_TRANSFORMS.index(struct.transform),
+               + (precision != baseline.precision) + _fit_fields(struct.fit) + fixed
+               + (struct.activation != "linear") + (output_precision is not None))
+    return (changed, fitted, ACTIVATIONS.index(struct.activation), KERNEL_TRANSFORMS.index(struct.transform),
             struct.padding != baseline.padding, PADDINGS.index(struct.padding),
             _boundary_rank(struct.boundary),
             abs(struct.offset[0]) + abs(struct.offset[1]), struct.offset,
@@ -339,9 +490,17 @@ class _Search:
         self.layouts = layouts
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
+        self.outs = int(problem.output.shape[3])
         # How many candidates the search considers: what an `explained` verdict must beat.
-        self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2 * len(FITS)
-                     * len(problem.precisions))
+        self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2
+                     * len(self.fits()) * len(problem.activations) * len(problem.precisions))
+
+    def fits(self) -> tuple[str, ...]:
+        """The scale/bias fits of this pass: none with an FFT's loose normwise bound (it would
+        leave fitted parameters too much room); per channel only with several channels."""
+        if self.p.algorithm != "direct":
+            return ("none",)
+        return tuple(f for f in FITS if self.outs > 1 or not _per_channel(f))
 
     def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Output positions (sample, row, col) to search on: all of a small output, else a
@@ -438,11 +597,15 @@ class _Search:
         p = self.p
         target = p.output[self.samples, self.rows, self.cols]  # (n, O)
         outs = target.shape[1]
-        loosest = max(self._loose_coefficient(q) for q in p.precisions)
-        out_round = max(prec.output_rounding(m, p.output_u) + m.accumulation_u for m in p.models.values())
+        models = p.models
+        # (+ storage_u: a bias added after the result was stored, see precision.error_bound)
+        loosest = max(self._loose_coefficient(q) + models[q].storage_u for q in p.precisions)
+        out_round = max(prec.output_rounding(m, p.output_u) + m.accumulation_u for m in models.values())
         extent = float(np.max(np.abs(p.image), initial=0.0)) + float(np.max(np.abs(p.kernel), initial=0.0))
         absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) + m.storage_underflow
-                       for m in p.models.values())
+                       for m in models.values())
+        storage_abs = max(m.storage_abs for m in models.values())
+        storage = p.storage[p.precisions[0]] if p.storage[p.precisions[0]] in prec.INTEGER_RANGES else None
         fft = 0.0
         if p.algorithm == "fft":
             fft = max(p.fft_term(q).max() for q in p.precisions) * 1.01
@@ -468,30 +631,42 @@ class _Search:
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
-                weights = _fit_weights((loosest * mags + absolute + fft) * (1 + out_round)
-                                       + out_round * np.abs(target) + p.output_underflow + 1e-300) * compared
-                # An FFT's loose normwise bound leaves fitted parameters too much room: with
-                # algorithm 'fft' nothing is fitted to the output.
-                for fit in FITS if p.algorithm == "direct" else ("none",):
-                    scale, bias = _fit_batch(values, target, fit, weights)
-                    predicted = scale[..., None, None] * values + bias[..., None, None]
-                    bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute + fft) * (1 + out_round)
-                             + out_round * np.abs(predicted) + p.output_underflow) * 1.01 + 1e-300
-                    ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
-                    within = np.mean(ratio <= 1.0, axis=(3, 4))
-                    usable = np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0)
-                    passed = np.all(ratio <= 1.0, axis=(3, 4)) & usable & enough
-                    for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
-                        survivors.append(_Structure(transforms[ti], padding, boundary, (int(dy_i) - r, int(dx_i) - r),
-                                                    fit, stride, dilation))
-                    # The nearest that failed, for the report (first in C order on a tie).
-                    nearest = np.where(usable & enough & ~passed, within, -1.0)
-                    ti, dy_i, dx_i = np.unravel_index(int(np.argmax(nearest)), nearest.shape)
-                    if nearest[ti, dy_i, dx_i] > best[0]:
-                        struct = _Structure(transforms[ti], padding, boundary, (int(dy_i) - r, int(dx_i) - r), fit,
-                                            stride, dilation)
-                        best = (float(nearest[ti, dy_i, dx_i]),
-                                (struct, float(scale[ti, dy_i, dx_i]), float(bias[ti, dy_i, dx_i])))
+                unit_bound = (loosest * mags + absolute + fft) * (1 + out_round)
+                for activation in p.activations_for(storage) if p.algorithm == "direct" else ("linear",):
+                    limits = _limits(activation, storage)
+                    clipped = _clipped(target, limits)
+                    # Clipped elements say only on which side of the limit the sum was: they
+                    # take no part in the fit, and are checked as that inequality.
+                    free = compared if clipped is None else compared & ~clipped
+                    weights = _fit_weights(unit_bound + out_round * np.abs(target) + p.output_underflow
+                                           + 1e-300) * free
+                    for fit in self.fits():
+                        kind = _fit_kind(fit)
+                        scale, bias = _fit_batch(values, target, fit, weights)
+                        predicted = values if kind == "none" else values + bias[..., None, :] if kind == "bias" \
+                            else scale[..., None, :] * values + bias[..., None, :]
+                        bound = np.abs(predicted)
+                        bound *= out_round
+                        bound += unit_bound if kind in ("none", "bias") else np.abs(scale)[..., None, :] * unit_bound
+                        bound += p.output_underflow + storage_abs
+                        bound *= 1.01
+                        bound += 1e-300
+                        ok = (_residual(target, predicted, limits) <= bound) | ~compared
+                        within = np.count_nonzero(ok, axis=(3, 4)) / (ok.shape[3] * ok.shape[4])
+                        usable = np.all(np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0), axis=-1)
+                        passed = np.all(ok, axis=(3, 4)) & usable & enough
+                        for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
+                            survivors.append(_Structure(transforms[ti], padding, boundary,
+                                                        (int(dy_i) - r, int(dx_i) - r), fit, stride, dilation,
+                                                        activation))
+                        # The nearest that failed, for the report (first in C order on a tie).
+                        nearest = np.where(usable & enough & ~passed, within, -1.0)
+                        ti, dy_i, dx_i = np.unravel_index(int(np.argmax(nearest)), nearest.shape)
+                        if nearest[ti, dy_i, dx_i] > best[0]:
+                            struct = _Structure(transforms[ti], padding, boundary, (int(dy_i) - r, int(dx_i) - r),
+                                                fit, stride, dilation, activation)
+                            best = (float(nearest[ti, dy_i, dx_i]),
+                                    (struct, _as_value(scale[ti, dy_i, dx_i]), _as_value(bias[ti, dy_i, dx_i])))
         return survivors, best[1]
 
     def _outside(self, layout: "_Layout", kernel_hw) -> np.ndarray:
@@ -597,15 +772,17 @@ class _Search:
                 return False, 1.0, cval, 0.0
             within = (np.abs(target - predicted) <= bound) | ~compared
             return bool(np.all(within)), 1.0, cval, float(np.mean(within))
+        limits = _limits(struct.activation, p.storage[precision])
         scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision,
-                                                    compared=compared, samples=self.samples)
+                                                    compared=compared, samples=self.samples, limits=limits)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
-        within = (np.abs(target - predicted) <= bound) | ~compared
+        within = (_residual(target, predicted, limits) <= bound) | ~compared
         return bool(np.all(within)), scale, bias, float(np.mean(within))
 
 
-def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", precision: str, compared, samples):
+def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", precision: str, compared, samples,
+              output_precision="pass"):
     """(cval, predicted, bound) for a 'constant' boundary: value = zero-boundary value + cval * m
     (m: the kernel taps that read the border). Weighted least squares, then, if an element
     is left beyond its bound, the point of the intersection of every element's interval."""
@@ -613,9 +790,10 @@ def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", preci
 
     def at(cval):
         predicted = values + cval * m_values
-        return predicted, problem.bound(mags + abs(cval) * m_mags, predicted, precision, 1.0, False, samples)
+        return predicted, problem.bound(mags + abs(cval) * m_mags, predicted, precision, 1.0, False, samples,
+                                        output_precision)
 
-    weights = _fit_weights(problem.bound(mags, target, precision, 1.0, False, samples)) * keep
+    weights = _fit_weights(problem.bound(mags, target, precision, 1.0, False, samples, output_precision)) * keep
     denom = float(np.sum(weights * m_values * m_values))
     if denom <= 0:
         return float("nan"), *at(0.0)
@@ -636,7 +814,7 @@ def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", preci
 
 
 def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None,
-                samples=None):
+                samples=None, limits=(None, None), output_precision="pass"):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
     when that leaves an element beyond its bound, parameters that keep every element inside.
 
@@ -645,33 +823,51 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     can push a true candidate past its bound. Every element's bound defines an interval of
     parameters that reproduce it; `_minimax` picks a point in their intersection. The bound
     is then recomputed at that point, so the test itself stays exact. `compared` (a boolean
-    array broadcastable to `values`) leaves elements out of the fit and the test.
+    array broadcastable to `values`) leaves elements out of the fit and the test; elements
+    at one of `limits` (clipped, see `_residual`) take no part in the fit. A per-channel
+    fit gives arrays with one scale and bias per output channel (the last axis).
     """
-    def at(scale, bias):
-        predicted = values if fit == "none" else scale * values + bias
-        return predicted, problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"), samples)
+    kind = _fit_kind(fit)
+    has_bias = kind in ("bias", "both")
 
+    def at(scale, bias):
+        predicted = values if kind == "none" else scale * values + bias
+        return predicted, problem.bound(mags, predicted, precision, scale, has_bias, samples, output_precision)
+
+    clipped = _clipped(target, limits)
+    free = compared if clipped is None else ~clipped if compared is None else compared & ~clipped
     weights = None
-    if fit != "none":
-        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, fit in ("bias", "both"), samples))
-        if compared is not None:
-            weights = weights * compared
+    if kind != "none":
+        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, has_bias, samples, output_precision))
+        if free is not None:
+            weights = weights * free
     scale, bias = _fit(values, target, fit, weights)
     if not _usable_fit(scale, bias):
         return scale, bias, *at(1.0, 0.0)
     predicted, bound = at(scale, bias)
-    if fit == "none":
+    if kind == "none":
         return scale, bias, predicted, bound
-    excess = np.abs(target - predicted) - bound
+    excess = _residual(target, predicted, limits) - bound
     if compared is not None:
         excess = np.where(compared, excess, -1.0)
     if not np.any(excess > 0) or np.any(np.isnan(excess)):
         return scale, bias, predicted, bound
-    keep = slice(None) if compared is None else np.broadcast_to(compared, values.shape)
-    refit = _minimax(values[keep], target[keep], bound[keep], fit, scale)
+    keep = np.ones(values.shape, dtype=bool) if free is None else np.broadcast_to(free, values.shape)
+    if _per_channel(fit):
+        refit = (np.array(scale, dtype=np.float64), np.array(bias, dtype=np.float64))
+        for channel in range(values.shape[-1]):
+            one = keep[..., channel]
+            found = _minimax(values[..., channel][one], target[..., channel][one], bound[..., channel][one],
+                             kind, float(scale[channel]))
+            if found is None:
+                refit = None
+                break
+            refit[0][channel], refit[1][channel] = found
+    else:
+        refit = _minimax(values[keep], target[keep], bound[keep], kind, scale)
     if refit is not None and _usable_fit(*refit):
         new_predicted, new_bound = at(*refit)
-        new_excess = np.abs(target - new_predicted) - new_bound
+        new_excess = _residual(target, new_predicted, limits) - new_bound
         if np.all(np.where(compared, new_excess, -1.0) <= 0 if compared is not None else new_excess <= 0):
             return (*refit, new_predicted, new_bound)
     return scale, bias, predicted, bound
@@ -681,6 +877,8 @@ def _minimax(values, target, bound, fit: str, scale: float):
     """(scale, bias) inside every element's interval |target - scale*values - bias| <= bound
     (the bound held at its least-squares value), or None when the intervals do not meet."""
     v, y, b = values.ravel(), target.ravel(), bound.ravel()
+    if v.size == 0:
+        return None
     if fit == "bias":
         lo, hi = float(np.max(y - v - b)), float(np.min(y - v + b))
         return (1.0, 0.5 * (lo + hi)) if lo <= hi else None
@@ -717,32 +915,43 @@ def _minimax(values, target, bound, fit: str, scale: float):
 
 def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str, weights: Optional[np.ndarray] = None):
     """Weighted least-squares (scale, bias) for every leading index at once: values (..., n, O),
-    target (n, O), weights broadcastable to values (default: equal).
+    target (n, O), weights broadcastable to values (default: equal). Returns arrays of shape
+    (..., 1), or (..., O) for a per-channel fit (each channel fitted on its own elements).
 
     Weights 1 / bound^2 make the fit exact where the bound is tight: an unweighted fit
     spreads the rounding of large elements onto small ones. NaN marks a fit that does not
-    exist (a constant prediction).
+    exist (a constant prediction, or a channel with no weight at all).
     """
-    shape = values.shape[:-2]
-    if fit == "none":
+    per = _per_channel(fit)
+    kind = _fit_kind(fit)
+    shape = values.shape[:-2] + ((values.shape[-1],) if per else (1,))
+    if kind == "none":
         return np.ones(shape), np.zeros(shape)
-    w = np.ones(values.shape) if weights is None else np.broadcast_to(weights, values.shape)
-    axes = (-2, -1)
-    total = np.sum(w, axis=axes)
+    w = np.ones(values.shape[-2:]) if weights is None else weights
+    target = np.broadcast_to(target, values.shape[-2:])
+
+    def total(a, b=None):   # sum over the elements (of each channel) of a * b
+        if b is None:
+            return np.sum(a, axis=-2) if per else np.sum(a, axis=(-2, -1))[..., None]
+        return np.einsum("...no,...no->...o", a, b) if per else np.einsum("...no,...no->...", a, b)[..., None]
+
+    weight = total(w)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if fit == "bias":
-            return np.ones(shape), np.sum(w * (target - values), axis=axes) / total
-        if fit == "scale":
-            denom = np.sum(w * values * values, axis=axes)
-            scale = np.where(denom > 0, np.sum(w * values * target, axis=axes) / denom, np.nan)
-            return scale, np.zeros(shape)
-        v_mean = (np.sum(w * values, axis=axes) / total)[..., None, None]
-        y_mean = (np.sum(w * target, axis=axes) / total)[..., None, None]
-        dv = values - v_mean
-        denom = np.sum(w * dv * dv, axis=axes)
-        scale = np.where(denom > 0, np.sum(w * dv * (target - y_mean), axis=axes) / denom, np.nan)
-        bias = y_mean[..., 0, 0] - scale * v_mean[..., 0, 0]
-        return scale, bias
+        if kind == "bias":
+            return np.ones(shape), np.where(weight > 0, (total(w, target) - total(w, values)) / weight, np.nan)
+        if kind == "scale":
+            weighted = w * values
+            denom = total(weighted, values)
+            scale = np.where(denom > 0, total(weighted, target) / denom, np.nan)
+            return np.broadcast_to(scale, shape), np.zeros(shape)
+        v_mean = total(w, values) / weight
+        y_mean = total(w, target) / weight
+        dv = values - v_mean[..., None, :]
+        weighted = w * dv
+        denom = total(weighted, dv)
+        scale = np.where(denom > 0, total(weighted, target - y_mean[..., None, :]) / denom, np.nan)
+        bias = y_mean - scale * v_mean
+        return np.broadcast_to(scale, shape), np.broadcast_to(bias, shape)
 
 
 def _fit_weights(bound: np.ndarray) -> np.ndarray:
@@ -774,35 +983,44 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     compared = None
     if rows.size != out_h or cols.size != out_w:
         compared = (row_ok[:, None] & col_ok[None, :])[None, :, :, None]
+    limits = _limits(expl.activation, expl.output_precision)
+    clipped = _clipped(problem.output, limits)
     if constant:
         m_values, m_mags = correlate(np.zeros_like(image), tk, boundary="constant", cval=1.0, **geometry)
         cval, predicted, bound = _fit_cval(values, mags, m_values, m_mags, problem.output, problem, expl.precision,
-                                           compared, None)
+                                           compared, None, expl.output_precision)
         mags = mags + abs(cval) * m_mags
         scale, bias, expl = 1.0, 0.0, expl.with_(cval=cval)
     else:
         scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision,
-                                                    compared=compared)
+                                                    compared=compared, limits=limits,
+                                                    output_precision=expl.output_precision)
     if not _usable_fit(scale, bias):
         scale, bias = 1.0, 0.0
-    residual = np.subtract(problem.output, predicted)
-    np.abs(residual, out=residual)
+    residual = _residual(problem.output, predicted, limits)
     # Written so that NaN residuals (an overflowed backend output) count as mismatches.
     mismatch = ~(residual <= bound)
     if compared is not None:
         mismatch &= compared
-        residual *= compared
+        residual = np.where(compared, residual, 0.0)
+    n_clipped = 0 if clipped is None else int(np.count_nonzero(clipped if compared is None else clipped & compared))
     bad = int(np.count_nonzero(mismatch))
+    kind = _fit_kind(fit)
+    fitted_expl = expl.with_(scale=_as_value(scale) if kind in ("scale", "both") else 1.0,
+                             bias=_as_value(bias) if kind in ("bias", "both") else 0.0)
     if bad == 0:
-        implausible = _implausible(problem, expl.with_(scale=scale, bias=bias), values, residual, compared)
+        implausible = _implausible(problem, fitted_expl, values, residual, compared)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     evidence = None
+    outs = values.shape[3]
     if bad == 0:
         if rows.size and cols.size:
             window = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
             evidence = ev.weigh(values[window], mags[window], bound[window], scale=scale,
-                                fitted=_fitted(fit), needed=needed)
+                                fitted=_fitted(fit, outs), needed=needed,
+                                unclipped=None if clipped is None else ~clipped[window],
+                                per_channel=_fit_fields(fit) if _per_channel(fit) else 0)
             if constant:
                 # The border value is decided by the elements that read the border alone:
                 # they must carry the evidence for it, the fitted value taking its share.
@@ -812,7 +1030,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
                 if border_evidence.bits < evidence.bits:
                     evidence = border_evidence
         else:
-            evidence = ev.Evidence(0.0, needed, 0, 0, _fitted(fit), 0.0)
+            evidence = ev.Evidence(0.0, needed, 0, 0, _fitted(fit, outs), 0.0)
     del mags
     max_residual = float(np.max(residual))
     max_bound = float(np.max(bound))
@@ -821,9 +1039,9 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
         seen = residual[~np.isnan(residual)]   # 0/0 where nothing is compared
         worst = float(seen.max()) if seen.size else float("nan")
     del residual
-    full = _Full(expl.with_(scale=scale, bias=bias), bad, mismatch, max_residual, max_bound, worst,
-                 predicted if keep_arrays else None, bound if keep_arrays else None, evidence,
-                 int(rows.size * cols.size * values.shape[0] * values.shape[3]))
+    full = _Full(fitted_expl, bad, mismatch, max_residual, max_bound, worst,
+                 _reproduction(predicted, limits) if keep_arrays else None, bound if keep_arrays else None, evidence,
+                 int(rows.size * cols.size * values.shape[0] * values.shape[3]), n_clipped)
     return full, values
 
 
@@ -861,7 +1079,8 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
             tf_values, _ = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding, boundary=expl.boundary,
                                      offset=expl.offset, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
                                      groups=problem.groups)
-            predicted = tf_values * expl.scale + expl.bias
+            predicted = _reproduction(tf_values * np.asarray(expl.scale) + np.asarray(expl.bias),
+                                      _limits(expl.activation, expl.output_precision))
             if float(np.sum(np.abs(problem.output - predicted)[mask])) < plain:
                 closer = True
                 break
@@ -870,18 +1089,22 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
     return None
 
 
-def _explanation(struct: _Structure, precision: str, scale: float, bias: float, base: Explanation) -> Explanation:
+def _explanation(struct: _Structure, precision: str, scale, bias, base: Explanation,
+                 output_precision: Optional[str] = None) -> Explanation:
     """A structure as an explanation; `base` carries the fields every candidate shares (for a
-    'constant' boundary the fitted border value comes in the `bias` slot)."""
+    'constant' boundary the fitted border value comes in the `bias` slot); `output_precision`
+    the type the result was stored in, when not the precision's own."""
     if struct.fit == "cval":
         return base.with_(kernel_transform=struct.transform, padding=struct.padding, boundary="constant",
                           offset=struct.offset, precision=precision, stride=tuple(struct.stride),
-                          dilation=tuple(struct.dilation), cval=bias)
+                          dilation=tuple(struct.dilation), cval=float(bias), output_precision=output_precision)
+    kind = _fit_kind(struct.fit)
     return base.with_(kernel_transform=struct.transform, padding=struct.padding, boundary=struct.boundary,
                       offset=struct.offset, precision=precision, stride=tuple(struct.stride),
                       dilation=tuple(struct.dilation),
-                      bias=bias if struct.fit in ("bias", "both") else 0.0,
-                      scale=scale if struct.fit in ("scale", "both") else 1.0)
+                      bias=_as_value(bias) if kind in ("bias", "both") else 0.0,
+                      scale=_as_value(scale) if kind in ("scale", "both") else 1.0,
+                      activation=struct.activation, output_precision=output_precision)
 
 
 def index_in_user_shape(index, user_shape: tuple, reading: Optional[str] = None) -> tuple[int, ...]:
@@ -1053,7 +1276,9 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     closest: Optional[_Full] = None
     tried_full: list[_Full] = [before] if before is not None else []
     search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == 0] or layouts)
-    if before is not None and before.ok and stats_layout == expected:
+    # The expected computation stores its result in its own precision: an output that
+    # precision cannot hold was stored otherwise (see _Problem.wide_storage), whatever the bound.
+    if before is not None and before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
         _control(search, before, _Structure("identity", padding, "zero", (0, 0), "none", stride, dilation))
         if before.evidence.decisive and fixed == 0:
             accepted = before
@@ -1063,17 +1288,27 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     stages = sorted({_geometry_changes(lay, baseline) for lay in layouts})
     # Direct summation first; an FFT's looser, normwise bound only when nothing direct explains.
     # Then a different boundary rule per axis, when no single rule explains it.
-    passes = [(baseline.algorithm, BOUNDARIES)] + ([("fft", ("zero",))] if baseline.algorithm == "direct" else [])
-    passes.append((baseline.algorithm, _BOUNDARY_PAIRS))
-    passes.append((baseline.algorithm, ("constant",)))
-    for index, (algorithm_pass, boundaries) in enumerate(passes):
-        if accepted is not None or (index > 0 and undecided is not None):
+    # An output of a small integer type (uint8, int8, uint16, int16): rounded and saturated
+    # to its type first (on a tie that reading wins: a narrower float's rounding can mimic an
+    # integer's), then, as a rival, computed exactly, which wins only when strictly simpler.
+    storages = [problem.integer_output, None] if problem.integer_output else [None]
+    passes = [(baseline.algorithm, BOUNDARIES, storage) for storage in storages]
+    passes += [("fft", ("zero",), None)] if baseline.algorithm == "direct" else []
+    passes += [(baseline.algorithm, _BOUNDARY_PAIRS, storage) for storage in storages]
+    passes.append((baseline.algorithm, ("constant",), None))
+    previous_boundaries = None
+    for index, (algorithm_pass, boundaries, storage) in enumerate(passes):
+        rival = accepted is not None and storage is None and boundaries is previous_boundaries \
+            and len(accepted.explanation.changed_fields(baseline)) > fixed
+        previous_boundaries = boundaries
+        if (accepted is not None and not rival) or (index > 0 and undecided is not None):
             # A candidate that already passes but cannot decide is the answer's best case: a
             # later pass's smaller search must not turn the same data into a verdict.
             break
         if boundaries[0] != BOUNDARIES[0] and not _border_only(tried_full, kernel_hw):
             continue  # a per-axis rule changes only the border: it cannot mend anything else
         problem.algorithm, problem.boundaries = algorithm_pass, boundaries
+        problem.set_storage(storage)
         shared = shared.with_(algorithm=algorithm_pass)
         fixed = len(shared.changed_fields(baseline))
         for stage in stages:
@@ -1082,8 +1317,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == stage])
             needed = ev.needed_bits(search.size * len(stages))
             survivors, rejected = search.structures()
-            best_rejected = best_rejected or (rejected and (search, rejected))
-            candidates = sorted(((_complexity(struct, q, baseline, fixed), struct, q)
+            best_rejected = best_rejected or (rejected and (search, rejected, storage))
+            candidates = sorted(((_complexity(struct, q, baseline, fixed, problem.storage[q], search.outs), struct, q)
                                  for struct in survivors for q in problem.precisions), key=lambda item: item[0])
             full_checks = tie_checks = 0
             for key, struct, q in candidates:
@@ -1094,7 +1329,16 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                 ok, scale, bias, _ = search.sampled_check(struct, q)
                 if not ok:
                     continue
-                expl = _explanation(struct, q, scale, bias, shared)
+                expl = _explanation(struct, q, scale, bias, shared, problem.storage[q])
+                if accepted is not None and key[0] < len(accepted.explanation.changed_fields(baseline)):
+                    # A rival pass's strictly simpler candidate: it replaces the answer if it holds.
+                    full, _ = _evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays)
+                    full_checks += 1
+                    if full.ok:
+                        _control(search, full, struct)
+                        if full.evidence.decisive:
+                            accepted, alternatives = full, []
+                    continue
                 if accepted is not None:
                     if accepted.explanation == expl or expl.changed_fields(accepted.explanation) == ("precision",):
                         continue  # the answer itself, or at another precision: implied, not a rival
@@ -1124,12 +1368,13 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             # precision that fits most of them.
             problem.algorithm, problem.boundaries = baseline.algorithm, BOUNDARIES
             shared = shared.with_(algorithm=baseline.algorithm)
-            search, (struct, _, _) = best_rejected
+            search, (struct, _, _), storage = best_rejected
+            problem.set_storage(storage)
             fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
             q = max(problem.precisions, key=lambda name: fractions[name][3])
             _, s, b, _ = fractions[q]
-            tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b, shared), struct.fit,
-                                             needed=ev.needed_bits(1), keep_arrays=keep_arrays)[0])
+            tried_full.append(_evaluate_full(problem, _explanation(struct, q, s, b, shared, problem.storage[q]),
+                                             struct.fit, needed=ev.needed_bits(1), keep_arrays=keep_arrays)[0])
         if tried_full:
             # Fewest elements beyond the bound; then the simplest (an FFT's looser bound
             # would otherwise look closer than the expected computation itself).
@@ -1159,6 +1404,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                      f"{'(1, k)' if inputs.kernel_axis == 'rows' else '(k, 1)'} kernel)"
                      + (", which explains it more simply than along the rows" if inputs.kernel_axis == "columns"
                         else ""))
+    if after is not None and after.clipped and (verdict is not Verdict.UNEXPLAINED or undecided is not None):
+        notes.append(_clipping_note(after))
     if problem.output.shape[0] > 1 and verdict is not Verdict.UNEXPLAINED:
         notes.append(f"one computation explains all {problem.output.shape[0]} samples of the batch")
     explanation = accepted.explanation if accepted is not None else None
@@ -1192,6 +1439,22 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                      alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
                      arrays=arrays, cannot_decide=reason is not None,
                      evidence=after.evidence.to_dict() if after is not None and after.evidence else None)
+
+
+def _clipping_note(full: _Full) -> str:
+    """How much of the output a verdict with clipped elements rests on."""
+    expl = full.explanation
+    what = []
+    if expl.activation != "linear":
+        what.append("clipped by the " + {"relu": "ReLU (to 0)", "relu6": "ReLU6 (to 0 or 6)"}[expl.activation])
+    if expl.output_precision in prec.INTEGER_RANGES:
+        low, high = prec.INTEGER_RANGES[expl.output_precision]
+        what.append(f"saturated to {expl.output_precision}'s range [{low}, {high}]")
+    compared = full.compared or 1
+    kept = compared - full.clipped
+    return (f"{full.clipped} of {compared} elements are {' or '.join(what)}: each says only that its sum lay "
+            f"beyond the limit (checked within the bound), so the verdict rests on the other {kept} "
+            f"({100 * kept / compared:.1f}% of the output)")
 
 
 def _control(search: "_Search", full: _Full, struct: _Structure) -> None:
@@ -1242,13 +1505,15 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
         worst = to_user(np.unravel_index(flat, problem.output.shape))
         worst_out = float(problem.output.ravel()[flat])
         worst_ref = float(reference.ravel()[flat])
-    residual_after = error_bound = ratio = bad_after = None
+    residual_after = error_bound = ratio = bad_after = unclipped = None
     if after is not None:
         residual_after, error_bound = after.max_residual, after.max_bound
         ratio, bad_after = after.worst_ratio, after.bad
+        if after.clipped and after.compared:
+            unclipped = (after.compared - after.clipped) / after.compared
     return Stats(max_abs, max_rel, mismatched, total, worst, residual_after, error_bound,
                  bound_ratio=ratio, worst_output=worst_out, worst_reference=worst_ref,
-                 mismatched_after=bad_after)
+                 mismatched_after=bad_after, unclipped_fraction=unclipped)
 
 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,

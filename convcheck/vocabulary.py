@@ -22,8 +22,8 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-from .choices import (ALGORITHMS, BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS,  # noqa: F401
-                      PADDINGS, PRECISIONS)
+from .choices import (ACTIVATIONS, ALGORITHMS, BOUNDARIES, DTYPES, FIELDS, INTEGER_OUTPUTS,  # noqa: F401
+                      KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS, OUTPUT_PRECISIONS, PADDINGS, PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Explanation:
 
     `precision` has no universal default: the baseline is the inputs' own precision,
     which the engine decides from the data (see `convcheck.precision.native_precision`).
+    `bias` and `scale` are one number, or a tuple with one number per output channel when
+    the channels differ.
     """
 
     kernel_transform: str = "identity"
@@ -39,8 +41,8 @@ class Explanation:
     boundary: str = "zero"
     offset: tuple[int, int] = (0, 0)
     precision: str = "float64"
-    bias: float = 0.0
-    scale: float = 1.0
+    bias: Any = 0.0       # float, or tuple[float, ...] per output channel
+    scale: Any = 1.0
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
@@ -62,8 +64,8 @@ class Explanation:
             d[name] = [int(v) for v in getattr(self, name)]
         if not isinstance(self.boundary, str):
             d["boundary"] = list(self.boundary)   # [rows, columns] when the two axes differ
-        d["bias"] = float(self.bias)
-        d["scale"] = float(self.scale)
+        d["bias"] = _number_or_list(self.bias)
+        d["scale"] = _number_or_list(self.scale)
         d["cval"] = float(self.cval)
         d["groups"] = int(self.groups)
         if self.output_precision is None:
@@ -77,6 +79,15 @@ class Explanation:
     def with_(self, **changes: Any) -> "Explanation":
         """A copy with some fields replaced."""
         return replace(self, **changes)
+
+
+def per_channel(value: Any) -> bool:
+    """True for a bias or scale given per output channel (a tuple), False for one number."""
+    return isinstance(value, (tuple, list))
+
+
+def _number_or_list(value: Any) -> Any:
+    return [float(v) for v in value] if per_channel(value) else float(value)
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,8 @@ _WHY = {
     "precision": ("Rounding the inputs to a narrower float type (Keras's float32 dtype policy, "
                   "mixed precision, TF32 on NVIDIA tensor cores) changes results in the last "
                   "digits that type can hold."),
-    "bias": "A constant added to every output is a bias term, usually a layer's use_bias=True.",
+    "bias": ("A constant added to every output is a bias term, usually a layer's use_bias=True: "
+             "one number per output channel (filter), so the channels may differ."),
     "stride": ("A stride keeps every s-th window only; the output's size already says which stride "
                "(ceil(H / s) rows for 'same'), and TensorFlow's SAME pads a stride differently from "
                "PyTorch's symmetric padding."),
@@ -132,7 +144,16 @@ _WHY = {
     "output_layout": ("PyTorch stores activations channels-first (N, C, H, W), TensorFlow and Keras "
                       "channels-last (N, H, W, C); the output's shape says which it is."),
     "scale": ("A constant factor on every output usually means the kernel was normalised "
-              "(e.g. divided by its sum) or the output rescaled."),
+              "(e.g. divided by its sum) or the output rescaled; a factor per output channel, a bank of "
+              "filters each normalised on its own or a batch normalisation folded into the weights."),
+    "activation": ("Keras layers apply their activation inside the layer (Conv2D(activation='relu')) and "
+                   "inference engines fuse conv + ReLU, so the saved output is already clipped: an element "
+                   "clipped to 0 (or 6) only says the sum was beyond the limit, so the verdict rests on the "
+                   "unclipped elements."),
+    "output_precision": ("The type a result is stored in is a choice of its own: JAX and tensor cores can "
+                         "accumulate half-precision products in float32 and keep the float32 sum "
+                         "(preferred_element_type), and OpenCV gives an 8-bit image back for an 8-bit image "
+                         "(ddepth=-1), rounded and saturated to its range."),
 }
 
 _TRANSFORM_TEXT = {
@@ -204,8 +225,39 @@ _PRECISION_TEXT = {
 }
 
 
-def _num(x: float) -> str:
+def _num(x: Any) -> str:
+    if per_channel(x):
+        return "[" + ", ".join(f"{float(v):.6g}" for v in x) + "]"
     return f"{x:.6g}"
+
+
+_ACTIVATION_TEXT = {
+    "relu": ("the output went through a ReLU, max(x, 0), after the bias: negative sums were clipped to 0 "
+             "(Keras Conv2D(activation='relu'), a fused conv + ReLU)",
+             "compare the pre-activation output: build the layer with activation=None (Keras) or take the "
+             "output of conv2d before F.relu / torch.relu (PyTorch), or apply the same ReLU to your reference"),
+    "relu6": ("the output went through a ReLU6, min(max(x, 0), 6), after the bias: sums were clipped to "
+              "[0, 6] (Keras Conv2D(activation='relu6'), MobileNet's fused conv + ReLU6)",
+              "compare the pre-activation output: build the layer with activation=None (Keras) or take the "
+              "output of conv2d before F.relu6 (PyTorch), or apply the same ReLU6 to your reference"),
+}
+_INTEGER_RANGES = {"uint8": "[0, 255]", "int8": "[-128, 127]", "uint16": "[0, 65535]", "int16": "[-32768, 32767]"}
+_CV_DEPTHS = {"uint8": "cv2.CV_8U", "int8": "cv2.CV_8S", "uint16": "cv2.CV_16U", "int16": "cv2.CV_16S"}
+
+
+def _output_precision_text(value: str, explanation: Optional[Explanation]) -> tuple[str, str]:
+    if value in _INTEGER_RANGES:
+        return (f"the result was rounded to the nearest integer and saturated to {value}'s range "
+                f"{_INTEGER_RANGES[value]} (OpenCV's saturate_cast: cv2.filter2D(image, -1, kernel) on a "
+                f"{value} image keeps its type, ddepth=-1 = {_CV_DEPTHS[value]})",
+                "pass ddepth=cv2.CV_32F to cv2.filter2D (or convert the image with image.astype(np.float32) "
+                "first) to keep the unrounded result, or round and clip your reference the same way")
+    precision = explanation.precision if explanation is not None else "bfloat16"
+    return (f"the {precision} products were accumulated and stored in {value}, not rounded back to "
+            f"{precision} (jax.lax.conv_general_dilated(..., preferred_element_type=jnp.{value}), "
+            "tensor-core convolutions with a wide output)",
+            f"drop preferred_element_type=jnp.{value} from jax.lax.conv_general_dilated (or cast its output "
+            f"with .astype(jnp.{precision})) for a {precision} result, or expect the more accurate {value} sum")
 
 
 def cause_for(field_name: str, value: Any, baseline: Explanation,
@@ -278,14 +330,28 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
                    f", not channels-{'first' if baseline.output_layout == 'chw' else 'last'}")
         fix = ("transpose it: output.transpose(1, 2, 0) for (C, H, W) -> (H, W, C), or pass --layout "
                f"{'nchw' if value == 'chw' else 'nhwc'}")
+    elif field_name == "bias" and per_channel(value):
+        summary = (f"a constant was added to each output channel, one per channel: {_num(value)} "
+                   "(a layer's bias vector: Conv2D(use_bias=True), nn.Conv2d(bias=True))")
+        fix = ("pass use_bias=False (bias=False in PyTorch), or add the layer's bias (layer.bias, one value per "
+               "output channel) to your reference before comparing")
     elif field_name == "bias":
         summary = f"a constant {_num(value)} was added to every output element (a bias term)"
         fix = "pass use_bias=False, or subtract the layer's bias before comparing"
+    elif field_name == "scale" and per_channel(value):
+        summary = (f"each output channel was multiplied by its own factor: {_num(value)} "
+                   "(each filter normalised on its own, or a batch normalisation folded into the weights)")
+        fix = ("multiply each channel of your reference by its factor, or stop normalising the filters one by "
+               "one (kernel / kernel.sum(axis=(0, 1, 2)))")
     elif field_name == "scale":
         summary = (f"every output element was multiplied by {_num(value)} "
                    "(e.g. a kernel normalised to sum 1)")
         fix = (f"multiply the reference by {_num(value)}, or stop normalising the kernel "
                "(kernel / kernel.sum())")
+    elif field_name == "activation":
+        summary, fix = _ACTIVATION_TEXT[value]
+    elif field_name == "output_precision":
+        summary, fix = _output_precision_text(value, explanation)
     else:
         raise ValueError(f"unknown explanation field {field_name!r}")
     return Cause(field=field_name, value=value, summary=summary, fix=fix, why=why)
@@ -307,7 +373,7 @@ def describe(explanation: Explanation, baseline: Explanation) -> str:
         elif name in ("offset", "stride", "dilation"):
             parts.append(f"{name} [{value[0]}, {value[1]}]")
         elif name in ("bias", "scale"):
-            parts.append(f"{name} {_num(value)}")
+            parts.append(f"{name} {'per channel ' if per_channel(value) else ''}{_num(value)}")
         else:
             parts.append(f"{name} {value}")
     return " + ".join(parts) if parts else "matches the reference"
@@ -329,6 +395,10 @@ _PLAIN_LABELS = {
     "precision": {"float64": "float64 computation", "float32": "float32 rounding",
                   "tfloat32": "TF32 rounding (tensor cores)", "bfloat16": "bfloat16 rounding",
                   "float16": "float16 rounding"},
+    "activation": {"relu": "ReLU applied (negatives clipped to 0)", "relu6": "ReLU6 applied (clipped to [0, 6])"},
+    "output_precision": {"float64": "result kept in float64", "float32": "result kept in float32",
+                         "uint8": "rounded and saturated to uint8", "int8": "rounded and saturated to int8",
+                         "uint16": "rounded and saturated to uint16", "int16": "rounded and saturated to int16"},
 }
 
 
@@ -346,6 +416,10 @@ def plain_label(field_name: str, value: Any) -> str:
         return f"{_num(value)} added (a bias)"
     if field_name == "scale" and isinstance(value, (int, float)):
         return f"scaled by {_num(value)}"
+    if field_name == "bias" and per_channel(value):
+        return f"a bias per channel {_num(value)}"
+    if field_name == "scale" and per_channel(value):
+        return f"scaled per channel by {_num(value)}"
     return f"{field_name.replace('_', ' ')} {value}"
 
 

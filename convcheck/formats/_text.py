@@ -219,7 +219,8 @@ def explain_headline(diagnosis, names: dict) -> str:
         return (f"{output} cannot be judged: a candidate passes the error bound, but the data are too "
                 "weak to tell it from a coincidence.")
     return (f"{output} differs from the reference, and no combination of kernel transform, padding, stride, "
-            "dilation, boundary, offset, groups, layout, precision, algorithm, bias and scale reproduces it: "
+            "dilation, boundary, offset, groups, layout, precision, algorithm, bias, scale, activation and output "
+            "precision reproduces it: "
             "a genuine mismatch.")
 
 
