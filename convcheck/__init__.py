@@ -30,7 +30,7 @@ __all__ = ["explain", "compare", "Diagnosis", "CompareReport", "BackendResult", 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
             stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
             kernel_layout: Optional[str] = None, algorithm: str = "direct",
-            keep_arrays: bool = False) -> "Diagnosis":
+            keep_arrays: bool = False, output_precision: Optional[str] = None) -> "Diagnosis":
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
@@ -39,13 +39,15 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout.
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when the output came from an FFT convolution; `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
+    `algorithm` 'fft' when the output came from an FFT convolution; `output_precision` the type you
+    expected the result stored in (default: the precision's own, e.g. 'float32' for bfloat16 inputs
+    summed and kept in float32); `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
     `convcheck.InputError`. Never imports TensorFlow.
     """
     from .engine import explain as _explain
     return _explain(image, kernel, output, padding=padding, precision=precision, stride=stride,
                     dilation=dilation, groups=groups, layout=layout, kernel_layout=kernel_layout,
-                    algorithm=algorithm, keep_arrays=keep_arrays)
+                    algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision)
 
 
 def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None,

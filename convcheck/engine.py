@@ -37,8 +37,8 @@ from . import precision as prec
 from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
                         geometry_pair, output_size, pad_before, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
-from .vocabulary import (ACTIVATIONS, ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS, Explanation, Verdict,
-                         causes_for, describe)
+from .vocabulary import (ACTIVATIONS, ALGORITHMS, BOUNDARIES, KERNEL_TRANSFORMS, OUTPUT_PRECISIONS, PADDINGS,
+                         Explanation, Verdict, causes_for, describe)
 
 FITS = ("none", "bias", "scale", "both", "channel_bias", "channel_scale", "channel_both")
 _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
@@ -114,7 +114,8 @@ class _Problem:
     output (N, Ho, Wo, C_out).
     """
 
-    def __init__(self, inputs, baseline: Explanation, precision: Optional[str]):
+    def __init__(self, inputs, baseline: Explanation, precision: Optional[str],
+                 output_precision: Optional[str] = None):
         self.inputs = inputs
         self.image = np.asarray(inputs.image, dtype=np.float64)
         self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
@@ -156,8 +157,11 @@ class _Problem:
         # the result was not stored in that precision (free evidence from the values), but
         # kept in the wider format it was accumulated in (JAX preferred_element_type).
         self.wide_storage: dict[str, str] = {}
-        if base_precision in ("bfloat16", "float16") and output_dtype in (np.float32, np.float64) \
-                and not prec.representable(self.output, base_precision):
+        self.declared_storage = output_precision   # what the caller expects the result stored in
+        if output_precision in prec.INTEGER_RANGES:
+            self.integer_output = output_precision
+        if output_precision is None and base_precision in ("bfloat16", "float16") \
+                and output_dtype in (np.float32, np.float64) and not prec.representable(self.output, base_precision):
             self.wide_storage[base_precision] = "float32" if prec.representable(self.output, "float32") \
                 else "float64"
         self.storage: dict[str, Optional[str]] = {}   # output_precision of this pass's candidates
@@ -174,7 +178,8 @@ class _Problem:
     def set_storage(self, integer: Optional[str]) -> None:
         """The output precision this pass's candidates are stored in: an integer type for
         every precision, or (None) each precision's own format, save `wide_storage`."""
-        self.storage = {q: integer if integer is not None else self.wide_storage.get(q) for q in self.precisions}
+        self.storage = {q: integer if integer is not None else self.declared_storage or self.wide_storage.get(q)
+                        for q in self.precisions}
 
     def model(self, precision: str, output_precision: Optional[str]) -> prec.PrecisionModel:
         """The rounding model of `precision` with the result stored in `output_precision` (cached)."""
@@ -1160,14 +1165,16 @@ def _baseline(inputs, padding: str, stride, dilation, groups) -> Explanation:
 
 def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
              dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
-             keep_arrays: bool = False) -> Diagnosis:
+             keep_arrays: bool = False, output_precision: Optional[str] = None) -> Diagnosis:
     """Diagnose `inputs.output` (an `convcheck.inputs.Inputs` with an output) against the reference.
 
     `padding`, `stride`, `dilation` and `groups` are what the caller expected (the
     baseline; `groups` None: what the kernel layout declares, else 1); `precision` the
     precision it expected the computation to run in (default: the inputs' own);
-    `algorithm` how it expected the sums to be computed ('direct', or 'fft'). The verdict
-    is `equal` when the expected computation reproduces the output within its rigorous
+    `algorithm` how it expected the sums to be computed ('direct', or 'fft');
+    `output_precision` the type it expected the result to be stored in (default: the
+    precision's own, e.g. 'float32' for a library that sums bfloat16 inputs in float32
+    and returns float32). The verdict is `equal` when the expected computation reproduces the output within its rigorous
     bound and with enough evidence, `explained` when the simplest other candidate does,
     else `unexplained`.
 
@@ -1176,7 +1183,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
     the output as given, then with its H and W axes swapped (`output_transform`).
     """
     options = dict(padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
-                   algorithm=algorithm, keep_arrays=keep_arrays)
+                   algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision)
     diagnosis = _diagnose(inputs, **options)
     if inputs.kernel_axis == "rows" and diagnosis.verdict is not Verdict.EQUAL:
         columns = _diagnose(replace(inputs, kernel=np.swapaxes(inputs.kernel, 0, 1), kernel_axis="columns"),
@@ -1201,10 +1208,11 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
 def _nearer_transposed(swapped, diagnosis: Diagnosis, options: dict) -> bool:
     """Whether the transposed output has fewer elements beyond the expected computation's bound."""
     quick = {k: v for k, v in options.items() if k in ("padding", "precision", "stride", "dilation", "groups",
-                                                      "algorithm")}
+                                                      "algorithm", "output_precision")}
     problem = _Problem(swapped, _baseline(swapped, quick["padding"], geometry_pair(quick["stride"], "stride"),
                                           geometry_pair(quick["dilation"], "dilation"), quick["groups"])
-                       .with_(algorithm=quick["algorithm"]), quick["precision"])
+                       .with_(algorithm=quick["algorithm"], output_precision=quick["output_precision"]),
+                       quick["precision"], quick["output_precision"])
     expected = _Layout("identity", problem.baseline.padding, problem.baseline.stride, problem.baseline.dilation)
     if expected not in _layouts(problem, problem.baseline):
         return False
@@ -1221,7 +1229,8 @@ def _rank(diagnosis: Diagnosis) -> tuple:
 
 def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
               dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
-              keep_arrays: bool = False, output_transform: str = "identity") -> Diagnosis:
+              keep_arrays: bool = False, output_transform: str = "identity",
+              output_precision: Optional[str] = None) -> Diagnosis:
     """`diagnose` for one reading of the kernel and output (see there)."""
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
@@ -1230,9 +1239,12 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     if precision is not None and precision not in prec.SIGNIFICAND_BITS:
         raise InputError(f"precision {precision!r} is not one of {', '.join(prec.SIGNIFICAND_BITS)}; "
                          "pass one of them, or None for the inputs' own precision")
+    if output_precision is not None and output_precision not in OUTPUT_PRECISIONS:
+        raise InputError(f"output_precision {output_precision!r} is not one of {', '.join(OUTPUT_PRECISIONS)}; "
+                         "pass one of them, or None for the precision's own")
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
-    problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups).with_(algorithm=algorithm),
-                       precision)
+    problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups)
+                       .with_(algorithm=algorithm, output_precision=output_precision), precision, output_precision)
     baseline = problem.baseline
     shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"),
                             output_transform=output_transform)
@@ -1291,7 +1303,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     # An output of a small integer type (uint8, int8, uint16, int16): rounded and saturated
     # to its type first (on a tie that reading wins: a narrower float's rounding can mimic an
     # integer's), then, as a rival, computed exactly, which wins only when strictly simpler.
-    storages = [problem.integer_output, None] if problem.integer_output else [None]
+    storages = [problem.integer_output] if problem.declared_storage else \
+        [problem.integer_output, None] if problem.integer_output else [None]
     passes = [(baseline.algorithm, BOUNDARIES, storage) for storage in storages]
     passes += [("fft", ("zero",), None)] if baseline.algorithm == "direct" else []
     passes += [(baseline.algorithm, _BOUNDARY_PAIRS, storage) for storage in storages]
@@ -1518,7 +1531,8 @@ def _stats(problem: _Problem, reference, before: Optional[_Full], after: Optiona
 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
             stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
-            kernel_layout: Optional[str] = None, algorithm: str = "direct", keep_arrays: bool = False) -> Diagnosis:
+            kernel_layout: Optional[str] = None, algorithm: str = "direct", keep_arrays: bool = False,
+            output_precision: Optional[str] = None) -> Diagnosis:
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
@@ -1528,10 +1542,11 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     with its own sizes (a batch of one and a single channel may drop their axes).
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when you know the output came from an FFT convolution.
+    `algorithm` 'fft' when you know the output came from an FFT convolution;
+    `output_precision` the type you expected the result stored in (default: the precision's own).
     Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
     """
     from .inputs import prepare_inputs
     inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
     return diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
-                    groups=groups, algorithm=algorithm, keep_arrays=keep_arrays)
+                    groups=groups, algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision)
