@@ -170,8 +170,9 @@ class _Problem:
         # also never exceeds 6 and clips to it. Otherwise the linear reading is the only one.
         self.activations = ["linear"]
         finite = self.output[np.isfinite(self.output)]
-        if finite.size == self.output.size and finite.size and finite.min() >= 0 and np.any(finite == 0):
-            self.activations.append("relu")
+        if finite.size == self.output.size and finite.size and finite.min() >= 0:
+            if np.any(finite == 0):
+                self.activations.append("relu")
             if finite.max() <= 6 and np.any(finite == 6):
                 self.activations.append("relu6")
 
@@ -498,14 +499,26 @@ class _Search:
         self.outs = int(problem.output.shape[3])
         # How many candidates the search considers: what an `explained` verdict must beat.
         self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2
-                     * len(self.fits()) * len(problem.activations) * len(problem.precisions))
+                     * len(self.fits()) * len(self.activations()) * len(problem.precisions))
+
+    def _plain_pass(self) -> bool:
+        """The fallback passes (an FFT, a boundary rule per axis or a constant border) search
+        the plain values only: no activation, no per-channel fit (what they are for, library
+        filters, has neither; and the search stays affordable)."""
+        return self.p.algorithm != "direct" or self.p.boundaries[0] != BOUNDARIES[0]
 
     def fits(self) -> tuple[str, ...]:
         """The scale/bias fits of this pass: none with an FFT's loose normwise bound (it would
         leave fitted parameters too much room); per channel only with several channels."""
         if self.p.algorithm != "direct":
             return ("none",)
-        return tuple(f for f in FITS if self.outs > 1 or not _per_channel(f))
+        return tuple(f for f in FITS if (self.outs > 1 and not self._plain_pass()) or not _per_channel(f))
+
+    def activations(self) -> list[str]:
+        """The activations of this pass (see `_Problem.activations_for`)."""
+        storage = self.p.storage[self.p.precisions[0]]
+        return ["linear"] if self._plain_pass() else self.p.activations_for(
+            storage if storage in prec.INTEGER_RANGES else None)
 
     def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Output positions (sample, row, col) to search on: all of a small output, else a
@@ -637,7 +650,7 @@ class _Search:
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 unit_bound = (loosest * mags + absolute + fft) * (1 + out_round)
-                for activation in p.activations_for(storage) if p.algorithm == "direct" else ("linear",):
+                for activation in self.activations():
                     limits = _limits(activation, storage)
                     clipped = _clipped(target, limits)
                     # Clipped elements say only on which side of the limit the sum was: they
