@@ -667,6 +667,10 @@ class _Search:
                         bound *= out_round
                         bound += unit_bound if kind in ("none", "bias") else np.abs(scale)[..., None, :] * unit_bound
                         bound += p.output_underflow + storage_abs
+                        # The fitted scale and bias carry their own float64 rounding (a few ulps):
+                        # this filter must not reject a true candidate for it (stage 2 refits).
+                        if kind != "none":
+                            bound += 2.0 ** -48 * (np.abs(predicted) + np.abs(bias)[..., None, :])
                         bound *= 1.01
                         bound += 1e-300
                         ok = (_residual(target, predicted, limits) <= bound) | ~compared
@@ -956,7 +960,7 @@ def _fit_batch(values: np.ndarray, target: np.ndarray, fit: str, weights: Option
     weight = total(w)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if kind == "bias":
-            return np.ones(shape), np.where(weight > 0, (total(w, target) - total(w, values)) / weight, np.nan)
+            return np.ones(shape), np.where(weight > 0, total(w, target - values) / weight, np.nan)
         if kind == "scale":
             weighted = w * values
             denom = total(weighted, values)
@@ -1418,6 +1422,11 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                      else describe(undecided.explanation, baseline))
         reason = ev.cannot_decide_reason(undecided.evidence, candidate, undecided.explanation.precision,
                                          subnormal=problem.has_subnormals(undecided.explanation.precision))
+    elif verdict is Verdict.UNEXPLAINED and _all_clipped(problem, storages):
+        reason = (f"cannot decide: every element of the output sits at {_all_clipped(problem, storages)}, which "
+                  "an activation or the integer type gives for any sums beyond it: the output says nothing about "
+                  "the computation (a verdict needs at least "
+                  f"{100 * ev.MIN_UNCLIPPED_FRACTION:.0f}% of the output unclipped).")
     elif verdict is Verdict.UNEXPLAINED and after is not None:
         where, detail = _where(after, kernel_hw, to_user)
         notes.append(detail)
@@ -1465,6 +1474,19 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                      alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
                      arrays=arrays, cannot_decide=reason is not None,
                      evidence=after.evidence.to_dict() if after is not None and after.evidence else None)
+
+
+def _all_clipped(problem: _Problem, storages) -> Optional[str]:
+    """The limits ('0', '0 or 6', '0 or 255', ...) at which every output element sits, when some
+    activation or integer type the search tried clips them all; else None."""
+    for storage in storages:
+        for activation in problem.activations_for(storage):
+            limits = _limits(activation, storage)
+            clipped = _clipped(problem.output, limits)
+            if clipped is not None and clipped.all():
+                values = sorted({float(v) for v in np.unique(problem.output)})
+                return " or ".join(f"{v:g}" for v in values)
+    return None
 
 
 def _clipping_note(full: _Full) -> str:
