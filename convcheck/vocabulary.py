@@ -90,9 +90,9 @@ class Cause:
     why: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT section 5 `causes` entry."""
+        """The CONTRACT section 5 `causes` entry (plus `why`, the sentence behind the cause)."""
         value = list(self.value) if isinstance(self.value, tuple) else self.value
-        return {"field": self.field, "value": value, "summary": self.summary, "fix": self.fix}
+        return {"field": self.field, "value": value, "summary": self.summary, "fix": self.fix, "why": self.why}
 
 
 # One sentence per distinct cause saying *why*: printed once below a table.

@@ -107,7 +107,7 @@ def test_explain_json_is_the_contract_document(runner, files):
     assert document["verdict"] == "explained"
     assert document["explanation"]["kernel_transform"] == "rot180"
     assert [c["field"] for c in document["causes"]] == ["kernel_transform"]
-    assert set(document["causes"][0]) == {"field", "value", "summary", "fix"}
+    assert set(document["causes"][0]) == {"field", "value", "summary", "fix", "why"}
     assert STATS_KEYS <= set(document["stats"])
     assert document["stats"]["total"] == 64 and document["stats"]["mismatched"] == 64
 

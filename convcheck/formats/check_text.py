@@ -75,6 +75,8 @@ def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
         mark = " [not allowed]" if (cause.field, str(cause.value)) in disallowed_fields else ""
         lines.append(f"- {cause.field}: {cause.summary}{mark}")
         lines.append(f"  fix: {cause.fix}")
+        if cause.why:
+            lines.append(f"  why: {cause.why}")
     if diagnosis.reason:
         lines.append(f"why: {diagnosis.reason}")
     if diagnosis.where:
