@@ -651,7 +651,7 @@ def test_geometry_options_have_help_and_examples(runner):
     for command in ("compare", "explain"):
         text = invoke(runner, command, "--help").stdout
         for option in ("--stride SY[,SX]", "--dilation DY[,DX]", "--layout [nhwc|nchw]",
-                       "--kernel-layout [hwio|oihw|depthwise]"):
+                       "--kernel-layout [hwio|oihw|depthwise|ORDER]"):
             assert option in text, (command, option)
         assert "--layout nchw --stride 2" in text.split("Example:")[1]
     assert "--groups G" in invoke(runner, "explain", "--help").stdout
