@@ -670,6 +670,8 @@ class _Search:
                         bound += p.output_underflow + storage_abs
                         if kind != "none":
                             bound += _evaluation_error(predicted - bias[..., None, :], predicted, _SCREEN_FIT_ULPS)
+                            if storage is not None:
+                                bound += _fit_allowance(values, bound, weights, fit)
                         bound *= 1.01
                         bound += 1e-300
                         ok = (_residual(target, predicted, limits) <= bound) | ~compared
@@ -836,6 +838,38 @@ def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", preci
         return cval, predicted, bound
     cval = 0.5 * (lo + hi)
     return cval, *at(cval)
+
+
+def _fit_allowance(values: np.ndarray, bound: np.ndarray, weights: np.ndarray, fit: str) -> np.ndarray:
+    """How far stage 1's least-squares prediction may lie from a feasible one, per element.
+
+    If parameters p* keep every element within its bound, e = y - p* has |e_j| <= B_j, and
+    the weighted least-squares prediction is p* + P e with P the weighted projection onto
+    the fitted directions (1 for a bias, v for a scale, both). So |p_ls,i - p*_i| <=
+    sum_j |P_ij| B_j: sum(w B) / sum(w) for a bias; |v_i| sum(w |v| B) / sum(w v^2) for a
+    scale; both terms, with v centred, for the two. An integer output's bound is mostly
+    its rounding (half a unit), which least squares spreads unevenly, so there stage 1 (a
+    screen: the exact test refits to the minimax point) allows this much more.
+    """
+    axes = (-2,) if _per_channel(fit) else (-2, -1)
+    kind = _fit_kind(fit)
+
+    def total(a):
+        return np.sum(a, axis=axes, keepdims=True)
+
+    weights = np.broadcast_to(weights, values.shape)
+    weighted_bound = weights * bound
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = total(weights)
+        if kind == "bias":
+            allowance = total(weighted_bound) / weight
+        elif kind == "scale":
+            allowance = np.abs(values) * total(weighted_bound * np.abs(values)) / total(weights * values * values)
+        else:
+            centred = values - total(weights * values) / weight
+            allowance = (total(weighted_bound) / weight
+                         + np.abs(centred) * total(weighted_bound * np.abs(centred)) / total(weights * centred ** 2))
+    return np.nan_to_num(allowance, nan=np.inf, posinf=np.inf)
 
 
 def _evaluation_error(term: np.ndarray, predicted: np.ndarray, factor: float = 1.0) -> np.ndarray:

@@ -4,6 +4,7 @@ Each case is drawn from `numpy.random.default_rng([SEED, index])`, so case i is 
 on every machine and every run (no flakiness), and a failure names the index to replay:
 
     .venv/bin/python -m tests.fuzz 1234          # replay case 1234
+    .venv/bin/python -m tests.fuzz 1236v         # replay the Values variant of case 1236
     make fuzz                                    # 10,000 cases with a summary
 
 Kinds of output, over shapes 1-12 and every input dtype:
@@ -31,6 +32,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Optional
 
 import ml_dtypes
 import numpy as np
@@ -210,8 +212,10 @@ def _geometry(truth: dict, padding: str, precision: str) -> dict:
             "padding": padding, "precision": precision}
 
 
-def make_case(index: int) -> Case:
-    """Case `index`: the same arrays on every run."""
+def make_case(index: int, values: bool = False) -> Optional[Case]:
+    """Case `index`: the same arrays on every run. With `values`, its variant with one of
+    issue 9's Values added (drawn from a generator of its own, so case `index` itself stays
+    what it always was): None for a garbage or NaN case, which has no variant."""
     rng = np.random.default_rng([SEED, index])
     h, w = (int(x) for x in rng.integers(1, 13, 2))
     channels = int(rng.choice([1, 1, 1, 2, 3]))
@@ -224,10 +228,14 @@ def make_case(index: int) -> Case:
     baseline = _native(image, kernel)
     kind = str(rng.choice(["exact", "transformed", "corrupted", "garbage", "nan"],
                           p=[0.25, 0.35, 0.25, 0.1, 0.05]))
+    if values:
+        if kind in ("garbage", "nan"):
+            return None
+        kind = "transformed" if kind == "exact" else kind
     truth: dict = {}
     if kind in ("transformed", "corrupted") and rng.random() < (0.9 if kind == "transformed" else 0.5):
         for name in rng.choice(["kernel_transform", "padding", "boundary", "offset", "precision",
-                                "bias", "scale", "values"], size=int(rng.integers(1, 3)), replace=False):
+                                "bias", "scale"], size=int(rng.integers(1, 3)), replace=False):
             if name == "kernel_transform":
                 truth[name] = str(rng.choice(TRANSFORMS))
             elif name == "padding":
@@ -245,8 +253,8 @@ def make_case(index: int) -> Case:
                 truth[name] = float(np.round(rng.standard_normal(), 3)) or 0.5
             elif name == "scale":
                 truth[name] = float(rng.choice([0.5, 2.0, 1 / 9, -1.0, 3.0]))
-            elif name == "values":   # the issue 9 Values: one of them
-                _values_truth(rng, truth, outs, baseline)
+    if values:   # the issue 9 Values: one of them
+        _values_truth(np.random.default_rng([SEED, index, 9]), truth, outs, baseline)
     if "output_precision" in truth and truth["output_precision"] != "float32":
         truth.pop("precision", None)     # integer outputs are judged at float32 or wider only
     precision = truth.get("precision", baseline)
@@ -400,20 +408,28 @@ def run(indices) -> Counter:
     counts: Counter = Counter()
     failures = []
     for index in indices:
-        case = make_case(index)
-        outcome, detail = judge(case)
-        counts[outcome] += 1
-        counts[f"kind:{case.kind}"] += 1
-        if outcome in ("crash", "false verdict", "false alarm"):
-            failures.append((index, case.kind, outcome, detail))
+        # Every fourth index also has its Values variant (replayed as '<index>v').
+        for values in (False, True) if index % VALUES_EVERY == 0 else (False,):
+            case = make_case(index, values)
+            if case is None:
+                continue
+            outcome, detail = judge(case)
+            counts[outcome] += 1
+            counts[f"kind:{case.kind}"] += 1
+            counts["values variants"] += values
+            if outcome in ("crash", "false verdict", "false alarm"):
+                failures.append((f"{index}{'v' if values else ''}", case.kind, outcome, detail))
     for failure in failures[:20]:
-        print("FAIL case %d (%s): %s: %s" % failure)
+        print("FAIL case %s (%s): %s: %s" % failure)
     return counts
+
+
+VALUES_EVERY = 4
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 2:
-        case = make_case(int(sys.argv[1]))
+        case = make_case(int(sys.argv[1].rstrip("v")), sys.argv[1].endswith("v"))
         print(case.kind, case.truth, case.image.dtype, case.image.shape, case.kernel.dtype, case.kernel.shape,
               case.output.dtype, case.output.shape)
         print(judge(case))
