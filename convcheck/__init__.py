@@ -39,8 +39,9 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout.
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when the output came from an FFT convolution; `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
-    `convcheck.InputError`. Never imports TensorFlow.
+    `algorithm` 'fft' when the output came from an FFT convolution, 'winograd' from Winograd
+    F(m x m, 3 x 3) tiles (3x3 kernels at stride 1); `keep_arrays` keeps the arrays on the
+    diagnosis for plots. Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
     """
     from .engine import explain as _explain
     return _explain(image, kernel, output, padding=padding, precision=precision, stride=stride,

@@ -13,8 +13,8 @@ BOUNDARIES = ("zero", "reflect", "symmetric", "wrap", "edge")
 PRECISIONS = ("float64", "float32", "tfloat32", "bfloat16", "float16")
 DTYPES = ("float16", "bfloat16", "float32", "float64")  # what --dtype offers
 KERNEL_LAYOUTS = ("hwio", "oihw", "depthwise")
-LAYOUTS = ("nhwc", "nchw")
-ALGORITHMS = ("direct", "fft")   # --layout: channels last (TensorFlow) or first (PyTorch)
+LAYOUTS = ("nhwc", "nchw")   # --layout: channels last (TensorFlow) or first (PyTorch)
+ALGORITHMS = ("direct", "fft", "winograd")
 OUTPUT_LAYOUTS = ("hwc", "chw")
 # Every CONTRACT section 2 field, in the order causes are listed.
 FIELDS = ("kernel_transform", "padding", "stride", "dilation", "boundary", "cval", "offset", "groups",

@@ -27,6 +27,7 @@ import numpy as np
 from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
+from . import winograd
 from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
                         geometry_pair, output_size, pad_before, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
@@ -80,6 +81,7 @@ class _Full:
     bound: Optional[np.ndarray] = None
     evidence: Optional["ev.Evidence"] = None
     compared: int = 0
+    detail: Optional[str] = None   # a sentence for the notes when this candidate is the answer
 
     @property
     def ok(self) -> bool:
@@ -131,7 +133,8 @@ class _Problem:
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._extent: dict[str, tuple[float, float]] = {}
         self._fft: dict[str, np.ndarray] = {}
-        self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try 'fft' too
+        self._winograd: dict[tuple, dict[str, np.ndarray]] = {}   # the last candidate's only: output-sized
+        self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try others too
         self.boundaries = BOUNDARIES               # the boundary rules the search tries in this pass
         self.models = {p: prec.PrecisionModel.for_inputs(p, self.input_dtypes) for p in self.precisions}
 
@@ -164,12 +167,13 @@ class _Problem:
                                             prec.round_to(self.kernel, precision))
         return self._rounded[precision]
 
-    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None):
+    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, extra=None):
         """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound).
 
         With `algorithm` 'fft' the FFT's normwise error (precision.fft_convolution_bound) is
         added to every element of its sample and output channel; `samples` names the sample
-        of each row when `magnitude` is (n, C_out) rows of sampled positions.
+        of each row when `magnitude` is (n, C_out) rows of sampled positions. `extra` (shaped
+        like `magnitude`) is an algorithm's own elementwise error, added too (`winograd_term`).
         """
         if precision not in self._extent:
             image, kernel = self.rounded(precision)
@@ -182,6 +186,8 @@ class _Problem:
         if self.algorithm == "fft":
             term = self.fft_term(precision)
             bound += abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
+        if extra is not None:
+            bound += abs(scale) * extra
         return bound
 
     def fft_term(self, precision: str) -> np.ndarray:
@@ -196,6 +202,43 @@ class _Problem:
             self._fft[precision] = prec.fft_convolution_bound(images, kernels, lengths,
                                                               prec.ACCUMULATION_U[precision])
         return self._fft[precision]
+
+    def winograd_term(self, precision: Optional[str], transform: str, padding: str, positions, *,
+                      kernel: Optional[np.ndarray] = None) -> np.ndarray:
+        """The error of a Winograd computation (winograd.error_bound_at, the largest over its
+        tile sizes) of the candidate with this kernel transform and padding (zero boundary, no
+        offset, stride 1) at `positions` = (samples, rows, cols): (n, C_out). `precision` None
+        means the inputs as loaded (stage 1: the bound of any precision the winograd pass
+        allows, with room for the inputs' rounding); `kernel` a decoy in place of the inputs' own.
+        """
+        return self._winograd_bounds(precision, transform, padding, positions, kernel)
+
+    def winograd_terms(self, precision: str, transform: str, padding: str) -> dict[str, np.ndarray]:
+        """winograd.error_bounds of the candidate on the whole output, per tile size (cached)."""
+        key = (precision, transform, padding)
+        if key not in self._winograd:
+            self._winograd = {key: self._winograd_bounds(precision, transform, padding, None, None)}
+        return self._winograd[key]
+
+    def _winograd_bounds(self, precision, transform, padding, positions, kernel):
+        if precision is None:
+            image, own = self.image, self.kernel
+            u = max(prec.ACCUMULATION_U[q] for q in _winograd_precisions(self.precisions))
+        else:
+            image, own = self.rounded(precision)
+            u = prec.ACCUMULATION_U[precision]
+        dense = dense_kernel(transform_kernel(own if kernel is None else kernel, transform), self.groups)
+        out_hw = tuple(self.output.shape[1:3])
+        origin = window_origin(padding, (3, 3), (0, 0), self.image_hw)
+        regions = np.stack([extended_image(sample, "zero", origin, out_hw, (3, 3)) for sample in image])
+        tiny = _SMALLEST_NORMAL["float32" if u > prec.U64 else "float64"]
+        channels = self.n // 9
+        if positions is None:
+            return winograd.error_bounds(regions, dense, out_hw, u=u, tiny=tiny, channels=channels)
+        term = winograd.error_bound_at(regions, dense, *positions, u=u, tiny=tiny, channels=channels)
+        if precision is None:
+            term *= 1.01   # rounded inputs' magnitudes are within (1 + 2^-8)^2 of these
+        return term
 
     def compared_mask(self, struct, rows: np.ndarray, cols: np.ndarray, out_hw) -> np.ndarray:
         """Which output rows/cols are compared under an offset (CONTRACT section 2): those
@@ -339,6 +382,7 @@ class _Search:
         self.layouts = layouts
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
+        self._winograd_cache: dict[tuple, np.ndarray] = {}
         # How many candidates the search considers: what an `explained` verdict must beat.
         self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2 * len(FITS)
                      * len(problem.precisions))
@@ -425,9 +469,30 @@ class _Search:
         return row_ok[:, None, :] & col_ok[None, :, :]
 
     def _offset_allowed(self, stride) -> np.ndarray:
-        """(D, D): every offset is a candidate (those that leave nothing out compare all)."""
+        """(D, D): every offset is a candidate (those that leave nothing out compare all);
+        with algorithm 'winograd' only none (its tiles start at the output's origin)."""
         size = 2 * self.radius + 1
+        if self.p.algorithm == "winograd":
+            allowed = np.zeros((size, size), dtype=bool)
+            allowed[self.radius, self.radius] = True
+            return allowed
         return np.ones((size, size), dtype=bool)
+
+    def _winograd_stage1(self, transforms, padding: str) -> np.ndarray:
+        """(T, 1, 1, n, O): the Winograd error of each kernel transform at the samples (no offset)."""
+        return np.stack([self.winograd_at(None, t, padding) for t in transforms])[:, None, None]
+
+    def winograd_at(self, precision: Optional[str], transform: str, padding: str,
+                    kernel: Optional[np.ndarray] = None) -> np.ndarray:
+        """_Problem.winograd_term at the sampled positions: (n, O), cached for the inputs' own kernel."""
+        key = (precision, transform, padding)
+        if kernel is None and key in self._winograd_cache:
+            return self._winograd_cache[key]
+        term = self.p.winograd_term(precision, transform, padding, (self.samples, self.rows, self.cols),
+                                    kernel=kernel)
+        if kernel is None:
+            self._winograd_cache[key] = term
+        return term
 
     def structures(self):
         """Stage 1: every structure that the loosest allowed bound does not rule out.
@@ -458,6 +523,7 @@ class _Search:
                                    axis=3)
             compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(stride)
+            term = fft if p.algorithm != "winograd" else self._winograd_stage1(transforms, padding)
             for boundary in p.boundaries:
                 patches = self._patches(None, "zero" if boundary == "constant" else boundary, layout, shape)
                 values, mags = self._predict(patches, stack, dilation)
@@ -468,14 +534,14 @@ class _Search:
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
-                weights = _fit_weights((loosest * mags + absolute + fft) * (1 + out_round)
+                weights = _fit_weights((loosest * mags + absolute + term) * (1 + out_round)
                                        + out_round * np.abs(target) + p.output_underflow + 1e-300) * compared
                 # An FFT's loose normwise bound leaves fitted parameters too much room: with
                 # algorithm 'fft' nothing is fitted to the output.
                 for fit in FITS if p.algorithm == "direct" else ("none",):
                     scale, bias = _fit_batch(values, target, fit, weights)
                     predicted = scale[..., None, None] * values + bias[..., None, None]
-                    bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute + fft) * (1 + out_round)
+                    bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute + term) * (1 + out_round)
                              + out_round * np.abs(predicted) + p.output_underflow) * 1.01 + 1e-300
                     ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
                     within = np.mean(ratio <= 1.0, axis=(3, 4))
@@ -597,8 +663,12 @@ class _Search:
                 return False, 1.0, cval, 0.0
             within = (np.abs(target - predicted) <= bound) | ~compared
             return bool(np.all(within)), 1.0, cval, float(np.mean(within))
+        extra = None
+        if p.algorithm == "winograd":
+            extra = self.winograd_at(precision, struct.transform, struct.padding,
+                                     None if kernel is p.rounded(precision)[1] else kernel)
         scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision,
-                                                    compared=compared, samples=self.samples)
+                                                    compared=compared, samples=self.samples, extra=extra)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
         within = (np.abs(target - predicted) <= bound) | ~compared
@@ -636,7 +706,7 @@ def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", preci
 
 
 def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None,
-                samples=None):
+                samples=None, extra=None):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
     when that leaves an element beyond its bound, parameters that keep every element inside.
 
@@ -645,15 +715,17 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     can push a true candidate past its bound. Every element's bound defines an interval of
     parameters that reproduce it; `_minimax` picks a point in their intersection. The bound
     is then recomputed at that point, so the test itself stays exact. `compared` (a boolean
-    array broadcastable to `values`) leaves elements out of the fit and the test.
+    array broadcastable to `values`) leaves elements out of the fit and the test; `extra`
+    an algorithm's own error (see _Problem.bound).
     """
     def at(scale, bias):
         predicted = values if fit == "none" else scale * values + bias
-        return predicted, problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"), samples)
+        return predicted, problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"), samples, extra)
 
     weights = None
     if fit != "none":
-        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, fit in ("bias", "both"), samples))
+        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, fit in ("bias", "both"), samples,
+                                             extra))
         if compared is not None:
             weights = weights * compared
     scale, bias = _fit(values, target, fit, weights)
@@ -768,6 +840,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
                     dilation=tuple(expl.dilation), groups=problem.groups)
     constant = fit == "cval"
     values, mags = correlate(image, tk, boundary="zero" if constant else expl.boundary, **geometry)
+    tile = None   # the Winograd tile size the output shows (algorithm 'winograd')
     out_h, out_w = values.shape[1:3]
     row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
     rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
@@ -781,8 +854,11 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
         mags = mags + abs(cval) * m_mags
         scale, bias, expl = 1.0, 0.0, expl.with_(cval=cval)
     else:
+        extra = None
+        if expl.algorithm == "winograd":
+            tile, extra = _winograd_tile(problem, expl, values, mags, compared)
         scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision,
-                                                    compared=compared)
+                                                    compared=compared, extra=extra)
     if not _usable_fit(scale, bias):
         scale, bias = 1.0, 0.0
     residual = np.subtract(problem.output, predicted)
@@ -795,6 +871,8 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     bad = int(np.count_nonzero(mismatch))
     if bad == 0:
         implausible = _implausible(problem, expl.with_(scale=scale, bias=bias), values, residual, compared)
+        if implausible is None and expl.algorithm == "winograd":
+            implausible = _winograd_implausible(residual, bound, compared, tile)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     evidence = None
@@ -824,6 +902,10 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     full = _Full(expl.with_(scale=scale, bias=bias), bad, mismatch, max_residual, max_bound, worst,
                  predicted if keep_arrays else None, bound if keep_arrays else None, evidence,
                  int(rows.size * cols.size * values.shape[0] * values.shape[3]))
+    if tile is not None:
+        full.detail = (f"Winograd {tile} tiles ({_WINOGRAD_USERS[tile]}): the residual follows that tile's "
+                       "error pattern, and stays within its bound (Barabasz et al. 2020 style, see "
+                       "convcheck/winograd.py)")
     return full, values
 
 
@@ -868,6 +950,106 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
         if not closer:
             return mask.copy()
     return None
+
+
+# A Winograd computation's error at each element is a sum of many roundings over the same
+# tile transforms, each a fraction of that element's bound: the fraction realised, |error| /
+# bound, is alike over the output. On real NNPACK F(6x6,3x3) outputs (tests/
+# test_algorithm_winograd.py: 1 to 64 channels, 12x12 to 60x60, normal, uniform, 8-bit and
+# 1e4-outlier data) its largest value is 8 to 21 times its median. An element far above the
+# rest is a corrupted element, not Winograd rounding, whatever the (wide) bound would allow.
+_WINOGRAD_PEAK_TO_MEDIAN = 64.0
+# How much more closely a Winograd output's residual must follow its tiles' error pattern
+# than the direct magnitudes (see _winograd_tile): at most half the spread.
+_WINOGRAD_PATTERN = 0.5
+_WINOGRAD_USERS = {"F(6x6,3x3)": "NNPACK's CPU algorithm for 3x3 kernels",
+                   "F(4x4,3x3)": "as GPU libraries such as cuDNN use",
+                   "F(2x2,3x3)": "as GPU libraries such as cuDNN use"}
+# The smallest normal number: what flushing a subnormal result to zero can cost (NNPACK
+# runs with denormals disabled).
+_SMALLEST_NORMAL = {"float32": 2.0 ** -126, "float64": 2.0 ** -1022}
+
+
+def _winograd_precisions(precisions) -> list[str]:
+    """The precisions a Winograd candidate may have: those that accumulate in their own format
+    (float32, float64); Winograd with transforms stored in half precision is not modelled."""
+    return [q for q in precisions if q in ("float64", "float32")]
+
+
+def _winograd_implausible(residual: np.ndarray, bound: np.ndarray, compared, tile: Optional[str]):
+    """For algorithm 'winograd', a mask of the elements that argue against it (None when the
+    data agree): every compared element when the residual follows no tile size's error
+    pattern (`tile` None, see `_winograd_tile`), else those whose |residual| / bound is above
+    `_WINOGRAD_PEAK_TO_MEDIAN` times its median. Only takes explanations away."""
+    mask = np.ones(residual.shape, dtype=bool) if compared is None else np.broadcast_to(compared, residual.shape)
+    if tile is None:
+        return mask.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(mask, residual / bound, 0.0)
+    seen = ratio[mask]
+    if not seen.size:
+        return None
+    typical = float(np.median(seen))
+    if float(np.max(seen)) > _WINOGRAD_PEAK_TO_MEDIAN * typical:
+        return (ratio > _WINOGRAD_PEAK_TO_MEDIAN * typical) & mask
+    return None
+
+
+def _winograd_tile(problem: _Problem, expl: Explanation, values: np.ndarray, mags: np.ndarray, compared):
+    """(tile, error term): the first Winograd tile size whose bound holds at every compared
+    element and whose error pattern the residual follows; (None, the largest term) when none.
+
+    A Winograd computation's rounding is amplified by the output transform differently at
+    each position of its m x m tile (in F(6x6,3x3) ten times more at the tile's corners than
+    at its centre): its error follows E, the tile's magnitudes (winograd.tile_magnitudes),
+    period m, while a direct sum's follows A = |x| (*) |k| and an FFT's is spread evenly.
+    So, grouping the elements by their position in the tile, the mean |residual| / E of
+    each group is nearly the same for a Winograd output while |residual| / A varies with
+    the pattern E / A. The residual follows the tile when the spread (standard deviation of
+    the logarithms over the groups) of the first is at most `_WINOGRAD_PATTERN` times the
+    second's. Measured on real NNPACK outputs (F(6x6,3x3) Winograd and its 16x16 FFT,
+    1 to 3 channels, 12x12 to 64x64): Winograd max/min of the group means 1.8 to 2.6 against
+    |residual| / E, 9 to 16 against |residual| / A; FFT 5.5 to 8.3 against E, 1.2 to 1.7
+    against A. A tile size whose E has no pattern (F(2x2,3x3) is symmetric) cannot pass.
+    """
+    terms = problem.winograd_terms(expl.precision, expl.kernel_transform, expl.padding)
+    residual = np.abs(problem.output - values)
+    mask = np.ones(residual.shape, dtype=bool) if compared is None else np.broadcast_to(compared, residual.shape)
+    for tile, term in terms.items():
+        bound = problem.bound(mags, values, expl.precision, 1.0, False, extra=term)
+        if not np.all((residual <= bound) | ~mask):
+            continue
+        if _follows_tiles(residual, term, mags, mask, winograd.tile_size(tile)):
+            return tile, term
+    return None, np.maximum.reduce(list(terms.values()))
+
+
+def _follows_tiles(residual, term, mags, mask, m: int) -> bool:
+    """True when |residual| follows the Winograd error pattern `term` (period m) more closely than
+    the direct magnitudes `mags`: see `_winograd_tile`."""
+    usable = mask & (mags > 0) & (term > 0)
+    if not np.any(usable):
+        return False
+    rows = np.arange(residual.shape[1]) % m
+    cols = np.arange(residual.shape[2]) % m
+    group = np.broadcast_to((rows[:, None] * m + cols[None, :])[None, :, :, None], residual.shape)[usable]
+    counts = np.bincount(group, minlength=m * m)
+    by_term = np.bincount(group, weights=residual[usable] / term[usable], minlength=m * m)
+    by_direct = np.bincount(group, weights=residual[usable] / mags[usable], minlength=m * m)
+    keep = (counts > 0) & (by_term > 0) & (by_direct > 0)
+    if np.count_nonzero(keep) < 2:
+        return False
+    spread_term = float(np.std(np.log(by_term[keep] / counts[keep])))
+    spread_direct = float(np.std(np.log(by_direct[keep] / counts[keep])))
+    return spread_term <= _WINOGRAD_PATTERN * spread_direct
+
+
+def _winograd_applies(problem: _Problem, layouts: list[_Layout]) -> list[_Layout]:
+    """The layouts a Winograd F(m x m, 3 x 3) computation can have: a 3x3 kernel at stride 1
+    and dilation 1 (every transform of a 3x3 kernel is 3x3)."""
+    if tuple(problem.kernel.shape[:2]) != (3, 3):
+        return []
+    return [lay for lay in layouts if tuple(lay.stride) == (1, 1) and tuple(lay.dilation) == (1, 1)]
 
 
 def _explanation(struct: _Structure, precision: str, scale: float, bias: float, base: Explanation) -> Explanation:
@@ -943,7 +1125,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
     `padding`, `stride`, `dilation` and `groups` are what the caller expected (the
     baseline; `groups` None: what the kernel layout declares, else 1); `precision` the
     precision it expected the computation to run in (default: the inputs' own);
-    `algorithm` how it expected the sums to be computed ('direct', or 'fft'). The verdict
+    `algorithm` how it expected the sums to be computed ('direct', 'fft' or 'winograd'). The verdict
     is `equal` when the expected computation reproduces the output within its rigorous
     bound and with enough evidence, `explained` when the simplest other candidate does,
     else `unexplained`.
@@ -1010,6 +1192,11 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups).with_(algorithm=algorithm),
                        precision)
+    if algorithm == "winograd" and (tuple(problem.kernel.shape[:2]) != (3, 3) or stride != (1, 1)
+                                    or dilation != (1, 1)):
+        raise InputError(f"algorithm 'winograd' (Winograd F(m x m, 3 x 3)) applies only to 3x3 kernels at stride 1 "
+                         f"and dilation 1, not a {tuple(problem.kernel.shape[:2])} kernel at stride {list(stride)}, "
+                         f"dilation {list(dilation)}; use algorithm 'direct' or 'fft'")
     baseline = problem.baseline
     shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"),
                             output_transform=output_transform)
@@ -1061,11 +1248,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             undecided = before
     best_rejected = None
     stages = sorted({_geometry_changes(lay, baseline) for lay in layouts})
-    # Direct summation first; an FFT's looser, normwise bound only when nothing direct explains.
-    # Then a different boundary rule per axis, when no single rule explains it.
-    passes = [(baseline.algorithm, BOUNDARIES)] + ([("fft", ("zero",))] if baseline.algorithm == "direct" else [])
-    passes.append((baseline.algorithm, _BOUNDARY_PAIRS))
-    passes.append((baseline.algorithm, ("constant",)))
+    passes = _algorithm_passes(problem, baseline, layouts)
+    all_precisions = problem.precisions
     for index, (algorithm_pass, boundaries) in enumerate(passes):
         if accepted is not None or (index > 0 and undecided is not None):
             # A candidate that already passes but cannot decide is the answer's best case: a
@@ -1074,12 +1258,19 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
         if boundaries[0] != BOUNDARIES[0] and not _border_only(tried_full, kernel_hw):
             continue  # a per-axis rule changes only the border: it cannot mend anything else
         problem.algorithm, problem.boundaries = algorithm_pass, boundaries
+        problem.precisions, pass_layouts = all_precisions, layouts
+        if algorithm_pass == "winograd":
+            problem.precisions = _winograd_precisions(all_precisions)
+            pass_layouts = _winograd_applies(problem, layouts)
         shared = shared.with_(algorithm=algorithm_pass)
         fixed = len(shared.changed_fields(baseline))
         for stage in stages:
             if accepted is not None and len(accepted.explanation.changed_fields(baseline)) <= stage + fixed:
                 break  # every candidate of this stage changes at least as many fields
-            search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == stage])
+            stage_layouts = [lay for lay in pass_layouts if _geometry_changes(lay, baseline) == stage]
+            if not stage_layouts or not problem.precisions:
+                continue
+            search = _Search(problem, stage_layouts)
             needed = ev.needed_bits(search.size * len(stages))
             survivors, rejected = search.structures()
             best_rejected = best_rejected or (rejected and (search, rejected))
@@ -1118,6 +1309,11 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                         accepted = full
                     elif undecided is None:
                         undecided = full
+    problem.precisions = all_precisions
+    if accepted is not None and accepted is not before and baseline.algorithm == "direct":
+        unfitted = _prefer_unfitted(problem, accepted, baseline)
+        if unfitted is not None:
+            alternatives, accepted = [accepted.explanation], unfitted
     if accepted is None and undecided is None:
         if best_rejected and not any(f is not before for f in tried_full):
             # The structure nearest on the samples (from the first, direct pass), at the
@@ -1173,6 +1369,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
         notes.append("these reproduce the output within the error bound too, with as few changed fields "
                      "(a structural cause is preferred to a fitted bias or scale): "
                      + "; ".join(describe(a, baseline) for a in fitted_ties))
+    if accepted is not None and accepted.detail:
+        notes.append(accepted.detail)
     arrays = None
     if keep_arrays:
         # Plots show one image: the sample of the batch where the output is worst.
@@ -1192,6 +1390,61 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                      alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
                      arrays=arrays, cannot_decide=reason is not None,
                      evidence=after.evidence.to_dict() if after is not None and after.evidence else None)
+
+
+def _algorithm_passes(problem: _Problem, baseline: Explanation, layouts: list[_Layout]) -> list[tuple]:
+    """The (algorithm, boundary rules) passes of the search, in order.
+
+    Direct summation first. When nothing direct explains the output: Winograd for a 3x3
+    kernel at stride 1 (what cuDNN and NNPACK pick for such kernels; its componentwise
+    bound is tried before the FFT's normwise one, which would also cover its errors), then
+    an FFT. Then a different boundary rule per axis, and a constant border, when no single
+    rule explains it. A declared Winograd computation is searched with zero padding only
+    (no library pads its tiles otherwise).
+    """
+    if baseline.algorithm == "winograd":
+        return [("winograd", ("zero",))]
+    passes = [(baseline.algorithm, BOUNDARIES)]
+    if baseline.algorithm == "direct":
+        if _winograd_applies(problem, layouts) and _winograd_precisions(problem.precisions):
+            passes.append(("winograd", ("zero",)))
+        passes.append(("fft", ("zero",)))
+    passes.append((baseline.algorithm, _BOUNDARY_PAIRS))
+    passes.append((baseline.algorithm, ("constant",)))
+    return passes
+
+
+def _prefer_unfitted(problem: _Problem, accepted: _Full, baseline: Explanation) -> Optional[_Full]:
+    """The answer without its fitted bias or scale, computed by Winograd or an FFT, when that
+    reproduces the output too (with enough evidence and the negative control): a structural
+    cause, which fits nothing, is preferred to a fitted one that changes as many fields (see
+    `_complexity`). The direct pass runs first, and a bias of a few units in the last place
+    can absorb an algorithm's rounding where the direct bound is only just exceeded."""
+    expl = accepted.explanation
+    if (expl.bias == 0.0 and expl.scale == 1.0) or expl.algorithm != "direct" or expl.boundary != "zero":
+        return None
+    plain = expl.with_(bias=0.0, scale=1.0)
+    layout = _Layout(expl.kernel_transform, expl.padding, tuple(expl.stride), tuple(expl.dilation))
+    saved = problem.algorithm, problem.boundaries
+    try:
+        for algorithm in ("winograd", "fft"):
+            if algorithm == "winograd" and (expl.offset != (0, 0) or not _winograd_applies(problem, [layout])
+                                            or expl.precision not in _winograd_precisions([expl.precision])):
+                continue
+            candidate = plain.with_(algorithm=algorithm)
+            if len(candidate.changed_fields(baseline)) > len(expl.changed_fields(baseline)):
+                continue
+            problem.algorithm, problem.boundaries = algorithm, ("zero",)
+            full, _ = _evaluate_full(problem, candidate, "none", needed=accepted.evidence.needed)
+            if full.ok:
+                _control(_Search(problem, [layout]), full, _Structure(
+                    expl.kernel_transform, expl.padding, "zero", tuple(expl.offset), "none", tuple(expl.stride),
+                    tuple(expl.dilation)))
+                if full.evidence.decisive:
+                    return full
+    finally:
+        problem.algorithm, problem.boundaries = saved
+    return None
 
 
 def _control(search: "_Search", full: _Full, struct: _Structure) -> None:
@@ -1263,7 +1516,8 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     with its own sizes (a batch of one and a single channel may drop their axes).
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when you know the output came from an FFT convolution.
+    `algorithm` 'fft' when you know the output came from an FFT convolution, 'winograd' from
+    Winograd F(m x m, 3 x 3) tiles (a 3x3 kernel at stride 1 and dilation 1).
     Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
     """
     from .inputs import prepare_inputs
