@@ -39,6 +39,7 @@ _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
 _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
 _MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up
+_SCREEN_FIT_ULPS = 8.0          # stage 1's allowance for its least-squares parameters (a screen only)
 
 
 @dataclass(frozen=True)
@@ -543,6 +544,8 @@ class _Search:
                     predicted = scale[..., None, None] * values + bias[..., None, None]
                     bound = (np.abs(scale)[..., None, None] * (loosest * mags + absolute + term) * (1 + out_round)
                              + out_round * np.abs(predicted) + p.output_underflow) * 1.01 + 1e-300
+                    if fit != "none":
+                        bound += _evaluation_error(predicted - bias[..., None, None], predicted, _SCREEN_FIT_ULPS)
                     ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
                     within = np.mean(ratio <= 1.0, axis=(3, 4))
                     usable = np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0)
@@ -595,6 +598,7 @@ class _Search:
         total = mags + np.abs(cval)[..., None, None] * m_mags
         bound = ((loosest * total + absolute) * (1 + out_round) + out_round * np.abs(predicted)
                  + p.output_underflow) * 1.01 + 1e-300
+        bound += _evaluation_error(predicted - values, predicted, _SCREEN_FIT_ULPS)
         ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
         passed = np.all(ratio <= 1.0, axis=(3, 4)) & np.isfinite(cval) & (cval != 0) & self._offset_allowed(layout.stride)
         for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
@@ -682,8 +686,11 @@ def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", preci
     keep = np.ones(values.shape, dtype=bool) if compared is None else np.broadcast_to(compared, values.shape)
 
     def at(cval):
-        predicted = values + cval * m_values
-        return predicted, problem.bound(mags + abs(cval) * m_mags, predicted, precision, 1.0, False, samples)
+        border = cval * m_values
+        predicted = values + border
+        bound = problem.bound(mags + abs(cval) * m_mags, predicted, precision, 1.0, False, samples)
+        bound += _evaluation_error(border, predicted)
+        return predicted, bound
 
     weights = _fit_weights(problem.bound(mags, target, precision, 1.0, False, samples)) * keep
     denom = float(np.sum(weights * m_values * m_values))
@@ -705,6 +712,22 @@ def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", preci
     return cval, *at(cval)
 
 
+def _evaluation_error(term: np.ndarray, predicted: np.ndarray, factor: float = 1.0) -> np.ndarray:
+    """What convcheck's own float64 arithmetic adds to a candidate with fitted parameters.
+
+    `predicted` = fl(fl(term) + rest), e.g. fl(fl(scale * values) + bias): each operation
+    rounds once, |error| <= u |term| + u |predicted| (u = 2^-53; the second-order terms are
+    inside error_bound's inflation). Without it a float64 output that adds a bias to a 1x1
+    kernel's exact products (a bound of one ulp) fails on convcheck's own rounding, not on
+    the data (fuzz cases 1354, 3147). `factor` > 1 only for stage 1's screen, whose
+    least-squares parameters are a few ulps from the minimax ones the exact test uses.
+    """
+    error = np.abs(term)
+    error += np.abs(predicted)
+    error *= factor * prec.U64
+    return error
+
+
 def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None,
                 samples=None, extra=None):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
@@ -719,8 +742,13 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     an algorithm's own error (see _Problem.bound).
     """
     def at(scale, bias):
-        predicted = values if fit == "none" else scale * values + bias
-        return predicted, problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"), samples, extra)
+        if fit == "none":
+            return values, problem.bound(mags, values, precision, scale, False, samples, extra)
+        scaled = scale * values
+        predicted = scaled + bias
+        bound = problem.bound(mags, predicted, precision, scale, fit in ("bias", "both"), samples, extra)
+        bound += _evaluation_error(scaled, predicted)
+        return predicted, bound
 
     weights = None
     if fit != "none":
