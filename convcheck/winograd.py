@@ -92,6 +92,15 @@ TRANSFORMS = {
 }
 
 
+# The tile sizes whose rounding has a pattern to recognise (engine._winograd_tile): their
+# amplification differs 8 to 13 times between positions of the tile. F(2x2,3x3)'s transforms
+# are mirror-symmetric (|A^T|, |B^T| and |G| read the same backwards), so its two output
+# positions per axis are amplified alike (1.3 to 1.6 times apart, from the kernel's own
+# asymmetry): nothing tells its rounding from a direct sum's, and its coefficients (at most
+# 1) keep it close to one; it stays in TRANSFORMS for the bound only.
+RECOGNISABLE = ("F(6x6,3x3)", "F(4x4,3x3)")
+
+
 def _depth(matrix: np.ndarray) -> int:
     """Roundings along any path of one 1-D pass: nnz - 1 additions + 3 (see module docstring)."""
     return int(np.max(np.count_nonzero(matrix, axis=1))) + 2

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import convcheck
 from convcheck import winograd
 from convcheck.cli import main
-from convcheck.engine import _follows_tiles
+from convcheck.engine import _pattern_ratio
 from convcheck.formats import render_explain
 from convcheck.formats.check_text import diagnosis_lines
 from convcheck.reference import correlate, extended_image
@@ -113,20 +113,38 @@ def test_the_bound_holds_on_float32_winograd_of_every_tile_size(tile, kind):
     assert np.max(err) > 0   # a real rounding error, not an exact computation
 
 
-@pytest.mark.parametrize("tile", ["F(6x6,3x3)", "F(4x4,3x3)"])
+@pytest.mark.parametrize("tile", winograd.RECOGNISABLE)
 def test_a_float32_winograd_residual_follows_its_own_tiles(tile):
     """The pattern test of engine._winograd_tile: the residual of a tile size follows that tile's
-    error pattern, and not the other's (period 6 against 4)."""
+    error pattern (ratio below 1), and more closely than the other tile size's (period 6 or 4)."""
     rng = np.random.default_rng(5)
     image, kernel = data("normal", (8, 24, 24, 1), rng), data("normal", (3, 3, 1, 1), rng)
     reference, mags = correlate(image.astype(np.float64), kernel.astype(np.float64), magnitude=True)
     residual = np.abs(winograd_float32(image, kernel, tile) - reference)
     terms = bounds(image, kernel, "same")
     mask = np.ones(residual.shape, dtype=bool)
-    other = "F(4x4,3x3)" if tile == "F(6x6,3x3)" else "F(6x6,3x3)"
-    assert _follows_tiles(residual, terms[tile], mags, mask, winograd.tile_size(tile))
-    assert not _follows_tiles(residual, terms[other], mags, mask, winograd.tile_size(other))
-    assert not _follows_tiles(residual, terms["F(2x2,3x3)"], mags, mask, 2)   # symmetric: no pattern
+    ratios = {t: _pattern_ratio(residual, terms[t], mags, mask, winograd.tile_size(t)) for t in winograd.RECOGNISABLE}
+    assert ratios[tile] < 1.0 and ratios[tile] == min(ratios.values())
+    # A direct float32 sum's residual follows neither.
+    direct = np.abs(exact(image, kernel, "same").astype(np.float32) - reference)
+    assert all(_pattern_ratio(direct, terms[t], mags, mask, winograd.tile_size(t)) > 1.0
+               for t in winograd.RECOGNISABLE)
+
+
+def test_only_tile_sizes_with_a_pattern_are_recognised():
+    """F(2x2,3x3) amplifies its output positions alike (less than twice apart, relative to the
+    direct magnitudes); F(4x4,3x3) and F(6x6,3x3) several times apart."""
+    rng = np.random.default_rng(0)
+    image, kernel = data("normal", (4, 36, 36, 1), rng), data("normal", (3, 3, 1, 1), rng)
+    _, mags = correlate(image.astype(np.float64), kernel.astype(np.float64), magnitude=True)
+    for tile, term in bounds(image, kernel, "same").items():
+        m = winograd.tile_size(tile)
+        group = np.broadcast_to(((np.arange(36) % m)[:, None] * m + np.arange(36) % m)[None, :, :, None],
+                                term.shape).ravel()
+        pattern = np.bincount(group, weights=(term / mags).ravel()) / np.bincount(group)
+        spread = pattern.max() / pattern.min()
+        assert (spread > 5.0) if tile in winograd.RECOGNISABLE else (spread < 2.0), (tile, spread)
+    assert set(winograd.RECOGNISABLE) == set(winograd.TRANSFORMS) - {"F(2x2,3x3)"}
 
 
 # ----------------------------------------------------------------------------- the vocabulary
