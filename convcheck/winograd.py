@@ -6,7 +6,8 @@ a x a input tile d (a = m + 2) as
 
     Y = A^T [ sum_c (G g_c G^T) (.) (B^T d_c B) ] A          ((.) the elementwise product)
 
-with transform matrices built from a + ... interpolation points. Exact in real arithmetic,
+with transform matrices built from a interpolation points (one of them at infinity).
+Exact in real arithmetic,
 it rounds very differently from a direct sum: the transforms' large coefficients (32 and
 5.25 in F(6x6,3x3)) amplify rounding errors (Barabasz, Anderson, Soodhalter & Gregg,
 "Error analysis and improving the accuracy of Winograd convolution for deep neural
@@ -43,11 +44,13 @@ bound then becomes wide and the evidence rule refuses to decide.
 
 Tile sizes and points: NNPACK's F(6x6,3x3) (wt8x8, its CPU algorithm for 3x3 kernels;
 points 0, +-1, +-2, +-1/2, infinity, matrices read from src/scalar/winograd/f6x6k3x3.h),
-and F(4x4,3x3) and F(2x2,3x3) with Lavin & Gray's published matrices (points 0, +-1,
-+-2, infinity), the tile sizes GPU libraries (cuDNN) use. A library with other points or
+and F(4x4,3x3) (points 0, +-1, +-2, infinity) and F(2x2,3x3) (0, +-1, infinity) with
+Lavin & Gray's published matrices, the tile sizes GPU libraries (cuDNN) use. A library with other points or
 a tile origin other than the output's is not covered: its outputs may stay unexplained
 (the safe direction). Half-precision Winograd (transforms stored in float16) is not
-modelled either.
+modelled either. The engine adds this bound to the direct one (precision.error_bound) and
+accepts a Winograd explanation only where the residual also shows the tile's error pattern
+(engine._winograd_tile).
 """
 
 from __future__ import annotations
