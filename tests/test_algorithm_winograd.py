@@ -253,7 +253,7 @@ BOUND_CASES = [(kind, 16, c, o, s, p) for kind in ("normal", "uniform", "8bit", 
 
 @pytest.mark.torch
 def test_the_winograd_bound_holds_on_real_nnpack_errors(torch):
-    """The largest |NNPACK - exact| / bound over the grid stays below 1 (it is about 0.03: the
+    """The largest |NNPACK - exact| / bound over the grid stays below 1 (it is below 0.07: the
     bound counts every rounding at its worst; real roundings partly cancel)."""
     worst = 0.0
     for case in BOUND_CASES:
