@@ -36,7 +36,8 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
     `layout="nchw"` (C, H, W) / (N, C, H, W); kernel (kh, kw), HWIO (kh, kw, C_in / groups,
     C_out), OIHW with `kernel_layout="oihw"` (the default with layout "nchw"), or
-    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout.
+    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`, or any other order of the letters
+    h, w, i, o (e.g. "ohwi"); output in the image's layout.
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
     `algorithm` 'fft' when the output came from an FFT convolution, 'winograd' from Winograd

@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 from .choices import LAYOUTS, OUTPUT_LAYOUTS
 from .errors import InputError
 from .results import CHECK_SCHEMA, BackendResult, CompareReport, Diagnosis
+from .choices import CHANNEL_ORDERS, KERNEL_AXIS_ORDERS, KERNEL_LAYOUT_VALUES
 from .vocabulary import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, PADDINGS,
                          PRECISIONS, Cause, Verdict)
 
@@ -46,6 +47,8 @@ _FIELD_VALUES = {
     "precision": PRECISIONS,
     "output_layout": OUTPUT_LAYOUTS,
     "kernel_axis": ("rows", "columns"),
+    "kernel_layout": KERNEL_LAYOUT_VALUES,
+    "channel_order": CHANNEL_ORDERS,
 }
 
 
@@ -363,7 +366,8 @@ def _settings(table: dict, say: Callable[[str], str], defaults: dict) -> dict:
     if "dtype" in table:
         settings["dtype"] = _choice(table["dtype"], DTYPES, say("dtype"))
     if "kernel-layout" in table:
-        settings["kernel_layout"] = _choice(table["kernel-layout"], KERNEL_LAYOUTS, say("kernel-layout"))
+        settings["kernel_layout"] = _choice(table["kernel-layout"], KERNEL_LAYOUTS + KERNEL_AXIS_ORDERS[2:],
+                                            say("kernel-layout"))
     if "backends" in table:
         settings["backends"] = _backends(table["backends"], say("backends"))
     if "library-defaults" in table:

@@ -272,9 +272,9 @@ def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None
     """Run numpy arrays through every backend and diagnose each output (Python API of `compare`).
 
     Layouts as in CONTRACT section 1: image (H, W), (H, W, C) or (N, H, W, C) (channels
-    first with `layout="nchw"`); kernel (kh, kw), HWIO, OIHW with `kernel_layout="oihw"`
-    or depthwise with `kernel_layout="depthwise"`. `stride` and `dilation` are held the
-    same for every backend. Bad arrays raise `convcheck.InputError` before any framework
+    first with `layout="nchw"`); kernel (kh, kw), HWIO, OIHW with `kernel_layout="oihw"`,
+    depthwise with `kernel_layout="depthwise"`, or any other order of the letters h, w, i, o
+    (e.g. "ohwi"). `stride` and `dilation` are held the same for every backend. Bad arrays raise `convcheck.InputError` before any framework
     is imported.
     """
     from .inputs import prepare_inputs

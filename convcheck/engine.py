@@ -1163,10 +1163,17 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
 
     Readings the shapes cannot settle are tried in turn, the first that explains the
     output winning: a 1-D kernel along the rows, then along the columns (`kernel_axis`);
-    the output as given, then with its H and W axes swapped (`output_transform`).
+    the output as given, then with its H and W axes swapped (`output_transform`); then
+    the kernel's axes in another order and the image's channels reversed (`kernel_layout`,
+    `channel_order`: see `_other_readings`).
     """
     options = dict(padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
                    algorithm=algorithm, keep_arrays=keep_arrays)
+    others = None
+    if getattr(inputs, "kernel_reading", None) is not None:
+        # The declared kernel layout fits no shape: this reading is one of several searched.
+        others = _readings_of(inputs)
+        options["readings"] = 1 + len(others)
     diagnosis = _diagnose(inputs, **options)
     if inputs.kernel_axis == "rows" and diagnosis.verdict is not Verdict.EQUAL:
         columns = _diagnose(replace(inputs, kernel=np.swapaxes(inputs.kernel, 0, 1), kernel_axis="columns"),
@@ -1185,7 +1192,93 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
             transposed = _diagnose(swapped, output_transform="transpose", **options)
             if transposed.verdict is not Verdict.UNEXPLAINED:
                 diagnosis = transposed
-    return diagnosis
+    return _other_readings(inputs, diagnosis, options, others)
+
+
+def _readings_of(inputs) -> list:
+    """The other readings of the kernel's axes and the image's channels (convcheck.inputs.other_readings)."""
+    from .inputs import other_readings
+    return other_readings(inputs) if getattr(inputs, "raw_kernel", None) is not None else []
+
+
+def _other_readings(inputs, diagnosis: Diagnosis, options: dict, others: Optional[list] = None) -> Diagnosis:
+    """The output explained with the kernel's axes or the image's channels read otherwise
+    (CONTRACT section 2, Layout: `kernel_layout`, `channel_order`), when the reading given
+    explains nothing; `others` the readings when already listed.
+
+    Tried only when the given reading is unexplained, and not for want of evidence (what
+    passes but cannot decide must not become a verdict under another reading). Each reading
+    (convcheck.inputs.other_readings: another order of the kernel's axes, OIHW weights
+    reshaped into HWIO, the image's channels reversed, or both) is one more whole search, so
+    every search counts all of them in the evidence rule's candidate count (`readings`), and
+    each searches only the simplest geometry stage with direct summation and single
+    boundary rules (`narrow`): a mis-read kernel on top of an undeclared dilation, an FFT or
+    a per-axis boundary stays unexplained rather than costing a full search per reading.
+    Fewest changed fields win, the likeliest reading on a tie; a reading that passes but
+    cannot decide ends the search, as a pass does in `_diagnose`. The statistics before the
+    explanation stay those of the reading given (the reference the caller expected), or
+    none when the declared layout fits no shape.
+    """
+    declared = diagnosis
+    misread = getattr(inputs, "kernel_reading", None) is not None
+    searched = 0
+    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide:
+        others = _readings_of(inputs) if others is None else others
+        best: Optional[Diagnosis] = None
+        nearest: Optional[Diagnosis] = None   # the unexplained reading whose closest candidate misses least
+        for reading in others:
+            changes = (reading.kernel_reading not in (None, reading.kernel_layout)) + (
+                reading.channel_order != "as_given")
+            if best is not None and _rank(best)[1] <= changes:
+                break  # every reading from here on changes at least as many fields
+            found = _diagnose(reading, **{**options, "readings": 1 + len(others), "narrow": True})
+            searched += 1
+            if found.cannot_decide and best is None:
+                best = found
+                break
+            if found.verdict is not Verdict.UNEXPLAINED and (best is None or _rank(found) < _rank(best)):
+                best = found
+            elif found.verdict is Verdict.UNEXPLAINED and _misses(found) < min(_misses(nearest), _misses(declared)):
+                nearest = found
+        if best is not None:
+            diagnosis = best
+        elif nearest is not None:
+            diagnosis = nearest   # unexplained still, but its closest candidate and where it misses say more
+    notes = list(diagnosis.notes)
+    if misread:
+        notes.append(f"the kernel's shape {tuple(inputs.kernel_shape)} fits the image and output only with its axes "
+                     f"in another order than the declared {inputs.kernel_layout.upper()}: it was read as "
+                     f"{inputs.kernel_reading.upper()} ({_axis_names(inputs.kernel_reading)}) first; pass "
+                     f"--kernel-layout {inputs.kernel_reading} (kernel_layout='{inputs.kernel_reading}') "
+                     "if that is its layout")
+    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide and searched:
+        notes.append(f"{searched} other reading{'s' if searched != 1 else ''} of the kernel's axes and the image's "
+                     f"channels (kernel_layout, channel_order) {'were' if searched != 1 else 'was'} searched too; "
+                     "none explains the output")
+    if diagnosis is declared and not misread:
+        return replace(diagnosis, notes=tuple(notes)) if notes != list(diagnosis.notes) else diagnosis
+    stats, arrays = diagnosis.stats, diagnosis.arrays
+    before = None if misread else declared
+    stats = replace(stats, **{name: getattr(before.stats, name) if before is not None else None
+                              for name in ("max_abs_diff", "max_rel_diff", "mismatched", "worst_index",
+                                           "worst_output", "worst_reference")})
+    if arrays is not None:
+        # Plots show one sample, chosen per diagnosis: the declared reference only when there is one.
+        kept = before is not None and before.arrays is not None and inputs.output.shape[0] == 1
+        arrays = replace(arrays, reference=before.arrays.reference if kept else None,
+                         bound_before=before.arrays.bound_before if kept else None)
+    return replace(diagnosis, stats=stats, arrays=arrays, notes=tuple(notes))
+
+
+def _misses(diagnosis: Optional[Diagnosis]) -> float:
+    """How many elements an unexplained diagnosis's closest candidate leaves beyond the bound."""
+    after = diagnosis.stats.mismatched_after if diagnosis is not None and diagnosis.closest is not None else None
+    return float("inf") if after is None else after
+
+
+def _axis_names(layout: str) -> str:
+    from .inputs import axis_names
+    return axis_names(layout)
 
 
 def _nearer_transposed(swapped, diagnosis: Diagnosis, options: dict) -> bool:
@@ -1211,8 +1304,14 @@ def _rank(diagnosis: Diagnosis) -> tuple:
 
 def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
               dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
-              keep_arrays: bool = False, output_transform: str = "identity") -> Diagnosis:
-    """`diagnose` for one reading of the kernel and output (see there)."""
+              keep_arrays: bool = False, output_transform: str = "identity", readings: int = 1,
+              narrow: bool = False) -> Diagnosis:
+    """`diagnose` for one reading of the kernel and output (see there).
+
+    `readings` is how many readings of the kernel and image the whole diagnosis searches
+    (each is one more search: the evidence rule's candidate count grows by that factor);
+    `narrow` searches only the simplest geometry stage and the first pass (see
+    `_other_readings`)."""
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
     if padding not in PADDINGS:
@@ -1230,7 +1329,9 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                          f"dilation {list(dilation)}; use algorithm 'direct' or 'fft'")
     baseline = problem.baseline
     shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"),
-                            output_transform=output_transform)
+                            output_transform=output_transform,
+                            kernel_layout=getattr(inputs, "kernel_reading", None) or baseline.kernel_layout,
+                            channel_order=getattr(inputs, "channel_order", "as_given"))
     fixed = len(shared.changed_fields(baseline))
     kernel_hw = problem.kernel.shape[:2]
     total = int(problem.output.size)
@@ -1281,6 +1382,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     stages = sorted({_geometry_changes(lay, baseline) for lay in layouts})
     passes = _algorithm_passes(problem, baseline, layouts)
     all_precisions = problem.precisions
+    if narrow:
+        passes, stages = passes[:1], stages[:1]
     for index, (algorithm_pass, boundaries) in enumerate(passes):
         if accepted is not None or (index > 0 and undecided is not None):
             # A candidate that already passes but cannot decide is the answer's best case: a
@@ -1302,7 +1405,7 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             if not stage_layouts or not problem.precisions:
                 continue
             search = _Search(problem, stage_layouts)
-            needed = ev.needed_bits(search.size * len(stages))
+            needed = ev.needed_bits(search.size * len(stages) * readings)
             survivors, rejected = search.structures()
             best_rejected = best_rejected or (rejected and (search, rejected))
             candidates = sorted(((_complexity(struct, q, baseline, fixed), struct, q)
@@ -1341,7 +1444,7 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                     elif undecided is None:
                         undecided = full
     problem.precisions = all_precisions
-    if accepted is not None and accepted is not before and baseline.algorithm == "direct":
+    if accepted is not None and accepted is not before and baseline.algorithm == "direct" and not narrow:
         unfitted = _prefer_unfitted(problem, accepted, baseline, keep_arrays)
         if unfitted is not None:
             alternatives, accepted = [accepted.explanation], unfitted
@@ -1545,7 +1648,8 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
     `layout="nchw"` (C, H, W) / (N, C, H, W); kernel (kh, kw), HWIO (kh, kw, C_in / groups,
     C_out), OIHW with `kernel_layout="oihw"` (the default with layout "nchw"), or
-    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout
+    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`, or any other order of the letters
+    h, w, i, o (e.g. "ohwi"); output in the image's layout
     with its own sizes (a batch of one and a single channel may drop their axes).
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);

@@ -26,7 +26,9 @@ parameters cost the largest per-element contributions. What is left must reach
     20 + log2(number of candidates the search considered)   bits    for `explained`
 
 (the search tries many candidates, so one of them passing by chance must stay below one
-in a million too: a Bonferroni correction).
+in a million too: a Bonferroni correction). Every other reading of the inputs that `explain`
+searches (the kernel's axes in another order, the image's channels reversed: engine
+`_other_readings`) is a whole further search, so the number of readings multiplies the count.
 
 Elements are not always independent (identical windows, a 1x1 kernel whose fitted scale
 absorbs any other kernel), so the count is backed by a negative control: the same

@@ -24,6 +24,7 @@ class Verdict(str, enum.Enum):
 
 from .choices import (ALGORITHMS, BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS,  # noqa: F401
                       PADDINGS, PRECISIONS)
+from .choices import CHANNEL_ORDERS, KERNEL_AXIS_ORDERS as _ORDERS, KERNEL_LAYOUT_VALUES  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ class Cause:
     why: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT section 5 `causes` entry."""
+        """The CONTRACT section 5 `causes` entry (plus `why`, the sentence behind the cause)."""
         value = list(self.value) if isinstance(self.value, tuple) else self.value
-        return {"field": self.field, "value": value, "summary": self.summary, "fix": self.fix}
+        return {"field": self.field, "value": value, "summary": self.summary, "fix": self.fix, "why": self.why}
 
 
 # One sentence per distinct cause saying *why*: printed once below a table.
@@ -137,7 +138,45 @@ _WHY = {
                       "channels-last (N, H, W, C); the output's shape says which it is."),
     "scale": ("A constant factor on every output usually means the kernel was normalised "
               "(e.g. divided by its sum) or the output rescaled."),
+    "kernel_layout": ("Frameworks store convolution weights with their axes in different orders (TensorFlow "
+                      "and Keras HWIO, PyTorch OIHW, PyTorch's ConvTranspose2d IOHW, TFLite OHWI): porting "
+                      "weights needs a transpose, and a reshape or a wrong permutation keeps a plausible "
+                      "shape while moving every value to the wrong tap or channel."),
+    "channel_order": ("OpenCV loads and saves images as BGR while most models and libraries expect RGB: "
+                      "an image fed in the other order gives plausible but wrong outputs, one channel's "
+                      "weights applied to another's values."),
 }
+
+# Where a kernel layout comes from, for the causes that name it.
+_LAYOUT_ORIGINS = {"hwio": "TensorFlow/Keras", "oihw": "PyTorch", "iohw": "PyTorch ConvTranspose2d",
+                   "hwoi": "tf.nn.conv2d_transpose", "ohwi": "TFLite"}
+
+
+def _axes_text(layout: str) -> str:
+    names = {"h": "kh", "w": "kw", "i": "C_in", "o": "C_out"}
+    origin = _LAYOUT_ORIGINS.get(layout)
+    return f"{layout.upper()} ({', '.join(names[a] for a in layout)}{', ' + origin if origin else ''})"
+
+
+def _kernel_layout_text(value: str, declared: str) -> tuple[str, str]:
+    """(summary, fix) of a kernel read in layout `value` where `declared` was expected."""
+    if value == "oihw-reshaped":
+        return ("the kernel is PyTorch OIHW weights turned into HWIO with reshape instead of transpose: "
+                "its shape is right, but every value sits at the wrong tap and channel",
+                "convert PyTorch weights with np.transpose(w, (2, 3, 1, 0)) (weights.permute(2, 3, 1, 0) in "
+                "PyTorch), not w.reshape(kh, kw, C_in, C_out); this array is undone by "
+                "np.transpose(w.reshape(C_out, C_in, kh, kw), (2, 3, 1, 0))")
+    if declared not in _ORDERS:
+        return (f"the kernel's axes are in {_axes_text(value)} order",
+                f"pass --kernel-layout {value} (kernel_layout='{value}') if that is the order of its axes")
+    swap = value == declared.translate(str.maketrans("io", "oi"))
+    summary = (f"the kernel's axes are in {_axes_text(value)} order, not {_axes_text(declared)}"
+               + (": its input and output channel axes are swapped" if swap else ""))
+    order = tuple(value.index(axis) for axis in declared)
+    fix = (f"put its axes in {declared.upper()} order: np.transpose(w, {order}) (weights.permute{order} in "
+           f"PyTorch, tf.transpose(w, {list(order)}) in TensorFlow), or pass --kernel-layout {value} "
+           f"(kernel_layout='{value}') if this is the layout you mean")
+    return summary, fix
 
 _TRANSFORM_TEXT = {
     "rot180": ("the kernel was flipped 180 degrees: this is a true convolution, not a cross-correlation",
@@ -291,6 +330,16 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
     elif field_name == "bias":
         summary = f"a constant {_num(value)} was added to every output element (a bias term)"
         fix = "pass use_bias=False, or subtract the layer's bias before comparing"
+    elif field_name == "kernel_layout":
+        summary, fix = _kernel_layout_text(value, baseline.kernel_layout)
+    elif field_name == "channel_order":
+        summary = ("the image's channels were used in reverse order (BGR read as RGB, or RGB as BGR: e.g. an "
+                   "image loaded with cv2.imread fed to a model trained on RGB)")
+        fix = ("reverse the channels before the convolution: "
+               + ("x.flip(1) in PyTorch (image[:, ::-1] for an (N, C, H, W) array), or "
+                  "cv2.cvtColor(image, cv2.COLOR_BGR2RGB) before moving the channels first"
+                  if baseline.output_layout == "chw" else
+                  "image[..., ::-1], or cv2.cvtColor(image, cv2.COLOR_BGR2RGB) (COLOR_RGB2BGR the other way)"))
     elif field_name == "scale":
         summary = (f"every output element was multiplied by {_num(value)} "
                    "(e.g. a kernel normalised to sum 1)")
@@ -356,6 +405,11 @@ def plain_label(field_name: str, value: Any) -> str:
         return f"{_num(value)} added (a bias)"
     if field_name == "scale" and isinstance(value, (int, float)):
         return f"scaled by {_num(value)}"
+    if field_name == "kernel_layout":
+        return ("kernel reshaped from OIHW instead of transposed" if value == "oihw-reshaped"
+                else f"kernel axes in {str(value).upper()} order")
+    if field_name == "channel_order" and value == "reversed":
+        return "image channels reversed (RGB/BGR)"
     return f"{field_name.replace('_', ' ')} {value}"
 
 
