@@ -898,7 +898,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
         residual *= compared
     bad = int(np.count_nonzero(mismatch))
     if bad == 0:
-        implausible = _implausible(problem, expl.with_(scale=scale, bias=bias), values, residual, compared)
+        implausible = _implausible(problem, expl.with_(scale=scale, bias=bias), values, residual, compared, fit)
         if implausible is None and expl.algorithm == "winograd":
             implausible = _winograd_implausible(residual, bound, compared, tile)
         if implausible is not None:
@@ -945,7 +945,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
 _FFT_PEAK_TO_MEDIAN = 64.0
 
 
-def _implausible(problem: _Problem, expl: Explanation, values, residual, compared):
+def _implausible(problem: _Problem, expl: Explanation, values, residual, compared, fit: str = "none"):
     """For candidates whose bound alone cannot show the rounding really happened, a mask
     of the elements that argue against it (None when the data agree):
 
@@ -963,16 +963,33 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
         if r.size and float(np.max(r)) > _FFT_PEAK_TO_MEDIAN * typical:
             return (residual > _FFT_PEAK_TO_MEDIAN * typical) & mask
     if expl.precision == "tfloat32":
+        # Nearness is judged with each computation's own fitted parameters: the float32 one
+        # and each TF32 one get their own least-squares scale/bias (`fit`, the candidate's kind;
+        # equal weights on the compared elements) and the nearer is the one whose remaining sum
+        # of squares is smaller -- the criterion those parameters minimise, so no computation
+        # is judged at parameters chosen for another. At the candidate's one shared (minimax)
+        # scale, a scale fitted to absorb a corrupted element (1 + ~2^-10) stood in for TF32's
+        # truncation, which shrinks every product by about that much, and made the TF32
+        # computation look nearer to a float32 output (an NNPACK output with one element off
+        # by 0.0074 was "explained" as precision tfloat32 + scale 1.001).
+        kind = fit if fit in ("bias", "scale", "both") else "none"
+        weights = mask.astype(np.float64)
+
+        def remaining(computed) -> float:
+            s, b = _fit(computed, problem.output, kind, weights)
+            if not _usable_fit(s, b):
+                s, b = 1.0, 0.0
+            return float(np.sum(np.square(problem.output - (computed * s + b))[mask]))
+
         image, kernel = problem.rounded("float32")
         closer = False
-        plain = float(np.sum(residual[mask]))
+        plain = remaining(values)
         for mode in ("truncate", "nearest"):
             tk = transform_kernel(prec.round_tf32(kernel, mode), expl.kernel_transform)
             tf_values, _ = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding, boundary=expl.boundary,
                                      offset=expl.offset, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
                                      groups=problem.groups)
-            predicted = tf_values * expl.scale + expl.bias
-            if float(np.sum(np.abs(problem.output - predicted)[mask])) < plain:
+            if remaining(tf_values) < plain:
                 closer = True
                 break
         if not closer:
