@@ -40,9 +40,10 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     h, w, i, o (e.g. "ohwi"); output in the image's layout.
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when the output came from an FFT convolution; `output_precision` the type you
-    expected the result stored in (default: the precision's own, e.g. 'float32' for bfloat16 inputs
-    summed and kept in float32); `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
+    `algorithm` 'fft' when the output came from an FFT convolution, 'winograd' from Winograd
+    F(m x m, 3 x 3) tiles (3x3 kernels at stride 1); `output_precision` the type you expected the
+    result stored in (default: the precision's own, e.g. 'float32' for bfloat16 inputs summed and
+    kept in float32); `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
     `convcheck.InputError`. Never imports TensorFlow.
     """
     from .engine import explain as _explain

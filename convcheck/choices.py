@@ -22,8 +22,8 @@ KERNEL_AXIS_ORDERS = ("hwio", "oihw") + tuple(
 # weights turned into HWIO with reshape instead of transpose.
 KERNEL_LAYOUT_VALUES = KERNEL_AXIS_ORDERS + ("depthwise", "oihw-reshaped")
 CHANNEL_ORDERS = ("as_given", "reversed")
-LAYOUTS = ("nhwc", "nchw")
-ALGORITHMS = ("direct", "fft")   # --layout: channels last (TensorFlow) or first (PyTorch)
+LAYOUTS = ("nhwc", "nchw")   # --layout: channels last (TensorFlow) or first (PyTorch)
+ALGORITHMS = ("direct", "fft", "winograd")
 ACTIVATIONS = ("linear", "relu", "relu6")
 # The integer types an output may be rounded and saturated to (OpenCV's saturate_cast).
 INTEGER_OUTPUTS = ("uint8", "int8", "uint16", "int16")

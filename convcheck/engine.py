@@ -34,6 +34,7 @@ import numpy as np
 from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
+from . import winograd
 from .reference import (axis_layout, correlate, dense_kernel, dilate_kernel, extended_image, gather_windows,
                         geometry_pair, output_size, pad_before, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
@@ -90,6 +91,7 @@ class _Full:
     evidence: Optional["ev.Evidence"] = None
     compared: int = 0
     clipped: int = 0          # compared elements clipped by the activation or saturated
+    detail: Optional[str] = None   # a sentence for the notes when this candidate is the answer
 
     @property
     def ok(self) -> bool:
@@ -148,10 +150,12 @@ class _Problem:
         # exactly (TF32 results are float32 values): free evidence from the numbers.
         self.precisions = [base_precision] + [
             p for p in narrower if prec.representable(self.output, "float32" if p == "tfloat32" else p)]
+        self.all_precisions = list(self.precisions)   # a pass may search fewer (Winograd)
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._extent: dict[str, tuple[float, float]] = {}
         self._fft: dict[str, np.ndarray] = {}
-        self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try 'fft' too
+        self._winograd: dict[tuple, dict[str, np.ndarray]] = {}   # the last candidate's only: output-sized
+        self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try others too
         self.boundaries = BOUNDARIES               # the boundary rules the search tries in this pass
         self._models: dict[tuple, prec.PrecisionModel] = {}
         # Half-precision inputs whose float32 (float64) output bfloat16/float16 cannot hold:
@@ -181,7 +185,7 @@ class _Problem:
         """The output precision this pass's candidates are stored in: an integer type for
         every precision, or (None) each precision's own format, save `wide_storage`."""
         self.storage = {q: integer if integer is not None else self.declared_storage or self.wide_storage.get(q)
-                        for q in self.precisions}
+                        for q in self.all_precisions}
 
     def model(self, precision: str, output_precision: Optional[str]) -> prec.PrecisionModel:
         """The rounding model of `precision` with the result stored in `output_precision` (cached)."""
@@ -230,14 +234,16 @@ class _Problem:
                                             prec.round_to(self.kernel, precision))
         return self._rounded[precision]
 
-    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, output_precision="pass"):
+    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, extra=None,
+              output_precision="pass"):
         """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound),
         its result stored in `output_precision` ('pass': what this pass's candidates use).
 
         With `algorithm` 'fft' the FFT's normwise error (precision.fft_convolution_bound) is
         added to every element of its sample and output channel; `samples` names the sample
-        of each row when `magnitude` is (n, C_out) rows of sampled positions. `scale` is a
-        number or one per output channel.
+        of each row when `magnitude` is (n, C_out) rows of sampled positions. `extra` (shaped
+        like `magnitude`) is an algorithm's own elementwise error, added too (`winograd_term`).
+        `scale` is a number or one per output channel.
         """
         if output_precision == "pass":
             output_precision = self.storage[precision]
@@ -252,6 +258,8 @@ class _Problem:
         if self.algorithm == "fft":
             term = self.fft_term(precision)
             bound += np.abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
+        if extra is not None:
+            bound += np.abs(scale) * extra
         return bound
 
     def fft_term(self, precision: str) -> np.ndarray:
@@ -266,6 +274,43 @@ class _Problem:
             self._fft[precision] = prec.fft_convolution_bound(images, kernels, lengths,
                                                               prec.ACCUMULATION_U[precision])
         return self._fft[precision]
+
+    def winograd_term(self, precision: Optional[str], transform: str, padding: str, positions, *,
+                      kernel: Optional[np.ndarray] = None) -> np.ndarray:
+        """The error of a Winograd computation (winograd.error_bound_at, the largest over its
+        tile sizes) of the candidate with this kernel transform and padding (zero boundary, no
+        offset, stride 1) at `positions` = (samples, rows, cols): (n, C_out). `precision` None
+        means the inputs as loaded (stage 1: the bound of any precision the winograd pass
+        allows, with room for the inputs' rounding); `kernel` a decoy in place of the inputs' own.
+        """
+        return self._winograd_bounds(precision, transform, padding, positions, kernel)
+
+    def winograd_terms(self, precision: str, transform: str, padding: str) -> dict[str, np.ndarray]:
+        """winograd.error_bounds of the candidate on the whole output, per tile size (cached)."""
+        key = (precision, transform, padding)
+        if key not in self._winograd:
+            self._winograd = {key: self._winograd_bounds(precision, transform, padding, None, None)}
+        return self._winograd[key]
+
+    def _winograd_bounds(self, precision, transform, padding, positions, kernel):
+        if precision is None:
+            image, own = self.image, self.kernel
+            u = max(prec.ACCUMULATION_U[q] for q in _winograd_precisions(self.precisions))
+        else:
+            image, own = self.rounded(precision)
+            u = prec.ACCUMULATION_U[precision]
+        dense = dense_kernel(transform_kernel(own if kernel is None else kernel, transform), self.groups)
+        out_hw = tuple(self.output.shape[1:3])
+        origin = window_origin(padding, (3, 3), (0, 0), self.image_hw)
+        regions = np.stack([extended_image(sample, "zero", origin, out_hw, (3, 3)) for sample in image])
+        tiny = _SMALLEST_NORMAL["float32" if u > prec.U64 else "float64"]
+        channels = self.n // 9
+        if positions is None:
+            return winograd.error_bounds(regions, dense, out_hw, u=u, tiny=tiny, channels=channels)
+        term = winograd.error_bound_at(regions, dense, *positions, u=u, tiny=tiny, channels=channels)
+        if precision is None:
+            term *= 1.01   # rounded inputs' magnitudes are within (1 + 2^-8)^2 of these
+        return term
 
     def compared_mask(self, struct, rows: np.ndarray, cols: np.ndarray, out_hw) -> np.ndarray:
         """Which output rows/cols are compared under an offset (CONTRACT section 2): those
@@ -498,6 +543,7 @@ class _Search:
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
         self.outs = int(problem.output.shape[3])
+        self._winograd_cache: dict[tuple, np.ndarray] = {}
         # How many candidates the search considers: what an `explained` verdict must beat.
         self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2
                      * len(self.fits()) * len(self.activations()) * len(problem.precisions))
@@ -603,9 +649,30 @@ class _Search:
         return row_ok[:, None, :] & col_ok[None, :, :]
 
     def _offset_allowed(self, stride) -> np.ndarray:
-        """(D, D): every offset is a candidate (those that leave nothing out compare all)."""
+        """(D, D): every offset is a candidate (those that leave nothing out compare all);
+        with algorithm 'winograd' only none (its tiles start at the output's origin)."""
         size = 2 * self.radius + 1
+        if self.p.algorithm == "winograd":
+            allowed = np.zeros((size, size), dtype=bool)
+            allowed[self.radius, self.radius] = True
+            return allowed
         return np.ones((size, size), dtype=bool)
+
+    def _winograd_stage1(self, transforms, padding: str) -> np.ndarray:
+        """(T, 1, 1, n, O): the Winograd error of each kernel transform at the samples (no offset)."""
+        return np.stack([self.winograd_at(None, t, padding) for t in transforms])[:, None, None]
+
+    def winograd_at(self, precision: Optional[str], transform: str, padding: str,
+                    kernel: Optional[np.ndarray] = None) -> np.ndarray:
+        """_Problem.winograd_term at the sampled positions: (n, O), cached for the inputs' own kernel."""
+        key = (precision, transform, padding)
+        if kernel is None and key in self._winograd_cache:
+            return self._winograd_cache[key]
+        term = self.p.winograd_term(precision, transform, padding, (self.samples, self.rows, self.cols),
+                                    kernel=kernel)
+        if kernel is None:
+            self._winograd_cache[key] = term
+        return term
 
     def structures(self):
         """Stage 1: every structure that the loosest allowed bound does not rule out.
@@ -640,6 +707,7 @@ class _Search:
                                    axis=3)
             compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(stride)
+            term = fft if p.algorithm != "winograd" else self._winograd_stage1(transforms, padding)
             for boundary in p.boundaries:
                 patches = self._patches(None, "zero" if boundary == "constant" else boundary, layout, shape)
                 values, mags = self._predict(patches, stack, dilation)
@@ -650,7 +718,7 @@ class _Search:
                 n, d1, d2, _ = values.shape
                 values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
                 mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
-                unit_bound = (loosest * mags + absolute + fft) * (1 + out_round)
+                unit_bound = (loosest * mags + absolute + term) * (1 + out_round)
                 for activation in self.activations():
                     limits = _limits(activation, storage)
                     clipped = _clipped(target, limits)
@@ -797,8 +865,13 @@ class _Search:
             within = (np.abs(target - predicted) <= bound) | ~compared
             return bool(np.all(within)), 1.0, cval, float(np.mean(within))
         limits = _limits(struct.activation, p.storage[precision])
+        extra = None
+        if p.algorithm == "winograd":
+            extra = self.winograd_at(precision, struct.transform, struct.padding,
+                                     None if kernel is p.rounded(precision)[1] else kernel)
         scale, bias, predicted, bound = _fit_within(values, mags, target, struct.fit, p, precision,
-                                                    compared=compared, samples=self.samples, limits=limits)
+                                                    compared=compared, samples=self.samples, extra=extra,
+                                                    limits=limits)
         if not _usable_fit(scale, bias):
             return False, scale, bias, 0.0
         within = (_residual(target, predicted, limits) <= bound) | ~compared
@@ -816,11 +889,12 @@ def _fit_cval(values, mags, m_values, m_mags, target, problem: "_Problem", preci
         border = cval * m_values
         predicted = values + border
         bound = problem.bound(mags + abs(cval) * m_mags, predicted, precision, 1.0, False, samples,
-                              output_precision)
+                              output_precision=output_precision)
         bound += _evaluation_error(border, predicted)
         return predicted, bound
 
-    weights = _fit_weights(problem.bound(mags, target, precision, 1.0, False, samples, output_precision)) * keep
+    weights = _fit_weights(problem.bound(mags, target, precision, 1.0, False, samples,
+                                         output_precision=output_precision)) * keep
     denom = float(np.sum(weights * m_values * m_values))
     if denom <= 0:
         return float("nan"), *at(0.0)
@@ -889,7 +963,7 @@ def _evaluation_error(term: np.ndarray, predicted: np.ndarray, factor: float = 1
 
 
 def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: str, *, compared=None,
-                samples=None, limits=(None, None), output_precision="pass"):
+                samples=None, extra=None, limits=(None, None), output_precision="pass"):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
     when that leaves an element beyond its bound, parameters that keep every element inside.
 
@@ -898,19 +972,22 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     can push a true candidate past its bound. Every element's bound defines an interval of
     parameters that reproduce it; `_minimax` picks a point in their intersection. The bound
     is then recomputed at that point, so the test itself stays exact. `compared` (a boolean
-    array broadcastable to `values`) leaves elements out of the fit and the test; elements
-    at one of `limits` (clipped, see `_residual`) take no part in the fit. A per-channel
-    fit gives arrays with one scale and bias per output channel (the last axis).
+    array broadcastable to `values`) leaves elements out of the fit and the test; `extra`
+    an algorithm's own error (see _Problem.bound); elements at one of `limits` (clipped,
+    see `_residual`) take no part in the fit. A per-channel fit gives arrays with one scale
+    and bias per output channel (the last axis).
     """
     kind = _fit_kind(fit)
     has_bias = kind in ("bias", "both")
 
     def at(scale, bias):
         if kind == "none":
-            return values, problem.bound(mags, values, precision, scale, False, samples, output_precision)
+            return values, problem.bound(mags, values, precision, scale, False, samples, extra,
+                                         output_precision=output_precision)
         scaled = scale * values
         predicted = scaled + bias
-        bound = problem.bound(mags, predicted, precision, scale, has_bias, samples, output_precision)
+        bound = problem.bound(mags, predicted, precision, scale, has_bias, samples, extra,
+                              output_precision=output_precision)
         bound += _evaluation_error(scaled, predicted)
         return predicted, bound
 
@@ -918,7 +995,8 @@ def _fit_within(values, mags, target, fit: str, problem: "_Problem", precision: 
     free = compared if clipped is None else ~clipped if compared is None else compared & ~clipped
     weights = None
     if kind != "none":
-        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, has_bias, samples, output_precision))
+        weights = _fit_weights(problem.bound(mags, target, precision, 1.0, has_bias, samples, extra,
+                                             output_precision=output_precision))
         if free is not None:
             weights = weights * free
     scale, bias = _fit(values, target, fit, weights)
@@ -1057,6 +1135,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
                     dilation=tuple(expl.dilation), groups=problem.groups)
     constant = fit == "cval"
     values, mags = correlate(image, tk, boundary="zero" if constant else expl.boundary, **geometry)
+    tile = None   # the Winograd tile size the output shows (algorithm 'winograd')
     out_h, out_w = values.shape[1:3]
     row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
     rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
@@ -1072,8 +1151,11 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
         mags = mags + abs(cval) * m_mags
         scale, bias, expl = 1.0, 0.0, expl.with_(cval=cval)
     else:
+        extra = None
+        if expl.algorithm == "winograd":
+            tile, extra = _winograd_tile(problem, expl, values, mags, compared)
         scale, bias, predicted, bound = _fit_within(values, mags, problem.output, fit, problem, expl.precision,
-                                                    compared=compared, limits=limits,
+                                                    compared=compared, extra=extra, limits=limits,
                                                     output_precision=expl.output_precision)
     if not _usable_fit(scale, bias):
         scale, bias = 1.0, 0.0
@@ -1089,7 +1171,9 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     fitted_expl = expl.with_(scale=_as_value(scale) if kind in ("scale", "both") else 1.0,
                              bias=_as_value(bias) if kind in ("bias", "both") else 0.0)
     if bad == 0:
-        implausible = _implausible(problem, fitted_expl, values, residual, compared)
+        implausible = _implausible(problem, fitted_expl, values, residual, compared, fit)
+        if implausible is None and expl.algorithm == "winograd":
+            implausible = _winograd_implausible(residual, bound, compared, tile)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     evidence = None
@@ -1122,6 +1206,10 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
     full = _Full(fitted_expl, bad, mismatch, max_residual, max_bound, worst,
                  _reproduction(predicted, limits) if keep_arrays else None, bound if keep_arrays else None, evidence,
                  int(rows.size * cols.size * values.shape[0] * values.shape[3]), n_clipped)
+    if tile is not None:
+        full.detail = (f"Winograd {tile} tiles ({_WINOGRAD_USERS[tile]}): the residual follows that tile's "
+                       "error pattern, and stays within its bound (Barabasz et al. 2020 style, see "
+                       "convcheck/winograd.py)")
     return full, values
 
 
@@ -1133,7 +1221,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
 _FFT_PEAK_TO_MEDIAN = 64.0
 
 
-def _implausible(problem: _Problem, expl: Explanation, values, residual, compared):
+def _implausible(problem: _Problem, expl: Explanation, values, residual, compared, fit: str = "none"):
     """For candidates whose bound alone cannot show the rounding really happened, a mask
     of the elements that argue against it (None when the data agree):
 
@@ -1151,22 +1239,145 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
         if r.size and float(np.max(r)) > _FFT_PEAK_TO_MEDIAN * typical:
             return (residual > _FFT_PEAK_TO_MEDIAN * typical) & mask
     if expl.precision == "tfloat32":
+        # Nearness is judged with each computation's own fitted parameters: the float32 one
+        # and each TF32 one get their own least-squares scale/bias (`fit`, the candidate's kind;
+        # equal weights on the compared elements) and the nearer is the one whose remaining sum
+        # of squares is smaller -- the criterion those parameters minimise, so no computation
+        # is judged at parameters chosen for another. At the candidate's one shared (minimax)
+        # scale, a scale fitted to absorb a corrupted element (1 + ~2^-10) stood in for TF32's
+        # truncation, which shrinks every product by about that much, and made the TF32
+        # computation look nearer to a float32 output (an NNPACK output with one element off
+        # by 0.0074 was "explained" as precision tfloat32 + scale 1.001).
+        # (Per channel for a per-channel fit; elements clipped by an activation or saturated
+        # take no part in the fit and count by how far they lie on the wrong side: `_residual`.)
+        kind = fit if _fit_kind(fit) in ("bias", "scale", "both") else "none"
+        limits = _limits(expl.activation, expl.output_precision)
+        clipped = _clipped(problem.output, limits)
+        weights = (mask if clipped is None else mask & ~clipped).astype(np.float64)
+
+        def remaining(computed) -> float:
+            s, b = _fit(computed, problem.output, kind, weights)
+            if not _usable_fit(s, b):
+                s, b = 1.0, 0.0
+            return float(np.sum(np.square(_residual(problem.output, computed * s + b, limits))[mask]))
+
         image, kernel = problem.rounded("float32")
         closer = False
-        plain = float(np.sum(residual[mask]))
+        plain = remaining(values)
         for mode in ("truncate", "nearest"):
             tk = transform_kernel(prec.round_tf32(kernel, mode), expl.kernel_transform)
             tf_values, _ = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding, boundary=expl.boundary,
                                      offset=expl.offset, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
                                      groups=problem.groups)
-            predicted = _reproduction(tf_values * np.asarray(expl.scale) + np.asarray(expl.bias),
-                                      _limits(expl.activation, expl.output_precision))
-            if float(np.sum(np.abs(problem.output - predicted)[mask])) < plain:
+            if remaining(tf_values) < plain:
                 closer = True
                 break
         if not closer:
             return mask.copy()
     return None
+
+
+# A Winograd computation's error at each element is a sum of many roundings over the same
+# tile transforms, each a fraction of that element's bound: the fraction realised, |error| /
+# bound, is alike over the output. On real NNPACK F(6x6,3x3) outputs (1 to 64 channels,
+# 12x12 to 36x36, normal, uniform, 8-bit and 1e4-outlier data, 48 outputs) its largest
+# value is 8 to 21 times its median. An element far above the
+# rest is a corrupted element, not Winograd rounding, whatever the (wide) bound would allow.
+_WINOGRAD_PEAK_TO_MEDIAN = 64.0
+_WINOGRAD_USERS = {"F(6x6,3x3)": "NNPACK's CPU algorithm for 3x3 kernels",
+                   "F(4x4,3x3)": "as GPU libraries such as cuDNN use",
+                   "F(2x2,3x3)": "as GPU libraries such as cuDNN use"}
+# The smallest normal number: what flushing a subnormal result to zero can cost (NNPACK
+# runs with denormals disabled).
+_SMALLEST_NORMAL = {"float32": 2.0 ** -126, "float64": 2.0 ** -1022}
+
+
+def _winograd_precisions(precisions) -> list[str]:
+    """The precisions a Winograd candidate may have: those that accumulate in their own format
+    (float32, float64); Winograd with transforms stored in half precision is not modelled."""
+    return [q for q in precisions if q in ("float64", "float32")]
+
+
+def _winograd_implausible(residual: np.ndarray, bound: np.ndarray, compared, tile: Optional[str]):
+    """For algorithm 'winograd', a mask of the elements that argue against it (None when the
+    data agree): every compared element when the residual follows no tile size's error
+    pattern (`tile` None, see `_winograd_tile`), else those whose |residual| / bound is above
+    `_WINOGRAD_PEAK_TO_MEDIAN` times its median. Only takes explanations away."""
+    mask = np.ones(residual.shape, dtype=bool) if compared is None else np.broadcast_to(compared, residual.shape)
+    if tile is None:
+        return mask.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(mask, residual / bound, 0.0)
+    seen = ratio[mask]
+    if not seen.size:
+        return None
+    typical = float(np.median(seen))
+    if float(np.max(seen)) > _WINOGRAD_PEAK_TO_MEDIAN * typical:
+        return (ratio > _WINOGRAD_PEAK_TO_MEDIAN * typical) & mask
+    return None
+
+
+def _winograd_tile(problem: _Problem, expl: Explanation, values: np.ndarray, mags: np.ndarray, compared):
+    """(tile, error term): the Winograd tile size whose error pattern the residual follows best,
+    among those whose bound holds at every compared element; (None, the largest term) when
+    the residual follows none.
+
+    A Winograd computation's rounding is amplified by the output transform differently at
+    each position of its m x m tile (F(6x6,3x3) and F(4x4,3x3): 8 to 13 times more at the
+    worst position than at the best, relative to A = |x| (*) |k|): its error follows E, the
+    tile's magnitudes (winograd.tile_magnitudes), with period m, while a direct sum's
+    follows A and an FFT's is spread evenly. So, grouping the elements by their position in
+    the tile, the mean |residual| / E of the groups is nearly constant for a Winograd output
+    while the mean |residual| / A follows the pattern E / A, and the other way round for any
+    other error. `_pattern_ratio` compares the two spreads: below 1 the residual sides with
+    the tile. Measured on real NNPACK F(6x6,3x3) outputs (1 and 3 channels, 12x12 to 36x36,
+    normal and 8-bit data, 48 outputs): 0.17 to 0.53; on its 16x16-tile FFT outputs the
+    group means vary 1.2 to 1.7 times against A and 5.5 to 8.3 times against E (above 1).
+    Only tile sizes with a pattern to follow are recognised (winograd.RECOGNISABLE).
+    """
+    terms = problem.winograd_terms(expl.precision, expl.kernel_transform, expl.padding)
+    residual = np.abs(problem.output - values)
+    mask = np.ones(residual.shape, dtype=bool) if compared is None else np.broadcast_to(compared, residual.shape)
+    best = None
+    for tile in winograd.RECOGNISABLE:
+        term = terms[tile]
+        bound = problem.bound(mags, values, expl.precision, 1.0, False, extra=term)
+        if not np.all((residual <= bound) | ~mask):
+            continue
+        ratio = _pattern_ratio(residual, term, mags, mask, winograd.tile_size(tile))
+        if ratio < 1.0 and (best is None or ratio < best[0]):
+            best = (ratio, tile)
+    if best is None:
+        return None, np.maximum.reduce(list(terms.values()))
+    return best[1], terms[best[1]]
+
+
+def _pattern_ratio(residual, term, mags, mask, m: int) -> float:
+    """How closely |residual| follows the Winograd error pattern `term` (period m) rather than
+    the direct magnitudes `mags` (see `_winograd_tile`): the spread (standard deviation of the
+    logarithms) of the per-position means of |residual| / term over that of |residual| / mags.
+    Infinite when it cannot be told (fewer than two positions with a nonzero residual)."""
+    usable = mask & (mags > 0) & (term > 0)
+    rows = np.arange(residual.shape[1]) % m
+    cols = np.arange(residual.shape[2]) % m
+    group = np.broadcast_to((rows[:, None] * m + cols[None, :])[None, :, :, None], residual.shape)[usable]
+    counts = np.bincount(group, minlength=m * m)
+    by_term = np.bincount(group, weights=residual[usable] / term[usable], minlength=m * m)
+    by_direct = np.bincount(group, weights=residual[usable] / mags[usable], minlength=m * m)
+    keep = (counts > 0) & (by_term > 0) & (by_direct > 0)
+    if np.count_nonzero(keep) < 2:
+        return float("inf")
+    spread_term = float(np.std(np.log(by_term[keep] / counts[keep])))
+    spread_direct = float(np.std(np.log(by_direct[keep] / counts[keep])))
+    return spread_term / spread_direct if spread_direct > 0 else float("inf")
+
+
+def _winograd_applies(problem: _Problem, layouts: list[_Layout]) -> list[_Layout]:
+    """The layouts a Winograd F(m x m, 3 x 3) computation can have: a 3x3 kernel at stride 1
+    and dilation 1 (every transform of a 3x3 kernel is 3x3)."""
+    if tuple(problem.kernel.shape[:2]) != (3, 3):
+        return []
+    return [lay for lay in layouts if tuple(lay.stride) == (1, 1) and tuple(lay.dilation) == (1, 1)]
 
 
 def _explanation(struct: _Structure, precision: str, scale, bias, base: Explanation,
@@ -1246,7 +1457,7 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
     `padding`, `stride`, `dilation` and `groups` are what the caller expected (the
     baseline; `groups` None: what the kernel layout declares, else 1); `precision` the
     precision it expected the computation to run in (default: the inputs' own);
-    `algorithm` how it expected the sums to be computed ('direct', or 'fft');
+    `algorithm` how it expected the sums to be computed ('direct', 'fft' or 'winograd');
     `output_precision` the type it expected the result to be stored in (default: the
     precision's own, e.g. 'float32' for a library that sums bfloat16 inputs in float32
     and returns float32). The verdict is `equal` when the expected computation reproduces the output within its rigorous
@@ -1418,6 +1629,11 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     problem = _Problem(inputs, _baseline(inputs, padding, stride, dilation, groups)
                        .with_(algorithm=algorithm, output_precision=output_precision), precision, output_precision)
+    if algorithm == "winograd" and (tuple(problem.kernel.shape[:2]) != (3, 3) or stride != (1, 1)
+                                    or dilation != (1, 1)):
+        raise InputError(f"algorithm 'winograd' (Winograd F(m x m, 3 x 3)) applies only to 3x3 kernels at stride 1 "
+                         f"and dilation 1, not a {tuple(problem.kernel.shape[:2])} kernel at stride {list(stride)}, "
+                         f"dilation {list(dilation)}; use algorithm 'direct' or 'fft'")
     baseline = problem.baseline
     shared = baseline.with_(groups=problem.groups, output_layout=getattr(inputs, "output_layout", "hwc"),
                             output_transform=output_transform,
@@ -1473,17 +1689,13 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             undecided = before
     best_rejected = None
     stages = sorted({_geometry_changes(lay, baseline) for lay in layouts})
-    # Direct summation first; an FFT's looser, normwise bound only when nothing direct explains.
-    # Then a different boundary rule per axis, when no single rule explains it.
     # An output of a small integer type (uint8, int8, uint16, int16): rounded and saturated
     # to its type first (on a tie that reading wins: a narrower float's rounding can mimic an
     # integer's), then, as a rival, computed exactly, which wins only when strictly simpler.
     storages = [problem.integer_output] if problem.declared_storage else \
         [problem.integer_output, None] if problem.integer_output else [None]
-    passes = [(baseline.algorithm, BOUNDARIES, storage) for storage in storages]
-    passes += [("fft", ("zero",), None)] if baseline.algorithm == "direct" else []
-    passes += [(baseline.algorithm, _BOUNDARY_PAIRS, storage) for storage in storages]
-    passes.append((baseline.algorithm, ("constant",), None))
+    passes = _algorithm_passes(problem, baseline, layouts, storages)
+    all_precisions = problem.precisions
     if narrow:
         passes, stages = passes[:1], stages[:1]
     previous_boundaries = None
@@ -1498,13 +1710,20 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
         if boundaries[0] != BOUNDARIES[0] and not _border_only(tried_full, kernel_hw):
             continue  # a per-axis rule changes only the border: it cannot mend anything else
         problem.algorithm, problem.boundaries = algorithm_pass, boundaries
+        problem.precisions, pass_layouts = all_precisions, layouts
+        if algorithm_pass == "winograd":
+            problem.precisions = _winograd_precisions(all_precisions)
+            pass_layouts = _winograd_applies(problem, layouts)
         problem.set_storage(storage)
         shared = shared.with_(algorithm=algorithm_pass)
         fixed = len(shared.changed_fields(baseline))
         for stage in stages:
             if accepted is not None and len(accepted.explanation.changed_fields(baseline)) <= stage + fixed:
                 break  # every candidate of this stage changes at least as many fields
-            search = _Search(problem, [lay for lay in layouts if _geometry_changes(lay, baseline) == stage])
+            stage_layouts = [lay for lay in pass_layouts if _geometry_changes(lay, baseline) == stage]
+            if not stage_layouts or not problem.precisions:
+                continue
+            search = _Search(problem, stage_layouts)
             needed = ev.needed_bits(search.size * len(stages) * readings)
             survivors, rejected = search.structures()
             best_rejected = best_rejected or (rejected and (search, rejected, storage))
@@ -1552,6 +1771,11 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
                         accepted = full
                     elif undecided is None:
                         undecided = full
+    problem.precisions = all_precisions
+    if accepted is not None and accepted is not before and baseline.algorithm == "direct" and not narrow:
+        unfitted = _prefer_unfitted(problem, accepted, baseline, keep_arrays)
+        if unfitted is not None:
+            alternatives, accepted = [accepted.explanation], unfitted
     if accepted is None and undecided is None:
         if best_rejected and not any(f is not before for f in tried_full):
             # The structure nearest on the samples (from the first, direct pass), at the
@@ -1615,6 +1839,8 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
         notes.append("these reproduce the output within the error bound too, with as few changed fields "
                      "(a structural cause is preferred to a fitted bias or scale): "
                      + "; ".join(describe(a, baseline) for a in fitted_ties))
+    if accepted is not None and accepted.detail:
+        notes.append(accepted.detail)
     arrays = None
     if keep_arrays:
         # Plots show one image: the sample of the batch where the output is worst.
@@ -1663,6 +1889,64 @@ def _clipping_note(full: _Full) -> str:
     return (f"{full.clipped} of {compared} elements are {' or '.join(what)}: each says only that its sum lay "
             f"beyond the limit (checked within the bound), so the verdict rests on the other {kept} "
             f"({100 * kept / compared:.1f}% of the output)")
+
+
+def _algorithm_passes(problem: _Problem, baseline: Explanation, layouts: list[_Layout], storages) -> list[tuple]:
+    """The (algorithm, boundary rules, output storage) passes of the search, in order.
+
+    Direct summation first. When nothing direct explains the output: Winograd for a 3x3
+    kernel at stride 1 (what cuDNN and NNPACK pick for such kernels; its componentwise
+    bound is tried before the FFT's normwise one, which would also cover its errors), then
+    an FFT. Then a different boundary rule per axis, and a constant border, when no single
+    rule explains it. A declared Winograd computation is searched with zero padding only
+    (no library pads its tiles otherwise). `storages` are the output types the direct
+    passes read the output in, in turn (see `_diagnose`); the other passes, its own.
+    """
+    if baseline.algorithm == "winograd":
+        return [("winograd", ("zero",), None)]
+    passes = [(baseline.algorithm, BOUNDARIES, storage) for storage in storages]
+    if baseline.algorithm == "direct":
+        if _winograd_applies(problem, layouts) and _winograd_precisions(problem.precisions):
+            passes.append(("winograd", ("zero",), None))
+        passes.append(("fft", ("zero",), None))
+    passes += [(baseline.algorithm, _BOUNDARY_PAIRS, storage) for storage in storages]
+    passes.append((baseline.algorithm, ("constant",), None))
+    return passes
+
+
+def _prefer_unfitted(problem: _Problem, accepted: _Full, baseline: Explanation,
+                     keep_arrays: bool = False) -> Optional[_Full]:
+    """The answer without its fitted bias or scale, computed by Winograd or an FFT, when that
+    reproduces the output too (with enough evidence and the negative control): a structural
+    cause, which fits nothing, is preferred to a fitted one that changes as many fields (see
+    `_complexity`). The direct pass runs first, and a bias of a few units in the last place
+    can absorb an algorithm's rounding where the direct bound is only just exceeded."""
+    expl = accepted.explanation
+    if (expl.bias == 0.0 and expl.scale == 1.0) or expl.algorithm != "direct" or expl.boundary != "zero":
+        return None
+    plain = expl.with_(bias=0.0, scale=1.0)
+    layout = _Layout(expl.kernel_transform, expl.padding, tuple(expl.stride), tuple(expl.dilation))
+    saved = problem.algorithm, problem.boundaries
+    try:
+        for algorithm in ("winograd", "fft"):
+            if algorithm == "winograd" and (expl.offset != (0, 0) or not _winograd_applies(problem, [layout])
+                                            or expl.precision not in _winograd_precisions([expl.precision])):
+                continue
+            candidate = plain.with_(algorithm=algorithm)
+            if len(candidate.changed_fields(baseline)) > len(expl.changed_fields(baseline)):
+                continue
+            problem.algorithm, problem.boundaries = algorithm, ("zero",)
+            full, _ = _evaluate_full(problem, candidate, "none", needed=accepted.evidence.needed,
+                                     keep_arrays=keep_arrays)
+            if full.ok:
+                _control(_Search(problem, [layout]), full, _Structure(
+                    expl.kernel_transform, expl.padding, "zero", tuple(expl.offset), "none", tuple(expl.stride),
+                    tuple(expl.dilation)))
+                if full.evidence.decisive:
+                    return full
+    finally:
+        problem.algorithm, problem.boundaries = saved
+    return None
 
 
 def _control(search: "_Search", full: _Full, struct: _Structure) -> None:
@@ -1738,7 +2022,8 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     with its own sizes (a batch of one and a single channel may drop their axes).
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when you know the output came from an FFT convolution;
+    `algorithm` 'fft' when you know the output came from an FFT convolution, 'winograd' from
+    Winograd F(m x m, 3 x 3) tiles (a 3x3 kernel at stride 1 and dilation 1);
     `output_precision` the type you expected the result stored in (default: the precision's own).
     Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
     """

@@ -142,6 +142,10 @@ _WHY = {
     "algorithm": ("An FFT convolution (scipy.signal.fftconvolve, convolve(method='fft'), OpenCV's DFT path "
                   "for large kernels) rounds normwise: each element's error is relative to the largest "
                   "values, so small outputs next to large ones carry relatively large errors."),
+    "algorithm:winograd": ("Winograd's minimal filtering (cuDNN and NNPACK for 3x3 kernels at stride 1) "
+                           "computes each tile through transforms with large coefficients (up to 32 in "
+                           "F(6x6,3x3)) that amplify rounding errors: each element's error is relative to its "
+                           "whole tile's values, and larger at the tile's corners."),
     "output_layout": ("PyTorch stores activations channels-first (N, C, H, W), TensorFlow and Keras "
                       "channels-last (N, H, W, C); the output's shape says which it is."),
     "scale": ("A constant factor on every output usually means the kernel was normalised "
@@ -303,7 +307,7 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
               explanation: Optional[Explanation] = None) -> Cause:
     """The plain-words `Cause` for one changed field of an explanation (the whole
     `explanation`, when given, lets a cause say how it combines with the others)."""
-    why = _WHY[field_name]
+    why = _WHY.get(f"{field_name}:{value}", _WHY[field_name]) if isinstance(value, str) else _WHY[field_name]
     if field_name == "kernel_transform":
         summary, fix = _TRANSFORM_TEXT[value]
     elif field_name == "padding":
@@ -359,6 +363,12 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
     elif field_name == "output_transform":
         summary = "the output's H and W axes are swapped (the output was transposed)"
         fix = "transpose it back: output.swapaxes(0, 1) (output.swapaxes(-2, -1) for (C, H, W) arrays)"
+    elif field_name == "algorithm" and value == "winograd":
+        summary = ("the sums were computed with Winograd's minimal filtering (F(m x m, 3 x 3) tiles, as cuDNN "
+                   "and NNPACK do for 3x3 kernels), whose transforms amplify rounding beyond a direct sum's")
+        fix = ("for a direct sum, keep Winograd out: in PyTorch on CPU leave oneDNN on (torch.backends.mkldnn) or "
+               "turn NNPACK off (torch.backends.nnpack.set_flags(False)); on GPU torch.backends.cudnn.enabled = "
+               "False; or judge it by Winograd's bound (explain --algorithm winograd)")
     elif field_name == "algorithm":
         summary = (f"the sums were computed through the FFT ({value}), whose rounding error is normwise "
                    "(spread over the whole output), not by direct summation")
