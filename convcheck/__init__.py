@@ -30,22 +30,26 @@ __all__ = ["explain", "compare", "Diagnosis", "CompareReport", "BackendResult", 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
             stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
             kernel_layout: Optional[str] = None, algorithm: str = "direct",
-            keep_arrays: bool = False) -> "Diagnosis":
+            keep_arrays: bool = False, output_precision: Optional[str] = None) -> "Diagnosis":
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
     `layout="nchw"` (C, H, W) / (N, C, H, W); kernel (kh, kw), HWIO (kh, kw, C_in / groups,
     C_out), OIHW with `kernel_layout="oihw"` (the default with layout "nchw"), or
-    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`; output in the image's layout.
+    (kh, kw, C, multiplier) with `kernel_layout="depthwise"`, or any other order of the letters
+    h, w, i, o (e.g. "ohwi"); output in the image's layout.
     `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
     precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when the output came from an FFT convolution; `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
+    `algorithm` 'fft' when the output came from an FFT convolution, 'winograd' from Winograd
+    F(m x m, 3 x 3) tiles (3x3 kernels at stride 1); `output_precision` the type you expected the
+    result stored in (default: the precision's own, e.g. 'float32' for bfloat16 inputs summed and
+    kept in float32); `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
     `convcheck.InputError`. Never imports TensorFlow.
     """
     from .engine import explain as _explain
     return _explain(image, kernel, output, padding=padding, precision=precision, stride=stride,
                     dilation=dilation, groups=groups, layout=layout, kernel_layout=kernel_layout,
-                    algorithm=algorithm, keep_arrays=keep_arrays)
+                    algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision)
 
 
 def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None,

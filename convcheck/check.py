@@ -23,9 +23,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .choices import LAYOUTS, OUTPUT_LAYOUTS
+from .choices import ACTIVATIONS, LAYOUTS, OUTPUT_LAYOUTS, OUTPUT_PRECISIONS
 from .errors import InputError
 from .results import CHECK_SCHEMA, BackendResult, CompareReport, Diagnosis
+from .choices import CHANNEL_ORDERS, KERNEL_AXIS_ORDERS, KERNEL_LAYOUT_VALUES
 from .vocabulary import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, PADDINGS,
                          PRECISIONS, Cause, Verdict)
 
@@ -48,6 +49,10 @@ _FIELD_VALUES = {
     "precision": PRECISIONS,
     "output_layout": OUTPUT_LAYOUTS,
     "kernel_axis": ("rows", "columns"),
+    "activation": ACTIVATIONS,
+    "output_precision": OUTPUT_PRECISIONS,
+    "kernel_layout": KERNEL_LAYOUT_VALUES,
+    "channel_order": CHANNEL_ORDERS,
 }
 
 
@@ -71,7 +76,9 @@ class AllowRule:
         if self.field in ("offset", "stride", "dilation"):
             return tuple(cause.value) == tuple(self.value)
         if self.field in ("bias", "scale", "cval"):
-            return math.isclose(float(cause.value), float(self.value), rel_tol=1e-6, abs_tol=1e-12)
+            # A per-channel bias or scale is allowed when every channel's value is the rule's.
+            values = cause.value if isinstance(cause.value, (tuple, list)) else (cause.value,)
+            return all(math.isclose(float(v), float(self.value), rel_tol=1e-6, abs_tol=1e-12) for v in values)
         return cause.value == self.value
 
     def __str__(self) -> str:
@@ -365,7 +372,8 @@ def _settings(table: dict, say: Callable[[str], str], defaults: dict) -> dict:
     if "dtype" in table:
         settings["dtype"] = _choice(table["dtype"], DTYPES, say("dtype"))
     if "kernel-layout" in table:
-        settings["kernel_layout"] = _choice(table["kernel-layout"], KERNEL_LAYOUTS, say("kernel-layout"))
+        settings["kernel_layout"] = _choice(table["kernel-layout"], KERNEL_LAYOUTS + KERNEL_AXIS_ORDERS[2:],
+                                            say("kernel-layout"))
     if "backends" in table:
         settings["backends"] = _backends(table["backends"], say("backends"))
     if "library-defaults" in table:
@@ -650,7 +658,7 @@ def unexplained_message(diagnosis: Diagnosis) -> str:
         return (f"unexplained: {differ}, and even the closest candidate ({describe(closest, diagnosis.baseline)}) "
                 f"leaves {stats.mismatched_after} beyond the error bound{where}")
     return (f"unexplained: {differ}{where}, and no combination of kernel transform, padding, boundary, "
-            "offset, precision, bias and scale reproduces them")
+            "offset, precision, bias, scale, activation and output precision reproduces them")
 
 
 def _case_status(results: list[ResultOutcome]) -> str:

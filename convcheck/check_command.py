@@ -78,8 +78,8 @@ Config keys (convcheck.toml; in pyproject.toml under [tool.convcheck]):
     layout = "nhwc"             nhwc | nchw (image and output channels first)
     dtype = "float32"           float16 | bfloat16 | float32 | float64 (cases with backends)
     backends = ["tf.nn.conv2d"] backends to compare (see convcheck backends)
-    kernel-layout = "hwio"      hwio | oihw | depthwise (default oihw with
-                                layout = "nchw", else hwio)
+    kernel-layout = "hwio"      hwio | oihw | depthwise | another order of h, w, i, o
+                                (default oihw with layout = "nchw", else hwio)
     library-defaults = false    call each library with its own defaults
     strict = false              a cause not in allow fails instead of warning
     allow = ["precision=float32", "kernel_transform=rot180", "boundary"]

@@ -20,7 +20,7 @@ from .cli_options import (Group, check_outputs, echo, emit, groups_option, input
                           use_color)
 from .errors import InputError
 from .formats import Format, render_compare, render_explain
-from .choices import DTYPES, PRECISIONS
+from .choices import ALGORITHMS, DTYPES, PRECISIONS
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
@@ -177,11 +177,14 @@ def compare(image, kernel, dtype, backends, library_defaults, padding, stride, d
 @click.argument("output_path", metavar="OUTPUT", type=click.Path())
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="The precision you expected the convolution to run in (default: the inputs' own).")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="direct", show_default=True,
+              help="How you expected the sums to be computed: direct, fft (scipy.signal.fftconvolve), or "
+                   "winograd (cuDNN/NNPACK for 3x3 kernels at stride 1); it decides the error bound.")
 @input_options
 @groups_option
 @output_options
 @reports_input_errors
-def explain(image, kernel, output_path, precision, padding, stride, dilation, layout, kernel_layout,
+def explain(image, kernel, output_path, precision, algorithm, padding, stride, dilation, layout, kernel_layout,
             max_elements, groups, fmt, output, reports, strict, plot):
     """Explain why OUTPUT differs from the cross-correlation of IMAGE with KERNEL (.npy files).
 
@@ -198,7 +201,7 @@ def explain(image, kernel, output_path, precision, padding, stride, dilation, la
     inputs = load_inputs(image, kernel, output_path, kernel_layout=kernel_layout, padding=padding,
                          max_elements=max_elements, layout=layout)
     diagnosis = diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
-                         groups=groups, keep_arrays=plot is not None)
+                         groups=groups, algorithm=algorithm, keep_arrays=plot is not None)
     save_plot([(inputs.output_name, diagnosis)], plot)
     names = {"image": inputs.image_name, "kernel": inputs.kernel_name, "output": inputs.output_name}
     emit(lambda f, color, width: render_explain(diagnosis, f, names=names, color=color, width=width),

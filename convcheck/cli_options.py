@@ -24,7 +24,7 @@ import click
 
 from .errors import InputError
 from .formats import FORMATS, Format
-from .choices import KERNEL_LAYOUTS, LAYOUTS, PADDINGS
+from .choices import KERNEL_AXIS_ORDERS, KERNEL_LAYOUTS, LAYOUTS, PADDINGS
 
 DEFAULT_MAX_ELEMENTS = 2**28  # the same limit as convcheck.inputs (which imports numpy)
 
@@ -87,12 +87,34 @@ padding_option = click.option(
     callback=lambda ctx, param, value: value.lower() if isinstance(value, str) else value,
     help="The output size you expect: same (TensorFlow 'SAME', extra row/column at the "
          "bottom/right), valid, or full; any case.")
+class _KernelLayout(click.Choice):
+    """hwio, oihw, depthwise, or any other order of the letters h, w, i, o (any case); the
+    help lists the three names only."""
+
+    def __init__(self) -> None:
+        super().__init__(KERNEL_LAYOUTS, case_sensitive=False)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.lower() in KERNEL_AXIS_ORDERS:
+            return value.lower()
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not hwio, oihw, depthwise or another order of the letters h, w, i, o "
+                      "(e.g. ohwi)", param, ctx)
+
+    def get_metavar(self, param, *args, **kwargs) -> str:
+        return "[hwio|oihw|depthwise|ORDER]"
+
+
 kernel_layout_option = click.option(
-    "--kernel-layout", type=click.Choice(KERNEL_LAYOUTS, case_sensitive=False), default=None,
+    "--kernel-layout", type=_KernelLayout(), default=None,
     callback=lambda ctx, param, value: value.lower() if isinstance(value, str) else value,
-    help="Layout of a 4-D kernel: hwio (TensorFlow/Keras), oihw (PyTorch) or depthwise "
-         "((kh, kw, C_in, multiplier), tf.nn.depthwise_conv2d / Keras DepthwiseConv2D). "
-         "Default: oihw with --layout nchw, else hwio. Never guessed.")
+    help="Layout of a 4-D kernel: hwio (TensorFlow/Keras), oihw (PyTorch), depthwise "
+         "((kh, kw, C_in, multiplier), tf.nn.depthwise_conv2d / Keras DepthwiseConv2D), or any "
+         "other order of its axes as the letters h, w, i, o (e.g. ohwi for TFLite, iohw for "
+         "PyTorch ConvTranspose2d). Default: oihw with --layout nchw, else hwio. Never guessed: "
+         "explain tries other orders only to explain a difference, and says so.")
 
 
 def parse_pair(value: Optional[str], option: str) -> tuple[int, int]:

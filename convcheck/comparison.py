@@ -245,9 +245,13 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
                              output_reading=reading, output_layout=inputs.declared_output_layout)
         # The row is judged by the bound of the algorithm the library uses (an FFT's is normwise).
         # Every backend ran the grouping the kernel's shape implies: that is what is expected.
+        # A library without half precision (scipy, OpenCV) sums the rounded inputs in float32
+        # and returns float32: that row's result is expected in float32, not rounded back.
+        kept = compute_dtype if (not library_defaults and dtype in ("bfloat16", "float16")
+                                 and compute_dtype in ("float32", "float64")) else None
         diagnosis = diagnose(row_inputs, padding=padding, precision=expected_precision, stride=stride,
                              dilation=dilation, groups=inputs.groups, algorithm=algorithm,
-                             keep_arrays=keep_arrays)
+                             keep_arrays=keep_arrays, output_precision=kept)
         rows.append(BackendResult(backend.name, "ok", version=backend.version(),
                                   compute_dtype=compute_dtype, shape=shape,
                                   seconds=round(seconds, 6), notes=tuple(run_notes),
@@ -277,9 +281,9 @@ def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None
     """Run numpy arrays through every backend and diagnose each output (Python API of `compare`).
 
     Layouts as in CONTRACT section 1: image (H, W), (H, W, C) or (N, H, W, C) (channels
-    first with `layout="nchw"`); kernel (kh, kw), HWIO, OIHW with `kernel_layout="oihw"`
-    or depthwise with `kernel_layout="depthwise"`. `stride` and `dilation` are held the
-    same for every backend. Bad arrays raise `convcheck.InputError` before any framework
+    first with `layout="nchw"`); kernel (kh, kw), HWIO, OIHW with `kernel_layout="oihw"`,
+    depthwise with `kernel_layout="depthwise"`, or any other order of the letters h, w, i, o
+    (e.g. "ohwi"). `stride` and `dilation` are held the same for every backend. Bad arrays raise `convcheck.InputError` before any framework
     is imported.
     """
     from .inputs import prepare_inputs

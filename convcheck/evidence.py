@@ -26,7 +26,17 @@ parameters cost the largest per-element contributions. What is left must reach
     20 + log2(number of candidates the search considered)   bits    for `explained`
 
 (the search tries many candidates, so one of them passing by chance must stay below one
-in a million too: a Bonferroni correction).
+in a million too: a Bonferroni correction). Every other reading of the inputs that `explain`
+searches (the kernel's axes in another order, the image's channels reversed: engine
+`_other_readings`) is a whole further search, so the number of readings multiplies the count.
+
+A scale or bias fitted per output channel can match one element *of its channel* exactly,
+so it takes the largest contribution of that channel, and every channel must then decide
+on its own: at least 20 bits left in each (a channel with too few elements, or none
+informative, cannot tell its bias from a coincidence). Elements clipped by an activation
+(a ReLU's zeros, a ReLU6's sixes) or saturated to an integer type's range are checked only
+as an inequality: they carry no bits, and at least a tenth of the compared elements must
+be unclipped for a verdict about the whole output to rest on a real part of it.
 
 Elements are not always independent (identical windows, a 1x1 kernel whose fitted scale
 absorbs any other kernel), so the count is backed by a negative control: the same
@@ -40,11 +50,13 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 CONFIDENCE_BITS = 20.0
 ELEMENT_BITS_CAP = 24.0
+MIN_UNCLIPPED_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -58,15 +70,35 @@ class Evidence:
     fitted: int          # parameters fitted to the output
     raw_bits: float      # evidence before the fitted parameters took their share
     decoy_passed: bool = False   # the negative control passed too (see engine: decoy_passes)
+    clipped: int = 0     # compared elements clipped (activation) or saturated (integer output)
+    weakest_channel: Optional[tuple[int, float]] = None   # per-channel fits: (channel, bits left)
+
+    @property
+    def unclipped_fraction(self) -> float:
+        return (self.compared - self.clipped) / self.compared if self.compared else 0.0
+
+    @property
+    def enough_unclipped(self) -> bool:
+        return self.clipped == 0 or self.unclipped_fraction >= MIN_UNCLIPPED_FRACTION
+
+    @property
+    def channels_decide(self) -> bool:
+        return self.weakest_channel is None or self.weakest_channel[1] >= CONFIDENCE_BITS
 
     @property
     def decisive(self) -> bool:
-        return self.bits >= self.needed and not self.decoy_passed
+        return (self.bits >= self.needed and not self.decoy_passed and self.enough_unclipped
+                and self.channels_decide)
 
     def to_dict(self) -> dict:
-        return {"bits": round(self.bits, 2), "needed": round(self.needed, 2),
-                "compared": self.compared, "informative": self.informative, "fitted": self.fitted,
-                "decoy_passed": self.decoy_passed}
+        d = {"bits": round(self.bits, 2), "needed": round(self.needed, 2),
+             "compared": self.compared, "informative": self.informative, "fitted": self.fitted,
+             "decoy_passed": self.decoy_passed}
+        if self.clipped:
+            d["clipped"] = self.clipped
+        if self.weakest_channel is not None:
+            d["weakest_channel"] = {"channel": self.weakest_channel[0], "bits": round(self.weakest_channel[1], 2)}
+        return d
 
 
 def needed_bits(candidates: int) -> float:
@@ -74,35 +106,62 @@ def needed_bits(candidates: int) -> float:
     return CONFIDENCE_BITS + math.log2(max(1, candidates))
 
 
-def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale: float, fitted: int,
-          needed: float, windows_at=None) -> Evidence:
+def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale, fitted: int,
+          needed: float, unclipped: Optional[np.ndarray] = None, per_channel: int = 0,
+          windows_at=None) -> Evidence:
     """The evidence of a candidate that passed: `values` its correlation values (Ho, Wo, O),
     `magnitude` A = |x| (*) |k| of its inputs, `bound` its elementwise bound, `fitted` how
-    many parameters were fitted to the output; `windows_at(indices)` keys of the windows
-    of positions in C order (see `weigh_rows`).
+    many parameters were fitted to the output, `scale` a number or one per output channel;
+    `windows_at(indices)` keys of the windows of positions in C order (see `weigh_rows`).
 
     Positions whose windows give identical values are one draw, not several: only the
     first of each counts (a flat region, windows that all read the same replicated edge).
+    `unclipped` (a boolean mask like `values`) marks the elements not clipped by an
+    activation or saturated: the others carry no bits. `per_channel` > 0 says the fit was
+    per output channel, that many parameters in each: each channel pays its own and must
+    decide on its own (see the module docstring).
     """
     bits = element_bits(magnitude, bound, scale)
+    clipped = 0
+    if unclipped is not None:
+        unclipped = np.broadcast_to(unclipped, bits.shape)
+        bits = np.where(unclipped, bits, 0.0)
+        clipped = int(bits.size - np.count_nonzero(unclipped))
     outs = values.shape[-1]
-    flat = values.reshape(-1, outs)
-    return weigh_rows(bits.reshape(-1, outs).sum(axis=1), lambda chosen: flat[chosen],
-                      informative=int(np.count_nonzero(bits >= 1.0)), compared=int(bits.size), fitted=fitted,
-                      needed=needed, windows_at=windows_at)
+    informative = int(np.count_nonzero(bits >= 1.0))
+    if per_channel:
+        lefts, raws = [], []
+        for channel in range(outs):
+            raw, taken = _distinct_bits(values[..., channel].reshape(-1, 1), bits[..., channel].ravel(),
+                                        per_channel, needed, windows_at)
+            raws.append(raw)
+            lefts.append(raw - taken)
+        weakest = int(np.argmin(lefts))
+        return Evidence(float(sum(lefts)), needed, int(bits.size), informative, fitted, float(sum(raws)),
+                        clipped=clipped, weakest_channel=(weakest, float(lefts[weakest])))
+    raw, taken = _distinct_bits(values.reshape(-1, outs), bits.reshape(-1, outs).sum(axis=1), fitted, needed,
+                                windows_at)
+    return Evidence(raw - taken, needed, int(bits.size), informative, fitted, raw, clipped=clipped)
 
 
-def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale: float, out=None) -> np.ndarray:
+def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale, out=None) -> np.ndarray:
     """bits_i = log2(|s| A_i / B_i) clipped to [0, 24], 0 where it is undefined (0/0), in
-    `out` when given."""
+    `out` when given (`scale` a number or one per output channel)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bits = np.multiply(magnitude, abs(scale), out=out)
+        bits = np.multiply(magnitude, np.abs(scale), out=out)
         np.divide(bits, bound, out=bits)
         np.log2(bits, out=bits)
     # NaN -> 0, -inf -> 0, +inf -> the cap: what nan_to_num and clip would give.
     np.fmax(bits, 0.0, out=bits)
     np.minimum(bits, ELEMENT_BITS_CAP, out=bits)
     return bits
+
+
+def _distinct_bits(rows_values: np.ndarray, row_bits: np.ndarray, fitted: int, needed: float, windows_at=None):
+    """(raw bits, bits the fitted parameters take) over the distinct rows of `rows_values`."""
+    evidence = weigh_rows(row_bits, lambda chosen: rows_values[chosen], informative=0, compared=0, fitted=fitted,
+                          needed=needed, windows_at=windows_at)
+    return evidence.raw_bits, evidence.raw_bits - evidence.bits
 
 
 def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: int,
@@ -258,6 +317,22 @@ def cannot_decide_reason(evidence: Evidence, candidate: str, precision: str, *, 
     head = (f"cannot decide: {candidate} reproduces the output within the error bound, but "
             f"{elements} {'give' if count != 1 else 'gives'} only {evidence.bits:.0f} bits of evidence "
             f"where {evidence.needed:.0f} are needed")
+    if not evidence.enough_unclipped:
+        unclipped = evidence.compared - evidence.clipped
+        head = (f"cannot decide: {candidate} reproduces the output within the error bound, but only "
+                f"{unclipped} of {elements} ({100 * evidence.unclipped_fraction:.1f}%) are unclipped")
+        why = ("the rest were clipped by the activation or saturated to the integer range, which says "
+               "only that they lie beyond the limit: a verdict needs at least "
+               f"{100 * MIN_UNCLIPPED_FRACTION:.0f}% of the output unclipped")
+        return f"{head} ({why})."
+    if evidence.bits >= evidence.needed and not evidence.channels_decide:
+        channel, left = evidence.weakest_channel
+        head = (f"cannot decide: {candidate} reproduces the output within the error bound, but output "
+                f"channel {channel} gives only {max(left, 0.0):.0f} bits of evidence after its own fitted "
+                f"parameters, where {CONFIDENCE_BITS:.0f} are needed")
+        why = ("a bias or scale fitted per output channel must be decided by that channel's own elements: "
+               "too few of them, or too few unclipped, to tell it from a coincidence")
+        return f"{head} ({why})."
     if evidence.decoy_passed and evidence.bits >= evidence.needed:
         head = (f"cannot decide: {candidate} reproduces the output within the error bound, but so does "
                 "the same computation with a random kernel")

@@ -14,10 +14,11 @@ import math
 import os
 import stat
 import tokenize
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .choices import KERNEL_AXIS_ORDERS
 from .errors import InputError
 from .vocabulary import KERNEL_LAYOUTS, LAYOUTS, PADDINGS
 
@@ -356,14 +357,26 @@ def _option(option: str, value: str) -> str:
 
 
 def _check_layout(layout, option: str) -> str:
-    if layout in KERNEL_LAYOUTS:
+    if layout in KERNEL_LAYOUTS or layout in KERNEL_AXIS_ORDERS:
         return layout
     suggestion = ""
-    if isinstance(layout, str) and layout.lower() in KERNEL_LAYOUTS:
+    if isinstance(layout, str) and (layout.lower() in KERNEL_LAYOUTS or layout.lower() in KERNEL_AXIS_ORDERS):
         suggestion = f" (write it in lower case: '{layout.lower()}')"
-    raise InputError(f"kernel layout {layout!r} is not one of {', '.join(KERNEL_LAYOUTS)}{suggestion}; "
-                     f"pass {_option(option, 'hwio')} (TensorFlow/Keras), {_option(option, 'oihw')} (PyTorch) "
-                     f"or {_option(option, 'depthwise')} (tf.nn.depthwise_conv2d, Keras DepthwiseConv2D)")
+    raise InputError(f"kernel layout {layout!r} is not one of {', '.join(KERNEL_LAYOUTS)} or another order of "
+                     f"the letters h, w, i, o{suggestion}; pass {_option(option, 'hwio')} (TensorFlow/Keras), "
+                     f"{_option(option, 'oihw')} (PyTorch), {_option(option, 'depthwise')} "
+                     "(tf.nn.depthwise_conv2d, Keras DepthwiseConv2D), or the order of your kernel's axes "
+                     f"(e.g. {_option(option, 'ohwi')})")
+
+
+def read_kernel_as(array: np.ndarray, layout: str) -> np.ndarray:
+    """A 4-D kernel array whose axes are in `layout` (an order of the letters h, w, i, o), as
+    HWIO; 'oihw-reshaped' undoes PyTorch OIHW weights turned into this HWIO shape with
+    `reshape` instead of `transpose` (CONTRACT section 2, kernel_layout). A view where it can be."""
+    if layout == "oihw-reshaped":
+        kh, kw, c_in, c_out = array.shape
+        return np.reshape(array, (c_out, c_in, kh, kw)).transpose(2, 3, 1, 0)
+    return array.transpose([layout.index(axis) for axis in "hwio"])
 
 
 def _check_image_layout(layout, option: str) -> str:
@@ -382,9 +395,9 @@ def _kernel(array, label: str, layout: str, layout_option: str, from_file: bool 
     if array.ndim == 3:
         raise InputError(f"{label}: a 3-D array of shape {array.shape} is ambiguous; {_ACCEPTED['kernel']} "
                          f"(or OIHW with {_option(layout_option, 'oihw')})")
-    if layout == "oihw":
-        return array.transpose(2, 3, 1, 0)
-    return array  # HWIO; a depthwise (kh, kw, C, multiplier) kernel is regrouped in `resolve_kernel`
+    if layout in KERNEL_AXIS_ORDERS:
+        return read_kernel_as(array, layout)
+    return array  # a depthwise (kh, kw, C, multiplier) kernel is regrouped in `resolve_kernel`
 
 
 def resolve_kernel(image: np.ndarray, kernel: np.ndarray, raw_ndim: int, layout: str, output_channels,
@@ -545,6 +558,12 @@ class Inputs:
     declared_output_layout: str = "hwc"
     output_layout: str = "hwc"
     kernel_axis: str | None = None   # a 1-D kernel read as a (1, k) row ('rows') or (k, 1) column
+    # How the kernel's axes and the image's channels were read when not as declared (see
+    # `other_readings`): `kernel_reading` None means in `kernel_layout`. `raw_kernel` is the
+    # kernel as given (a view), for reading it otherwise.
+    kernel_reading: str | None = None
+    channel_order: str = "as_given"
+    raw_kernel: np.ndarray | None = field(default=None, repr=False)
 
 
 def _bundle(raw_image, raw_kernel, raw_output, *, image_label, kernel_label, output_label, names,
@@ -552,29 +571,59 @@ def _bundle(raw_image, raw_kernel, raw_output, *, image_label, kernel_label, out
     """Validate and bring the three arrays to the canonical layouts (see `Inputs`).
 
     A 1-D kernel (k,) is read as a (1, k) row first (`kernel_axis` 'rows'); `explain`
-    tries it as a (k, 1) column too (CONTRACT section 1).
+    tries it as a (k, 1) column too (CONTRACT section 1). A 4-D kernel whose shape fits
+    the image and output only with its axes in another order than `kernel_layout` is read
+    in the first order that fits (`kernel_reading`; `explain` reports it as a
+    `kernel_layout` cause and tries the others); without an output that is an error
+    naming the order that fits.
     """
+    options = dict(image_label=image_label, kernel_label=kernel_label, output_label=output_label, names=names,
+                   kernel_layout=kernel_layout, layout=layout, padding=padding, from_file=from_file)
+    try:
+        return _bundle_as(raw_image, raw_kernel, raw_output, reading=None, **options)
+    except InputError as exc:
+        if np.ndim(raw_kernel) != 4 or kernel_layout not in KERNEL_AXIS_ORDERS:
+            raise
+        error = exc
+    for reading in _alternative_layouts(kernel_layout):
+        if reading == "oihw-reshaped":
+            continue  # the declared shape itself: it fits exactly where the declared reading does
+        try:
+            inputs = _bundle_as(raw_image, raw_kernel, raw_output, reading=reading, **options)
+        except InputError:
+            continue
+        if raw_output is not None:
+            return inputs
+        option = _option("--kernel-layout" if from_file else "kernel_layout=", reading)
+        raise InputError(f"{error}; read as {reading.upper()} ({axis_names(reading)}) its shape fits: "
+                         f"pass {option} if that is the order of its axes") from None
+    raise error
+
+
+def _bundle_as(raw_image, raw_kernel, raw_output, *, image_label, kernel_label, output_label, names,
+               kernel_layout, layout, padding, from_file, reading) -> Inputs:
+    """`_bundle` with the kernel's axes read in `reading` (None: in `kernel_layout`)."""
     kernel_axis = None
     if np.ndim(raw_kernel) == 1 and np.size(raw_kernel) > 0:
         raw_kernel, kernel_axis = np.asarray(raw_kernel)[np.newaxis, :], "rows"
     image = _image(raw_image, image_label, from_file=from_file, layout=layout)
-    kernel = _kernel(raw_kernel, kernel_label, kernel_layout, "--kernel-layout" if from_file else "kernel_layout=",
-                     from_file=from_file)
+    kernel = _kernel(raw_kernel, kernel_label, reading or kernel_layout,
+                     "--kernel-layout" if from_file else "kernel_layout=", from_file=from_file)
     check_pair(image, kernel if np.ndim(raw_kernel) != 2 else raw_kernel, padding,
                image_name=names[0], kernel_name=names[1])
     raw_ndim = np.ndim(raw_kernel)
-    output = reading = None
+    output = output_reading = None
     allowed = None
     if raw_output is not None:
         raw_output = _output(raw_output, output_label, from_file=from_file)
         channels = image.shape[-1]
         kh, kw, c_in, c_out = kernel.shape
         allowed = (channels,) if (raw_ndim == 2 and channels > 1) else \
-            (c_in * c_out,) if kernel_layout == "depthwise" else \
+            (c_in * c_out,) if (reading or kernel_layout) == "depthwise" else \
             tuple(dict.fromkeys((c_out, c_in * c_out) if (c_in == channels and channels > 1) else (c_out,)))
-        output, reading, count = read_output(raw_output, output_label, layout, image.shape[0], allowed)
+        output, output_reading, count = read_output(raw_output, output_label, layout, image.shape[0], allowed)
         allowed = (count,)
-    kernel, groups, expected_groups, _ = resolve_kernel(image, kernel, raw_ndim, kernel_layout, allowed,
+    kernel, groups, expected_groups, _ = resolve_kernel(image, kernel, raw_ndim, reading or kernel_layout, allowed,
                                                         _pair_label("image", names[0]),
                                                         _pair_label("kernel", names[1]))
     if output is not None and output.shape[-1] != kernel.shape[-1]:
@@ -582,15 +631,16 @@ def _bundle(raw_image, raw_kernel, raw_output, *, image_label, kernel_label, out
                          f"{_pair_label('kernel', names[1])} has {kernel.shape[-1]} output channels (C_out); "
                          "give the output this kernel produced, or check the kernel layout")
     declared = "chw" if layout == "nchw" else "hwc"
-    actual = declared if reading is None else ("chw" if "c" in reading and reading.index("c") < reading.index("h")
-                                               else declared if "c" not in reading else "hwc")
+    actual = declared if output_reading is None else (
+        "chw" if "c" in output_reading and output_reading.index("c") < output_reading.index("h")
+        else declared if "c" not in output_reading else "hwc")
     return Inputs(image=image, kernel=kernel, output=output,
                   image_shape=tuple(np.shape(raw_image)), kernel_shape=tuple(np.shape(raw_kernel)),
                   output_shape=tuple(np.shape(raw_output)) if raw_output is not None else None,
                   image_name=names[0], kernel_name=names[1], output_name=names[2], groups=groups,
                   expected_groups=expected_groups, layout=layout, kernel_layout=kernel_layout,
-                  output_reading=reading, declared_output_layout=declared, output_layout=actual,
-                  kernel_axis=kernel_axis)
+                  output_reading=output_reading, declared_output_layout=declared, output_layout=actual,
+                  kernel_axis=kernel_axis, kernel_reading=reading, raw_kernel=np.asarray(raw_kernel))
 
 
 def load_inputs(image_path, kernel_path, output_path=None, *, kernel_layout=None, padding="same",
@@ -632,3 +682,75 @@ def prepare_inputs(image, kernel, output=None, *, kernel_layout=None, padding="s
     return _bundle(raw_image, raw_kernel, raw_output, image_label="image", kernel_label="kernel",
                    output_label="output", names=("image", "kernel", "output" if output is not None else None),
                    kernel_layout=kernel_layout, layout=layout, padding=padding, from_file=False)
+
+
+# ----------------------------------------------------------------------------- other readings
+
+_AXIS_NAMES = {"h": "kh", "w": "kw", "i": "C_in", "o": "C_out"}
+_COLOUR_CHANNELS = 4
+
+
+def axis_names(layout: str) -> str:
+    """'C_out, C_in, kh, kw' for 'oihw': a kernel layout's axes in words."""
+    if layout == "oihw-reshaped":
+        return "OIHW weights reshaped to kh, kw, C_in, C_out"
+    return ", ".join(_AXIS_NAMES[axis] for axis in layout)
+
+
+def _alternative_layouts(declared: str) -> list[str]:
+    """The kernel layouts `explain` tries besides a declared axis order, likeliest first: the
+    other framework's layout (HWIO <-> OIHW), the input and output axes swapped, OIHW weights
+    reshaped into HWIO, then every other order. Orders that differ from one of these only by
+    swapping kh and kw are left out: that is the kernel_transform 'transpose', already
+    searched on every reading."""
+    if declared not in KERNEL_AXIS_ORDERS:
+        return []
+    swapped = declared.translate(str.maketrans("io", "oi"))
+    first = [{"hwio": "oihw", "oihw": "hwio"}.get(declared, "hwio"), swapped]
+    if declared == "hwio":
+        first.append("oihw-reshaped")
+    h_first = declared.index("h") < declared.index("w")
+    orders = [order for order in KERNEL_AXIS_ORDERS if (order.index("h") < order.index("w")) == h_first]
+    return [name for name in dict.fromkeys(first + orders)
+            if name != declared and (name == "oihw-reshaped" or (name.index("h") < name.index("w")) == h_first)]
+
+
+def other_readings(inputs: Inputs) -> list[Inputs]:
+    """The other ways `inputs`' kernel and image could have been read whose shapes fit its
+    image and output, fewest changes first (CONTRACT section 2, Layout).
+
+    Each differs from `inputs` in `kernel_reading` (the raw 4-D kernel's axes in another
+    order, or OIHW weights reshaped into HWIO: `_alternative_layouts`), in `channel_order`
+    ('reversed': the image's channels used last to first, for images of 2 to 4 channels),
+    or in both. A reading whose arrays equal those of `inputs` or of an earlier reading
+    computes the same thing and is left out. None for a 2-D, 1-D or depthwise kernel's
+    layout. Needs an output.
+    """
+    current = inputs.kernel_reading or inputs.kernel_layout
+    out_channels = inputs.output.shape[-1]
+    kernels: list[Inputs] = []
+    raw = inputs.raw_kernel
+    if raw is not None and raw.ndim == 4 and inputs.kernel_axis is None:
+        seen = [inputs.kernel]
+        for name in _alternative_layouts(inputs.kernel_layout):
+            if name == current:
+                continue
+            try:
+                kernel = read_kernel_as(raw, name)
+                kernel, groups, _, _ = resolve_kernel(inputs.image, kernel, 4, name, (out_channels,), "image", "kernel")
+            except (InputError, ValueError):
+                continue
+            if kernel.shape[-1] != out_channels or any(
+                    k.shape == kernel.shape and np.array_equal(k, kernel) for k in seen):
+                continue
+            seen.append(kernel)
+            kernels.append(replace(inputs, kernel=kernel, groups=groups, kernel_reading=name))
+    image = inputs.image
+    reversed_image = image[..., ::-1]
+    # Colour images only (RGB/BGR, with alpha): reversing many feature channels is no known
+    # mix-up, and each reading costs a whole search.
+    if inputs.channel_order != "as_given" or not 1 < image.shape[-1] <= _COLOUR_CHANNELS \
+            or np.array_equal(image, reversed_image):
+        return kernels
+    flipped = [replace(reading, image=reversed_image, channel_order="reversed") for reading in kernels]
+    return kernels + [replace(inputs, image=reversed_image, channel_order="reversed")] + flipped

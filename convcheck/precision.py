@@ -48,6 +48,9 @@ STORAGE_UNDERFLOW = {"float64": 2.0 ** -1074, "float32": 2.0 ** -150, "tfloat32"
 # Spacing of subnormals (what flushing or double-rounding a tiny input can cost, absolutely).
 SUBNORMAL_SPACING = {"float64": 2.0 ** -1074, "float32": 2.0 ** -149, "tfloat32": 2.0 ** -126,
                      "bfloat16": 2.0 ** -133, "float16": 2.0 ** -24}
+# The integer types a result may be stored in (CONTRACT section 2 `output_precision`):
+# rounded to nearest and saturated to this range, as OpenCV's saturate_cast does.
+INTEGER_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767)}
 # Storage formats, for the "values are exactly representable" evidence.
 _STORAGE = {"float64": np.float64, "float32": np.float32, "tfloat32": np.float32, "float16": np.float16}
 
@@ -200,7 +203,8 @@ class PrecisionModel:
     (truncation or rounding of the float32 significand to 10 bits), 2u for half
     precisions reached from float64 (a framework may round twice, through float32).
     `storage_u` / `storage_underflow` describe the format the result is stored in
-    (float16 for float16; float32 for TF32).
+    (float16 for float16; float32 for TF32; another with `output_precision`), and
+    `storage_abs` the absolute rounding of storing it in an integer type (half a unit).
     """
 
     name: str
@@ -210,10 +214,19 @@ class PrecisionModel:
     underflow: float
     storage_u: float = 0.0
     storage_underflow: float = 0.0
+    storage_abs: float = 0.0
 
     @classmethod
-    def for_inputs(cls, precision: str, input_dtypes) -> "PrecisionModel":
-        """The model of computing at `precision` from inputs of the given dtypes."""
+    def for_inputs(cls, precision: str, input_dtypes, output_precision: str | None = None) -> "PrecisionModel":
+        """The model of computing at `precision` from inputs of the given dtypes, the result
+        stored in `output_precision` (None: the precision's own storage format).
+
+        A float `output_precision` replaces the final rounding: bfloat16 products
+        accumulated in float32 and stored in float32 (JAX `preferred_element_type`) round
+        only in the accumulation. An integer one (uint8, int8, uint16, int16) rounds the
+        accumulated value to the nearest integer, |error| <= 1/2 exactly, after which
+        values past the type's range are saturated (handled by the caller as clipping).
+        """
         if precision not in SIGNIFICAND_BITS:
             raise ValueError(f"unknown precision {precision!r}")
         slack, abs_slack = 0.0, 0.0
@@ -223,8 +236,13 @@ class PrecisionModel:
             # A framework may round float64 -> float32 -> half: at most one half-precision
             # ulp (2u relative) away from our direct rounding.
             slack, abs_slack = 2 * STORAGE_U[precision], SUBNORMAL_SPACING[precision]
+        if output_precision in INTEGER_RANGES:
+            return cls(precision, ACCUMULATION_U[precision], slack, abs_slack, UNDERFLOW[precision], 0.0, 0.0, 0.5)
+        storage = output_precision or precision
+        if storage not in STORAGE_U:
+            raise ValueError(f"unknown output precision {output_precision!r}")
         return cls(precision, ACCUMULATION_U[precision], slack, abs_slack, UNDERFLOW[precision],
-                   STORAGE_U[precision], STORAGE_UNDERFLOW[precision])
+                   STORAGE_U[storage], STORAGE_UNDERFLOW[storage])
 
     def relative_coefficient(self, n: int, scaled: bool) -> float:
         """c such that |error| <= c * A for the products and sums (before output rounding).
@@ -256,21 +274,26 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     result is inflated by (1 + 8 n 2^-53) so that rounding in computing `magnitude` and
     the bound itself cannot make it too small.
     """
-    abs_scale = abs(scale)
-    c = model.relative_coefficient(n, scaled=scale != 1.0)
+    abs_scale = np.abs(scale)   # a number, or one per output channel (the last axis)
+    c = model.relative_coefficient(n, scaled=bool(np.any(np.not_equal(scale, 1.0))))
     absolute = abs_scale * n * (model.underflow + model.input_abs_slack * (max_input + max_kernel))
     stored = output_rounding(model, output_u)
     # Storing (or adding the bias) rounds the computed value y once more: |fl(y) - y| <= u |y|
     # with |y| <= |predicted| + (error before storage).
     out_round = stored + (model.accumulation_u if has_bias else 0.0)
+    # Keras adds the bias after the convolution, in the compute dtype: a result stored in a
+    # narrower format than it was accumulated in (float16, bfloat16) is rounded once before
+    # the bias too, |error| <= u_storage |conv| <= u_storage |s| A (Higham, eq. 2.4).
+    before_bias = model.storage_u if has_bias and model.storage_u > model.accumulation_u else 0.0
     inflate = 1.0 + 8 * n * U64
     # `out` and `scratch` (float64 arrays of the result's shape), when given, hold the
     # result and its second term: the same operations, no new arrays.
-    bound = np.multiply(magnitude, abs_scale * c * (1.0 + out_round) * inflate, out=out)
+    bound = np.multiply(magnitude, abs_scale * (c * (1.0 + out_round) + before_bias * (1.0 + c)) * inflate, out=out)
     tail = np.abs(predicted, dtype=np.float64, out=scratch)   # `predicted` may be the output in its own type
     tail *= out_round * inflate
     bound += tail
-    bound += (absolute * (1.0 + out_round) + output_underflow + model.storage_underflow
+    # An integer result is rounded to the nearest integer: exactly half a unit more (storage_abs).
+    bound += (absolute * (1.0 + out_round) + output_underflow + model.storage_underflow + model.storage_abs
               + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]) * inflate
     return bound
 

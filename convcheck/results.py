@@ -33,7 +33,9 @@ class Stats:
     computation. `residual_after` is the largest |output - reproduction| for the
     explanation (or the closest candidate when unexplained) and `error_bound` the largest
     element of the rigorous bound it is held to; `bound_ratio` is max(residual / bound),
-    at most 1 exactly when every element is within its own bound.
+    at most 1 exactly when every element is within its own bound. `unclipped_fraction` is,
+    when the explanation clips (an activation, an integer output's saturation), the share of
+    compared elements not clipped: what the verdict rests on (None when nothing clips).
     """
 
     max_abs_diff: Optional[float]
@@ -47,6 +49,7 @@ class Stats:
     worst_output: Optional[float] = None
     worst_reference: Optional[float] = None
     mismatched_after: Optional[int] = None
+    unclipped_fraction: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The CONTRACT section 5 `stats` object (plus added fields)."""
@@ -62,6 +65,7 @@ class Stats:
             "worst_output": _finite_or_none(self.worst_output),
             "worst_reference": _finite_or_none(self.worst_reference),
             "mismatched_after": self.mismatched_after,
+            "unclipped_fraction": _finite_or_none(self.unclipped_fraction),
         }
 
 

@@ -140,7 +140,8 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
     `padding`, `stride`, `dilation` and `groups` (what you expect; see `convcheck.explain`),
     held to a rigorous error bound for `precision` (default: the inputs' own). Arrays are
     in `layout` ("nhwc", or "nchw" for PyTorch's channels first: (C, H, W) / (N, C, H, W));
-    `kernel_layout` is "hwio", "oihw" (the default with layout "nchw") or "depthwise".
+    `kernel_layout` is "hwio", "oihw" (the default with layout "nchw"), "depthwise", or any
+    other order of the letters h, w, i, o (e.g. "ohwi").
     Passes when the verdict is `equal`, or `explained` only by causes `allow` lists
     ("precision=float32", "kernel_transform=rot180", or a bare field such as "boundary"
     for any value). Otherwise raises `AssertionError` whose first line names the verdict

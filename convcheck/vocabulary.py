@@ -22,8 +22,9 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-from .choices import (ALGORITHMS, BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS,  # noqa: F401
-                      PADDINGS, PRECISIONS)
+from .choices import (ACTIVATIONS, ALGORITHMS, BOUNDARIES, DTYPES, FIELDS, INTEGER_OUTPUTS,  # noqa: F401
+                      KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS, OUTPUT_PRECISIONS, PADDINGS, PRECISIONS)
+from .choices import CHANNEL_ORDERS, KERNEL_AXIS_ORDERS as _ORDERS, KERNEL_LAYOUT_VALUES  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Explanation:
 
     `precision` has no universal default: the baseline is the inputs' own precision,
     which the engine decides from the data (see `convcheck.precision.native_precision`).
+    `bias` and `scale` are one number, or a tuple with one number per output channel when
+    the channels differ.
     """
 
     kernel_transform: str = "identity"
@@ -39,8 +42,8 @@ class Explanation:
     boundary: str = "zero"
     offset: tuple[int, int] = (0, 0)
     precision: str = "float64"
-    bias: float = 0.0
-    scale: float = 1.0
+    bias: Any = 0.0       # float, or tuple[float, ...] per output channel
+    scale: Any = 1.0
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
@@ -62,8 +65,8 @@ class Explanation:
             d[name] = [int(v) for v in getattr(self, name)]
         if not isinstance(self.boundary, str):
             d["boundary"] = list(self.boundary)   # [rows, columns] when the two axes differ
-        d["bias"] = float(self.bias)
-        d["scale"] = float(self.scale)
+        d["bias"] = _number_or_list(self.bias)
+        d["scale"] = _number_or_list(self.scale)
         d["cval"] = float(self.cval)
         d["groups"] = int(self.groups)
         if self.output_precision is None:
@@ -79,6 +82,15 @@ class Explanation:
         return replace(self, **changes)
 
 
+def per_channel(value: Any) -> bool:
+    """True for a bias or scale given per output channel (a tuple), False for one number."""
+    return isinstance(value, (tuple, list))
+
+
+def _number_or_list(value: Any) -> Any:
+    return [float(v) for v in value] if per_channel(value) else float(value)
+
+
 @dataclass(frozen=True)
 class Cause:
     """One changed field of an explanation, said in plain words with its fix."""
@@ -90,9 +102,9 @@ class Cause:
     why: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT section 5 `causes` entry."""
+        """The CONTRACT section 5 `causes` entry (plus `why`, the sentence behind the cause)."""
         value = list(self.value) if isinstance(self.value, tuple) else self.value
-        return {"field": self.field, "value": value, "summary": self.summary, "fix": self.fix}
+        return {"field": self.field, "value": value, "summary": self.summary, "fix": self.fix, "why": self.why}
 
 
 # One sentence per distinct cause saying *why*: printed once below a table.
@@ -112,7 +124,8 @@ _WHY = {
     "precision": ("Rounding the inputs to a narrower float type (Keras's float32 dtype policy, "
                   "mixed precision, TF32 on NVIDIA tensor cores) changes results in the last "
                   "digits that type can hold."),
-    "bias": "A constant added to every output is a bias term, usually a layer's use_bias=True.",
+    "bias": ("A constant added to every output is a bias term, usually a layer's use_bias=True: "
+             "one number per output channel (filter), so the channels may differ."),
     "stride": ("A stride keeps every s-th window only; the output's size already says which stride "
                "(ceil(H / s) rows for 'same'), and TensorFlow's SAME pads a stride differently from "
                "PyTorch's symmetric padding."),
@@ -129,11 +142,62 @@ _WHY = {
     "algorithm": ("An FFT convolution (scipy.signal.fftconvolve, convolve(method='fft'), OpenCV's DFT path "
                   "for large kernels) rounds normwise: each element's error is relative to the largest "
                   "values, so small outputs next to large ones carry relatively large errors."),
+    "algorithm:winograd": ("Winograd's minimal filtering (cuDNN and NNPACK for 3x3 kernels at stride 1) "
+                           "computes each tile through transforms with large coefficients (up to 32 in "
+                           "F(6x6,3x3)) that amplify rounding errors: each element's error is relative to its "
+                           "whole tile's values, and larger at the tile's corners."),
     "output_layout": ("PyTorch stores activations channels-first (N, C, H, W), TensorFlow and Keras "
                       "channels-last (N, H, W, C); the output's shape says which it is."),
     "scale": ("A constant factor on every output usually means the kernel was normalised "
-              "(e.g. divided by its sum) or the output rescaled."),
+              "(e.g. divided by its sum) or the output rescaled; a factor per output channel, a bank of "
+              "filters each normalised on its own or a batch normalisation folded into the weights."),
+    "activation": ("Keras layers apply their activation inside the layer (Conv2D(activation='relu')) and "
+                   "inference engines fuse conv + ReLU, so the saved output is already clipped: an element "
+                   "clipped to 0 (or 6) only says the sum was beyond the limit, so the verdict rests on the "
+                   "unclipped elements."),
+    "output_precision": ("The type a result is stored in is a choice of its own: JAX and tensor cores can "
+                         "accumulate half-precision products in float32 and keep the float32 sum "
+                         "(preferred_element_type), and OpenCV gives an 8-bit image back for an 8-bit image "
+                         "(ddepth=-1), rounded and saturated to its range."),
+    "kernel_layout": ("Frameworks store convolution weights with their axes in different orders (TensorFlow "
+                      "and Keras HWIO, PyTorch OIHW, PyTorch's ConvTranspose2d IOHW, TFLite OHWI): porting "
+                      "weights needs a transpose, and a reshape or a wrong permutation keeps a plausible "
+                      "shape while moving every value to the wrong tap or channel."),
+    "channel_order": ("OpenCV loads and saves images as BGR while most models and libraries expect RGB: "
+                      "an image fed in the other order gives plausible but wrong outputs, one channel's "
+                      "weights applied to another's values."),
 }
+
+# Where a kernel layout comes from, for the causes that name it.
+_LAYOUT_ORIGINS = {"hwio": "TensorFlow/Keras", "oihw": "PyTorch", "iohw": "PyTorch ConvTranspose2d",
+                   "hwoi": "tf.nn.conv2d_transpose", "ohwi": "TFLite"}
+
+
+def _axes_text(layout: str) -> str:
+    names = {"h": "kh", "w": "kw", "i": "C_in", "o": "C_out"}
+    origin = _LAYOUT_ORIGINS.get(layout)
+    return f"{layout.upper()} ({', '.join(names[a] for a in layout)}{', ' + origin if origin else ''})"
+
+
+def _kernel_layout_text(value: str, declared: str) -> tuple[str, str]:
+    """(summary, fix) of a kernel read in layout `value` where `declared` was expected."""
+    if value == "oihw-reshaped":
+        return ("the kernel is PyTorch OIHW weights turned into HWIO with reshape instead of transpose: "
+                "its shape is right, but every value sits at the wrong tap and channel",
+                "convert PyTorch weights with np.transpose(w, (2, 3, 1, 0)) (weights.permute(2, 3, 1, 0) in "
+                "PyTorch), not w.reshape(kh, kw, C_in, C_out); this array is undone by "
+                "np.transpose(w.reshape(C_out, C_in, kh, kw), (2, 3, 1, 0))")
+    if declared not in _ORDERS:
+        return (f"the kernel's axes are in {_axes_text(value)} order",
+                f"pass --kernel-layout {value} (kernel_layout='{value}') if that is the order of its axes")
+    swap = value == declared.translate(str.maketrans("io", "oi"))
+    summary = (f"the kernel's axes are in {_axes_text(value)} order, not {_axes_text(declared)}"
+               + (": its input and output channel axes are swapped" if swap else ""))
+    order = tuple(value.index(axis) for axis in declared)
+    fix = (f"put its axes in {declared.upper()} order: np.transpose(w, {order}) (weights.permute{order} in "
+           f"PyTorch, tf.transpose(w, {list(order)}) in TensorFlow), or pass --kernel-layout {value} "
+           f"(kernel_layout='{value}') if this is the layout you mean")
+    return summary, fix
 
 _TRANSFORM_TEXT = {
     "rot180": ("the kernel was flipped 180 degrees: this is a true convolution, not a cross-correlation",
@@ -204,15 +268,46 @@ _PRECISION_TEXT = {
 }
 
 
-def _num(x: float) -> str:
+def _num(x: Any) -> str:
+    if per_channel(x):
+        return "[" + ", ".join(f"{float(v):.6g}" for v in x) + "]"
     return f"{x:.6g}"
+
+
+_ACTIVATION_TEXT = {
+    "relu": ("the output went through a ReLU, max(x, 0), after the bias: negative sums were clipped to 0 "
+             "(Keras Conv2D(activation='relu'), a fused conv + ReLU)",
+             "compare the pre-activation output: build the layer with activation=None (Keras) or take the "
+             "output of conv2d before F.relu / torch.relu (PyTorch), or apply the same ReLU to your reference"),
+    "relu6": ("the output went through a ReLU6, min(max(x, 0), 6), after the bias: sums were clipped to "
+              "[0, 6] (Keras Conv2D(activation='relu6'), MobileNet's fused conv + ReLU6)",
+              "compare the pre-activation output: build the layer with activation=None (Keras) or take the "
+              "output of conv2d before F.relu6 (PyTorch), or apply the same ReLU6 to your reference"),
+}
+_INTEGER_RANGES = {"uint8": "[0, 255]", "int8": "[-128, 127]", "uint16": "[0, 65535]", "int16": "[-32768, 32767]"}
+_CV_DEPTHS = {"uint8": "cv2.CV_8U", "int8": "cv2.CV_8S", "uint16": "cv2.CV_16U", "int16": "cv2.CV_16S"}
+
+
+def _output_precision_text(value: str, explanation: Optional[Explanation]) -> tuple[str, str]:
+    if value in _INTEGER_RANGES:
+        return (f"the result was rounded to the nearest integer and saturated to {value}'s range "
+                f"{_INTEGER_RANGES[value]} (OpenCV's saturate_cast: cv2.filter2D(image, -1, kernel) on a "
+                f"{value} image keeps its type, ddepth=-1 = {_CV_DEPTHS[value]})",
+                "pass ddepth=cv2.CV_32F to cv2.filter2D (or convert the image with image.astype(np.float32) "
+                "first) to keep the unrounded result, or round and clip your reference the same way")
+    precision = explanation.precision if explanation is not None else "bfloat16"
+    return (f"the {precision} products were accumulated and stored in {value}, not rounded back to "
+            f"{precision} (jax.lax.conv_general_dilated(..., preferred_element_type=jnp.{value}), "
+            "tensor-core convolutions with a wide output)",
+            f"drop preferred_element_type=jnp.{value} from jax.lax.conv_general_dilated (or cast its output "
+            f"with .astype(jnp.{precision})) for a {precision} result, or expect the more accurate {value} sum")
 
 
 def cause_for(field_name: str, value: Any, baseline: Explanation,
               explanation: Optional[Explanation] = None) -> Cause:
     """The plain-words `Cause` for one changed field of an explanation (the whole
     `explanation`, when given, lets a cause say how it combines with the others)."""
-    why = _WHY[field_name]
+    why = _WHY.get(f"{field_name}:{value}", _WHY[field_name]) if isinstance(value, str) else _WHY[field_name]
     if field_name == "kernel_transform":
         summary, fix = _TRANSFORM_TEXT[value]
     elif field_name == "padding":
@@ -268,6 +363,12 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
     elif field_name == "output_transform":
         summary = "the output's H and W axes are swapped (the output was transposed)"
         fix = "transpose it back: output.swapaxes(0, 1) (output.swapaxes(-2, -1) for (C, H, W) arrays)"
+    elif field_name == "algorithm" and value == "winograd":
+        summary = ("the sums were computed with Winograd's minimal filtering (F(m x m, 3 x 3) tiles, as cuDNN "
+                   "and NNPACK do for 3x3 kernels), whose transforms amplify rounding beyond a direct sum's")
+        fix = ("for a direct sum, keep Winograd out: in PyTorch on CPU leave oneDNN on (torch.backends.mkldnn) or "
+               "turn NNPACK off (torch.backends.nnpack.set_flags(False)); on GPU torch.backends.cudnn.enabled = "
+               "False; or judge it by Winograd's bound (explain --algorithm winograd)")
     elif field_name == "algorithm":
         summary = (f"the sums were computed through the FFT ({value}), whose rounding error is normwise "
                    "(spread over the whole output), not by direct summation")
@@ -278,14 +379,38 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
                    f", not channels-{'first' if baseline.output_layout == 'chw' else 'last'}")
         fix = ("transpose it: output.transpose(1, 2, 0) for (C, H, W) -> (H, W, C), or pass --layout "
                f"{'nchw' if value == 'chw' else 'nhwc'}")
+    elif field_name == "bias" and per_channel(value):
+        summary = (f"a constant was added to each output channel, one per channel: {_num(value)} "
+                   "(a layer's bias vector: Conv2D(use_bias=True), nn.Conv2d(bias=True))")
+        fix = ("pass use_bias=False (bias=False in PyTorch), or add the layer's bias (layer.bias, one value per "
+               "output channel) to your reference before comparing")
     elif field_name == "bias":
         summary = f"a constant {_num(value)} was added to every output element (a bias term)"
         fix = "pass use_bias=False, or subtract the layer's bias before comparing"
+    elif field_name == "scale" and per_channel(value):
+        summary = (f"each output channel was multiplied by its own factor: {_num(value)} "
+                   "(each filter normalised on its own, or a batch normalisation folded into the weights)")
+        fix = ("multiply each channel of your reference by its factor, or stop normalising the filters one by "
+               "one (kernel / kernel.sum(axis=(0, 1, 2)))")
+    elif field_name == "kernel_layout":
+        summary, fix = _kernel_layout_text(value, baseline.kernel_layout)
+    elif field_name == "channel_order":
+        summary = ("the image's channels were used in reverse order (BGR read as RGB, or RGB as BGR: e.g. an "
+                   "image loaded with cv2.imread fed to a model trained on RGB)")
+        fix = ("reverse the channels before the convolution: "
+               + ("x.flip(1) in PyTorch (image[:, ::-1] for an (N, C, H, W) array), or "
+                  "cv2.cvtColor(image, cv2.COLOR_BGR2RGB) before moving the channels first"
+                  if baseline.output_layout == "chw" else
+                  "image[..., ::-1], or cv2.cvtColor(image, cv2.COLOR_BGR2RGB) (COLOR_RGB2BGR the other way)"))
     elif field_name == "scale":
         summary = (f"every output element was multiplied by {_num(value)} "
                    "(e.g. a kernel normalised to sum 1)")
         fix = (f"multiply the reference by {_num(value)}, or stop normalising the kernel "
                "(kernel / kernel.sum())")
+    elif field_name == "activation":
+        summary, fix = _ACTIVATION_TEXT[value]
+    elif field_name == "output_precision":
+        summary, fix = _output_precision_text(value, explanation)
     else:
         raise ValueError(f"unknown explanation field {field_name!r}")
     return Cause(field=field_name, value=value, summary=summary, fix=fix, why=why)
@@ -307,7 +432,7 @@ def describe(explanation: Explanation, baseline: Explanation) -> str:
         elif name in ("offset", "stride", "dilation"):
             parts.append(f"{name} [{value[0]}, {value[1]}]")
         elif name in ("bias", "scale"):
-            parts.append(f"{name} {_num(value)}")
+            parts.append(f"{name} {'per channel ' if per_channel(value) else ''}{_num(value)}")
         else:
             parts.append(f"{name} {value}")
     return " + ".join(parts) if parts else "matches the reference"
@@ -329,6 +454,10 @@ _PLAIN_LABELS = {
     "precision": {"float64": "float64 computation", "float32": "float32 rounding",
                   "tfloat32": "TF32 rounding (tensor cores)", "bfloat16": "bfloat16 rounding",
                   "float16": "float16 rounding"},
+    "activation": {"relu": "ReLU applied (negatives clipped to 0)", "relu6": "ReLU6 applied (clipped to [0, 6])"},
+    "output_precision": {"float64": "result kept in float64", "float32": "result kept in float32",
+                         "uint8": "rounded and saturated to uint8", "int8": "rounded and saturated to int8",
+                         "uint16": "rounded and saturated to uint16", "int16": "rounded and saturated to int16"},
 }
 
 
@@ -346,6 +475,15 @@ def plain_label(field_name: str, value: Any) -> str:
         return f"{_num(value)} added (a bias)"
     if field_name == "scale" and isinstance(value, (int, float)):
         return f"scaled by {_num(value)}"
+    if field_name == "bias" and per_channel(value):
+        return f"a bias per channel {_num(value)}"
+    if field_name == "scale" and per_channel(value):
+        return f"scaled per channel by {_num(value)}"
+    if field_name == "kernel_layout":
+        return ("kernel reshaped from OIHW instead of transposed" if value == "oihw-reshaped"
+                else f"kernel axes in {str(value).upper()} order")
+    if field_name == "channel_order" and value == "reversed":
+        return "image channels reversed (RGB/BGR)"
     return f"{field_name.replace('_', ' ')} {value}"
 
 

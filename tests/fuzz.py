@@ -4,12 +4,15 @@ Each case is drawn from `numpy.random.default_rng([SEED, index])`, so case i is 
 on every machine and every run (no flakiness), and a failure names the index to replay:
 
     .venv/bin/python -m tests.fuzz 1234          # replay case 1234
+    .venv/bin/python -m tests.fuzz 1236v         # replay the Values variant of case 1236
     make fuzz                                    # 10,000 cases with a summary
 
 Kinds of output, over shapes 1-12 and every input dtype:
 - exact:       the expected computation itself (inputs at their own precision)
 - transformed: a known cause or two applied (kernel transform, padding, boundary,
-               offset, narrower precision, bias, scale)
+               offset, narrower precision, bias, scale, a bias or scale per output
+               channel, a ReLU/ReLU6 activation, the result stored in float32 (half
+               inputs) or rounded and saturated to an integer type)
 - corrupted:   an exact or transformed output with one element moved far away
 - garbage:     random numbers of the right shape
 - nan:         an exact output with a NaN in it
@@ -29,6 +32,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Optional
 
 import ml_dtypes
 import numpy as np
@@ -48,6 +52,7 @@ _NUMPY_MODE = {"zero": "constant", "constant": "constant", "reflect": "reflect",
 _STORE = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32),
           "tfloat32": np.dtype(np.float32), "float16": np.dtype(np.float16), "bfloat16": BF16}
 _BITS = {"float64": 53, "float32": 24, "tfloat32": 11, "float16": 11, "bfloat16": 8}
+_INTEGERS = {"uint8": np.uint8, "int8": np.int8, "uint16": np.uint16, "int16": np.int16}
 
 
 # ----------------------------------------------------------------------------- reproduction
@@ -85,7 +90,9 @@ def reproduce(image, kernel, *, kernel_transform="identity", padding="same", bou
               offset=(0, 0), precision="float64", scale=1.0, bias=0.0, stride=(1, 1), dilation=(1, 1), cval=0.0):
     """(values, magnitudes) of a computation, in float64, by explicit sums over the taps.
 
-    image (H, W, C), kernel HWIO. The inputs are rounded to `precision` first.
+    image (H, W, C), kernel HWIO. The inputs are rounded to `precision` first. `scale` and
+    `bias` are numbers or one per output channel; the values are before any activation
+    (see `finish`).
     """
     store = _STORE[precision]
     image = np.asarray(image, dtype=np.float64).astype(store).astype(np.float64)
@@ -113,13 +120,36 @@ def reproduce(image, kernel, *, kernel_transform="identity", padding="same", bou
             window = padded[rows[:, None], cols[None, :], :]
             values += np.einsum("ijc,co->ijo", window, k[u, v])
             mags += np.einsum("ijc,co->ijo", np.abs(window), np.abs(k[u, v]))
-    return values * scale + bias, mags * abs(scale)
+    scale, bias = np.asarray(scale, dtype=np.float64), np.asarray(bias, dtype=np.float64)
+    return values * scale + bias, mags * np.abs(scale)
 
 
-def store_output(values: np.ndarray, precision: str) -> np.ndarray:
-    """A float64 result stored the way a library at `precision` stores it."""
+def limits(activation="linear", output_precision=None):
+    """(low, high) where a ReLU/ReLU6 clips and an integer type saturates (None: no limit)."""
+    low = 0.0 if activation in ("relu", "relu6") else None
+    high = 6.0 if activation == "relu6" else None
+    if output_precision in _INTEGERS:
+        info = np.iinfo(_INTEGERS[output_precision])
+        low = float(info.min) if low is None else max(low, float(info.min))
+        high = float(info.max) if high is None else min(high, float(info.max))
+    return low, high
+
+
+def finish(values: np.ndarray, activation="linear", output_precision=None) -> np.ndarray:
+    """The activation, then (for an integer type) rounding to nearest and saturation, in float64."""
+    low, high = limits(activation, output_precision)
+    if output_precision in _INTEGERS:
+        values = np.rint(values)
+    return np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
+
+
+def store_output(values: np.ndarray, precision: str, output_precision=None) -> np.ndarray:
+    """A float64 result stored the way a library at `precision` stores it (or in `output_precision`)."""
+    if output_precision in _INTEGERS:
+        low, high = limits("linear", output_precision)
+        return np.clip(np.rint(values), low, high).astype(_INTEGERS[output_precision])
     with np.errstate(over="ignore"):
-        return values.astype(_STORE[precision])
+        return values.astype(_STORE[output_precision or precision])
 
 
 # ----------------------------------------------------------------------------- cases
@@ -160,8 +190,32 @@ def _native(image, kernel) -> str:
     return native_precision(image, kernel)
 
 
-def make_case(index: int) -> Case:
-    """Case `index`: the same arrays on every run."""
+def _values_truth(rng, truth: dict, outs: int, baseline: str) -> None:
+    """One of the Values of issue 9, drawn into `truth`: a bias or scale per output channel,
+    an activation, or the type the result is stored in."""
+    choice = str(rng.choice(["channel_bias", "channel_scale", "relu", "relu6", "output_precision"]))
+    if choice == "channel_bias" and outs > 1:
+        truth["bias"] = tuple(float(v) for v in np.round(rng.uniform(-2, 2, outs), 3))
+    elif choice == "channel_scale" and outs > 1:
+        truth["scale"] = tuple(float(v) for v in rng.choice([0.5, 2.0, 1 / 9, -1.0, 3.0], outs, replace=False))
+    elif choice in ("relu", "relu6"):
+        truth["activation"] = choice
+    elif choice == "output_precision":
+        # Half-precision inputs summed and kept in float32; anything else rounded to integers.
+        truth["output_precision"] = "float32" if baseline in ("bfloat16", "float16") else \
+            str(rng.choice(["uint8", "int8"]))
+
+
+def _geometry(truth: dict, padding: str, precision: str) -> dict:
+    """The `reproduce` arguments of a truth (without its activation and output type)."""
+    return {**{k: v for k, v in truth.items() if k not in ("activation", "output_precision")},
+            "padding": padding, "precision": precision}
+
+
+def make_case(index: int, values: bool = False) -> Optional[Case]:
+    """Case `index`: the same arrays on every run. With `values`, its variant with one of
+    issue 9's Values added (drawn from a generator of its own, so case `index` itself stays
+    what it always was): None for a garbage or NaN case, which has no variant."""
     rng = np.random.default_rng([SEED, index])
     h, w = (int(x) for x in rng.integers(1, 13, 2))
     channels = int(rng.choice([1, 1, 1, 2, 3]))
@@ -174,6 +228,10 @@ def make_case(index: int) -> Case:
     baseline = _native(image, kernel)
     kind = str(rng.choice(["exact", "transformed", "corrupted", "garbage", "nan"],
                           p=[0.25, 0.35, 0.25, 0.1, 0.05]))
+    if values:
+        if kind in ("garbage", "nan"):
+            return None
+        kind = "transformed" if kind == "exact" else kind
     truth: dict = {}
     if kind in ("transformed", "corrupted") and rng.random() < (0.9 if kind == "transformed" else 0.5):
         for name in rng.choice(["kernel_transform", "padding", "boundary", "offset", "precision",
@@ -195,6 +253,10 @@ def make_case(index: int) -> Case:
                 truth[name] = float(np.round(rng.standard_normal(), 3)) or 0.5
             elif name == "scale":
                 truth[name] = float(rng.choice([0.5, 2.0, 1 / 9, -1.0, 3.0]))
+    if values:   # the issue 9 Values: one of them
+        _values_truth(np.random.default_rng([SEED, index, 9]), truth, outs, baseline)
+    if "output_precision" in truth and truth["output_precision"] != "float32":
+        truth.pop("precision", None)     # integer outputs are judged at float32 or wider only
     precision = truth.get("precision", baseline)
     padding = truth.get("padding", "same")
     if "offset" in truth:
@@ -202,9 +264,19 @@ def make_case(index: int) -> Case:
         out_w = _axis(padding, w, kw, 1, 1)[0]
         if truth["offset"] == (0, 0):
             del truth["offset"]
-    values, _ = reproduce(image.astype(np.float64), kernel.astype(np.float64), **{**truth, "padding": padding,
-                                                                                  "precision": precision})
-    output = store_output(values, precision)
+    values, _ = reproduce(image.astype(np.float64), kernel.astype(np.float64), **_geometry(truth, padding, precision))
+    activation, stored = truth.get("activation", "linear"), truth.get("output_precision")
+    if stored in _INTEGERS:
+        # The integer type whose range holds most of the values (else no integer output).
+        stored = next((name for name in (("uint8", "int8", "uint16", "int16") if stored == "uint8" else
+                                         ("int8", "uint8", "int16", "uint16"))
+                       if np.mean((finish(values, activation) > np.iinfo(_INTEGERS[name]).min)
+                                  & (finish(values, activation) < np.iinfo(_INTEGERS[name]).max)) >= 0.5), None)
+        if stored is None:
+            truth.pop("output_precision")
+        else:
+            truth["output_precision"] = stored
+    output = store_output(finish(values, activation, stored), precision, stored)
     if kind == "corrupted":
         flat = output.astype(np.float64).ravel()
         # A compared element: under an offset the contract leaves the edge rows/cols out.
@@ -215,14 +287,18 @@ def make_case(index: int) -> Case:
         col = int(rng.integers(max(0, -dx), out_w - max(0, dx)))
         at = (row * out_w + col) * outs + int(rng.integers(outs))
         _, mags = reproduce(image.astype(np.float64), kernel.astype(np.float64),
-                            **{**truth, "padding": padding, "precision": precision})
+                            **_geometry(truth, padding, precision))
         delta = 0.25 * (mags.ravel()[at] + abs(flat[at])) + 1e-3 * float(np.max(np.abs(flat))) + 1.0
+        sign = rng.choice([-1.0, 1.0])
+        low, high = limits("linear", truth.get("output_precision"))
+        if (high is not None and flat[at] >= high) or (low is not None and flat[at] <= low):
+            sign = -1.0 if high is not None and flat[at] >= high else 1.0   # away from saturation
         with np.errstate(invalid="ignore", over="ignore"):
-            flat[at] += delta * rng.choice([-1.0, 1.0])
-        output = store_output(flat.reshape(output.shape), precision)
+            flat[at] += delta * sign
+        output = store_output(flat.reshape(output.shape), precision, truth.get("output_precision"))
     elif kind == "garbage":
         scale = float(np.max(np.abs(values))) or 1.0
-        output = store_output(rng.standard_normal(values.shape) * scale, precision)
+        output = store_output(rng.standard_normal(values.shape) * scale, precision, truth.get("output_precision"))
     elif kind == "nan":
         output = output.astype(np.float64)
         output.ravel()[int(rng.integers(output.size))] = np.nan
@@ -244,10 +320,18 @@ def _fields(expl) -> dict:
 
 
 def _reproduces(case: Case, expl, loose: float) -> bool:
-    """Does the claimed computation, reproduced here, give the output within `loose` of |values|?"""
+    """Does the claimed computation, reproduced here, give the output within `loose` of |values|?
+
+    The activation and an integer output type are applied as claimed (clip, round and
+    saturate), with half an integer unit more allowed for the rounding; a clipped element
+    must then sit where the claimed values are clipped too.
+    """
     values, mags = reproduce(case.image.astype(np.float64), case.kernel.astype(np.float64), **_fields(expl))
+    stored = expl.output_precision
+    values = finish(values, expl.activation, stored)
     output = np.asarray(case.output, dtype=np.float64).reshape(values.shape)
-    tol = loose * (mags + np.abs(values)) + 4 * np.spacing(np.abs(values)) + 1e-300
+    tol = loose * (mags + np.abs(values)) + 4 * np.spacing(np.abs(values)) + 1e-300 \
+        + (0.5 if stored in _INTEGERS else 0.0)
     ok = np.abs(output - values) <= tol
     # CONTRACT section 2: under an offset only the elements whose shifted window the
     # reference has are compared; the rest must still be few (see the engine).
@@ -274,8 +358,8 @@ def _matches_truth(diagnosis, truth: dict) -> bool:
         for name in set(fields) | set(expected):
             a = fields.get(name, getattr(diagnosis.baseline, name))
             b = expected.get(name, getattr(diagnosis.baseline, name))
-            if name in ("bias", "scale"):
-                if not np.isclose(float(a), float(b), rtol=1e-3, atol=1e-6):
+            if name in ("bias", "scale"):   # a number, or one per channel
+                if not np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-3, atol=1e-6):
                     return False
             elif (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b):
                 return False
@@ -324,20 +408,28 @@ def run(indices) -> Counter:
     counts: Counter = Counter()
     failures = []
     for index in indices:
-        case = make_case(index)
-        outcome, detail = judge(case)
-        counts[outcome] += 1
-        counts[f"kind:{case.kind}"] += 1
-        if outcome in ("crash", "false verdict", "false alarm"):
-            failures.append((index, case.kind, outcome, detail))
+        # Every fourth index also has its Values variant (replayed as '<index>v').
+        for values in (False, True) if index % VALUES_EVERY == 0 else (False,):
+            case = make_case(index, values)
+            if case is None:
+                continue
+            outcome, detail = judge(case)
+            counts[outcome] += 1
+            counts[f"kind:{case.kind}"] += 1
+            counts["values variants"] += values
+            if outcome in ("crash", "false verdict", "false alarm"):
+                failures.append((f"{index}{'v' if values else ''}", case.kind, outcome, detail))
     for failure in failures[:20]:
-        print("FAIL case %d (%s): %s: %s" % failure)
+        print("FAIL case %s (%s): %s: %s" % failure)
     return counts
+
+
+VALUES_EVERY = 4
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 2:
-        case = make_case(int(sys.argv[1]))
+        case = make_case(int(sys.argv[1].rstrip("v")), sys.argv[1].endswith("v"))
         print(case.kind, case.truth, case.image.dtype, case.image.shape, case.kernel.dtype, case.kernel.shape,
               case.output.dtype, case.output.shape)
         print(judge(case))

@@ -107,7 +107,7 @@ def test_explain_json_is_the_contract_document(runner, files):
     assert document["verdict"] == "explained"
     assert document["explanation"]["kernel_transform"] == "rot180"
     assert [c["field"] for c in document["causes"]] == ["kernel_transform"]
-    assert set(document["causes"][0]) == {"field", "value", "summary", "fix"}
+    assert set(document["causes"][0]) == {"field", "value", "summary", "fix", "why"}
     assert STATS_KEYS <= set(document["stats"])
     assert document["stats"]["total"] == 64 and document["stats"]["mismatched"] == 64
 
@@ -651,7 +651,7 @@ def test_geometry_options_have_help_and_examples(runner):
     for command in ("compare", "explain"):
         text = invoke(runner, command, "--help").stdout
         for option in ("--stride SY[,SX]", "--dilation DY[,DX]", "--layout [nhwc|nchw]",
-                       "--kernel-layout [hwio|oihw|depthwise]"):
+                       "--kernel-layout [hwio|oihw|depthwise|ORDER]"):
             assert option in text, (command, option)
         assert "--layout nchw --stride 2" in text.split("Example:")[1]
     assert "--groups G" in invoke(runner, "explain", "--help").stdout

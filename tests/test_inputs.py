@@ -406,9 +406,10 @@ def test_check_pair_accepts_2d_arrays():
 def test_output_channels_must_match_kernel_c_out(tmp_path):
     image_path = save(tmp_path, "img.npy", np.ones((5, 5, 2)))
     kernel_path = save(tmp_path, "k.npy", np.ones((3, 3, 2, 4)))
-    output_path = save(tmp_path, "out.npy", np.ones((5, 5, 3)))
+    # 5 channels: no order of the kernel's axes gives them (3 would: read as OHIW it fits).
+    output_path = save(tmp_path, "out.npy", np.ones((5, 5, 5)))
     refused(load_inputs, image_path, kernel_path, output_path, names=[output_path],
-            phrases=["(5, 5, 3)", "4 or 8 output channels", "tried"])
+            phrases=["(5, 5, 5)", "4 or 8 output channels", "tried"])
     refused(prepare_inputs, np.ones((5, 5)), np.ones((3, 3)), np.ones((5, 5, 2)),
             phrases=["1 output channel", "tried"])
 

@@ -171,3 +171,25 @@ def test_bad_allow_raises_input_error(allow):
     from convcheck.testing import assert_conv_matches
     with pytest.raises(convcheck.InputError):
         assert_conv_matches(IMG, IMG, KER, allow=allow)
+
+
+# --- a fitted parameter never stands in for a precision's rounding --------------------------
+
+def test_one_corrupted_element_is_not_tf32_with_a_fitted_scale():
+    # A float32 output (16 images 24x24, NCHW, 'same') with one element off by 0.0074: the
+    # TF32 bound is wide enough for it, and at the scale fitted to absorb it (1 - 2^-10) a
+    # TF32 computation looked nearer than the float32 one. Judged with each computation's own
+    # fitted scale, float32 is nearer, and one corrupted element is no cause at all.
+    # (Seed 5 gave "precision tfloat32 + scale 0.99875" before the fix; an NNPACK output
+    # corrupted the same way gave "precision tfloat32 + scale 1.00103".)
+    from convcheck.reference import reference
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 1, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)
+    out = reference(x.transpose(0, 2, 3, 1).astype(np.float64), w.transpose(2, 3, 1, 0).astype(np.float64),
+                    padding="same").astype(np.float32).transpose(0, 3, 1, 2).copy()
+    out[5, 1, 1, 3] -= np.float32(0.0073664)
+    d = convcheck.explain(x, w, out, layout="nchw")
+    assert d.verdict is Verdict.UNEXPLAINED
+    out[5, 1, 1, 3] += np.float32(0.0073664)
+    assert convcheck.explain(x, w, out, layout="nchw").verdict is not Verdict.UNEXPLAINED

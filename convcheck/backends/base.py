@@ -95,10 +95,11 @@ class Backend(ABC):
         """The installed version of the framework's distribution, without importing it
         (looked up once: reading the installed metadata takes milliseconds, every row of a
         suite asks)."""
-        key = tuple(self.distributions or (self.package,))
+        names = tuple(self.distributions or (self.package,))
+        key = (names, importlib.metadata.version)   # (a replaced lookup, as in tests, is asked again)
         if key not in _VERSIONS:
             _VERSIONS[key] = None
-            for distribution in key:
+            for distribution in names:
                 try:
                     _VERSIONS[key] = importlib.metadata.version(distribution)
                     break

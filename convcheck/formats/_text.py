@@ -139,14 +139,15 @@ def compare_cells(result) -> dict[str, str]:
 
 
 def why_sentences(diagnoses: Iterable[Any]) -> list[str]:
-    """One `Cause.why` per distinct cause field across the diagnoses, in first-seen order."""
-    seen: dict[str, str] = {}
+    """One `Cause.why` per distinct cause (field, and sentence: the two algorithms have their own),
+    across the diagnoses, in first-seen order."""
+    seen: dict[tuple[str, str], str] = {}
     for diagnosis in diagnoses:
         if diagnosis is None:
             continue
         for cause in diagnosis.causes:
-            if cause.field not in seen and cause.why:
-                seen[cause.field] = cause.why
+            if (cause.field, cause.why) not in seen and cause.why:
+                seen[(cause.field, cause.why)] = cause.why
     return list(seen.values())
 
 
@@ -219,7 +220,8 @@ def explain_headline(diagnosis, names: dict) -> str:
         return (f"{output} cannot be judged: a candidate passes the error bound, but the data are too "
                 "weak to tell it from a coincidence.")
     return (f"{output} differs from the reference, and no combination of kernel transform, padding, stride, "
-            "dilation, boundary, offset, groups, layout, precision, algorithm, bias and scale reproduces it: "
+            "dilation, boundary, offset, groups, layout, precision, algorithm, bias, scale, activation and output "
+            "precision reproduces it: "
             "a genuine mismatch.")
 
 

@@ -65,7 +65,7 @@ def stats_line(diagnosis) -> str:
 
 
 def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
-    """The diagnosis as plain lines: verdict, each cause with its fix, where, stats, notes.
+    """The diagnosis as plain lines: verdict, each cause with its fix and why, where, stats, notes.
 
     Causes in `disallowed` are marked 'not allowed'.
     """
@@ -75,6 +75,8 @@ def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
         mark = " [not allowed]" if (cause.field, str(cause.value)) in disallowed_fields else ""
         lines.append(f"- {cause.field}: {cause.summary}{mark}")
         lines.append(f"  fix: {cause.fix}")
+        if cause.why:
+            lines.append(f"  because: {cause.why}")
     if diagnosis.reason:
         lines.append(f"why: {diagnosis.reason}")
     if diagnosis.where:

@@ -18,7 +18,7 @@ EXPLAIN_KEYS = {"schema", "verdict", "explanation", "causes", "stats"}
 EXPLANATION_KEYS = {"kernel_transform", "padding", "stride", "dilation", "offset", "boundary", "cval", "groups",
                     "kernel_axis", "output_layout", "output_transform", "kernel_layout", "channel_order",
                     "precision", "output_precision", "bias", "scale", "activation", "algorithm"}
-CAUSE_KEYS = {"field", "value", "summary", "fix"}
+CAUSE_KEYS = {"field", "value", "summary", "fix", "why"}
 STATS_KEYS = {"max_abs_diff", "max_rel_diff", "mismatched", "total", "worst_index", "residual_after",
               "error_bound"}
 
