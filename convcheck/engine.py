@@ -36,7 +36,7 @@ from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
 from . import winograd
-from .reference import (BANDED_PAIRS, Workspace, axis_layout, correlate, correlate_blocks, dense_kernel,
+from .reference import (Workspace, axis_layout, correlate, correlate_blocks, dense_kernel,
                         dilate_kernel, extended_image, gather_windows, geometry_pair, output_size, pad_before,
                         single_threaded_blas, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
@@ -274,11 +274,7 @@ class _Problem:
         """
         if output_precision == "pass":
             output_precision = self.storage[precision]
-        if precision not in self._extent:
-            # Rounding to nearest is monotone and symmetric: max |round(x)| = round(max |x|).
-            self._extent[precision] = tuple(float(prec.round_to(np.array([e]), precision)[0])
-                                            for e in self.raw_extent())
-        max_input, max_kernel = self._extent[precision]
+        max_input, max_kernel = self.extent(precision)
         bound = prec.error_bound(magnitude, predicted, n=self.n, model=self.model(precision, output_precision),
                                  output_u=self.output_u, output_underflow=self.output_underflow,
                                  scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel,
@@ -289,6 +285,14 @@ class _Problem:
         if extra is not None:
             bound += np.abs(scale) * extra
         return bound
+
+    def extent(self, precision: str) -> tuple[float, float]:
+        """(max |image|, max |kernel|) of the inputs rounded to `precision` (cached)."""
+        if precision not in self._extent:
+            # Rounding to nearest is monotone and symmetric: max |round(x)| = round(max |x|).
+            self._extent[precision] = tuple(float(prec.round_to(np.array([e]), precision)[0])
+                                            for e in self.raw_extent())
+        return self._extent[precision]
 
     def raw_extent(self) -> tuple[float, float]:
         """(max |image|, max |kernel|) of the inputs as given (NaN if one holds a NaN), without
@@ -1365,10 +1369,13 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
             def keys_at(positions):
                 return _window_keys_at(problem, keyed, tk, positions, corner, size)
 
+            spread = ev.same_window_spread(problem.n, *problem.extent(expl.precision))
+
             evidence = ev.weigh(values[window], mags[window], bound[window], scale=scale,
                                 fitted=_fitted(fit, outs), needed=needed,
                                 unclipped=None if clipped is None else ~clipped[window],
-                                per_channel=_fit_fields(fit) if _per_channel(fit) else 0, windows_at=keys_at)
+                                per_channel=_fit_fields(fit) if _per_channel(fit) else 0, windows_at=keys_at,
+                                spread=spread)
             if constant:
                 # The border value is decided by the elements that read the border alone:
                 # they must carry the evidence for it, the fitted value taking its share.
@@ -1376,7 +1383,7 @@ def _evaluate_full(problem: _Problem, expl: Explanation, fit: str, *, needed: fl
                 reading = np.flatnonzero(border) // border.shape[-1]   # each element's position
                 border_evidence = ev.weigh(values[window][border][:, None], mags[window][border][:, None],
                                            bound[window][border][:, None], scale=1.0, fitted=1, needed=needed,
-                                           windows_at=lambda chosen: keys_at(reading[chosen]))
+                                           windows_at=lambda chosen: keys_at(reading[chosen]), spread=spread)
                 if border_evidence.bits < evidence.bits:
                     evidence = border_evidence
         else:
@@ -1480,7 +1487,8 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
                                      informative=informative, compared=int(batch * height * width * outs),
                                      fitted=0, needed=needed,
                                      windows_at=lambda chosen: _window_keys_at(problem, expl, tk, chosen, (top, left),
-                                                                               (height, width)))
+                                                                               (height, width)),
+                                     spread=ev.same_window_spread(problem.n, *problem.extent(precision)))
         else:
             evidence = ev.Evidence(0.0, needed, 0, 0, 0, 0.0)
     worst = max(ratio_max) if ratio_max else float("nan")

@@ -108,11 +108,12 @@ def needed_bits(candidates: int) -> float:
 
 def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale, fitted: int,
           needed: float, unclipped: Optional[np.ndarray] = None, per_channel: int = 0,
-          windows_at=None) -> Evidence:
+          windows_at=None, spread: float = np.inf) -> Evidence:
     """The evidence of a candidate that passed: `values` its correlation values (Ho, Wo, O),
     `magnitude` A = |x| (*) |k| of its inputs, `bound` its elementwise bound, `fitted` how
     many parameters were fitted to the output, `scale` a number or one per output channel;
-    `windows_at(indices)` keys of the windows of positions in C order (see `weigh_rows`).
+    `windows_at(indices)` keys of the windows of positions in C order and `spread` how far
+    apart two sums of one window can be (see `weigh_rows`).
 
     Positions whose windows give identical values are one draw, not several: only the
     first of each counts (a flat region, windows that all read the same replicated edge).
@@ -133,14 +134,14 @@ def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale
         lefts, raws = [], []
         for channel in range(outs):
             raw, taken = _distinct_bits(values[..., channel].reshape(-1, 1), bits[..., channel].ravel(),
-                                        per_channel, needed, windows_at)
+                                        per_channel, needed, windows_at, spread)
             raws.append(raw)
             lefts.append(raw - taken)
         weakest = int(np.argmin(lefts))
         return Evidence(float(sum(lefts)), needed, int(bits.size), informative, fitted, float(sum(raws)),
                         clipped=clipped, weakest_channel=(weakest, float(lefts[weakest])))
     raw, taken = _distinct_bits(values.reshape(-1, outs), bits.reshape(-1, outs).sum(axis=1), fitted, needed,
-                                windows_at)
+                                windows_at, spread)
     return Evidence(raw - taken, needed, int(bits.size), informative, fitted, raw, clipped=clipped)
 
 
@@ -157,15 +158,16 @@ def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale, out=None) -> n
     return bits
 
 
-def _distinct_bits(rows_values: np.ndarray, row_bits: np.ndarray, fitted: int, needed: float, windows_at=None):
+def _distinct_bits(rows_values: np.ndarray, row_bits: np.ndarray, fitted: int, needed: float, windows_at=None,
+                   spread: float = np.inf):
     """(raw bits, bits the fitted parameters take) over the distinct rows of `rows_values`."""
     evidence = weigh_rows(row_bits, lambda chosen: rows_values[chosen], informative=0, compared=0, fitted=fitted,
-                          needed=needed, windows_at=windows_at)
+                          needed=needed, windows_at=windows_at, spread=spread)
     return evidence.raw_bits, evidence.raw_bits - evidence.bits
 
 
 def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: int,
-               needed: float, windows_at=None) -> Evidence:
+               needed: float, windows_at=None, spread: float = np.inf) -> Evidence:
     """`weigh` from the bits of each position (summed over output channels), for positions
     in C order: `row_bits` an array of them or a `RowBits`; `values_at(indices)` gives
     those positions' values (n, O) and `windows_at(indices)` a key for each of their
@@ -175,6 +177,8 @@ def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: 
     Positions are one draw when their values are equal or their windows are: a matrix
     product need not sum two equal windows in the same order (BLAS kernels block rows
     and columns by their position), so equal values alone could miss equal windows.
+    `spread` bounds how far apart two sums of one window can be (see `same_window_spread`):
+    windows are read only when values of different positions come that close.
     """
     if not isinstance(row_bits, RowBits):
         row_bits = RowBits.of(row_bits)
@@ -184,7 +188,8 @@ def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: 
     subset = np.linspace(0, count - 1, _SUBSET).astype(int) if count > _SUBSET else None
     for ranks in (subset, None):
         chosen, bits = row_bits.ranked(np.arange(count) if ranks is None else ranks)
-        first = _first_of_each(values_at(chosen), None if windows_at is None else windows_at(chosen))
+        first = _first_of_each(values_at(chosen), None if windows_at is None else (lambda: windows_at(chosen)),
+                               spread)
         distinct = np.sort(bits[first])
         raw = float(distinct.sum())
         taken = float(distinct[distinct.size - min(fitted, distinct.size):].sum()) if fitted else 0.0
@@ -193,48 +198,70 @@ def weigh_rows(row_bits, values_at, *, informative: int, compared: int, fitted: 
     return Evidence(raw - taken, needed, compared, informative, fitted, raw)
 
 
+def same_window_spread(n: int, max_input: float, max_kernel: float) -> float:
+    """How far apart two float64 sums of the same n products (any order, with or without
+    FMA) can be: each is within gamma_n(2^-53) sum |x_i k_i| <= gamma_n n max|x| max|k| of
+    the exact sum (Higham, section 3.1), so twice that, inflated by 1% for computing it."""
+    nu = n * 2.0 ** -53
+    spread = 2.0 * nu / (1.0 - nu) * n * max_input * max_kernel * 1.01
+    return spread if np.isfinite(spread) else np.inf
+
+
 def window_keys(windows: np.ndarray) -> np.ndarray:
-    """(n, 16) uint8: a 128-bit BLAKE2 digest of each window's bytes. Equal windows get equal
-    keys; two different windows sharing one (odds 2^-128) would only count as one draw."""
+    """One key per window (n,): its bytes, or for a large window (over 4 KiB) a 128-bit
+    BLAKE2 digest of them. Equal windows get equal keys; two different large windows
+    sharing a digest (odds 2^-128) would only count as one draw."""
     rows = np.ascontiguousarray(windows).reshape(len(windows), math.prod(np.shape(windows)[1:]))
-    keys = np.empty((len(rows), 16), dtype=np.uint8)
-    for index, row in enumerate(rows):
-        keys[index] = np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), dtype=np.uint8)
-    return keys
+    if rows.dtype.itemsize * rows.shape[1] > _KEY_BYTES:
+        digests = np.empty((len(rows), 16), dtype=np.uint8)
+        for index, row in enumerate(rows):
+            digests[index] = np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), dtype=np.uint8)
+        rows = digests
+    rows = np.ascontiguousarray(rows)
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(len(rows))
+
+
+_KEY_BYTES = 4096
+
+
+def _close_values(values: np.ndarray, labels: np.ndarray, spread: float) -> bool:
+    """Whether two rows with different labels have values within `spread` of each other."""
+    order = np.argsort(values, kind="stable")
+    steps = np.diff(values[order])
+    different = labels[order][1:] != labels[order][:-1]
+    return bool(np.any(different & ~(steps > spread)))
 
 
 def _groups(rows: np.ndarray) -> np.ndarray:
-    """A label per row, equal for equal rows (one channel: without unique's row-wise sort)."""
-    if rows.shape[1] == 1:
-        return np.unique(rows[:, 0], return_inverse=True)[1].reshape(-1)
+    """A label per row, equal for equal rows (one channel, or window keys: without unique's
+    row-wise sort)."""
+    if rows.ndim == 1 or rows.shape[1] == 1:
+        return np.unique(rows.reshape(len(rows)), return_inverse=True)[1].reshape(-1)
     return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def _first_of_each(values: np.ndarray, windows) -> np.ndarray:
-    """The first row of each group of rows equal in `values` or (when given) in `windows`
-    (groups joined through either), in order."""
+def _first_of_each(values: np.ndarray, windows_at=None, spread: float = np.inf) -> np.ndarray:
+    """The first row of each group of rows equal in `values` or (when `windows_at()` gives
+    their window keys) in their windows (groups joined through either, transitively), in
+    order. `spread` bounds how far apart two sums of one window can be: when no two rows of
+    different values are that close, no equal windows can have different values, and the
+    windows are not read."""
     labels = _groups(values)
-    if windows is not None and len(labels):
-        by_window = _groups(windows)
-        # Union of the two partitions: join each window group into the value group of its first row.
-        parent = np.arange(labels.max() + 1)
-
-        def root(a):
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            return a
-
-        order = np.argsort(by_window, kind="stable")
-        starts = np.flatnonzero(np.r_[True, by_window[order][1:] != by_window[order][:-1]])
-        for group in np.split(order, starts[1:]):
-            if group.size > 1:
-                head = root(labels[group[0]])
-                for member in np.unique(labels[group[1:]]):
-                    other = root(member)
-                    if other != head:
-                        parent[other] = head
-        labels = np.array([root(a) for a in labels])
+    if windows_at is not None and len(labels) > 1 and _close_values(values[:, 0], labels, spread):
+        by_window = _groups(windows_at())
+        # Each row takes the smallest label of its window group, then of its value group,
+        # until nothing changes: the connected groups of the two partitions together.
+        by_value = labels.copy()
+        while True:
+            lowest = np.full(by_window.max() + 1, labels.size)
+            np.minimum.at(lowest, by_window, labels)
+            joined = lowest[by_window]
+            lowest = np.full(by_value.max() + 1, labels.size)
+            np.minimum.at(lowest, by_value, joined)
+            joined = lowest[by_value]
+            if np.array_equal(joined, labels):
+                break
+            labels = joined
     _, first = np.unique(labels, return_index=True)
     return np.sort(first)
 

@@ -242,3 +242,27 @@ def test_explanation_dict_is_unchanged_by_the_faster_copy():
     d = expl.to_dict()
     assert d["boundary"] == ["zero", "wrap"] and d["offset"] == [1, -1] and d["output_precision"] == "float32"
     assert list(d) == list(Explanation().to_dict())
+
+
+def test_equal_windows_count_once_even_when_their_sums_differ():
+    # A matrix product may sum two equal windows in different orders (ulps apart): those
+    # positions are still one draw; windows are read only when values come that close.
+    values = np.array([[1.0], [1.0 + 2.0 ** -50], [5.0]])
+    keys = ev.window_keys(np.array([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]]))
+    assert list(ev._first_of_each(values, lambda: keys, spread=1e-12)) == [0, 2]
+    assert list(ev._first_of_each(values, lambda: pytest.fail("windows read"), spread=1e-20)) == [0, 1, 2]
+    assert ev.same_window_spread(49, 2.0, 3.0) == pytest.approx(2 * 49 * 2.0 ** -53 * 49 * 6.0 * 1.01, rel=1e-6)
+    large = RNG.standard_normal((3, 1000))
+    large[2] = large[0]
+    assert list(ev._first_of_each(np.array([[1.0], [2.0], [1.0 + 2.0 ** -50]]), lambda: ev.window_keys(large),
+                                  spread=1e-12)) == [0, 1]
+
+
+def test_a_flat_batch_counts_its_identical_windows_once():
+    # Many channels: the sums are matrix products; every interior window of a flat image is
+    # the same draw, so the evidence is that of the few distinct windows, not of thousands.
+    image = np.full((1, 24, 24, 8), 0.5)
+    kernel = RNG.standard_normal((3, 3, 8, 8))
+    d = engine.explain(image, kernel, reference(image, kernel))
+    distinct = engine.explain(image[:, :5, :5], kernel, reference(image[:, :5, :5], kernel))
+    assert d.evidence["bits"] == pytest.approx(distinct.evidence["bits"], rel=1e-9)
