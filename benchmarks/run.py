@@ -251,6 +251,7 @@ def plot_scaling(results: list[dict], path: Path) -> bool:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     sizes = [r["pixels"] for r in rows]
@@ -262,6 +263,7 @@ def plot_scaling(results: list[dict], path: Path) -> bool:
         axis.plot(sizes, [r[theirs] for r in rows], "s--", label="load + one float64 correlate2d (by hand)")
         axis.set_xscale("log", base=2)
         axis.set_yscale("log", base=2)
+        axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_xticks(sizes, labels)
         axis.set_xlabel("image (float64, 7x7 kernel, float32 convolve2d output)")
         axis.set_ylabel(unit)

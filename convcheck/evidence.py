@@ -246,6 +246,17 @@ def _first_of_each(values: np.ndarray, windows_at=None, spread: float = np.inf) 
     order. `spread` bounds how far apart two sums of one window can be: when no two rows of
     different values are that close, no equal windows can have different values, and the
     windows are not read."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.intp)
+    if values.shape[1] == 1:
+        # One channel (the usual case): one stable sort gives the groups, their first rows
+        # (stable: the earliest of equal values leads) and whether values come close.
+        column = values[:, 0]
+        order = np.argsort(column, kind="stable")
+        ordered = column[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]]
+        if windows_at is None or not np.any(starts[1:] & ~(np.diff(ordered) > spread)):
+            return np.sort(order[starts])
     labels = _groups(values)
     if windows_at is not None and len(labels) > 1 and _close_values(values[:, 0], labels, spread):
         by_window = _groups(windows_at())
