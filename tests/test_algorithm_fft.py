@@ -75,3 +75,38 @@ def test_direct_is_preferred_when_it_explains():
 def test_an_unknown_algorithm_is_an_input_error():
     with pytest.raises(convcheck.InputError):
         convcheck.explain(np.ones((4, 4)), np.ones((3, 3)), np.ones((4, 4)), algorithm="magic")
+
+
+@pytest.mark.parametrize("rounded", ["kernel", "image"])
+def test_input_rounding_that_only_the_loose_fft_bound_covers_is_not_called_an_fft(rounded):
+    """One input rounded to float16, the sum computed directly in float64 and stored in
+    float32: not in the vocabulary. The residual fits inside the FFT's normwise bound, but
+    its RMS is ~1e3 times what an FFT's rounding leaves (engine._FFT_RMS_RATIO), so an
+    FFT must not be named."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((16, 12, 12, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    xr = x.astype(np.float16) if rounded == "image" else x
+    kr = k.astype(np.float16) if rounded == "kernel" else k
+    out = reference(xr.astype(np.float64), kr.astype(np.float64)).astype(np.float32)
+    d = convcheck.explain(x, k, out)
+    assert d.verdict is Verdict.UNEXPLAINED or d.explanation.algorithm == "direct", changed(d)
+    assert convcheck.explain(x, k, out, algorithm="fft").verdict is Verdict.UNEXPLAINED
+
+
+def test_the_fft_simulation_computes_the_candidate_correlation():
+    """engine._fft_simulated is the candidate's correlation (padding, offset, stride,
+    dilation, a kernel transform) within float64 FFT rounding."""
+    from convcheck import engine
+    from convcheck.inputs import prepare_inputs
+
+    rng = np.random.default_rng(12)
+    x, k = rng.standard_normal((2, 9, 11, 2)), rng.standard_normal((3, 2, 2, 3))
+    for fields in ({}, {"padding": "full", "offset": (1, -1)}, {"stride": (2, 1), "padding": "valid"},
+                   {"dilation": (2, 2)}, {"kernel_transform": "rot180", "padding": "valid"}):
+        expl = convcheck.Explanation(precision="float64", **{"padding": "same", **fields})
+        values, _ = engine.correlate(x, engine.transform_kernel(k, expl.kernel_transform), padding=expl.padding,
+                                     offset=expl.offset, stride=expl.stride, dilation=expl.dilation)
+        problem = engine._Problem(prepare_inputs(x, k, values), expl, "float64")
+        simulated = engine._fft_simulated(problem, expl, values.shape)
+        assert np.allclose(simulated, values, rtol=0, atol=1e-12), fields
