@@ -211,7 +211,9 @@ def window_keys(windows: np.ndarray) -> np.ndarray:
     """One key per window (n,): its bytes, or for a large window (over 4 KiB) a 128-bit
     BLAKE2 digest of them. Equal windows get equal keys; two different large windows
     sharing a digest (odds 2^-128) would only count as one draw."""
-    rows = np.ascontiguousarray(windows).reshape(len(windows), math.prod(np.shape(windows)[1:]))
+    # + 0.0 makes -0.0 (zero padding copied from a negative pixel's sign) the bytes of +0.0:
+    # windows equal as numbers get equal keys.
+    rows = (np.ascontiguousarray(windows) + 0.0).reshape(len(windows), math.prod(np.shape(windows)[1:]))
     if rows.dtype.itemsize * rows.shape[1] > _KEY_BYTES:
         digests = np.empty((len(rows), 16), dtype=np.uint8)
         for index, row in enumerate(rows):

@@ -266,3 +266,59 @@ def test_a_flat_batch_counts_its_identical_windows_once():
     d = engine.explain(image, kernel, reference(image, kernel))
     distinct = engine.explain(image[:, :5, :5], kernel, reference(image[:, :5, :5], kernel))
     assert d.evidence["bits"] == pytest.approx(distinct.evidence["bits"], rel=1e-9)
+
+
+def test_blocks_match_the_whole_output_over_random_geometries():
+    """Seeded draws over what the block path must handle like the whole-output one: batches,
+    strides, dilation, groups, offsets (partly compared rows and columns), boundaries, half
+    precision inputs, float32/half/float64 outputs, NaN and corrupted elements."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(4)
+    compared = 0
+    for _ in range(60):
+        batch, channels = int(rng.integers(1, 3)), int(rng.choice([1, 2, 4]))
+        groups = int(rng.choice([1, 2])) if channels % 2 == 0 else 1
+        height, width = (int(v) for v in rng.integers(6, 20, 2))
+        kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+        outs = groups * int(rng.integers(1, 3))
+        stride = tuple(int(v) for v in rng.integers(1, 3, 2))
+        dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
+        padding = str(rng.choice(["same", "valid", "full"]))
+        oh, ow = engine.output_size(padding, height, width, kh, kw, stride, dilation)
+        if oh <= 0 or ow <= 0:
+            continue
+        half = [np.float16, ml_dtypes.bfloat16][int(rng.integers(2))]
+        image = rng.standard_normal((batch, height, width, channels)).astype(half)
+        kernel = rng.standard_normal((kh, kw, channels // groups, outs)).astype(half)
+        offset = (int(rng.integers(-2, 3)), int(rng.integers(-2, 3)))
+        boundary = str(rng.choice(["zero", "reflect", "edge", "wrap"]))
+        values, _ = correlate(image.astype(np.float64), kernel.astype(np.float64), padding=padding,
+                              boundary=boundary, offset=offset, stride=stride, dilation=dilation, groups=groups)
+        output = values.astype([np.float32, half, np.float64][int(rng.integers(3))])
+        if rng.random() < 0.2:
+            output.flat[rng.integers(output.size)] = np.nan
+        if rng.random() < 0.2:
+            output.flat[rng.integers(output.size)] += 1
+        inputs = prepare_inputs(image, kernel, np.nan_to_num(output))
+        inputs = replace(inputs, output=output)
+        problem = engine._Problem(inputs, engine._baseline(inputs, padding, stride, dilation, groups), None)
+        for q in problem.precisions:
+            expl = problem.baseline.with_(boundary=boundary, offset=offset, precision=q, groups=groups,
+                                          output_precision=problem.storage[q])
+            whole, _ = engine._evaluate_full(problem, expl, "none", needed=30.0, keep_arrays=True)
+            blocks, _ = engine._evaluate_full(problem, expl, "none", needed=30.0)
+            where = (batch, height, width, channels, groups, kh, kw, outs, stride, dilation, padding, offset,
+                     boundary, q)
+            assert blocks.bad == whole.bad and np.array_equal(blocks.mismatch, whole.mismatch), where
+            np.testing.assert_equal([blocks.max_residual, blocks.max_bound, blocks.worst_ratio],
+                                    [whole.max_residual, whole.max_bound, whole.worst_ratio], err_msg=str(where))
+            assert blocks.evidence == whole.evidence and blocks.compared == whole.compared, where
+            compared += 1
+    assert compared >= 60
+
+
+def test_window_keys_treat_negative_zero_as_zero():
+    a = np.array([[0.0, 2.0, 2.0]])
+    b = np.array([[-0.0, 2.0, 2.0]])
+    assert ev.window_keys(a)[0] == ev.window_keys(b)[0]
