@@ -47,7 +47,11 @@ FITS = ("none", "bias", "scale", "both", "channel_bias", "channel_scale", "chann
 _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
 _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
-_MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up
+_MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up (at least)
+# ... or as many as cost this many output elements in all (at most 256): a small output's
+# confirmations are cheap, and there stage 1's screen lets many candidates through (fuzz
+# case 4404v: a 16-element output whose true cause came after eight rivals that failed).
+_FULL_CHECK_ELEMENTS = 1 << 14
 _SEARCH_BYTES = 1 << 23         # the search's window matrix, per product (large kernels: a few samples each)
 _PATCH_CACHE_BYTES = 1 << 27    # sample windows kept for stage 2
 _SCREEN_FIT_ULPS = 8.0          # stage 1's allowance for its least-squares parameters (a screen only)
@@ -2213,10 +2217,11 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             candidates = sorted(((_complexity(struct, q, baseline, fixed, problem.storage[q], search.outs), struct, q)
                                  for struct in survivors for q in problem.precisions), key=lambda item: item[0])
             full_checks = tie_checks = 0
+            budget = max(_MAX_FULL_CHECKS, min(256, _FULL_CHECK_ELEMENTS // max(1, problem.output.size)))
             for key, struct, q in candidates:
                 if accepted is not None and key[0] > len(accepted.explanation.changed_fields(baseline)):
                     break
-                if full_checks >= _MAX_FULL_CHECKS or tie_checks >= _MAX_FULL_CHECKS:
+                if full_checks >= budget or tie_checks >= budget:
                     break
                 ok, scale, bias, _ = search.sampled_check(struct, q)
                 if not ok:
