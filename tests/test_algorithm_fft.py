@@ -77,6 +77,29 @@ def test_an_unknown_algorithm_is_an_input_error():
         convcheck.explain(np.ones((4, 4)), np.ones((3, 3)), np.ones((4, 4)), algorithm="magic")
 
 
+@pytest.mark.parametrize("boundary", ["reflect", "wrap", "edge", "symmetric"])
+def test_a_declared_fft_with_another_boundary_is_held_to_its_rounding_too(boundary):
+    """The FFT's simulation reads the image extended by the candidate's boundary: a direct sum
+    with the kernel rounded to float16 is not an FFT under any boundary rule."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((16, 12, 12, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    from convcheck.reference import correlate
+    out = correlate(x.astype(np.float64), k.astype(np.float16).astype(np.float64), boundary=boundary)[0]
+    assert convcheck.explain(x, k, out.astype(np.float32), algorithm="fft").verdict is Verdict.UNEXPLAINED
+
+
+def test_a_real_bias_of_a_few_ulps_is_not_called_fft_rounding():
+    """A direct float32 output plus a uniform bias of 1.6e-5 (about 17 units in the last place
+    of its largest values): the bias, not an FFT, is the answer."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 24, 24, 4)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 4, 2)).astype(np.float32)
+    out = (reference(x.astype(np.float64), k.astype(np.float64)) + 1.6e-5).astype(np.float32)
+    d = convcheck.explain(x, k, out)
+    assert d.explanation is not None and d.explanation.algorithm == "direct", changed(d)
+
+
 @pytest.mark.parametrize("rounded", ["kernel", "image"])
 def test_input_rounding_that_only_the_loose_fft_bound_covers_is_not_called_an_fft(rounded):
     """One input rounded to float16, the sum computed directly in float64 and stored in
@@ -103,10 +126,13 @@ def test_the_fft_simulation_computes_the_candidate_correlation():
     rng = np.random.default_rng(12)
     x, k = rng.standard_normal((2, 9, 11, 2)), rng.standard_normal((3, 2, 2, 3))
     for fields in ({}, {"padding": "full", "offset": (1, -1)}, {"stride": (2, 1), "padding": "valid"},
-                   {"dilation": (2, 2)}, {"kernel_transform": "rot180", "padding": "valid"}):
+                   {"dilation": (2, 2)}, {"kernel_transform": "rot180", "padding": "valid"},
+                   {"boundary": "reflect", "offset": (-1, 2)}, {"boundary": "wrap", "stride": (2, 2)},
+                   {"boundary": ("edge", "symmetric"), "padding": "full", "dilation": (1, 2)}):
         expl = convcheck.Explanation(precision="float64", **{"padding": "same", **fields})
         values, _ = engine.correlate(x, engine.transform_kernel(k, expl.kernel_transform), padding=expl.padding,
-                                     offset=expl.offset, stride=expl.stride, dilation=expl.dilation)
+                                     boundary=expl.boundary, offset=expl.offset, stride=expl.stride,
+                                     dilation=expl.dilation)
         problem = engine._Problem(prepare_inputs(x, k, values), expl, "float64")
         simulated = engine._fft_simulated(problem, expl, values.shape)
         assert np.allclose(simulated, values, rtol=0, atol=1e-12), fields
