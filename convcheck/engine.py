@@ -2224,7 +2224,9 @@ def _diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None,
             if not stage_layouts or not problem.precisions:
                 continue
             search = _Search(problem, stage_layouts)
-            needed = ev.needed_bits(search.size * len(stages) * readings)
+            # Every pass may run before a verdict (each only when the ones before found
+            # nothing), so the verdict is chosen among the candidates of all of them.
+            needed = ev.needed_bits(search.size * len(stages) * readings * len(passes))
             survivors, rejected = search.structures()
             best_rejected = best_rejected or (rejected and (search, rejected, storage))
             candidates = sorted(((_complexity(struct, q, baseline, fixed, problem.storage[q], search.outs), struct, q)
