@@ -1632,14 +1632,11 @@ _FFT_PEAK_TO_MEDIAN = 64.0
 _FFT_RMS_RATIO = 4.0
 
 
-def _fft_magnitude_implausible(problem: _Problem, expl: Explanation, values, residual, mask) -> bool:
-    """True when the residual's RMS (over the compared, unclipped elements) exceeds
+def _fft_magnitude_implausible(problem: _Problem, expl: Explanation, values, residual, keep) -> bool:
+    """True when the residual's RMS (over `keep`, the compared, unclipped elements) exceeds
     `_FFT_RMS_RATIO` times that of a simulated FFT of the candidate (its scale and bias
     applied, the result stored as the candidate stores it): too large to be FFT rounding.
     This only takes an explanation away (the safe direction); the bound still decides."""
-    limits = _limits(expl.activation, expl.output_precision)
-    clipped = _clipped(problem.output, limits)
-    keep = mask if clipped is None else mask & ~clipped
     if not np.any(keep):
         return False
     scale = np.asarray(expl.scale, dtype=np.float64)
@@ -1711,12 +1708,15 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
     Both only take explanations away (the safe direction).
     """
     mask = np.ones(residual.shape, dtype=bool) if compared is None else np.broadcast_to(compared, residual.shape)
+    limits = _limits(expl.activation, expl.output_precision)
+    clipped = _clipped(problem.output, limits)
+    unclipped = mask if clipped is None else mask & ~clipped
     if expl.algorithm == "fft":
         r = residual[mask]
         typical = float(np.median(r)) if r.size else 0.0
         if r.size and float(np.max(r)) > _FFT_PEAK_TO_MEDIAN * typical:
             return (residual > _FFT_PEAK_TO_MEDIAN * typical) & mask
-        if _fft_magnitude_implausible(problem, expl, values, residual, mask):
+        if _fft_magnitude_implausible(problem, expl, values, residual, unclipped):
             return mask.copy()
     if expl.precision == "tfloat32":
         # Nearness is judged with each computation's own fitted parameters: the float32 one
@@ -1731,9 +1731,7 @@ def _implausible(problem: _Problem, expl: Explanation, values, residual, compare
         # (Per channel for a per-channel fit; elements clipped by an activation or saturated
         # take no part in the fit and count by how far they lie on the wrong side: `_residual`.)
         kind = fit if _fit_kind(fit) in ("bias", "scale", "both") else "none"
-        limits = _limits(expl.activation, expl.output_precision)
-        clipped = _clipped(problem.output, limits)
-        weights = (mask if clipped is None else mask & ~clipped).astype(np.float64)
+        weights = unclipped.astype(np.float64)
 
         def remaining(computed) -> float:
             s, b = _fit(computed, problem.output, kind, weights)
