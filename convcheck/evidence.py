@@ -47,7 +47,6 @@ why, never "a genuine mismatch".
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -215,6 +214,7 @@ def window_keys(windows: np.ndarray) -> np.ndarray:
     # windows equal as numbers get equal keys.
     rows = (np.ascontiguousarray(windows) + 0.0).reshape(len(windows), math.prod(np.shape(windows)[1:]))
     if rows.dtype.itemsize * rows.shape[1] > _KEY_BYTES:
+        import hashlib   # here: imported only when windows are this large
         digests = np.empty((len(rows), 16), dtype=np.uint8)
         for index, row in enumerate(rows):
             digests[index] = np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), dtype=np.uint8)
@@ -235,11 +235,31 @@ def _close_values(values: np.ndarray, labels: np.ndarray, spread: float) -> bool
 
 
 def _groups(rows: np.ndarray) -> np.ndarray:
-    """A label per row, equal for equal rows (one channel, or window keys: without unique's
-    row-wise sort)."""
+    """A label per row, equal for equal rows: rows (n,) of one value or key each, or (n, k)
+    compared as numbers (-0.0 equals 0.0, all NaNs one group, as np.unique has them). By
+    sorting, without np.unique, whose first call imports numpy.ma (16 ms per process)."""
     if rows.ndim == 1 or rows.shape[1] == 1:
-        return np.unique(rows.reshape(len(rows)), return_inverse=True)[1].reshape(-1)
-    return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
+        column = rows.reshape(len(rows))
+        order = np.argsort(column, kind="stable")
+        ordered = column[order]
+        steps = ordered[1:] != ordered[:-1]
+        if ordered.dtype.kind in "fc":
+            steps &= ~(np.isnan(ordered[1:]) & np.isnan(ordered[:-1]))
+    else:
+        order = np.lexsort(rows.T[::-1])   # the first column the primary key
+        ordered = rows[order]
+        steps = np.any(ordered[1:] != ordered[:-1], axis=1)
+    labels = np.empty(len(rows), dtype=np.intp)
+    if len(rows):
+        labels[order] = np.cumsum(np.r_[False, steps])
+    return labels
+
+
+def _first_rows(labels: np.ndarray) -> np.ndarray:
+    """The first row of each label, in the order of the labels (np.unique's return_index)."""
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    return order[np.r_[True, ordered[1:] != ordered[:-1]]]
 
 
 def _first_of_each(values: np.ndarray, windows_at=None, spread: float = np.inf) -> np.ndarray:
@@ -275,8 +295,7 @@ def _first_of_each(values: np.ndarray, windows_at=None, spread: float = np.inf) 
             if np.array_equal(joined, labels):
                 break
             labels = joined
-    _, first = np.unique(labels, return_index=True)
-    return np.sort(first)
+    return np.sort(_first_rows(labels))
 
 
 def _chunks(flat: np.ndarray, size: int = 1 << 20):

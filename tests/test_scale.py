@@ -322,3 +322,63 @@ def test_window_keys_treat_negative_zero_as_zero():
     a = np.array([[0.0, 2.0, 2.0]])
     b = np.array([[-0.0, 2.0, 2.0]])
     assert ev.window_keys(a)[0] == ev.window_keys(b)[0]
+
+
+def test_groups_and_first_rows_are_those_of_unique():
+    # evidence sorts by itself (np.unique's first call imports numpy.ma): the same partition
+    # of rows, and the same first row of each group, over values with -0.0, NaN and repeats.
+    rng = np.random.default_rng(20261125)
+
+    def partition(labels):
+        first: dict = {}
+        return [first.setdefault(label, i) for i, label in enumerate(labels)]
+
+    for trial in range(600):
+        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 4))
+        rows = rng.integers(-2, 3, (n, k)).astype(float)
+        rows[rng.random((n, k)) < 0.2] = -0.0
+        if k == 1:
+            rows[rng.random((n, k)) < 0.1] = np.nan
+            expected = np.unique(rows.reshape(n), return_inverse=True)[1].reshape(-1)
+        else:
+            expected = np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
+        keys = ev.window_keys(rows.reshape(n, k, 1))
+        for got, want in ((ev._groups(rows), expected),
+                          (ev._groups(keys), np.unique(keys, return_inverse=True)[1].reshape(-1))):
+            assert partition(got) == partition(want), (trial, rows)
+            assert np.array_equal(ev._first_rows(got), np.unique(got, return_index=True)[1])
+
+
+def test_threaded_blocks_sum_alike_and_give_one_thread_back():
+    from convcheck import reference as ref
+    image = RNG.standard_normal((1, 40, 40, 64))
+    kernel = RNG.standard_normal((3, 3, 64, 64))   # blocks of 455 x 576 x 64: over _THREADED_PRODUCT
+    libraries = ref._openblas_threads()
+    with ref.single_threaded_blas():
+        values, mags = correlate(image, kernel, magnitude=True)
+        assert all(get() == 1 for get, _ in libraries)   # the thread count is 1 again after
+    exact, exact_mags = correlate(image, kernel, magnitude=True, method="shifted")
+    slack = 2 * (3 * 3 * 64 + 2) * 2.0 ** -53 * exact_mags
+    assert np.all(np.abs(values - exact) <= slack) and np.all(np.abs(mags - exact_mags) <= slack)
+
+
+def test_rows_with_the_same_output_bytes_share_one_diagnosis(monkeypatch):
+    from convcheck import comparison
+    from convcheck.comparison import compare, demo_paths
+    diagnosed = []
+    real = comparison.diagnose
+
+    def counting(inputs, **options):
+        diagnosed.append(comparison._digest(inputs.output))
+        return real(inputs, **options)
+
+    monkeypatch.setattr(comparison, "diagnose", counting)
+    image, kernel = (np.load(path) for path in demo_paths())
+    report = compare(image, kernel, backends=["scipy"])
+    rows = {row.backend: row for row in report.results}
+    assert all(row.status == "ok" for row in rows.values())
+    # scipy.ndimage's convolve runs its correlate on the flipped kernel: the same bits,
+    # diagnosed once; every other output its own diagnosis.
+    assert len(diagnosed) == len(set(diagnosed)) == len(rows) - 1
+    assert rows["scipy.ndimage.convolve"].diagnosis is rows["scipy.ndimage.correlate"].diagnosis
+    assert rows["scipy.signal.convolve2d"].diagnosis.verdict.value == "explained"

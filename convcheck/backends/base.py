@@ -11,6 +11,7 @@ Heavy frameworks are imported only inside `warm_up` / `run`, never at module imp
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -221,6 +222,23 @@ def quiet_stderr():
 
 
 _QUIET_LOCK = threading.RLock()
+
+
+def imported_once(function):
+    """`function` (a quiet framework import) run once: later calls return its module at once.
+
+    A backend asks for its framework on every run; without this, each run of a suite of
+    hundreds of small cases would redirect fd 2 and reset loggers again (0.3 ms a run).
+    A failed import is not remembered: the next call tries again and raises again.
+    """
+    done: list = []
+
+    @functools.wraps(function)
+    def wrapper():
+        if not done:
+            done.append(function())
+        return done[0]
+    return wrapper
 
 
 def quiet_loggers(*names: str):

@@ -20,9 +20,11 @@ import time
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, quiet_loggers, quiet_stderr
+from .base import (Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, imported_once, quiet_loggers,
+                   quiet_stderr)
 
 
+@imported_once
 def import_jax():
     """Import jax quietly and initialise its platform (where the 'no GPU' warning is printed)."""
     with quiet_stderr():

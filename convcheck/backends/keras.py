@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads,
+from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, imported_once,
                    numpy_dtype, one_line, output_shape, quiet_loggers, quiet_stderr, zero_pad)
 from .tensorflow import import_tensorflow
 
@@ -36,6 +36,7 @@ BACKEND_MODULES = {
 }
 
 
+@imported_once
 def import_keras():
     """Import Keras 3 on the TensorFlow backend unless the user chose another one."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend, BackendRun, cast_inputs, dtype_name, pad_amounts, quiet_stderr, sum_over_channels
+from .base import (Backend, BackendRun, cast_inputs, dtype_name, imported_once, pad_amounts, quiet_stderr,
+                   sum_over_channels)
 
 # OpenCV switches filter2D to its DFT path from about this kernel area on.
 _DFT_AREA = 11 * 11
 
 
+@imported_once
 def import_cv2():
     with quiet_stderr():
         import cv2

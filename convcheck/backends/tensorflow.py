@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads,
+from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, imported_once,
                    output_shape, quiet_loggers, quiet_stderr, zero_pad)
 
 # The CPU-only wheel is the right hint on x86-64 (it is what convcheck depends on there);
@@ -32,6 +32,7 @@ TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos",
                             "tensorflow-intel", "tf-nightly", "tf-nightly-cpu")
 
 
+@imported_once
 def import_tensorflow():
     """Import TensorFlow with its start-up chatter silenced (stdout carries JSON).
 
