@@ -698,6 +698,7 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
 
     from .comparison import compare_inputs
     from .engine import diagnose
+    from .worker import Pipeline
 
     started = time.perf_counter()
     plotted: list[int] = [0]   # results whose arrays are kept for the plot so far
@@ -715,39 +716,42 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
     suite_strict = strict or suite.strict
     total = len(suite.cases)
     results = []
-    for done, case in enumerate(suite.cases):
-        if progress is not None:
-            progress(done, total, case.name)
-        inputs = kept.pop(done) if done in kept else _load(case, suite.config)
-        case_strict = suite_strict or case.strict
-        case_started = time.perf_counter()
-        report = None
-        if case.output is not None:
-            diagnosis = diagnose(inputs, padding=case.padding, stride=case.stride, dilation=case.dilation,
-                                 groups=case.groups, keep_arrays=keep_arrays)
-            diagnosis = _for_plot(diagnosis, plotted) if keep_arrays else diagnosis
-            outcomes = [judge(str(case.raw.get("output", case.output)), diagnosis, case.allow, case_strict)]
-        else:
-            report = compare_inputs(inputs, padding=case.padding, dtype=case.dtype, backends=list(case.backends or ()),
-                                    library_defaults=case.library_defaults, keep_arrays=keep_arrays,
-                                    stride=case.stride, dilation=case.dilation)
-            if keep_arrays:
-                report = replace(report, results=tuple(
-                    replace(row, diagnosis=_for_plot(row.diagnosis, plotted)) if row.diagnosis is not None else row
-                    for row in report.results))
-            outcomes = []
-            for row in report.results:
-                if row.status != "ok" or row.diagnosis is None:
-                    what = "was skipped" if row.status == "skipped" else "failed"
-                    outcomes.append(ResultOutcome(row.backend, "error", backend_result=row,
-                                                  message=f"{row.backend} {what}: {row.reason}"))
-                    continue
-                judged = judge(row.backend, row.diagnosis, case.allow, case_strict)
-                outcomes.append(ResultOutcome(judged.name, judged.status, judged.diagnosis, row,
-                                              judged.disallowed, judged.message))
-        del inputs  # released before the next case loads
-        results.append(CaseResult(case, _case_status(outcomes), tuple(outcomes), report,
-                                  time.perf_counter() - case_started))
+    # Compare cases' diagnoses go to a second process, which works on one case while this
+    # one runs the next case's backends (convcheck.worker); the same diagnoses, in order.
+    pipeline = Pipeline(sum(case.output is None for case in suite.cases), _WORKER_MIN_CASES)
+    owed = None   # the compare case whose diagnoses the worker is making: finished one case later
+    try:
+        for done, case in enumerate(suite.cases):
+            if progress is not None:
+                progress(done, total, case.name)
+            inputs = kept.pop(done) if done in kept else _load(case, suite.config)
+            case_strict = suite_strict or case.strict
+            case_started = time.perf_counter()
+            if case.output is not None:
+                if owed is not None:
+                    results.append(_finish_compare(*owed, keep_arrays, plotted))
+                    owed = None
+                diagnosis = diagnose(inputs, padding=case.padding, stride=case.stride, dilation=case.dilation,
+                                     groups=case.groups, keep_arrays=keep_arrays)
+                diagnosis = _for_plot(diagnosis, plotted) if keep_arrays else diagnosis
+                outcomes = [judge(str(case.raw.get("output", case.output)), diagnosis, case.allow, case_strict)]
+                results.append(CaseResult(case, _case_status(outcomes), tuple(outcomes), None,
+                                          time.perf_counter() - case_started))
+            else:
+                report = compare_inputs(inputs, padding=case.padding, dtype=case.dtype,
+                                        backends=list(case.backends or ()), library_defaults=case.library_defaults,
+                                        keep_arrays=keep_arrays, stride=case.stride, dilation=case.dilation,
+                                        diagnoser=pipeline.diagnoser())
+                ran = time.perf_counter() - case_started
+                pipeline.ran(ran)
+                if owed is not None:
+                    results.append(_finish_compare(*owed, keep_arrays, plotted))
+                owed = (case, report, case_strict, ran)
+            del inputs  # released before the next case loads
+        if owed is not None:
+            results.append(_finish_compare(*owed, keep_arrays, plotted))
+    finally:
+        pipeline.close()
     if progress is not None:
         progress(total, total, None)
     return CheckReport(_display_path(suite.config), suite_strict, tuple(results), time.perf_counter() - started)
@@ -755,6 +759,35 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
 
 # Validated inputs kept from the first pass up to this many bytes (see run_suite).
 _KEPT_BYTES = 1 << 25
+# Suites with at least this many compare cases may diagnose in a second process (convcheck.worker).
+_WORKER_MIN_CASES = 8
+
+
+def _finish_compare(case: Case, report: CompareReport, case_strict: bool, ran: float, keep_arrays: bool,
+                    plotted: list[int]) -> CaseResult:
+    """A compare case's result once its diagnoses are in (`ran`: the seconds its backends took)."""
+    import time
+
+    from .comparison import settled
+
+    started = time.perf_counter()
+    report = settled(report)
+    if keep_arrays:
+        report = replace(report, results=tuple(
+            replace(row, diagnosis=_for_plot(row.diagnosis, plotted)) if row.diagnosis is not None else row
+            for row in report.results))
+    outcomes = []
+    for row in report.results:
+        if row.status != "ok" or row.diagnosis is None:
+            what = "was skipped" if row.status == "skipped" else "failed"
+            outcomes.append(ResultOutcome(row.backend, "error", backend_result=row,
+                                          message=f"{row.backend} {what}: {row.reason}"))
+            continue
+        judged = judge(row.backend, row.diagnosis, case.allow, case_strict)
+        outcomes.append(ResultOutcome(judged.name, judged.status, judged.diagnosis, row,
+                                      judged.disallowed, judged.message))
+    return CaseResult(case, _case_status(outcomes), tuple(outcomes), report,
+                      ran + time.perf_counter() - started)
 
 
 def _for_plot(diagnosis: Diagnosis, plotted: list[int]) -> Diagnosis:

@@ -183,7 +183,7 @@ def _user_reading(inputs) -> str:
 
 def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None,
                    backends: Optional[list[str]] = None, library_defaults: bool = False,
-                   keep_arrays: bool = False, stride=(1, 1), dilation=(1, 1)) -> CompareReport:
+                   keep_arrays: bool = False, stride=(1, 1), dilation=(1, 1), diagnoser=None) -> CompareReport:
     """Run `inputs` (a validated `convcheck.inputs.Inputs`) through each backend and diagnose each output.
 
     `dtype` is what every backend is asked to compute in (default: the wider of the
@@ -194,7 +194,9 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     causes. `backends` names the backends to run (all by default); a named backend
     that cannot run makes its row `skipped`/`failed` with `requested=True`. `stride`
     and `dilation` (and the groups the kernel's shape implies) are held the same for
-    every backend (see `_run_backend`).
+    every backend (see `_run_backend`). `diagnoser` diagnoses each output in place of
+    `engine.diagnose` (same arguments): `check` passes a `convcheck.worker.DiagnosisWorker`'s
+    `submit`, and the rows then hold its `Pending` diagnoses until `settled(report)`.
     """
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     if inputs.kernel_axis is not None:
@@ -263,7 +265,7 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
         key = (output.dtype.str, output.shape, algorithm, kept, _digest(output))
         diagnosis = diagnosed.get(key)
         if diagnosis is None:
-            diagnosis = diagnosed[key] = diagnose(
+            diagnosis = diagnosed[key] = (diagnoser or diagnose)(
                 row_inputs, padding=padding, precision=expected_precision, stride=stride, dilation=dilation,
                 groups=inputs.groups, algorithm=algorithm, keep_arrays=keep_arrays, output_precision=kept)
         rows.append(BackendResult(backend.name, "ok", version=backend.version(),
@@ -286,6 +288,13 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
                 "groups": int(inputs.groups), "layout": inputs.layout, "dtype": dtype,
                 "library_defaults": library_defaults, "backends": names}
     return CompareReport(report_inputs, settings, tuple(rows), tuple(notes))
+
+
+def settled(report: CompareReport) -> CompareReport:
+    """`report` with every row's `Pending` diagnosis (see `compare_inputs`) made a diagnosis."""
+    rows = tuple(replace(row, diagnosis=row.diagnosis.result()) if hasattr(row.diagnosis, "result") else row
+                 for row in report.results)
+    return replace(report, results=rows)
 
 
 def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None,

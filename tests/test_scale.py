@@ -334,7 +334,7 @@ def test_groups_and_first_rows_are_those_of_unique():
         return [first.setdefault(label, i) for i, label in enumerate(labels)]
 
     for trial in range(600):
-        n, k = int(rng.integers(1, 40)), int(rng.integers(1, 4))
+        n, k = int(rng.integers(1, 40)), int(rng.choice([1, 2, 3, 64]))
         rows = rng.integers(-2, 3, (n, k)).astype(float)
         rows[rng.random((n, k)) < 0.2] = -0.0
         if k == 1:
@@ -382,3 +382,21 @@ def test_rows_with_the_same_output_bytes_share_one_diagnosis(monkeypatch):
     assert len(diagnosed) == len(set(diagnosed)) == len(rows) - 1
     assert rows["scipy.ndimage.convolve"].diagnosis is rows["scipy.ndimage.correlate"].diagnosis
     assert rows["scipy.signal.convolve2d"].diagnosis.verdict.value == "explained"
+
+
+def test_smallest_normals_are_those_of_finfo():
+    import ml_dtypes
+    for precision, tiny in engine._SMALLEST_NORMALS.items():
+        assert tiny == float(ml_dtypes.finfo(prec.storage_type(precision)).tiny), precision
+
+
+def test_bfloat16_representability_read_from_the_bits_agrees_with_rounding():
+    rng = np.random.default_rng(16)
+    cases = [rng.standard_normal(5000).astype(np.float32),
+             prec.round_to(rng.standard_normal(5000), "bfloat16").astype(np.float32),
+             np.array([np.inf, -np.inf, 0.0, -0.0, 2.0 ** -133], dtype=np.float32),   # a bfloat16 subnormal
+             np.array([1.0, np.nan], dtype=np.float32), np.array([1.0 + 2.0 ** -20], dtype=np.float32)]
+    for values in cases:
+        exact = np.array_equal(prec.round_to(values, "bfloat16"), values.astype(np.float64))
+        assert prec.representable(values, "bfloat16") == exact, values[:4]
+    assert [prec.representable(v, "bfloat16") for v in cases] == [False, True, True, False, False]

@@ -10,6 +10,7 @@ line on stdout. Exits at end of input. Not a public entry point.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
@@ -63,4 +64,8 @@ def _x64_for(backend: str, request: dict) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    # Out at once: the framework's own teardown (about a second for JAX or PyTorch) has
+    # nothing to save, and the parent waits for this process when it exits (`_Worker.close`).
+    os._exit(code)
