@@ -1,6 +1,6 @@
 """`python -m convcheck`: the same CLI as the `convcheck` console script."""
 
-from .cli import main
+from .cli import entry
 
 if __name__ == "__main__":
-    main(prog_name="convcheck")
+    entry()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+from typing import Optional
 
 import numpy as np
 
@@ -37,7 +39,7 @@ _MATMUL_TAPS = 256
 _BLOCK_BYTES = 1 << 20        # ~1 MiB of padded rows per block keeps each pass in cache
 _PRODUCT_BYTES = 1 << 19      # the banded product's window matrix, per block
 _COLUMNS_BYTES = 1 << 21      # the im2col matrix, per block: bounded whatever the kernel's size
-_THREADED_PRODUCT = 1 << 23   # multiply-adds per im2col block from which BLAS threads pay (threaded_blas)
+_THREADED_PRODUCT = 1 << 23   # multiply-adds per im2col block from which a second thread pays (_im2col)
 BLOCK_ELEMENTS = 1 << 17      # output elements per block of `correlate_blocks`
 
 
@@ -300,6 +302,13 @@ class Workspace:
 
     def __init__(self):
         self._buffers: dict[str, np.ndarray] = {}
+        self._helper: Optional["Workspace"] = None
+
+    def helper(self) -> "Workspace":
+        """The buffers of a second thread working beside this one (kept, like the others)."""
+        if self._helper is None:
+            self._helper = Workspace()
+        return self._helper
 
     def get(self, name: str, shape, dtype=np.float64) -> np.ndarray:
         """An uninitialised array of `shape` (a view of the buffer `name`)."""
@@ -376,7 +385,14 @@ def _tile_ranges(inside: int, tiles: int, per_row: int):
 
 def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
     """`correlate_valid` as one matrix product per block of output rows and columns, the
-    window matrix bounded by _COLUMNS_BYTES (a large kernel gets few positions per block)."""
+    window matrix bounded by _COLUMNS_BYTES (a large kernel gets few positions per block).
+
+    When the blocks are large products (many-channel layers) and there is a second core,
+    a second thread takes blocks too, each thread the next block not yet taken (numpy
+    lets go of the GIL while it copies and multiplies): each block is the same product
+    on one BLAS thread either way, so the numbers do not depend on which thread made
+    them, and a core that is busy elsewhere only takes fewer blocks.
+    """
     kh, kw, channels, outs = kernel.shape
     (sy, sx), (dy, dx) = stride, dilation
     span_h, span_w = (kh - 1) * dy + 1, (kw - 1) * dx + 1
@@ -387,26 +403,54 @@ def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
     planes = np.moveaxis(region, 2, 0)  # (C, Hr, Wr)
     per_row = max(1, min(out_w, _COLUMNS_BYTES // (8 * taps)))
     rows_per = max(1, min(out_h, _COLUMNS_BYTES // (8 * taps * per_row)))
-    # Blocks of a many-channel layer are products worth splitting between BLAS threads.
-    large = min(rows_per * per_row, out_h * out_w) * taps * outs >= _THREADED_PRODUCT
-    with threaded_blas() if large else contextlib.nullcontext():
-        for r0 in range(0, out_h, rows_per):
-            rows = min(rows_per, out_h - r0)
-            for c0 in range(0, out_w, per_row):
-                cols_here = min(per_row, out_w - c0)
-                windows = np.lib.stride_tricks.sliding_window_view(
-                    planes[:, r0 * sy:r0 * sy + (rows - 1) * sy + span_h,
-                           c0 * sx:c0 * sx + (cols_here - 1) * sx + span_w], (span_h, span_w), axis=(1, 2)
-                )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, cols, kh, kw)
-                cols = workspace.get("cols", (rows * cols_here, taps))
-                np.copyto(cols.reshape(rows, cols_here, kh, kw, channels), windows.transpose(1, 2, 3, 4, 0))
-                product = workspace.get("product", (rows * cols_here, outs))
-                np.matmul(cols, flat_kernel, out=product)
-                values[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
-                if mags is not None:
-                    np.abs(cols, out=cols)
-                    np.matmul(cols, flat_abs, out=product)
-                    mags[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
+    starts = [(r0, c0) for r0 in range(0, out_h, rows_per) for c0 in range(0, out_w, per_row)]
+
+    def run(space: Workspace, taken) -> None:
+        for r0, c0 in taken:
+            rows, cols_here = min(rows_per, out_h - r0), min(per_row, out_w - c0)
+            windows = np.lib.stride_tricks.sliding_window_view(
+                planes[:, r0 * sy:r0 * sy + (rows - 1) * sy + span_h,
+                       c0 * sx:c0 * sx + (cols_here - 1) * sx + span_w], (span_h, span_w), axis=(1, 2)
+            )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, cols, kh, kw)
+            cols = space.get("cols", (rows * cols_here, taps))
+            np.copyto(cols.reshape(rows, cols_here, kh, kw, channels), windows.transpose(1, 2, 3, 4, 0))
+            product = space.get("product", (rows * cols_here, outs))
+            np.matmul(cols, flat_kernel, out=product)
+            values[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
+            if mags is not None:
+                np.abs(cols, out=cols)
+                np.matmul(cols, flat_abs, out=product)
+                mags[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
+
+    large = len(starts) > 1 and rows_per * per_row * taps * outs >= _THREADED_PRODUCT
+    if not large or _cores() < 2:
+        run(workspace, starts)
+        return
+    import threading
+    lock, pending = threading.Lock(), iter(starts)
+
+    def take():
+        while True:
+            with lock:
+                start = next(pending, None)
+            if start is None:
+                return
+            yield start
+
+    helper = threading.Thread(target=run, args=(workspace.helper(), take()))
+    helper.start()
+    try:
+        run(workspace, take())
+    finally:
+        helper.join()
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _shifted(region, kernel, values, mags, stride, dilation) -> None:
@@ -484,41 +528,13 @@ def single_threaded_blas():
     """
     libraries = _openblas_threads()
     before = [get() for get, _ in libraries]
-    _OUTER_THREADS.append(before)
     for _, set_ in libraries:
         set_(1)
     try:
         yield
     finally:
-        _OUTER_THREADS.pop()
         for (_, set_), count in zip(libraries, before):
             set_(count)
-
-
-_OUTER_THREADS: list = []  # the thread counts each open `single_threaded_blas` found
-
-
-@contextlib.contextmanager
-def threaded_blas():
-    """Inside `single_threaded_blas`, give matrix products back the thread counts it found.
-
-    For products large enough that splitting them pays even on a busy machine:
-    `_im2col`'s blocks of many-channel layers (a (455 x 576) x (576 x 64) float64 product
-    takes 40 ms per 25,088 rows on one thread, 20 ms on two, measured on this 2-core
-    machine). A thread count may change the order of an element's float64 sum, which the
-    bound's gamma_n(2^-53) for our own reproduction covers (any order).
-    """
-    libraries = _openblas_threads()
-    if not _OUTER_THREADS or not libraries:
-        yield
-        return
-    for (_, set_), count in zip(libraries, _OUTER_THREADS[0]):
-        set_(count)
-    try:
-        yield
-    finally:
-        for _, set_ in libraries:
-            set_(1)
 
 
 def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",

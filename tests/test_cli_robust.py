@@ -379,3 +379,30 @@ def test_output_of_another_shape_says_so_in_the_stats(runner, files):
     assert "of that reference" in rows["mismatched"]
     result = run(runner, "explain", "image.npy", "kernel.npy", "valid.npy", "--format", "github")
     assert "the output's shape differs from the expected one" in result.stdout
+
+
+class _Left(Exception):
+    pass
+
+
+@pytest.mark.parametrize("framework", [None, "tensorflow", "torch", "jax"])
+def test_the_command_skips_a_framework_teardown_only(monkeypatch, capsys, framework):
+    import types
+
+    import convcheck.cli as cli
+
+    def leave(code):
+        raise _Left(code)
+
+    monkeypatch.setattr(cli.os, "_exit", leave)
+    for name in cli._SLOW_TEARDOWN:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    if framework is not None:
+        monkeypatch.setitem(sys.modules, framework, types.ModuleType(framework))
+    monkeypatch.setattr(sys, "argv", ["convcheck", "explain", "missing.npy", "k.npy", "o.npy"])
+    expected = _Left if framework is not None else SystemExit
+    with pytest.raises(expected) as left:
+        cli.entry()
+    code = left.value.args[0] if framework is not None else left.value.code
+    assert code == 2   # the command's own exit code, either way
+    assert "missing.npy" in capsys.readouterr().err

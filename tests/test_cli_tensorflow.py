@@ -80,3 +80,23 @@ def test_library_defaults_show_which_default_bites(runner, files):
     table = runner.invoke(main, ["compare", "image.npy", "kernel.npy", "--library-defaults"],
                           catch_exceptions=False)
     assert "'full' padding" in table.stdout and "'valid' padding" in table.stdout  # plain words in the table
+
+
+def test_the_command_leaves_with_every_file_complete(files):
+    # The console script leaves without TensorFlow's teardown (convcheck.cli.entry): what it
+    # printed and wrote must be whole, and the exit code the command's.
+    import os
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ElementTree
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-m", "convcheck", "compare", "image.npy", "kernel.npy", "--backends",
+                           "tf.nn.conv2d,scipy.signal.correlate2d", "--format", "json",
+                           "--report", "junit=report.xml", "--report", "markdown=report.md"],
+                          capture_output=True, text=True, cwd=files, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [row["status"] for row in json.loads(done.stdout)["results"]] == ["ok", "ok"]
+    assert ElementTree.parse(files / "report.xml").getroot().tag in ("testsuites", "testsuite")
+    assert "tf.nn.conv2d" in (files / "report.md").read_text()
