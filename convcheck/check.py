@@ -690,6 +690,10 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
     memory does not grow with the number of cases. A saved output is explained, backends
     are compared (each framework imported once for the whole suite). `strict` (or the
     config's own `strict`) turns results explained by causes outside `allow` into failures.
+    In a suite of many compare cases, when their backends take a fair share of the time,
+    a second process makes the diagnoses while this one runs the next case's backends
+    (`convcheck.worker.Pipeline`): the same diagnoses, each case finished one case later
+    (so two cases' arrays may be alive at once).
     `progress(done, total, name)` is called before each case with the number finished and
     the case's name, and once at the end with `name=None`. `keep_arrays` keeps the arrays
     behind each diagnosis, for `convcheck.plot`.
@@ -724,13 +728,13 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
         for done, case in enumerate(suite.cases):
             if progress is not None:
                 progress(done, total, case.name)
+            if case.output is not None and owed is not None:
+                results.append(_finish_compare(*owed, keep_arrays, plotted))
+                owed = None
             inputs = kept.pop(done) if done in kept else _load(case, suite.config)
             case_strict = suite_strict or case.strict
             case_started = time.perf_counter()
             if case.output is not None:
-                if owed is not None:
-                    results.append(_finish_compare(*owed, keep_arrays, plotted))
-                    owed = None
                 diagnosis = diagnose(inputs, padding=case.padding, stride=case.stride, dilation=case.dilation,
                                      groups=case.groups, keep_arrays=keep_arrays)
                 diagnosis = _for_plot(diagnosis, plotted) if keep_arrays else diagnosis
@@ -738,10 +742,16 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
                 results.append(CaseResult(case, _case_status(outcomes), tuple(outcomes), None,
                                           time.perf_counter() - case_started))
             else:
-                report = compare_inputs(inputs, padding=case.padding, dtype=case.dtype,
-                                        backends=list(case.backends or ()), library_defaults=case.library_defaults,
-                                        keep_arrays=keep_arrays, stride=case.stride, dilation=case.dilation,
-                                        diagnoser=pipeline.diagnoser())
+                try:
+                    report = compare_inputs(inputs, padding=case.padding, dtype=case.dtype,
+                                            backends=list(case.backends or ()),
+                                            library_defaults=case.library_defaults, keep_arrays=keep_arrays,
+                                            stride=case.stride, dilation=case.dilation,
+                                            diagnoser=pipeline.diagnoser())
+                except BaseException:
+                    if owed is not None:   # an error of the case before is raised first, as it was
+                        _finish_compare(*owed, keep_arrays, plotted)
+                    raise
                 ran = time.perf_counter() - case_started
                 pipeline.ran(ran)
                 if owed is not None:

@@ -195,8 +195,9 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     that cannot run makes its row `skipped`/`failed` with `requested=True`. `stride`
     and `dilation` (and the groups the kernel's shape implies) are held the same for
     every backend (see `_run_backend`). `diagnoser` diagnoses each output in place of
-    `engine.diagnose` (same arguments): `check` passes a `convcheck.worker.DiagnosisWorker`'s
-    `submit`, and the rows then hold its `Pending` diagnoses until `settled(report)`.
+    `engine.diagnose` (same arguments); what it returns may be a `convcheck.worker.Pending`
+    (`check`'s pipeline passes a worker's `submit`), which the rows hold until
+    `settled(report)`.
     """
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     if inputs.kernel_axis is not None:

@@ -235,9 +235,10 @@ def _close_values(values: np.ndarray, labels: np.ndarray, spread: float) -> bool
 
 
 def _groups(rows: np.ndarray) -> np.ndarray:
-    """A label per row, equal for equal rows: rows (n,) of one value or key each, or (n, k)
-    compared as numbers (-0.0 equals 0.0, all NaNs one group, as np.unique has them). By
-    sorting, without np.unique, whose first call imports numpy.ma (16 ms per process)."""
+    """A label per row, equal for equal rows, as np.unique's inverse groups them: rows (n,)
+    of one value or key each (-0.0 equals 0.0, all NaNs one group), or (n, k) compared as
+    numbers (-0.0 equals 0.0, a row with a NaN equal to none). By sorting, without
+    np.unique, whose first call imports numpy.ma (16 ms per process)."""
     if rows.ndim == 1 or rows.shape[1] == 1:
         column = rows.reshape(len(rows))
         order = np.argsort(column, kind="stable")
@@ -262,6 +263,8 @@ def _groups(rows: np.ndarray) -> np.ndarray:
 
 def _first_rows(labels: np.ndarray) -> np.ndarray:
     """The first row of each label, in the order of the labels (np.unique's return_index)."""
+    if len(labels) == 0:
+        return np.zeros(0, dtype=np.intp)
     order = np.argsort(labels, kind="stable")
     ordered = labels[order]
     return order[np.r_[True, ordered[1:] != ordered[:-1]]]

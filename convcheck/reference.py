@@ -389,9 +389,11 @@ def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
 
     When the blocks are large products (many-channel layers) and there is a second core,
     a second thread takes blocks too, each thread the next block not yet taken (numpy
-    lets go of the GIL while it copies and multiplies): each block is the same product
-    on one BLAS thread either way, so the numbers do not depend on which thread made
-    them, and a core that is busy elsewhere only takes fewer blocks.
+    lets go of the GIL while it copies and multiplies): the blocks and their products
+    are the same either way, and a core busy elsewhere only takes fewer blocks. (Inside
+    `single_threaded_blas` each product runs on one BLAS thread; where it cannot limit
+    the BLAS, MKL or Accelerate, two products may share the cores with the BLAS's own
+    threads.)
     """
     kh, kw, channels, outs = kernel.shape
     (sy, sx), (dy, dx) = stride, dilation
@@ -423,29 +425,40 @@ def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
                 mags[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
 
     large = len(starts) > 1 and rows_per * per_row * taps * outs >= _THREADED_PRODUCT
-    if not large or _cores() < 2:
+    if not large or cores() < 2:
         run(workspace, starts)
         return
     import threading
-    lock, pending = threading.Lock(), iter(starts)
+    lock, pending, failed = threading.Lock(), iter(starts), []
 
     def take():
-        while True:
+        while not failed:
             with lock:
                 start = next(pending, None)
             if start is None:
                 return
             yield start
 
-    helper = threading.Thread(target=run, args=(workspace.helper(), take()))
+    def help_out():
+        try:
+            run(workspace.helper(), take())
+        except BaseException as exc:   # raised again below: its blocks were not made
+            failed.append(exc)
+
+    helper = threading.Thread(target=help_out)
     helper.start()
     try:
         run(workspace, take())
+    except BaseException as exc:
+        failed.append(exc)   # the helper stops after its block
+        raise
     finally:
         helper.join()
+    if failed:
+        raise failed[0]
 
 
-def _cores() -> int:
+def cores() -> int:
     """CPU cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))

@@ -2,17 +2,20 @@
 
 A suite of compare cases spends its time in two kinds of Python: the frameworks' calls
 and convcheck's diagnoses of their outputs. Both hold the GIL (threads would only take
-turns: measured slower), so `run_suite` hands the diagnoses to one child Python, which
-works on case i while this process runs the backends of case i + 1: on two cores the
-diagnoses leave the critical path.
+turns: measured slower), so `run_suite` may hand the diagnoses to one child Python,
+which works on case i while this process runs the backends of case i + 1: on two cores
+the diagnoses leave the critical path (`Pipeline` decides, by timing the first cases).
 
 The child imports numpy and convcheck's engine, never a framework. It runs the same
 `engine.diagnose` on the same arrays, so each diagnosis is the one this process would
-make. Messages are length-prefixed pickles over the child's stdin and stdout, between
-this process and the child it started, never from elsewhere. A reader thread in the
-child takes every request off the pipe as it comes, so neither side can block the other
-with a full pipe. When the child cannot be started, or dies, every diagnosis it still
-owes is made here instead: the results are the same, only slower.
+make. Messages are pickles, each behind a magic word and its length, over the child's
+stdin and stdout, between this process and the child it started, never from elsewhere.
+The child answers every request in order: (True, the diagnosis), or (False, None) when
+anything went wrong with it, and this process then makes that diagnosis itself (raising
+as it would have). A reader thread in the child takes requests off the pipe as they
+come, so this process never waits to write. When the child cannot be started, sends
+something that is not an answer, or dies, every diagnosis it still owes is made here:
+the results are the same, only slower.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -27,32 +31,48 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
-_HEADER = struct.Struct("<Q")
+_MAGIC = b"CCW1"
+_HEADER = struct.Struct("<4sQ")
+_MAX_MESSAGE = 1 << 40   # a length beyond this is not one of ours
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+# The child: the package root instead of the current folder at the head of sys.path (a
+# module there named like a standard one must not replace it).
+_LAUNCH = ("import sys; sys.path[0] = sys.argv[1]; from convcheck.worker import main; main(); "
+           "import os; os._exit(0)")   # out at once: the parent may be waiting in `close`
 
 
-def _send(stream, message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)))
+class _NotOurs(Exception):
+    """What came down the pipe is not a message of this protocol."""
+
+
+def _send(stream, data: bytes) -> None:
+    stream.write(_HEADER.pack(_MAGIC, len(data)))
     stream.write(data)
     stream.flush()
 
 
-def _receive(stream) -> Any:
-    """The next message, or raise EOFError at the end of the stream."""
+def _receive(stream) -> bytes:
+    """The next message's bytes; EOFError at the end of the stream, _NotOurs for others."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
-        raise EOFError("the diagnosis worker's pipe closed")
-    size = _HEADER.unpack(header)[0]
+        raise EOFError("the pipe closed")
+    magic, size = _HEADER.unpack(header)
+    if magic != _MAGIC or size > _MAX_MESSAGE:
+        raise _NotOurs("not a message of convcheck.worker")
     data = stream.read(size)
     if len(data) < size:
-        raise EOFError("the diagnosis worker's pipe closed mid-message")
-    return pickle.loads(data)  # noqa: S301 - from our own child process only
+        raise EOFError("the pipe closed mid-message")
+    return data
 
 
 def _diagnose(inputs, options: dict):
     from .engine import diagnose
     return diagnose(inputs, **options)
+
+
+def _usable() -> bool:
+    """Whether a child Python can be started the way `DiagnosisWorker` starts one."""
+    return bool(sys.executable) and not getattr(sys, "frozen", False)
 
 
 class Pending:
@@ -77,7 +97,7 @@ class Pending:
         self._value, self._error = value, error
 
     def _here(self) -> None:
-        """Diagnosed in this process: the worker is gone, or its diagnosis raised."""
+        """Diagnosed in this process: the worker is gone, or its answer was no diagnosis."""
         try:
             self._set(_diagnose(self._inputs, self._options))
         except Exception as exc:  # raised again by result(), as an in-process diagnose raises
@@ -85,19 +105,23 @@ class Pending:
 
 
 class DiagnosisWorker:
-    """One child process diagnosing requests in order; `submit` returns a `Pending`."""
+    """One child process diagnosing requests in order; `submit` returns a `Pending`.
+    `answered` counts the diagnoses the child made."""
 
     def __init__(self):
-        self._owed: list[Pending] = []   # submitted, in order, not yet received
+        self._owed: list[Pending] = []   # submitted, in order, not yet answered
         self._process: Optional[subprocess.Popen] = None
+        self.answered = 0
+        if not _usable():
+            return   # every diagnosis is made here
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p))
         try:
-            self._process = subprocess.Popen([sys.executable, "-m", "convcheck.worker"], env=env,
+            self._process = subprocess.Popen([sys.executable, "-c", _LAUNCH, _PACKAGE_ROOT], env=env,
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=subprocess.DEVNULL)
-        except OSError:
-            self._process = None   # every diagnosis is made here
+        except Exception:
+            self._process = None
 
     def submit(self, inputs, **options) -> Pending:
         pending = Pending(self, inputs, options)
@@ -105,11 +129,17 @@ class DiagnosisWorker:
             pending._here()
             return pending
         try:
-            _send(self._process.stdin, (inputs, options))
-            self._owed.append(pending)
-        except (OSError, ValueError, pickle.PicklingError):
+            data = pickle.dumps((inputs, options), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:   # not picklable: made here, the worker goes on
+            pending._here()
+            return pending
+        try:
+            _send(self._process.stdin, data)
+        except Exception:
             self._give_up()
             pending._here()
+            return pending
+        self._owed.append(pending)
         return pending
 
     def _settle(self, wanted: Pending) -> None:
@@ -119,35 +149,46 @@ class DiagnosisWorker:
                 wanted._here()
                 return
             try:
-                ok, value = _receive(self._process.stdout)
-            except (EOFError, OSError, pickle.UnpicklingError, ValueError):
+                ok, value = pickle.loads(_receive(self._process.stdout))  # noqa: S301 - our own child's
+            except Exception:   # the child died, or sent what is not an answer
                 self._give_up()
                 continue
             pending = self._owed.pop(0)
             if ok:
+                self.answered += 1
                 pending._set(value)
-            else:   # the worker's diagnosis raised: raised here again, with this traceback
+            else:
                 pending._here()
 
     def _give_up(self) -> None:
-        """The worker is gone: what it owes is made here, on demand."""
+        """The worker is gone: every diagnosis it owed is made here now."""
         owed, self._owed = self._owed, []
         self.close()
         for pending in owed:
             pending._here()
 
     def close(self) -> None:
+        """Stop the child: at once when answers are still owed (they would go unread, and a
+        child blocked writing them would never see the end of its input), else when it
+        has read the end of its input."""
         process, self._process = self._process, None
         if process is None:
             return
         try:
-            process.stdin.close()
+            if self._owed:
+                process.kill()
+            else:
+                process.stdin.close()
             process.wait(timeout=10)
         except Exception:
             process.kill()
             process.wait()
         finally:
-            process.stdout.close()
+            for stream in (process.stdin, process.stdout):
+                try:
+                    stream.close()
+                except Exception:
+                    pass
 
     def __enter__(self):
         return self
@@ -163,24 +204,28 @@ class Pipeline:
     while this process runs case i + 1's backends, so a case costs about the longer of
     the two instead of their sum. When diagnoses are most of the work (scipy's backends
     take well under a millisecond), they would only wait in the worker, which diagnoses
-    10-20% slower (fresh arrays, its own caches) and adds a pickle each way: measured on
-    500 64x64 cases, 3.2 s with the worker against 2.5 s without. So the first compare
-    cases run here, timed (the very first left out: it waits for the frameworks'
+    10-20% slower (fresh arrays, its own caches) and adds a pickle each way. So the first
+    compare cases run here, timed (the very first left out: it waits for the frameworks'
     import), and the worker takes over only when their backends took at least half as
-    long as their diagnoses.
+    long as their diagnoses. (Measured on 500 64x64 cases comparing TensorFlow and Keras,
+    backends 3.8 ms and one diagnosis 1.7 ms a case: the worker wins. With two scipy
+    backends, 0.5 ms against 3.4 ms: it stays here.)
     """
 
     TRIAL = 3   # compare cases timed, after the first
 
     def __init__(self, compares: int, min_cases: int):
-        worth = compares >= min_cases and (os.cpu_count() or 1) >= 2
-        self.worker = DiagnosisWorker() if worth else None   # started now: its import overlaps
+        from .reference import cores
+        worth = compares >= min_cases and cores() >= 2 and _usable()
+        # Started now, so that its imports are done when the trial ends.
+        self.worker = DiagnosisWorker() if worth else None
         self.seen = 0
         self.backends = self.diagnoses = self._spent = 0.0
         self.active = False
 
     def diagnoser(self):
-        """What `compare_inputs` should diagnose with for the next case."""
+        """What `compare_inputs` should diagnose with for the next case: the worker's
+        `submit` once it took over, else a timed in-process diagnose."""
         return self.worker.submit if self.active else self._timed
 
     def _timed(self, inputs, **options):
@@ -213,40 +258,37 @@ class Pipeline:
 
 
 def main() -> None:
-    """The child: diagnose each request and answer, in order, (True, the diagnosis), or
-    (False, None) when it raised (the parent then diagnoses that one itself)."""
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr   # nothing printed may corrupt the answers
-    waiting: "queue.Queue[Any]" = queue.Queue()
+    """The child: answer each request, in order (see the module's docstring)."""
+    # Interrupts are the parent's to handle: it stops this process when it stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = sys.stdin.buffer
+    # The answers get fd 1 to themselves: anything else written to it, from Python or
+    # from C, goes to fd 2 instead.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    import numpy  # noqa: F401 - imported before the first request arrives
+    from . import engine  # noqa: F401
+    waiting: "queue.Queue[Optional[bytes]]" = queue.Queue()
 
     def read() -> None:
-        while True:
-            try:
+        try:
+            while True:
                 waiting.put(_receive(requests))
-            except (EOFError, OSError):
-                waiting.put(None)
-                return
+        except BaseException:   # the end of the input, or anything else: no more requests
+            waiting.put(None)
 
     threading.Thread(target=read, daemon=True).start()
     while True:
         request = waiting.get()
         if request is None:
             break
-        inputs, options = request
         try:
-            answer = (True, _diagnose(inputs, options))
-            data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
+            inputs, options = pickle.loads(request)  # noqa: S301 - from the parent that started us
+            data = pickle.dumps((True, _diagnose(inputs, options)), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
             data = pickle.dumps((False, None), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            answers.write(_HEADER.pack(len(data)))
-            answers.write(data)
-            answers.flush()
+            _send(answers, data)
         except OSError:
             break
-
-
-if __name__ == "__main__":
-    main()
-    sys.stderr.flush()
-    os._exit(0)   # nothing to tear down: the parent may be waiting in `close`

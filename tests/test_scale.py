@@ -334,11 +334,16 @@ def test_groups_and_first_rows_are_those_of_unique():
         return [first.setdefault(label, i) for i, label in enumerate(labels)]
 
     for trial in range(600):
-        n, k = int(rng.integers(1, 40)), int(rng.choice([1, 2, 3, 64]))
-        rows = rng.integers(-2, 3, (n, k)).astype(float)
+        n, k = int(rng.integers(0, 40)), int(rng.choice([1, 2, 3, 64]))
+        dtype = (np.float64, np.float32, np.float16)[trial % 3]
+        rows = rng.integers(-2, 3, (n, k)).astype(dtype)
         rows[rng.random((n, k)) < 0.2] = -0.0
-        if k == 1:
+        rows[rng.random((n, k)) < 0.05] = np.inf
+        if trial % 4 == 0:
             rows[rng.random((n, k)) < 0.1] = np.nan
+        if trial % 5 == 0:
+            rows = np.asfortranarray(rows)   # not C-contiguous
+        if k == 1:
             expected = np.unique(rows.reshape(n), return_inverse=True)[1].reshape(-1)
         else:
             expected = np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
@@ -362,7 +367,7 @@ def test_blocks_shared_between_two_threads_sum_alike(monkeypatch):
         return real(self)
 
     monkeypatch.setattr(ref.Workspace, "helper", helper)
-    monkeypatch.setattr(ref, "_cores", lambda: 2)
+    monkeypatch.setattr(ref, "cores", lambda: 2)
     with ref.single_threaded_blas():
         values, mags = correlate(image, kernel, magnitude=True)
     assert threads   # a second thread took blocks
@@ -374,22 +379,30 @@ def test_blocks_shared_between_two_threads_sum_alike(monkeypatch):
 def test_rows_with_the_same_output_bytes_share_one_diagnosis(monkeypatch):
     from convcheck import comparison
     from convcheck.comparison import compare, demo_paths
-    diagnosed = []
-    real = comparison.diagnose
+    diagnosed, outputs = [], {}
+    real_diagnose, real_run = comparison.diagnose, comparison._run_backend
 
     def counting(inputs, **options):
         diagnosed.append(comparison._digest(inputs.output))
-        return real(inputs, **options)
+        return real_diagnose(inputs, **options)
+
+    def recording(backend, inputs, **options):
+        ran = real_run(backend, inputs, **options)
+        outputs[backend.name] = comparison._digest(ran[0])
+        return ran
 
     monkeypatch.setattr(comparison, "diagnose", counting)
+    monkeypatch.setattr(comparison, "_run_backend", recording)
     image, kernel = (np.load(path) for path in demo_paths())
-    report = compare(image, kernel, backends=["scipy"])
-    rows = {row.backend: row for row in report.results}
-    assert all(row.status == "ok" for row in rows.values())
-    # scipy.ndimage's convolve runs its correlate on the flipped kernel: the same bits,
-    # diagnosed once; every other output its own diagnosis.
-    assert len(diagnosed) == len(set(diagnosed)) == len(rows) - 1
-    assert rows["scipy.ndimage.convolve"].diagnosis is rows["scipy.ndimage.correlate"].diagnosis
+    rows = {row.backend: row for row in compare(image, kernel, backends=["scipy"]).results}
+    assert all(row.status == "ok" for row in rows.values()) and set(rows) == set(outputs)
+    # Each distinct output diagnosed once; rows share a diagnosis exactly when their bytes agree.
+    assert sorted(diagnosed) == sorted(set(outputs.values()))
+    for a in rows:
+        for b in rows:
+            assert (rows[a].diagnosis is rows[b].diagnosis) == (outputs[a] == outputs[b]), (a, b)
+    # scipy.ndimage's convolve runs its correlate on the flipped kernel: the same bits.
+    assert outputs["scipy.ndimage.convolve"] == outputs["scipy.ndimage.correlate"]
     assert rows["scipy.signal.convolve2d"].diagnosis.verdict.value == "explained"
 
 
@@ -409,3 +422,18 @@ def test_bfloat16_representability_read_from_the_bits_agrees_with_rounding():
         exact = np.array_equal(prec.round_to(values, "bfloat16"), values.astype(np.float64))
         assert prec.representable(values, "bfloat16") == exact, values[:4]
     assert [prec.representable(v, "bfloat16") for v in cases] == [False, True, True, False, False]
+
+
+def test_a_failure_in_the_second_thread_is_raised_not_lost(monkeypatch):
+    from convcheck import reference as ref
+
+    class Failing(ref.Workspace):
+        def get(self, *args, **kwargs):
+            raise MemoryError("no room for the helper's buffers")
+
+    monkeypatch.setattr(ref.Workspace, "helper", lambda self: Failing())
+    monkeypatch.setattr(ref, "cores", lambda: 2)
+    image = RNG.standard_normal((1, 40, 40, 64))
+    kernel = RNG.standard_normal((3, 3, 64, 64))
+    with pytest.raises(MemoryError, match="helper"):
+        correlate(image, kernel, magnitude=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -40,6 +41,7 @@ def test_the_worker_diagnoses_as_this_process_does():
         kept = worker.submit(cases[1], keep_arrays=True)
         got = [p.result() for p in pending]
         arrays = kept.result().arrays
+        assert worker.answered == 4   # made by the child, not here
     assert [_document(d) for d in got] == [_document(diagnose(inputs)) for inputs in cases]
     assert [d.verdict.value for d in got] == ["equal", "explained", "unexplained"]
     expected = diagnose(cases[1], keep_arrays=True).arrays
@@ -57,14 +59,36 @@ def test_a_diagnosis_that_raises_raises_here_as_it_would():
         with pytest.raises(InputError) as there:
             pending.result()
         assert after.result().verdict.value == "equal"   # the worker goes on
+        assert worker.answered == 1
     assert str(there.value) == str(here.value)
+
+
+def test_what_is_not_an_answer_leaves_the_diagnoses_to_this_process():
+    cases = _cases()
+    worker = DiagnosisWorker()
+    worker._process.stdout = io.BufferedReader(io.BytesIO(b"not a message of ours, but stray bytes"))
+    owed = [worker.submit(inputs) for inputs in cases]
+    assert [_document(p.result()) for p in owed] == [_document(diagnose(inputs)) for inputs in cases]
+    assert worker._process is None and worker.answered == 0
+
+
+def test_a_worker_owing_answers_is_stopped_at_once():
+    import time
+    cases = _cases()
+    worker = DiagnosisWorker()
+    for _ in range(40):   # more answers than a pipe holds, never read
+        worker.submit(cases[0], keep_arrays=True)
+    process = worker._process
+    started = time.perf_counter()
+    worker.close()
+    assert time.perf_counter() - started < 5 and process.poll() is not None
 
 
 def test_a_dead_worker_leaves_its_diagnoses_to_this_process():
     cases = _cases()
     worker = DiagnosisWorker()
     first = worker.submit(cases[0])
-    assert first.result().verdict.value == "equal"
+    assert first.result().verdict.value == "equal" and worker.answered == 1
     worker._process.kill()
     worker._process.wait()
     owed = [worker.submit(inputs) for inputs in cases]   # written to a dead pipe, or answered by none
@@ -83,14 +107,14 @@ def test_the_pipeline_takes_the_worker_only_when_backends_take_a_fair_share(monk
         finally:
             pipeline.close()
 
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("convcheck.reference.cores", lambda: 2)
     assert decide(backend_ms=4.0, diagnosis_ms=1.7)        # TensorFlow + Keras on 64x64
     assert not decide(backend_ms=0.5, diagnosis_ms=3.4)    # scipy's backends
     assert decide(backend_ms=1.8, diagnosis_ms=3.4)        # over half as long: the worker's turn
     assert not decide(backend_ms=1.6, diagnosis_ms=3.4)
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
-    assert Pipeline(compares=100, min_cases=8).worker is None   # one core: nothing to overlap
     assert Pipeline(compares=7, min_cases=8).worker is None
+    monkeypatch.setattr("convcheck.reference.cores", lambda: 1)
+    assert Pipeline(compares=100, min_cases=8).worker is None   # one core: nothing to overlap
 
 
 def test_a_suite_reports_the_same_with_and_without_the_worker(tmp_path, monkeypatch):
@@ -102,10 +126,16 @@ def test_a_suite_reports_the_same_with_and_without_the_worker(tmp_path, monkeypa
         monkeypatch.setattr(Pipeline, "TRIAL", trial)
         return json.dumps(_timeless(run_suite(load_suite(config)).to_json_dict()), sort_keys=True)
 
-    used = []
-    monkeypatch.setattr(DiagnosisWorker, "submit", _recording(DiagnosisWorker.submit, used))
+    answered = []
+    close = DiagnosisWorker.close
+
+    def counting_close(self):
+        answered.append(self.answered)
+        close(self)
+
+    monkeypatch.setattr(DiagnosisWorker, "close", counting_close)
     with_worker = report(min_cases=2, trial=0)   # the worker from the second case on
-    assert len(used) > 10
+    assert sum(answered) >= 8   # the child diagnosed the outputs of cases 2 to 9
     assert with_worker == report(min_cases=10 ** 9, trial=0)
 
 
@@ -116,10 +146,3 @@ def _timeless(document):
     if isinstance(document, list):
         return [_timeless(value) for value in document]
     return document
-
-
-def _recording(submit, used):
-    def recorded(self, inputs, **options):
-        used.append(1)
-        return submit(self, inputs, **options)
-    return recorded
