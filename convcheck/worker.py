@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 _MAGIC = b"CCW1"
 _HEADER = struct.Struct("<4sQ")

@@ -73,15 +73,14 @@ def test_what_is_not_an_answer_leaves_the_diagnoses_to_this_process():
 
 
 def test_a_worker_owing_answers_is_stopped_at_once():
-    import time
     cases = _cases()
     worker = DiagnosisWorker()
     for _ in range(40):   # more answers than a pipe holds, never read
         worker.submit(cases[0], keep_arrays=True)
     process = worker._process
-    started = time.perf_counter()
     worker.close()
-    assert time.perf_counter() - started < 5 and process.poll() is not None
+    # Killed, not left to finish: a child that read the end of its input leaves with 0.
+    assert process.poll() is not None and process.returncode != 0
 
 
 def test_a_dead_worker_leaves_its_diagnoses_to_this_process():
