@@ -35,8 +35,7 @@ import numpy as np
 from . import evidence as ev
 from .errors import InputError
 from . import precision as prec
-from . import winograd
-from .reference import (Workspace, axis_layout, correlate, correlate_blocks, dense_kernel,
+from .reference import (Workspace, axis_layout, correlate, correlate_blocks, dense_kernel, map_blocks,
                         dilate_kernel, extended_image, gather_windows, geometry_pair, output_size, pad_before,
                         single_threaded_blas, transform_kernel, window_origin)
 from .results import Diagnosis, Stats
@@ -355,6 +354,7 @@ class _Problem:
         regions = np.stack([extended_image(sample, "zero", origin, out_hw, (3, 3)) for sample in image])
         tiny = _SMALLEST_NORMAL["float32" if u > prec.U64 else "float64"]
         channels = self.n // 9
+        from . import winograd   # here: only Winograd candidates need it (with fractions: 3 ms)
         if positions is None:
             return winograd.error_bounds(regions, dense, out_hw, u=u, tiny=tiny, channels=channels)
         term = winograd.error_bound_at(regions, dense, *positions, u=u, tiny=tiny, channels=channels)
@@ -1448,21 +1448,19 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
     row_bits = ev.RowBits(batch * height * width, bits_at) if rows.size and cols.size else None
     # With many positions no values are kept: evidence's few positions are summed again.
     kept = None if (row_bits is None or row_bits.all is None) else np.empty((batch, height, width, outs))
-    bad = informative = 0
-    residual_max, bound_max, ratio_max = [], [], []
-    blocks = correlate_blocks(problem.image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
-                              magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
-                              groups=problem.groups, prepare=problem.rounding(precision))
-    space = Workspace()
-    for n, i0, values, mags in blocks:
+    seen_bad = []   # set by the first block that mismatches: later blocks skip the evidence
+
+    def block(n, i0, values, mags, space):
+        """One block's part: its mismatches and evidence bits written to their own rows, the
+        rest returned (merged below in block order). The bound's "scratch" buffer is free
+        once the bound is made: the relative differences, then the bits, reuse it."""
         i1 = i0 + values.shape[0]
         shape = values.shape
         bound = problem.bound(mags, values, precision, 1.0, False, output_precision=expl.output_precision,
                               out=space.get("bound", shape), scratch=space.get("scratch", shape))
         residual = np.subtract(output[n, i0:i1], values, dtype=np.float64, out=space.get("residual", shape))
         np.abs(residual, out=residual)
-        if differences is not None:
-            differences.add(n, i0, values, residual, space)
+        summary = differences.summary(n, i0, values, residual, space) if differences is not None else None
         # Written so that NaN residuals (an overflowed backend output) count as mismatches.
         miss = np.less_equal(residual, bound, out=space.get("miss", shape, bool))
         np.logical_not(miss, out=miss)
@@ -1471,22 +1469,36 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
             miss &= keep
             np.putmask(residual, np.broadcast_to(~keep, residual.shape), 0.0)
         mismatch[n, i0:i1] = miss
-        bad += int(np.count_nonzero(miss))
-        residual_max.append(np.max(residual))
-        bound_max.append(np.max(bound))
+        bad = int(np.count_nonzero(miss))
+        if bad:
+            seen_bad.append(True)
+        residual_max, bound_max = float(np.max(residual)), float(np.max(bound))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             np.divide(residual, bound, out=residual)
-        ratio = np.fmax.reduce(residual, axis=None)   # the largest, NaN (0/0: not compared) left out
-        if not np.isnan(ratio):
-            ratio_max.append(float(ratio))
+        ratio = float(np.fmax.reduce(residual, axis=None))   # the largest, NaN (0/0: not compared) left out
+        informative = 0
         a, b = max(i0, top), min(i1, bottom)
-        if bad == 0 and row_bits is not None and a < b:
+        # Evidence counts only when nothing mismatches: a block after a mismatch skips it.
+        if bad == 0 and not seen_bad and row_bits is not None and a < b:
             window = (slice(a - i0, b - i0), slice(left, right))
-            bits = ev.element_bits(mags[window], bound[window], 1.0, out=space.get("bits", (b - a, width, outs)))
-            informative += int(np.count_nonzero(np.greater_equal(bits, 1.0, out=miss[window])))
+            bits = ev.element_bits(mags[window], bound[window], 1.0,
+                                   out=space.get("scratch", (b - a, width, outs)))
+            informative = int(np.count_nonzero(np.greater_equal(bits, 1.0, out=miss[window])))
             row_bits.put((n * height + a - top) * width, bits[..., 0] if outs == 1 else bits.sum(axis=-1))
             if kept is not None:
                 kept[n, a - top:b - top] = values[window]
+        return bad, residual_max, bound_max, ratio, informative, summary
+
+    problem.extent(precision)   # cached for the bound before two threads may ask for it
+    parts = map_blocks(block, problem.image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
+                       magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
+                       groups=problem.groups, prepare=problem.rounding(precision))
+    bad = sum(part[0] for part in parts)
+    informative = sum(part[4] for part in parts)
+    ratio_max = [part[3] for part in parts if not np.isnan(part[3])]
+    if differences is not None:
+        for part in parts:
+            differences.merge(part[5])
     evidence = None
     if bad == 0:
         if row_bits is not None:
@@ -1501,7 +1513,10 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
         else:
             evidence = ev.Evidence(0.0, needed, 0, 0, 0, 0.0)
     worst = max(ratio_max) if ratio_max else float("nan")
-    full = _Full(expl.with_(scale=1.0, bias=0.0), bad, mismatch, float(np.max(residual_max)), float(np.max(bound_max)),
+    # np.max, as over the whole output: NaN if any block's is.
+    residual_max = float(np.max([part[1] for part in parts])) if parts else float("nan")
+    bound_max = float(np.max([part[2] for part in parts])) if parts else float("nan")
+    full = _Full(expl.with_(scale=1.0, bias=0.0), bad, mismatch, residual_max, bound_max,
                  worst, None, None, evidence, int(rows.size * cols.size * batch * outs), 0)
     return full, differences
 
@@ -1536,18 +1551,32 @@ class _Differences:
 
     def add(self, n: int, i0: int, reference: np.ndarray, diff: np.ndarray, space: Workspace) -> None:
         """A block: `reference` rows i0... of sample n and `diff`, |output - reference| there."""
+        self.merge(self.summary(n, i0, reference, diff, space))
+
+    @staticmethod
+    def summary(n: int, i0: int, reference: np.ndarray, diff: np.ndarray, space: Workspace) -> tuple:
+        """What `merge` keeps of a block (see `add`), computed apart from the others: (its
+        first largest difference, where, the reference there, its largest relative one)."""
         at = int(np.argmax(diff))
         value = float(diff.reshape(-1)[at])
-        if self.max_abs is None or (not np.isnan(self.max_abs) and (value > self.max_abs or np.isnan(value))):
-            local = np.unravel_index(at, diff.shape)
-            self.index = (n, i0 + int(local[0]), int(local[1]), int(local[2]))
-            self.max_abs, self.reference_at = value, float(reference[local])
+        local = np.unravel_index(at, diff.shape)
+        index = (n, i0 + int(local[0]), int(local[1]), int(local[2]))
+        relative = None
         nonzero = np.not_equal(reference, 0, out=space.get("nonzero", reference.shape, bool))
         if nonzero.any():
-            relative = space.get("relative", diff.shape)
-            np.divide(diff, reference, out=relative, where=nonzero)
-            np.abs(relative, out=relative)
-            self.relative.append(np.max(relative, where=nonzero, initial=0.0))
+            ratios = space.get("scratch", diff.shape)
+            np.divide(diff, reference, out=ratios, where=nonzero)
+            np.abs(ratios, out=ratios)
+            relative = np.max(ratios, where=nonzero, initial=0.0)
+        return value, index, float(reference[local]), relative
+
+    def merge(self, summary: tuple) -> None:
+        """A block's `summary`, blocks taken in order."""
+        value, index, reference_at, relative = summary
+        if self.max_abs is None or (not np.isnan(self.max_abs) and (value > self.max_abs or np.isnan(value))):
+            self.index, self.max_abs, self.reference_at = index, value, reference_at
+        if relative is not None:
+            self.relative.append(relative)
 
 
 def _windows(problem: _Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window,
@@ -1816,6 +1845,7 @@ def _winograd_tile(problem: _Problem, expl: Explanation, values: np.ndarray, mag
     group means vary 1.2 to 1.7 times against A and 5.5 to 8.3 times against E (above 1).
     Only tile sizes with a pattern to follow are recognised (winograd.RECOGNISABLE).
     """
+    from . import winograd
     terms = problem.winograd_terms(expl.precision, expl.kernel_transform, expl.padding)
     residual = np.abs(problem.output - values)
     mask = np.ones(residual.shape, dtype=bool) if compared is None else np.broadcast_to(compared, residual.shape)

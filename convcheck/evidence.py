@@ -148,8 +148,11 @@ def element_bits(magnitude: np.ndarray, bound: np.ndarray, scale, out=None) -> n
     """bits_i = log2(|s| A_i / B_i) clipped to [0, 24], 0 where it is undefined (0/0), in
     `out` when given (`scale` a number or one per output channel)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bits = np.multiply(magnitude, np.abs(scale), out=out)
-        np.divide(bits, bound, out=bits)
+        if np.ndim(scale) == 0 and scale in (1.0, -1.0):   # |s| A is A: one pass less
+            bits = np.divide(magnitude, bound, out=out)
+        else:
+            bits = np.multiply(magnitude, np.abs(scale), out=out)
+            np.divide(bits, bound, out=bits)
         np.log2(bits, out=bits)
     # NaN -> 0, -inf -> 0, +inf -> the cap: what nan_to_num and clip would give.
     np.fmax(bits, 0.0, out=bits)

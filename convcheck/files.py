@@ -6,7 +6,6 @@ Pure Python (no numpy), so the CLI can check destinations before any work is don
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Callable, Iterable, Optional
 
 from .errors import InputError
@@ -44,6 +43,7 @@ def write_atomic(path: os.PathLike, write: Callable[[str], None]) -> None:
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     stem, extension = os.path.splitext(name)
+    import tempfile   # here: not on the way of a run that writes no file (2 ms)
     fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{extension}", dir=folder)
     os.close(fd)
     try:

@@ -125,15 +125,18 @@ def round_to(values: np.ndarray, precision: str) -> np.ndarray:
 
 def rounder(precision: str):
     """A function rounding a float64 array to `precision` in place (what `round_to` gives),
-    through a buffer of the storage type kept between calls: rounding block after block
-    allocates nothing."""
+    through a buffer of the storage type kept between calls, one per thread (blocks may be
+    rounded by two at once: reference.map_blocks): rounding block after block allocates
+    nothing."""
+    import threading
     storage = np.dtype(storage_type(precision))
-    buffer = [np.empty(0, dtype=storage)]
+    own = threading.local()
 
     def round_in_place(values: np.ndarray) -> np.ndarray:
-        if buffer[0].size < values.size:
-            buffer[0] = np.empty(values.size, dtype=storage)
-        stored = buffer[0][:values.size].reshape(values.shape)
+        buffer = getattr(own, "buffer", None)
+        if buffer is None or buffer.size < values.size:
+            buffer = own.buffer = np.empty(values.size, dtype=storage)
+        stored = buffer[:values.size].reshape(values.shape)
         with np.errstate(over="ignore"):
             np.copyto(stored, values, casting="unsafe")
         np.copyto(values, stored, casting="unsafe")

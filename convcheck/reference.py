@@ -40,6 +40,7 @@ _BLOCK_BYTES = 1 << 20        # ~1 MiB of padded rows per block keeps each pass 
 _PRODUCT_BYTES = 1 << 19      # the banded product's window matrix, per block
 _COLUMNS_BYTES = 1 << 21      # the im2col matrix, per block: bounded whatever the kernel's size
 _THREADED_PRODUCT = 1 << 23   # multiply-adds per im2col block from which a second thread pays (_im2col)
+_THREADED_BLOCKS = 1 << 23    # multiply-adds of all blocks from which a second thread pays (map_blocks)
 BLOCK_ELEMENTS = 1 << 17      # output elements per block of `correlate_blocks`
 
 
@@ -300,9 +301,10 @@ class Workspace:
     once per name and grown when a larger one is asked for.
     """
 
-    def __init__(self):
+    def __init__(self, threads: bool = True):
         self._buffers: dict[str, np.ndarray] = {}
         self._helper: Optional["Workspace"] = None
+        self.threads = threads   # False: the blocks are already shared between threads (map_blocks)
 
     def helper(self) -> "Workspace":
         """The buffers of a second thread working beside this one (kept, like the others)."""
@@ -416,16 +418,13 @@ def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
             )[:, ::sy, ::sx, ::dy, ::dx]  # (C, rows, cols, kh, kw)
             cols = space.get("cols", (rows * cols_here, taps))
             np.copyto(cols.reshape(rows, cols_here, kh, kw, channels), windows.transpose(1, 2, 3, 4, 0))
-            product = space.get("product", (rows * cols_here, outs))
-            np.matmul(cols, flat_kernel, out=product)
-            values[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
+            _product(cols, flat_kernel, values, r0, c0, rows, cols_here, space)
             if mags is not None:
                 np.abs(cols, out=cols)
-                np.matmul(cols, flat_abs, out=product)
-                mags[r0:r0 + rows, c0:c0 + cols_here] = product.reshape(rows, cols_here, outs)
+                _product(cols, flat_abs, mags, r0, c0, rows, cols_here, space)
 
     large = len(starts) > 1 and rows_per * per_row * taps * outs >= _THREADED_PRODUCT
-    if not large or cores() < 2:
+    if not large or not workspace.threads or cores() < 2:
         run(workspace, starts)
         return
     import threading
@@ -456,6 +455,17 @@ def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
         helper.join()
     if failed:
         raise failed[0]
+
+
+def _product(cols, matrix, result, r0: int, c0: int, rows: int, count: int, space: Workspace) -> None:
+    """result[r0:r0 + rows, c0:c0 + count] = cols @ matrix: straight into `result` when those
+    are whole rows of a C-contiguous array (no copy), else through the buffer "product"."""
+    if count == result.shape[1] and result.flags.c_contiguous:
+        np.matmul(cols, matrix, out=result[r0:r0 + rows].reshape(rows * count, result.shape[2]))
+        return
+    product = space.get("product", (rows * count, result.shape[2]))
+    np.matmul(cols, matrix, out=product)
+    result[r0:r0 + rows, c0:c0 + count] = product.reshape(rows, count, result.shape[2])
 
 
 def cores() -> int:
@@ -550,6 +560,99 @@ def single_threaded_blas():
             set_(count)
 
 
+class _Blocks:
+    """The blocks of `correlate_blocks` (see there): where each starts, and each one
+    computed into the buffers of a workspace."""
+
+    def __init__(self, image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",
+                 offset: tuple[int, int] = (0, 0), magnitude: bool = False, stride: tuple[int, int] = (1, 1),
+                 dilation: tuple[int, int] = (1, 1), groups: int = 1, cval: float = 0.0, prepare=None,
+                 block_elements: int = BLOCK_ELEMENTS, method: str | None = None):
+        image = np.asarray(image)
+        self.batch = batch = image if image.ndim == 4 else image[None]
+        kh, kw = kernel.shape[:2]
+        self.height, self.width, self.channels = height, width, _ = batch.shape[1:4]
+        self.out_h, self.out_w = out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
+        self.origin = origin = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
+        self.dense = dense = dense_kernel(np.asarray(kernel, dtype=np.float64), groups)
+        self.outs = outs = dense.shape[3]
+        self.span_h = (kh - 1) * dilation[0] + 1
+        span_w = (kw - 1) * dilation[1] + 1
+        self.row_rule, self.col_rule = axis_boundaries(boundary)
+        col_rule, padded_rule = self.col_rule, ("zero", "constant")
+        self.fill = cval if "constant" in (self.row_rule, col_rule) else 0.0
+        c_idx, c_ok = boundary_index(np.arange(origin[1], origin[1] + (out_w - 1) * stride[1] + span_w), width,
+                                     col_rule)
+        self.c_idx, self.c_ok = c_idx, c_ok
+        self.c_inside = c_idx.size > 0 and origin[1] >= 0 and origin[1] + c_idx.size <= width
+        self.c_out = ~c_ok if col_rule in padded_rule and not c_ok.all() else None
+        self.rows_per = rows_per = max(1, min(out_h, block_elements // max(1, out_w * outs)))
+        self.starts = [(n, i0) for n in range(batch.shape[0]) for i0 in range(0, out_h, rows_per)]
+        self.magnitude, self.stride, self.dilation = magnitude, stride, dilation
+        self.prepare, self.method = prepare, method
+        # Multiply-adds of a block (values, and as many again for the magnitudes).
+        self.block_work = rows_per * out_w * outs * dense[..., 0].size * (2 if magnitude else 1)
+
+    def compute(self, n: int, i0: int, workspace: "Workspace"):
+        """(values, magnitudes) of the block of output rows i0... of sample n, in `workspace`'s buffers."""
+        stride, padded_rule = self.stride, ("zero", "constant")
+        sample, height, width, channels = self.batch[n], self.height, self.width, self.channels
+        i1 = min(self.out_h, i0 + self.rows_per)
+        first = self.origin[0] + i0 * stride[0]
+        r_idx, r_ok = boundary_index(np.arange(first, first + (i1 - 1 - i0) * stride[0] + self.span_h), height,
+                                     self.row_rule)
+        rows_inside = first >= 0 and first + r_idx.size <= height
+        r_out = ~r_ok if self.row_rule in padded_rule and not r_ok.all() else None
+        c_idx, c_inside, left = self.c_idx, self.c_inside, self.origin[1]
+        own_type = self.batch.dtype == np.float64
+        if rows_inside and c_inside and self.prepare is None and own_type:
+            block = sample[first:first + r_idx.size, left:left + c_idx.size]   # a view
+        elif self.row_rule in padded_rule and self.col_rule in padded_rule:
+            # Zero or constant padding: the image's part is one rectangle (r_ok and c_ok are
+            # runs), copied as a slice (and prepared there); the fill goes around it.
+            block = workspace.get("region", (r_idx.size, c_idx.size, channels))
+            (r0, r1), (c0, c1) = _run(r_ok), _run(self.c_ok)
+            inside = block[r0:r1, c0:c1]
+            inside[...] = sample[first + r0:first + r1, left + c0:left + c1]
+            if self.prepare is not None:
+                prepared = self.prepare(inside)
+                if prepared is not inside:
+                    inside[...] = prepared
+            if r_out is not None:
+                block[r_out] = self.fill
+            if self.c_out is not None:
+                block[:, self.c_out] = self.fill
+        else:
+            block = workspace.get("region", (r_idx.size, c_idx.size, channels))
+            rows = sample[first:first + r_idx.size] if rows_inside else None
+            if rows is None:
+                rows = workspace.get("rows", (r_idx.size, width, channels), self.batch.dtype)
+                np.take(sample, r_idx, axis=0, out=rows)
+            if c_inside:
+                block[...] = rows[:, left:left + c_idx.size]
+            elif own_type:
+                np.take(rows, c_idx, axis=1, out=block)
+            else:
+                block[...] = rows.take(c_idx, axis=1)
+            if self.prepare is not None:
+                block = self.prepare(block)
+            if r_out is not None:
+                block[r_out] = self.fill
+            if self.c_out is not None:
+                block[:, self.c_out] = self.fill
+        shape = (i1 - i0, self.out_w, self.outs)
+        out = (workspace.get("values", shape), workspace.get("mags", shape) if self.magnitude else None)
+        return correlate_valid(block, self.dense, magnitude=self.magnitude, stride=stride, dilation=self.dilation,
+                               out=out, workspace=workspace, method=self.method)
+
+
+def _run(valid: np.ndarray) -> tuple[int, int]:
+    """(first, end) of the True run of `valid` (a 'zero' boundary's in-image indices: one
+    run, or none: (0, 0))."""
+    inside = np.flatnonzero(valid)
+    return (int(inside[0]), int(inside[-1]) + 1) if inside.size else (0, 0)
+
+
 def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",
                      offset: tuple[int, int] = (0, 0), magnitude: bool = False, stride: tuple[int, int] = (1, 1),
                      dilation: tuple[int, int] = (1, 1), groups: int = 1, cval: float = 0.0, prepare=None,
@@ -562,61 +665,71 @@ def correlate_blocks(image: np.ndarray, kernel: np.ndarray, *, padding: str = "s
     arrays yielded are buffers reused by the next block (copy what you keep).
     `prepare`, when given, maps the image's values before they are read (e.g. rounding
     them to a precision: elementwise, so it commutes with the boundary rules; a
-    'constant' boundary's `cval` is filled in afterwards, as given); it is handled a
+    'constant' boundary's `cval` is filled in afterwards, as given); it is handed a
     block of our own and may change it in place. `method` as in `correlate_valid`.
     """
-    image = np.asarray(image)
-    batch = image if image.ndim == 4 else image[None]
-    kh, kw = kernel.shape[:2]
-    height, width, channels = batch.shape[1:4]
-    out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
-    origin = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
-    dense = dense_kernel(np.asarray(kernel, dtype=np.float64), groups)
-    outs = dense.shape[3]
-    span_h, span_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
-    row_rule, col_rule = axis_boundaries(boundary)
-    padded_rule = ("zero", "constant")
-    fill = cval if "constant" in (row_rule, col_rule) else 0.0
-    c_idx, c_ok = boundary_index(np.arange(origin[1], origin[1] + (out_w - 1) * stride[1] + span_w), width, col_rule)
-    c_inside = c_idx.size > 0 and origin[1] >= 0 and origin[1] + c_idx.size <= width
-    c_out = ~c_ok if col_rule in padded_rule and not c_ok.all() else None
-    rows_per = max(1, min(out_h, block_elements // max(1, out_w * outs)))
+    plan = _Blocks(image, kernel, padding=padding, boundary=boundary, offset=offset, magnitude=magnitude,
+                   stride=stride, dilation=dilation, groups=groups, cval=cval, prepare=prepare,
+                   block_elements=block_elements, method=method)
     workspace = Workspace()
-    own_type = batch.dtype == np.float64
-    for n, sample in enumerate(batch):
-        for i0 in range(0, out_h, rows_per):
-            i1 = min(out_h, i0 + rows_per)
-            first = origin[0] + i0 * stride[0]
-            r_idx, r_ok = boundary_index(np.arange(first, first + (i1 - 1 - i0) * stride[0] + span_h), height,
-                                         row_rule)
-            rows_inside = first >= 0 and first + r_idx.size <= height
-            r_out = ~r_ok if row_rule in padded_rule and not r_ok.all() else None
-            if rows_inside and c_inside and prepare is None and own_type:
-                block = sample[first:first + r_idx.size, origin[1]:origin[1] + c_idx.size]   # a view
-            else:
-                block = workspace.get("region", (r_idx.size, c_idx.size, channels))
-                rows = sample[first:first + r_idx.size] if rows_inside else None
-                if rows is None:
-                    rows = workspace.get("rows", (r_idx.size, width, channels), batch.dtype)
-                    np.take(sample, r_idx, axis=0, out=rows)
-                if c_inside:
-                    block[...] = rows[:, origin[1]:origin[1] + c_idx.size]
-                elif own_type:
-                    np.take(rows, c_idx, axis=1, out=block)
-                else:
-                    block[...] = rows.take(c_idx, axis=1)
-                if prepare is not None:
-                    block = prepare(block)
-                if r_out is not None:
-                    block[r_out] = fill
-                if c_out is not None:
-                    block[:, c_out] = fill
-            rows_out = i1 - i0
-            out = (workspace.get("values", (rows_out, out_w, outs)),
-                   workspace.get("mags", (rows_out, out_w, outs)) if magnitude else None)
-            values, mags = correlate_valid(block, dense, magnitude=magnitude, stride=stride, dilation=dilation,
-                                           out=out, workspace=workspace, method=method)
-            yield n, i0, values, mags
+    for n, i0 in plan.starts:
+        values, mags = plan.compute(n, i0, workspace)
+        yield n, i0, values, mags
+
+
+def map_blocks(work, image: np.ndarray, kernel: np.ndarray, **options) -> list:
+    """[work(sample, first row, values, magnitudes, workspace) for each block of
+    `correlate_blocks(image, kernel, **options)`], in block order.
+
+    With a second core and blocks worth it, two threads take the blocks, each the next
+    one not yet taken, and each runs `work` on the blocks it computed: what `work` does
+    with a block (bounds, comparisons: numpy lets go of the GIL for them as for the
+    products) then overlaps the next block's product instead of following it. Each
+    thread has its own `workspace` (the block's buffers, and any `work` asks for), so
+    `work` must write only what belongs to its own block and return the rest: the
+    results come back in block order whichever thread made them, the same results as
+    one thread gives.
+    """
+    plan = _Blocks(image, kernel, **options)
+    starts = plan.starts
+    if len(starts) < 2 or plan.block_work * len(starts) < _THREADED_BLOCKS or cores() < 2:
+        workspace = Workspace()
+        return [work(n, i0, *plan.compute(n, i0, workspace), workspace) for n, i0 in starts]
+    import threading
+    results: list = [None] * len(starts)
+    lock, pending, failed = threading.Lock(), iter(range(len(starts))), []
+
+    def run() -> None:
+        workspace = Workspace(threads=False)   # one thread per block: no second one inside it
+        while not failed:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            n, i0 = starts[index]
+            results[index] = work(n, i0, *plan.compute(n, i0, workspace), workspace)
+
+    def help_out() -> None:
+        try:
+            run()
+        except BaseException as exc:   # raised again below: its blocks were not made
+            failed.append(exc)
+
+    # Set once around both threads: each block's own setting (in correlate_valid) then
+    # finds one thread and leaves one, whichever thread ends first.
+    with single_threaded_blas():
+        helper = threading.Thread(target=help_out)
+        helper.start()
+        try:
+            run()
+        except BaseException as exc:
+            failed.append(exc)   # the helper stops after its block
+            raise
+        finally:
+            helper.join()
+    if failed:
+        raise failed[0]
+    return results
 
 
 def correlate(image: np.ndarray, kernel: np.ndarray, *, padding: str = "same", boundary="zero",

@@ -406,3 +406,14 @@ def test_the_command_skips_a_framework_teardown_only(monkeypatch, capsys, framew
     code = left.value.args[0] if framework is not None else left.value.code
     assert code == 2   # the command's own exit code, either way
     assert "missing.npy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("columns", [None, "97", "0", "-3", "wide", ""])
+def test_terminal_width_is_shutils_without_importing_it(monkeypatch, columns):
+    import shutil
+    from convcheck.cli_options import terminal_width
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_width() == shutil.get_terminal_size((160, 24)).columns

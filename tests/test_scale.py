@@ -437,3 +437,147 @@ def test_a_failure_in_the_second_thread_is_raised_not_lost(monkeypatch):
     kernel = RNG.standard_normal((3, 3, 64, 64))
     with pytest.raises(MemoryError, match="helper"):
         correlate(image, kernel, magnitude=True)
+
+
+# ----------------------------------------------------------------------------- blocks on two threads
+
+
+def _padded_correlation(image, kernel, *, padding, offset, stride, dilation, cval):
+    """An independent 'zero'/'constant' correlation: np.pad with `cval` on every side, then
+    each window summed tap by tap (the layouts of reference.correlate)."""
+    from convcheck.reference import output_size, window_origin
+    batch, height, width, _ = image.shape
+    kh, kw, _, outs = kernel.shape
+    out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
+    top, left = window_origin(padding, (kh, kw), offset, (height, width), stride, dilation)
+    margin = 40
+    padded = np.pad(image, ((0, 0), (margin, margin), (margin, margin), (0, 0)), constant_values=cval)
+    result = np.zeros((batch, out_h, out_w, outs))
+    for u in range(kh):
+        for v in range(kw):
+            r0, c0 = margin + top + u * dilation[0], margin + left + v * dilation[1]
+            taps = padded[:, r0:r0 + (out_h - 1) * stride[0] + 1:stride[0], c0:c0 + (out_w - 1) * stride[1] + 1:stride[1]]
+            result += taps @ kernel[u, v]
+    return result
+
+
+@pytest.mark.parametrize("dtype, boundary, cval, prepare", [
+    (np.float32, "zero", 0.0, None),              # another type: read into a block of our own
+    (np.float64, "zero", 0.0, "float16"),         # rounded block by block
+    (np.float64, "constant", 2.5, "bfloat16"),    # the fill is not rounded
+    (np.float16, ("constant", "zero"), -1.0, None),
+])
+def test_zero_and_constant_blocks_are_slices_of_the_padded_image(dtype, boundary, cval, prepare):
+    rng = np.random.default_rng(31)
+    image = rng.standard_normal((2, 13, 11, 3)).astype(dtype)
+    kernel = rng.standard_normal((3, 2, 3, 2))
+    rounded = image if prepare is None else prec.round_to(image, prepare)
+    for padding, offset, stride, dilation in [("same", (0, 0), (1, 1), (1, 1)), ("full", (2, -1), (2, 1), (1, 2)),
+                                              ("same", (-20, 3), (1, 1), (1, 1)),   # blocks wholly in the padding
+                                              ("valid", (1, 30), (1, 2), (2, 1))]:
+        values, _ = correlate(image, kernel, padding=padding, boundary=boundary, offset=offset, stride=stride,
+                              dilation=dilation, cval=cval, method="shifted",
+                              prepare=None if prepare is None else prec.rounder(prepare))
+        # 'zero' rows with a 'constant' column rule: the fill is the constant's (as correlate_blocks has it).
+        expected = _padded_correlation(rounded.astype(np.float64), kernel, padding=padding, offset=offset,
+                                       stride=stride, dilation=dilation, cval=cval)
+        slack = 2 * (3 * 2 * 3 + 2) * 2.0 ** -53 * _padded_correlation(
+            np.abs(rounded.astype(np.float64)), np.abs(kernel), padding=padding, offset=offset, stride=stride,
+            dilation=dilation, cval=abs(cval))
+        assert np.all(np.abs(values - expected) <= slack), (padding, offset)
+
+
+def test_a_rounder_shared_by_two_threads_rounds_each_ones_blocks():
+    import threading
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(1 << 18) * 1e3, rng.standard_normal(1 << 17) * 1e-3]
+    expected = [prec.round_to(a, "float16") for a in arrays]
+    rounder = prec.rounder("float16")
+    start, wrong = threading.Barrier(2), []
+
+    def run(index):
+        start.wait()
+        for _ in range(20):
+            if not np.array_equal(rounder(arrays[index].copy()), expected[index]):
+                wrong.append(index)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
+
+
+def _threads_used(monkeypatch, cores: int) -> list:
+    """Force map_blocks onto `cores` threads (whatever the work); the list records, per
+    workspace made, whether it could start a thread of its own (False: map_blocks shares)."""
+    from convcheck import reference as ref
+    made = []
+    real = ref.Workspace.__init__
+
+    def init(self, threads=True):
+        made.append(threads)
+        real(self, threads)
+
+    monkeypatch.setattr(ref.Workspace, "__init__", init)
+    monkeypatch.setattr(ref, "cores", lambda: cores)
+    monkeypatch.setattr(ref, "_THREADED_BLOCKS", 0)
+    return made
+
+
+def test_map_blocks_returns_each_blocks_result_in_order_on_two_threads(monkeypatch):
+    from convcheck import reference as ref
+    made = _threads_used(monkeypatch, 2)
+    rng = np.random.default_rng(8)
+    image = rng.standard_normal((3, 20, 9, 2)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 4))
+    whole, whole_mags = correlate(image, kernel, magnitude=True, method="shifted")
+    parts = ref.map_blocks(lambda n, i0, values, mags, space: (n, i0, values.copy(), mags.copy()), image, kernel,
+                           magnitude=True, block_elements=4 * 9 * 4, method="shifted")   # 4 rows a block
+    assert False in made   # the blocks were shared by two threads
+    assert [(n, i0) for n, i0, _, _ in parts] == [(n, i0) for n in range(3) for i0 in range(0, 20, 4)]
+    for n, i0, values, mags in parts:
+        rows = slice(i0, i0 + values.shape[0])
+        assert np.array_equal(values, whole[n, rows]) and np.array_equal(mags, whole_mags[n, rows])
+
+
+def test_a_failing_block_on_either_thread_is_raised_and_the_blas_threads_restored(monkeypatch):
+    from convcheck import reference as ref
+    _threads_used(monkeypatch, 2)
+    before = [get() for get, _ in ref._openblas_threads()]
+    image = np.ones((4, 16, 16, 2))
+    kernel = np.ones((3, 3, 2, 2))
+    for failing in range(0, 16, 3):
+        def work(n, i0, values, mags, space, failing=failing):
+            if n * 4 + i0 // 4 == failing:   # blocks of 4 rows, 4 a sample
+                raise ValueError(f"block {failing}")
+            return n
+        with pytest.raises(ValueError, match=f"block {failing}"):
+            ref.map_blocks(work, image, kernel, block_elements=4 * 16 * 2, method="shifted")
+    assert [get() for get, _ in ref._openblas_threads()] == before
+
+
+@pytest.mark.parametrize("make", ["equal", "corrupted", "float32 of float64 inputs", "offset"])
+def test_two_threads_give_the_diagnosis_of_one(monkeypatch, make):
+    from convcheck.engine import diagnose
+    rng = np.random.default_rng(40)
+    image = rng.standard_normal((4, 18, 15, 6))
+    kernel = rng.standard_normal((3, 3, 6, 5))
+    if make == "float32 of float64 inputs":
+        output = reference(image.astype(np.float32), kernel.astype(np.float32)).astype(np.float32)
+    else:
+        image = image.astype(np.float32)
+        output = reference(image, kernel.astype(np.float32)).astype(np.float32)
+        if make == "corrupted":
+            output[1, 4, 7, 2] += 0.5
+            output[3, 17, 0, 4] -= 2.0
+        elif make == "offset":
+            output = np.roll(output, 1, axis=2)
+    inputs = prepare_inputs(image, kernel, output)
+    results = {}
+    for cores in (1, 2):
+        made = _threads_used(monkeypatch, cores)
+        results[cores] = diagnose(inputs).to_json_dict()
+        assert (False in made) == (cores == 2)
+    assert results[1] == results[2]
