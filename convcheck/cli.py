@@ -57,7 +57,17 @@ def entry() -> None:
     closed; plots) is complete by then, and the Keras worker processes leave on their
     own when their input closes. Only here, never in `main`, which tests and other Python
     code call in their own process.
+
+    Before numpy is loaded, its OpenBLAS is asked for one thread (OPENBLAS_NUM_THREADS,
+    unless the environment already names a number): convcheck runs its products on one
+    BLAS thread each, two at a time on threads of its own (reference.single_threaded_blas,
+    map_blocks), so OpenBLAS's own pool would only be started for nothing, and its threads,
+    spinning for work the first ~0.1 s, would take a core from them (measured: an explain
+    of an (8, 56, 56, 64) batch 0.26 s -> 0.24 s). Child processes inherit it; the
+    frameworks' convolutions do not use numpy's BLAS.
     """
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         main(prog_name="convcheck")
     except SystemExit as exc:

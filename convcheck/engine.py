@@ -1422,7 +1422,10 @@ def _evaluate_blocks(problem: _Problem, expl: Explanation, *, needed: float, kee
     only what the diagnosis keeps survives it: the mismatch mask, the maxima, the evidence
     bits (see evidence.RowBits; while nothing mismatches) and, with `keep_values`, the
     values' `_Differences` from the output (what the statistics need of a reference).
-    Every number is the one the whole-output evaluation gives, elementwise.
+    Every number is the one the whole-output evaluation gives, elementwise. Where
+    reference.map_blocks shares the blocks between two threads, each thread bounds and
+    compares its own blocks; what they return is merged in block order, so the result is
+    the one a single thread gives.
     """
     precision = expl.precision
     output = problem.output

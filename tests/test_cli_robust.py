@@ -417,3 +417,34 @@ def test_terminal_width_is_shutils_without_importing_it(monkeypatch, columns):
     else:
         monkeypatch.setenv("COLUMNS", columns)
     assert terminal_width() == shutil.get_terminal_size((160, 24)).columns
+
+
+@pytest.mark.parametrize("given, numpy_first, expected", [
+    (None, False, "1"),    # numpy's OpenBLAS then starts with one thread
+    ("2", False, "2"),     # the user's own number is kept (and OpenBLAS takes it)
+    (None, True, None),    # numpy already loaded: too late, left alone
+])
+def test_the_command_asks_openblas_for_one_thread_before_numpy_loads(given, numpy_first, expected):
+    from convcheck.reference import cores
+    script = ("import atexit, os, sys\n"
+              + ("import numpy\n" if numpy_first else "")
+              + "from convcheck import cli\n"
+              "def report():\n"
+              "    from convcheck import reference  # numpy loaded here: the command did not need it\n"
+              "    counts = [get() for get, _ in reference._openblas_threads()]\n"
+              "    print(os.environ.get('OPENBLAS_NUM_THREADS'), min(counts, default=-1))\n"
+              "atexit.register(report)\n"
+              "sys.argv = ['convcheck', '--version']\n"
+              "cli.entry()\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    variable, threads = done.stdout.split()[-2:]
+    if threads == "-1":
+        pytest.skip("numpy here is not built on OpenBLAS: no thread count to read")
+    assert variable == str(expected), done.stderr[-2000:]
+    if expected == "1":
+        assert threads == "1"
+    elif cores() >= 2:
+        assert int(threads) >= 2   # OpenBLAS's own choice (all cores, or the user's number)
