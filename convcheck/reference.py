@@ -438,18 +438,27 @@ def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
                 return
             yield start
 
+    _beside(lambda: run(workspace, take()), lambda: run(workspace.helper(), take()), failed)
+
+
+def _beside(work, helper_work, failed: list) -> None:
+    """`work()` on this thread and `helper_work()` on a second one beside it, each taking
+    blocks until none is left or `failed` holds a failure; the first failure of either is
+    raised here once both have stopped (the other stops after the block it is on)."""
+    import threading
+
     def help_out():
         try:
-            run(workspace.helper(), take())
+            helper_work()
         except BaseException as exc:   # raised again below: its blocks were not made
             failed.append(exc)
 
     helper = threading.Thread(target=help_out)
     helper.start()
     try:
-        run(workspace, take())
+        work()
     except BaseException as exc:
-        failed.append(exc)   # the helper stops after its block
+        failed.append(exc)
         raise
     finally:
         helper.join()
@@ -709,26 +718,10 @@ def map_blocks(work, image: np.ndarray, kernel: np.ndarray, **options) -> list:
             n, i0 = starts[index]
             results[index] = work(n, i0, *plan.compute(n, i0, workspace), workspace)
 
-    def help_out() -> None:
-        try:
-            run()
-        except BaseException as exc:   # raised again below: its blocks were not made
-            failed.append(exc)
-
     # Set once around both threads: each block's own setting (in correlate_valid) then
     # finds one thread and leaves one, whichever thread ends first.
     with single_threaded_blas():
-        helper = threading.Thread(target=help_out)
-        helper.start()
-        try:
-            run()
-        except BaseException as exc:
-            failed.append(exc)   # the helper stops after its block
-            raise
-        finally:
-            helper.join()
-    if failed:
-        raise failed[0]
+        _beside(run, run, failed)
     return results
 
 
