@@ -233,7 +233,7 @@ class _Problem:
 
     def has_subnormals(self, precision: str) -> bool:
         """True when an input holds nonzero values below `precision`'s smallest normal number."""
-        tiny = _SMALLEST_NORMALS["float32" if precision == "tfloat32" else precision]
+        tiny = _SMALLEST_NORMAL["float32" if precision == "tfloat32" else precision]
         return any(bool(np.any((chunk != 0) & (np.abs(chunk) < tiny)))
                    for a in (self.image, self.kernel) for chunk in prec.blocks(a))
 
@@ -1797,12 +1797,12 @@ _WINOGRAD_PEAK_TO_MEDIAN = 64.0
 _WINOGRAD_USERS = {"F(6x6,3x3)": "NNPACK's CPU algorithm for 3x3 kernels",
                    "F(4x4,3x3)": "as GPU libraries such as cuDNN use",
                    "F(2x2,3x3)": "as GPU libraries such as cuDNN use"}
-# The smallest normal number: what flushing a subnormal result to zero can cost (NNPACK
-# runs with denormals disabled).
-_SMALLEST_NORMAL = {"float32": 2.0 ** -126, "float64": 2.0 ** -1022}
 # Each precision's smallest normal number (finfo(...).tiny; bfloat16 has float32's exponent
-# range): written out, since asking ml_dtypes' finfo costs its 6 ms import.
-_SMALLEST_NORMALS = {**_SMALLEST_NORMAL, "bfloat16": 2.0 ** -126, "float16": 2.0 ** -14}
+# range), written out since asking ml_dtypes' finfo costs its 6 ms import: what flushing a
+# subnormal result to zero can cost (NNPACK runs with denormals disabled), and where
+# subnormal inputs begin.
+_SMALLEST_NORMAL = {"float32": 2.0 ** -126, "float64": 2.0 ** -1022, "bfloat16": 2.0 ** -126,
+                    "float16": 2.0 ** -14}
 
 
 def _winograd_precisions(precisions) -> list[str]:

@@ -408,7 +408,7 @@ def test_rows_with_the_same_output_bytes_share_one_diagnosis(monkeypatch):
 
 def test_smallest_normals_are_those_of_finfo():
     import ml_dtypes
-    for precision, tiny in engine._SMALLEST_NORMALS.items():
+    for precision, tiny in engine._SMALLEST_NORMAL.items():
         assert tiny == float(ml_dtypes.finfo(prec.storage_type(precision)).tiny), precision
 
 
