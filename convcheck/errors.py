@@ -23,3 +23,17 @@ class BackendError(RuntimeError):
         super().__init__(f"{backend}: {reason}")
         self.backend = backend
         self.reason = reason
+
+
+class MissingDependency(RuntimeError):
+    """An optional dependency is not installed (a model format's loader, a framework).
+
+    The CLI maps it to exit code 3 with its message, which ends with the `pip install`
+    line that brings the missing extra.
+    """
+
+    def __init__(self, what: str, extra: str, missing: str):
+        super().__init__(f"{what} needs {missing}, which is not installed here: "
+                         f"pip install 'convcheck[{extra}]'")
+        self.extra = extra
+        self.missing = missing
