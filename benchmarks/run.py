@@ -154,7 +154,7 @@ def make_batch_case(folder: Path) -> list[str] | None:
 
 def make_geometry_case(folder: Path, stride: int, dilation: int) -> list[str]:
     """A 512x512x3 float32 image, a 3x3x3x16 kernel and its stride/dilation output (float32)."""
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
     rng = np.random.default_rng(512)
     image = rng.standard_normal((512, 512, 3)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
@@ -195,7 +195,7 @@ def make_check_suite(folder: Path, cases: int = 50) -> Path:
 def make_explain_suite(folder: Path, cases: int, size: int, flipped: bool = False) -> Path:
     """`cases` explain cases of a size x size float32 image, 3x3..7x7 kernels and a saved
     output: the float64 reference (equal), or with `flipped` a true convolution (explained)."""
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
     folder.mkdir(exist_ok=True)
     rng = np.random.default_rng(size)
     lines = []

@@ -16,10 +16,9 @@ import numpy as np
 
 from .backends import BACKENDS, get_backend, resolve_backends, valid_names
 from .backends.keras_other import KerasSubprocessConv2D
-from .engine import diagnose
+from .engine import diagnose, native_precision
 from .errors import BackendError, InputError
-from .precision import native_precision
-from .reference import dense_kernel, dilate_kernel, geometry_pair, output_size, pad_before
+from .geometry import dense_kernel, dilate_kernel, geometry_pair, output_size, pad_before
 from .results import BackendResult, CompareReport
 from .vocabulary import DTYPES
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .check import judge, parse_allow, unexplained_message
 from .engine import diagnose, index_in_user_shape
-from .reference import geometry_pair
+from .geometry import geometry_pair
 from .errors import InputError
 from .vocabulary import Verdict
 
@@ -54,7 +54,7 @@ def _closeness_lines(diagnosis, inputs, padding, stride, dilation) -> list[str]:
     (into the caller's output array) and bound, then the actual and expected values where they
     differ most. For a batch, the values shown are those of the worst sample."""
     from .formats._text import values_apart
-    from .reference import output_size
+    from .geometry import output_size
 
     arrays = diagnosis.arrays
     output_shape = tuple(inputs.output_shape)

@@ -215,7 +215,7 @@ class Pipeline:
     TRIAL = 3   # compare cases timed, after the first
 
     def __init__(self, compares: int, min_cases: int):
-        from .reference import cores
+        from .engine import cores
         worth = compares >= min_cases and cores() >= 2 and _usable()
         # Started now, so that its imports are done when the trial ends.
         self.worker = DiagnosisWorker() if worth else None

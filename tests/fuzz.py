@@ -38,7 +38,7 @@ import ml_dtypes
 import numpy as np
 
 import convcheck
-from convcheck.precision import native_precision
+from convcheck.engine.precision import native_precision
 from convcheck.vocabulary import Verdict
 
 SEED = 20261124

@@ -7,7 +7,7 @@ import pytest
 import scipy.signal as sig
 
 import convcheck
-from convcheck.reference import reference
+from convcheck.engine.reference import reference
 from convcheck.vocabulary import Verdict
 
 RNG = np.random.default_rng(2024)
@@ -84,7 +84,7 @@ def test_a_declared_fft_with_another_boundary_is_held_to_its_rounding_too(bounda
     rng = np.random.default_rng(11)
     x = rng.standard_normal((16, 12, 12, 3)).astype(np.float32)
     k = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
-    from convcheck.reference import correlate
+    from convcheck.engine.reference import correlate
     out = correlate(x.astype(np.float64), k.astype(np.float16).astype(np.float64), boundary=boundary)[0]
     assert convcheck.explain(x, k, out.astype(np.float32), algorithm="fft").verdict is Verdict.UNEXPLAINED
 
@@ -104,7 +104,7 @@ def test_a_real_bias_of_a_few_ulps_is_not_called_fft_rounding():
 def test_input_rounding_that_only_the_loose_fft_bound_covers_is_not_called_an_fft(rounded):
     """One input rounded to float16, the sum computed directly in float64 and stored in
     float32: not in the vocabulary. The residual fits inside the FFT's normwise bound, but
-    its RMS is ~1e3 times what an FFT's rounding leaves (engine._FFT_RMS_RATIO), so an
+    its RMS is ~1e3 times what an FFT's rounding leaves (convcheck.engine.plausibility.FFT_RMS_RATIO), so an
     FFT must not be named."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((16, 12, 12, 3)).astype(np.float32)
@@ -118,9 +118,12 @@ def test_input_rounding_that_only_the_loose_fft_bound_covers_is_not_called_an_ff
 
 
 def test_the_fft_simulation_computes_the_candidate_correlation():
-    """engine._fft_simulated is the candidate's correlation (padding, offset, stride,
+    """convcheck.engine.plausibility.fft_simulated is the candidate's correlation (padding, offset, stride,
     dilation, a kernel transform) within float64 FFT rounding."""
-    from convcheck import engine
+    from convcheck.engine.plausibility import fft_simulated
+    from convcheck.engine.problem import Problem
+    from convcheck.engine.reference import correlate
+    from convcheck.geometry import transform_kernel
     from convcheck.inputs import prepare_inputs
 
     rng = np.random.default_rng(12)
@@ -130,9 +133,9 @@ def test_the_fft_simulation_computes_the_candidate_correlation():
                    {"boundary": "reflect", "offset": (-1, 2)}, {"boundary": "wrap", "stride": (2, 2)},
                    {"boundary": ("edge", "symmetric"), "padding": "full", "dilation": (1, 2)}):
         expl = convcheck.Explanation(precision="float64", **{"padding": "same", **fields})
-        values, _ = engine.correlate(x, engine.transform_kernel(k, expl.kernel_transform), padding=expl.padding,
+        values, _ = correlate(x, transform_kernel(k, expl.kernel_transform), padding=expl.padding,
                                      boundary=expl.boundary, offset=expl.offset, stride=expl.stride,
                                      dilation=expl.dilation)
-        problem = engine._Problem(prepare_inputs(x, k, values), expl, "float64")
-        simulated = engine._fft_simulated(problem, expl, values.shape)
+        problem = Problem(prepare_inputs(x, k, values), expl, "float64")
+        simulated = fft_simulated(problem, expl, values.shape)
         assert np.allclose(simulated, values, rtol=0, atol=1e-12), fields

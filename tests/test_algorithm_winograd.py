@@ -11,12 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 import convcheck
-from convcheck import winograd
+from convcheck.engine import winograd
 from convcheck.cli import main
-from convcheck.engine import _pattern_ratio
+from convcheck.engine.plausibility import pattern_ratio
 from convcheck.formats import render_explain
 from convcheck.formats.check_text import diagnosis_lines
-from convcheck.reference import correlate, extended_image
+from convcheck.engine.reference import correlate
+from convcheck.engine.windows import extended_image
 from convcheck.vocabulary import Explanation, Verdict, cause_for
 
 U32 = 2.0 ** -24
@@ -115,7 +116,7 @@ def test_the_bound_holds_on_float32_winograd_of_every_tile_size(tile, kind):
 
 @pytest.mark.parametrize("tile", winograd.RECOGNISABLE)
 def test_a_float32_winograd_residual_follows_its_own_tiles(tile):
-    """The pattern test of engine._winograd_tile: the residual of a tile size follows that tile's
+    """The pattern test of convcheck.engine.plausibility.winograd_tile: the residual of a tile size follows that tile's
     error pattern (ratio below 1), and more closely than the other tile size's (period 6 or 4)."""
     rng = np.random.default_rng(5)
     image, kernel = data("normal", (8, 24, 24, 1), rng), data("normal", (3, 3, 1, 1), rng)
@@ -123,11 +124,11 @@ def test_a_float32_winograd_residual_follows_its_own_tiles(tile):
     residual = np.abs(winograd_float32(image, kernel, tile) - reference)
     terms = bounds(image, kernel, "same")
     mask = np.ones(residual.shape, dtype=bool)
-    ratios = {t: _pattern_ratio(residual, terms[t], mags, mask, winograd.tile_size(t)) for t in winograd.RECOGNISABLE}
+    ratios = {t: pattern_ratio(residual, terms[t], mags, mask, winograd.tile_size(t)) for t in winograd.RECOGNISABLE}
     assert ratios[tile] < 1.0 and ratios[tile] == min(ratios.values())
     # A direct float32 sum's residual follows neither.
     direct = np.abs(exact(image, kernel, "same").astype(np.float32) - reference)
-    assert all(_pattern_ratio(direct, terms[t], mags, mask, winograd.tile_size(t)) > 1.0
+    assert all(pattern_ratio(direct, terms[t], mags, mask, winograd.tile_size(t)) > 1.0
                for t in winograd.RECOGNISABLE)
 
 

@@ -331,7 +331,7 @@ def geometry(tmp_path):
     import numpy as np
     import scipy.signal
 
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
 
     folder = tmp_path / "geo"
     folder.mkdir()

@@ -479,7 +479,7 @@ def test_import_message_names_the_frameworks(files, monkeypatch):
 @pytest.fixture
 def geometry(tmp_path, monkeypatch):
     """Strided, dilated, NCHW-batch and depthwise inputs with outputs from scipy and the reference."""
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(11)

@@ -425,13 +425,13 @@ def test_terminal_width_is_shutils_without_importing_it(monkeypatch, columns):
     (None, True, None),    # numpy already loaded: too late, left alone
 ])
 def test_the_command_asks_openblas_for_one_thread_before_numpy_loads(given, numpy_first, expected):
-    from convcheck.reference import cores
+    from convcheck.engine.threads import cores
     script = ("import atexit, os, sys\n"
               + ("import numpy\n" if numpy_first else "")
               + "from convcheck import cli\n"
               "def report():\n"
-              "    from convcheck import reference  # numpy loaded here: the command did not need it\n"
-              "    counts = [get() for get, _ in reference._openblas_threads()]\n"
+              "    from convcheck.engine import threads  # numpy loaded here: the command did not need it\n"
+              "    counts = [get() for get, _ in threads._openblas_threads()]\n"
               "    print(os.environ.get('OPENBLAS_NUM_THREADS'), min(counts, default=-1))\n"
               "atexit.register(report)\n"
               "sys.argv = ['convcheck', '--version']\n"

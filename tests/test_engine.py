@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import convcheck
 from convcheck.comparison import demo_paths
-from convcheck.reference import reference, transform_kernel
+from convcheck.engine.reference import reference
+from convcheck.geometry import transform_kernel
 from convcheck.vocabulary import BOUNDARIES, KERNEL_TRANSFORMS, Verdict
 
 RNG = np.random.default_rng(1234)

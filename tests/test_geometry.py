@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convcheck
-from convcheck.reference import reference
+from convcheck.engine.reference import reference
 from convcheck.vocabulary import Verdict
 
 RNG = np.random.default_rng(808)

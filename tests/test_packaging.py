@@ -103,13 +103,15 @@ def test_every_framework_is_an_extra():
     assert names(extras["jax"]) == {"jax"}
     assert names(extras["opencv"]) == {"opencv-python-headless"}
     assert names(extras["plot"]) == {"matplotlib"}
-    assert extras["all"] == ["convcheck[tensorflow,torch,jax,opencv,plot]"]
+    assert names(extras["onnx"]) == {"onnx", "onnxruntime"}          # model formats for `convcheck model`
+    assert names(extras["tflite"]) == {"ai-edge-litert"}
+    assert extras["all"] == ["convcheck[tensorflow,torch,jax,opencv,plot,onnx,tflite]"]
     assert {"pytest", "hypothesis", "matplotlib"} <= names(extras["test"])
 
 
 def test_framework_markers_are_declared():
     markers = " ".join(PYPROJECT["tool"]["pytest"]["ini_options"]["markers"])
-    for marker in ("tensorflow:", "torch:", "jax:", "opencv:"):
+    for marker in ("tensorflow:", "torch:", "jax:", "opencv:", "onnx:", "tflite:"):
         assert marker in markers
 
 

@@ -6,8 +6,9 @@ import scipy.signal as sig
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convcheck.reference import (boundary_index, correlate, gather_windows, output_size, pad_image, reference,
-                                 transform_kernel)
+from convcheck.engine.windows import boundary_index, gather_windows, pad_image
+from convcheck.engine.reference import correlate, reference
+from convcheck.geometry import output_size, transform_kernel
 from convcheck.vocabulary import BOUNDARIES, KERNEL_TRANSFORMS, PADDINGS
 
 RNG = np.random.default_rng(7)

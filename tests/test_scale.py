@@ -14,11 +14,19 @@ import scipy.signal
 
 from convcheck import check as check_module
 from convcheck import engine
-from convcheck import evidence as ev
-from convcheck import precision as prec
+from convcheck.engine import threads
+from convcheck.engine.evaluation import evaluate_full
+from convcheck.engine.precision import SMALLEST_NORMAL
+from convcheck.engine.problem import Problem
+from convcheck.engine.statistics import Differences
+from convcheck.engine.summary import diagnosis_stats
+from convcheck.engine.verdict import expected_computation
+from convcheck.geometry import output_size
+from convcheck.engine import evidence as ev
+from convcheck.engine import precision as prec
 from convcheck.check import load_suite, run_suite
 from convcheck.inputs import prepare_inputs
-from convcheck.reference import correlate, correlate_blocks, reference
+from convcheck.engine.reference import correlate, correlate_blocks, reference
 from convcheck.vocabulary import BOUNDARIES, Explanation
 
 from .check_data import case, write_config
@@ -85,7 +93,7 @@ def _problem(image, kernel, output):
     inputs = prepare_inputs(image, kernel, np.nan_to_num(output))
     # A backend's output may hold NaN (an overflow), which input files may not: set it directly.
     inputs = replace(inputs, output=np.asarray(output).reshape(inputs.output.shape))
-    return engine._Problem(inputs, engine._baseline(inputs, "same", (1, 1), (1, 1), None), None)
+    return Problem(inputs, expected_computation(inputs, "same", (1, 1), (1, 1), None), None)
 
 
 CASES = [
@@ -108,17 +116,17 @@ def test_blocks_give_the_numbers_of_the_whole_output(description, make, fields):
     kernel = RNG.standard_normal((3, 3))
     problem = _problem(image, kernel, make(image, kernel))
     expl = problem.baseline.with_(**fields)
-    whole, values = engine._evaluate_full(problem, expl, "none", needed=30.0, keep_arrays=True)
-    blocks, differences = engine._evaluate_full(problem, expl, "none", needed=30.0)
+    whole, values = evaluate_full(problem, expl, "none", needed=30.0, keep_arrays=True)
+    blocks, differences = evaluate_full(problem, expl, "none", needed=30.0)
     assert blocks.bad == whole.bad and np.array_equal(blocks.mismatch, whole.mismatch)
     np.testing.assert_equal([blocks.max_residual, blocks.max_bound, blocks.worst_ratio],
                             [whole.max_residual, whole.max_bound, whole.worst_ratio])
     assert blocks.evidence == whole.evidence
     # The statistics read from the summary are those of the values themselves.
     if not fields:
-        assert isinstance(differences, engine._Differences)
-        old = engine._stats(problem, values, whole, whole, tuple)
-        new = engine._stats(problem, differences, blocks, blocks, tuple)
+        assert isinstance(differences, Differences)
+        old = diagnosis_stats(problem, values, whole, whole, tuple)
+        new = diagnosis_stats(problem, differences, blocks, blocks, tuple)
         np.testing.assert_equal(astuple(old), astuple(new))   # NaN statistics equal too
 
 
@@ -128,13 +136,13 @@ def test_evidence_of_a_large_output_is_that_of_every_position(monkeypatch):
     output = scipy.signal.convolve2d(image.astype(np.float32), kernel.astype(np.float32), mode="same")
     problem = _problem(image, kernel, output)
     expl = problem.baseline.with_(kernel_transform="rot180", precision="float32")
-    kept = engine._evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
+    kept = evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
     # Few positions kept per output: bits at the subset's positions, the rest computed again.
     monkeypatch.setattr(ev.RowBits, "KEEP_ALL", 100)
     monkeypatch.setattr(ev, "_SUBSET", 50)
-    sparse = engine._evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
+    sparse = evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
     monkeypatch.setattr(ev.RowBits, "KEEP_ALL", 1 << 30)
-    full = engine._evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
+    full = evaluate_full(problem, expl, "none", needed=30.0)[0].evidence
     assert kept.decisive and sparse.decisive and full.decisive
     assert sparse.compared == full.compared and sparse.informative == full.informative
     assert sparse.bits == pytest.approx(full.bits, rel=1e-12)
@@ -285,7 +293,7 @@ def test_blocks_match_the_whole_output_over_random_geometries():
         stride = tuple(int(v) for v in rng.integers(1, 3, 2))
         dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
         padding = str(rng.choice(["same", "valid", "full"]))
-        oh, ow = engine.output_size(padding, height, width, kh, kw, stride, dilation)
+        oh, ow = output_size(padding, height, width, kh, kw, stride, dilation)
         if oh <= 0 or ow <= 0:
             continue
         half = [np.float16, ml_dtypes.bfloat16][int(rng.integers(2))]
@@ -302,12 +310,12 @@ def test_blocks_match_the_whole_output_over_random_geometries():
             output.flat[rng.integers(output.size)] += 1
         inputs = prepare_inputs(image, kernel, np.nan_to_num(output))
         inputs = replace(inputs, output=output)
-        problem = engine._Problem(inputs, engine._baseline(inputs, padding, stride, dilation, groups), None)
+        problem = Problem(inputs, expected_computation(inputs, padding, stride, dilation, groups), None)
         for q in problem.precisions:
             expl = problem.baseline.with_(boundary=boundary, offset=offset, precision=q, groups=groups,
                                           output_precision=problem.storage[q])
-            whole, _ = engine._evaluate_full(problem, expl, "none", needed=30.0, keep_arrays=True)
-            blocks, _ = engine._evaluate_full(problem, expl, "none", needed=30.0)
+            whole, _ = evaluate_full(problem, expl, "none", needed=30.0, keep_arrays=True)
+            blocks, _ = evaluate_full(problem, expl, "none", needed=30.0)
             where = (batch, height, width, channels, groups, kh, kw, outs, stride, dilation, padding, offset,
                      boundary, q)
             assert blocks.bad == whole.bad and np.array_equal(blocks.mismatch, whole.mismatch), where
@@ -355,7 +363,7 @@ def test_groups_and_first_rows_are_those_of_unique():
 
 
 def test_blocks_shared_between_two_threads_sum_alike(monkeypatch):
-    from convcheck import reference as ref
+    from convcheck.engine import reference as ref
     image = RNG.standard_normal((1, 40, 40, 64))
     kernel = RNG.standard_normal((3, 3, 64, 64))   # blocks of 455 x 576 x 64: over _THREADED_PRODUCT
     assert 455 * 576 * 64 >= ref._THREADED_PRODUCT
@@ -408,7 +416,7 @@ def test_rows_with_the_same_output_bytes_share_one_diagnosis(monkeypatch):
 
 def test_smallest_normals_are_those_of_finfo():
     import ml_dtypes
-    for precision, tiny in engine._SMALLEST_NORMAL.items():
+    for precision, tiny in SMALLEST_NORMAL.items():
         assert tiny == float(ml_dtypes.finfo(prec.storage_type(precision)).tiny), precision
 
 
@@ -425,7 +433,7 @@ def test_bfloat16_representability_read_from_the_bits_agrees_with_rounding():
 
 
 def test_a_failure_in_the_second_thread_is_raised_not_lost(monkeypatch):
-    from convcheck import reference as ref
+    from convcheck.engine import reference as ref
 
     class Failing(ref.Workspace):
         def get(self, *args, **kwargs):
@@ -445,7 +453,8 @@ def test_a_failure_in_the_second_thread_is_raised_not_lost(monkeypatch):
 def _padded_correlation(image, kernel, *, padding, offset, stride, dilation, cval):
     """An independent 'zero'/'constant' correlation: np.pad with `cval` on every side, then
     each window summed tap by tap (the layouts of reference.correlate)."""
-    from convcheck.reference import output_size, window_origin
+    from convcheck.geometry import output_size
+    from convcheck.engine.windows import window_origin
     batch, height, width, _ = image.shape
     kh, kw, _, outs = kernel.shape
     out_h, out_w = output_size(padding, height, width, kh, kw, stride, dilation)
@@ -512,7 +521,7 @@ def test_a_rounder_shared_by_two_threads_rounds_each_ones_blocks():
 def _threads_used(monkeypatch, cores: int) -> list:
     """Force map_blocks onto `cores` threads (whatever the work); the list records, per
     workspace made, whether it could start a thread of its own (False: map_blocks shares)."""
-    from convcheck import reference as ref
+    from convcheck.engine import reference as ref
     made = []
     real = ref.Workspace.__init__
 
@@ -527,7 +536,7 @@ def _threads_used(monkeypatch, cores: int) -> list:
 
 
 def test_map_blocks_returns_each_blocks_result_in_order_on_two_threads(monkeypatch):
-    from convcheck import reference as ref
+    from convcheck.engine import reference as ref
     made = _threads_used(monkeypatch, 2)
     rng = np.random.default_rng(8)
     image = rng.standard_normal((3, 20, 9, 2)).astype(np.float32)
@@ -543,9 +552,9 @@ def test_map_blocks_returns_each_blocks_result_in_order_on_two_threads(monkeypat
 
 
 def test_a_failing_block_on_either_thread_is_raised_and_the_blas_threads_restored(monkeypatch):
-    from convcheck import reference as ref
+    from convcheck.engine import reference as ref
     _threads_used(monkeypatch, 2)
-    before = [get() for get, _ in ref._openblas_threads()]
+    before = [get() for get, _ in threads._openblas_threads()]
     image = np.ones((4, 16, 16, 2))
     kernel = np.ones((3, 3, 2, 2))
     for failing in range(0, 16, 3):
@@ -555,7 +564,7 @@ def test_a_failing_block_on_either_thread_is_raised_and_the_blas_threads_restore
             return n
         with pytest.raises(ValueError, match=f"block {failing}"):
             ref.map_blocks(work, image, kernel, block_elements=4 * 16 * 2, method="shifted")
-    assert [get() for get, _ in ref._openblas_threads()] == before
+    assert [get() for get, _ in threads._openblas_threads()] == before
 
 
 @pytest.mark.parametrize("make", ["equal", "corrupted", "float32 of float64 inputs", "offset"])

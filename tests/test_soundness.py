@@ -10,8 +10,8 @@ import pytest
 import scipy.signal as sig
 
 import convcheck
-from convcheck.evidence import Evidence, needed_bits
-from convcheck.precision import native_precision
+from convcheck.engine.evidence import Evidence, needed_bits
+from convcheck.engine.precision import native_precision
 from convcheck.vocabulary import Verdict
 
 RNG = np.random.default_rng(7)
@@ -182,7 +182,7 @@ def test_one_corrupted_element_is_not_tf32_with_a_fitted_scale():
     # fitted scale, float32 is nearer, and one corrupted element is no cause at all.
     # (Seed 5 gave "precision tfloat32 + scale 0.99875" before the fix; an NNPACK output
     # corrupted the same way gave "precision tfloat32 + scale 1.00103".)
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
     rng = np.random.default_rng(5)
     x = rng.standard_normal((16, 1, 24, 24)).astype(np.float32)
     w = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)

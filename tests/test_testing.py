@@ -170,7 +170,7 @@ def test_never_imports_tensorflow():
 @pytest.fixture(scope="module")
 def nchw_batch():
     """An NCHW batch, its OIHW weights and the stride-2 'same' output, made from the reference."""
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
 
     rng = np.random.default_rng(9)
     batch = rng.standard_normal((2, 7, 7, 3))
@@ -182,7 +182,7 @@ def nchw_batch():
 def test_stride_keyword(image, kernel):
     odd = np.random.default_rng(4).standard_normal((9, 9))
     strided = scipy.signal.correlate2d(odd, kernel, mode="same")[::2, ::2]
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
     np.testing.assert_allclose(strided, reference(odd, kernel, "same", stride=(2, 2)), rtol=0, atol=1e-12)
     assert assert_conv_matches(strided, odd, kernel, stride=2).verdict.value == "equal"
     assert assert_conv_matches(strided, odd, kernel, stride=(2, 2)).explanation.stride == (2, 2)
@@ -207,7 +207,7 @@ def test_shape_line_uses_the_declared_stride_and_dilation(image, kernel):
 
 
 def test_dilation_keyword(image, kernel):
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
 
     dilated = reference(image, kernel, "same", dilation=(2, 2))
     assert assert_conv_matches(dilated, image, kernel, dilation=2).verdict.value == "equal"
@@ -246,7 +246,7 @@ def test_nchw_batch_worst_sample_zero(nchw_batch):
 
 
 def test_depthwise_kernel_layout_and_groups():
-    from convcheck.reference import reference
+    from convcheck.engine.reference import reference
 
     rng = np.random.default_rng(2)
     image = rng.standard_normal((7, 7, 3))

@@ -106,13 +106,13 @@ def test_the_pipeline_takes_the_worker_only_when_backends_take_a_fair_share(monk
         finally:
             pipeline.close()
 
-    monkeypatch.setattr("convcheck.reference.cores", lambda: 2)
+    monkeypatch.setattr("convcheck.engine.cores", lambda: 2)
     assert decide(backend_ms=4.0, diagnosis_ms=1.7)        # TensorFlow + Keras on 64x64
     assert not decide(backend_ms=0.5, diagnosis_ms=3.4)    # scipy's backends
     assert decide(backend_ms=1.8, diagnosis_ms=3.4)        # over half as long: the worker's turn
     assert not decide(backend_ms=1.6, diagnosis_ms=3.4)
     assert Pipeline(compares=7, min_cases=8).worker is None
-    monkeypatch.setattr("convcheck.reference.cores", lambda: 1)
+    monkeypatch.setattr("convcheck.engine.cores", lambda: 1)
     assert Pipeline(compares=100, min_cases=8).worker is None   # one core: nothing to overlap
 
 

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError
-from ..reference import geometry_pair as _reference_geometry_pair
-from ..reference import output_size, padding_amounts
+from ..geometry import geometry_pair as _reference_geometry_pair
+from ..geometry import output_size, padding_amounts
 from ..vocabulary import DTYPES, PADDINGS
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from convcheck.backends import BACKENDS, get_backend
 from convcheck.errors import InputError
-from convcheck.reference import reference
+from convcheck.engine.reference import reference
 
 # backend name: (modules it needs, pytest marks)
 NATIVE = {

@@ -60,7 +60,7 @@ from fractions import Fraction
 import numpy as np
 
 from .precision import gamma
-from .reference import gather_windows
+from .windows import gather_windows
 
 
 def _matrix(rows) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The exact float64 reference (CONTRACT section 1) and the geometry every candidate shares.
+"""The exact float64 reference (CONTRACT section 1): cross-correlation in blocks of rows.
 
 Written with numpy only, never another library's convolution, so that it stays an
 independent witness for every backend convcheck compares (scipy included).
@@ -8,26 +8,15 @@ Layouts here: image (H, W, C), kernel (kh, kw, C_in, C_out), output (Ho, Wo, C_o
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from typing import Optional
 
 import numpy as np
 
-from .vocabulary import KERNEL_TRANSFORMS
+from ..geometry import dense_kernel, output_size
+from .threads import beside, cores, single_threaded_blas
+from .windows import axis_boundaries, boundary_index, window_origin
 
-# numpy.pad mode for each `boundary` value (CONTRACT section 2 names them after numpy.pad).
-_PAD_MODE = {"zero": "constant", "constant": "constant", "reflect": "reflect", "symmetric": "symmetric",
-             "wrap": "wrap", "edge": "edge"}
-
-
-def axis_boundaries(boundary) -> tuple[str, str]:
-    """(rows, columns) of a `boundary`: one name for both axes, or a [rows, columns] pair."""
-    if isinstance(boundary, str):
-        return boundary, boundary
-    rows, cols = boundary
-    return rows, cols
 
 # How `correlate_valid` sums (measured on 1024x1024 to 8192x8192 images; see benchmarks/):
 # with few channel pairs (C_in x C_out up to BANDED_PAIRS) a banded matrix product, each
@@ -35,216 +24,27 @@ def axis_boundaries(boundary) -> tuple[str, str]:
 # faster than adding shifted slices; above _MATMUL_TAPS multiply-adds per output pixel an
 # im2col matrix product; else shifted-slice accumulation.
 BANDED_PAIRS = 16
+
+
 _MATMUL_TAPS = 256
+
+
 _BLOCK_BYTES = 1 << 20        # ~1 MiB of padded rows per block keeps each pass in cache
+
+
 _PRODUCT_BYTES = 1 << 19      # the banded product's window matrix, per block
+
+
 _COLUMNS_BYTES = 1 << 21      # the im2col matrix, per block: bounded whatever the kernel's size
+
+
 _THREADED_PRODUCT = 1 << 23   # multiply-adds per im2col block from which a second thread pays (_im2col)
+
+
 _THREADED_BLOCKS = 1 << 23    # multiply-adds of all blocks from which a second thread pays (map_blocks)
+
+
 BLOCK_ELEMENTS = 1 << 17      # output elements per block of `correlate_blocks`
-
-
-def axis_layout(padding: str, size: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    """(output size, padding before) along one axis, CONTRACT section 1.
-
-    The dilated kernel spans e = (k - 1) * dilation + 1. 'same' is TensorFlow's SAME at
-    every stride and dilation: ceil(size / stride) outputs, total padding
-    max((out - 1) * stride + e - size, 0), of which total // 2 before (an uneven total's
-    extra row at the bottom). 'valid' pads nothing; 'full' pads e - 1 on both sides.
-    """
-    span = (k - 1) * dilation + 1
-    if padding == "same":
-        out = -(-size // stride)
-        return out, max((out - 1) * stride + span - size, 0) // 2
-    if padding == "valid":
-        return (max(size - span, -1) // stride + 1 if size >= span else 0), 0
-    if padding == "full":
-        return (size + span - 2) // stride + 1, span - 1
-    raise ValueError(f"unknown padding {padding!r}")
-
-
-def padding_amounts(padding: str, height: int, width: int, kh: int, kw: int, stride=(1, 1),
-                    dilation=(1, 1)) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding of CONTRACT section 1 at a stride and dilation
-    (what a library needs to be given explicitly to compute the reference's windows)."""
-    amounts = []
-    for size, k, s, d in ((height, kh, stride[0], dilation[0]), (width, kw, stride[1], dilation[1])):
-        out, before = axis_layout(padding, size, k, s, d)
-        amounts += [before, max((out - 1) * s + (k - 1) * d + 1 - size - before, 0)]
-    return amounts[0], amounts[1], amounts[2], amounts[3]
-
-
-def geometry_pair(value, label: str) -> tuple[int, int]:
-    """A stride or dilation as a (rows, columns) pair of positive ints (one int means both);
-    anything else is an `InputError` naming `label`."""
-    from .errors import InputError
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise InputError(f"{label} must be a positive integer or a pair of them, e.g. {label}=2 or "
-                         f"{label}=(2, 1); got {value!r}") from None
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in pair):
-        raise InputError(f"{label} must be a positive integer or a pair of them, e.g. {label}=2 or "
-                         f"{label}=(2, 1); got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def pad_before(padding: str, kh: int, kw: int, height: int = 0, width: int = 0,
-               stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
-    """(top, left) padding of a convention: TF 'SAME' puts an uneven total's extra row/column last.
-
-    At stride 1 the image size does not matter; at other strides SAME's padding depends on it.
-    """
-    return (axis_layout(padding, height, kh, stride[0], dilation[0])[1],
-            axis_layout(padding, width, kw, stride[1], dilation[1])[1])
-
-
-def output_size(padding: str, height: int, width: int, kh: int, kw: int,
-                stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
-    """The (Ho, Wo) of a padding convention at a stride and dilation."""
-    return (axis_layout(padding, height, kh, stride[0], dilation[0])[0],
-            axis_layout(padding, width, kw, stride[1], dilation[1])[0])
-
-
-def dilate_kernel(kernel: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:
-    """An HWIO kernel with dilation - 1 zero rows/columns between taps (exact: the zeros add nothing)."""
-    dy, dx = dilation
-    if (dy, dx) == (1, 1):
-        return kernel
-    kh, kw = kernel.shape[:2]
-    out = np.zeros(((kh - 1) * dy + 1, (kw - 1) * dx + 1) + kernel.shape[2:], dtype=kernel.dtype)
-    out[::dy, ::dx] = kernel
-    return out
-
-
-def dense_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
-    """A grouped HWIO kernel (kh, kw, C_in / G, C_out) as the dense (kh, kw, C_in, C_out) one:
-    output channel o sees only its group's input channels, zeros elsewhere (exact)."""
-    if groups == 1:
-        return kernel
-    kh, kw, per_group, outs = kernel.shape
-    per_out = outs // groups
-    dense = np.zeros((kh, kw, per_group * groups, outs), dtype=kernel.dtype)
-    for g in range(groups):
-        dense[:, :, g * per_group:(g + 1) * per_group, g * per_out:(g + 1) * per_out] = \
-            kernel[:, :, :, g * per_out:(g + 1) * per_out]
-    return dense
-
-
-def transform_kernel(kernel: np.ndarray, name: str) -> np.ndarray:
-    """`T(kernel)` on the (kh, kw) axes of an HWIO kernel, as CONTRACT section 2 defines T."""
-    if name == "identity":
-        return kernel
-    if name == "rot180":
-        return kernel[::-1, ::-1]
-    if name == "transpose":
-        return kernel.swapaxes(0, 1)
-    if name == "anti_transpose":
-        return kernel[::-1, ::-1].swapaxes(0, 1)
-    if name == "flip_ud":
-        return kernel[::-1, :]
-    if name == "flip_lr":
-        return kernel[:, ::-1]
-    if name == "rot90":
-        return np.rot90(kernel, 1, axes=(0, 1))
-    if name == "rot270":
-        return np.rot90(kernel, -1, axes=(0, 1))
-    raise ValueError(f"unknown kernel transform {name!r}; expected one of {KERNEL_TRANSFORMS}")
-
-
-def pad_image(image: np.ndarray, boundary, before: tuple[int, int], after: tuple[int, int],
-              cval: float = 0.0) -> np.ndarray:
-    """The (H, W, C) image extended by `before`/`after` rows and columns per `boundary`
-    (one name, or a [rows, columns] pair; 'constant' fills with `cval`).
-
-    numpy.pad repeats reflect/symmetric/wrap as often as needed, so margins larger than
-    the image are well defined. A pair pads the rows, then the columns: the corners are
-    what each axis's rule gives independently (as scipy.ndimage's per-axis modes do).
-    """
-    padded = image
-    for axis, mode in enumerate(axis_boundaries(boundary)):
-        widths = [(0, 0)] * image.ndim
-        widths[axis] = (before[axis], after[axis])
-        extra = {"constant_values": cval if mode == "constant" else 0.0} if _PAD_MODE[mode] == "constant" else {}
-        padded = np.pad(padded, widths, mode=_PAD_MODE[mode], **extra)
-    return padded
-
-
-def boundary_index(index: np.ndarray, size: int, boundary: str) -> tuple[np.ndarray, np.ndarray]:
-    """Map image coordinates (any integers) to in-image ones per `boundary`, as numpy.pad does.
-
-    Returns (index, valid): `valid` is False where a 'zero' boundary reads padding.
-    Periodic formulas, so margins larger than the image repeat the rule like numpy.pad.
-    """
-    index = np.asarray(index)
-    valid = np.ones(index.shape, dtype=bool)
-    if boundary in ("zero", "constant"):
-        valid = (index >= 0) & (index < size)
-        return np.clip(index, 0, size - 1), valid
-    if boundary == "edge":
-        return np.clip(index, 0, size - 1), valid
-    if boundary == "wrap":
-        return np.mod(index, size), valid
-    if boundary == "symmetric":
-        m = np.mod(index, 2 * size)
-        return np.where(m < size, m, 2 * size - 1 - m), valid
-    if boundary == "reflect":
-        if size == 1:
-            return np.zeros_like(index), valid
-        m = np.mod(index, 2 * size - 2)
-        return np.where(m < size, m, 2 * size - 2 - m), valid
-    raise ValueError(f"unknown boundary {boundary!r}")
-
-
-def gather_windows(image: np.ndarray, boundary, rows: np.ndarray, cols: np.ndarray,
-                   height: int, width: int, samples: np.ndarray | None = None, cval: float = 0.0) -> np.ndarray:
-    """The (n, height, width, C) blocks of the extended image whose top-left corners are (rows, cols).
-
-    `image` is (H, W, C), or (N, H, W, C) with `samples` naming each block's sample. Only
-    the requested blocks are read: no padded copy of the whole image.
-    """
-    batched = image.ndim == 4
-    size_h, size_w = image.shape[batched:batched + 2]
-    row_rule, col_rule = axis_boundaries(boundary)
-    r_idx, r_ok = boundary_index(rows[:, None] + np.arange(height), size_h, row_rule)
-    c_idx, c_ok = boundary_index(cols[:, None] + np.arange(width), size_w, col_rule)
-    which = np.zeros(rows.shape, dtype=np.intp) if (samples is None or not batched) else samples
-    if image.flags.c_contiguous:
-        # One flat index per pixel and np.take: faster than three broadcast index arrays.
-        flat = (which[:, None, None] * size_h + r_idx[:, :, None]) * size_w + c_idx[:, None, :]
-        blocks = np.take(image.reshape(-1, image.shape[-1]), flat, axis=0)
-    elif batched:
-        blocks = image[which[:, None, None], r_idx[:, :, None], c_idx[:, None, :]]
-    else:
-        blocks = image[r_idx[:, :, None], c_idx[:, None, :]]
-    if row_rule in ("zero", "constant") or col_rule in ("zero", "constant"):
-        inside = (r_ok[:, :, None] & c_ok[:, None, :])[..., None]
-        blocks = blocks * inside
-        if cval:
-            blocks = blocks + cval * ~inside
-    return blocks
-
-
-def window_origin(padding: str, kernel_hw: tuple[int, int], offset: tuple[int, int], image_hw=(0, 0),
-                  stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
-    """Where output[0, 0]'s window starts in image coordinates: output[i, j] reads rows from
-    i * stride + origin (CONTRACT section 2's offset is in input pixels)."""
-    top, left = pad_before(padding, *kernel_hw, *image_hw, stride, dilation)
-    return offset[0] - top, offset[1] - left
-
-
-def extended_image(image: np.ndarray, boundary, origin: tuple[int, int],
-                   out_hw: tuple[int, int], kernel_hw: tuple[int, int], cval: float = 0.0) -> np.ndarray:
-    """The image region (padded per `boundary`) that an output of `out_hw` at `origin` reads."""
-    height, width = image.shape[:2]
-    before = (max(0, -origin[0]), max(0, -origin[1]))
-    after = (max(0, origin[0] + out_hw[0] + kernel_hw[0] - 1 - height),
-             max(0, origin[1] + out_hw[1] + kernel_hw[1] - 1 - width))
-    padded = pad_image(image, boundary, before, after, cval)
-    r0, c0 = origin[0] + before[0], origin[1] + before[1]
-    return padded[r0:r0 + out_hw[0] + kernel_hw[0] - 1, c0:c0 + out_hw[1] + kernel_hw[1] - 1]
 
 
 def correlate_valid(region: np.ndarray, kernel: np.ndarray, *, magnitude: bool = False,
@@ -438,32 +238,7 @@ def _im2col(region, kernel, values, mags, stride, dilation, workspace) -> None:
                 return
             yield start
 
-    _beside(lambda: run(workspace, take()), lambda: run(workspace.helper(), take()), failed)
-
-
-def _beside(work, helper_work, failed: list) -> None:
-    """`work()` on this thread and `helper_work()` on a second one beside it, each taking
-    blocks until none is left or `failed` holds a failure; the first failure of either is
-    raised here once both have stopped (the other stops after the block it is on)."""
-    import threading
-
-    def help_out():
-        try:
-            helper_work()
-        except BaseException as exc:   # raised again below: its blocks were not made
-            failed.append(exc)
-
-    helper = threading.Thread(target=help_out)
-    helper.start()
-    try:
-        work()
-    except BaseException as exc:
-        failed.append(exc)
-        raise
-    finally:
-        helper.join()
-    if failed:
-        raise failed[0]
+    beside(lambda: run(workspace, take()), lambda: run(workspace.helper(), take()), failed)
 
 
 def _product(cols, matrix, result, r0: int, c0: int, rows: int, count: int, space: Workspace) -> None:
@@ -475,14 +250,6 @@ def _product(cols, matrix, result, r0: int, c0: int, rows: int, count: int, spac
     product = space.get("product", (rows * count, result.shape[2]))
     np.matmul(cols, matrix, out=product)
     result[r0:r0 + rows, c0:c0 + count] = product.reshape(rows, count, result.shape[2])
-
-
-def cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _shifted(region, kernel, values, mags, stride, dilation) -> None:
@@ -519,54 +286,6 @@ def _shifted(region, kernel, values, mags, stride, dilation) -> None:
             values[r0:r0 + rows, :, o] = acc
             if magnitude:
                 mags[r0:r0 + rows, :, o] = acc_abs
-
-
-_BLAS_THREADS: list | None = None
-
-
-def _openblas_threads() -> list:
-    """(get, set) thread-count functions of every OpenBLAS loaded in this process (found
-    once; empty where there is none, e.g. numpy on Accelerate or MKL, or no /proc)."""
-    global _BLAS_THREADS
-    if _BLAS_THREADS is None:
-        found = []
-        try:
-            import ctypes
-            with open("/proc/self/maps") as maps:
-                paths = sorted({line.split()[-1] for line in maps
-                                if "openblas" in line.lower() and line.split()[-1].startswith("/")})
-            for path in paths:
-                library = ctypes.CDLL(path)
-                for name in ("scipy_openblas{}64_", "scipy_openblas{}", "openblas{}64_", "openblas{}"):
-                    get = getattr(library, name.format("_get_num_threads"), None)
-                    set_ = getattr(library, name.format("_set_num_threads"), None)
-                    if get is not None and set_ is not None:
-                        found.append((get, set_))
-                        break
-        except (OSError, AttributeError, ValueError):
-            pass
-        _BLAS_THREADS = found
-    return _BLAS_THREADS
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run numpy's matrix products on one thread inside the block.
-
-    The products here are small and many (one per block of rows): OpenBLAS splits each
-    over all cores, which costs more than it gains and, on a busy machine, 2 to 10 times
-    the single-threaded time (measured on a 2-core machine shared with other jobs). The
-    previous thread counts are restored on exit.
-    """
-    libraries = _openblas_threads()
-    before = [get() for get, _ in libraries]
-    for _, set_ in libraries:
-        set_(1)
-    try:
-        yield
-    finally:
-        for (_, set_), count in zip(libraries, before):
-            set_(count)
 
 
 class _Blocks:
@@ -721,7 +440,7 @@ def map_blocks(work, image: np.ndarray, kernel: np.ndarray, **options) -> list:
     # Set once around both threads: each block's own setting (in correlate_valid) then
     # finds one thread and leaves one, whichever thread ends first.
     with single_threaded_blas():
-        _beside(run, run, failed)
+        beside(run, run, failed)
     return results
 
 

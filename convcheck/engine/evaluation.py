@@ -1,0 +1,336 @@
+"""A candidate on the whole output: its values, bound, mismatches and evidence (`Full`).
+
+Candidates with nothing fitted and summed directly are evaluated a block of output rows
+at a time (`evaluate_full` -> `_evaluate_blocks`); the others need whole-output statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import evidence as ev
+from ..geometry import transform_kernel
+from ..vocabulary import Explanation
+from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
+from .clipping import clip_limits, clip_residual, clipped_mask, clipped_values
+from .fits import fit_cval, fit_within, usable_fit
+from .plausibility import WINOGRAD_USERS, implausibility_mask, winograd_implausible, winograd_tile
+from .problem import Problem
+from .reference import correlate, map_blocks
+from .statistics import Differences
+from .windows import gather_windows, window_origin
+
+
+SEARCH_BYTES = 1 << 23         # the search's window matrix, per product (large kernels: a few samples each)
+
+
+@dataclass
+class Full:
+    """A candidate evaluated on the whole output: summary numbers and the mismatch mask.
+
+    The output-sized arrays (prediction, bound) are kept only when plots ask for them, so
+    a diagnosis holds a few output-sized buffers at most.
+    """
+
+    explanation: Explanation
+    bad: int                  # compared elements beyond the bound (NaN counts as beyond)
+    mismatch: np.ndarray      # bool mask of those elements, (N, Ho, Wo, O)
+    max_residual: float
+    max_bound: float
+    worst_ratio: float        # max(|residual| / bound) over compared elements
+    prediction: Optional[np.ndarray] = None
+    bound: Optional[np.ndarray] = None
+    evidence: Optional["ev.Evidence"] = None
+    compared: int = 0
+    clipped: int = 0          # compared elements clipped by the activation or saturated
+    detail: Optional[str] = None   # a sentence for the notes when this candidate is the answer
+
+    @property
+    def ok(self) -> bool:
+        return self.bad == 0
+
+
+def evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: float,
+                   keep_arrays: bool = False, keep_values: bool = True):
+    """A candidate on the whole output, refitting scale/bias there in closed form.
+
+    Returns (`Full`, the correlation values before scale and bias, or None without
+    `keep_values`). A candidate that passes carries its `evidence` (convcheck.evidence),
+    weighed against `needed` bits, on the elements it compares (an offset leaves out those
+    whose window the reference lacks).
+
+    A candidate with nothing fitted, summed directly, is evaluated block by block
+    (`_evaluate_blocks`): the same numbers in a working set of a few blocks. Fitted
+    parameters, FFT, Winograd and TF32 candidates, activations and integer outputs (their
+    limits) need whole-output statistics first.
+    """
+    if (fit == "none" and expl.algorithm == "direct" and problem.algorithm == "direct"
+            and expl.precision != "tfloat32" and not keep_arrays and problem.output.size
+            and clip_limits(expl.activation, expl.output_precision) == (None, None)):
+        return _evaluate_blocks(problem, expl, needed=needed, keep_values=keep_values)
+    image, kernel = problem.rounded(expl.precision)
+    tk = transform_kernel(kernel, expl.kernel_transform)
+    geometry = dict(padding=expl.padding, offset=expl.offset, magnitude=True, stride=tuple(expl.stride),
+                    dilation=tuple(expl.dilation), groups=problem.groups)
+    constant = fit == "cval"
+    values, mags = correlate(image, tk, boundary="zero" if constant else expl.boundary, **geometry)
+    tile = None   # the Winograd tile size the output shows (algorithm 'winograd')
+    out_h, out_w = values.shape[1:3]
+    row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
+    rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
+    compared = None
+    if rows.size != out_h or cols.size != out_w:
+        compared = (row_ok[:, None] & col_ok[None, :])[None, :, :, None]
+    limits = clip_limits(expl.activation, expl.output_precision)
+    clipped = clipped_mask(problem.output, limits)
+    if constant:
+        m_values, m_mags = correlate(np.zeros_like(image), tk, boundary="constant", cval=1.0, **geometry)
+        cval, predicted, bound = fit_cval(values, mags, m_values, m_mags, problem.output, problem, expl.precision,
+                                           compared, None, expl.output_precision)
+        mags = mags + abs(cval) * m_mags
+        scale, bias, expl = 1.0, 0.0, expl.with_(cval=cval)
+    else:
+        extra = None
+        if expl.algorithm == "winograd":
+            tile, extra = winograd_tile(problem, expl, values, mags, compared)
+        scale, bias, predicted, bound = fit_within(values, mags, problem.output, fit, problem, expl.precision,
+                                                    compared=compared, extra=extra, limits=limits,
+                                                    output_precision=expl.output_precision)
+    if not usable_fit(scale, bias):
+        scale, bias = 1.0, 0.0
+    residual = clip_residual(problem.output, predicted, limits)
+    # Written so that NaN residuals (an overflowed backend output) count as mismatches.
+    mismatch = ~(residual <= bound)
+    if compared is not None:
+        mismatch &= compared
+        residual = np.where(compared, residual, 0.0)
+    n_clipped = 0 if clipped is None else int(np.count_nonzero(clipped if compared is None else clipped & compared))
+    bad = int(np.count_nonzero(mismatch))
+    kind = fit_kind(fit)
+    fitted_expl = expl.with_(scale=as_value(scale) if kind in ("scale", "both") else 1.0,
+                             bias=as_value(bias) if kind in ("bias", "both") else 0.0)
+    if bad == 0:
+        implausible = implausibility_mask(problem, fitted_expl, values, residual, compared, fit)
+        if implausible is None and expl.algorithm == "winograd":
+            implausible = winograd_implausible(residual, bound, compared, tile)
+        if implausible is not None:
+            mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
+    evidence = None
+    outs = values.shape[3]
+    if bad == 0:
+        if rows.size and cols.size:
+            window = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            corner, size = (int(rows[0]), int(cols[0])), (int(rows[-1]) + 1 - rows[0], int(cols[-1]) + 1 - cols[0])
+            keyed = expl.with_(scale=scale, bias=bias)
+
+            def keys_at(positions):
+                return _window_keys_at(problem, keyed, tk, positions, corner, size)
+
+            spread = ev.same_window_spread(problem.n, *problem.extent(expl.precision))
+
+            evidence = ev.weigh(values[window], mags[window], bound[window], scale=scale,
+                                fitted=fitted_count(fit, outs), needed=needed,
+                                unclipped=None if clipped is None else ~clipped[window],
+                                per_channel=fit_fields(fit) if per_channel_fit(fit) else 0, windows_at=keys_at,
+                                spread=spread)
+            if constant:
+                # The border value is decided by the elements that read the border alone:
+                # they must carry the evidence for it, the fitted value taking its share.
+                border = m_values[window] != 0
+                reading = np.flatnonzero(border) // border.shape[-1]   # each element's position
+                border_evidence = ev.weigh(values[window][border][:, None], mags[window][border][:, None],
+                                           bound[window][border][:, None], scale=1.0, fitted=1, needed=needed,
+                                           windows_at=lambda chosen: keys_at(reading[chosen]), spread=spread)
+                if border_evidence.bits < evidence.bits:
+                    evidence = border_evidence
+        else:
+            evidence = ev.Evidence(0.0, needed, 0, 0, fitted_count(fit, outs), 0.0)
+    del mags
+    max_residual = float(np.max(residual))
+    max_bound = float(np.max(bound))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(residual, bound, out=residual)
+        seen = residual[~np.isnan(residual)]   # 0/0 where nothing is compared
+        worst = float(seen.max()) if seen.size else float("nan")
+    del residual
+    full = Full(fitted_expl, bad, mismatch, max_residual, max_bound, worst,
+                 clipped_values(predicted, limits) if keep_arrays else None, bound if keep_arrays else None, evidence,
+                 int(rows.size * cols.size * values.shape[0] * values.shape[3]), n_clipped)
+    if tile is not None:
+        full.detail = (f"Winograd {tile} tiles ({WINOGRAD_USERS[tile]}): the residual follows that tile's "
+                       "error pattern, and stays within its bound (Barabasz et al. 2020 style, see "
+                       "convcheck/winograd.py)")
+    return full, values
+
+
+def _evaluate_blocks(problem: Problem, expl: Explanation, *, needed: float, keep_values: bool):
+    """`evaluate_full` of a candidate with nothing fitted, one block of output rows at a time.
+
+    Each block is correlated (inputs rounded block by block), bounded and compared, and
+    only what the diagnosis keeps survives it: the mismatch mask, the maxima, the evidence
+    bits (see evidence.RowBits; while nothing mismatches) and, with `keep_values`, the
+    values' `Differences` from the output (what the statistics need of a reference).
+    Every number is the one the whole-output evaluation gives, elementwise. Where
+    reference.map_blocks shares the blocks between two threads, each thread bounds and
+    compares its own blocks; what they return is merged in block order, so the result is
+    the one a single thread gives.
+    """
+    precision = expl.precision
+    output = problem.output
+    batch, out_h, out_w, outs = output.shape
+    tk = transform_kernel(problem.rounded_kernel(precision), expl.kernel_transform)
+    row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
+    rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
+    partial = rows.size != out_h or cols.size != out_w
+    top, bottom = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+    left, right = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+    height, width = bottom - top, right - left    # the compared window, where evidence is weighed
+    differences = Differences(output) if keep_values else None
+    mismatch = np.zeros(output.shape, dtype=bool)
+
+    def at(chosen):
+        return _values_at(problem, expl, tk, chosen, (top, left), (height, width))
+
+    def bits_at(chosen):
+        values, mags = at(chosen)
+        bound = problem.bound(mags, values, precision, 1.0, False, output_precision=expl.output_precision)
+        return ev.element_bits(mags, bound, 1.0).sum(axis=-1)
+
+    row_bits = ev.RowBits(batch * height * width, bits_at) if rows.size and cols.size else None
+    # With many positions no values are kept: evidence's few positions are summed again.
+    kept = None if (row_bits is None or row_bits.all is None) else np.empty((batch, height, width, outs))
+    seen_bad = []   # set by the first block that mismatches: later blocks skip the evidence
+
+    def block(n, i0, values, mags, space):
+        """One block's part: its mismatches and evidence bits written to their own rows, the
+        rest returned (merged below in block order). The bound's "scratch" buffer is free
+        once the bound is made: the relative differences, then the bits, reuse it."""
+        i1 = i0 + values.shape[0]
+        shape = values.shape
+        bound = problem.bound(mags, values, precision, 1.0, False, output_precision=expl.output_precision,
+                              out=space.get("bound", shape), scratch=space.get("scratch", shape))
+        residual = np.subtract(output[n, i0:i1], values, dtype=np.float64, out=space.get("residual", shape))
+        np.abs(residual, out=residual)
+        summary = differences.summary(n, i0, values, residual, space) if differences is not None else None
+        # Written so that NaN residuals (an overflowed backend output) count as mismatches.
+        miss = np.less_equal(residual, bound, out=space.get("miss", shape, bool))
+        np.logical_not(miss, out=miss)
+        if partial:
+            keep = (row_ok[i0:i1, None] & col_ok[None, :])[:, :, None]
+            miss &= keep
+            np.putmask(residual, np.broadcast_to(~keep, residual.shape), 0.0)
+        mismatch[n, i0:i1] = miss
+        bad = int(np.count_nonzero(miss))
+        if bad:
+            seen_bad.append(True)
+        residual_max, bound_max = float(np.max(residual)), float(np.max(bound))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            np.divide(residual, bound, out=residual)
+        ratio = float(np.fmax.reduce(residual, axis=None))   # the largest, NaN (0/0: not compared) left out
+        informative = 0
+        a, b = max(i0, top), min(i1, bottom)
+        # Evidence counts only when nothing mismatches: a block after a mismatch skips it.
+        if bad == 0 and not seen_bad and row_bits is not None and a < b:
+            window = (slice(a - i0, b - i0), slice(left, right))
+            bits = ev.element_bits(mags[window], bound[window], 1.0,
+                                   out=space.get("scratch", (b - a, width, outs)))
+            informative = int(np.count_nonzero(np.greater_equal(bits, 1.0, out=miss[window])))
+            row_bits.put((n * height + a - top) * width, bits[..., 0] if outs == 1 else bits.sum(axis=-1))
+            if kept is not None:
+                kept[n, a - top:b - top] = values[window]
+        return bad, residual_max, bound_max, ratio, informative, summary
+
+    problem.extent(precision)   # cached for the bound before two threads may ask for it
+    parts = map_blocks(block, problem.image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
+                       magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
+                       groups=problem.groups, prepare=problem.rounding(precision))
+    bad = sum(part[0] for part in parts)
+    informative = sum(part[4] for part in parts)
+    ratio_max = [part[3] for part in parts if not np.isnan(part[3])]
+    if differences is not None:
+        for part in parts:
+            differences.merge(part[5])
+    evidence = None
+    if bad == 0:
+        if row_bits is not None:
+            flat = kept.reshape(-1, outs) if kept is not None else None
+            evidence = ev.weigh_rows(row_bits, (lambda chosen: flat[chosen]) if flat is not None
+                                     else (lambda chosen: at(chosen)[0]),
+                                     informative=informative, compared=int(batch * height * width * outs),
+                                     fitted=0, needed=needed,
+                                     windows_at=lambda chosen: _window_keys_at(problem, expl, tk, chosen, (top, left),
+                                                                               (height, width)),
+                                     spread=ev.same_window_spread(problem.n, *problem.extent(precision)))
+        else:
+            evidence = ev.Evidence(0.0, needed, 0, 0, 0, 0.0)
+    worst = max(ratio_max) if ratio_max else float("nan")
+    # np.max, as over the whole output: NaN if any block's is.
+    residual_max = float(np.max([part[1] for part in parts])) if parts else float("nan")
+    bound_max = float(np.max([part[2] for part in parts])) if parts else float("nan")
+    full = Full(expl.with_(scale=1.0, bias=0.0), bad, mismatch, residual_max, bound_max,
+                 worst, None, None, evidence, int(rows.size * cols.size * batch * outs), 0)
+    return full, differences
+
+
+def _windows(problem: Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window,
+             dense: bool = False):
+    """The windows (m, taps) of a candidate at positions `chosen` (flat indices into the
+    compared window of (N, rows, cols) positions starting at `corner`), inputs rounded to
+    its precision: the kernel's taps alone, or with `dense` every pixel of the dilated
+    span (what a product with the dilated kernel reads)."""
+    height, width = window
+    samples = chosen // (height * width)
+    rows = corner[0] + (chosen // width) % height
+    cols = corner[1] + chosen % width
+    stride, dilation = tuple(expl.stride), tuple(expl.dilation)
+    kh, kw = kernel.shape[:2]
+    origin = window_origin(expl.padding, (kh, kw), expl.offset, problem.image_hw, stride, dilation)
+    constant = expl.boundary == "constant"
+    windows = gather_windows(problem.image, expl.boundary, rows * stride[0] + origin[0], cols * stride[1] + origin[1],
+                             (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1, samples=samples,
+                             cval=expl.cval if constant else 0.0)
+    if not dense:
+        windows = windows[:, ::dilation[0], ::dilation[1]]
+    rounding = problem.rounding(expl.precision)
+    if rounding is not None:
+        # Rounding is elementwise; a constant boundary's border value is read as given.
+        windows = np.ascontiguousarray(windows)
+        inside = gather_windows(np.broadcast_to(1.0, problem.image.shape), "zero",
+                                rows * stride[0] + origin[0], cols * stride[1] + origin[1],
+                                (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1,
+                                samples=samples) if constant else None
+        rounded = rounding(windows.copy())
+        windows = rounded if inside is None else np.where(
+            (inside if dense else inside[:, ::dilation[0], ::dilation[1]]) != 0, rounded, windows)
+    return windows.reshape(chosen.size, math.prod(windows.shape[1:]))
+
+
+def _chunked(function, chosen: np.ndarray, kernel: np.ndarray, problem: Problem, expl: Explanation):
+    """`function(part)` over `chosen` a few thousand positions at a time (a large kernel's
+    windows stay within SEARCH_BYTES), the results joined."""
+    span = ((kernel.shape[0] - 1) * expl.dilation[0] + 1) * ((kernel.shape[1] - 1) * expl.dilation[1] + 1)
+    step = max(1, SEARCH_BYTES // (8 * span * problem.image.shape[3]))
+    parts = [function(chosen[a:a + step]) for a in range(0, chosen.size, step)] or [function(chosen)]
+    return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
+
+
+def _values_at(problem: Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
+    """(values, magnitudes) of a candidate at positions `chosen` (see `_windows`)."""
+    wide = problem.wide_kernel(kernel, tuple(expl.dilation))
+    flat = wide.reshape(-1, wide.shape[3])
+
+    def part(indices):
+        taps = _windows(problem, expl, kernel, indices, corner, window, dense=True)
+        return taps @ flat, np.abs(taps) @ np.abs(flat)
+
+    return _chunked(part, chosen, kernel, problem, expl)
+
+
+def _window_keys_at(problem: Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
+    """evidence.window_keys of the candidate's windows at positions `chosen` (see `_windows`)."""
+    return _chunked(lambda indices: ev.window_keys(_windows(problem, expl, kernel, indices, corner, window)),
+                    chosen, kernel, problem, expl)

@@ -1,0 +1,284 @@
+"""The numeric problem one diagnosis works on: float64 views of the inputs, the precisions
+and activations the data allow, rounded inputs (cached), and the bound of a candidate."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import precision as prec
+from . import bounds
+from ..geometry import dense_kernel, dilate_kernel, transform_kernel
+from ..vocabulary import BOUNDARIES, Explanation
+from .candidates import MAX_DILATION, PRECISION_PREFERENCE, winograd_precisions
+from .clipping import clip_limits
+from .precision import SMALLEST_NORMAL
+from .windows import extended_image, window_origin
+
+
+def leaves_out(shift, size: int):
+    """Whether an offset of `shift` input pixels leaves out the elements whose shifted window
+    the reference lacks (CONTRACT section 2), along an axis of `size` outputs.
+
+    Only a shift of one pixel on an axis of at least 8 outputs does: the one row or column
+    by which an np.roll, PyTorch's padding at stride 2 or scipy's even-kernel centring moves
+    a real output. Every other offset compares every element, the windows past the edge
+    read through its boundary rule: a left-out element could hide a corrupted one.
+    """
+    return (np.abs(shift) == 1) & (size >= 8)
+
+
+class Problem:
+    """The numeric problem: float64 views of the inputs plus everything bounds need.
+
+    Canonical layouts: image (N, H, W, C), kernel HWIO (kh, kw, C / groups, C_out),
+    output (N, Ho, Wo, C_out).
+    """
+
+    def __init__(self, inputs, baseline: Explanation, precision: Optional[str],
+                 output_precision: Optional[str] = None):
+        self.inputs = inputs
+        self.image = np.asarray(inputs.image, dtype=np.float64)
+        self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
+        # A float output is read in its own type (every float32 or float16 value is a
+        # float64 value; arithmetic with float64 promotes exactly): no output-sized copy.
+        output = np.asarray(inputs.output)
+        self.output = output if output.dtype.kind == "f" else np.asarray(output, dtype=np.float64)
+        output_dtype = np.dtype(inputs.output.dtype)
+        # An integer output of one of these types may have been rounded and saturated to it.
+        self.integer_output = output_dtype.name if output_dtype.name in prec.INTEGER_RANGES else None
+        self.groups = int(getattr(inputs, "groups", 1))
+        self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
+        kh, kw, per_group, _ = self.kernel.shape
+        self.n = kh * kw * per_group
+        base_precision = precision or prec.native_precision(inputs.image, inputs.kernel)
+        self.baseline = baseline.with_(precision=base_precision)
+        out_precision = prec.dtype_precision(inputs.output.dtype)
+        if out_precision is None:  # integer outputs are exact
+            self.output_u, self.output_underflow = 0.0, 0.0
+        else:
+            storage = "float32" if out_precision == "tfloat32" else out_precision
+            self.output_u = prec.STORAGE_U[storage]
+            self.output_underflow = prec.STORAGE_UNDERFLOW[storage]
+        narrower = [p for p in PRECISION_PREFERENCE if p in prec.narrower_precisions(base_precision)]
+        if self.integer_output or output_dtype.kind in "iu":
+            # An integer output says nothing about a half precision (small integers are
+            # representable in all of them), and a half precision's bound (2^-7 of the
+            # magnitudes from float64 inputs) spans whole integer units: it would absorb a
+            # corrupted element. Only float32 is tried, besides the expected precision.
+            narrower = [p for p in narrower if prec.SIGNIFICAND_BITS[p] >= prec.SIGNIFICAND_BITS["float32"]]
+        # A narrower precision is possible only if the output's values are stored in it
+        # exactly (TF32 results are float32 values): free evidence from the numbers.
+        # Half-precision inputs may also have been rounded to the other half format and the
+        # result kept in the wide format it was summed in (`wide_storage` below): then the
+        # output need not be representable in it.
+        half = ("bfloat16", "float16")
+        wide_output = output_precision is None and output_dtype in (np.float32, np.float64)
+        self.precisions = [base_precision] + [
+            p for p in narrower if prec.representable(self.output, "float32" if p == "tfloat32" else p)
+            or (wide_output and base_precision in half and p in half)]
+        self.all_precisions = list(self.precisions)   # a pass may search fewer (Winograd)
+        self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._exact: dict = {}
+        self._extent: dict[str, tuple[float, float]] = {}
+        self._raw_extent: Optional[tuple[float, float]] = None
+        self._fft: dict[str, np.ndarray] = {}
+        self._winograd: dict[tuple, dict[str, np.ndarray]] = {}   # the last candidate's only: output-sized
+        self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try others too
+        self.boundaries = BOUNDARIES               # the boundary rules the search tries in this pass
+        self._models: dict[tuple, prec.PrecisionModel] = {}
+        # Half-precision inputs whose float32 (float64) output bfloat16/float16 cannot hold:
+        # the result was not stored in that precision (free evidence from the values), but
+        # kept in the wider format it was accumulated in (JAX preferred_element_type).
+        self.wide_storage: dict[str, str] = {}
+        self.declared_storage = output_precision   # what the caller expects the result stored in
+        if output_precision in prec.INTEGER_RANGES:
+            self.integer_output = output_precision
+        for p in self.precisions:
+            if wide_output and p in half and not prec.representable(self.output, p):
+                self.wide_storage[p] = "float32" if prec.representable(self.output, "float32") else "float64"
+        self.storage: dict[str, Optional[str]] = {}   # output_precision of this pass's candidates
+        self.set_storage(None)
+        # Activations the values allow: a ReLU never gives a negative and clips to 0; a ReLU6
+        # also never exceeds 6 and clips to it. Otherwise the linear reading is the only one.
+        self.activations = ["linear"]
+        chunks = list(prec.blocks(self.output))   # reductions a block at a time: no output-sized copy
+        if self.output.size and all(bool(np.isfinite(c).all()) for c in chunks) \
+                and min(float(np.min(c)) for c in chunks) >= 0:
+            if any(bool(np.any(c == 0)) for c in chunks):
+                self.activations.append("relu")
+            if max(float(np.max(c)) for c in chunks) <= 6 and any(bool(np.any(c == 6)) for c in chunks):
+                self.activations.append("relu6")
+
+    def set_storage(self, integer: Optional[str]) -> None:
+        """The output precision this pass's candidates are stored in: an integer type for
+        every precision, or (None) each precision's own format, save `wide_storage`."""
+        self.storage = {q: integer if integer is not None else self.declared_storage or self.wide_storage.get(q)
+                        for q in self.all_precisions}
+
+    def model(self, precision: str, output_precision: Optional[str]) -> prec.PrecisionModel:
+        """The rounding model of `precision` with the result stored in `output_precision` (cached)."""
+        key = (precision, output_precision)
+        if key not in self._models:
+            self._models[key] = prec.PrecisionModel.for_inputs(precision, self.input_dtypes, output_precision)
+        return self._models[key]
+
+    @property
+    def models(self) -> dict[str, prec.PrecisionModel]:
+        """This pass's model of each allowed precision."""
+        return {q: self.model(q, self.storage[q]) for q in self.precisions}
+
+    def activations_for(self, output_precision: Optional[str]) -> list[str]:
+        """The activations worth trying with results stored in `output_precision`: one that
+        clips nothing the integer range does not already clip is the linear reading again."""
+        return [a for a in self.activations
+                if a == "linear" or clip_limits(a, output_precision) != clip_limits("linear", output_precision)]
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[2]
+
+    def wide_kernel(self, kernel: np.ndarray, dilation) -> np.ndarray:
+        """A (transformed) grouped kernel as the dense, dilated HWIO kernel the correlation uses."""
+        return dilate_kernel(dense_kernel(kernel, self.groups), dilation)
+
+    def has_subnormals(self, precision: str) -> bool:
+        """True when an input holds nonzero values below `precision`'s smallest normal number."""
+        tiny = SMALLEST_NORMAL["float32" if precision == "tfloat32" else precision]
+        return any(bool(np.any((chunk != 0) & (np.abs(chunk) < tiny)))
+                   for a in (self.image, self.kernel) for chunk in prec.blocks(a))
+
+    def rounding_is_exact(self, precision: str) -> bool:
+        """True when rounding both inputs to `precision` changes nothing (cached)."""
+        if precision not in self._exact:
+            self._exact[precision] = all(prec.representable(a, precision) for a in (self.image, self.kernel))
+        return self._exact[precision]
+
+    def rounded_kernel(self, precision: str) -> np.ndarray:
+        """The kernel rounded to `precision`, as float64 (what `rounded` holds, without the image)."""
+        return self.kernel if self.rounding_is_exact(precision) else prec.round_to(self.kernel, precision)
+
+    def rounding(self, precision: str):
+        """None when the image's values are exact in `precision`, else a function rounding a
+        float64 block of them in place (rounding is elementwise: a block rounded is the
+        rounded image's block)."""
+        key = ("image", precision)
+        if key not in self._exact:
+            self._exact[key] = self.rounding_is_exact(precision) or prec.representable(self.image, precision)
+        return None if self._exact[key] else prec.rounder(precision)
+
+    def rounded(self, precision: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image, kernel) rounded to `precision`, as float64 (cached). Whole-image copies:
+        the searches and `_evaluate_blocks` round blocks instead (`rounding`)."""
+        if precision not in self._rounded:
+            if self.rounding_is_exact(precision):
+                self._rounded[precision] = (self.image, self.kernel)  # already exact: share memory
+            else:
+                self._rounded[precision] = (prec.round_to(self.image, precision),
+                                            prec.round_to(self.kernel, precision))
+        return self._rounded[precision]
+
+    def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, extra=None,
+              output_precision="pass", out=None, scratch=None):
+        """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound),
+        its result stored in `output_precision` ('pass': what this pass's candidates use).
+
+        With `algorithm` 'fft' the FFT's normwise error (precision.fft_convolution_bound) is
+        added to every element of its sample and output channel; `samples` names the sample
+        of each row when `magnitude` is (n, C_out) rows of sampled positions. `extra` (shaped
+        like `magnitude`) is an algorithm's own elementwise error, added too (`winograd_term`).
+        `scale` is a number or one per output channel. `out` and `scratch` lend buffers (see
+        precision.error_bound).
+        """
+        if output_precision == "pass":
+            output_precision = self.storage[precision]
+        max_input, max_kernel = self.extent(precision)
+        bound = bounds.error_bound(magnitude, predicted, n=self.n, model=self.model(precision, output_precision),
+                                 output_u=self.output_u, output_underflow=self.output_underflow,
+                                 scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel,
+                                 out=out, scratch=scratch)
+        if self.algorithm == "fft":
+            term = self.fft_term(precision)
+            bound += np.abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
+        if extra is not None:
+            bound += np.abs(scale) * extra
+        return bound
+
+    def extent(self, precision: str) -> tuple[float, float]:
+        """(max |image|, max |kernel|) of the inputs rounded to `precision` (cached)."""
+        if precision not in self._extent:
+            # Rounding to nearest is monotone and symmetric: max |round(x)| = round(max |x|).
+            self._extent[precision] = tuple(float(prec.round_to(np.array([e]), precision)[0])
+                                            for e in self.raw_extent())
+        return self._extent[precision]
+
+    def raw_extent(self) -> tuple[float, float]:
+        """(max |image|, max |kernel|) of the inputs as given (NaN if one holds a NaN), without
+        an image-sized |image|."""
+        if self._raw_extent is None:
+            def extent(a):
+                top, bottom = float(np.max(a, initial=0.0)), float(-np.min(a, initial=0.0))
+                return float("nan") if np.isnan(top) or np.isnan(bottom) else max(top, bottom)
+            self._raw_extent = (extent(self.image), extent(self.kernel))
+        return self._raw_extent
+
+    def fft_term(self, precision: str) -> np.ndarray:
+        """(N, C_out): the normwise error of an FFT convolution at `precision` (cached)."""
+        if precision not in self._fft:
+            image, kernel = self.rounded(precision)
+            dense = dense_kernel(kernel, self.groups)
+            images = np.stack([np.abs(image).sum(axis=(1, 2)), np.sqrt(np.square(image).sum(axis=(1, 2)))], -1)
+            kernels = np.stack([np.abs(dense).sum(axis=(0, 1)), np.sqrt(np.square(dense).sum(axis=(0, 1)))], -1)
+            kh, kw = dense.shape[:2]
+            lengths = (self.image_hw[0] + (kh - 1) * MAX_DILATION, self.image_hw[1] + (kw - 1) * MAX_DILATION)
+            self._fft[precision] = bounds.fft_convolution_bound(images, kernels, lengths,
+                                                              prec.ACCUMULATION_U[precision])
+        return self._fft[precision]
+
+    def winograd_term(self, precision: Optional[str], transform: str, padding: str, positions, *,
+                      kernel: Optional[np.ndarray] = None) -> np.ndarray:
+        """The error of a Winograd computation (winograd.error_bound_at, the largest over its
+        tile sizes) of the candidate with this kernel transform and padding (zero boundary, no
+        offset, stride 1) at `positions` = (samples, rows, cols): (n, C_out). `precision` None
+        means the inputs as loaded (stage 1: the bound of any precision the winograd pass
+        allows, with room for the inputs' rounding); `kernel` a decoy in place of the inputs' own.
+        """
+        return self._winograd_bounds(precision, transform, padding, positions, kernel)
+
+    def winograd_terms(self, precision: str, transform: str, padding: str) -> dict[str, np.ndarray]:
+        """winograd.error_bounds of the candidate on the whole output, per tile size (cached)."""
+        key = (precision, transform, padding)
+        if key not in self._winograd:
+            self._winograd = {key: self._winograd_bounds(precision, transform, padding, None, None)}
+        return self._winograd[key]
+
+    def _winograd_bounds(self, precision, transform, padding, positions, kernel):
+        if precision is None:
+            image, own = self.image, self.kernel
+            u = max(prec.ACCUMULATION_U[q] for q in winograd_precisions(self.precisions))
+        else:
+            image, own = self.rounded(precision)
+            u = prec.ACCUMULATION_U[precision]
+        dense = dense_kernel(transform_kernel(own if kernel is None else kernel, transform), self.groups)
+        out_hw = tuple(self.output.shape[1:3])
+        origin = window_origin(padding, (3, 3), (0, 0), self.image_hw)
+        regions = np.stack([extended_image(sample, "zero", origin, out_hw, (3, 3)) for sample in image])
+        tiny = SMALLEST_NORMAL["float32" if u > prec.U64 else "float64"]
+        channels = self.n // 9
+        from . import winograd   # here: only Winograd candidates need it (with fractions: 3 ms)
+        if positions is None:
+            return winograd.error_bounds(regions, dense, out_hw, u=u, tiny=tiny, channels=channels)
+        term = winograd.error_bound_at(regions, dense, *positions, u=u, tiny=tiny, channels=channels)
+        if precision is None:
+            term *= 1.01   # rounded inputs' magnitudes are within (1 + 2^-8)^2 of these
+        return term
+
+    def compared_mask(self, struct, rows: np.ndarray, cols: np.ndarray, out_hw) -> np.ndarray:
+        """Which output rows/cols are compared under an offset (CONTRACT section 2): those
+        whose shifted window lies where the reference has windows, i*s + dy in [0, (Ho-1)*s].
+        See `leaves_out` for when an offset may leave any out at all."""
+        (sy, sx), (dy, dx) = struct.stride, struct.offset
+        row_ok = (rows * sy + dy >= 0) & (rows * sy + dy <= (out_hw[0] - 1) * sy) | ~leaves_out(dy, out_hw[0])
+        col_ok = (cols * sx + dx >= 0) & (cols * sx + dx <= (out_hw[1] - 1) * sx) | ~leaves_out(dx, out_hw[1])
+        return row_ok, col_ok

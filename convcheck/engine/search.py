@@ -1,0 +1,506 @@
+"""Stages 1 and 2 of the search, on a few hundred sampled output positions.
+
+1. every structure (transform x boundary x offset x scale/bias fit) on the samples, all
+   offsets at once as one matrix product, against the loosest bound any allowed precision
+   could need: what fails there cannot be the answer;
+2. each survivor, simplest first, against each allowed precision's exact bound on the
+   same samples (inputs rounded as that precision rounds them), and the negative control
+   (decoy kernels) for one that passes.
+Confirmation on the whole output is `convcheck.engine.passes`' job.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import precision as prec
+from . import bounds
+from ..geometry import dense_kernel, pad_before, transform_kernel
+from ..vocabulary import BOUNDARIES
+from .candidates import FITS, Layout, Structure, as_value, fit_kind, per_channel_fit
+from .clipping import clip_limits, clip_residual, clipped_mask
+from .evaluation import SEARCH_BYTES
+from .fits import SCREEN_FIT_ULPS, evaluation_error, fit_allowance, fit_batch, fit_cval, fit_weights, fit_within, usable_fit
+from .problem import Problem, leaves_out
+from .reference import Workspace
+from .windows import gather_windows
+
+
+_MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
+
+
+_BORDER_SAMPLES = 128
+
+
+_INTERIOR_SAMPLES = 192
+
+
+_PATCH_CACHE_BYTES = 1 << 27    # sample windows kept for stage 2
+
+
+_SAMPLES: dict = {}
+
+
+class Search:
+    """Stages 1 and 2 over one set of layouts (those changing the same number of geometry fields)."""
+
+    def __init__(self, problem: Problem, layouts: list[Layout]):
+        self.p = problem
+        self.out_hw = tuple(problem.output.shape[1:3])
+        kh, kw = problem.kernel.shape[:2]
+        self.radius = max(1, min(4, max(kh, kw) // 2 + 1))
+        self.layouts = layouts
+        self.samples, self.rows, self.cols = self._samples()
+        self._patch_cache: dict[tuple, np.ndarray] = {}
+        self.outs = int(problem.output.shape[3])
+        self._winograd_cache: dict[tuple, np.ndarray] = {}
+        # How many candidates the search considers: what an `explained` verdict must beat.
+        self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2
+                     * len(self.fits()) * len(self.activations()) * len(problem.precisions))
+
+    def _plain_pass(self) -> bool:
+        """The fallback passes (an FFT, a boundary rule per axis or a constant border) search
+        the plain values only: no activation, no per-channel fit (what they are for, library
+        filters, has neither; and the search stays affordable)."""
+        return self.p.algorithm != "direct" or self.p.boundaries[0] != BOUNDARIES[0]
+
+    def fits(self) -> tuple[str, ...]:
+        """The scale/bias fits of this pass: none with an FFT's loose normwise bound (it would
+        leave fitted parameters too much room); per channel only with several channels."""
+        if self.p.algorithm != "direct":
+            return ("none",)
+        return tuple(f for f in FITS if (self.outs > 1 and not self._plain_pass()) or not per_channel_fit(f))
+
+    def activations(self) -> list[str]:
+        """The activations of this pass (see `Problem.activations_for`)."""
+        storage = self.p.storage[self.p.precisions[0]]
+        return ["linear"] if self._plain_pass() else self.p.activations_for(
+            storage if storage in prec.INTEGER_RANGES else None)
+
+    def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Output positions (sample, row, col) to search on: all of a small output, else a
+        border band + interior, spread over the batch.
+
+        The border band (where windows leave the image) decides the boundary; the interior
+        decides kernel, offset and precision. Deterministic, so verdicts are reproducible.
+        """
+        batch = self.p.output.shape[0]
+        out_h, out_w = self.out_hw
+        # The same shapes give the same positions (a suite asks again for every case): cached.
+        key = (batch, out_h, out_w, self.p.output.shape[3], self.p.kernel.shape[:2], self.radius)
+        if key not in _SAMPLES:
+            if len(_SAMPLES) > 64:
+                _SAMPLES.clear()
+            _SAMPLES[key] = self._positions()
+            for array in _SAMPLES[key]:
+                array.flags.writeable = False
+        return _SAMPLES[key]
+
+    def _positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_samples`, computed."""
+        batch = self.p.output.shape[0]
+        out_h, out_w = self.out_hw
+        if batch * out_h * out_w <= _MAX_SAMPLES_EXHAUSTIVE:
+            grid = np.indices((batch, out_h, out_w)).reshape(3, -1)
+            return grid[0], grid[1], grid[2]
+        rng = np.random.default_rng(20261123)
+        band = max(self.p.kernel.shape[:2]) + self.radius
+        # Every position gives one element per output channel: with many channels, fewer
+        # positions give as many elements (stage 1's arrays grow with positions x channels).
+        share = min(1.0, max(0.3, 2048 / ((_BORDER_SAMPLES + _INTERIOR_SAMPLES) * self.p.output.shape[3])))
+        per_side = max(8, int(_BORDER_SAMPLES * share) // 4)
+        interior = max(32, int(_INTERIOR_SAMPLES * share))
+        depth_h = rng.integers(0, min(band, out_h), per_side * 2)
+        depth_w = rng.integers(0, min(band, out_w), per_side * 2)
+        along_h = rng.integers(0, out_w, per_side * 2)
+        along_w = rng.integers(0, out_h, per_side * 2)
+        rows = [np.array([0, 0, out_h - 1, out_h - 1]),
+                depth_h[:per_side], out_h - 1 - depth_h[per_side:], along_w]
+        cols = [np.array([0, out_w - 1, 0, out_w - 1]),
+                along_h[:per_side], along_h[per_side:],
+                np.concatenate([depth_w[:per_side], out_w - 1 - depth_w[per_side:]])]
+        if out_h > 2 * band and out_w > 2 * band:
+            rows.append(rng.integers(band, out_h - band, interior))
+            cols.append(rng.integers(band, out_w - band, interior))
+        else:
+            rows.append(rng.integers(0, out_h, interior))
+            cols.append(rng.integers(0, out_w, interior))
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        samples = rng.integers(0, batch, rows.size)
+        flat = np.sort((samples * out_h + rows) * out_w + cols)
+        flat = flat[np.r_[True, flat[1:] != flat[:-1]]]   # np.unique's values (without importing numpy.ma)
+        return flat // (out_h * out_w), (flat // out_w) % out_h, flat % out_w
+
+    def _patches(self, precision: Optional[str], boundary: str, layout: Layout, kernel_hw,
+                 which: Optional[np.ndarray] = None) -> np.ndarray:
+        """Sample windows for every offset in [-R, R]^2: (n_samples, kh' + 2R, kw' + 2R, C),
+        kh' the dilated kernel's height. `precision` None means the inputs as loaded. Cached
+        (the latest few, up to _PATCH_CACHE_BYTES: a large kernel's are large); with
+        `which`, a mask of the samples, those samples' windows alone, not cached."""
+        key = (precision, boundary, layout.padding, layout.stride, layout.dilation, tuple(kernel_hw))
+        if which is None and key in self._patch_cache:
+            return self._patch_cache[key]
+        chosen = slice(None) if which is None else which
+        r = self.radius
+        top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        patches = gather_windows(
+            self.p.image, boundary, self.rows[chosen] * layout.stride[0] - r - top,
+            self.cols[chosen] * layout.stride[1] - r - left, span[0] + 2 * r, span[1] + 2 * r,
+            samples=self.samples[chosen])
+        rounding = None if precision is None else self.p.rounding(precision)
+        # The rounded image's windows: rounding is elementwise and keeps the padding's zeros.
+        patches = patches if rounding is None else rounding(patches)
+        if which is None:
+            while self._patch_cache and sum(a.nbytes for a in self._patch_cache.values()) + patches.nbytes \
+                    > _PATCH_CACHE_BYTES:
+                del self._patch_cache[next(iter(self._patch_cache))]
+            self._patch_cache[key] = patches
+        return patches
+
+    def _inside(self, layout: Layout, kernel_hw) -> np.ndarray:
+        """Which samples' windows (at every offset) lie inside the image: the same for every
+        boundary rule."""
+        r = self.radius
+        height, width = self.p.image_hw
+        top, left = pad_before(layout.padding, *kernel_hw, height, width, layout.stride, layout.dilation)
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        rows = self.rows * layout.stride[0] - r - top
+        cols = self.cols * layout.stride[1] - r - left
+        return (rows >= 0) & (rows + span[0] + 2 * r <= height) & (cols >= 0) & (cols + span[1] + 2 * r <= width)
+
+    def _predict_boundary(self, boundary: str, layout: Layout, kernel_hw, stack: np.ndarray, inside, cache: dict):
+        """`_predict` of every sample under `boundary`: the samples whose windows lie inside
+        the image are computed once (in `cache`) for all boundary rules, the rest for this
+        one; a large kernel's windows are gathered a few samples at a time."""
+        size = 2 * self.radius + 1
+        values = np.empty((inside.size, size, size, stack.shape[3]))
+        mags = np.empty(values.shape)
+        if inside.any() and "inside" not in cache:
+            cache["inside"] = self._predict_some(boundary, layout, kernel_hw, stack, inside)
+        if inside.any():
+            values[inside], mags[inside] = cache["inside"]
+        if not inside.all():
+            values[~inside], mags[~inside] = self._predict_some(boundary, layout, kernel_hw, stack, ~inside)
+        return values, mags
+
+    def _predict_some(self, boundary: str, layout: Layout, kernel_hw, stack: np.ndarray, which: np.ndarray):
+        """`_predict` of the samples `which` (a mask), their windows gathered in batches of
+        at most SEARCH_BYTES."""
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        per_sample = 8 * (span[0] + 2 * self.radius) * (span[1] + 2 * self.radius) * self.p.image.shape[3]
+        chosen = np.flatnonzero(which)
+        step = max(1, 4 * SEARCH_BYTES // per_sample)
+        parts = []
+        for a in range(0, chosen.size, step):
+            part = np.zeros(which.size, dtype=bool)
+            part[chosen[a:a + step]] = True
+            parts.append(self._predict(self._patches(None, boundary, layout, kernel_hw, part), stack,
+                                       layout.dilation))
+        return np.concatenate([v for v, _ in parts]), np.concatenate([m for _, m in parts])
+
+    def _predict(self, patches: np.ndarray, kernels: np.ndarray, dilation=(1, 1)):
+        """Correlate every sample window at every offset with a stack of kernels at once.
+
+        kernels: (kh, kw, C, K), dense but not dilated: the windows take every dilation-th
+        tap instead. Returns (n_samples, D, D, K) values and magnitudes.
+        """
+        kh, kw, channels, count = kernels.shape
+        span = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+        windows = np.lib.stride_tricks.sliding_window_view(patches, span, axis=(1, 2))[
+            :, :, :, :, ::dilation[0], ::dilation[1]]
+        n, d1, d2 = windows.shape[:3]
+        taps = kh * kw * channels
+        flat = kernels.reshape(taps, count)
+        abs_flat = np.abs(flat)
+        values, mags = np.empty((n, d1, d2, count)), np.empty((n, d1, d2, count))
+        # A few samples at a time when the kernel is large: the window matrix stays bounded
+        # (and is one buffer, reused).
+        step = max(1, SEARCH_BYTES // (8 * d1 * d2 * taps))
+        if step >= n:
+            cols = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * d1 * d2, taps)
+            values[:] = (cols @ flat).reshape(n, d1, d2, count)
+            mags[:] = (np.abs(cols) @ abs_flat).reshape(n, d1, d2, count)
+            return values, mags
+        space = Workspace()
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            cols = space.get("cols", ((b - a) * d1 * d2, taps))
+            np.copyto(cols.reshape(b - a, d1, d2, kh, kw, channels), windows[a:b].transpose(0, 1, 2, 4, 5, 3))
+            np.matmul(cols, flat, out=values[a:b].reshape(-1, count))
+            np.abs(cols, out=cols)
+            np.matmul(cols, abs_flat, out=mags[a:b].reshape(-1, count))
+        return values, mags
+
+    def _offset_mask(self, stride) -> np.ndarray:
+        """(D, D, n) compared-or-not of each sample at each offset (see Problem.compared_mask)."""
+        r = self.radius
+        shifts = np.arange(-r, r + 1)
+        out_h, out_w = self.out_hw
+        rows = self.rows[None, :] * stride[0] + shifts[:, None]
+        cols = self.cols[None, :] * stride[1] + shifts[:, None]
+        row_ok = (rows >= 0) & (rows <= (out_h - 1) * stride[0]) | ~leaves_out(shifts, out_h)[:, None]
+        col_ok = (cols >= 0) & (cols <= (out_w - 1) * stride[1]) | ~leaves_out(shifts, out_w)[:, None]
+        return row_ok[:, None, :] & col_ok[None, :, :]
+
+    def _offset_allowed(self, stride) -> np.ndarray:
+        """(D, D): every offset is a candidate (those that leave nothing out compare all);
+        with algorithm 'winograd' only none (its tiles start at the output's origin)."""
+        size = 2 * self.radius + 1
+        if self.p.algorithm == "winograd":
+            allowed = np.zeros((size, size), dtype=bool)
+            allowed[self.radius, self.radius] = True
+            return allowed
+        return np.ones((size, size), dtype=bool)
+
+    def _winograd_stage1(self, transforms, padding: str) -> np.ndarray:
+        """(T, 1, 1, n, O): the Winograd error of each kernel transform at the samples (no offset)."""
+        return np.stack([self.winograd_at(None, t, padding) for t in transforms])[:, None, None]
+
+    def winograd_at(self, precision: Optional[str], transform: str, padding: str,
+                    kernel: Optional[np.ndarray] = None) -> np.ndarray:
+        """Problem.winograd_term at the sampled positions: (n, O), cached for the inputs' own kernel."""
+        key = (precision, transform, padding)
+        if kernel is None and key in self._winograd_cache:
+            return self._winograd_cache[key]
+        term = self.p.winograd_term(precision, transform, padding, (self.samples, self.rows, self.cols),
+                                    kernel=kernel)
+        if kernel is None:
+            self._winograd_cache[key] = term
+        return term
+
+    def structures(self):
+        """Stage 1: every structure that the loosest allowed bound does not rule out.
+
+        Returns (survivors, closest): survivors as structures; closest the best structure
+        by fraction of samples within bound, as (structure, scale, bias).
+        """
+        p = self.p
+        target = p.output[self.samples, self.rows, self.cols]  # (n, O)
+        outs = target.shape[1]
+        models = p.models
+        # (+ storage_u: a bias added after the result was stored, see precision.error_bound)
+        loosest = max(self._loose_coefficient(q) + models[q].storage_u for q in p.precisions)
+        out_round = max(bounds.output_rounding(m, p.output_u) + m.accumulation_u for m in models.values())
+        extent = sum(p.raw_extent())
+        absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) + m.storage_underflow
+                       for m in models.values())
+        storage_abs = max(m.storage_abs for m in models.values())
+        storage = p.storage[p.precisions[0]] if p.storage[p.precisions[0]] in prec.INTEGER_RANGES else None
+        fft = 0.0
+        if p.algorithm == "fft":
+            fft = max(p.fft_term(q).max() for q in p.precisions) * 1.01
+        survivors, best = [], (-1.0, None)
+        r = self.radius
+        groups: dict[tuple, list[str]] = {}
+        for layout in self.layouts:
+            shape = transform_kernel(p.kernel, layout.transform).shape[:2]
+            groups.setdefault((shape, layout.padding, layout.stride, layout.dilation), []).append(layout.transform)
+        for (shape, padding, stride, dilation), transforms in groups.items():
+            layout = Layout(transforms[0], padding, stride, dilation)
+            stack = np.concatenate([dense_kernel(transform_kernel(p.kernel, t), p.groups) for t in transforms],
+                                   axis=3)
+            compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
+            enough = self._offset_allowed(stride)
+            inside, cache = self._inside(layout, shape), {}
+            term = fft if p.algorithm != "winograd" else self._winograd_stage1(transforms, padding)
+            for boundary in p.boundaries:
+                values, mags = self._predict_boundary("zero" if boundary == "constant" else boundary, layout, shape,
+                                                      stack, inside, cache)
+                if boundary == "constant":
+                    self._constant_structures(values, mags, layout, shape, stack, transforms, target, loosest,
+                                              absolute, out_round, survivors)
+                    continue
+                n, d1, d2, _ = values.shape
+                values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
+                mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
+                unit_bound = (loosest * mags + absolute + term) * (1 + out_round)
+                for activation in self.activations():
+                    limits = clip_limits(activation, storage)
+                    clipped = clipped_mask(target, limits)
+                    # Clipped elements say only on which side of the limit the sum was: they
+                    # take no part in the fit, and are checked as that inequality.
+                    free = compared if clipped is None else compared & ~clipped
+                    weights = fit_weights(unit_bound + out_round * np.abs(target) + p.output_underflow
+                                           + 1e-300) * free
+                    for fit in self.fits():
+                        kind = fit_kind(fit)
+                        scale, bias = fit_batch(values, target, fit, weights)
+                        predicted = values if kind == "none" else values + bias[..., None, :] if kind == "bias" \
+                            else scale[..., None, :] * values + bias[..., None, :]
+                        bound = np.abs(predicted)
+                        bound *= out_round
+                        bound += unit_bound if kind in ("none", "bias") else np.abs(scale)[..., None, :] * unit_bound
+                        bound += p.output_underflow + storage_abs
+                        if kind != "none":
+                            bound += evaluation_error(predicted - bias[..., None, :], predicted, SCREEN_FIT_ULPS)
+                            if storage is not None:
+                                bound += fit_allowance(values, bound, weights, fit)
+                        bound *= 1.01
+                        bound += 1e-300
+                        ok = (clip_residual(target, predicted, limits) <= bound) | ~compared
+                        within = np.count_nonzero(ok, axis=(3, 4)) / (ok.shape[3] * ok.shape[4])
+                        usable = np.all(np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0), axis=-1)
+                        passed = np.all(ok, axis=(3, 4)) & usable & enough
+                        for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
+                            survivors.append(Structure(transforms[ti], padding, boundary,
+                                                        (int(dy_i) - r, int(dx_i) - r), fit, stride, dilation,
+                                                        activation))
+                        # The nearest that failed, for the report (first in C order on a tie).
+                        nearest = np.where(usable & enough & ~passed, within, -1.0)
+                        ti, dy_i, dx_i = np.unravel_index(int(np.argmax(nearest)), nearest.shape)
+                        if nearest[ti, dy_i, dx_i] > best[0]:
+                            struct = Structure(transforms[ti], padding, boundary, (int(dy_i) - r, int(dx_i) - r),
+                                                fit, stride, dilation, activation)
+                            best = (float(nearest[ti, dy_i, dx_i]),
+                                    (struct, as_value(scale[ti, dy_i, dx_i]), as_value(bias[ti, dy_i, dx_i])))
+        return survivors, best[1]
+
+    def _outside(self, layout: "Layout", kernel_hw) -> np.ndarray:
+        """Sample windows of the outside-the-image indicator (1 where a window reads padding)."""
+        ones = np.broadcast_to(1.0, self.p.image.shape)  # read where the windows are: no image-sized array
+        r = self.radius
+        top, left = pad_before(layout.padding, *kernel_hw, *self.p.image_hw, layout.stride, layout.dilation)
+        span = ((kernel_hw[0] - 1) * layout.dilation[0] + 1, (kernel_hw[1] - 1) * layout.dilation[1] + 1)
+        inside = gather_windows(ones, "zero", self.rows * layout.stride[0] - r - top,
+                                self.cols * layout.stride[1] - r - left, span[0] + 2 * r, span[1] + 2 * r,
+                                samples=self.samples)
+        return 1.0 - inside
+
+    def _constant_structures(self, values, mags, layout, shape, stack, transforms, target, loosest, absolute,
+                             out_round, survivors):
+        """Stage 1 for a 'constant' boundary: the border value c fitted in closed form, with
+        value = zero-boundary value + c * (the kernel's taps that read the border)."""
+        p = self.p
+        r = self.radius
+        outs = target.shape[1]
+        m_values, m_mags = self._predict(self._outside(layout, shape), stack, layout.dilation)
+        n, d1, d2, _ = values.shape
+
+        def arrange(a):
+            return a.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
+
+        values, mags, m_values, m_mags = (arrange(a) for a in (values, mags, m_values, m_mags))
+        compared = self._offset_mask(layout.stride)[None, :, :, :, None]
+        weights = fit_weights((loosest * mags + absolute) * (1 + out_round) + out_round * np.abs(target)
+                               + p.output_underflow + 1e-300) * compared
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = np.sum(weights * m_values * m_values, axis=(3, 4))
+            cval = np.where(denom > 0, np.sum(weights * m_values * (target - values), axis=(3, 4)) / denom, np.nan)
+        predicted = values + cval[..., None, None] * m_values
+        total = mags + np.abs(cval)[..., None, None] * m_mags
+        bound = ((loosest * total + absolute) * (1 + out_round) + out_round * np.abs(predicted)
+                 + p.output_underflow) * 1.01 + 1e-300
+        bound += evaluation_error(predicted - values, predicted, SCREEN_FIT_ULPS)
+        ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
+        passed = np.all(ratio <= 1.0, axis=(3, 4)) & np.isfinite(cval) & (cval != 0) & self._offset_allowed(layout.stride)
+        for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
+            survivors.append(Structure(transforms[ti], layout.padding, "constant", (int(dy_i) - r, int(dx_i) - r),
+                                        "cval", layout.stride, layout.dilation))
+
+    def _loose_coefficient(self, precision: str) -> float:
+        """The bound coefficient of `precision` on inputs NOT yet rounded to it."""
+        model = self.p.models[precision]
+        unit = 0.0 if precision == "float64" else prec.STORAGE_U[precision]
+        if precision == "tfloat32":
+            unit += model.input_slack
+        loose = prec.PrecisionModel(precision, model.accumulation_u, model.input_slack + unit,
+                                    model.input_abs_slack, model.underflow, model.storage_u,
+                                    model.storage_underflow)
+        return loose.relative_coefficient(self.p.n, scaled=True)
+
+    def decoy_passes(self, struct: Structure, precision: str) -> bool:
+        """The negative control: does the same candidate with a random kernel pass too?
+
+        Three decoy kernels (fixed seeds, the kernel's own magnitude) go through the same
+        structure, precision and fit, scale and bias refitted for each. If one of them
+        reproduces the output as well, the test cannot tell kernels apart here (identical
+        windows, a 1x1 kernel under a fitted scale, a bound wide against the values), so
+        the candidate's pass is no evidence, whatever the bits say.
+        """
+        magnitude = float(np.mean(np.abs(self.p.kernel))) or 1.0
+        decoys = [prec.round_to(_standard_normal(seed, self.p.kernel.shape) * magnitude, precision)
+                  for seed in range(3)]
+        if (struct.fit == "none" and struct.boundary != "constant" and self.p.groups == 1
+                and self.p.algorithm != "winograd" and clip_limits(struct.activation, self.p.storage[precision])
+                == (None, None)):
+            # Nothing fitted: the three in one product (the same test for each).
+            return any(self.sampled_check(struct, precision, kernel=np.concatenate(decoys, axis=3),
+                                          stacked=len(decoys)))
+        return any(self.sampled_check(struct, precision, kernel=decoy)[0] for decoy in decoys)
+
+    def sampled_check(self, struct: Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
+                      stacked: int = 0):
+        """Stage 2: the exact bound of `precision` on the samples (with `kernel` in place of
+        the inputs' own, rounded to `precision`, for a decoy).
+
+        Returns (ok, scale, bias, fraction of sampled elements within the bound). With
+        `stacked` (nothing fitted only), `kernel` is that many kernels side by side along its
+        output axis, each checked on its own: returns the list of their `ok`.
+        """
+        p = self.p
+        decoy = kernel is not None
+        if kernel is None:
+            kernel = p.rounded_kernel(precision)
+        tk = transform_kernel(kernel, struct.transform)
+        layout = Layout(struct.transform, struct.padding, struct.stride, struct.dilation)
+        constant = struct.boundary == "constant"
+        patches = self._patches(precision, "zero" if constant else struct.boundary, layout, tk.shape[:2])
+        wide = p.wide_kernel(tk, struct.dilation)
+        r = self.radius
+        dy, dx = struct.offset[0] + r, struct.offset[1] + r
+        kh, kw = wide.shape[:2]
+        window = patches[:, dy:dy + kh, dx:dx + kw]  # (n, kh, kw, C)
+        flat = window.reshape(window.shape[0], -1)
+        values = flat @ wide.reshape(-1, wide.shape[3])
+        mags = np.abs(flat) @ np.abs(wide.reshape(-1, wide.shape[3]))
+        target = p.output[self.samples, self.rows, self.cols]
+        row_ok, col_ok = p.compared_mask(struct, self.rows, self.cols, self.out_hw)
+        compared = (row_ok & col_ok)[:, None]
+        if constant:
+            outside = self._outside(layout, tk.shape[:2])[:, dy:dy + kh, dx:dx + kw].reshape(window.shape[0], -1)
+            m_values = outside @ wide.reshape(-1, wide.shape[3])
+            m_mags = outside @ np.abs(wide.reshape(-1, wide.shape[3]))
+            cval, predicted, bound = fit_cval(values, mags, m_values, m_mags, target, p, precision, compared,
+                                               self.samples)
+            if not np.isfinite(cval) or cval == 0.0:
+                return False, 1.0, cval, 0.0
+            within = (np.abs(target - predicted) <= bound) | ~compared
+            return bool(np.all(within)), 1.0, cval, float(np.mean(within))
+        limits = clip_limits(struct.activation, p.storage[precision])
+        extra = None
+        if p.algorithm == "winograd":
+            extra = self.winograd_at(precision, struct.transform, struct.padding, kernel if decoy else None)
+        if stacked:
+            outs = target.shape[1]
+            results = []
+            for index in range(stacked):
+                part = slice(index * outs, (index + 1) * outs)
+                _, _, predicted, bound = fit_within(values[:, part], mags[:, part], target, "none", p, precision,
+                                                     compared=compared, samples=self.samples, limits=limits)
+                results.append(bool(np.all((clip_residual(target, predicted, limits) <= bound) | ~compared)))
+            return results
+        scale, bias, predicted, bound = fit_within(values, mags, target, struct.fit, p, precision,
+                                                    compared=compared, samples=self.samples, extra=extra,
+                                                    limits=limits)
+        if not usable_fit(scale, bias):
+            return False, scale, bias, 0.0
+        within = (clip_residual(target, predicted, limits) <= bound) | ~compared
+        return bool(np.all(within)), scale, bias, float(np.mean(within))
+
+
+def _standard_normal(seed: int, shape: tuple) -> np.ndarray:
+    """np.random.default_rng(seed).standard_normal(shape), drawn once per seed and shape
+    (a generator costs more to create than a small kernel's draws)."""
+    key = (seed, tuple(shape))
+    if key not in _DRAWS:
+        if len(_DRAWS) > 64:
+            _DRAWS.clear()
+        _DRAWS[key] = np.random.default_rng(seed).standard_normal(shape)
+        _DRAWS[key].flags.writeable = False
+    return _DRAWS[key]
+
+
+_DRAWS: dict = {}
