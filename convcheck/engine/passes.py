@@ -9,14 +9,16 @@ computation only at rounding level (`prefer_unfitted`).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
 
+from . import evidence as ev
 from ..geometry import transform_kernel
 from ..vocabulary import BOUNDARIES, Explanation
-from .candidates import BOUNDARY_PAIRS, Layout, Structure, winograd_layouts, winograd_precisions
+from .candidates import (BOUNDARY_PAIRS, Layout, Structure, as_explanation, complexity, geometry_changes,
+                         winograd_layouts, winograd_precisions)
 from .evaluation import Full, evaluate_full
 from .problem import Problem
 from .search import Search
@@ -24,8 +26,6 @@ from .windows import extended_image, window_origin
 
 
 MAX_FULL_CHECKS = 8            # whole-image confirmations before giving up (at least)
-
-
 # ... or as many as cost this many output elements in all (at most 256): a small output's
 # confirmations are cheap, and there stage 1's screen lets many candidates through (fuzz
 # case 4404v: a 16-element output whose true cause came after eight rivals that failed).
@@ -137,3 +137,142 @@ def same_computation(problem: Problem, a: Explanation, b: Explanation) -> bool:
     wide = ((ka.shape[0] - 1) * a.dilation[0] + 1, (ka.shape[1] - 1) * a.dilation[1] + 1)
     return all(np.array_equal(extended_image(sample, a.boundary, origin, span, wide),
                               extended_image(sample, b.boundary, origin, span, wide)) for sample in image)
+
+
+@dataclass
+class Found:
+    """What the staged search has found so far (see `search_passes`).
+
+    `accepted`: the answer, a candidate that holds on the whole output with enough
+    evidence; `undecided`: the first that holds but cannot decide; `alternatives`: as
+    simple as the answer and holding too; `tried`: every candidate confirmed on the whole
+    output (the expected computation first), for the closest one when nothing holds;
+    `best_rejected`: (search, (structure, scale, bias), storage) of the structure nearest
+    on the samples in the first search.
+    """
+
+    accepted: Optional[Full] = None
+    undecided: Optional[Full] = None
+    alternatives: list = field(default_factory=list)
+    tried: list = field(default_factory=list)
+    best_rejected: Optional[tuple] = None
+
+    def answer_changes(self, baseline: Explanation) -> int:
+        """How many fields the answer changes (the accepted explanation's)."""
+        return len(self.accepted.explanation.changed_fields(baseline))
+
+
+def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, layouts: list[Layout],
+                  found: Found, *, storages, keep_arrays: bool, readings: int, narrow: bool) -> None:
+    """Run the passes of `algorithm_passes` in order, each over the geometry stages (fewest
+    changed geometry fields first), until an answer is accepted or a candidate holds but
+    cannot decide; records what it finds in `found`.
+
+    A later pass runs after an answer only as a rival: an exact reading of an integer
+    output after its rounded reading, which replaces the answer when strictly simpler.
+    `shared` carries the fields every candidate of this reading shares; `readings` how
+    many readings the whole diagnosis searches (the evidence rule counts every candidate
+    of every pass and reading); `narrow` keeps the first pass and stage only. Leaves
+    `problem` set to the last pass that ran (its algorithm, boundaries and storage).
+    """
+    stages = sorted({geometry_changes(lay, baseline) for lay in layouts})
+    passes = algorithm_passes(problem, baseline, layouts, storages)
+    all_precisions = problem.precisions
+    if narrow:
+        passes, stages = passes[:1], stages[:1]
+    fixed = len(shared.changed_fields(baseline))
+    previous_boundaries = None
+    kernel_hw = problem.kernel.shape[:2]
+    for index, (algorithm_pass, boundaries, storage) in enumerate(passes):
+        rival = found.accepted is not None and storage is None and boundaries is previous_boundaries \
+            and found.answer_changes(baseline) > fixed
+        previous_boundaries = boundaries
+        if (found.accepted is not None and not rival) or (index > 0 and found.undecided is not None):
+            # A candidate that already passes but cannot decide is the answer's best case: a
+            # later pass's smaller search must not turn the same data into a verdict.
+            break
+        if boundaries[0] != BOUNDARIES[0] and not border_only(found.tried, kernel_hw):
+            continue  # a per-axis rule changes only the border: it cannot mend anything else
+        problem.algorithm, problem.boundaries = algorithm_pass, boundaries
+        problem.precisions, pass_layouts = all_precisions, layouts
+        if algorithm_pass == "winograd":
+            problem.precisions = winograd_precisions(all_precisions)
+            pass_layouts = winograd_layouts(problem, layouts)
+        problem.set_storage(storage)
+        shared = shared.with_(algorithm=algorithm_pass)
+        fixed = len(shared.changed_fields(baseline))
+        for stage in stages:
+            if found.accepted is not None and found.answer_changes(baseline) <= stage + fixed:
+                break  # every candidate of this stage changes at least as many fields
+            stage_layouts = [lay for lay in pass_layouts if geometry_changes(lay, baseline) == stage]
+            if not stage_layouts or not problem.precisions:
+                continue
+            search = Search(problem, stage_layouts)
+            # Every pass may run before a verdict (each only when the ones before found
+            # nothing), so the verdict is chosen among the candidates of all of them.
+            needed = ev.needed_bits(search.size * len(stages) * readings * len(passes))
+            survivors, rejected = search.structures()
+            found.best_rejected = found.best_rejected or (rejected and (search, rejected, storage))
+            candidates = sorted(((complexity(struct, q, baseline, fixed, problem.storage[q], search.outs), struct, q)
+                                 for struct in survivors for q in problem.precisions), key=lambda item: item[0])
+            _confirm(problem, search, candidates, found, baseline, shared, needed=needed, keep_arrays=keep_arrays)
+    problem.precisions = all_precisions
+
+
+def _confirm(problem: Problem, search: Search, candidates: list, found: Found, baseline: Explanation,
+             shared: Explanation, *, needed: float, keep_arrays: bool) -> None:
+    """Confirmation: each sampled survivor, simplest first, that also passes its precision's
+    exact bound on the samples is evaluated on the whole output (and, if it holds, put to
+    the negative control), within a budget of whole-output checks. The first to hold with
+    enough evidence is the answer; later ones as simple are alternatives when they hold
+    too; a strictly simpler one of a rival pass replaces the answer."""
+    full_checks = tie_checks = 0
+    budget = max(MAX_FULL_CHECKS, min(256, FULL_CHECK_ELEMENTS // max(1, problem.output.size)))
+    for key, struct, q in candidates:
+        if found.accepted is not None and key[0] > found.answer_changes(baseline):
+            break
+        if full_checks >= budget or tie_checks >= budget:
+            break
+        ok, scale, bias, _ = search.sampled_check(struct, q)
+        if not ok:
+            continue
+        expl = as_explanation(struct, q, scale, bias, shared, problem.storage[q])
+        if found.accepted is not None and key[0] < found.answer_changes(baseline):
+            # A rival pass's strictly simpler candidate: it replaces the answer if it holds.
+            full, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays,
+                                    keep_values=False)
+            full_checks += 1
+            if full.ok:
+                run_control(search, full, struct)
+                if full.evidence.decisive:
+                    found.accepted, found.alternatives = full, []
+            continue
+        if found.accepted is not None:
+            tie_checks += _tie(problem, search, struct, expl, found, needed)
+            continue
+        full, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays, keep_values=False)
+        full_checks += 1
+        found.tried.append(full)
+        if full.ok:
+            run_control(search, full, struct)
+            if full.evidence.decisive:
+                found.accepted = full
+            elif found.undecided is None:
+                found.undecided = full
+
+
+def _tie(problem: Problem, search: Search, struct: Structure, expl: Explanation, found: Found, needed: float) -> int:
+    """A candidate as simple as the answer: an alternative when it reproduces the output too.
+    Returns how many whole-output checks it cost (0 or 1)."""
+    accepted = found.accepted.explanation
+    if accepted == expl or expl.changed_fields(accepted) == ("precision",):
+        return 0  # the answer itself, or at another precision: implied, not a rival
+    if same_computation(problem, expl, accepted):
+        found.alternatives.append(expl)
+        return 0
+    tie, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_values=False)
+    if tie.ok:
+        run_control(search, tie, struct)
+    if tie.ok and tie.evidence.decisive:
+        found.alternatives.append(tie.explanation)
+    return 1

@@ -1,22 +1,24 @@
-"""The verdict for one reading of the inputs: the expected computation first, then the
-staged search, then the statistics and notes of the `Diagnosis`."""
+"""The verdict for one reading of the inputs, in the order the README's "How a verdict is
+reached" tells it: set-up, the expected computation, the search passes (with confirmation
+and alternatives), the closest candidate when nothing holds, then the statistics and
+notes of the `Diagnosis`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from . import precision as prec
 from . import evidence as ev
+from . import precision as prec
 from ..errors import InputError
 from ..geometry import geometry_pair, output_size
 from ..results import Diagnosis, Stats
-from ..vocabulary import ALGORITHMS, BOUNDARIES, Explanation, OUTPUT_PRECISIONS, PADDINGS, Verdict, causes_for, describe
-from .candidates import Layout, Structure, as_explanation, complexity, geometry_changes, layouts_for, winograd_layouts, winograd_precisions
+from ..vocabulary import ALGORITHMS, BOUNDARIES, OUTPUT_PRECISIONS, PADDINGS, Explanation, Verdict, causes_for, describe
+from .candidates import Layout, Structure, as_explanation, geometry_changes, layouts_for
 from .evaluation import Full, evaluate_full
-from .passes import FULL_CHECK_ELEMENTS, MAX_FULL_CHECKS, algorithm_passes, border_only, prefer_unfitted, run_control, same_computation
+from .passes import Found, prefer_unfitted, run_control, same_computation, search_passes
 from .problem import Problem
 from .reference import correlate, correlate_blocks
 from .search import Search
@@ -44,16 +46,58 @@ def expected_computation(inputs, padding: str, stride, dilation, groups) -> Expl
                        kernel_axis=getattr(inputs, "kernel_axis", None))
 
 
+@dataclass
+class _Reading:
+    """One reading's set-up: the problem, the expected computation (`baseline`), the fields
+    every candidate of this reading shares (`shared`, `fixed` of them changed), the layouts
+    the output's shape allows, and how to index the user's output (`to_user`)."""
+
+    inputs: object
+    problem: Problem
+    baseline: Explanation
+    shared: Explanation
+    fixed: int
+    layouts: list
+    to_user: Callable
+
+
 def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
-              dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
-              keep_arrays: bool = False, output_transform: str = "identity", readings: int = 1,
-              narrow: bool = False, output_precision: Optional[str] = None) -> Diagnosis:
+                     dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
+                     keep_arrays: bool = False, output_transform: str = "identity", readings: int = 1,
+                     narrow: bool = False, output_precision: Optional[str] = None) -> Diagnosis:
     """`diagnose` for one reading of the kernel and output (see there).
 
     `readings` is how many readings of the kernel and image the whole diagnosis searches
     (each is one more search: the evidence rule's candidate count grows by that factor);
     `narrow` searches only the simplest geometry stage and the first pass (see
-    `_other_readings`)."""
+    `convcheck.engine.readings`)."""
+    _check_options(padding, precision, algorithm, output_precision)
+    reading = _set_up(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
+                      algorithm=algorithm, output_transform=output_transform, output_precision=output_precision)
+    if not reading.layouts:
+        return _no_layout(reading)
+    problem, baseline = reading.problem, reading.baseline
+    found = Found()
+    before, reference = _expected(reading, found, keep_arrays)
+    # An output of a small integer type (uint8, int8, uint16, int16): rounded and saturated
+    # to its type first (on a tie that reading wins: a narrower float's rounding can mimic an
+    # integer's), then, as a rival, computed exactly, which wins only when strictly simpler.
+    storages = [problem.integer_output] if problem.declared_storage else \
+        [problem.integer_output, None] if problem.integer_output else [None]
+    search_passes(problem, baseline, reading.shared, reading.layouts, found, storages=storages,
+                  keep_arrays=keep_arrays, readings=readings, narrow=narrow)
+    if found.accepted is not None and found.accepted is not before and baseline.algorithm == "direct" and not narrow:
+        unfitted = prefer_unfitted(problem, found.accepted, baseline, keep_arrays)
+        if unfitted is not None:
+            found.alternatives, found.accepted = [found.accepted.explanation], unfitted
+    closest = None
+    if found.accepted is None and found.undecided is None:
+        closest = _closest(reading, found, before, keep_arrays)
+    return _diagnosis(reading, found, before, reference, closest, storages, keep_arrays)
+
+
+def _check_options(padding, precision, algorithm, output_precision) -> None:
+    """Refuse option values outside the contract's vocabulary (InputError)."""
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
     if padding not in PADDINGS:
@@ -64,9 +108,14 @@ def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] 
     if output_precision is not None and output_precision not in OUTPUT_PRECISIONS:
         raise InputError(f"output_precision {output_precision!r} is not one of {', '.join(OUTPUT_PRECISIONS)}; "
                          "pass one of them, or None for the precision's own")
+
+
+def _set_up(inputs, *, padding, precision, stride, dilation, groups, algorithm, output_transform,
+            output_precision) -> _Reading:
+    """Set-up: the problem, the expected computation and the layouts the output's shape allows."""
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
     problem = Problem(inputs, expected_computation(inputs, padding, stride, dilation, groups)
-                       .with_(algorithm=algorithm, output_precision=output_precision), precision, output_precision)
+                      .with_(algorithm=algorithm, output_precision=output_precision), precision, output_precision)
     if algorithm == "winograd" and (tuple(problem.kernel.shape[:2]) != (3, 3) or stride != (1, 1)
                                     or dilation != (1, 1)):
         raise InputError(f"algorithm 'winograd' (Winograd F(m x m, 3 x 3)) applies only to 3x3 kernels at stride 1 "
@@ -77,175 +126,101 @@ def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] 
                             output_transform=output_transform,
                             kernel_layout=getattr(inputs, "kernel_reading", None) or baseline.kernel_layout,
                             channel_order=getattr(inputs, "channel_order", "as_given"))
-    fixed = len(shared.changed_fields(baseline))
-    kernel_hw = problem.kernel.shape[:2]
-    total = int(problem.output.size)
-    reading = getattr(inputs, "output_reading", None)
-    output_shape = inputs.output_shape or problem.output.shape
+    output_shape = tuple(inputs.output_shape or problem.output.shape)
+    user_axes = getattr(inputs, "output_reading", None)
 
     def to_user(index):
-        return index_in_user_shape(index, tuple(output_shape), reading)
+        return index_in_user_shape(index, output_shape, user_axes)
 
-    layouts = layouts_for(problem, baseline)
-    if not layouts:
-        h, w = problem.image_hw
-        sizes = ", ".join(f"{pad} {output_size(pad, h, w, *kernel_hw, stride, dilation)}" for pad in PADDINGS)
-        reason = (f"output shape {tuple(problem.output.shape[1:3])} fits no padding, stride or dilation of a "
-                  f"{(h, w)} image with a {tuple(kernel_hw)} kernel ({sizes}); was it cropped?")
-        stats = Stats(None, None, None, total, None, None, None)
-        return Diagnosis(Verdict.UNEXPLAINED, None, (), stats, baseline, reason=reason)
+    return _Reading(inputs, problem, baseline, shared, len(shared.changed_fields(baseline)),
+                    layouts_for(problem, baseline), to_user)
 
-    # "Before" statistics: the reference of the output's own size, at the expected precision.
-    identity = [lay for lay in layouts if lay.transform == "identity"]
+
+def _no_layout(reading: _Reading) -> Diagnosis:
+    """Unexplained: no padding, stride or dilation gives the output's size."""
+    problem, baseline = reading.problem, reading.baseline
+    kernel_hw = problem.kernel.shape[:2]
+    h, w = problem.image_hw
+    sizes = ", ".join(f"{pad} {output_size(pad, h, w, *kernel_hw, baseline.stride, baseline.dilation)}"
+                      for pad in PADDINGS)
+    reason = (f"output shape {tuple(problem.output.shape[1:3])} fits no padding, stride or dilation of a "
+              f"{(h, w)} image with a {tuple(kernel_hw)} kernel ({sizes}); was it cropped?")
+    stats = Stats(None, None, None, int(problem.output.size), None, None, None)
+    return Diagnosis(Verdict.UNEXPLAINED, None, (), stats, baseline, reason=reason)
+
+
+def _expected(reading: _Reading, found: Found, keep_arrays: bool):
+    """The expected computation, first: evaluated on the whole output, it gives the "before"
+    statistics (the reference of the output's own size, at the expected precision) and,
+    when it holds with enough evidence and nothing else was read otherwise, the answer
+    `equal`. Returns (its `Full`, the reference: an array with `keep_arrays`, else its
+    `Differences` from the output), both None when no layout without a kernel transform
+    gives the output's size."""
+    problem, baseline, shared = reading.problem, reading.baseline, reading.shared
+    padding, stride, dilation = baseline.padding, tuple(baseline.stride), tuple(baseline.dilation)
+    identity = [lay for lay in reading.layouts if lay.transform == "identity"]
     expected = Layout("identity", padding, stride, dilation)
     stats_layout = expected if expected in identity else (
         min(identity, key=lambda lay: geometry_changes(lay, baseline) + (lay.padding != padding))
         if identity else None)
-    before: Optional[Full] = None
-    reference = None
-    if stats_layout is not None:
-        start = shared.with_(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation)
-        before, values = evaluate_full(problem, start, "none", needed=ev.needed_bits(1), keep_arrays=keep_arrays)
-        geometry = dict(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation,
-                        groups=problem.groups)
-        reference = values if problem.rounding_is_exact(baseline.precision) else (
-            correlate(problem.image, problem.kernel, **geometry)[0] if keep_arrays else Differences.of(
-                problem.output, ((n, i0, v) for n, i0, v, _ in correlate_blocks(problem.image, problem.kernel,
-                                                                                **geometry))))
-        del values
-
-    accepted: Optional[Full] = None
-    undecided: Optional[Full] = None   # passes the bound, but with too little evidence
-    alternatives: list[Explanation] = []
-    closest: Optional[Full] = None
-    tried_full: list[Full] = [before] if before is not None else []
-    search = Search(problem, [lay for lay in layouts if geometry_changes(lay, baseline) == 0] or layouts)
+    if stats_layout is None:
+        return None, None
+    start = shared.with_(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation)
+    before, values = evaluate_full(problem, start, "none", needed=ev.needed_bits(1), keep_arrays=keep_arrays)
+    geometry = dict(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation,
+                    groups=problem.groups)
+    reference = values if problem.rounding_is_exact(baseline.precision) else (
+        correlate(problem.image, problem.kernel, **geometry)[0] if keep_arrays else Differences.of(
+            problem.output, ((n, i0, v) for n, i0, v, _ in correlate_blocks(problem.image, problem.kernel,
+                                                                            **geometry))))
+    del values
+    found.tried.append(before)
     # The expected computation stores its result in its own precision: an output that
     # precision cannot hold was stored otherwise (see Problem.wide_storage), whatever the bound.
-    if before is not None and before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
+    if before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
+        search = Search(problem, [lay for lay in reading.layouts if geometry_changes(lay, baseline) == 0]
+                        or reading.layouts)
         run_control(search, before, Structure("identity", padding, "zero", (0, 0), "none", stride, dilation))
-        if before.evidence.decisive and fixed == 0:
-            accepted = before
+        if before.evidence.decisive and reading.fixed == 0:
+            found.accepted = before
         elif not before.evidence.decisive:
-            undecided = before
-    best_rejected = None
-    stages = sorted({geometry_changes(lay, baseline) for lay in layouts})
-    # An output of a small integer type (uint8, int8, uint16, int16): rounded and saturated
-    # to its type first (on a tie that reading wins: a narrower float's rounding can mimic an
-    # integer's), then, as a rival, computed exactly, which wins only when strictly simpler.
-    storages = [problem.integer_output] if problem.declared_storage else \
-        [problem.integer_output, None] if problem.integer_output else [None]
-    passes = algorithm_passes(problem, baseline, layouts, storages)
-    all_precisions = problem.precisions
-    if narrow:
-        passes, stages = passes[:1], stages[:1]
-    previous_boundaries = None
-    for index, (algorithm_pass, boundaries, storage) in enumerate(passes):
-        rival = accepted is not None and storage is None and boundaries is previous_boundaries \
-            and len(accepted.explanation.changed_fields(baseline)) > fixed
-        previous_boundaries = boundaries
-        if (accepted is not None and not rival) or (index > 0 and undecided is not None):
-            # A candidate that already passes but cannot decide is the answer's best case: a
-            # later pass's smaller search must not turn the same data into a verdict.
-            break
-        if boundaries[0] != BOUNDARIES[0] and not border_only(tried_full, kernel_hw):
-            continue  # a per-axis rule changes only the border: it cannot mend anything else
-        problem.algorithm, problem.boundaries = algorithm_pass, boundaries
-        problem.precisions, pass_layouts = all_precisions, layouts
-        if algorithm_pass == "winograd":
-            problem.precisions = winograd_precisions(all_precisions)
-            pass_layouts = winograd_layouts(problem, layouts)
-        problem.set_storage(storage)
-        shared = shared.with_(algorithm=algorithm_pass)
-        fixed = len(shared.changed_fields(baseline))
-        for stage in stages:
-            if accepted is not None and len(accepted.explanation.changed_fields(baseline)) <= stage + fixed:
-                break  # every candidate of this stage changes at least as many fields
-            stage_layouts = [lay for lay in pass_layouts if geometry_changes(lay, baseline) == stage]
-            if not stage_layouts or not problem.precisions:
-                continue
-            search = Search(problem, stage_layouts)
-            # Every pass may run before a verdict (each only when the ones before found
-            # nothing), so the verdict is chosen among the candidates of all of them.
-            needed = ev.needed_bits(search.size * len(stages) * readings * len(passes))
-            survivors, rejected = search.structures()
-            best_rejected = best_rejected or (rejected and (search, rejected, storage))
-            candidates = sorted(((complexity(struct, q, baseline, fixed, problem.storage[q], search.outs), struct, q)
-                                 for struct in survivors for q in problem.precisions), key=lambda item: item[0])
-            full_checks = tie_checks = 0
-            budget = max(MAX_FULL_CHECKS, min(256, FULL_CHECK_ELEMENTS // max(1, problem.output.size)))
-            for key, struct, q in candidates:
-                if accepted is not None and key[0] > len(accepted.explanation.changed_fields(baseline)):
-                    break
-                if full_checks >= budget or tie_checks >= budget:
-                    break
-                ok, scale, bias, _ = search.sampled_check(struct, q)
-                if not ok:
-                    continue
-                expl = as_explanation(struct, q, scale, bias, shared, problem.storage[q])
-                if accepted is not None and key[0] < len(accepted.explanation.changed_fields(baseline)):
-                    # A rival pass's strictly simpler candidate: it replaces the answer if it holds.
-                    full, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays,
-                                             keep_values=False)
-                    full_checks += 1
-                    if full.ok:
-                        run_control(search, full, struct)
-                        if full.evidence.decisive:
-                            accepted, alternatives = full, []
-                    continue
-                if accepted is not None:
-                    if accepted.explanation == expl or expl.changed_fields(accepted.explanation) == ("precision",):
-                        continue  # the answer itself, or at another precision: implied, not a rival
-                    # As simple as the answer: a tie when it reproduces the output too.
-                    if same_computation(problem, expl, accepted.explanation):
-                        alternatives.append(expl)
-                        continue
-                    tie, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_values=False)
-                    tie_checks += 1
-                    if tie.ok:
-                        run_control(search, tie, struct)
-                    if tie.ok and tie.evidence.decisive:
-                        alternatives.append(tie.explanation)
-                    continue
-                full, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays,
-                                         keep_values=False)
-                full_checks += 1
-                tried_full.append(full)
-                if full.ok:
-                    run_control(search, full, struct)
-                    if full.evidence.decisive:
-                        accepted = full
-                    elif undecided is None:
-                        undecided = full
-    problem.precisions = all_precisions
-    if accepted is not None and accepted is not before and baseline.algorithm == "direct" and not narrow:
-        unfitted = prefer_unfitted(problem, accepted, baseline, keep_arrays)
-        if unfitted is not None:
-            alternatives, accepted = [accepted.explanation], unfitted
-    if accepted is None and undecided is None:
-        if best_rejected and not any(f is not before for f in tried_full):
-            # The structure nearest on the samples (from the first, direct pass), at the
-            # precision that fits most of them.
-            problem.algorithm, problem.boundaries = baseline.algorithm, BOUNDARIES
-            shared = shared.with_(algorithm=baseline.algorithm)
-            search, (struct, _, _), storage = best_rejected
-            problem.set_storage(storage)
-            fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
-            q = max(problem.precisions, key=lambda name: fractions[name][3])
-            _, s, b, _ = fractions[q]
-            tried_full.append(evaluate_full(problem, as_explanation(struct, q, s, b, shared, problem.storage[q]),
-                                             struct.fit, needed=ev.needed_bits(1), keep_arrays=keep_arrays,
-                                             keep_values=False)[0])
-        if tried_full:
-            # Fewest elements beyond the bound; then the simplest (an FFT's looser bound
-            # would otherwise look closer than the expected computation itself).
-            closest = min(tried_full, key=lambda f: (f.bad, len(f.explanation.changed_fields(baseline)),
-                                                     f.worst_ratio))
+            found.undecided = before
+    return before, reference
 
+
+def _closest(reading: _Reading, found: Found, before: Optional[Full], keep_arrays: bool) -> Optional[Full]:
+    """When nothing holds: the candidate with the fewest elements beyond its bound. When only
+    the expected computation was tried on the whole output, the structure nearest on the
+    samples (from the first, direct pass) is evaluated too, at the precision that fits most
+    of them."""
+    problem, baseline = reading.problem, reading.baseline
+    if found.best_rejected and not any(f is not before for f in found.tried):
+        problem.algorithm, problem.boundaries = baseline.algorithm, BOUNDARIES
+        shared = reading.shared.with_(algorithm=baseline.algorithm)
+        search, (struct, _, _), storage = found.best_rejected
+        problem.set_storage(storage)
+        fractions = {q: search.sampled_check(struct, q) for q in problem.precisions}
+        q = max(problem.precisions, key=lambda name: fractions[name][3])
+        _, s, b, _ = fractions[q]
+        found.tried.append(evaluate_full(problem, as_explanation(struct, q, s, b, shared, problem.storage[q]),
+                                         struct.fit, needed=ev.needed_bits(1), keep_arrays=keep_arrays,
+                                         keep_values=False)[0])
+    if not found.tried:
+        return None
+    # Fewest elements beyond the bound; then the simplest (an FFT's looser bound would
+    # otherwise look closer than the expected computation itself).
+    return min(found.tried, key=lambda f: (f.bad, len(f.explanation.changed_fields(baseline)), f.worst_ratio))
+
+
+def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], reference, closest: Optional[Full],
+               storages, keep_arrays: bool) -> Diagnosis:
+    """The statistics, the reason or where the mismatch sits, and the notes: the `Diagnosis`."""
+    problem, baseline = reading.problem, reading.baseline
+    accepted, undecided = found.accepted, found.undecided
     verdict = (Verdict.EQUAL if accepted is before and accepted is not None
                else Verdict.EXPLAINED if accepted is not None else Verdict.UNEXPLAINED)
     after = accepted if accepted is not None else undecided if undecided is not None else closest
-    stats = diagnosis_stats(problem, reference, before, after, to_user)
+    stats = diagnosis_stats(problem, reference, before, after, reading.to_user)
     where = reason = None
     notes: list[str] = []
     if undecided is not None and accepted is None:
@@ -259,8 +234,25 @@ def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] 
                   "the computation (a verdict needs at least "
                   f"{100 * ev.MIN_UNCLIPPED_FRACTION:.0f}% of the output unclipped).")
     elif verdict is Verdict.UNEXPLAINED and after is not None:
-        where, detail = mismatch_site(after, kernel_hw, to_user)
+        where, detail = mismatch_site(after, problem.kernel.shape[:2], reading.to_user)
         notes.append(detail)
+    notes += _notes(reading, found, verdict, after, undecided)
+    explanation = accepted.explanation if accepted is not None else None
+    causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
+    return Diagnosis(verdict, explanation, causes, stats, baseline,
+                     closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
+                     alternatives=tuple(found.alternatives), where=where, reason=reason, notes=tuple(notes),
+                     arrays=_arrays(problem, before, after, reference) if keep_arrays else None,
+                     cannot_decide=reason is not None,
+                     evidence=after.evidence.to_dict() if after is not None and after.evidence else None)
+
+
+def _notes(reading: _Reading, found: Found, verdict: Verdict, after: Optional[Full],
+           undecided: Optional[Full]) -> list[str]:
+    """The notes on what the verdict rests on: subnormal inputs, a 1-D kernel's axis,
+    clipping, a batch, alternatives that compute the same values or tie with fitted ones."""
+    problem, baseline, inputs = reading.problem, reading.baseline, reading.inputs
+    notes: list[str] = []
     if verdict is Verdict.UNEXPLAINED and problem.has_subnormals(baseline.precision):
         notes.append(f"the inputs hold subnormal {baseline.precision} values (nonzero, below its smallest "
                      "normal number): TensorFlow on CPU and many GPU kernels flush them to zero (FTZ/DAZ), "
@@ -274,11 +266,10 @@ def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] 
         notes.append(clipping_note(after))
     if problem.output.shape[0] > 1 and verdict is not Verdict.UNEXPLAINED:
         notes.append(f"one computation explains all {problem.output.shape[0]} samples of the batch")
-    explanation = accepted.explanation if accepted is not None else None
-    causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
-    identical = [a for a in alternatives if accepted is not None
+    accepted = found.accepted
+    identical = [a for a in found.alternatives if accepted is not None
                  and same_computation(problem, a, accepted.explanation)]
-    fitted_ties = [a for a in alternatives if a not in identical]
+    fitted_ties = [a for a in found.alternatives if a not in identical]
     if identical:
         notes.append("these compute exactly the same values here, so they cannot be told apart: "
                      + "; ".join(describe(a, baseline) for a in identical))
@@ -288,22 +279,20 @@ def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] 
                      + "; ".join(describe(a, baseline) for a in fitted_ties))
     if accepted is not None and accepted.detail:
         notes.append(accepted.detail)
-    arrays = None
-    if keep_arrays:
-        # Plots show one image: the sample of the batch where the output is worst.
-        worst = after if after is not None else before
-        sample = int(np.argmax(worst.mismatch.reshape(worst.mismatch.shape[0], -1).sum(axis=1))) \
-            if worst is not None else 0
+    return notes
 
-        def one(array):
-            return None if array is None else array[sample]
 
-        arrays = DiagnosisArrays(np.asarray(problem.output[sample], dtype=np.float64), one(reference),
-                                 one(before.bound if before is not None else None),
-                                 one(after.prediction if after is not None else None),
-                                 one(after.bound if after is not None else None))
-    return Diagnosis(verdict, explanation, causes, stats, baseline,
-                     closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
-                     alternatives=tuple(alternatives), where=where, reason=reason, notes=tuple(notes),
-                     arrays=arrays, cannot_decide=reason is not None,
-                     evidence=after.evidence.to_dict() if after is not None and after.evidence else None)
+def _arrays(problem: Problem, before: Optional[Full], after: Optional[Full], reference) -> DiagnosisArrays:
+    """The whole-output arrays plots show: one image, the sample of the batch where the output
+    is worst."""
+    worst = after if after is not None else before
+    sample = int(np.argmax(worst.mismatch.reshape(worst.mismatch.shape[0], -1).sum(axis=1))) \
+        if worst is not None else 0
+
+    def one(array):
+        return None if array is None else array[sample]
+
+    return DiagnosisArrays(np.asarray(problem.output[sample], dtype=np.float64), one(reference),
+                           one(before.bound if before is not None else None),
+                           one(after.prediction if after is not None else None),
+                           one(after.bound if after is not None else None))
