@@ -149,7 +149,8 @@ class GraphIndex:
             [self.initializers[key] for key in dict.fromkeys(i for n in nodes for i in n.input)
              if key in self.initializers])
         try:
-            return np.asarray(ReferenceEvaluator(helper.make_model(graph, opset_imports=self.opsets)).run(None, feeds)[0])
+            evaluator = ReferenceEvaluator(helper.make_model(graph, opset_imports=self.opsets))
+            return np.asarray(evaluator.run(None, feeds)[0])
         except Exception:   # anything the reference evaluator cannot do leaves the value unknown
             return None
 
@@ -256,7 +257,8 @@ def _plan_conv(index: GraphIndex, node, op: str, block_size: int, notes: list[st
     attrs = attributes(node)
     kernel = index.constant(node.input[1])
     spatial = kernel.ndim - 2 if kernel is not None else len(attrs.get("kernel_shape", (0, 0)))
-    if spatial != 2:
+    lengths = {"kernel_shape": 2, "strides": 2, "dilations": 2, "pads": 4}
+    if spatial != 2 or any(key in attrs and len(attrs[key]) != size for key, size in lengths.items()):
         return None
     groups = int(attrs.get("group", 1))
     kernel_layout, input_layout = "OIHW", "nchw"

@@ -42,6 +42,7 @@ class RunTensors:
             array = self.arrays[name]
             if layout == "nchwc":
                 array = unblock_activation(array, channels or array.shape[1], self.block_size)
+                del self.arrays[name]   # the blocked original is not needed again: one copy
             elif layout == "nchw":
                 array = array.transpose(0, 2, 3, 1)
             self._nhwc[name] = array

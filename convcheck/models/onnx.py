@@ -261,8 +261,10 @@ def _capture_as_written(path, model, x, input_name, plans, notes, scratch) -> li
     import onnxruntime as ort
     names = _fetch_names(plans, input_name)
     _mark_outputs(model, names)
+    half = any(plan.kernel is not None and plan.kernel.dtype == np.float16 for plan in plans)
+    saved = os.path.join(scratch, "as-written.onnx") if half else ""
     try:
-        session = _session(model, scratch, "ORT_DISABLE_ALL")
+        session = _session(model, scratch, "ORT_DISABLE_ALL", saved)
     except Exception as exc:
         raise InputError(f"'{path}' is not a valid ONNX model for ONNX Runtime {ort.__version__} "
                          f"({_first_line(exc)}): export it again with operators and an opset this "
@@ -270,7 +272,21 @@ def _capture_as_written(path, model, x, input_name, plans, notes, scratch) -> li
     tensors = RunTensors(_run(path, session, input_name, x, names), 0)
     notes.append(f"as written: ONNX Runtime {ort.__version__} (CPU) ran the graph with its optimisations off "
                  f"and {len(names)} tensor{'s' if len(names) != 1 else ''} added as graph outputs")
+    if half and _casts_around_convs(saved):
+        notes.append("as written: this ONNX Runtime has no float16 Conv on this CPU: it computed the float16 "
+                     "convolutions in float32 between Casts it inserted (inputs widened exactly, outputs "
+                     "rounded to float16)")
     return _build(plans, tensors, notes)
+
+
+def _casts_around_convs(saved: str) -> bool:
+    """Whether the graph ONNX Runtime ran (saved at `saved`) feeds a Conv through a Cast it inserted."""
+    import onnx
+    try:
+        graph = onnx.load(saved, load_external_data=False).graph
+    except Exception:   # no saved graph: nothing to say
+        return False
+    return any(node.op_type == "Conv" and node.input[0].startswith(_CAST_PREFIX) for node in graph.node)
 
 
 def _capture_as_run(path, model, x, input_name, written, notes, scratch) -> Optional[list[ConvLayer]]:
@@ -302,7 +318,7 @@ def _capture_as_run(path, model, x, input_name, written, notes, scratch) -> Opti
                  "that graph ran with its optimisations off and its convolutions' tensors as graph outputs")
     if block:
         notes.append(f"as run: NCHWc tensors and filters (blocks of {block} channels) unblocked to NHWC and HWIO")
-    notes.extend(plan_notes)
+    notes.extend(note for note in plan_notes if note not in notes)
     notes.extend(_fused_notes(layers, plans, origins, len(written)))
     return layers
 
@@ -312,7 +328,8 @@ def _block_size(scratch: str) -> int:
     if "block" not in _block_sizes:
         from onnx import TensorProto, helper
         node = helper.make_node("ReorderInput", ["x"], ["y"], domain=NCHWC)
-        graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 1, 1])],
+        graph = helper.make_graph([node], "probe",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 1, 1])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
         probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(NCHWC, 1)])
         session = _session(probe, scratch, "ORT_DISABLE_ALL")

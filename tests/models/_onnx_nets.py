@@ -51,13 +51,15 @@ class Net:
                   self.random(f"{name}.mean", channels), self.random(f"{name}.var", channels, 0.5, 2.0)]
         return self.node("BatchNormalization", [source] + params, name, epsilon=epsilon)
 
-    def model(self, outputs, *, input_shape=None):
-        """The checked ModelProto, its outputs typed by shape inference."""
+    def model(self, outputs, *, input_shape=None, more_inputs=()):
+        """The checked ModelProto, its outputs typed by shape inference (`more_inputs`: names of
+        further inputs of the input's shape)."""
         import onnx
         from onnx import helper
         element = FLOAT_DTYPES[self.dtype]
         shape = self.shape if input_shape is None else input_shape
-        graph = helper.make_graph(self.nodes, "net", [helper.make_tensor_value_info("x", element, shape)],
+        inputs = [helper.make_tensor_value_info(name, element, shape) for name in ("x",) + tuple(more_inputs)]
+        graph = helper.make_graph(self.nodes, "net", inputs,
                                   [helper.make_tensor_value_info(name, element, None) for name in outputs],
                                   self.initializers)
         opsets = [helper.make_opsetid("", self.opset)] + [helper.make_opsetid(d, v) for d, v in self.domains.items()]
