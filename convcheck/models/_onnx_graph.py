@@ -245,7 +245,7 @@ def plan_layers(model, feeds: Optional[dict] = None, block_size: int = 0) -> tup
             plans.append(plan)
     for label, count in skipped.items():
         notes.append(f"{count} {label} node{'s' if count > 1 else ''} not captured: "
-                     "only 2-D float convolutions are walked")
+                     "convcheck model walks 2-D Conv operators only")
     names = unique_names([plan.name for plan in plans], [plan.conv_output for plan in plans])
     for plan, name in zip(plans, names):
         plan.name = name
