@@ -66,6 +66,9 @@ class ConvLayer:
     Computed (as captured at run time, NHWC):
     - `input`: (N, H, W, C_in) what the layer read: the absorbed pad op's input if any.
     - `output`: (N, Ho, Wo, C_out) after the absorbed BatchNorm and activation.
+    - `addend`: (N, Ho, Wo, C_out), or None: a tensor the runtime fused into the conv's sum
+      (ONNX Runtime's FusedConv `Z` input, an NCHWc Conv's fused residual `Sum`), as the
+      runtime produced it: output = activation(batchnorm(conv + bias + addend)).
     """
 
     name: str
@@ -86,6 +89,7 @@ class ConvLayer:
     absorbed: tuple[str, ...] = ()
     followed_by: str = ""
     dtype: str = "float32"
+    addend: Optional[np.ndarray] = field(default=None, repr=False)
 
 
 @dataclass
