@@ -62,9 +62,9 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
         if missing:
             del interpreter
             interpreter = _run(graph, x, builtin_only=True)
-            notes.insert(0, f"as_run: the XNNPACK delegate did not keep {len(missing)} tensor(s) the layers "
-                            f"need (fused ops), so the model ran on TFLite's built-in kernels instead "
-                            f"(XNNPACK off)")
+            notes.insert(0, f"as_run: LiteRT {_version()} did not show that the XNNPACK delegate kept "
+                            f"{len(missing)} tensor(s) the layers need (a delegate keeps none inside ops it "
+                            "fuses), so the model ran on TFLite's built-in kernels instead (XNNPACK off)")
         else:
             notes.insert(0, ran)
     else:
