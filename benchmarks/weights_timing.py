@@ -37,8 +37,9 @@ def main(runs: int) -> None:
                 start = time.perf_counter()
                 relate(original, port)
                 seconds.append(time.perf_counter() - start)
+            named = "scale per channel" if "scale" in relation.mapping else relation.mapping
             print(f"{'x'.join(map(str, shape)):>12}  {name:<18} {statistics.median(seconds) * 1e3:8.2f} ms  "
-                  f"{relation.verdict.value} {relation.mapping if 'scale' not in relation.mapping else '{scale: [...]}'}")
+                  f"{relation.verdict.value} {named}")
 
 
 if __name__ == "__main__":

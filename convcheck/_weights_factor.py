@@ -8,7 +8,7 @@ grouped HWIO (kh, kw, C_in / G, C_out): the last axis is the output channel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from .precision import STORAGE_U, STORAGE_UNDERFLOW, storage_type
 # factor per channel explains any values (CONTRACT section 3: never paper over a mismatch).
 PINNING_WEIGHTS = 4
 # The bounds below are evaluated in float64: a handful of float64 roundings (relative 2^-53
-# each) that this widening covers, far below any port precision's unit roundoff.
+# each) that this widening covers, far below the unit roundoff of a float32 or narrower port;
+# for a float64 port it is the check's resolution (a few of its units).
 _FLOAT64_SLACK = 2.0 ** -50
 
 
@@ -33,7 +34,7 @@ class FactorRelation:
 
 def round_port_values(mapped: np.ndarray, precision: str, original_precision: str) -> list[np.ndarray]:
     """`mapped` rounded to nearest (ties to even) in `precision`: directly, and for a float64
-    original also through float32 (torch rounds float64 to a half type that way: two
+    original also through float32 (torch casts float64 to float16 and bfloat16 that way: two
     roundings, which can differ from one at a tie). bfloat16 comes back as float32 (exact), so
     it compares with numpy's own types."""
     def rounded(values):

@@ -15,14 +15,15 @@ numpy only: no framework, no click. The vocabulary is the contract's (section 2)
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import numpy as np
 
 from ._weights_factor import factor_relation, round_port_values
 from .errors import InputError
-from .inputs import _alternative_layouts, _check_dtype, _check_finite, _check_layout, _is_bfloat16, read_kernel_as
+from .inputs import (_alternative_layouts, _check_dtype, _check_finite, _check_layout, _is_bfloat16, _option,
+                     axis_names, read_kernel_as)
 from .precision import SIGNIFICAND_BITS, dtype_precision, native_precision, representable
 from .reference import transform_kernel
 from .choices import KERNEL_AXIS_ORDERS
@@ -85,14 +86,15 @@ class _Values:
 
     scaled: bool
     precision: Optional[str]   # a precision named as changed, or None
-    rank: int
+    precision_rank: int        # 0 for None, then the order `_value_changes` tries them in
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def _prepare(array, label: str, layout: str, option: str) -> tuple[np.ndarray, str, str]:
-    """(the array with finite values, in a dtype numpy computes with, its precision, layout)."""
+def _prepare(array, label: str, layout: str, option: str) -> tuple[np.ndarray, str, str, str]:
+    """(the array, in a dtype numpy computes with (bfloat16 as float32, integers as float64: both
+    exact), the precision its values carry, its dtype's name, the checked layout)."""
     layout = _check_layout(layout, option)
     try:
         array = np.asarray(array)
@@ -102,22 +104,17 @@ def _prepare(array, label: str, layout: str, option: str) -> tuple[np.ndarray, s
     _check_dtype(array.dtype, label, from_file=False)
     if array.ndim != 4:
         raise InputError(f"{label}: is {array.ndim}-D (shape {array.shape}); give a conv layer's 4-D weights "
-                         f"in its layout ({option}{layout!r} reads them as "
-                         f"{'(kh, kw, C, multiplier)' if layout == 'depthwise' else axes_text(layout)})")
+                         f"in its layout ({_option(option, layout)} reads them as "
+                         f"({'kh, kw, C, multiplier' if layout == 'depthwise' else axis_names(layout)}))")
     if array.size == 0:
         raise InputError(f"{label}: has no elements (shape {array.shape}); give a non-empty kernel")
     _check_finite(array, label)
+    name = array.dtype.name
     if _is_bfloat16(array.dtype):
-        return np.ascontiguousarray(array.astype(np.float32)), "bfloat16", layout  # exact
+        return np.ascontiguousarray(array.astype(np.float32)), "bfloat16", name, layout
     if array.dtype.kind in "iu":
-        return np.ascontiguousarray(array, dtype=np.float64), native_precision(array), layout
-    return np.ascontiguousarray(array), dtype_precision(array.dtype), layout
-
-
-def axes_text(layout: str) -> str:
-    """'(C_out, C_in, kh, kw)' for 'oihw'."""
-    names = {"h": "kh", "w": "kw", "i": "C_in", "o": "C_out"}
-    return "(" + ", ".join(names[axis] for axis in layout) + ")"
+        return np.ascontiguousarray(array, dtype=np.float64), native_precision(array), name, layout
+    return np.ascontiguousarray(array), dtype_precision(array.dtype), name, layout
 
 
 def _as_hwio(array: np.ndarray, layout: str) -> np.ndarray:
@@ -189,8 +186,8 @@ def _value_changes(original_precision: str, port_precision: str) -> list[_Values
     narrower = [p for p in ordered if p != "tfloat32" and SIGNIFICAND_BITS[p] < bits]
     changes = [_Values(False, None, 0)] + [_Values(False, p, 1 + i) for i, p in enumerate(narrower)]
     if SIGNIFICAND_BITS[port_precision] >= bits:
-        changes.append(_Values(True, None, 10))
-    changes += [_Values(True, p, 11 + i) for i, p in enumerate(narrower)]
+        changes.append(_Values(True, None, 0))   # the product rounded to the port's own precision
+    changes += [_Values(True, p, 1 + i) for i, p in enumerate(narrower)]
     return changes
 
 
@@ -259,13 +256,15 @@ def _fields(declared: str, reading: str, transform: str, values: _Values, factor
 
 
 def _search(search: _Search, declared: str, readings, transforms, changes) -> list[dict[str, Any]]:
-    """Every mapping that holds with the fewest changed fields, the simplest first: ties go
-    to the earlier value of each field in the contract's order of fields."""
+    """Every mapping that holds with the fewest changed fields, the simplest first: ties are
+    ordered field by field in the contract's order (kernel_transform, kernel_layout, precision,
+    scale), each field's values in the order they are tried (its default first)."""
     candidates = []
     for (r_rank, (reading, _)), (t_rank, (transform, _)), values in itertools.product(
             enumerate(readings), enumerate(transforms), changes):
         count = (reading != declared) + (transform != "identity") + (values.precision is not None) + values.scaled
-        candidates.append(((count, t_rank, r_rank, values.rank), reading, transform, values))
+        key = (count, t_rank, r_rank, values.precision_rank, values.scaled)
+        candidates.append((key, reading, transform, values))
     candidates.sort(key=lambda item: item[0])
     found: list[dict[str, Any]] = []
     level = None
@@ -308,6 +307,11 @@ def _causes(mapping: dict[str, Any], baseline: Explanation) -> tuple[Cause, ...]
             why = cause_for("kernel_layout", "oihw-reshaped", Explanation()).why
             summary, fix = _RESHAPED_TEXT[value]
             causes.append(Cause(field=name, value=value, summary=summary, fix=fix, why=why))
+        elif name == "kernel_layout":
+            # The vocabulary's fix names explain's option; here the declared layout is the port's.
+            cause = cause_for(name, value, baseline, explanation)
+            fix = cause.fix.replace("--kernel-layout", "--port-layout").replace("kernel_layout=", "port_layout=")
+            causes.append(replace(cause, fix=fix))
         else:
             causes.append(cause_for(name, value, baseline, explanation))
     return tuple(causes)
@@ -330,17 +334,19 @@ def relate(original, port, *, original_layout: str = "hwio", port_layout: str = 
     to a narrower float is `round(mapped)` in it, to nearest even; a factor is as
     `convcheck._weights_factor.factor_relation` documents (one rounding of each product,
     Higham eq. 2.4, and evidence rules). A constant original names no layout. `names` (the
-    files' paths) go into error messages. Bad arrays raise `InputError`.
+    files' paths, from the command line) go into error messages, which then name the command's
+    options. Bad arrays and layouts raise `InputError`.
     """
     labels = [f"{side} file '{name}'" for side, name in zip(("original", "port"), names)] if names else \
         ["original", "port"]
-    original, original_precision, original_layout = _prepare(original, labels[0], original_layout,
-                                                             "original_layout=")
-    port, port_precision, port_layout = _prepare(port, labels[1], port_layout, "port_layout=")
+    options = ("--original-layout", "--port-layout") if names else ("original_layout=", "port_layout=")
+    original, original_precision, original_dtype, original_layout = _prepare(original, labels[0], original_layout,
+                                                                             options[0])
+    port, port_precision, port_dtype, port_layout = _prepare(port, labels[1], port_layout, options[1])
     original_hwio = np.ascontiguousarray(_as_hwio(original, original_layout))
     declared_view = _as_hwio(port, port_layout)
     base = dict(original_shape=original.shape, port_shape=port.shape, original_layout=original_layout,
-                port_layout=port_layout, original_dtype=original_precision, port_dtype=port_precision)
+                port_layout=port_layout, original_dtype=original_dtype, port_dtype=port_dtype)
     fits = declared_view.shape == original_hwio.shape
     if port.size != original.size:
         return WeightsRelation(Verdict.UNEXPLAINED, max_abs_diff=None, reason=(
@@ -370,10 +376,8 @@ def _reason(search: _Search, port, port_layout: str, original, constant: bool, m
             differ: Optional[int]) -> str:
     """Why nothing holds, in one sentence: what could not be decided, else how far apart they are."""
     if constant:
-        fits = [name for name in [port_layout] + _alternative_layouts(port_layout if port_layout != "depthwise"
-                                                                     else "hwio")
-                if not name.endswith("-reshaped") and _as_hwio(port, name).shape == original.shape]
-        fits = list(dict.fromkeys(fits))
+        fits = [name for name in dict.fromkeys((port_layout,) + KERNEL_AXIS_ORDERS)
+                if _as_hwio(port, name).shape == original.shape]
         if port_layout not in fits:
             return (f"cannot decide: every weight of the original is {float(original.flat[0]):g}, so its values "
                     "cannot tell one layout from another; the port's shape " f"{tuple(port.shape)} "

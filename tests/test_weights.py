@@ -180,7 +180,8 @@ def test_every_mapping_it_claims_is_found_and_named(changed, data):
 @PROPERTY
 @given(kernels(), st.integers(0, 2 ** 32 - 1))
 def test_a_random_unrelated_kernel_is_unexplained(original, seed):
-    port = np.random.default_rng([seed, 1]).standard_normal(original.shape).astype(np.float32)  # not the kernel's stream
+    # [seed, 1]: not the stream the kernel was drawn from, whatever the seeds
+    port = np.random.default_rng([seed, 1]).standard_normal(original.shape).astype(np.float32)
     relation = relate(original, port)
     assert relation.verdict is Verdict.UNEXPLAINED
     assert relation.mapping == {} and relation.causes == () and relation.reason
