@@ -376,7 +376,7 @@ def test_batchnorm_folded_by_torch_is_its_factor_per_channel():
     factor = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
     # torch computes the factor in float32 (var + eps, rsqrt, * weight: a few roundings) and the
     # fitted interval is ~2u wide: 8u covers both.
-    assert np.abs(np.asarray(relation.mapping["scale"]) - factor).max() <= 8 * 2.0 ** -24 * np.abs(factor).max()
+    assert np.all(np.abs(np.asarray(relation.mapping["scale"]) - factor) <= 8 * 2.0 ** -24 * np.abs(factor))
     assert relation.causes[0].field == "scale"
 
 
