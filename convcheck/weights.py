@@ -215,7 +215,7 @@ class _Search:
         """(True, factor or None) when the candidate maps the original to the port, else (False, None)."""
         if values.precision is not None:
             if values.precision not in self.representable:   # a few channels first: most ports fail there
-                self.representable[values.precision] = (
+                self.representable[values.precision] = values.precision == self.port_precision or (
                     representable(self.port_samples[reading], values.precision)
                     and representable(self.port, values.precision))
             if not self.representable[values.precision]:
