@@ -21,17 +21,17 @@ from typing import Any, Optional
 import numpy as np
 
 from ._weights_factor import factor_relation, round_port_values
+from .choices import KERNEL_AXIS_ORDERS
 from .errors import InputError
 from .inputs import (_alternative_layouts, _check_dtype, _check_finite, _check_layout, _is_bfloat16, _option,
                      axis_names, read_kernel_as)
 from .precision import SIGNIFICAND_BITS, dtype_precision, native_precision, representable
 from .reference import transform_kernel
-from .choices import KERNEL_AXIS_ORDERS
 from .vocabulary import KERNEL_TRANSFORMS, PRECISIONS, Cause, Explanation, Verdict, cause_for
 
 SCHEMA = "convcheck/weights/1"
-# Readings of the port whose flat values are another layout's, each under the declared layout
-# it is a mistake for: (declared, name, the layout whose memory order the values are in).
+# The reshape mistake each declared layout is open to: the port's shape is the declared one but
+# its values are in another layout's memory order. declared -> (kernel_layout name, that layout).
 _RESHAPES = {"hwio": ("oihw-reshaped", "oihw"), "oihw": ("hwio-reshaped", "hwio"),
              "depthwise": ("depthwise-reshaped", "oihw")}
 _MAX_ALTERNATIVES = 16
@@ -333,7 +333,10 @@ def relate(original, port, *, original_layout: str = "hwio", port_layout: str = 
     fields are `alternatives`. Exact relations are checked with exact equality; a rounding
     to a narrower float is `round(mapped)` in it, to nearest even; a factor is as
     `convcheck._weights_factor.factor_relation` documents (one rounding of each product,
-    Higham eq. 2.4, and evidence rules). A constant original names no layout. `names` (the
+    Higham eq. 2.4, and evidence rules). A constant original names no layout. A reshape is
+    named relative to `port_layout` ('oihw-reshaped' for 'hwio', 'hwio-reshaped' for 'oihw',
+    'depthwise-reshaped' for 'depthwise'), so give the port in its own framework's layout to
+    have Keras -> PyTorch and depthwise reshapes named. `names` (the
     files' paths, from the command line) go into error messages, which then name the command's
     options. Bad arrays and layouts raise `InputError`.
     """
