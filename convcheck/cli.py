@@ -322,3 +322,4 @@ def _register_check() -> None:
 
 
 _register_check()
+from .weights_command import weights as _weights_command; main.add_command(_weights_command)  # noqa: E402,E702
