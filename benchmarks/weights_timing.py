@@ -1,4 +1,4 @@
-"""How long `convcheck.weights.relate` takes per layer: the median of repeated calls.
+"""How long `convcheck.engine.weights.relate` takes per layer: the median of repeated calls.
 
 Run: python benchmarks/weights_timing.py [RUNS]. Seeded float32 kernels, 3x3x64x64 and
 3x3x512x512 (HWIO), each against a port that is equal, reshaped from OIHW, in/out swapped,
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from convcheck.weights import relate
+from convcheck.engine.weights import relate
 
 
 def ports(original: np.ndarray, rng: np.random.Generator) -> dict:

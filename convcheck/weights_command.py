@@ -74,7 +74,7 @@ def weights(original, port, original_layout, port_layout, fmt, output):
     """
     check_outputs(output=output, protected=[("original file", original), ("port file", port)])
     from .inputs import read_npy
-    from .weights import relate
+    from .engine import relate_weights as relate
 
     original_array = read_npy(original, "kernel")
     port_array = read_npy(port, "kernel")

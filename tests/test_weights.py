@@ -1,4 +1,4 @@
-"""`convcheck weights` and `convcheck.weights.relate`: naming how one conv kernel was made from another.
+"""`convcheck weights` and `convcheck.engine.weights.relate`: naming how one conv kernel was made from another.
 
 Three parts: real weights ported by real framework calls (PyTorch -> Keras, a BatchNorm folded
 by torch, float16 casts; marked torch/tensorflow), framework-free Hypothesis properties over
@@ -7,7 +7,7 @@ kernels are unexplained, symmetric kernels give alternatives, degenerate kernels
 layout), and the command line (exit codes, JSON, bad files).
 
 The test builds ports with its own code (numpy transposes, flips, rot90), independent of
-`convcheck.weights`, and checks every claimed mapping by reading the port back with it.
+`convcheck.engine.weights`, and checks every claimed mapping by reading the port back with it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from convcheck.cli import main
 from convcheck.errors import InputError
 from convcheck.vocabulary import Verdict
-from convcheck.weights import SCHEMA, relate
+from convcheck.engine.weights import SCHEMA, relate
 
 ORDERS = tuple(h + w + i + o for h in "hwio" for w in "hwio" for i in "hwio" for o in "hwio"
                if len({h, w, i, o}) == 4)

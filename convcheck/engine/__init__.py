@@ -34,6 +34,9 @@ in a circle; `tests/test_engine_layers.py` checks it from the import statements)
     threads       a second thread beside the first, one BLAS thread
     windows       the image extended by a boundary rule; the windows outputs read
 
+Beside them, on the precision models alone: `weights` (with `weight_factors`), how one kernel
+was turned into another (a layout, a reshape, a flip, a factor per channel, a rounding).
+
 Below the engine: `convcheck.geometry` (CONTRACT section 1's sizes and paddings),
 `convcheck.vocabulary` (the fields, their values and sentences), `convcheck.inputs`,
 `convcheck.results`, `convcheck.errors`.
@@ -54,5 +57,7 @@ from .readings import diagnose, explain
 from .statistics import index_in_user_shape
 from .threads import cores
 from .verdict import DiagnosisArrays
+from .weights import WeightsRelation, relate as relate_weights
 
-__all__ = ["diagnose", "explain", "index_in_user_shape", "native_precision", "cores", "DiagnosisArrays"]
+__all__ = ["diagnose", "explain", "index_in_user_shape", "native_precision", "cores", "DiagnosisArrays",
+           "relate_weights", "WeightsRelation"]

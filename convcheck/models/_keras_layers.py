@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..reference import padding_amounts
+from ..geometry import padding_amounts
 from ._keras_graph import Graph, Step
 from .layers import BatchNorm, ConvLayer
 

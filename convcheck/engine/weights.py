@@ -20,14 +20,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._weights_factor import factor_relation, round_port_values
-from .choices import KERNEL_AXIS_ORDERS
-from .errors import InputError
-from .inputs import (_alternative_layouts, _check_dtype, _check_finite, _check_layout, _is_bfloat16, _option,
+from .weight_factors import factor_relation, round_port_values
+from ..choices import KERNEL_AXIS_ORDERS
+from ..errors import InputError
+from ..inputs import (_alternative_layouts, _check_dtype, _check_finite, _check_layout, _is_bfloat16, _option,
                      axis_names, read_kernel_as)
 from .precision import SIGNIFICAND_BITS, dtype_precision, native_precision, representable
-from .reference import transform_kernel
-from .vocabulary import KERNEL_TRANSFORMS, PRECISIONS, Cause, Explanation, Verdict, cause_for
+from ..geometry import transform_kernel
+from ..vocabulary import KERNEL_TRANSFORMS, PRECISIONS, Cause, Explanation, Verdict, cause_for
 
 SCHEMA = "convcheck/weights/1"
 # The reshape mistake each declared layout is open to: the port's shape is the declared one but
