@@ -6,12 +6,47 @@ once torch is imported; importing this module imports no framework.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import warnings
 from typing import Any, Hashable, Optional
 
 import numpy as np
 
+from ..backends.base import one_line
 from ..backends.torch import to_numpy
 from ._pytorch_graph import LayerPlan, build_layer, check_geometry
+
+
+@contextlib.contextmanager
+def quiet_torch():
+    """Keep what torch and the model print or log off stdout and stderr meanwhile.
+
+    torch.export logs failed guards and whole graphs through its own handlers (bound to
+    the real stderr, so only `logging.disable` silences them) and warns about its
+    deprecations; a model may print. The command's stdout must stay JSON only, and
+    errors reach the user as InputError lines, so nothing is lost.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def reason(exc: BaseException, limit: int = 200) -> str:
+    """What went wrong, in one line: 'Type: first line', or for a TorchScript error (a
+    traceback of TorchScript code first) its last line, which holds the real reason."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        text = lines[-1]
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {one_line(exc, limit)}"
 
 
 def activation_array(tensor) -> np.ndarray:

@@ -24,7 +24,7 @@ from collections import defaultdict
 
 from ..backends.base import one_line
 from ..errors import InputError
-from ._pytorch_capture import CaptureStore
+from ._pytorch_capture import CaptureStore, reason
 from ._pytorch_graph import Op, Ref, plan_layers, refs_in
 
 _CONFIGS = re.compile(r"data/(weights|constants)/[^/]+_(weights|constants)_config\.json")
@@ -81,9 +81,8 @@ def load_exported(path: str, label: str):
         with open(path, "rb") as stream:   # a stream: no warning for a name not ending in .pt2
             return torch.export.load(stream)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad archive
-        raise InputError(f"{label}: torch.export.load cannot read it ({type(exc).__name__}: "
-                         f"{one_line(exc, 200)}); save it again with torch.export.save, with this "
-                         f"version of torch ({torch.__version__})") from None
+        raise InputError(f"{label}: torch.export.load cannot read it ({reason(exc)}); save it again with "
+                         f"torch.export.save, with this version of torch ({torch.__version__})") from None
 
 
 def declared_input(program, label: str) -> tuple:
@@ -147,7 +146,8 @@ def graph_ops(module) -> tuple:
             continue
         args, kwargs = _value(list(node.args)), {k: _value(v) for k, v in node.kwargs.items()}
         if isinstance(node.target, torch._ops.OpOverload):
-            kind = node.target._schema.name.split("::")[-1]
+            namespace, name = node.target._schema.name.split("::")
+            kind = name if namespace == "aten" else f"{namespace}::{name}"
             bound = bind_schema(node.target._schema, args, kwargs)
         elif node.target is operator.getitem:
             kind, bound = "getitem", {"self": args[0], "index": args[1]}

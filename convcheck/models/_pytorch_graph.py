@@ -20,6 +20,10 @@ import numpy as np
 from .layers import BatchNorm, ConvLayer
 
 CONV_KINDS = frozenset({"conv2d", "convolution", "_convolution", "_convolution_mode"})
+# Convolutions that are not 2-D convolution layers: left out, and the notes say so.
+SKIPPED_KINDS = {"conv1d": "1-D convolution", "conv3d": "3-D convolution", "conv_tbc": "1-D convolution",
+                 "conv_transpose1d": "transposed convolution", "conv_transpose2d": "transposed convolution",
+                 "conv_transpose3d": "transposed convolution"}
 PAD_KINDS = frozenset({"pad", "constant_pad_nd", "reflection_pad2d", "replication_pad2d", "_pad_circular"})
 # The BatchNorm ops of inference graphs; the native ones return (output, mean, invstd) and
 # are read through getitem 0 (FX) or their first output (TorchScript).
@@ -279,18 +283,23 @@ def plan_layers(ops: list[Op], outputs, static_shape: Callable[[Any], Optional[t
     plans, notes = [], []
     skipped = Counter()
     for op in ops:
+        if op.kind in SKIPPED_KINDS or op.kind.startswith("quantized::conv"):
+            skipped[SKIPPED_KINDS.get(op.kind, "quantized convolution")] += 1
+            continue
         if op.kind not in CONV_KINDS:
             continue
         weight_shape = static_shape(op.args.get("weight"))
         if op.args.get("transposed") is True:
             skipped["transposed convolution"] += 1
-            continue
-        if weight_shape is not None and len(weight_shape) != 4:
+        elif weight_shape is not None and len(weight_shape) != 4:
             skipped[f"{len(weight_shape) - 2}-D convolution"] += 1
-            continue
-        plans.append(_plan_one(op, graph, weight_shape, notes))
+        elif refs_in([op.args.get(name) for name in ("stride", "padding", "dilation", "groups")]):
+            skipped["convolution whose geometry is computed at run time"] += 1
+        else:
+            plans.append(_plan_one(op, graph, weight_shape, notes))
     for what, count in sorted(skipped.items()):
-        notes.append(f"{count} {what}{'s' if count > 1 else ''} not captured: only 2-D convolutions are layers")
+        notes.append(f"{count} {what}{'s' if count > 1 else ''} not captured: convcheck judges 2-D "
+                     "convolutions with a fixed geometry")
     _name_layers(plans)
     _set_followed_by(plans, graph)
     return plans, notes

@@ -20,7 +20,7 @@ import weakref
 
 from ..backends.base import one_line
 from ..errors import InputError
-from ._pytorch_capture import CaptureStore
+from ._pytorch_capture import CaptureStore, reason
 from ._pytorch_fx import capture_graph_module
 from ._pytorch_graph import Op, Ref, plan_layers
 
@@ -45,7 +45,7 @@ def _import(module_name: str, label: str):
         raise InputError(f"{label}: cannot import module '{module_name}' ({one_line(exc, 200)}); run convcheck "
                          "from the folder that holds it, or add that folder to PYTHONPATH") from None
     except Exception as exc:  # noqa: BLE001 - the user's module may raise anything while importing
-        raise InputError(f"{label}: importing '{module_name}' raised {type(exc).__name__}: {one_line(exc, 200)}; "
+        raise InputError(f"{label}: importing '{module_name}' raised {reason(exc)}; "
                          "fix the module so that it imports") from None
     finally:
         if added and os.getcwd() in sys.path:
@@ -69,14 +69,14 @@ def resolve_module(spec: str, label: str):
         try:
             model = target()
         except Exception as exc:  # noqa: BLE001 - the user's constructor may raise anything
-            raise InputError(f"{label}: calling the {what} '{attr}' with no arguments raised {type(exc).__name__}: "
-                             f"{one_line(exc, 200)}; name a module instance or a function that builds one") from None
+            raise InputError(f"{label}: calling the {what} '{attr}' with no arguments raised "
+                             f"{reason(exc)}; name a module instance or a function that builds one") from None
         if not isinstance(model, torch.nn.Module):
             raise InputError(f"{label}: the {what} '{attr}' returned a {type(model).__name__}, not a "
                              "torch.nn.Module; name a module, a class, or a function returning one")
     else:
-        raise InputError(f"{label}: '{attr}' is a {type(target).__name__}, not a torch.nn.Module; name a "
-                         "module, a class, or a function returning one")
+        raise InputError(f"{label}: '{attr}' is an object of type {type(target).__name__}, not a "
+                         "torch.nn.Module; name a module, a class, or a function returning one")
     return model.eval(), python_module
 
 
@@ -98,7 +98,7 @@ def capture_module(model, image) -> tuple:
         program = torch.export.export(model, (image,), strict=False)
     except Exception as exc:  # noqa: BLE001 - export fails in many ways on dynamic Python code
         layers, notes = capture_hooks(model, image)
-        return layers, [f"torch.export failed ({type(exc).__name__}: {one_line(exc, 200)}); the layers were "
+        return layers, [f"torch.export failed ({reason(exc)}); the layers were "
                         "captured with forward hooks on the modules instead: convs called as functions "
                         "(F.conv2d) are not seen, and ops between modules (F.relu, F.pad, +) are neither "
                         "absorbed nor named in followed_by"] + notes

@@ -18,11 +18,9 @@ Behaviours checked on torch 2.13 (CPU):
 from __future__ import annotations
 
 import re
-import warnings
 
-from ..backends.base import one_line
 from ..errors import InputError
-from ._pytorch_capture import CaptureStore
+from ._pytorch_capture import CaptureStore, reason
 from ._pytorch_fx import bind_schema
 from ._pytorch_graph import CONV_KINDS, Op, Ref, plan_layers
 
@@ -33,11 +31,9 @@ def load_script(path: str, label: str):
     """`torch.jit.load` on the CPU, its errors as one InputError line."""
     import torch
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
-            return torch.jit.load(path, map_location="cpu")
+        return torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError and others for a bad archive
-        raise InputError(f"{label}: torch.jit.load cannot read it ({type(exc).__name__}: {one_line(exc, 200)}); "
+        raise InputError(f"{label}: torch.jit.load cannot read it ({reason(exc)}); "
                          "save it again with torch.jit.save, or export it with torch.export.save") from None
 
 
@@ -69,8 +65,13 @@ def _block_values(node) -> list:
     return values
 
 
+def _op_kind(kind: str) -> str:
+    """'aten::conv2d' -> 'conv2d'; other namespaces keep theirs ('quantized::conv2d')."""
+    return kind[len("aten::"):] if kind.startswith("aten::") else kind
+
+
 def _contains_conv(node) -> bool:
-    return any(inner.kind().split("::")[-1] in CONV_KINDS or _contains_conv(inner)
+    return any(_op_kind(inner.kind()) in CONV_KINDS or _contains_conv(inner)
                for block in node.blocks() for inner in block.nodes())
 
 
@@ -104,7 +105,7 @@ def graph_ops(graph, label: str) -> tuple:
         if output is not None:
             values[output.unique()] = output
         name = output.debugName() if output is not None else ""
-        ops.append(Op(kind=kind.split("::")[-1], args=bound, out=output.unique() if output is not None else id(node),
+        ops.append(Op(kind=_op_kind(kind), args=bound, out=output.unique() if output is not None else id(node),
                       name="" if name.isdigit() else re.sub(r"\.\d+$", "", name), module=_module_path(node),
                       handle=node))
     outputs = [value.unique() for value in graph.outputs()]
@@ -204,9 +205,7 @@ def capture_script(module, image, label: str) -> tuple:
     """Freeze a TorchScript module, make its graph also return each conv layer's tensors,
     run it once on `image` (a tensor). Returns (layers, notes)."""
     import torch
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
-        frozen = torch.jit.freeze(module.eval(), optimize_numerics=False)
+    frozen = torch.jit.freeze(module.eval(), optimize_numerics=False)
     graph = frozen.graph.copy()
     ops, outputs, static_shape, values = graph_ops(graph, label)
     plans, notes = plan_layers(ops, outputs, static_shape)

@@ -84,6 +84,8 @@ def _archive_kind(name: str, label: str) -> tuple:
             rel = {entry[len(root):] for entry in names}
             if "archive_format" in rel or any(r.startswith("models/") and r.endswith(".json") for r in rel):
                 return "exported", tuple(check_pt2_archive(archive, root, label))
+    except InputError:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
         raise InputError(f"{label}: is truncated or corrupt (not a readable zip archive: {exc}); copy or save "
                          "the model again") from None
@@ -168,9 +170,11 @@ def inspect(path: str) -> ModelInfo:
     array or a shape tuple), else None. Raises InputError for a bad file or name,
     MissingDependency when torch is not installed.
     """
+    from ._pytorch_capture import quiet_torch
     source = _source(path)
     _torch(source.label)
-    shape, dtype = _declared(source)[1:]
+    with quiet_torch():
+        shape, dtype = _declared(source)[1:]
     return ModelInfo(path=source.path, format=FORMAT, layout=LAYOUT, input_shape=_with_batch(shape),
                      input_dtype=dtype)
 
@@ -236,22 +240,25 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
     InputError (bad file, bad `x`, a run that fails, no 2-D convolution) or
     MissingDependency.
     """
-    from ..backends.base import one_line
     from ..backends.torch import from_numpy
+    from ._pytorch_capture import quiet_torch, reason
     source = _source(path)
     torch = _torch(source.label)
-    model, shape, dtype = _declared(source)
+    with quiet_torch():
+        model, shape, dtype = _declared(source)
     given = _check_input(x, source, shape if source.kind == "exported" else None, dtype)
     image = from_numpy(np.array(x, copy=True))   # a copy: a model may write into its input in place
     try:
-        layers, notes = _run(source, model, image)
+        with quiet_torch():
+            layers, notes = _run(source, model, image)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the model or torch raised: one line, no traceback
-        expected = _shape_text(shape) if shape is not None else "a shape it does not declare"
+        expected = (f"the model expects {_shape_text(shape)} {dtype}" if shape is not None else
+                    f"the model declares no input shape (its weights are {dtype})")
         raise InputError(f"{source.label}: running it on the input of shape {tuple(x.shape)} {given} failed "
-                         f"({type(exc).__name__}: {one_line(exc, 200)}); the model expects {expected} {dtype} "
-                         f"(NCHW; torch {torch.__version__})") from None
+                         f"({reason(exc)}); {expected}: pass an NCHW input it takes "
+                         f"(torch {torch.__version__})") from None
     if not layers:
         why = f" ({'; '.join(notes)})" if notes else ""
         raise InputError(f"{source.label}: has no 2-D convolution layer: nothing to walk{why}")

@@ -21,7 +21,11 @@ import pytest
 
 from convcheck.errors import InputError, MissingDependency
 
-pytestmark = [pytest.mark.torch]
+pytestmark = [pytest.mark.torch,
+              # Saving the test models: TorchScript is deprecated, and an even 'same' kernel copies its input.
+              pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning"),
+              pytest.mark.filterwarnings("ignore:`isinstance.treespec, LeafSpec.` is deprecated:FutureWarning")]
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install 'convcheck[torch]'")
 
 from convcheck.models import pytorch as loader  # noqa: E402
@@ -132,7 +136,8 @@ def check_layers(captured: CapturedModel, name: str, model, x: np.ndarray, sourc
                     layer.cval, layer.activation, layer.followed_by, layer.dtype)
         assert declared == (want["stride"], want["dilation"], want["groups"], want["pads"], want["padding"],
                             want["boundary"], want["cval"], want["activation"], want["followed_by"], "float32")
-        assert len(layer.absorbed) == want["pad_op"] + (want["batchnorm"] is not None) + (want["activation"] != "linear")
+        absorbed = want["pad_op"] + (want["batchnorm"] is not None) + (want["activation"] != "linear")
+        assert len(layer.absorbed) == absorbed
         if want["batchnorm"] is None:
             assert layer.batchnorm is None
         else:
@@ -247,3 +252,246 @@ def test_hooks_see_pad_modules_and_a_module_padding_mode(tmp_path, monkeypatch):
             (want["name"], want["pads"], want["boundary"], want["cval"])
         np.testing.assert_array_equal(layer.output, nhwc(taps[layer.name][1]))
         assert_recomputed(layer)
+
+
+@pytest.mark.parametrize("source", ["pt2", "script", "trace"])
+def test_transposed_and_1d_convolutions_are_left_out_with_a_note(tmp_path, source):
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ConvTranspose2d(4, 2, 2),
+                                torch.nn.Flatten(2), torch.nn.Conv1d(2, 2, 3)).eval()
+    x = np.random.default_rng(5).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    path = str(tmp_path / ("model.pt2" if source == "pt2" else "model.pt"))
+    if source == "pt2":
+        torch.export.save(torch.export.export(model, (torch.from_numpy(x),), strict=False), path)
+    else:
+        saved = torch.jit.script(model) if source == "script" else torch.jit.trace(model, (torch.from_numpy(x),),
+                                                                                   check_trace=False)
+        torch.jit.save(saved, path)
+    captured = loader.capture(path, x)
+    assert [layer.name for layer in captured.layers] == ["0"]
+    np.testing.assert_array_equal(captured.layers[0].output, nhwc(model[0](torch.from_numpy(x))))
+    assert "1 1-D convolution not captured" in " ".join(captured.notes)
+    assert "1 transposed convolution not captured" in " ".join(captured.notes)
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+def test_inspect_reads_what_each_source_declares(saved, tmp_path, monkeypatch):
+    assert loader.inspect(reference_to(saved, "resnet", "pt2")) == loader.ModelInfo(
+        path=reference_to(saved, "resnet", "pt2"), format="pytorch", layout="nchw", input_shape=(1, 4, 10, 10),
+        input_dtype="float32")
+    for source in ("script", "trace", "module"):
+        info = loader.inspect(reference_to(saved, "resnet", source))
+        assert (info.format, info.layout, info.input_shape, info.input_dtype) == ("pytorch", "nchw", None, "float32")
+
+    model, batch_of_two = nets.build("resnet"), torch.zeros(2, 4, 10, 10)
+    dynamic = torch.export.Dim.DYNAMIC
+    for name, dims in (("open_batch", {0: dynamic}), ("open_size", {2: dynamic, 3: dynamic})):
+        program = torch.export.export(model, (batch_of_two,), dynamic_shapes={"x": dims}, strict=False)
+        torch.export.save(program, str(tmp_path / f"{name}.pt2"))
+    assert loader.inspect(str(tmp_path / "open_batch.pt2")).input_shape == (1, 4, 10, 10)
+    assert loader.inspect(str(tmp_path / "open_size.pt2")).input_shape is None
+    captured = loader.capture(str(tmp_path / "open_size.pt2"), np.zeros((2, 4, 12, 14), np.float32))
+    assert captured.input_shape == (2, 4, 12, 14)
+    assert [layer.output.shape for layer in captured.layers] == [(2, 6, 7, 8)] * 3
+
+    (tmp_path / "ccnets_examples.py").write_text(
+        "import torch\nfrom tests.models._pytorch_nets import build\n"
+        "model = build('resnet')\nexample_input = torch.zeros(2, 4, 16, 16)\n"
+        "def shaped():\n    m = build('resnet')\n    m.example_input = (1, 4, 12, 12)\n    return m\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert loader.inspect("ccnets_examples:model").input_shape == (2, 4, 16, 16)
+    assert loader.inspect("ccnets_examples:shaped").input_shape == (1, 4, 12, 12)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def assert_one_line(error: pytest.ExceptionInfo, *fragments: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message and "Traceback" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.fixture(scope="module")
+def bad_files(saved, tmp_path_factory):
+    """Broken and foreign files next to the good ones."""
+    folder = tmp_path_factory.mktemp("pytorch_bad")
+    good_pt2 = (saved / "resnet.pt2").read_bytes()
+    good_script = (saved / "resnet_script.pt").read_bytes()
+    (folder / "empty.pt").write_bytes(b"")
+    (folder / "truncated.pt2").write_bytes(good_pt2[: len(good_pt2) // 2])
+    (folder / "truncated.pt").write_bytes(good_script[:-64])
+    (folder / "random.pt").write_bytes(np.random.default_rng(3).bytes(2000))
+    np.save(folder / "array.npy", np.zeros(3))
+    (folder / "array.npy").rename(folder / "array.pt")
+    (folder / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    with zipfile.ZipFile(folder / "keras.pt", "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", "not weights")
+    torch.save(nets.build("resnet").state_dict(), str(folder / "state_dict.pth"))
+    # One byte of a weight flipped: the zip's CRC no longer matches.
+    with zipfile.ZipFile(saved / "resnet.pt2") as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("data/weights/weight_0"))
+    header = good_pt2[info.header_offset: info.header_offset + 30]
+    start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    flipped = bytearray(good_pt2)
+    flipped[start + 3] ^= 0xFF
+    (folder / "flipped.pt2").write_bytes(bytes(flipped))
+    no_conv = nets.NoConv().eval()
+    torch.export.save(torch.export.export(no_conv, (torch.zeros(1, 8),), strict=False), str(folder / "linear.pt2"))
+    torch.jit.save(torch.jit.script(no_conv), str(folder / "linear.pt"))
+    return folder
+
+
+@pytest.mark.parametrize("name, fragments", [
+    ("missing.pt2", ["no such file"]),
+    ("empty.pt", ["is empty (0 bytes)"]),
+    ("truncated.pt2", ["truncated or corrupt"]),
+    ("truncated.pt", ["truncated or corrupt"]),
+    ("random.pt", ["not a zip archive"]),
+    ("array.pt", ["not a zip archive"]),
+    ("model.h5", ["HDF5"]),
+    ("keras.pt", ["zip archive but not one torch.export.save or torch.jit.save writes", "config.json"]),
+    ("state_dict.pth", ["torch.save checkpoint", "never unpickles"]),
+    ("flipped.pt2", ["corrupt", "CRC"]),
+    (".", ["is a directory"]),
+])
+def test_bad_files_are_refused_in_one_line(bad_files, name, fragments):
+    path = str(bad_files / name)
+    for call in (lambda: loader.inspect(path), lambda: loader.capture(path, example("resnet"))):
+        with pytest.raises(InputError) as error:
+            call()
+        assert_one_line(error, f"'{path}'", *fragments)
+
+
+def test_models_without_a_conv_have_nothing_to_walk(bad_files, tmp_path, monkeypatch):
+    (tmp_path / "ccnets_linear.py").write_text("from tests.models._pytorch_nets import NoConv\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for path in (str(bad_files / "linear.pt2"), str(bad_files / "linear.pt"), "ccnets_linear:NoConv"):
+        with pytest.raises(InputError) as error:
+            loader.capture(path, np.zeros((1, 8), np.float32))
+        assert_one_line(error, path, "has no 2-D convolution layer: nothing to walk")
+
+
+def test_inputs_the_model_cannot_take_are_refused(saved):
+    pt2, script = reference_to(saved, "resnet", "pt2"), reference_to(saved, "resnet", "script")
+    with pytest.raises(InputError) as error:
+        loader.capture(pt2, np.zeros((1, 4, 9, 10), np.float32))
+    assert_one_line(error, pt2, "(1, 4, 9, 10) float32", "expects (1, 4, 10, 10) float32")
+    with pytest.raises(InputError) as error:
+        loader.capture(pt2, np.zeros((1, 4, 10, 10), np.float64))
+    assert_one_line(error, pt2, "float64", "expects (1, 4, 10, 10) float32")
+    with pytest.raises(InputError) as error:   # TorchScript declares no shape: the run itself fails
+        loader.capture(script, np.zeros((1, 3, 10, 10), np.float32))
+    assert_one_line(error, script, "(1, 3, 10, 10) float32", "expected input[1, 3, 10, 10] to have 4 channels")
+    with pytest.raises(InputError) as error:
+        loader.capture(script, np.zeros((1, 4, 10, 10), np.int32))
+    assert_one_line(error, script, "int32")
+
+
+@pytest.mark.parametrize("spec, fragments", [
+    ("ccnets_nowhere:model", ["cannot import module 'ccnets_nowhere'"]),
+    ("ccnets_bad:missing", ["has no attribute 'missing'"]),
+    ("ccnets_bad:Needs", ["calling the class 'Needs' with no arguments raised TypeError"]),
+    ("ccnets_bad:number", ["is an object of type int, not a torch.nn.Module"]),
+    ("ccnets_bad:not_a_module", ["returned a str, not a torch.nn.Module"]),
+    ("ccnets_raises:model", ["importing 'ccnets_raises' raised ZeroDivisionError"]),
+    ("no/such:thing", ["no such file, and not a package.module:attr name"]),
+])
+def test_bad_module_names_are_refused_in_one_line(tmp_path, monkeypatch, spec, fragments):
+    (tmp_path / "ccnets_bad.py").write_text(
+        "import torch\nnumber = 3\n"
+        "class Needs(torch.nn.Module):\n    def __init__(self, width):\n        super().__init__()\n"
+        "def not_a_module():\n    return 'conv'\n")
+    (tmp_path / "ccnets_raises.py").write_text("model = 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(InputError) as error:
+        loader.inspect(spec)
+    assert_one_line(error, spec, *fragments)
+
+
+class _Payload:
+    """Unpickling this writes a file: what a hostile model file would do."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('unpickled')",))
+
+
+def _rewrite(source, target, replace: dict) -> None:
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        for info in original.infolist():
+            copy.writestr(info.filename, replace.get(info.filename, original.read(info.filename)))
+
+
+@pytest.mark.parametrize("member", ["weights", "sample_inputs"])
+def test_a_pt2_that_would_unpickle_code_is_refused_before_loading(saved, tmp_path, member):
+    """torch.export.load unpickles with weights_only=False a weight marked use_pickle, and
+    falls back to it for sample inputs that fail weights_only=True: such files are refused
+    before torch.export.load sees them, and nothing in them runs."""
+    marker = tmp_path / "ran.txt"
+    source = saved / "resnet.pt2"
+    with zipfile.ZipFile(source) as archive:
+        names = archive.namelist()
+        config_name = next(n for n in names if n.endswith("data/weights/model_weights_config.json"))
+        config = json.loads(archive.read(config_name))
+    payload = pickle.dumps(_Payload(str(marker)))
+    if member == "weights":
+        entry = next(iter(config["config"]))
+        config["config"][entry]["use_pickle"] = True
+        weight = config_name.rsplit("/", 1)[0] + "/" + config["config"][entry]["path_name"]
+        replace = {config_name: json.dumps(config).encode(), weight: payload}
+    else:
+        replace = {next(n for n in names if n.endswith("data/sample_inputs/model.pt")): payload}
+    hostile = tmp_path / "hostile.pt2"
+    _rewrite(source, hostile, replace)
+    with pytest.raises(InputError) as error:
+        loader.inspect(str(hostile))
+    assert_one_line(error, str(hostile), "is not plain tensors", "never unpickles")
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- torch missing
+
+
+def test_importing_the_loader_imports_no_framework():
+    code = ("import sys, convcheck.models.pytorch as m; "
+            "print(sorted(n for n in ('torch', 'tensorflow', 'onnx', 'jax') if n in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.stdout.strip() == "[]"
+
+
+def test_without_torch_a_good_file_needs_the_extra_and_a_bad_one_is_still_bad(saved, bad_files, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)   # `import torch` now raises ImportError
+    for path in (reference_to(saved, "resnet", "pt2"), reference_to(saved, "resnet", "script"),
+                 reference_to(saved, "resnet", "module")):
+        for call in (lambda: loader.inspect(path), lambda: loader.capture(path, example("resnet"))):
+            with pytest.raises(MissingDependency) as error:
+                call()
+            assert error.value.extra == "torch"
+            assert str(error.value).endswith("pip install 'convcheck[torch]'")
+    with pytest.raises(InputError):   # checked before torch is needed
+        loader.inspect(str(bad_files / "state_dict.pth"))
+
+
+def test_nothing_torch_prints_or_logs_reaches_the_terminal(saved, tmp_path, monkeypatch, capfd):
+    """A failed export logs guards and whole graphs, a bad archive logs a traceback: none of
+    it may reach stdout (JSON only) or stderr (one InputError line)."""
+    (tmp_path / "ccnets_loud.py").write_text(
+        "from tests.models import _pytorch_nets as nets\nprint('model module printing')\n"
+        "def make():\n    return nets.Dynamic().eval()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loader.capture("ccnets_loud:make", example("resnet"))
+    with zipfile.ZipFile(saved / "resnet.pt2") as archive:
+        program = next(n for n in archive.namelist() if n.endswith("models/model.json"))
+    _rewrite(saved / "resnet.pt2", tmp_path / "not_a_program.pt2", {program: b'{"not": "a program"}'})
+    with pytest.raises(InputError) as error:
+        loader.inspect(str(tmp_path / "not_a_program.pt2"))
+    assert_one_line(error, "torch.export.load cannot read it")
+    assert capfd.readouterr() == ("", "")
