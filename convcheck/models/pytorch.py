@@ -254,8 +254,12 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the model or torch raised: one line, no traceback
-        expected = (f"the model expects {_shape_text(shape)} {dtype}" if shape is not None else
-                    f"the model declares no input shape (its weights are {dtype})")
+        if shape is None:
+            expected = f"the model declares no input shape (its weights are {dtype})"
+        elif source.kind == "module":
+            expected = f"its example_input is {_shape_text(shape)} {dtype}"
+        else:
+            expected = f"the model expects {_shape_text(shape)} {dtype}"
         raise InputError(f"{source.label}: running it on the input of shape {tuple(x.shape)} {given} failed "
                          f"({reason(exc)}); {expected}: pass an NCHW input it takes "
                          f"(torch {torch.__version__})") from None

@@ -328,6 +328,8 @@ def bad_files(saved, tmp_path_factory):
     np.save(folder / "array.npy", np.zeros(3))
     (folder / "array.npy").rename(folder / "array.pt")
     (folder / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    (folder / "model.onnx").write_bytes(b"\x08\x08\x12\x07pytorch\x1a\x052.3.0" + bytes(100))
+    (folder / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(100))
     with zipfile.ZipFile(folder / "keras.pt", "w") as archive:
         archive.writestr("config.json", "{}")
         archive.writestr("model.weights.h5", "not weights")
@@ -354,6 +356,8 @@ def bad_files(saved, tmp_path_factory):
     ("random.pt", ["not a zip archive"]),
     ("array.pt", ["not a zip archive"]),
     ("model.h5", ["HDF5"]),
+    ("model.onnx", ["ONNX"]),
+    ("model.tflite", ["TFLite"]),
     ("keras.pt", ["zip archive but not one torch.export.save or torch.jit.save writes", "config.json"]),
     ("state_dict.pth", ["torch.save checkpoint", "never unpickles"]),
     ("flipped.pt2", ["corrupt", "CRC"]),
