@@ -184,11 +184,18 @@ def _axes_text(layout: str) -> str:
 def _kernel_layout_text(value: str, declared: str) -> tuple[str, str]:
     """(summary, fix) of a kernel read in layout `value` where `declared` was expected."""
     if value == "oihw-reshaped":
-        return ("the kernel is PyTorch OIHW weights turned into HWIO with reshape instead of transpose: "
-                "its shape is right, but every value sits at the wrong tap and channel",
+        return ("the kernel and the one the output was computed with are PyTorch OIHW weights and their HWIO form "
+                "made with reshape instead of transpose (one way or the other: the shape is right, but every "
+                "value sits at the wrong tap and channel)",
                 "convert PyTorch weights with np.transpose(w, (2, 3, 1, 0)) (weights.permute(2, 3, 1, 0) in "
-                "PyTorch), not w.reshape(kh, kw, C_in, C_out); this array is undone by "
-                "np.transpose(w.reshape(C_out, C_in, kh, kw), (2, 3, 1, 0))")
+                "PyTorch), not w.reshape(kh, kw, C_in, C_out), and Keras weights back with "
+                "np.transpose(w, (3, 2, 0, 1)), not w.reshape(C_out, C_in, kh, kw)")
+    if value == "depthwise-reshaped":
+        return ("the kernel and the one the output was computed with are a PyTorch depthwise kernel (C, 1, kh, kw) "
+                "and its Keras DepthwiseConv2D form (kh, kw, C, 1) made with reshape instead of transpose (one way "
+                "or the other): every value sits at the wrong tap and channel",
+                "convert with np.transpose(w, (2, 3, 0, 1)) (PyTorch to Keras) or np.transpose(w, (2, 3, 0, 1)) "
+                "back (Keras to PyTorch), not reshape")
     if declared not in _ORDERS:
         return (f"the kernel's axes are in {_axes_text(value)} order",
                 f"pass --kernel-layout {value} (kernel_layout='{value}') if that is the order of its axes")
@@ -507,6 +514,8 @@ def plain_label(field_name: str, value: Any) -> str:
     if field_name == "scale" and per_channel(value):
         return f"scaled per channel by {_num(value)}"
     if field_name == "kernel_layout":
+        if value == "depthwise-reshaped":
+            return "depthwise kernel reshaped instead of transposed"
         return ("kernel reshaped from OIHW instead of transposed" if value == "oihw-reshaped"
                 else f"kernel axes in {str(value).upper()} order")
     if field_name == "channel_order" and value == "reversed":
