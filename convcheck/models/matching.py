@@ -20,9 +20,16 @@ weights and a little distance in execution order:
 - order: a cost of `ORDER_WEIGHT` times the distance of the two layers' relative positions in
   execution order, which decides between equally similar layers (identical twins) and never
   outweighs a real difference in similarity;
-- threshold: a pair less similar than `THRESHOLD` is no match: both layers stay unmatched
-  (unrelated random kernels have a mean |cosine| near sqrt(2 / (pi n)) for n weights per
-  channel: below 0.3 from n = 8 on).
+- threshold: a pair less similar than its threshold is no match: both layers stay unmatched.
+  The threshold is what chance cannot reach (`chance_threshold`): for a kernel unrelated to
+  the original, each channel's |cosine| is that of a random direction in n dimensions (n
+  weights per output channel), with mean Gamma(n/2) / (sqrt(pi) Gamma((n + 1)/2)) (about
+  sqrt(2 / (pi n))) and mean square 1/n, so the mean over C channels lies more than six of its
+  standard deviations sqrt((1/n - mean^2) / C) above the mean by chance with probability
+  below 1e-9 (Chebyshev-Cantelli would say 3%; the sum of C bounded terms is near normal). The
+  threshold is that, at least `THRESHOLD`, at most `EXACT` (what a folded BatchNorm or a
+  float16 rounding keeps): kernels too small for chance to be ruled out (a 1x1 kernel over 4
+  channels) must be the same up to those.
 
 `--match ORIGINAL=PORT` pairs are fixed first, then the rest are assigned. numpy and scipy only.
 """
@@ -30,6 +37,7 @@ weights and a little distance in execution order:
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -38,9 +46,10 @@ import numpy as np
 from ..errors import InputError
 
 THRESHOLD = 0.6
+EXACT = 0.99
 ORDER_WEIGHT = 0.05
 _IMPOSSIBLE = 1e6        # cost of a pair whose shapes cannot correspond
-_UNRELATED = 10.0        # cost of a pair below THRESHOLD: equal for all, so it never steers the assignment
+_UNRELATED = 10.0        # cost of a pair below its threshold: equal for all, so it never steers the assignment
 # Unit roundoff of the dtypes kernels come in: the multiset comparison allows one rounding.
 _UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
 READINGS = ("same layout", "input and output channels swapped", "OIHW values reshaped into HWIO",
@@ -101,18 +110,31 @@ def match_layers(original: Sequence, port: Sequence, overrides: Sequence[tuple[s
         similarity, reading = similarity_matrix([original[i].kernel for i in rows], [port[j].kernel for j in cols])
         position_o = _positions(len(original))[rows]
         position_p = _positions(len(port))[cols]
+        needed = np.array([[chance_threshold(original[i].kernel.shape, threshold) for _ in cols] for i in rows])
         cost = (1.0 - similarity) + ORDER_WEIGHT * np.abs(position_o[:, None] - position_p[None, :])
-        cost = np.where(similarity < threshold, _UNRELATED, cost)
-        cost = np.where(np.isnan(similarity), _IMPOSSIBLE, cost)
+        with np.errstate(invalid="ignore"):
+            good = similarity >= needed   # False where NaN (impossible pairs)
+        cost = np.where(good, cost, np.where(np.isnan(similarity), _IMPOSSIBLE, _UNRELATED))
         from scipy.optimize import linear_sum_assignment
         for r, c in zip(*linear_sum_assignment(cost)):
-            if not np.isnan(similarity[r, c]) and similarity[r, c] >= threshold:
+            if good[r, c]:
                 pairs.append(Pair(rows[r], cols[c], "weights", float(similarity[r, c]), reading[r][c]))
     pairs.sort(key=lambda p: p.original)
     matched_o = {p.original for p in pairs}
     matched_p = {p.port for p in pairs}
     return Matching(tuple(pairs), tuple(i for i in range(len(original)) if i not in matched_o),
                     tuple(j for j in range(len(port)) if j not in matched_p))
+
+
+def chance_threshold(shape, floor: float = THRESHOLD) -> float:
+    """The similarity a kernel of `shape` (grouped HWIO) must reach to be a match: six standard
+    deviations above what an unrelated kernel reaches by chance, within [floor, EXACT] (module
+    docstring)."""
+    channels = int(shape[-1])
+    n = max(int(np.prod(shape)) // max(channels, 1), 1)
+    mean = math.exp(math.lgamma(n / 2) - math.lgamma((n + 1) / 2)) / math.sqrt(math.pi)
+    spread = math.sqrt(max(1.0 / n - mean * mean, 0.0) / max(channels, 1))
+    return min(max(floor, mean + 6 * spread), EXACT)
 
 
 def _positions(count: int) -> np.ndarray:
@@ -169,6 +191,7 @@ def similarity_matrix(original_kernels: Sequence[np.ndarray], port_kernels: Sequ
     stacked = {shape: _unit_channels(np.stack([ports[j] for j in members]))
                for shape, members in groups.items()}
     for i, kernel in enumerate(originals):
+        kernel = np.asarray(kernel, np.float32)
         for shape, members in groups.items():
             if kernel.size != int(np.prod(shape)) or kernel.shape[-1] != shape[-1]:
                 continue
@@ -195,15 +218,11 @@ def _readings(kernel: np.ndarray, shape: tuple[int, ...]):
                   # HWIO memory given OIHW's shape, as the port's loader then reads it back into HWIO
                   (READINGS[3], lambda: kernel.reshape(shape[3], shape[2], shape[0], shape[1]).transpose(2, 3, 1, 0)),
                   (READINGS[4], lambda: kernel[::-1, ::-1])]
-    seen = []
     for name, make in candidates:
         view = make()
-        if view.shape != tuple(shape):
-            continue
-        if any(np.array_equal(view, other) for other in seen):
-            continue   # a 1x1 kernel's flip, a single channel's swap: the same reading
-        seen.append(view)
-        yield name, view
+        if view.shape == tuple(shape):
+            # Readings that coincide (a 1x1 kernel's flip) need no care: the first keeps its name.
+            yield name, view
 
 
 def _unit_channels(kernels: np.ndarray) -> np.ndarray:
@@ -231,12 +250,17 @@ def _same_values(originals, ports, similarity, reading) -> None:
 
     def signature(side: str, index: int, kernel: np.ndarray) -> np.ndarray:
         if (side, index) not in signatures:
-            values = np.sort(np.abs(np.asarray(kernel, np.float64)).ravel())
+            values = np.sort(np.abs(np.asarray(kernel, np.float32)).ravel()).astype(np.float64)
             norm = np.sqrt(np.dot(values, values))
             signatures[(side, index)] = values / norm if norm > 0 else values
         return signatures[(side, index)]
 
-    for i, j in zip(*np.nonzero(similarity < THRESHOLD)):
+    # Only layers that no reading matched on either side: a sort per kernel is the costly part.
+    known = np.where(np.isnan(similarity), -1.0, similarity)
+    needed = np.array([chance_threshold(kernel.shape) for kernel in originals])[:, None]
+    matched = known >= needed
+    candidates = (known >= 0) & ~matched & ~matched.any(axis=1)[:, None] & ~matched.any(axis=0)[None, :]
+    for i, j in zip(*np.nonzero(candidates)):
         a, b = originals[i], ports[j]
         tolerance = 4 * max(_UNIT_ROUNDOFF.get(a.dtype.name, 2.0 ** -24), _UNIT_ROUNDOFF.get(b.dtype.name, 2.0 ** -24))
         distance = float(np.linalg.norm(signature("o", i, a) - signature("p", j, b)))
@@ -244,5 +268,5 @@ def _same_values(originals, ports, similarity, reading) -> None:
             similarity[i, j], reading[i][j] = 1.0 - distance, VALUES_READING
 
 
-__all__ = ["THRESHOLD", "ORDER_WEIGHT", "READINGS", "VALUES_READING", "Pair", "Matching", "parse_match",
-           "match_layers", "similarity_matrix"]
+__all__ = ["THRESHOLD", "EXACT", "ORDER_WEIGHT", "READINGS", "VALUES_READING", "Pair", "Matching", "parse_match",
+           "match_layers", "chance_threshold", "similarity_matrix"]
