@@ -119,7 +119,16 @@ def batchnorm_uncertainty(layer: ConvLayer) -> dict[str, Any]:
     conv_bias = np.zeros_like(scale) if layer.bias is None else np.asarray(layer.bias, np.float64)
     magnitude = (np.abs(np.asarray(batchnorm.bias, np.float64)) + np.abs(np.asarray(batchnorm.mean, np.float64) * scale)
                  + np.abs(scale * conv_bias))
-    return {"scale": BATCHNORM_ROUNDINGS * u, "bias": BATCHNORM_ROUNDINGS * u * magnitude}
+    return {"scale": BATCHNORM_ROUNDINGS * u, "bias": per_channel(BATCHNORM_ROUNDINGS * u * magnitude)}
+
+
+def per_channel(values) -> Any:
+    """Per-channel values as the vocabulary holds them (CONTRACT section 2: `bias`, `scale`): one
+    float when every channel's is the same, else a tuple of floats, one per output channel."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    if values.size and np.all(values == values[0]):
+        return float(values[0])
+    return tuple(float(v) for v in values)
 
 
 def declared_computation(layer: ConvLayer) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -128,7 +137,8 @@ def declared_computation(layer: ConvLayer) -> tuple[dict[str, Any], dict[str, An
     runtime's own BatchNorm factors may be from them (empty without a BatchNorm).
 
     bias = the conv's own bias, combined with a BatchNorm: scale s = bn.scale() and
-    bias = s * conv_bias + bn.shift() (per output channel, float64)."""
+    bias = s * conv_bias + bn.shift(), computed in float64, given as the vocabulary holds them
+    (`per_channel`: one float, or a tuple of floats per output channel)."""
     expected: dict[str, Any] = {}
     if layer.boundary != "zero":
         expected["boundary"] = layer.boundary
@@ -138,11 +148,11 @@ def declared_computation(layer: ConvLayer) -> tuple[dict[str, Any], dict[str, An
     uncertainty: dict[str, Any] = {}
     if layer.batchnorm is not None:
         scale = layer.batchnorm.scale()
-        expected["scale"] = scale
+        expected["scale"] = per_channel(scale)
         bias = layer.batchnorm.shift() + (0.0 if bias is None else scale * bias)
         uncertainty = batchnorm_uncertainty(layer)
     if bias is not None and np.any(bias != 0):
-        expected["bias"] = bias
+        expected["bias"] = per_channel(bias)
     if layer.activation != "linear":
         expected["activation"] = layer.activation
     return expected, uncertainty
@@ -279,6 +289,6 @@ def drift(port: np.ndarray, original: np.ndarray) -> Optional[dict[str, Optional
             "max_rel_diff": relative if np.isfinite(relative) else None}
 
 
-__all__ = ["ACTIVATIONS", "BATCHNORM_ROUNDINGS", "Judgement", "WeightsJudgement", "padding_argument",
+__all__ = ["ACTIVATIONS", "BATCHNORM_ROUNDINGS", "Judgement", "WeightsJudgement", "padding_argument", "per_channel",
            "batchnorm_uncertainty", "declared_computation", "cannot_judge", "judge_layer", "own_layout",
            "is_folded_batchnorm", "judge_weights", "drift", "unit_roundoff"]

@@ -184,6 +184,9 @@ def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) ->
             original.followed_by):
         notes.append(f"the port applies {port.followed_by} right after this layer (not part of it), where the "
                      f"original applies {original.followed_by or 'no such activation'}")
+    if port.activation not in judging.ACTIVATIONS:
+        notes.append(f"the port's runtime fused {port.activation} into this conv ({port.op}), where the original "
+                     f"declares {original.activation}")
     if weights.folded_batchnorm:
         side = "port" if original.batchnorm is not None else "original"
         notes.append(f"the {side} folded the other model's BatchNorm into its weights (a factor per output channel: "

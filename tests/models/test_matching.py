@@ -8,8 +8,8 @@ import pytest
 
 from convcheck.errors import InputError
 from convcheck.models.layers import ConvLayer
-from convcheck.models.matching import (READINGS, THRESHOLD, VALUES_READING, match_layers, parse_match,
-                                       similarity_matrix)
+from convcheck.models.matching import (EXACT, READINGS, THRESHOLD, VALUES_READING, chance_threshold,
+                                       match_layers, parse_match, similarity_matrix)
 
 
 def layer(name: str, kernel: np.ndarray, groups: int = 1) -> ConvLayer:
@@ -185,3 +185,18 @@ def test_narrower_port_weights_still_match(stack):
     port = [layer(item.name, item.kernel.astype(np.float16)) for item in stack]
     matching = match_layers(stack, port)
     assert pairs_of(matching) == [(i, i) for i in range(len(stack))]
+
+
+def test_small_kernels_must_be_nearly_the_same_to_match():
+    """Four weights per channel: unrelated kernels reach a high cosine by chance, so only a
+    near-exact one (a folded BatchNorm) is a match."""
+    assert chance_threshold((1, 1, 4, 2)) == EXACT
+    assert chance_threshold((3, 3, 64, 64)) == THRESHOLD
+    assert THRESHOLD < chance_threshold((1, 1, 8, 8)) < EXACT
+    rng = np.random.default_rng(15)
+    unrelated = [rng.uniform(-1, 1, (1, 1, 4, 2)).astype(np.float32) for _ in range(20)]
+    for a, b in zip(unrelated[::2], unrelated[1::2]):
+        matching = match_layers([layer("a", a)], [layer("b", b)])
+        assert matching.pairs == (), similarity_matrix([a], [b])[0]
+    folded = (unrelated[0] * np.array([0.5, -2.0])).astype(np.float32)
+    assert pairs_of(match_layers([layer("a", unrelated[0])], [layer("b", folded)])) == [(0, 0)]

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from convcheck.cli import main
 from convcheck.errors import InputError
 from convcheck.models.judge import (BATCHNORM_ROUNDINGS, declared_computation, drift, is_folded_batchnorm,
-                                    own_layout, padding_argument)
+                                    own_layout, padding_argument, per_channel)
 from convcheck.models.layers import BatchNorm, CapturedModel, ConvLayer
 from convcheck.models.report import parse_model_allow
 from convcheck.models.walk import walk_captured
@@ -250,6 +250,12 @@ def test_declared_computation_combines_bias_and_batchnorm():
     assert declared_computation(batchnormed(layer, dtype="float16"))[1]["scale"] == BATCHNORM_ROUNDINGS * 2.0 ** -11
     padded = ConvLayer(**{**layer.__dict__, "boundary": "constant", "cval": 2.5})
     assert declared_computation(padded)[0] == {"boundary": "constant", "cval": 2.5}
+
+
+def test_per_channel_values_are_held_as_the_vocabulary_holds_them():
+    assert per_channel(np.array([0.5, 0.5, 0.5])) == 0.5
+    assert per_channel(np.array([0.5, 0.25], np.float32)) == (0.5, 0.25)
+    assert all(type(v) is float for v in per_channel(np.array([1.0, 2.0])))
 
 
 def test_folded_batchnorm_factor_is_no_defect_within_its_rounding():
