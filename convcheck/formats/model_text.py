@@ -128,7 +128,8 @@ def unmatched_lines(report) -> list[str]:
     lines = []
     if report.unmatched_original:
         allowed = " (allowed)" if report.allow.unmatched else ""
-        lines.append(f"original layers with no counterpart in the port{allowed}: {', '.join(report.unmatched_original)}")
+        names = ", ".join(report.unmatched_original)
+        lines.append(f"original layers with no counterpart in the port{allowed}: {names}")
     if report.unmatched_port:
         lines.append(f"port layers with no counterpart in the original: {', '.join(report.unmatched_port)}")
     return lines

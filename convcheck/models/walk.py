@@ -65,7 +65,10 @@ def _given_input(value):
     if isinstance(value, np.ndarray):
         return value, "array"
     from ..inputs import read_npy
-    return read_npy(value, "image"), f"file '{value}'"
+    try:
+        return read_npy(value, "image"), f"file '{value}'"
+    except InputError as exc:
+        raise InputError(f"--input: {exc}") from None
 
 
 def model_input(info: ModelInfo, given: Optional[np.ndarray], source: str,
@@ -164,7 +167,7 @@ def layer_summary(layer: ConvLayer) -> dict:
                "stride": [int(n) for n in layer.stride], "dilation": [int(n) for n in layer.dilation],
                "groups": int(layer.groups), "padding": [[int(top), int(bottom)], [int(left), int(right)]],
                "op": layer.op, "dtype": layer.dtype, "boundary": layer.boundary,
-               "bias": layer.bias is not None, "batchnorm": layer.batchnorm is not None,
+               "has_bias": layer.bias is not None, "batchnorm": layer.batchnorm is not None,
                "activation": layer.activation}
     if layer.boundary == "constant":
         summary["cval"] = float(layer.cval)

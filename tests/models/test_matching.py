@@ -109,7 +109,8 @@ def test_match_option_overrides_the_weights():
 def test_match_option_names_must_exist_and_be_used_once():
     a, b = kernels(7, (3, 3, 2, 2), (3, 3, 2, 2))
     original, port = [layer("conv_one", a), layer("conv_two", b)], [layer("p1", a), layer("p2", b)]
-    with pytest.raises(InputError, match="'conv_on' is not a conv layer of the original model.*did you mean 'conv_one'"):
+    with pytest.raises(InputError, match="'conv_on' is not a conv layer of the original model.*"
+                                         "did you mean 'conv_one'"):
         match_layers(original, port, [("conv_on", "p1")])
     with pytest.raises(InputError, match="'p9' is not a conv layer of the port model"):
         match_layers(original, port, [("conv_one", "p9")])
@@ -138,7 +139,8 @@ def test_scrambled_kernels_are_matched_through_their_reading(mistake, reading):
         port_kernel = kernel.reshape(6, 6, 3, 3).transpose(2, 3, 1, 0)
     else:
         port_kernel = kernel[::-1, ::-1]
-    matching = match_layers([layer("decoy", decoy), layer("k", kernel)], [layer("decoy", decoy), layer("p", port_kernel)])
+    matching = match_layers([layer("decoy", decoy), layer("k", kernel)],
+                            [layer("decoy", decoy), layer("p", port_kernel)])
     assert pairs_of(matching) == [(0, 0), (1, 1)]
     assert matching.pairs[1].reading == reading and matching.pairs[1].similarity == pytest.approx(1.0)
 
