@@ -30,7 +30,8 @@ __all__ = ["explain", "compare", "Diagnosis", "CompareReport", "BackendResult", 
 def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
             stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
             kernel_layout: Optional[str] = None, algorithm: str = "direct",
-            keep_arrays: bool = False, output_precision: Optional[str] = None) -> "Diagnosis":
+            keep_arrays: bool = False, output_precision: Optional[str] = None,
+            expected: Optional[dict] = None, declared_uncertainty: Optional[dict] = None) -> "Diagnosis":
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
@@ -38,18 +39,25 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     C_out), OIHW with `kernel_layout="oihw"` (the default with layout "nchw"), or
     (kh, kw, C, multiplier) with `kernel_layout="depthwise"`, or any other order of the letters
     h, w, i, o (e.g. "ohwi"); output in the image's layout.
-    `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
-    precision you expected (default: the inputs' own, e.g. float64 for float64 data);
+    `padding` ('same', 'valid', 'full', or amounts as PyTorch and ONNX give them: 1, (PH, PW),
+    (top, bottom, left, right), ((top, bottom), (left, right))), `stride`, `dilation` and
+    `groups` are what you expected; `precision` the precision you expected (default: the
+    inputs' own, e.g. float64 for float64 data);
     `algorithm` 'fft' when the output came from an FFT convolution, 'winograd' from Winograd
     F(m x m, 3 x 3) tiles (3x3 kernels at stride 1); `output_precision` the type you expected the
     result stored in (default: the precision's own, e.g. 'float32' for bfloat16 inputs summed and
-    kept in float32); `keep_arrays` keeps the arrays on the diagnosis for plots. Bad arrays raise
-    `convcheck.InputError`. Never imports TensorFlow.
+    kept in float32); `keep_arrays` keeps the arrays on the diagnosis for plots. `expected`
+    declares any other field of CONTRACT section 2 (section 2a: {"bias": layer.bias,
+    "activation": "relu", "offset": (-1, -1), ...}): a declared bias or scale is applied as
+    given, never fitted; `declared_uncertainty` ({"scale": relative, "bias": absolute}) is how
+    far a runtime's own values of them may be (a BatchNorm folded in float32). Bad arrays and
+    values raise `convcheck.InputError`. Never imports TensorFlow.
     """
     from .engine import explain as _explain
     return _explain(image, kernel, output, padding=padding, precision=precision, stride=stride,
                     dilation=dilation, groups=groups, layout=layout, kernel_layout=kernel_layout,
-                    algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision)
+                    algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision,
+                    expected=expected, declared_uncertainty=declared_uncertainty)
 
 
 def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None,

@@ -10,18 +10,98 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .vocabulary import KERNEL_TRANSFORMS
+from .vocabulary import KERNEL_TRANSFORMS, PADDINGS
 
 
-def axis_layout(padding: str, size: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+def normalize_padding(value, label: str = "padding"):
+    """A padding as every part of convcheck keeps it: 'same', 'valid', 'full', or explicit
+    amounts ((top, bottom), (left, right)) (CONTRACT section 1, version 3).
+
+    Accepts a convention's name in any case (TensorFlow's 'SAME'), one non-negative integer
+    P (PyTorch padding=P: ((P, P), (P, P))), a pair (PH, PW), four amounts (top, bottom,
+    left, right) or a pair of pairs ((top, bottom), (left, right)); ONNX's pads [t, l, b, r]
+    are ((t, b), (l, r)). Anything else is an `InputError` naming `label`.
+    """
+    if isinstance(value, str):
+        if value.lower() in PADDINGS:
+            return value.lower()
+        raise InputError(f"{label} {value!r} is not one of {', '.join(PADDINGS)} nor amounts such as 1, "
+                         "(1, 2) or (top, bottom, left, right)")
+    amounts = _padding_amounts_of(value)
+    if amounts is None:
+        raise InputError(f"{label} must be one of {', '.join(PADDINGS)}, a non-negative integer (PyTorch "
+                         "padding=1), a pair (rows, columns), four amounts (top, bottom, left, right) or "
+                         f"((top, bottom), (left, right)); got {value!r}")
+    return amounts
+
+
+def _padding_amounts_of(value):
+    """((top, bottom), (left, right)) from the forms `normalize_padding` accepts, or None."""
+    def amount(v):
+        return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 else None
+
+    if amount(value) is not None:
+        return ((amount(value),) * 2,) * 2
+    try:
+        items = list(value)
+    except TypeError:
+        return None
+    if len(items) == 2 and all(amount(v) is not None for v in items):
+        return ((amount(items[0]),) * 2, (amount(items[1]),) * 2)
+    if len(items) == 4 and all(amount(v) is not None for v in items):
+        top, bottom, left, right = (amount(v) for v in items)
+        return ((top, bottom), (left, right))
+    if len(items) == 2:
+        pairs = [_pair_of(v, amount) for v in items]
+        if all(p is not None for p in pairs):
+            return pairs[0], pairs[1]
+    return None
+
+
+def _pair_of(value, amount):
+    try:
+        items = list(value)
+    except TypeError:
+        return None
+    if len(items) != 2 or any(amount(v) is None for v in items):
+        return None
+    return amount(items[0]), amount(items[1])
+
+
+def is_explicit(padding) -> bool:
+    """True for explicit amounts ((top, bottom), (left, right)), False for a convention's name."""
+    return not isinstance(padding, str)
+
+
+def axis_padding(padding, axis: int):
+    """One axis's part of a padding (0: rows, 1: columns): the convention's name, or its
+    (before, after) amounts."""
+    return padding if isinstance(padding, str) else tuple(padding[axis])
+
+
+def padding_text(padding) -> str:
+    """'same', or '[[1, 1], [1, 1]]' for explicit amounts (as JSON writes them)."""
+    if isinstance(padding, str):
+        return padding
+    (top, bottom), (left, right) = padding
+    return f"[[{top}, {bottom}], [{left}, {right}]]"
+
+
+def axis_layout(padding, size: int, k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
     """(output size, padding before) along one axis, CONTRACT section 1.
 
     The dilated kernel spans e = (k - 1) * dilation + 1. 'same' is TensorFlow's SAME at
     every stride and dilation: ceil(size / stride) outputs, total padding
     max((out - 1) * stride + e - size, 0), of which total // 2 before (an uneven total's
     extra row at the bottom). 'valid' pads nothing; 'full' pads e - 1 on both sides.
+    Explicit (before, after) amounts give floor((size + before + after - e) / stride) + 1
+    outputs (none when the padded size is below e), `before` before.
     """
     span = (k - 1) * dilation + 1
+    if not isinstance(padding, str):
+        before, after = padding
+        padded = size + before + after
+        return ((padded - span) // stride + 1 if padded >= span else 0), before
     if padding == "same":
         out = -(-size // stride)
         return out, max((out - 1) * stride + span - size, 0) // 2
@@ -32,13 +112,14 @@ def axis_layout(padding: str, size: int, k: int, stride: int = 1, dilation: int 
     raise ValueError(f"unknown padding {padding!r}")
 
 
-def padding_amounts(padding: str, height: int, width: int, kh: int, kw: int, stride=(1, 1),
+def padding_amounts(padding, height: int, width: int, kh: int, kw: int, stride=(1, 1),
                     dilation=(1, 1)) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) zero padding of CONTRACT section 1 at a stride and dilation
-    (what a library needs to be given explicitly to compute the reference's windows)."""
+    (what a library needs to be given explicitly to compute the reference's windows; for
+    explicit amounts, `bottom` and `right` are what the last window reads, at most those given)."""
     amounts = []
-    for size, k, s, d in ((height, kh, stride[0], dilation[0]), (width, kw, stride[1], dilation[1])):
-        out, before = axis_layout(padding, size, k, s, d)
+    for axis, (size, k, s, d) in enumerate(((height, kh, stride[0], dilation[0]), (width, kw, stride[1], dilation[1]))):
+        out, before = axis_layout(axis_padding(padding, axis), size, k, s, d)
         amounts += [before, max((out - 1) * s + (k - 1) * d + 1 - size - before, 0)]
     return amounts[0], amounts[1], amounts[2], amounts[3]
 
@@ -59,21 +140,21 @@ def geometry_pair(value, label: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def pad_before(padding: str, kh: int, kw: int, height: int = 0, width: int = 0,
+def pad_before(padding, kh: int, kw: int, height: int = 0, width: int = 0,
                stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
     """(top, left) padding of a convention: TF 'SAME' puts an uneven total's extra row/column last.
 
     At stride 1 the image size does not matter; at other strides SAME's padding depends on it.
     """
-    return (axis_layout(padding, height, kh, stride[0], dilation[0])[1],
-            axis_layout(padding, width, kw, stride[1], dilation[1])[1])
+    return (axis_layout(axis_padding(padding, 0), height, kh, stride[0], dilation[0])[1],
+            axis_layout(axis_padding(padding, 1), width, kw, stride[1], dilation[1])[1])
 
 
-def output_size(padding: str, height: int, width: int, kh: int, kw: int,
+def output_size(padding, height: int, width: int, kh: int, kw: int,
                 stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1)) -> tuple[int, int]:
     """The (Ho, Wo) of a padding convention at a stride and dilation."""
-    return (axis_layout(padding, height, kh, stride[0], dilation[0])[0],
-            axis_layout(padding, width, kw, stride[1], dilation[1])[0])
+    return (axis_layout(axis_padding(padding, 0), height, kh, stride[0], dilation[0])[0],
+            axis_layout(axis_padding(padding, 1), width, kw, stride[1], dilation[1])[0])
 
 
 def dilate_kernel(kernel: np.ndarray, dilation: tuple[int, int]) -> np.ndarray:

@@ -424,11 +424,16 @@ def resolve_kernel(image: np.ndarray, kernel: np.ndarray, raw_ndim: int, layout:
         depthwise = c_in * c_out
         if output_channels is not None and depthwise in output_channels and c_out not in output_channels \
                 and channels > 1:
-            return kernel.reshape(kh, kw, 1, depthwise), channels, 1, (depthwise,)
+            # Only a depthwise reading gives the output's channels: the shapes declare it
+            # (CONTRACT section 2a).
+            return kernel.reshape(kh, kw, 1, depthwise), channels, channels, (depthwise,)
         return kernel, 1, 1, (c_out,)
     if c_in and channels % c_in == 0 and c_out % (channels // c_in) == 0:
+        # C_in / groups dividing the image's channels admits one grouping only: the shapes
+        # declare it (CONTRACT section 2a: a PyTorch depthwise (C, 1, kh, kw) kernel is
+        # groups = C, exactly as compare runs it).
         groups = channels // c_in
-        return kernel, groups, 1, (c_out,)
+        return kernel, groups, groups, (c_out,)
     raise InputError(f"{kernel_label} has {c_in} input channel{'s' if c_in != 1 else ''} but "
                      f"{image_label} has {channels}; give a kernel of shape (kh, kw, {channels}, C_out) "
                      "(or C_in dividing the image's channels, for a grouped convolution), or an image with "
@@ -473,9 +478,12 @@ def as_output(array, name: str = "output") -> np.ndarray:
 # ----------------------------------------------------------------------------- pairs
 
 
-def _check_padding(padding) -> str:
+def _check_padding(padding):
     if padding in PADDINGS:
         return padding
+    if not isinstance(padding, str):
+        from .geometry import normalize_padding   # explicit amounts (CONTRACT section 1, version 3)
+        return normalize_padding(padding)
     suggestion = ""
     if isinstance(padding, str) and padding.lower() in PADDINGS:
         suggestion = f" (write it in lower case: '{padding.lower()}')"

@@ -38,7 +38,7 @@ class Explanation:
     """
 
     kernel_transform: str = "identity"
-    padding: str = "same"
+    padding: Any = "same"   # a convention's name, or explicit ((top, bottom), (left, right))
     boundary: str = "zero"
     offset: tuple[int, int] = (0, 0)
     precision: str = "float64"
@@ -63,6 +63,8 @@ class Explanation:
         d = {name: getattr(self, name) for name in FIELDS}   # every value is immutable: no asdict copy
         for name in ("offset", "stride", "dilation"):
             d[name] = [int(v) for v in getattr(self, name)]
+        if not isinstance(self.padding, str):
+            d["padding"] = [[int(v) for v in pair] for pair in self.padding]   # [[top, bottom], [left, right]]
         if not isinstance(self.boundary, str):
             d["boundary"] = list(self.boundary)   # [rows, columns] when the two axes differ
         d["bias"] = _number_or_list(self.bias)
@@ -268,6 +270,25 @@ _PRECISION_TEXT = {
 }
 
 
+def _pads(value) -> str:
+    (top, bottom), (left, right) = value
+    return f"[[{top}, {bottom}], [{left}, {right}]]"
+
+
+def _explicit_padding_text(value, baseline: Explanation) -> tuple[str, str]:
+    """(summary, fix) of an output whose size and windows only explicit pads give."""
+    (top, bottom), (left, right) = value
+    expected = (f"'{baseline.padding}'" if isinstance(baseline.padding, str)
+                else f"the declared {_pads(baseline.padding)}")
+    summary = (f"the input was padded by {top} rows at the top, {bottom} at the bottom, {left} columns on the left "
+               f"and {right} on the right (explicit pads {_pads(value)}, as PyTorch's padding= or ONNX's pads "
+               f"give them), not {expected}")
+    fix = (f"declare these pads (--padding {top},{bottom},{left},{right}; padding=(({top}, {bottom}), ({left}, "
+           f"{right})) in Python) if the layer pads so, or pad the layer as expected (PyTorch padding=, ONNX "
+           "pads [top, left, bottom, right], F.pad / ZeroPadding2D before a 'valid' convolution)")
+    return summary, fix
+
+
 def _num(x: Any) -> str:
     if per_channel(x):
         return "[" + ", ".join(f"{float(v):.6g}" for v in x) + "]"
@@ -310,9 +331,11 @@ def cause_for(field_name: str, value: Any, baseline: Explanation,
     why = _WHY.get(f"{field_name}:{value}", _WHY[field_name]) if isinstance(value, str) else _WHY[field_name]
     if field_name == "kernel_transform":
         summary, fix = _TRANSFORM_TEXT[value]
+    elif field_name == "padding" and not isinstance(value, str):
+        summary, fix = _explicit_padding_text(value, baseline)
     elif field_name == "padding":
         summary, fix = _PADDING_TEXT[value]
-        if baseline.padding != value:
+        if baseline.padding != value and isinstance(baseline.padding, str):
             fix = (f"pass padding='{baseline.padding}' (mode='{baseline.padding}' in scipy.signal), "
                    f"or compare against a '{value}' reference")
     elif field_name == "boundary" and not isinstance(value, str):
@@ -431,6 +454,8 @@ def describe(explanation: Explanation, baseline: Explanation) -> str:
             parts.append(f"kernel {value}")
         elif name in ("offset", "stride", "dilation"):
             parts.append(f"{name} [{value[0]}, {value[1]}]")
+        elif name == "padding" and not isinstance(value, str):
+            parts.append(f"padding {_pads(value)}")
         elif name in ("bias", "scale"):
             parts.append(f"{name} {'per channel ' if per_channel(value) else ''}{_num(value)}")
         else:
@@ -471,6 +496,8 @@ def plain_label(field_name: str, value: Any) -> str:
         return label
     if field_name == "offset":
         return f"output shifted by [{value[0]}, {value[1]}]"
+    if field_name == "padding" and not isinstance(value, str):
+        return f"explicit pads {_pads(value)}"
     if field_name == "bias" and isinstance(value, (int, float)):
         return f"{_num(value)} added (a bias)"
     if field_name == "scale" and isinstance(value, (int, float)):

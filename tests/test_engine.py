@@ -315,8 +315,27 @@ def test_output_shape_that_fits_no_padding():
     out = sig.correlate2d(IMAGE, KERNEL, mode="full")[:, :-1]  # a cropped column
     out = np.pad(out, ((0, 3), (0, 0)))                         # and padded rows
     d = convcheck.explain(IMAGE, KERNEL, out)
+    # Explicit pads (contract v3) of at most a kernel's span per side cannot give 3 more
+    # rows of zeros beyond 'full' (only a transposed kernel's shape fits, and its values fail).
+    assert d.verdict is Verdict.UNEXPLAINED and not d.cannot_decide
+    out = np.pad(sig.correlate2d(IMAGE, KERNEL, mode="full"), ((0, 20), (0, 20)))   # far beyond any padding
+    d = convcheck.explain(IMAGE, KERNEL, out)
     assert d.verdict is Verdict.UNEXPLAINED
     assert "fits no padding, stride" in d.reason and "cropped" in d.reason
+
+
+def test_an_output_whose_size_only_explicit_pads_give_is_explained_by_them():
+    """CONTRACT 2a: pads are named for an output whose size no named padding gives: ONNX pads
+    (3, 3) with a 3x3 kernel, a crop of 'full' by one column (pads [[2, 2], [4, 3]])."""
+    kernel = KERNEL5[:3, :3]
+    out = sig.correlate2d(np.pad(IMAGE, 3), kernel, mode="valid")
+    d = convcheck.explain(IMAGE, kernel, out)
+    assert d.verdict is Verdict.EXPLAINED and d.explanation.padding == ((3, 3), (3, 3))
+    assert [c.field for c in d.causes] == ["padding"]
+    out = sig.correlate2d(IMAGE, KERNEL, mode="full")[:, :-1]
+    d = convcheck.explain(IMAGE, KERNEL, out)
+    assert d.verdict is Verdict.EXPLAINED and d.explanation.padding == ((2, 2), (4, 3)), d.explanation
+    assert convcheck.explain(IMAGE, KERNEL, out, padding=(2, 2, 4, 3)).verdict is Verdict.EQUAL
 
 
 def test_a_strided_output_is_a_stride():

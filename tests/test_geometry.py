@@ -44,12 +44,28 @@ def test_opencv_style_per_channel_filtering_of_a_colour_image_is_equal():
     assert d.verdict is Verdict.EQUAL and d.explanation.groups == 3
 
 
-def test_a_depthwise_kernel_is_recognised_from_the_output_channels():
+def test_a_depthwise_kernel_is_recognised_from_the_output_channels_and_declared_by_them():
     image, kernel = RNG.standard_normal((12, 12, 3)), RNG.standard_normal((3, 3, 3, 2))
     out = np.stack([sig.correlate2d(image[:, :, c], kernel[:, :, c, m], mode="same")
                     for c in range(3) for m in range(2)], -1)   # output channel c * 2 + m
-    assert changed(convcheck.explain(image, kernel, out)) == {"groups": 3}
+    # CONTRACT 2a: shapes that imply a field declare it (only a depthwise reading gives 6 channels).
+    d = convcheck.explain(image, kernel, out)
+    assert d.verdict is Verdict.EQUAL and d.explanation.groups == 3
     assert convcheck.explain(image, kernel, out, kernel_layout="depthwise").verdict is Verdict.EQUAL
+    # Declaring another grouping makes the shapes' grouping the cause.
+    assert changed(convcheck.explain(image, kernel, out, groups=1)) == {"groups": 3}
+
+
+@pytest.mark.torch
+def test_a_pytorch_depthwise_kernel_is_declared_by_its_shape():
+    """Issue 21: an OIHW (C, 1, kh, kw) kernel on a C-channel image with a C-channel output is
+    groups = C as declared, as compare runs it (a real torch depthwise conv)."""
+    torch = pytest.importorskip("torch", reason="PyTorch makes the depthwise output")
+    image = RNG.standard_normal((1, 4, 10, 10)).astype(np.float32)
+    weight = RNG.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    out = torch.nn.functional.conv2d(torch.tensor(image), torch.tensor(weight), padding=1, groups=4).numpy()
+    d = convcheck.explain(image, weight, out, layout="nchw", padding=1)
+    assert d.verdict is Verdict.EQUAL and d.explanation.groups == 4, (d.verdict, d.causes)
 
 
 def test_a_nchw_batch_with_oihw_weights_is_one_diagnosis():

@@ -30,7 +30,8 @@ from .precision import PrecisionModel, U64, UNDERFLOW, gamma
 
 def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: PrecisionModel,
                 output_u: float, output_underflow: float = 0.0, scale: float = 1.0, has_bias: bool = False,
-                max_input: float = 0.0, max_kernel: float = 0.0, out=None, scratch=None) -> np.ndarray:
+                max_input: float = 0.0, max_kernel: float = 0.0, out=None, scratch=None,
+                unbiased: np.ndarray | None = None) -> np.ndarray:
     """Elementwise rigorous bound on |output - predicted| for a candidate computation.
 
     `magnitude` is |x| (*) |k| for the candidate's (rounded) inputs, `predicted` the
@@ -39,9 +40,11 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     (0 for integer outputs, which are exact). The result is first stored in the
     precision's own format (`model.storage_u`: float16 for a float16 computation), then
     possibly converted to the array's dtype: both roundings are counted when they differ.
-    `max_input`/`max_kernel` bound the absolute terms of subnormal input rounding. The
-    result is inflated by (1 + 8 n 2^-53) so that rounding in computing `magnitude` and
-    the bound itself cannot make it too small.
+    `max_input`/`max_kernel` bound the absolute terms of subnormal input rounding.
+    `unbiased` is the candidate's value before its bias (scale * sums), for the rounding of
+    a result stored before the bias is added (see below). The result is inflated by
+    (1 + 8 n 2^-53) so that rounding in computing `magnitude` and the bound itself cannot
+    make it too small.
     """
     abs_scale = np.abs(scale)   # a number, or one per output channel (the last axis)
     c = model.relative_coefficient(n, scaled=bool(np.any(np.not_equal(scale, 1.0))))
@@ -52,15 +55,20 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     out_round = stored + (model.accumulation_u if has_bias else 0.0)
     # Keras adds the bias after the convolution, in the compute dtype: a result stored in a
     # narrower format than it was accumulated in (float16, bfloat16) is rounded once before
-    # the bias too, |error| <= u_storage |conv| <= u_storage |s| A (Higham, eq. 2.4).
+    # the bias too (Higham, eq. 2.4): |error| <= u_storage |conv|, and the computed conv is
+    # within c |s| A of the candidate's value before the bias, so |conv| <= |s v| + c |s| A
+    # (`unbiased` = s v); without it, |conv| <= (1 + c) |s| A.
     before_bias = model.storage_u if has_bias and model.storage_u > model.accumulation_u else 0.0
     inflate = 1.0 + 8 * n * U64
     # `out` and `scratch` (float64 arrays of the result's shape), when given, hold the
     # result and its second term: the same operations, no new arrays.
-    bound = np.multiply(magnitude, abs_scale * (c * (1.0 + out_round) + before_bias * (1.0 + c)) * inflate, out=out)
+    stored_sum = before_bias * (1.0 + c) if unbiased is None else before_bias * c
+    bound = np.multiply(magnitude, abs_scale * (c * (1.0 + out_round) + stored_sum) * inflate, out=out)
     tail = np.abs(predicted, dtype=np.float64, out=scratch)   # `predicted` may be the output in its own type
     tail *= out_round * inflate
     bound += tail
+    if before_bias and unbiased is not None:
+        bound += before_bias * inflate * np.abs(unbiased)
     # An integer result is rounded to the nearest integer: exactly half a unit more (storage_abs).
     bound += (absolute * (1.0 + out_round) + output_underflow + model.storage_underflow + model.storage_abs
               + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]) * inflate

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..geometry import axis_layout, transform_kernel
+from ..geometry import axis_layout, axis_padding, is_explicit, transform_kernel
 from ..vocabulary import ACTIVATIONS, BOUNDARIES, Explanation, KERNEL_TRANSFORMS, PADDINGS
 
 
@@ -23,14 +23,24 @@ FITS = ("none", "bias", "scale", "both", "channel_bias", "channel_scale", "chann
 
 @dataclass(frozen=True)
 class Structure:
+    """A candidate's structural fields (`padding` a convention's name or explicit amounts)."""
+
     transform: str
-    padding: str
+    padding: object
     boundary: str
     offset: tuple[int, int]
     fit: str
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     activation: str = "linear"
+
+
+def expected_structure(baseline: Explanation) -> Structure:
+    """The structure of the expected computation: what the caller declared (a 'constant'
+    boundary's declared value is its border value, fitted like any candidate's)."""
+    return Structure(baseline.kernel_transform, baseline.padding, baseline.boundary, tuple(baseline.offset),
+                     "cval" if baseline.boundary == "constant" else "none", tuple(baseline.stride),
+                     tuple(baseline.dilation), baseline.activation)
 
 
 def per_channel_fit(fit: str) -> bool:
@@ -70,14 +80,18 @@ def complexity(struct: "Structure", precision: str, baseline: Explanation, fixed
     output layout read from the shapes); `output_precision` is the candidate's, if it
     changes that field."""
     fitted = fitted_count(struct.fit, outs)
-    changed = ((struct.transform != "identity") + (struct.padding != baseline.padding)
-               + (struct.boundary != "zero") + (struct.offset != (0, 0))
+    folded = folds_offset(struct.padding, baseline)
+    changed = ((struct.transform != baseline.kernel_transform) + (struct.padding != baseline.padding)
+               + (struct.boundary != baseline.boundary)
+               + (tuple(struct.offset) != tuple(baseline.offset) and not folded)
                + (tuple(struct.stride) != tuple(baseline.stride))
                + (tuple(struct.dilation) != tuple(baseline.dilation))
                + (precision != baseline.precision) + fit_fields(struct.fit) + fixed
-               + (struct.activation != "linear") + (output_precision is not None))
+               + (struct.activation != baseline.activation)
+               + (output_precision is not None and output_precision != baseline.output_precision))
     return (changed, fitted, ACTIVATIONS.index(struct.activation), KERNEL_TRANSFORMS.index(struct.transform),
-            struct.padding != baseline.padding, PADDINGS.index(struct.padding),
+            struct.padding != baseline.padding,
+            PADDINGS.index(struct.padding) if isinstance(struct.padding, str) else len(PADDINGS),
             boundary_rank(struct.boundary),
             abs(struct.offset[0]) + abs(struct.offset[1]), struct.offset,
             precision != baseline.precision, PRECISION_PREFERENCE.index(precision),
@@ -100,20 +114,30 @@ def boundary_rank(boundary) -> int:
 PRECISION_PREFERENCE = ("float64", "float32", "bfloat16", "float16", "tfloat32")
 
 
+def folds_offset(padding, baseline: Explanation) -> bool:
+    """True for explicit pads the caller did not declare: found because no named padding
+    gives the output's size (CONTRACT section 2a). A shift of their windows is the same
+    computation as other pads of the same total, so it is folded into the pads (see
+    `as_explanation`) and compares every element, never an `offset` of its own."""
+    return is_explicit(padding) and padding != baseline.padding
+
+
 @dataclass(frozen=True)
 class Layout:
     """A kernel transform and geometry whose output has the output's size."""
 
     transform: str
-    padding: str
+    padding: object
     stride: tuple[int, int]
     dilation: tuple[int, int]
 
 
 _MAX_STRIDE = 16
-
-
 MAX_DILATION = 4
+# Explicit pads nobody declared are searched up to the dilated kernel's span on each side:
+# a window starting further out reads nothing but padding (ONNX pads of 3 with a 3x3 kernel
+# give such a ring); more is an output grown by rows no convolution reads, not a padding.
+MAX_PAD_SPANS = 1
 
 
 def layouts_for(problem, baseline: Explanation) -> list[Layout]:
@@ -125,7 +149,8 @@ def layouts_for(problem, baseline: Explanation) -> list[Layout]:
     height, width = problem.image_hw
     out_h, out_w = problem.output.shape[1:3]
     # The same shapes give the same layouts (a suite asks again for every case): cached.
-    key = (height, width, out_h, out_w, problem.kernel.shape[:2], tuple(baseline.stride), tuple(baseline.dilation))
+    key = (height, width, out_h, out_w, problem.kernel.shape[:2], tuple(baseline.stride), tuple(baseline.dilation),
+           baseline.padding)
     if key not in _LAYOUTS:
         if len(_LAYOUTS) > 256:
             _LAYOUTS.clear()
@@ -137,26 +162,72 @@ _LAYOUTS: dict = {}
 
 
 def _all_layouts(problem, baseline: Explanation) -> list[Layout]:
-    """`layouts_for`, computed."""
+    """`layouts_for`, computed: the named paddings and explicit pads the caller declared;
+    when none of them gives the output's size at the declared dilation, explicit pads that
+    do (`_explicit_pads`, CONTRACT section 2a: pads are named only for such an output)."""
+    paddings = list(PADDINGS) + ([baseline.padding] if is_explicit(baseline.padding) else [])
+    found = _fitting(problem, baseline, paddings)
+    if not any(tuple(lay.dilation) == tuple(baseline.dilation) for lay in found):
+        found += _fitting(problem, baseline, None, [tuple(baseline.dilation)])
+    return found
+
+
+def _fitting(problem, baseline: Explanation, paddings, dilations=None) -> list[Layout]:
+    """The layouts with one of `paddings` (None: the explicit pads of `_explicit_pads`) whose
+    output has the output's size, over every kernel transform, dilation (up to MAX_DILATION,
+    or `dilations`) and stride."""
     height, width = problem.image_hw
     out_h, out_w = problem.output.shape[1:3]
-    dilations = sorted({(d, d) for d in range(1, MAX_DILATION + 1)} | {tuple(baseline.dilation)})
+    if dilations is None:
+        dilations = sorted({(d, d) for d in range(1, MAX_DILATION + 1)} | {tuple(baseline.dilation)})
     found = []
     for transform in KERNEL_TRANSFORMS:
         tkh, tkw = transform_kernel(problem.kernel, transform).shape[:2]
-        for padding in PADDINGS:
+        for padding in paddings if paddings is not None else [None]:
             for dilation in dilations:
                 if dilation != tuple(baseline.dilation) and (
                         (tkh - 1) * dilation[0] + 1 > max(height, 1) or (tkw - 1) * dilation[1] + 1 > max(width, 1)):
                     continue
-                rows = _single_window([sy for sy in range(1, min(max(height, 1), _MAX_STRIDE) + 1)
-                                       if axis_layout(padding, height, tkh, sy, dilation[0])[0] == out_h],
-                                      out_h, baseline.stride[0])
-                cols = _single_window([sx for sx in range(1, min(max(width, 1), _MAX_STRIDE) + 1)
-                                       if axis_layout(padding, width, tkw, sx, dilation[1])[0] == out_w],
-                                      out_w, baseline.stride[1])
-                found += [Layout(transform, padding, (sy, sx), dilation) for sy in rows for sx in cols]
+                found += _strides(transform, padding, dilation, (tkh, tkw), (height, width), (out_h, out_w), baseline)
     return found
+
+
+def _strides(transform, padding, dilation, kernel_hw, image_hw, out_hw, baseline) -> list[Layout]:
+    """The layouts of one transform, padding and dilation over the strides that give `out_hw`
+    (`padding` None: for each stride, the explicit pads that give it)."""
+    per_axis = []
+    for axis in (0, 1):
+        size, k, out = image_hw[axis], kernel_hw[axis], out_hw[axis]
+        fits = {}
+        for s in range(1, min(max(size, 1), _MAX_STRIDE) + 1):
+            pads = _explicit_pads(size, k, s, dilation[axis], out) if padding is None else axis_padding(padding, axis)
+            if pads is not None and axis_layout(pads, size, k, s, dilation[axis])[0] == out:
+                fits[s] = pads
+        strides = _single_window(list(fits), out, baseline.stride[axis])
+        per_axis.append([(s, fits[s]) for s in strides])
+    layouts = []
+    for sy, rows in per_axis[0]:
+        for sx, cols in per_axis[1]:
+            pads = padding if padding is not None else (rows, cols)
+            layouts.append(Layout(transform, pads, (sy, sx), dilation))
+    return layouts
+
+
+def _explicit_pads(size: int, k: int, stride: int, dilation: int, out: int):
+    """(before, after) zero padding giving `out` outputs along an axis at this stride: of the
+    totals that do (at strides above 1 the last rows may go unread), the largest even one,
+    split evenly as PyTorch's padding= and most ONNX exporters pad, else the largest, its odd
+    row at the end. Other splits are the same windows shifted: the search's offsets reach
+    them, folded into the pads (`folds_offset`). None when no padding gives `out` with at most
+    the kernel's span on each side (`MAX_PAD_SPANS`)."""
+    span = (k - 1) * dilation + 1
+    totals = [t for t in range(max((out - 1) * stride + span - size, 0), (out - 1) * stride + span - size + stride)
+              if t >= 0 and size + t >= span and (size + t - span) // stride + 1 == out and t <= 2 * MAX_PAD_SPANS * span]
+    if not totals:
+        return None
+    even = [t for t in totals if t % 2 == 0]
+    total = max(even) if even else max(totals)
+    return total // 2, total - total // 2
 
 
 def _single_window(strides: list[int], out: int, declared: int) -> list[int]:
@@ -186,18 +257,22 @@ def winograd_layouts(problem, layouts: list[Layout]) -> list[Layout]:
 
 
 def as_explanation(struct: Structure, precision: str, scale, bias, base: Explanation,
-                 output_precision: Optional[str] = None) -> Explanation:
-    """A structure as an explanation; `base` carries the fields every candidate shares (for a
+                   output_precision: Optional[str] = None) -> Explanation:
+    """A structure as an explanation; `base` carries the fields every candidate shares and
+    the declared ones (a bias or scale the structure does not fit stays as declared; for a
     'constant' boundary the fitted border value comes in the `bias` slot); `output_precision`
-    the type the result was stored in, when not the precision's own."""
+    the type the result was stored in, when not the precision's own. The offset of explicit
+    pads nobody declared is folded into them (`folds_offset`)."""
+    padding, offset = struct.padding, tuple(struct.offset)
+    if folds_offset(padding, base):
+        (top, bottom), (left, right) = padding
+        padding = ((top - offset[0], bottom + offset[0]), (left - offset[1], right + offset[1]))
+        offset = (0, 0)
+    common = dict(kernel_transform=struct.transform, padding=padding, offset=offset, precision=precision,
+                  stride=tuple(struct.stride), dilation=tuple(struct.dilation), output_precision=output_precision)
     if struct.fit == "cval":
-        return base.with_(kernel_transform=struct.transform, padding=struct.padding, boundary="constant",
-                          offset=struct.offset, precision=precision, stride=tuple(struct.stride),
-                          dilation=tuple(struct.dilation), cval=float(bias), output_precision=output_precision)
+        return base.with_(boundary="constant", cval=float(bias), **common)
     kind = fit_kind(struct.fit)
-    return base.with_(kernel_transform=struct.transform, padding=struct.padding, boundary=struct.boundary,
-                      offset=struct.offset, precision=precision, stride=tuple(struct.stride),
-                      dilation=tuple(struct.dilation),
-                      bias=as_value(bias) if kind in ("bias", "both") else 0.0,
-                      scale=as_value(scale) if kind in ("scale", "both") else 1.0,
-                      activation=struct.activation, output_precision=output_precision)
+    return base.with_(boundary=struct.boundary, activation=struct.activation,
+                      bias=as_value(bias) if kind in ("bias", "both") else base.bias,
+                      scale=as_value(scale) if kind in ("scale", "both") else base.scale, **common)

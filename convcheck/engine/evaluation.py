@@ -17,7 +17,7 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
 from .clipping import clip_limits, clip_residual, clipped_mask, clipped_values
-from .fits import fit_cval, fit_within, usable_fit
+from .fits import fit_cval, fit_within, undetermined, usable_fit
 from .plausibility import WINOGRAD_USERS, implausibility_mask, winograd_implausible, winograd_tile
 from .problem import Problem
 from .reference import correlate, map_blocks
@@ -48,13 +48,28 @@ class Full:
     compared: int = 0
     clipped: int = 0          # compared elements clipped by the activation or saturated
     detail: Optional[str] = None   # a sentence for the notes when this candidate is the answer
+    undetermined: Optional[str] = None   # why a fitted parameter is not determined (fits.undetermined)
 
     @property
     def ok(self) -> bool:
-        return self.bad == 0
+        return self.bad == 0 and self.undetermined is None
 
 
 def evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: float,
+                  keep_arrays: bool = False, keep_values: bool = True):
+    """A candidate on the whole output (see `_evaluate_full`), each way the inputs may have
+    been rounded to its precision in turn (`Problem.roundings`): the first that holds, else
+    the last."""
+    ways = problem.roundings(expl.precision)
+    for via in ways:
+        with problem.rounded_via(via):
+            full, values = _evaluate_full(problem, expl, fit, needed=needed, keep_arrays=keep_arrays,
+                                          keep_values=keep_values)
+        if full.ok or via == ways[-1]:
+            return full, values
+
+
+def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: float,
                    keep_arrays: bool = False, keep_values: bool = True):
     """A candidate on the whole output, refitting scale/bias there in closed form.
 
@@ -70,14 +85,16 @@ def evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: floa
     """
     if (fit == "none" and expl.algorithm == "direct" and problem.algorithm == "direct"
             and expl.precision != "tfloat32" and not keep_arrays and problem.output.size
-            and clip_limits(expl.activation, expl.output_precision) == (None, None)):
+            and clip_limits(expl.activation, expl.output_precision) == (None, None)
+            and not problem.declares_values and expl.boundary != "constant"):
         return _evaluate_blocks(problem, expl, needed=needed, keep_values=keep_values)
     image, kernel = problem.rounded(expl.precision)
     tk = transform_kernel(kernel, expl.kernel_transform)
     geometry = dict(padding=expl.padding, offset=expl.offset, magnitude=True, stride=tuple(expl.stride),
                     dilation=tuple(expl.dilation), groups=problem.groups)
     constant = fit == "cval"
-    values, mags = correlate(image, tk, boundary="zero" if constant else expl.boundary, **geometry)
+    values, mags = correlate(image, tk, boundary="zero" if constant else expl.boundary,
+                             cval=0.0 if constant else expl.cval, **geometry)
     tile = None   # the Winograd tile size the output shows (algorithm 'winograd')
     out_h, out_w = values.shape[1:3]
     row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
@@ -92,7 +109,8 @@ def evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: floa
         cval, predicted, bound = fit_cval(values, mags, m_values, m_mags, problem.output, problem, expl.precision,
                                            compared, None, expl.output_precision)
         mags = mags + abs(cval) * m_mags
-        scale, bias, expl = 1.0, 0.0, expl.with_(cval=cval)
+        scale, bias = problem.declared_values(expl.precision) if problem.declares_values else (1.0, 0.0)
+        expl = expl.with_(cval=cval)
     else:
         extra = None
         if expl.algorithm == "winograd":
@@ -101,7 +119,7 @@ def evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: floa
                                                     compared=compared, extra=extra, limits=limits,
                                                     output_precision=expl.output_precision)
     if not usable_fit(scale, bias):
-        scale, bias = 1.0, 0.0
+        scale, bias = problem.declared_values(expl.precision) if problem.declares_values else (1.0, 0.0)
     residual = clip_residual(problem.output, predicted, limits)
     # Written so that NaN residuals (an overflowed backend output) count as mismatches.
     mismatch = ~(residual <= bound)
@@ -111,14 +129,19 @@ def evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: floa
     n_clipped = 0 if clipped is None else int(np.count_nonzero(clipped if compared is None else clipped & compared))
     bad = int(np.count_nonzero(mismatch))
     kind = fit_kind(fit)
-    fitted_expl = expl.with_(scale=as_value(scale) if kind in ("scale", "both") else 1.0,
-                             bias=as_value(bias) if kind in ("bias", "both") else 0.0)
+    fitted_expl = expl.with_(scale=as_value(scale) if kind in ("scale", "both") else expl.scale,
+                             bias=as_value(bias) if kind in ("bias", "both") else expl.bias)
     if bad == 0:
         implausible = implausibility_mask(problem, fitted_expl, values, residual, compared, fit)
         if implausible is None and expl.algorithm == "winograd":
             implausible = winograd_implausible(residual, bound, compared, tile)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
+    pinned = None
+    if bad == 0 and kind in ("bias", "scale", "both"):
+        free = compared if clipped is None else ~clipped if compared is None else compared & ~clipped
+        default = problem.declared_values(expl.precision) if problem.declares_values else (1.0, 0.0)
+        pinned = undetermined(values, problem.output, bound, fit, scale, bias, free, default)
     evidence = None
     outs = values.shape[3]
     if bad == 0:
@@ -159,7 +182,7 @@ def evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: floa
     del residual
     full = Full(fitted_expl, bad, mismatch, max_residual, max_bound, worst,
                  clipped_values(predicted, limits) if keep_arrays else None, bound if keep_arrays else None, evidence,
-                 int(rows.size * cols.size * values.shape[0] * values.shape[3]), n_clipped)
+                 int(rows.size * cols.size * values.shape[0] * values.shape[3]), n_clipped, undetermined=pinned)
     if tile is not None:
         full.detail = (f"Winograd {tile} tiles ({WINOGRAD_USERS[tile]}): the residual follows that tile's "
                        "error pattern, and stays within its bound (Barabasz et al. 2020 style, see "

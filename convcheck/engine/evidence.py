@@ -71,6 +71,7 @@ class Evidence:
     decoy_passed: bool = False   # the negative control passed too (see engine: decoy_passes)
     clipped: int = 0     # compared elements clipped (activation) or saturated (integer output)
     weakest_channel: Optional[tuple[int, float]] = None   # per-channel fits: (channel, bits left)
+    dead_channels: tuple[int, ...] = ()   # per-channel fits: channels every element of which is clipped
 
     @property
     def unclipped_fraction(self) -> float:
@@ -97,6 +98,8 @@ class Evidence:
             d["clipped"] = self.clipped
         if self.weakest_channel is not None:
             d["weakest_channel"] = {"channel": self.weakest_channel[0], "bits": round(self.weakest_channel[1], 2)}
+        if self.dead_channels:
+            d["dead_channels"] = list(self.dead_channels)
         return d
 
 
@@ -130,15 +133,21 @@ def weigh(values: np.ndarray, magnitude: np.ndarray, bound: np.ndarray, *, scale
     outs = values.shape[-1]
     informative = int(np.count_nonzero(bits >= 1.0))
     if per_channel:
-        lefts, raws = [], []
-        for channel in range(outs):
+        # A dead channel (every element clipped: a ReLU's dead channel) has nothing to decide:
+        # its parameters are only bounded (engine.fits.settle_dead_channels), it carries no
+        # bits and pays none; the channels with unclipped elements decide.
+        dead = np.zeros(outs, dtype=bool) if unclipped is None else \
+            ~unclipped.reshape(-1, outs).any(axis=0)
+        lefts, raws = {}, []
+        for channel in np.flatnonzero(~dead):
             raw, taken = _distinct_bits(values[..., channel].reshape(-1, 1), bits[..., channel].ravel(),
                                         per_channel, needed, windows_at, spread)
             raws.append(raw)
-            lefts.append(raw - taken)
-        weakest = int(np.argmin(lefts))
-        return Evidence(float(sum(lefts)), needed, int(bits.size), informative, fitted, float(sum(raws)),
-                        clipped=clipped, weakest_channel=(weakest, float(lefts[weakest])))
+            lefts[int(channel)] = raw - taken
+        weakest = min(lefts, key=lefts.get) if lefts else None
+        return Evidence(float(sum(lefts.values())), needed, int(bits.size), informative, fitted, float(sum(raws)),
+                        clipped=clipped, weakest_channel=None if weakest is None else (weakest, float(lefts[weakest])),
+                        dead_channels=tuple(int(c) for c in np.flatnonzero(dead)))
     raw, taken = _distinct_bits(values.reshape(-1, outs), bits.reshape(-1, outs).sum(axis=1), fitted, needed,
                                 windows_at, spread)
     return Evidence(raw - taken, needed, int(bits.size), informative, fitted, raw, clipped=clipped)

@@ -17,15 +17,56 @@ from .problem import Problem
 SCREEN_FIT_ULPS = 8.0          # stage 1's allowance for its least-squares parameters (a screen only)
 
 
-def fit_parameters(prediction: np.ndarray, target: np.ndarray, fit: str, weights: Optional[np.ndarray] = None):
+def fit_parameters(prediction: np.ndarray, target: np.ndarray, fit: str, weights: Optional[np.ndarray] = None,
+                   fixed=None):
     """Closed-form weighted least-squares (scale, bias) of target ~ scale * prediction + bias:
-    two numbers, or for a per-channel fit two arrays with one number per output channel."""
+    two numbers, or for a per-channel fit two arrays with one number per output channel.
+    `fixed` (declared (scale, bias), see `fit_batch`) holds what the fit does not fit."""
     outs = prediction.shape[-1]
     flat_weights = None if weights is None else weights.reshape(1, -1, outs)
-    scale, bias = fit_batch(prediction.reshape(1, -1, outs), target.reshape(-1, outs), fit, flat_weights)
-    if per_channel_fit(fit):
+    scale, bias = fit_batch(prediction.reshape(1, -1, outs), target.reshape(-1, outs), fit, flat_weights, fixed)
+    if scale.shape[-1] != 1:
         return scale[0], bias[0]
     return float(scale[0, 0]), float(bias[0, 0])
+
+
+def settle_dead_channels(scale, bias, values, target, free, compared, limits, fit: str):
+    """(scale, bias) of a per-channel bias fit with its dead channels settled: a channel with
+    no element left free to fit (every compared one clipped by the activation or saturated:
+    a ReLU's dead channel) says only on which side of the limit its sums lay, so its bias is
+    only bounded: b <= low - max(s v) for elements at the low limit, b >= high - min(s v)
+    for those at the high one. The reported bias is that bound (the end of the interval, its
+    midpoint when bounded on both sides), never a value fitted from data that has none; its
+    scale stays the declared one (1). Other fits, and channels with free elements, as given."""
+    if not per_channel_fit(fit) or fit_kind(fit) not in ("bias", "both") or limits == (None, None):
+        return scale, bias
+    shape = np.broadcast_shapes(np.shape(values), np.shape(free) if free is not None else ())
+    dead = ~np.any(np.broadcast_to(True if free is None else free, shape), axis=-2)
+    if not dead.any():
+        return scale, bias
+    low, high = limits
+    held = np.where(dead & ~np.isfinite(scale), 1.0, scale)
+    summed = held[..., None, :] * values
+    seen = np.broadcast_to(True if compared is None else compared, shape)
+    upper = np.min(np.where(seen & (target == low), low - summed, np.inf), axis=-2) if low is not None else np.inf
+    lower = np.max(np.where(seen & (target == high), high - summed, -np.inf), axis=-2) if high is not None \
+        else -np.inf
+    with np.errstate(invalid="ignore"):
+        bounded = np.where(np.isinf(lower), upper, np.where(np.isinf(upper), lower,
+                                                           np.where(lower <= upper, 0.5 * (lower + upper), np.nan)))
+    return np.where(dead, held, scale), np.where(dead, bounded, bias)
+
+
+def dead_channels(target, limits, compared=None) -> np.ndarray:
+    """The output channels whose every compared element sits at a limit (see
+    `settle_dead_channels`): indices, in order."""
+    clipped = clipped_mask(target, limits)
+    if clipped is None:
+        return np.zeros(0, dtype=int)
+    if compared is not None:
+        clipped = clipped | ~np.broadcast_to(compared, clipped.shape)
+    flat = clipped.reshape(-1, clipped.shape[-1])
+    return np.flatnonzero(flat.all(axis=0) & (flat.shape[0] > 0))
 
 
 def usable_fit(scale, bias) -> bool:
@@ -34,22 +75,31 @@ def usable_fit(scale, bias) -> bool:
 
 
 def fit_cval(values, mags, m_values, m_mags, target, problem: "Problem", precision: str, compared, samples,
-              output_precision="pass"):
+             output_precision="pass"):
     """(cval, predicted, bound) for a 'constant' boundary: value = zero-boundary value + cval * m
-    (m: the kernel taps that read the border). Weighted least squares, then, if an element
-    is left beyond its bound, the point of the intersection of every element's interval."""
+    (m: the kernel taps that read the border), times the declared scale plus the declared
+    bias when there are. Weighted least squares, then, if an element is left beyond its
+    bound, the point of the intersection of every element's interval."""
     keep = np.ones(values.shape, dtype=bool) if compared is None else np.broadcast_to(compared, values.shape)
+    scale, bias = problem.declared_values(precision) if problem.declares_values else (1.0, 0.0)
+    has_bias = bool(np.any(np.not_equal(bias, 0.0)))
+    if problem.declares_values:
+        values, m_values = scale * values + bias, scale * m_values
 
     def at(cval):
         border = cval * m_values
         predicted = values + border
-        bound = problem.bound(mags + abs(cval) * m_mags, predicted, precision, 1.0, False, samples,
-                              output_precision=output_precision)
+        magnitude = mags + abs(cval) * m_mags
+        bound = problem.bound(magnitude, predicted, precision, scale, has_bias, samples,
+                              output_precision=output_precision, unbiased=predicted - bias if has_bias else None)
         bound += evaluation_error(border, predicted)
+        uncertain = problem.uncertainty_term(magnitude, precision, "none", scale)
+        if uncertain is not None:
+            bound += uncertain
         return predicted, bound
 
-    weights = fit_weights(problem.bound(mags, target, precision, 1.0, False, samples,
-                                         output_precision=output_precision)) * keep
+    weights = fit_weights(problem.bound(mags, target, precision, scale, has_bias, samples,
+                                        output_precision=output_precision)) * keep
     denom = float(np.sum(weights * m_values * m_values))
     if denom <= 0:
         return float("nan"), *at(0.0)
@@ -118,7 +168,7 @@ def evaluation_error(term: np.ndarray, predicted: np.ndarray, factor: float = 1.
 
 
 def fit_within(values, mags, target, fit: str, problem: "Problem", precision: str, *, compared=None,
-                samples=None, extra=None, limits=(None, None), output_precision="pass"):
+               samples=None, extra=None, limits=(None, None), output_precision="pass"):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
     when that leaves an element beyond its bound, parameters that keep every element inside.
 
@@ -130,20 +180,26 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
     array broadcastable to `values`) leaves elements out of the fit and the test; `extra`
     an algorithm's own error (see Problem.bound); elements at one of `limits` (clipped,
     see `clip_residual`) take no part in the fit. A per-channel fit gives arrays with one scale
-    and bias per output channel (the last axis).
+    and bias per output channel (the last axis). A scale or bias the fit does not fit is the
+    declared one (`Problem.declared_values`: applied as given, never fitted), with its
+    uncertainty (`Problem.uncertainty_term`) in the bound.
     """
     kind = fit_kind(fit)
-    has_bias = kind in ("bias", "both")
+    fixed = problem.declared_values(precision) if problem.declares_values else None
+    has_bias = kind in ("bias", "both") or (fixed is not None and bool(np.any(fixed[1] != 0.0)))
 
     def at(scale, bias):
-        if kind == "none":
+        if kind == "none" and fixed is None:
             return values, problem.bound(mags, values, precision, scale, False, samples, extra,
                                          output_precision=output_precision)
         scaled = scale * values
         predicted = scaled + bias
         bound = problem.bound(mags, predicted, precision, scale, has_bias, samples, extra,
-                              output_precision=output_precision)
+                              output_precision=output_precision, unbiased=scaled if has_bias else None)
         bound += evaluation_error(scaled, predicted)
+        uncertain = problem.uncertainty_term(mags, precision, kind, scale)
+        if uncertain is not None:
+            bound += uncertain
         return predicted, bound
 
     clipped = clipped_mask(target, limits)
@@ -154,9 +210,17 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
                                              output_precision=output_precision))
         if free is not None:
             weights = weights * free
-    scale, bias = fit_parameters(values, target, fit, weights)
+    scale, bias = fit_parameters(values, target, fit, weights, fixed)
+    if limits != (None, None) and per_channel_fit(fit):
+        outs = values.shape[-1]
+
+        def flat(a):
+            return None if a is None else np.broadcast_to(a, values.shape).reshape(-1, outs)
+
+        scale, bias = settle_dead_channels(scale, bias, flat(values), flat(target), flat(free), flat(compared),
+                                           limits, fit)
     if not usable_fit(scale, bias):
-        return scale, bias, *at(1.0, 0.0)
+        return scale, bias, *(at(1.0, 0.0) if fixed is None else at(*fixed))
     predicted, bound = at(scale, bias)
     if kind == "none":
         return scale, bias, predicted, bound
@@ -166,24 +230,49 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
     if not np.any(excess > 0) or np.any(np.isnan(excess)):
         return scale, bias, predicted, bound
     keep = np.ones(values.shape, dtype=bool) if free is None else np.broadcast_to(free, values.shape)
-    if per_channel_fit(fit):
-        refit = (np.array(scale, dtype=np.float64), np.array(bias, dtype=np.float64))
-        for channel in range(values.shape[-1]):
-            one = keep[..., channel]
-            found = _minimax(values[..., channel][one], target[..., channel][one], bound[..., channel][one],
-                             kind, float(scale[channel]))
-            if found is None:
-                refit = None
-                break
-            refit[0][channel], refit[1][channel] = found
-    else:
-        refit = _minimax(values[keep], target[keep], bound[keep], kind, scale)
+    refit = _refit(values, target, bound, keep, fit, scale, bias, fixed)
     if refit is not None and usable_fit(*refit):
         new_predicted, new_bound = at(*refit)
         new_excess = clip_residual(target, new_predicted, limits) - new_bound
         if np.all(np.where(compared, new_excess, -1.0) <= 0 if compared is not None else new_excess <= 0):
             return (*refit, new_predicted, new_bound)
     return scale, bias, predicted, bound
+
+
+def _refit(values, target, bound, keep, fit: str, scale, bias, fixed):
+    """`_minimax` over the elements `keep`, per channel for a per-channel fit; what the fit
+    holds (a declared scale for a 'bias' fit, a declared bias for a 'scale' fit) is taken out
+    of the values or the target first. None when some channel's intervals do not meet."""
+    kind = fit_kind(fit)
+    if fixed is not None and kind == "bias":
+        values = scale * values
+    if fixed is not None and kind == "scale":
+        target = target - bias
+    if not per_channel_fit(fit):
+        found = _minimax(values[keep], target[keep], bound[keep], kind, float(np.max(scale)))
+        return None if found is None else _held(found, kind, scale, bias, fixed)
+    refit = (np.array(scale, dtype=np.float64), np.array(bias, dtype=np.float64))
+    for channel in range(values.shape[-1]):
+        one = keep[..., channel]
+        if not one.any():
+            continue   # a dead channel: its bias is bounded, not fitted (settle_dead_channels)
+        found = _minimax(values[..., channel][one], target[..., channel][one], bound[..., channel][one],
+                         kind, float(refit[0][channel]) if kind != "bias" or fixed is None else 1.0)
+        if found is None:
+            return None
+        refit[0][channel], refit[1][channel] = found
+    return _held(refit, kind, scale, bias, fixed)
+
+
+def _held(found, kind: str, scale, bias, fixed):
+    """A minimax (scale, bias) with what the fit held put back (see `_refit`)."""
+    if fixed is None:
+        return found
+    if kind == "bias":
+        return scale, found[1]
+    if kind == "scale":
+        return found[0], bias
+    return found
 
 
 def _minimax(values, target, bound, fit: str, scale: float):
@@ -226,15 +315,21 @@ def _minimax(values, target, bound, fit: str, scale: float):
     return s, 0.5 * (float(np.max(r - b)) + float(np.min(r + b)))
 
 
-def fit_batch(values: np.ndarray, target: np.ndarray, fit: str, weights: Optional[np.ndarray] = None):
+def fit_batch(values: np.ndarray, target: np.ndarray, fit: str, weights: Optional[np.ndarray] = None,
+              fixed=None):
     """Weighted least-squares (scale, bias) for every leading index at once: values (..., n, O),
     target (n, O), weights broadcastable to values (default: equal). Returns arrays of shape
     (..., 1), or (..., O) for a per-channel fit (each channel fitted on its own elements).
 
     Weights 1 / bound^2 make the fit exact where the bound is tight: an unweighted fit
     spreads the rounding of large elements onto small ones. NaN marks a fit that does not
-    exist (a constant prediction, or a channel with no weight at all).
+    exist (a constant prediction, or a channel with no weight at all). `fixed`, when given,
+    is the declared (scale, bias) (arrays of shape () or (O,)): what the fit does not fit
+    is held at them (a 'bias' fit keeps the declared scale, a 'scale' fit the declared bias,
+    nothing fitted both), and results are then shaped (..., O) when they are per channel.
     """
+    if fixed is not None:
+        return _fit_batch_fixed(values, target, fit, weights, fixed)
     per = per_channel_fit(fit)
     kind = fit_kind(fit)
     shape = values.shape[:-2] + ((values.shape[-1],) if per else (1,))
@@ -267,6 +362,25 @@ def fit_batch(values: np.ndarray, target: np.ndarray, fit: str, weights: Optiona
         return np.broadcast_to(scale, shape), np.broadcast_to(bias, shape)
 
 
+def _fit_batch_fixed(values: np.ndarray, target: np.ndarray, fit: str, weights, fixed):
+    """`fit_batch` with a declared (scale, bias): the fit of the target less what is held."""
+    scale0, bias0 = (np.asarray(a, dtype=np.float64) for a in fixed)
+    outs = values.shape[-1]
+    kind = fit_kind(fit)
+    per = per_channel_fit(fit) or scale0.ndim or bias0.ndim
+    shape = values.shape[:-2] + ((outs,) if per else (1,))
+    if kind == "none":
+        return np.broadcast_to(scale0, shape).copy(), np.broadcast_to(bias0, shape).copy()
+    if kind == "bias":
+        _, bias = fit_batch(scale0 * values, target, fit, weights)
+        return np.broadcast_to(scale0, shape).copy(), np.broadcast_to(bias, shape).copy()
+    if kind == "scale":
+        scale, _ = fit_batch(values, np.broadcast_to(target, values.shape[-2:]) - bias0, fit, weights)
+        return np.broadcast_to(scale, shape).copy(), np.broadcast_to(bias0, shape).copy()
+    scale, bias = fit_batch(values, target, fit, weights)
+    return np.broadcast_to(scale, shape).copy(), np.broadcast_to(bias, shape).copy()
+
+
 def fit_weights(bound: np.ndarray) -> np.ndarray:
     """1 / bound^2, scaled to at most 1 and at least 2^-52 (the bound floored at 2^-26 of its
     largest element), so that tiny bounds neither overflow nor take all the weight."""
@@ -274,3 +388,110 @@ def fit_weights(bound: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.square(np.divide(floor, np.maximum(bound, floor)))
     return np.nan_to_num(w, nan=1.0, posinf=1.0)
+
+
+# A fitted parameter must be pinned by the data well below the change it claims: its half-
+# width (the values every element's bound still allows) at most this fraction of its change
+# from the default (issue 20: a bias of 2e-6, a per-channel scale of 0.99998 or a TF32
+# candidate's scale absorbing a bfloat16 rounding all sat within their own uncertainty).
+DETERMINED_FRACTION = 0.25
+
+
+def undetermined(values, target, bound, fit: str, scale, bias, free, default) -> Optional[str]:
+    """None when every fitted parameter is determined by its own evidence, else a sentence
+    saying which is not.
+
+    Every element with |target - s v - b| <= B constrains (s, b) to a slab; the parameters
+    the data allow are the intersection, and its extent along a parameter (the other free,
+    for a 'both' fit: the marginal) is that parameter's uncertainty. A parameter whose
+    half-width exceeds DETERMINED_FRACTION of its change from the default (declared, or 1
+    and 0) cannot be told from the default and from rounding: it is no cause (the default
+    stands if it fits; if it does not, this candidate is not the explanation). Per channel
+    for a per-channel fit (dead channels, with no free element, are only bounded and skip
+    this); only free (compared, unclipped) elements count, which makes the extent larger,
+    never smaller: the safe direction."""
+    kind = fit_kind(fit)
+    if kind not in ("bias", "scale", "both"):
+        return None
+    outs = values.shape[-1]
+    keep = np.broadcast_to(True if free is None else free, values.shape).reshape(-1, outs)
+    v, y, b = (np.broadcast_to(a, values.shape).reshape(-1, outs) for a in (values, target, bound))
+    scales, biases = np.broadcast_to(scale, (outs,)), np.broadcast_to(bias, (outs,))
+    s0, b0 = (np.broadcast_to(np.asarray(d, dtype=np.float64), (outs,)) for d in default)
+    groups = [[c] for c in range(outs)] if per_channel_fit(fit) else [list(range(outs))]
+    for channels in groups:
+        one = keep[:, channels]
+        if not one.any():
+            continue
+        vv, yy, bb = v[:, channels][one], y[:, channels][one], b[:, channels][one]
+        c = channels[0]
+        widths = _half_widths(vv, yy, bb, kind, float(scales[c]), float(biases[c]))
+        for name, width, value, prior in (("scale", widths[0], scales[c], s0[c]), ("bias", widths[1], biases[c], b0[c])):
+            if width is None:
+                continue
+            change = abs(float(value) - float(prior))
+            if not width <= DETERMINED_FRACTION * change:
+                where = f" of output channel {c}" if per_channel_fit(fit) else ""
+                return (f"the fitted {name}{where}, {float(value):.6g}, is within {width:.3g} of every value the "
+                        f"data allow, more than {DETERMINED_FRACTION:g} of its change from {float(prior):.6g}: the data "
+                        "cannot tell it from rounding")
+    return None
+
+
+def _half_widths(v, y, b, kind: str, scale: float, bias: float):
+    """(scale half-width or None, bias half-width or None) of the parameters the elements allow
+    (see `undetermined`)."""
+    if kind == "bias":
+        held = y - scale * v
+        return None, max(0.0, float(np.min(held + b) - np.max(held - b)) / 2)
+    if kind == "scale":
+        return _scale_range(v, y - bias, b), None
+    return _both_ranges(v, y, b, scale)
+
+
+def _scale_range(v, y, b) -> float:
+    """Half-width of {s : |y - s v| <= b everywhere} (0 when it is empty)."""
+    zero = v == 0
+    if not np.any(~zero):
+        return float("inf")
+    ends = np.stack([(y[~zero] - b[~zero]) / v[~zero], (y[~zero] + b[~zero]) / v[~zero]])
+    return max(0.0, float(np.min(ends.max(axis=0)) - np.max(ends.min(axis=0))) / 2)
+
+
+def _both_ranges(v, y, b, scale: float):
+    """Half-widths of the scale's and the bias's marginal ranges in {(s, t) : |y - s v - t| <= b}:
+    the scales where gap(s) = max(y - s v - b) - min(y - s v + b) <= 0 (convex, piecewise
+    linear), found by doubling then bisection from the fitted scale; the biases from
+    min over them of max(y - s v - b) (convex) to max of min(y - s v + b) (concave)."""
+    def gap(s):
+        r = y - s * v
+        return float(np.max(r - b) - np.min(r + b))
+
+    if gap(scale) > 0 or not np.any(v != v.flat[0]):
+        return float("inf"), float("inf")
+    ends = []
+    for direction in (-1.0, 1.0):
+        step = max(abs(scale), 1e-300) * 2.0 ** -40
+        while gap(scale + direction * step) <= 0 and step < 1e300:
+            step *= 2
+        inside, outside = 0.0, step
+        for _ in range(60):
+            middle = 0.5 * (inside + outside)
+            inside, outside = (middle, outside) if gap(scale + direction * middle) <= 0 else (inside, middle)
+        ends.append(scale + direction * inside)
+    low, high = ends
+
+    def extreme(function, sign):
+        lo, hi = low, high
+        ratio = (5 ** 0.5 - 1) / 2
+        for _ in range(60):
+            a, c = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            if sign * function(a) <= sign * function(c):
+                hi = c
+            else:
+                lo = a
+        return function(0.5 * (lo + hi))
+
+    least = extreme(lambda s: float(np.max(y - s * v - b)), 1.0)
+    most = extreme(lambda s: float(np.min(y - s * v + b)), -1.0)
+    return (high - low) / 2, max(0.0, most - least) / 2

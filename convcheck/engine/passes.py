@@ -44,9 +44,12 @@ def border_only(tried: list, kernel_hw) -> bool:
 
 
 def algorithm_passes(problem: Problem, baseline: Explanation, layouts: list[Layout], storages) -> list[tuple]:
-    """The (algorithm, boundary rules, output storage) passes of the search, in order.
+    """The (algorithm, boundary rules, output storage, precisions) passes of the search, in order.
 
-    Direct summation first. When nothing direct explains the output: Winograd for a 3x3
+    Direct summation first. When nothing direct explains the output: half-precision inputs
+    whose sums were kept wide (`Problem.wide_halves`: float inputs rounded to bfloat16 or
+    float16, summed and stored in float32 or float64, as JAX's preferred_element_type and
+    tensor cores do), a pass of their own (precisions 'wide'). Then Winograd for a 3x3
     kernel at stride 1 (what cuDNN and NNPACK pick for such kernels; its componentwise
     bound is tried before the FFT's normwise one, which would also cover its errors), then
     an FFT. Then a different boundary rule per axis, and a constant border, when no single
@@ -55,14 +58,16 @@ def algorithm_passes(problem: Problem, baseline: Explanation, layouts: list[Layo
     passes read the output in, in turn (see `diagnose_reading`); the other passes, its own.
     """
     if baseline.algorithm == "winograd":
-        return [("winograd", ("zero",), None)]
-    passes = [(baseline.algorithm, BOUNDARIES, storage) for storage in storages]
+        return [("winograd", ("zero",), None, None)]
+    passes = [(baseline.algorithm, BOUNDARIES, storage, None) for storage in storages]
+    if baseline.algorithm == "direct" and problem.wide_halves:
+        passes.append(("direct", BOUNDARIES, None, "wide"))
     if baseline.algorithm == "direct":
         if winograd_layouts(problem, layouts) and winograd_precisions(problem.precisions):
-            passes.append(("winograd", ("zero",), None))
-        passes.append(("fft", ("zero",), None))
-    passes += [(baseline.algorithm, BOUNDARY_PAIRS, storage) for storage in storages]
-    passes.append((baseline.algorithm, ("constant",), None))
+            passes.append(("winograd", ("zero",), None, None))
+        passes.append(("fft", ("zero",), None, None))
+    passes += [(baseline.algorithm, BOUNDARY_PAIRS, storage, None) for storage in storages]
+    passes.append((baseline.algorithm, ("constant",), None, None))
     return passes
 
 
@@ -74,7 +79,8 @@ def prefer_unfitted(problem: Problem, accepted: Full, baseline: Explanation,
     `complexity`). The direct pass runs first, and a bias of a few units in the last place
     can absorb an algorithm's rounding where the direct bound is only just exceeded."""
     expl = accepted.explanation
-    if (expl.bias == 0.0 and expl.scale == 1.0) or expl.algorithm != "direct" or expl.boundary != "zero":
+    unfitted = expl.bias == baseline.bias and expl.scale == baseline.scale
+    if unfitted or expl.algorithm != "direct" or expl.boundary != "zero":
         return None
     # Only a fitted parameter at the level of rounding may give way: without it the direct
     # computation must still come within twice its bound at every element (|y - d| <=
@@ -83,7 +89,7 @@ def prefer_unfitted(problem: Problem, accepted: Full, baseline: Explanation,
     # bound must not absorb it (fuzz case 1270: a bias of -0.364 on a 3x10 output; 1609: a
     # bias of -0.187 below one unit in the last place of the largest float16 outputs but
     # six times the bound of the small ones, both claimed as 'algorithm fft').
-    plain = expl.with_(bias=0.0, scale=1.0)
+    plain = expl.with_(bias=baseline.bias, scale=baseline.scale)
     direct, _ = evaluate_full(problem, plain, "none", needed=accepted.evidence.needed)
     if not direct.worst_ratio <= 2.0:
         return None
@@ -148,7 +154,8 @@ class Found:
     simple as the answer and holding too; `tried`: every candidate confirmed on the whole
     output (the expected computation first), for the closest one when nothing holds;
     `best_rejected`: (search, (structure, scale, bias), storage) of the structure nearest
-    on the samples in the first search.
+    on the samples in the first search; `weak`: the first candidate within its bound whose
+    fitted parameter the data cannot tell from its default (`fits.undetermined`).
     """
 
     accepted: Optional[Full] = None
@@ -156,6 +163,7 @@ class Found:
     alternatives: list = field(default_factory=list)
     tried: list = field(default_factory=list)
     best_rejected: Optional[tuple] = None
+    weak: Optional[Full] = None   # within the bound, but with a fitted parameter the data do not determine
 
     def answer_changes(self, baseline: Explanation) -> int:
         """How many fields the answer changes (the accepted explanation's)."""
@@ -183,9 +191,9 @@ def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, 
     fixed = len(shared.changed_fields(baseline))
     previous_boundaries = None
     kernel_hw = problem.kernel.shape[:2]
-    for index, (algorithm_pass, boundaries, storage) in enumerate(passes):
-        rival = found.accepted is not None and storage is None and boundaries is previous_boundaries \
-            and found.answer_changes(baseline) > fixed
+    for index, (algorithm_pass, boundaries, storage, precisions) in enumerate(passes):
+        rival = found.accepted is not None and storage is None and precisions is None \
+            and boundaries is previous_boundaries and found.answer_changes(baseline) > fixed
         previous_boundaries = boundaries
         if (found.accepted is not None and not rival) or (index > 0 and found.undecided is not None):
             # A candidate that already passes but cannot decide is the answer's best case: a
@@ -195,6 +203,8 @@ def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, 
             continue  # a per-axis rule changes only the border: it cannot mend anything else
         problem.algorithm, problem.boundaries = algorithm_pass, boundaries
         problem.precisions, pass_layouts = all_precisions, layouts
+        if precisions == "wide":
+            problem.precisions = list(problem.wide_halves)
         if algorithm_pass == "winograd":
             problem.precisions = winograd_precisions(all_precisions)
             pass_layouts = winograd_layouts(problem, layouts)
@@ -253,6 +263,8 @@ def _confirm(problem: Problem, search: Search, candidates: list, found: Found, b
         full, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays, keep_values=False)
         full_checks += 1
         found.tried.append(full)
+        if full.bad == 0 and full.undetermined and found.weak is None:
+            found.weak = full
         if full.ok:
             run_control(search, full, struct)
             if full.evidence.decisive:

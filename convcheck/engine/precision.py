@@ -11,6 +11,7 @@ float32, then round the result once to the storage format.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -114,8 +115,10 @@ def narrower_precisions(baseline: str) -> tuple[str, ...]:
     return tuple(p for p in PRECISIONS if SIGNIFICAND_BITS[p] < SIGNIFICAND_BITS[baseline])
 
 
-def round_to(values: np.ndarray, precision: str) -> np.ndarray:
-    """`values` rounded to nearest in `precision`, returned as float64.
+def round_to(values: np.ndarray, precision: str, via: Optional[str] = None) -> np.ndarray:
+    """`values` rounded to nearest in `precision`, returned as float64; with `via`, through
+    that format first (float64 -> float32 -> bfloat16: what PyTorch's casts do, a double
+    rounding that differs from the direct one where a value lies next to a midpoint).
 
     tfloat32 rounds to float32 only: the TF32 step's rounding mode differs between
     hardware paths, so it is covered by the bound (`input_slack`) instead of modelled.
@@ -124,25 +127,34 @@ def round_to(values: np.ndarray, precision: str) -> np.ndarray:
     if precision == "float64":
         return values.astype(np.float64, copy=False)
     with np.errstate(over="ignore"):
+        if via is not None:
+            values = values.astype(storage_type(via))
         return values.astype(storage_type(precision)).astype(np.float64)
 
 
-def rounder(precision: str):
-    """A function rounding a float64 array to `precision` in place (what `round_to` gives),
-    through a buffer of the storage type kept between calls, one per thread (blocks may be
-    rounded by two at once: reference.map_blocks): rounding block after block allocates
-    nothing."""
+def rounder(precision: str, via: Optional[str] = None):
+    """A function rounding a float64 array to `precision` in place (what `round_to` gives,
+    through `via` first when given), through buffers of the storage types kept between
+    calls, one per thread (blocks may be rounded by two at once: reference.map_blocks):
+    rounding block after block allocates nothing."""
     import threading
     storage = np.dtype(storage_type(precision))
+    middle = None if via is None else np.dtype(storage_type(via))
     own = threading.local()
 
     def round_in_place(values: np.ndarray) -> np.ndarray:
         buffer = getattr(own, "buffer", None)
         if buffer is None or buffer.size < values.size:
             buffer = own.buffer = np.empty(values.size, dtype=storage)
+            own.middle = None if middle is None else np.empty(values.size, dtype=middle)
         stored = buffer[:values.size].reshape(values.shape)
         with np.errstate(over="ignore"):
-            np.copyto(stored, values, casting="unsafe")
+            if middle is not None:
+                between = own.middle[:values.size].reshape(values.shape)
+                np.copyto(between, values, casting="unsafe")
+                np.copyto(stored, between, casting="unsafe")
+            else:
+                np.copyto(stored, values, casting="unsafe")
         np.copyto(values, stored, casting="unsafe")
         return values
 
@@ -214,8 +226,9 @@ class PrecisionModel:
 
     `input_slack` is the relative error allowed on each input beyond our own
     round-to-nearest (0 where we reproduce the rounding exactly): 2^-10 for TF32
-    (truncation or rounding of the float32 significand to 10 bits), 2u for half
-    precisions reached from float64 (a framework may round twice, through float32).
+    (truncation or rounding of the float32 significand to 10 bits). Half precisions reached
+    from float64 are rounded directly or through float32, each modelled exactly (the
+    engine tries both where they differ), so they need none.
     `storage_u` / `storage_underflow` describe the format the result is stored in
     (float16 for float16; float32 for TF32; another with `output_precision`), and
     `storage_abs` the absolute rounding of storing it in an integer type (half a unit).
@@ -247,9 +260,10 @@ class PrecisionModel:
         if precision == "tfloat32":
             slack, abs_slack = 2.0 ** -10, SUBNORMAL_SPACING["tfloat32"]
         elif precision in ("float16", "bfloat16") and any(np.dtype(d) == np.float64 for d in input_dtypes):
-            # A framework may round float64 -> float32 -> half: at most one half-precision
-            # ulp (2u relative) away from our direct rounding.
-            slack, abs_slack = 2 * STORAGE_U[precision], SUBNORMAL_SPACING[precision]
+            # From float64 a framework rounds directly or through float32 (PyTorch's casts): the
+            # engine models both exactly (Problem.roundings), so no relative slack; a subnormal
+            # result may still be flushed, at most one subnormal spacing away.
+            abs_slack = SUBNORMAL_SPACING[precision]
         if output_precision in INTEGER_RANGES:
             return cls(precision, ACCUMULATION_U[precision], slack, abs_slack, UNDERFLOW[precision], 0.0, 0.0, 0.5)
         storage = output_precision or precision

@@ -13,7 +13,9 @@ from typing import Optional
 import numpy as np
 
 from . import evidence as ev
-from ..geometry import geometry_pair
+from ..declared import check_applies, merge, normalize_expected
+from ..errors import InputError
+from ..geometry import geometry_pair, normalize_padding
 from ..results import Diagnosis
 from ..vocabulary import Verdict
 from .candidates import Layout, layouts_for
@@ -24,43 +26,57 @@ from .verdict import diagnose_reading, expected_computation
 
 
 @single_threaded_blas()  # many small matrix products: BLAS threads cost more than they gain
-def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
+def diagnose(inputs, *, padding="same", precision: Optional[str] = None, stride=(1, 1),
              dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
-             keep_arrays: bool = False, output_precision: Optional[str] = None) -> Diagnosis:
+             keep_arrays: bool = False, output_precision: Optional[str] = None,
+             expected: Optional[dict] = None, declared_uncertainty: Optional[dict] = None) -> Diagnosis:
     """Diagnose `inputs.output` (an `convcheck.inputs.Inputs` with an output) against the reference.
 
-    `padding`, `stride`, `dilation` and `groups` are what the caller expected (the
-    baseline; `groups` None: what the kernel layout declares, else 1); `precision` the
-    precision it expected the computation to run in (default: the inputs' own);
-    `algorithm` how it expected the sums to be computed ('direct', 'fft' or 'winograd');
-    `output_precision` the type it expected the result to be stored in (default: the
-    precision's own, e.g. 'float32' for a library that sums bfloat16 inputs in float32
-    and returns float32). The verdict is `equal` when the expected computation reproduces the output within its rigorous
-    bound and with enough evidence, `explained` when the simplest other candidate does,
-    else `unexplained`.
+    `padding` (a convention's name or explicit ((top, bottom), (left, right)) amounts),
+    `stride`, `dilation` and `groups` are what the caller expected (the baseline; `groups`
+    None: what the kernel layout declares, else 1); `precision` the precision it expected
+    the computation to run in (default: the inputs' own); `algorithm` how it expected the
+    sums to be computed ('direct', 'fft' or 'winograd'); `output_precision` the type it
+    expected the result to be stored in (default: the precision's own, e.g. 'float32' for a
+    library that sums bfloat16 inputs in float32 and returns float32). `expected` declares
+    any other field (CONTRACT section 2a, `convcheck.declared`): a bias or scale is then
+    applied as given, never fitted; `declared_uncertainty` ({'scale': relative, 'bias':
+    absolute}, each one number or one per output channel) is how far a runtime's own values
+    of a declared scale and bias may be from the declared ones (e.g. a BatchNorm folded by a
+    converter in its own precision). The verdict is `equal` when the expected computation
+    reproduces the output within its rigorous bound and with enough evidence, `explained`
+    when the simplest other candidate does, else `unexplained`.
 
     Readings the shapes cannot settle are tried in turn, the first that explains the
     output winning: a 1-D kernel along the rows, then along the columns (`kernel_axis`);
     the output as given, then with its H and W axes swapped (`output_transform`); then
     the kernel's axes in another order and the image's channels reversed (`kernel_layout`,
-    `channel_order`: see `_other_readings`).
+    `channel_order`: see `_other_readings`). A declared reading is the one searched.
     """
     options = dict(padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
-                   algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision)
+                   algorithm=algorithm, output_precision=output_precision)
+    options, declared = merge(normalize_expected(expected), options, _DEFAULTS)
+    options["padding"] = normalize_padding(options["padding"])
+    inputs, declared = _declared_reading(inputs, declared)
+    check_applies(declared, outs=int(inputs.output.shape[-1]), image_hw=tuple(inputs.image.shape[1:3]),
+                  padding=options["padding"])
+    options.update(keep_arrays=keep_arrays, expected=declared, declared_uncertainty=declared_uncertainty)
+    if declared.get("output_transform") == "transpose":
+        options["output_transform"] = "transpose"
     others = None
     if getattr(inputs, "kernel_reading", None) is not None:
         # The declared kernel layout fits no shape: this reading is one of several searched.
         others = _readings_of(inputs)
         options["readings"] = 1 + len(others)
     diagnosis = diagnose_reading(inputs, **options)
-    if inputs.kernel_axis == "rows" and diagnosis.verdict is not Verdict.EQUAL:
+    if inputs.kernel_axis == "rows" and diagnosis.verdict is not Verdict.EQUAL and "kernel_axis" not in declared:
         columns = diagnose_reading(replace(inputs, kernel=np.swapaxes(inputs.kernel, 0, 1), kernel_axis="columns"),
-                            **options)
+                                   **options)
         # The reading that explains with fewer changed fields (a column kernel is not a
         # transposed row kernel); rows on a tie.
         if _rank(columns) < _rank(diagnosis):
             diagnosis = columns
-    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide:
+    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide and "output_transform" not in declared:
         reading = inputs.output_reading or "nhwc"
         swapped = replace(inputs, output=np.swapaxes(inputs.output, 1, 2),
                           output_reading=reading.translate(str.maketrans("hw", "wh")))
@@ -71,6 +87,37 @@ def diagnose(inputs, *, padding: str = "same", precision: Optional[str] = None, 
             if transposed.verdict is not Verdict.UNEXPLAINED:
                 diagnosis = transposed
     return _other_readings(inputs, diagnosis, options, others)
+
+
+_DEFAULTS = dict(padding="same", precision=None, stride=(1, 1), dilation=(1, 1), groups=None, algorithm="direct",
+                 output_precision=None)
+
+
+def _declared_reading(inputs, declared: dict):
+    """The inputs as the declared readings read them: a 1-D kernel along the declared axis,
+    the output transposed, the image's channels reversed; the kernel layout declared must be
+    the one the inputs were read in. Returns (inputs, what is left declared)."""
+    declared = dict(declared)
+    layout = declared.pop("kernel_layout", None)
+    if layout is not None and layout != inputs.kernel_layout:
+        raise InputError(f"kernel_layout is declared as {layout!r} but the kernel was read as {inputs.kernel_layout!r}: "
+                         "pass it as kernel_layout= (--kernel-layout) so the kernel is read that way")
+    if declared.get("kernel_axis") not in (None, inputs.kernel_axis):
+        if inputs.kernel_axis is None:
+            raise InputError("kernel_axis is declared, but the kernel is not 1-D")
+        inputs = replace(inputs, kernel=np.swapaxes(inputs.kernel, 0, 1), kernel_axis=declared["kernel_axis"])
+    declared.pop("kernel_axis", None)
+    if declared.get("output_transform") == "transpose":
+        reading = inputs.output_reading or "nhwc"
+        inputs = replace(inputs, output=np.swapaxes(inputs.output, 1, 2),
+                         output_reading=reading.translate(str.maketrans("hw", "wh")))
+    if declared.get("channel_order") == "reversed":
+        inputs = replace(inputs, image=inputs.image[..., ::-1], channel_order="reversed")
+    output_layout = declared.pop("output_layout", None)
+    if output_layout is not None and output_layout != getattr(inputs, "declared_output_layout", "hwc"):
+        raise InputError(f"output_layout is declared as {output_layout!r} but the arrays were read with layout "
+                         f"{'nchw' if output_layout == 'hwc' else 'nhwc'}: pass layout= (--layout) instead")
+    return inputs, declared
 
 
 def _readings_of(inputs) -> list:
@@ -164,11 +211,13 @@ def _nearer_transposed(swapped, diagnosis: Diagnosis, options: dict) -> bool:
     quick = {k: v for k, v in options.items() if k in ("padding", "precision", "stride", "dilation", "groups",
                                                       "algorithm", "output_precision")}
     problem = Problem(swapped, expected_computation(swapped, quick["padding"], geometry_pair(quick["stride"], "stride"),
-                                          geometry_pair(quick["dilation"], "dilation"), quick["groups"])
-                       .with_(algorithm=quick["algorithm"], output_precision=quick["output_precision"]),
-                       quick["precision"], quick["output_precision"])
-    expected = Layout("identity", problem.baseline.padding, problem.baseline.stride, problem.baseline.dilation)
-    if expected not in layouts_for(problem, problem.baseline):
+                                                    geometry_pair(quick["dilation"], "dilation"), quick["groups"],
+                                                    options.get("expected"))
+                      .with_(algorithm=quick["algorithm"], output_precision=quick["output_precision"]),
+                      quick["precision"], quick["output_precision"], options.get("declared_uncertainty"))
+    baseline = problem.baseline
+    expected = Layout(baseline.kernel_transform, baseline.padding, baseline.stride, baseline.dilation)
+    if expected not in layouts_for(problem, baseline):
         return False
     full, _ = evaluate_full(problem, problem.baseline.with_(groups=problem.groups), "none",
                              needed=ev.needed_bits(1), keep_values=False)
@@ -181,10 +230,11 @@ def _rank(diagnosis: Diagnosis) -> tuple:
     return order, changed
 
 
-def explain(image, kernel, output, *, padding: str = "same", precision: Optional[str] = None,
+def explain(image, kernel, output, *, padding="same", precision: Optional[str] = None,
             stride=(1, 1), dilation=(1, 1), groups: Optional[int] = None, layout: str = "nhwc",
             kernel_layout: Optional[str] = None, algorithm: str = "direct", keep_arrays: bool = False,
-            output_precision: Optional[str] = None) -> Diagnosis:
+            output_precision: Optional[str] = None, expected: Optional[dict] = None,
+            declared_uncertainty: Optional[dict] = None) -> Diagnosis:
     """Which computation produced `output` from `image` and `kernel`? Returns a `Diagnosis`.
 
     Layouts (CONTRACT section 1): image (H, W), (H, W, C) or a batch (N, H, W, C), or with
@@ -193,14 +243,23 @@ def explain(image, kernel, output, *, padding: str = "same", precision: Optional
     (kh, kw, C, multiplier) with `kernel_layout="depthwise"`, or any other order of the letters
     h, w, i, o (e.g. "ohwi"); output in the image's layout
     with its own sizes (a batch of one and a single channel may drop their axes).
-    `padding`, `stride`, `dilation` and `groups` are what you expected; `precision` the
-    precision you expected (default: the inputs' own, e.g. float64 for float64 data);
-    `algorithm` 'fft' when you know the output came from an FFT convolution, 'winograd' from
-    Winograd F(m x m, 3 x 3) tiles (a 3x3 kernel at stride 1 and dilation 1);
-    `output_precision` the type you expected the result stored in (default: the precision's own).
-    Bad arrays raise `convcheck.InputError`. Never imports TensorFlow.
+    `padding` ('same', 'valid', 'full', or amounts: PyTorch's padding=1, (PH, PW),
+    (top, bottom, left, right), ((top, bottom), (left, right))), `stride`, `dilation` and
+    `groups` are what you expected; `precision` the precision you expected (default: the
+    inputs' own, e.g. float64 for float64 data); `algorithm` 'fft' when you know the output
+    came from an FFT convolution, 'winograd' from Winograd F(m x m, 3 x 3) tiles (a 3x3
+    kernel at stride 1 and dilation 1); `output_precision` the type you expected the result
+    stored in (default: the precision's own). `expected` declares any field of CONTRACT
+    section 2 ({"bias": layer_bias, "activation": "relu", "offset": (-1, -1), ...}, section 2a):
+    a declared bias or scale is applied as given, never fitted. `declared_uncertainty`: see
+    `diagnose`. Bad arrays and values raise `convcheck.InputError`. Never imports TensorFlow.
     """
     from ..inputs import prepare_inputs
+    options = dict(padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
+                   algorithm=algorithm, output_precision=output_precision, kernel_layout=kernel_layout)
+    options, declared = merge(normalize_expected(expected), options, dict(_DEFAULTS, kernel_layout=None))
+    kernel_layout = options.pop("kernel_layout")
+    padding = normalize_padding(options.pop("padding"))
     inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
-    return diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
-                    groups=groups, algorithm=algorithm, keep_arrays=keep_arrays, output_precision=output_precision)
+    return diagnose(inputs, padding=padding, keep_arrays=keep_arrays, expected=declared,
+                    declared_uncertainty=declared_uncertainty, **options)

@@ -19,27 +19,21 @@ from . import precision as prec
 from . import bounds
 from ..geometry import dense_kernel, pad_before, transform_kernel
 from ..vocabulary import BOUNDARIES
-from .candidates import FITS, Layout, Structure, as_value, fit_kind, per_channel_fit
+from .candidates import MAX_PAD_SPANS, FITS, Layout, Structure, as_value, fit_kind, folds_offset, per_channel_fit
 from .clipping import clip_limits, clip_residual, clipped_mask
 from .evaluation import SEARCH_BYTES
-from .fits import SCREEN_FIT_ULPS, evaluation_error, fit_allowance, fit_batch, fit_cval, fit_weights, fit_within, usable_fit
+from .fits import (SCREEN_FIT_ULPS, evaluation_error, fit_allowance, fit_batch, fit_cval, fit_weights, fit_within,
+                   settle_dead_channels, usable_fit)
 from .problem import Problem, leaves_out
 from .reference import Workspace
 from .windows import gather_windows
 
 
 _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
-
-
 _BORDER_SAMPLES = 128
-
-
 _INTERIOR_SAMPLES = 192
-
-
 _PATCH_CACHE_BYTES = 1 << 27    # sample windows kept for stage 2
-
-
+_MAX_DECLARED_RADIUS = 8        # a declared offset widens the offsets searched up to this
 _SAMPLES: dict = {}
 
 
@@ -50,7 +44,9 @@ class Search:
         self.p = problem
         self.out_hw = tuple(problem.output.shape[1:3])
         kh, kw = problem.kernel.shape[:2]
-        self.radius = max(1, min(4, max(kh, kw) // 2 + 1))
+        # Offsets searched: a few input pixels each way, and as far as a declared offset.
+        declared = max(abs(int(v)) for v in problem.baseline.offset)
+        self.radius = max(1, min(4, max(kh, kw) // 2 + 1), min(declared, _MAX_DECLARED_RADIUS))
         self.layouts = layouts
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
@@ -139,7 +135,7 @@ class Search:
         kh' the dilated kernel's height. `precision` None means the inputs as loaded. Cached
         (the latest few, up to _PATCH_CACHE_BYTES: a large kernel's are large); with
         `which`, a mask of the samples, those samples' windows alone, not cached."""
-        key = (precision, boundary, layout.padding, layout.stride, layout.dilation, tuple(kernel_hw))
+        key = (precision, boundary, layout.padding, layout.stride, layout.dilation, tuple(kernel_hw), self.p.via)
         if which is None and key in self._patch_cache:
             return self._patch_cache[key]
         chosen = slice(None) if which is None else which
@@ -234,9 +230,14 @@ class Search:
             np.matmul(cols, abs_flat, out=mags[a:b].reshape(-1, count))
         return values, mags
 
-    def _offset_mask(self, stride) -> np.ndarray:
-        """(D, D, n) compared-or-not of each sample at each offset (see Problem.compared_mask)."""
+    def _offset_mask(self, layout: Layout) -> np.ndarray:
+        """(D, D, n) compared-or-not of each sample at each offset (see Problem.compared_mask);
+        every sample under explicit pads whose offset folds into them (`folds_offset`)."""
         r = self.radius
+        size = 2 * r + 1
+        if folds_offset(layout.padding, self.p.baseline):
+            return np.ones((size, size, self.rows.size), dtype=bool)
+        stride = layout.stride
         shifts = np.arange(-r, r + 1)
         out_h, out_w = self.out_hw
         rows = self.rows[None, :] * stride[0] + shifts[:, None]
@@ -245,14 +246,25 @@ class Search:
         col_ok = (cols >= 0) & (cols <= (out_w - 1) * stride[1]) | ~leaves_out(shifts, out_w)[:, None]
         return row_ok[:, None, :] & col_ok[None, :, :]
 
-    def _offset_allowed(self, stride) -> np.ndarray:
+    def _offset_allowed(self, layout: Layout) -> np.ndarray:
         """(D, D): every offset is a candidate (those that leave nothing out compare all);
-        with algorithm 'winograd' only none (its tiles start at the output's origin)."""
-        size = 2 * self.radius + 1
+        with algorithm 'winograd' only none (its tiles start at the output's origin); under
+        explicit pads an offset folds into (`folds_offset`), those that keep them non-negative."""
+        r = self.radius
+        size = 2 * r + 1
         if self.p.algorithm == "winograd":
             allowed = np.zeros((size, size), dtype=bool)
-            allowed[self.radius, self.radius] = True
+            allowed[r, r] = True
             return allowed
+        if folds_offset(layout.padding, self.p.baseline):
+            shifts = np.arange(-r, r + 1)
+            (top, bottom), (left, right) = layout.padding
+            kh, kw = transform_kernel(self.p.kernel, layout.transform).shape[:2]
+            span_h = ((kh - 1) * layout.dilation[0] + 1) * MAX_PAD_SPANS
+            span_w = ((kw - 1) * layout.dilation[1] + 1) * MAX_PAD_SPANS
+            rows = (top - shifts >= 0) & (bottom + shifts >= 0) & (top - shifts <= span_h) & (bottom + shifts <= span_h)
+            cols = (left - shifts >= 0) & (right + shifts >= 0) & (left - shifts <= span_w) & (right + shifts <= span_w)
+            return rows[:, None] & cols[None, :]
         return np.ones((size, size), dtype=bool)
 
     def _winograd_stage1(self, transforms, padding: str) -> np.ndarray:
@@ -262,7 +274,7 @@ class Search:
     def winograd_at(self, precision: Optional[str], transform: str, padding: str,
                     kernel: Optional[np.ndarray] = None) -> np.ndarray:
         """Problem.winograd_term at the sampled positions: (n, O), cached for the inputs' own kernel."""
-        key = (precision, transform, padding)
+        key = (precision, transform, padding, self.p.via)
         if kernel is None and key in self._winograd_cache:
             return self._winograd_cache[key]
         term = self.p.winograd_term(precision, transform, padding, (self.samples, self.rows, self.cols),
@@ -278,22 +290,8 @@ class Search:
         by fraction of samples within bound, as (structure, scale, bias).
         """
         p = self.p
-        target = p.output[self.samples, self.rows, self.cols]  # (n, O)
-        outs = target.shape[1]
-        models = p.models
-        # (+ storage_u: a bias added after the result was stored, see precision.error_bound)
-        loosest = max(self._loose_coefficient(q) + models[q].storage_u for q in p.precisions)
-        out_round = max(bounds.output_rounding(m, p.output_u) + m.accumulation_u for m in models.values())
-        extent = sum(p.raw_extent())
-        absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) + m.storage_underflow
-                       for m in models.values())
-        storage_abs = max(m.storage_abs for m in models.values())
-        storage = p.storage[p.precisions[0]] if p.storage[p.precisions[0]] in prec.INTEGER_RANGES else None
-        fft = 0.0
-        if p.algorithm == "fft":
-            fft = max(p.fft_term(q).max() for q in p.precisions) * 1.01
+        screen = _Screen(self)
         survivors, best = [], (-1.0, None)
-        r = self.radius
         groups: dict[tuple, list[str]] = {}
         for layout in self.layouts:
             shape = transform_kernel(p.kernel, layout.transform).shape[:2]
@@ -302,58 +300,34 @@ class Search:
             layout = Layout(transforms[0], padding, stride, dilation)
             stack = np.concatenate([dense_kernel(transform_kernel(p.kernel, t), p.groups) for t in transforms],
                                    axis=3)
-            compared = self._offset_mask(stride)[None, :, :, :, None]  # (1, D, D, n, 1)
-            enough = self._offset_allowed(stride)
+            compared = self._offset_mask(layout)[None, :, :, :, None]  # (1, D, D, n, 1)
+            enough = self._offset_allowed(layout)
             inside, cache = self._inside(layout, shape), {}
-            term = fft if p.algorithm != "winograd" else self._winograd_stage1(transforms, padding)
+            term = screen.fft if p.algorithm != "winograd" else self._winograd_stage1(transforms, padding)
             for boundary in p.boundaries:
                 values, mags = self._predict_boundary("zero" if boundary == "constant" else boundary, layout, shape,
                                                       stack, inside, cache)
                 if boundary == "constant":
-                    self._constant_structures(values, mags, layout, shape, stack, transforms, target, loosest,
-                                              absolute, out_round, survivors)
+                    self._constant_structures(values, mags, layout, shape, stack, transforms, screen, survivors)
                     continue
                 n, d1, d2, _ = values.shape
-                values = values.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
-                mags = mags.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
-                unit_bound = (loosest * mags + absolute + term) * (1 + out_round)
+                values = values.reshape(n, d1, d2, len(transforms), screen.outs).transpose(3, 1, 2, 0, 4)
+                mags = mags.reshape(n, d1, d2, len(transforms), screen.outs).transpose(3, 1, 2, 0, 4)
+                unit_bound = (screen.loosest * mags + screen.absolute + term) * (1 + screen.out_round)
                 for activation in self.activations():
-                    limits = clip_limits(activation, storage)
-                    clipped = clipped_mask(target, limits)
-                    # Clipped elements say only on which side of the limit the sum was: they
-                    # take no part in the fit, and are checked as that inequality.
-                    free = compared if clipped is None else compared & ~clipped
-                    weights = fit_weights(unit_bound + out_round * np.abs(target) + p.output_underflow
-                                           + 1e-300) * free
-                    for fit in self.fits():
-                        kind = fit_kind(fit)
-                        scale, bias = fit_batch(values, target, fit, weights)
-                        predicted = values if kind == "none" else values + bias[..., None, :] if kind == "bias" \
-                            else scale[..., None, :] * values + bias[..., None, :]
-                        bound = np.abs(predicted)
-                        bound *= out_round
-                        bound += unit_bound if kind in ("none", "bias") else np.abs(scale)[..., None, :] * unit_bound
-                        bound += p.output_underflow + storage_abs
-                        if kind != "none":
-                            bound += evaluation_error(predicted - bias[..., None, :], predicted, SCREEN_FIT_ULPS)
-                            if storage is not None:
-                                bound += fit_allowance(values, bound, weights, fit)
-                        bound *= 1.01
-                        bound += 1e-300
-                        ok = (clip_residual(target, predicted, limits) <= bound) | ~compared
-                        within = np.count_nonzero(ok, axis=(3, 4)) / (ok.shape[3] * ok.shape[4])
-                        usable = np.all(np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0), axis=-1)
-                        passed = np.all(ok, axis=(3, 4)) & usable & enough
-                        for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
+                    for fit, scale, bias, passed, within, usable in screen.fits(values, mags, unit_bound, compared,
+                                                                              activation):
+                        for ti, dy_i, dx_i in zip(*np.nonzero(passed & enough)):
                             survivors.append(Structure(transforms[ti], padding, boundary,
-                                                        (int(dy_i) - r, int(dx_i) - r), fit, stride, dilation,
-                                                        activation))
+                                                       (int(dy_i) - self.radius, int(dx_i) - self.radius), fit,
+                                                       stride, dilation, activation))
                         # The nearest that failed, for the report (first in C order on a tie).
-                        nearest = np.where(usable & enough & ~passed, within, -1.0)
+                        nearest = np.where(usable & enough & ~(passed & enough), within, -1.0)
                         ti, dy_i, dx_i = np.unravel_index(int(np.argmax(nearest)), nearest.shape)
                         if nearest[ti, dy_i, dx_i] > best[0]:
-                            struct = Structure(transforms[ti], padding, boundary, (int(dy_i) - r, int(dx_i) - r),
-                                                fit, stride, dilation, activation)
+                            struct = Structure(transforms[ti], padding, boundary,
+                                               (int(dy_i) - self.radius, int(dx_i) - self.radius),
+                                               fit, stride, dilation, activation)
                             best = (float(nearest[ti, dy_i, dx_i]),
                                     (struct, as_value(scale[ti, dy_i, dx_i]), as_value(bias[ti, dy_i, dx_i])))
         return survivors, best[1]
@@ -369,13 +343,14 @@ class Search:
                                 samples=self.samples)
         return 1.0 - inside
 
-    def _constant_structures(self, values, mags, layout, shape, stack, transforms, target, loosest, absolute,
-                             out_round, survivors):
+    def _constant_structures(self, values, mags, layout, shape, stack, transforms, screen: "_Screen", survivors):
         """Stage 1 for a 'constant' boundary: the border value c fitted in closed form, with
-        value = zero-boundary value + c * (the kernel's taps that read the border)."""
+        value = zero-boundary value + c * (the kernel's taps that read the border), times a
+        declared scale plus a declared bias when there are."""
         p = self.p
         r = self.radius
-        outs = target.shape[1]
+        outs = screen.outs
+        target = screen.target
         m_values, m_mags = self._predict(self._outside(layout, shape), stack, layout.dilation)
         n, d1, d2, _ = values.shape
 
@@ -383,22 +358,29 @@ class Search:
             return a.reshape(n, d1, d2, len(transforms), outs).transpose(3, 1, 2, 0, 4)
 
         values, mags, m_values, m_mags = (arrange(a) for a in (values, mags, m_values, m_mags))
-        compared = self._offset_mask(layout.stride)[None, :, :, :, None]
+        held = 0.0
+        if screen.declared is not None:
+            scale, bias, held_scale, held_bias = screen.declared
+            values, m_values = scale * values + bias, scale * m_values
+            held = held_scale * mags + held_bias
+            mags, m_mags = np.abs(scale) * mags, np.abs(scale) * m_mags
+        loosest, absolute, out_round = screen.loosest, screen.absolute, screen.out_round
+        compared = self._offset_mask(layout)[None, :, :, :, None]
         weights = fit_weights((loosest * mags + absolute) * (1 + out_round) + out_round * np.abs(target)
-                               + p.output_underflow + 1e-300) * compared
+                              + p.output_underflow + 1e-300) * compared
         with np.errstate(divide="ignore", invalid="ignore"):
             denom = np.sum(weights * m_values * m_values, axis=(3, 4))
             cval = np.where(denom > 0, np.sum(weights * m_values * (target - values), axis=(3, 4)) / denom, np.nan)
         predicted = values + cval[..., None, None] * m_values
         total = mags + np.abs(cval)[..., None, None] * m_mags
         bound = ((loosest * total + absolute) * (1 + out_round) + out_round * np.abs(predicted)
-                 + p.output_underflow) * 1.01 + 1e-300
+                 + p.output_underflow + held) * 1.01 + 1e-300
         bound += evaluation_error(predicted - values, predicted, SCREEN_FIT_ULPS)
         ratio = np.where(compared, np.abs(target - predicted) / bound, 0.0)
-        passed = np.all(ratio <= 1.0, axis=(3, 4)) & np.isfinite(cval) & (cval != 0) & self._offset_allowed(layout.stride)
+        passed = np.all(ratio <= 1.0, axis=(3, 4)) & np.isfinite(cval) & (cval != 0) & self._offset_allowed(layout)
         for ti, dy_i, dx_i in zip(*np.nonzero(passed)):
             survivors.append(Structure(transforms[ti], layout.padding, "constant", (int(dy_i) - r, int(dx_i) - r),
-                                        "cval", layout.stride, layout.dilation))
+                                       "cval", layout.stride, layout.dilation))
 
     def _loose_coefficient(self, precision: str) -> float:
         """The bound coefficient of `precision` on inputs NOT yet rounded to it."""
@@ -406,6 +388,9 @@ class Search:
         unit = 0.0 if precision == "float64" else prec.STORAGE_U[precision]
         if precision == "tfloat32":
             unit += model.input_slack
+        if len(self.p.roundings(precision)) > 1:
+            # Rounded through float32 first: |fl_h(fl_32(x)) - x| <= (u_h + u_32 + u_h u_32) |x|.
+            unit += 2 * prec.STORAGE_U["float32"]
         loose = prec.PrecisionModel(precision, model.accumulation_u, model.input_slack + unit,
                                     model.input_abs_slack, model.underflow, model.storage_u,
                                     model.storage_underflow)
@@ -434,12 +419,23 @@ class Search:
     def sampled_check(self, struct: Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
                       stacked: int = 0):
         """Stage 2: the exact bound of `precision` on the samples (with `kernel` in place of
-        the inputs' own, rounded to `precision`, for a decoy).
+        the inputs' own, rounded to `precision`, for a decoy), each way the inputs may have
+        been rounded to it in turn (`Problem.roundings`; a decoy's the direct way only).
 
         Returns (ok, scale, bias, fraction of sampled elements within the bound). With
         `stacked` (nothing fitted only), `kernel` is that many kernels side by side along its
         output axis, each checked on its own: returns the list of their `ok`.
         """
+        ways = self.p.roundings(precision) if kernel is None else (None,)
+        for via in ways:
+            with self.p.rounded_via(via):
+                result = self._sampled_check(struct, precision, kernel=kernel, stacked=stacked)
+            if stacked or result[0] or via == ways[-1]:
+                return result
+
+    def _sampled_check(self, struct: Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
+                       stacked: int = 0):
+        """`sampled_check` with the inputs rounded the current way (`Problem.via`)."""
         p = self.p
         decoy = kernel is not None
         if kernel is None:
@@ -489,6 +485,91 @@ class Search:
             return False, scale, bias, 0.0
         within = (clip_residual(target, predicted, limits) <= bound) | ~compared
         return bool(np.all(within)), scale, bias, float(np.mean(within))
+
+
+class _Screen:
+    """Stage 1's loosest bound over the precisions a pass allows, and its fits.
+
+    The coefficients are the largest any allowed precision needs (`loosest` on inputs not yet
+    rounded to it, `out_round` for storing the result, `absolute` for underflow and subnormal
+    rounding). A declared scale or bias (`declared`: (scale, bias, scale_dev, bias_dev)) is
+    held where a fit does not fit it, the bound widened by how far each allowed precision's
+    rounding of it may move it (|round(s) - s| A + |round(t) - t|) and by its declared
+    uncertainty.
+    """
+
+    def __init__(self, search: "Search"):
+        p = search.p
+        self.p = p
+        self.target = p.output[search.samples, search.rows, search.cols]  # (n, O)
+        self.outs = self.target.shape[1]
+        models = p.models
+        # (+ storage_u: a bias added after the result was stored, see bounds.error_bound)
+        self.loosest = max(search._loose_coefficient(q) + models[q].storage_u for q in p.precisions)
+        self.out_round = max(bounds.output_rounding(m, p.output_u) + m.accumulation_u for m in models.values())
+        extent = sum(p.raw_extent())
+        self.absolute = max(p.n * (m.underflow + m.input_abs_slack * 2 * extent) + m.storage_underflow
+                            for m in models.values())
+        self.storage_abs = max(m.storage_abs for m in models.values())
+        first = p.storage[p.precisions[0]]
+        self.storage = first if first in prec.INTEGER_RANGES else None
+        self.fft = max(p.fft_term(q).max() for q in p.precisions) * 1.01 if p.algorithm == "fft" else 0.0
+        self.fit_names = search.fits()
+        self.declared = None
+        if p.declares_values:
+            rounded = [p.declared_values(q) for q in p.precisions]
+            scale_dev = np.max([np.abs(s - p.declared_scale) for s, _ in rounded], axis=0)
+            bias_dev = np.max([np.abs(b - p.declared_bias) for _, b in rounded], axis=0)
+            self.declared = (p.declared_scale, p.declared_bias, scale_dev, bias_dev)
+
+    def fits(self, values, mags, unit_bound, compared, activation):
+        """For each fit of the pass: (fit, scale, bias, passed, within, usable), arrays over
+        (transform, offset, offset): whether every compared sample is within the bound,
+        the fraction that is, and whether the fit exists at all."""
+        p, target = self.p, self.target
+        limits = clip_limits(activation, self.storage)
+        clipped = clipped_mask(target, limits)
+        # Clipped elements say only on which side of the limit the sum was: they take no part
+        # in the fit, and are checked as that inequality.
+        free = compared if clipped is None else compared & ~clipped
+        weights = fit_weights(unit_bound + self.out_round * np.abs(target) + p.output_underflow + 1e-300) * free
+        for fit in self.fit_names:
+            kind = fit_kind(fit)
+            fixed = None if self.declared is None else self.declared[:2]
+            scale, bias = fit_batch(values, target, fit, weights, fixed)
+            if clipped is not None and per_channel_fit(fit):
+                scale, bias = settle_dead_channels(scale, bias, values, target, free, compared, limits, fit)
+            predicted = values if kind == "none" and fixed is None else values + bias[..., None, :] \
+                if kind == "bias" and fixed is None else scale[..., None, :] * values + bias[..., None, :]
+            bound = self._bound(values, mags, unit_bound, predicted, scale, bias, fit, weights)
+            ok = (clip_residual(target, predicted, limits) <= bound) | ~compared
+            within = np.count_nonzero(ok, axis=(3, 4)) / (ok.shape[3] * ok.shape[4])
+            usable = np.all(np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0), axis=-1)
+            yield fit, scale, bias, np.all(ok, axis=(3, 4)) & usable, within, usable
+
+    def _bound(self, values, mags, unit_bound, predicted, scale, bias, fit, weights):
+        """The loosest bound of a fit's prediction (see the class)."""
+        kind = fit_kind(fit)
+        bound = np.abs(predicted)
+        bound *= self.out_round
+        held = kind in ("none", "bias") and self.declared is None
+        bound += unit_bound if held else np.abs(scale)[..., None, :] * unit_bound
+        bound += self.p.output_underflow + self.storage_abs
+        if kind != "none" or self.declared is not None:
+            bound += evaluation_error(predicted - bias[..., None, :], predicted, SCREEN_FIT_ULPS)
+            if self.storage is not None and kind != "none":
+                bound += fit_allowance(values, bound, weights, fit)
+        if self.declared is not None:
+            _, _, scale_dev, bias_dev = self.declared
+            bound += (scale_dev if kind in ("none", "bias") else 0.0) * mags \
+                + (bias_dev if kind in ("none", "scale") else 0.0)
+            loosest = max(self.p.precisions, key=lambda q: prec.ACCUMULATION_U[q])
+            uncertain = self.p.uncertainty_term(mags, loosest, kind, scale[..., None, :])
+            if uncertain is not None:
+                bound += uncertain
+        bound *= 1.01
+        bound += 1e-300
+        return bound
 
 
 def _standard_normal(seed: int, shape: tuple) -> np.ndarray:

@@ -13,10 +13,12 @@ import numpy as np
 from . import evidence as ev
 from . import precision as prec
 from ..errors import InputError
-from ..geometry import geometry_pair, output_size
+from ..geometry import geometry_pair, normalize_padding, output_size
 from ..results import Diagnosis, Stats
 from ..vocabulary import ALGORITHMS, BOUNDARIES, OUTPUT_PRECISIONS, PADDINGS, Explanation, Verdict, causes_for, describe
-from .candidates import Layout, Structure, as_explanation, geometry_changes, layouts_for
+from ..geometry import transform_kernel
+from .candidates import Layout, as_explanation, expected_structure, geometry_changes, layouts_for
+from .clipping import clip_limits, clipped_values
 from .evaluation import Full, evaluate_full
 from .passes import Found, prefer_unfitted, run_control, same_computation, search_passes
 from .problem import Problem
@@ -37,13 +39,16 @@ class DiagnosisArrays:
     bound_after: Optional[np.ndarray]
 
 
-def expected_computation(inputs, padding: str, stride, dilation, groups) -> Explanation:
-    """The expected computation: what the caller declared, the contract's defaults elsewhere."""
+def expected_computation(inputs, padding, stride, dilation, groups, declared: Optional[dict] = None) -> Explanation:
+    """The expected computation: what the caller declared (the options, and `declared`: the
+    other fields of CONTRACT section 2a, normalised by `convcheck.declared`), the contract's
+    defaults elsewhere."""
     declared_groups = groups if groups is not None else getattr(inputs, "expected_groups", 1)
+    fields = dict(declared or {})
     return Explanation(padding=padding, stride=tuple(stride), dilation=tuple(dilation), groups=int(declared_groups),
                        output_layout=getattr(inputs, "declared_output_layout", "hwc"),
                        kernel_layout=getattr(inputs, "kernel_layout", "hwio"),
-                       kernel_axis=getattr(inputs, "kernel_axis", None))
+                       kernel_axis=getattr(inputs, "kernel_axis", None), **fields)
 
 
 @dataclass
@@ -61,10 +66,11 @@ class _Reading:
     to_user: Callable
 
 
-def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] = None, stride=(1, 1),
+def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None, stride=(1, 1),
                      dilation=(1, 1), groups: Optional[int] = None, algorithm: str = "direct",
                      keep_arrays: bool = False, output_transform: str = "identity", readings: int = 1,
-                     narrow: bool = False, output_precision: Optional[str] = None) -> Diagnosis:
+                     narrow: bool = False, output_precision: Optional[str] = None,
+                     expected: Optional[dict] = None, declared_uncertainty: Optional[dict] = None) -> Diagnosis:
     """`diagnose` for one reading of the kernel and output (see there).
 
     `readings` is how many readings of the kernel and image the whole diagnosis searches
@@ -73,7 +79,8 @@ def diagnose_reading(inputs, *, padding: str = "same", precision: Optional[str] 
     `convcheck.engine.readings`)."""
     _check_options(padding, precision, algorithm, output_precision)
     reading = _set_up(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
-                      algorithm=algorithm, output_transform=output_transform, output_precision=output_precision)
+                      algorithm=algorithm, output_transform=output_transform, output_precision=output_precision,
+                      expected=expected, declared_uncertainty=declared_uncertainty)
     if not reading.layouts:
         return _no_layout(reading)
     problem, baseline = reading.problem, reading.baseline
@@ -100,8 +107,7 @@ def _check_options(padding, precision, algorithm, output_precision) -> None:
     """Refuse option values outside the contract's vocabulary (InputError)."""
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
-    if padding not in PADDINGS:
-        raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
+    normalize_padding(padding)
     if precision is not None and precision not in prec.SIGNIFICAND_BITS:
         raise InputError(f"precision {precision!r} is not one of {', '.join(prec.SIGNIFICAND_BITS)}; "
                          "pass one of them, or None for the inputs' own precision")
@@ -111,11 +117,13 @@ def _check_options(padding, precision, algorithm, output_precision) -> None:
 
 
 def _set_up(inputs, *, padding, precision, stride, dilation, groups, algorithm, output_transform,
-            output_precision) -> _Reading:
+            output_precision, expected, declared_uncertainty) -> _Reading:
     """Set-up: the problem, the expected computation and the layouts the output's shape allows."""
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
-    problem = Problem(inputs, expected_computation(inputs, padding, stride, dilation, groups)
-                      .with_(algorithm=algorithm, output_precision=output_precision), precision, output_precision)
+    padding = normalize_padding(padding)
+    problem = Problem(inputs, expected_computation(inputs, padding, stride, dilation, groups, expected)
+                      .with_(algorithm=algorithm, output_precision=output_precision), precision, output_precision,
+                      declared_uncertainty)
     if algorithm == "winograd" and (tuple(problem.kernel.shape[:2]) != (3, 3) or stride != (1, 1)
                                     or dilation != (1, 1)):
         raise InputError(f"algorithm 'winograd' (Winograd F(m x m, 3 x 3)) applies only to 3x3 kernels at stride 1 "
@@ -151,15 +159,16 @@ def _no_layout(reading: _Reading) -> Diagnosis:
 
 def _expected(reading: _Reading, found: Found, keep_arrays: bool):
     """The expected computation, first: evaluated on the whole output, it gives the "before"
-    statistics (the reference of the output's own size, at the expected precision) and,
-    when it holds with enough evidence and nothing else was read otherwise, the answer
-    `equal`. Returns (its `Full`, the reference: an array with `keep_arrays`, else its
-    `Differences` from the output), both None when no layout without a kernel transform
-    gives the output's size."""
+    statistics (the reference of the output's own size, at the expected precision, with
+    what the caller declared) and, when it holds with enough evidence and nothing else was
+    read otherwise, the answer `equal`. Returns (its `Full`, the reference: an array with
+    `keep_arrays` or declared values, else its `Differences` from the output), both None when
+    no layout with the declared kernel transform gives the output's size."""
     problem, baseline, shared = reading.problem, reading.baseline, reading.shared
     padding, stride, dilation = baseline.padding, tuple(baseline.stride), tuple(baseline.dilation)
-    identity = [lay for lay in reading.layouts if lay.transform == "identity"]
-    expected = Layout("identity", padding, stride, dilation)
+    transform = baseline.kernel_transform
+    identity = [lay for lay in reading.layouts if lay.transform == transform]
+    expected = Layout(transform, padding, stride, dilation)
     stats_layout = expected if expected in identity else (
         min(identity, key=lambda lay: geometry_changes(lay, baseline) + (lay.padding != padding))
         if identity else None)
@@ -167,12 +176,7 @@ def _expected(reading: _Reading, found: Found, keep_arrays: bool):
         return None, None
     start = shared.with_(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation)
     before, values = evaluate_full(problem, start, "none", needed=ev.needed_bits(1), keep_arrays=keep_arrays)
-    geometry = dict(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation,
-                    groups=problem.groups)
-    reference = values if problem.rounding_is_exact(baseline.precision) else (
-        correlate(problem.image, problem.kernel, **geometry)[0] if keep_arrays else Differences.of(
-            problem.output, ((n, i0, v) for n, i0, v, _ in correlate_blocks(problem.image, problem.kernel,
-                                                                            **geometry))))
+    reference = _reference(problem, start, values, keep_arrays)
     del values
     found.tried.append(before)
     # The expected computation stores its result in its own precision: an output that
@@ -180,12 +184,31 @@ def _expected(reading: _Reading, found: Found, keep_arrays: bool):
     if before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
         search = Search(problem, [lay for lay in reading.layouts if geometry_changes(lay, baseline) == 0]
                         or reading.layouts)
-        run_control(search, before, Structure("identity", padding, "zero", (0, 0), "none", stride, dilation))
+        run_control(search, before, expected_structure(baseline))
         if before.evidence.decisive and reading.fixed == 0:
             found.accepted = before
         elif not before.evidence.decisive:
             found.undecided = before
     return before, reference
+
+
+def _reference(problem: Problem, start: Explanation, values, keep_arrays: bool):
+    """The reference of the "before" statistics: the expected computation on the inputs as
+    loaded (exact in float64), with a declared scale, bias and activation applied. An array,
+    or (nothing declared, no plot) its `Differences` from the output computed a block at a
+    time. `values` are the expected computation's sums at its precision (the same when the
+    inputs' rounding to it is exact)."""
+    geometry = dict(padding=start.padding, stride=tuple(start.stride), dilation=tuple(start.dilation),
+                    groups=problem.groups, boundary=start.boundary, offset=tuple(start.offset), cval=start.cval)
+    kernel = transform_kernel(problem.kernel, start.kernel_transform)
+    limits = clip_limits(start.activation, start.output_precision)
+    if not problem.declares_values and limits == (None, None):
+        return values if problem.rounding_is_exact(start.precision) else (
+            correlate(problem.image, kernel, **geometry)[0] if keep_arrays else Differences.of(
+                problem.output, ((n, i0, v) for n, i0, v, _ in correlate_blocks(problem.image, kernel, **geometry))))
+    sums = values if problem.rounding_is_exact(start.precision) else correlate(problem.image, kernel, **geometry)[0]
+    scale, bias = problem.declared_values("float64")
+    return clipped_values(sums * scale + bias, limits)
 
 
 def _closest(reading: _Reading, found: Found, before: Optional[Full], keep_arrays: bool) -> Optional[Full]:
@@ -228,6 +251,9 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
                      else describe(undecided.explanation, baseline))
         reason = ev.cannot_decide_reason(undecided.evidence, candidate, undecided.explanation.precision,
                                          subnormal=problem.has_subnormals(undecided.explanation.precision))
+    elif verdict is Verdict.UNEXPLAINED and found.weak is not None:
+        reason = (f"cannot decide: {describe(found.weak.explanation, baseline)} reproduces the output within the "
+                  f"error bound, but {found.weak.undetermined}; no computation without it does")
     elif verdict is Verdict.UNEXPLAINED and all_clipped(problem, storages):
         reason = (f"cannot decide: every element of the output sits at {all_clipped(problem, storages)}, which "
                   "an activation or the integer type gives for any sums beyond it: the output says nothing about "
@@ -264,6 +290,8 @@ def _notes(reading: _Reading, found: Found, verdict: Verdict, after: Optional[Fu
                         else ""))
     if after is not None and after.clipped and (verdict is not Verdict.UNEXPLAINED or undecided is not None):
         notes.append(clipping_note(after))
+    if after is not None and after.evidence is not None and after.evidence.dead_channels:
+        notes.append(_dead_channels_note(after))
     if problem.output.shape[0] > 1 and verdict is not Verdict.UNEXPLAINED:
         notes.append(f"one computation explains all {problem.output.shape[0]} samples of the batch")
     accepted = found.accepted
@@ -280,6 +308,18 @@ def _notes(reading: _Reading, found: Found, verdict: Verdict, after: Optional[Fu
     if accepted is not None and accepted.detail:
         notes.append(accepted.detail)
     return notes
+
+
+def _dead_channels_note(full: Full) -> str:
+    """Which channels are dead (every element at a limit) and the bound their bias has."""
+    dead = full.evidence.dead_channels
+    bias = full.explanation.bias
+    values = [bias[c] if isinstance(bias, tuple) else bias for c in dead]
+    where = ", ".join(f"{c} (bias {v:.6g})" for c, v in zip(dead[:8], values[:8])) + (" ..." if len(dead) > 8 else "")
+    return (f"{len(dead)} output channel{'s are' if len(dead) != 1 else ' is'} dead (every element clipped by the "
+            f"activation or saturated): channel {where}; such a channel says only on which side of the limit its "
+            "sums lay, so its bias is a bound (the largest that keeps every sum below the low limit; the smallest "
+            "above the high one), not a fitted value, and the other channels decide the verdict")
 
 
 def _arrays(problem: Problem, before: Optional[Full], after: Optional[Full], reference) -> DiagnosisArrays:
