@@ -170,7 +170,8 @@ def cannot_judge(original: ConvLayer, port: ConvLayer) -> str:
                 "cannot be taken before it, and convcheck's vocabulary declares only linear, relu and relu6")
     for side, layer in (("original", original), ("port", port)):
         if layer.addend is not None:
-            return (f"the {side}'s runtime added another tensor into this conv's sum ({layer.op} with a fused "
+            whose = "the runtime" if original is port else f"the {side}'s runtime"
+            return (f"{whose} added another tensor into this conv's sum ({layer.op} with a fused "
                     "residual input), which a convolution's declared computation cannot hold; run without "
                     "--as-run to judge the graph as written")
     return ""

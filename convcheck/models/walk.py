@@ -191,9 +191,9 @@ def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) ->
         notes.append(f"the port's runtime fused {port.activation} into this conv ({port.op}), where the original "
                      f"declares {original.activation}")
     if weights.folded_batchnorm:
-        side = "port" if original.batchnorm is not None else "original"
-        notes.append(f"the {side} folded the other model's BatchNorm into its weights (a factor per output channel: "
-                     "no defect)")
+        folded = ("the port folded the original's BatchNorm" if original.batchnorm is not None
+                  else "the original folded the port's BatchNorm")
+        notes.append(f"{folded} into its weights (a factor per output channel: no defect)")
     return LayerResult(index=pair.original, original=layer_summary(original), port=_port_summary(port),
                        match={"by": pair.by, "similarity": round(float(pair.similarity), 6), "reading": pair.reading},
                        weights=weights, verdict=judgement.verdict, diagnosis=judgement.diagnosis,
