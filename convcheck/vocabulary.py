@@ -311,6 +311,11 @@ _ACTIVATION_TEXT = {
               "[0, 6] (Keras Conv2D(activation='relu6'), MobileNet's fused conv + ReLU6)",
               "compare the pre-activation output: build the layer with activation=None (Keras) or take the "
               "output of conv2d before F.relu6 (PyTorch), or apply the same ReLU6 to your reference"),
+    # A declared activation (CONTRACT 2a: a layer that declares a ReLU) that the output does not have.
+    "linear": ("the output went through no activation: negative sums were kept, where the declared computation "
+               "applies its activation (a ReLU left out, or another activation applied after the output)",
+               "apply the declared activation (Keras activation='relu' or a ReLU layer, torch.relu), or declare "
+               "activation linear if the layer has none"),
 }
 _INTEGER_RANGES = {"uint8": "[0, 255]", "int8": "[-128, 127]", "uint16": "[0, 65535]", "int16": "[-32768, 32767]"}
 _CV_DEPTHS = {"uint8": "cv2.CV_8U", "int8": "cv2.CV_8S", "uint16": "cv2.CV_16U", "int16": "cv2.CV_16S"}
@@ -486,7 +491,8 @@ _PLAIN_LABELS = {
     "precision": {"float64": "float64 computation", "float32": "float32 rounding",
                   "tfloat32": "TF32 rounding (tensor cores)", "bfloat16": "bfloat16 rounding",
                   "float16": "float16 rounding"},
-    "activation": {"relu": "ReLU applied (negatives clipped to 0)", "relu6": "ReLU6 applied (clipped to [0, 6])"},
+    "activation": {"relu": "ReLU applied (negatives clipped to 0)", "relu6": "ReLU6 applied (clipped to [0, 6])",
+                   "linear": "no activation applied (negatives kept)"},
     "output_precision": {"float64": "result kept in float64", "float32": "result kept in float32",
                          "uint8": "rounded and saturated to uint8", "int8": "rounded and saturated to int8",
                          "uint16": "rounded and saturated to uint16", "int16": "rounded and saturated to int16"},
