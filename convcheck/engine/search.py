@@ -37,21 +37,23 @@ _MAX_DECLARED_RADIUS = 8        # a declared offset widens the offsets searched 
 _SAMPLES: dict = {}
 
 
-def offset_radius(problem: Problem) -> int:
+def offset_radius(problem: Problem, near: bool = False) -> int:
     """How many input pixels each way the search's offsets reach: a few, more for a larger
-    kernel, and as far as a declared offset."""
+    kernel, and as far as a declared offset; `near` (see `passes.search_passes`): the declared
+    offset only."""
     kh, kw = problem.kernel.shape[:2]
-    declared = max(abs(int(v)) for v in problem.baseline.offset)
-    return max(1, min(4, max(kh, kw) // 2 + 1), min(declared, _MAX_DECLARED_RADIUS))
+    declared = min(max(abs(int(v)) for v in problem.baseline.offset), _MAX_DECLARED_RADIUS)
+    return declared if near else max(1, min(4, max(kh, kw) // 2 + 1), declared)
 
 
 class Search:
     """Stages 1 and 2 over one set of layouts (those changing the same number of geometry fields)."""
 
-    def __init__(self, problem: Problem, layouts: list[Layout]):
+    def __init__(self, problem: Problem, layouts: list[Layout], near: bool = False):
         self.p = problem
+        self.near = near
         self.out_hw = tuple(problem.output.shape[1:3])
-        self.radius = offset_radius(problem)
+        self.radius = offset_radius(problem, near)
         self.layouts = layouts
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
@@ -261,6 +263,10 @@ class Search:
         if self.p.algorithm == "winograd":
             allowed = np.zeros((size, size), dtype=bool)
             allowed[r, r] = True
+            return allowed
+        if self.near:   # the declared offset only (see `offset_radius`)
+            allowed = np.zeros((size, size), dtype=bool)
+            allowed[r + self.p.baseline.offset[0], r + self.p.baseline.offset[1]] = True
             return allowed
         if folds_offset(layout.padding, self.p.baseline):
             shifts = np.arange(-r, r + 1)
