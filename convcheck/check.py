@@ -23,12 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .choices import ACTIVATIONS, LAYOUTS, OUTPUT_LAYOUTS, OUTPUT_PRECISIONS
+from .choices import LAYOUTS
 from .errors import InputError
 from .results import CHECK_SCHEMA, BackendResult, CompareReport, Diagnosis
-from .choices import CHANNEL_ORDERS, KERNEL_AXIS_ORDERS, KERNEL_LAYOUT_VALUES
-from .vocabulary import (BOUNDARIES, DTYPES, FIELDS, KERNEL_LAYOUTS, KERNEL_TRANSFORMS, PADDINGS,
-                         PRECISIONS, Cause, Verdict)
+from .choices import KERNEL_AXIS_ORDERS
+from .vocabulary import DTYPES, FIELD_ROWS, FIELDS, KERNEL_LAYOUTS, PADDINGS, Cause, Field, Verdict
 
 CONFIG_NAME = "convcheck.toml"
 PYPROJECT_NAME = "pyproject.toml"
@@ -41,19 +40,6 @@ _SETTINGS = ("padding", "stride", "dilation", "groups", "layout", "dtype", "back
              "library-defaults", "strict", "allow")
 _TOP_KEYS = _SETTINGS + ("case",)
 _CASE_KEYS = ("name", "image", "kernel", "output") + _SETTINGS
-
-_FIELD_VALUES = {
-    "kernel_transform": KERNEL_TRANSFORMS,
-    "padding": PADDINGS,
-    "boundary": BOUNDARIES,
-    "precision": PRECISIONS,
-    "output_layout": OUTPUT_LAYOUTS,
-    "kernel_axis": ("rows", "columns"),
-    "activation": ACTIVATIONS,
-    "output_precision": OUTPUT_PRECISIONS,
-    "kernel_layout": KERNEL_LAYOUT_VALUES,
-    "channel_order": CHANNEL_ORDERS,
-}
 
 
 # ----------------------------------------------------------------------------- config objects
@@ -73,9 +59,10 @@ class AllowRule:
             return False
         if self.value is None:
             return True
-        if self.field in ("offset", "stride", "dilation"):
+        written = FIELD_ROWS[self.field].written
+        if written in ("offset", "pair"):
             return tuple(cause.value) == tuple(self.value)
-        if self.field in ("bias", "scale", "cval"):
+        if written == "number":
             # A per-channel bias or scale is allowed when every channel's value is the rule's.
             values = cause.value if isinstance(cause.value, (tuple, list)) else (cause.value,)
             return all(math.isclose(float(v), float(self.value), rel_tol=1e-6, abs_tol=1e-12) for v in values)
@@ -296,7 +283,9 @@ def parse_allow_entry(entry: Any, say: str) -> AllowRule:
     as a rule.
 
     Raises `InputError` starting with `say` (the file/case/key, or the argument name)
-    for an unknown field or a value outside the CONTRACT section 2 vocabulary.
+    for an unknown field or a value outside the CONTRACT section 2 vocabulary: the field
+    table (`convcheck.vocabulary.FIELD_TABLE`) says which fields there are and how each
+    writes its values.
     """
     if not isinstance(entry, str) or not entry.strip():
         raise InputError(f"{say}: {entry!r} is not a string; write entries like \"precision=float32\" "
@@ -304,47 +293,68 @@ def parse_allow_entry(entry: Any, say: str) -> AllowRule:
     text = entry.strip()
     name, sep, raw_value = text.partition("=")
     name, raw_value = name.strip(), raw_value.strip()
-    if name not in FIELDS:
+    row = FIELD_ROWS.get(name)
+    if row is None:
         close = difflib.get_close_matches(name, FIELDS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise InputError(f"{say}: {text!r} names no field{hint}; the fields are {', '.join(FIELDS)}")
     if not sep:
         return AllowRule(name, None, text)
-    if name in _FIELD_VALUES:
-        value = _choice(raw_value, _FIELD_VALUES[name], f"{say}: {text!r}: {name}")
-        return AllowRule(name, value, f"{name}={value}")
-    if name == "offset":
-        numbers = re.fullmatch(r"\[?\s*(-?\d+)\s*,\s*(-?\d+)\s*\]?", raw_value)
-        if not numbers:
-            raise InputError(f"{say}: {text!r}: offset must be two integers, e.g. \"offset=[-1, -1]\"")
-        offset = (int(numbers.group(1)), int(numbers.group(2)))
-        return AllowRule(name, offset, f"offset=[{offset[0]}, {offset[1]}]")
-    if name in ("stride", "dilation"):
-        # "stride=2", "stride=[2, 1]" or "stride=(2, 1)": an int means both axes.
-        numbers = re.fullmatch(r"[\[(]?\s*(\d+)\s*(?:,\s*(\d+)\s*)?[\])]?", raw_value)
-        pair = (int(numbers.group(1)), int(numbers.group(2) or numbers.group(1))) if numbers else (0, 0)
-        if min(pair) < 1:
-            raise InputError(f"{say}: {text!r}: {name} must be a positive integer or two of them, "
-                             f"e.g. \"{name}=2\" or \"{name}=[2, 1]\"")
-        return AllowRule(name, pair, f"{name}=[{pair[0]}, {pair[1]}]")
-    if name == "groups":
-        if not re.fullmatch(r"\d+", raw_value) or int(raw_value) < 1:
-            raise InputError(f"{say}: {text!r}: groups must be a positive integer, e.g. \"groups=3\"")
-        return AllowRule(name, int(raw_value), f"groups={int(raw_value)}")
-    if name not in ("bias", "scale", "cval"):
-        # The other fields' values are names (e.g. "output_layout=chw", "kernel_layout=oihw").
-        if not raw_value:
-            raise InputError(f"{say}: {text!r}: give a value after '=', or write the bare field \"{name}\" "
-                             "to allow any value")
-        return AllowRule(name, raw_value, f"{name}={raw_value}")
+    return _VALUE_READERS[row.written](row, raw_value, f"{say}: {text!r}")
+
+
+def _read_choice(row: Field, raw_value: str, say: str) -> AllowRule:
+    value = _choice(raw_value, row.names, f"{say}: {row.name}")
+    return AllowRule(row.name, value, f"{row.name}={value}")
+
+
+def _read_name(row: Field, raw_value: str, say: str) -> AllowRule:
+    if not raw_value:
+        raise InputError(f"{say}: give a value after '=', or write the bare field \"{row.name}\" "
+                         "to allow any value")
+    return AllowRule(row.name, raw_value, f"{row.name}={raw_value}")
+
+
+def _read_offset(row: Field, raw_value: str, say: str) -> AllowRule:
+    numbers = re.fullmatch(r"\[?\s*(-?\d+)\s*,\s*(-?\d+)\s*\]?", raw_value)
+    if not numbers:
+        raise InputError(f"{say}: offset must be two integers, e.g. \"offset=[-1, -1]\"")
+    offset = (int(numbers.group(1)), int(numbers.group(2)))
+    return AllowRule(row.name, offset, f"offset=[{offset[0]}, {offset[1]}]")
+
+
+def _read_pair(row: Field, raw_value: str, say: str) -> AllowRule:
+    # "stride=2", "stride=[2, 1]" or "stride=(2, 1)": an int means both axes.
+    name = row.name
+    numbers = re.fullmatch(r"[\[(]?\s*(\d+)\s*(?:,\s*(\d+)\s*)?[\])]?", raw_value)
+    pair = (int(numbers.group(1)), int(numbers.group(2) or numbers.group(1))) if numbers else (0, 0)
+    if min(pair) < 1:
+        raise InputError(f"{say}: {name} must be a positive integer or two of them, "
+                         f"e.g. \"{name}=2\" or \"{name}=[2, 1]\"")
+    return AllowRule(name, pair, f"{name}=[{pair[0]}, {pair[1]}]")
+
+
+def _read_count(row: Field, raw_value: str, say: str) -> AllowRule:
+    if not re.fullmatch(r"\d+", raw_value) or int(raw_value) < 1:
+        raise InputError(f"{say}: {row.name} must be a positive integer, e.g. \"{row.name}=3\"")
+    return AllowRule(row.name, int(raw_value), f"{row.name}={int(raw_value)}")
+
+
+def _read_number(row: Field, raw_value: str, say: str) -> AllowRule:
+    name = row.name
     try:
         number = float(raw_value)
     except ValueError:
-        raise InputError(f"{say}: {text!r}: {name} must be a number, e.g. \"{name}=0.5\", or write the "
+        raise InputError(f"{say}: {name} must be a number, e.g. \"{name}=0.5\", or write the "
                          f"bare field \"{name}\" to allow any value") from None
     if not math.isfinite(number):
-        raise InputError(f"{say}: {text!r}: {name} must be a finite number")
+        raise InputError(f"{say}: {name} must be a finite number")
     return AllowRule(name, number, f"{name}={raw_value}")
+
+
+# How an allow value is read, by the field's `written` (convcheck.vocabulary.Field).
+_VALUE_READERS = {"choice": _read_choice, "name": _read_name, "offset": _read_offset, "pair": _read_pair,
+                  "count": _read_count, "number": _read_number}
 
 
 def parse_allow(entries: Any, say: str = "allow") -> tuple[AllowRule, ...]:
