@@ -134,7 +134,7 @@ def test_every_help_has_an_example(runner):
 
 
 def test_check_help_lists_every_config_key(runner):
-    from convcheck.check import _CASE_KEYS, _TOP_KEYS
+    from convcheck.check.config import _CASE_KEYS, _TOP_KEYS
     text = run(runner, "check", "--help").stdout
     for key in set(_TOP_KEYS + _CASE_KEYS) - {"case"}:
         assert key in text, key
