@@ -6,10 +6,10 @@ each its sentences, its (summary, fix) function and its `Field` row.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..choices import BOUNDARIES, KERNEL_AXES, KERNEL_TRANSFORMS, PADDINGS
-from .row import CauseText, Field, label_of, number_text, per_channel, plain_default
+from .row import CauseText, Field, label_of, number_text
 
 if TYPE_CHECKING:
     from . import Explanation

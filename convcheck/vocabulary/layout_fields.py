@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..choices import CHANNEL_ORDERS, KERNEL_AXIS_ORDERS, KERNEL_LAYOUT_VALUES, OUTPUT_LAYOUTS, OUTPUT_TRANSFORMS
-from .row import CauseText, Field, label_of, number_text, per_channel, plain_default
+from .row import Field, label_of
 
 if TYPE_CHECKING:
     from . import Explanation

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..choices import ACTIVATIONS, ALGORITHMS, OUTPUT_PRECISIONS, PRECISIONS
-from .row import CauseText, Field, label_of, number_text, per_channel, plain_default
+from .row import Field, label_of, number_text, per_channel, plain_default
 
 if TYPE_CHECKING:
     from . import Explanation
