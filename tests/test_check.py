@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from convcheck.check import (CheckReport, find_config, load_suite, parse_allow, run_suite)
-from convcheck.check_command import check as check_command
+from convcheck.cli.check import check as check_command
 from convcheck.errors import InputError
 from convcheck.results import CHECK_SCHEMA
 from convcheck.vocabulary import FIELD_TABLE
@@ -182,7 +182,7 @@ def test_all_files_are_validated_before_any_case_runs(data, monkeypatch):
 def test_a_bad_case_costs_no_tensorflow_import(data):
     (data / "broken.npy").write_bytes(b"not a numpy file")
     write_config(data, case("tf", backends=["tf.nn.conv2d", "keras.layers.Conv2D"]), case("bad", "broken"))
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom convcheck.check_command import check\n"
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom convcheck.cli.check import check\n"
             "r = CliRunner().invoke(check, [])\n"
             "assert r.exit_code == 2, r.output\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")

@@ -10,7 +10,7 @@ Every case is parsed, and every file loaded and validated, before the first case
 so a typo in the last case costs milliseconds, not a TensorFlow import. Then each case
 runs (loaded again unless kept from that first pass, up to 32 MiB of them) and is
 released after it: a suite's memory does not grow with the number of its cases. No click here: the CLI
-(`convcheck.check_command`) turns `InputError` into exit 2.
+(`convcheck.cli.check`) turns `InputError` into exit 2.
 
 One job a module, each importing only those above it in this list:
 
