@@ -33,9 +33,9 @@ class Verdict(str, enum.Enum):
 from ..choices import (ACTIVATIONS, ALGORITHMS, BOUNDARIES, DTYPES, FIELDS, INTEGER_OUTPUTS,  # noqa: F401
                       KERNEL_LAYOUTS, KERNEL_TRANSFORMS, LAYOUTS, OUTPUT_PRECISIONS, PADDINGS, PRECISIONS)
 from ..choices import CHANNEL_ORDERS, KERNEL_LAYOUT_VALUES  # noqa: F401
-from .row import Field, number_text, per_channel, plain_default
 from .geometry_fields import GEOMETRY_FIELDS
 from .layout_fields import LAYOUT_FIELDS
+from .row import Field, number_text, per_channel, plain_default
 from .value_fields import VALUE_FIELDS
 
 
@@ -45,7 +45,7 @@ class Explanation:
 
     The attributes are the fields of CONTRACT section 2, in its order (`FIELDS`).
     `precision` has no universal default: the baseline is the inputs' own precision,
-    which the engine decides from the data (see `convcheck.precision.native_precision`).
+    which the engine decides from the data (see `convcheck.engine.native_precision`).
     `bias` and `scale` are one number, or a tuple with one number per output channel when
     the channels differ.
     """
