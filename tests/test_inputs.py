@@ -155,11 +155,11 @@ def test_pickled_object_array_is_refused_and_never_unpickled(tmp_path):
 
 def test_object_array_refused_even_when_header_is_skipped(tmp_path, monkeypatch):
     # Defence in depth: np.load itself runs with allow_pickle=False.
-    import convcheck.inputs as inputs
+    import convcheck.inputs.files as files
     marker = tmp_path / "pwned"
     path = save(tmp_path, "evil.npy", np.array([Payload(os.fspath(marker))], dtype=object),
                 allow_pickle=True)
-    monkeypatch.setattr(inputs, "_check_dtype", lambda *args, **kwargs: None)
+    monkeypatch.setattr(files, "check_dtype", lambda *args, **kwargs: None)
     refused(read_npy, path, "image", names=[path])
     assert not marker.exists()
 
@@ -560,7 +560,7 @@ def test_unreadable_folder_is_explained_even_for_root(tmp_path, monkeypatch):
     def denied(path, *args, **kwargs):
         raise PermissionError(errno_module.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr("convcheck.inputs.os.stat", denied)
+    monkeypatch.setattr("convcheck.inputs.files.os.stat", denied)
     refused(read_npy, tmp_path / "x.npy", "image", phrases=["permission denied"])
 
 

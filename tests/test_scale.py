@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from convcheck import check as check_module
+from convcheck.check import run as check_run
 from convcheck import engine
 from convcheck.engine import threads
 from convcheck.engine.evaluation import evaluate_full
@@ -190,7 +190,7 @@ def test_check_holds_one_case_at_a_time(tmp_path, monkeypatch):
     np.save(tmp_path / "correlated.npy", reference(image, kernel))
     config = write_config(tmp_path, *(case(f"c{i}", "correlated") for i in range(6)))
     alive: list[weakref.ref] = []
-    load = check_module._load
+    load = check_run._load
 
     def tracked(case_, config_):
         inputs = load(case_, config_)
@@ -203,8 +203,8 @@ def test_check_holds_one_case_at_a_time(tmp_path, monkeypatch):
         gc.collect()
         peaks.append(sum(ref() is not None for ref in alive))
 
-    monkeypatch.setattr(check_module, "_load", tracked)
-    monkeypatch.setattr(check_module, "_KEPT_BYTES", 0)   # nothing kept from the validation pass
+    monkeypatch.setattr(check_run, "_load", tracked)
+    monkeypatch.setattr(check_run, "_KEPT_BYTES", 0)   # nothing kept from the validation pass
     report = run_suite(load_suite(config), progress=progress)
     assert [c.status for c in report.cases] == ["pass"] * 6
     assert len(alive) == 12          # every case validated, then loaded again to run
@@ -218,10 +218,10 @@ def test_check_keeps_validated_cases_within_its_budget(tmp_path, monkeypatch):
     np.save(tmp_path / "correlated.npy", reference(image, np.load(tmp_path / "kernel.npy")))
     config = write_config(tmp_path, *(case(f"c{i}", "correlated") for i in range(6)))
     loads = []
-    load = check_module._load
-    monkeypatch.setattr(check_module, "_load", lambda c, p: loads.append(c.name) or load(c, p))
+    load = check_run._load
+    monkeypatch.setattr(check_run, "_load", lambda c, p: loads.append(c.name) or load(c, p))
     one_case = 3 * image.nbytes + 9 * 8
-    monkeypatch.setattr(check_module, "_KEPT_BYTES", 2 * one_case)
+    monkeypatch.setattr(check_run, "_KEPT_BYTES", 2 * one_case)
     run_suite(load_suite(config))
     # Two cases fit the budget and load once; the other four load again when they run.
     assert len(loads) == 6 + 4

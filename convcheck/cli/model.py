@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import click
 
-from .choices import LAYOUTS
-from .cli_options import check_outputs, emit, fail, output_option, reports_input_errors, stdout_to_stderr, talk
-from .errors import MissingDependency
+from ..choices import LAYOUTS
+from .exits import fail, reports_input_errors
+from .options import output_option
+from .output import check_outputs, emit, stdout_to_stderr, talk
+from ..errors import MissingDependency
 
 _EPILOG = ("\b\nExamples:\n"
            "  convcheck model net.pt2 net.keras\n"
@@ -25,9 +27,9 @@ _EPILOG = ("\b\nExamples:\n"
 def render_model(report, fmt: str, color: bool = False, width=None) -> str:
     """The report as text: 'json' (the convcheck/model/1 document) or the table."""
     if fmt == "json":
-        from .formats.json import render_model as render_json
+        from ..formats.json import render_model as render_json
         return render_json(report)
-    from .formats.table import render_model as render_table
+    from ..formats.table import render_model as render_table
     return render_table(report, color=color, width=width)
 
 
@@ -66,8 +68,8 @@ def model(original, port, input_path, layout, allow, matches, as_run, fmt, outpu
     mismatch (or an original layer left unmatched), 2 bad input, 3 a missing extra or a layer
     that could not be judged.
     """
-    from .models.matching import parse_match
-    from .models.report import parse_model_allow
+    from ..models.matching import parse_match
+    from ..models.report import parse_model_allow
 
     check_outputs(output=output, protected=[("original model", original), ("port", port),
                                             ("--input file", input_path)])
@@ -75,7 +77,7 @@ def model(original, port, input_path, layout, allow, matches, as_run, fmt, outpu
     overrides = parse_match(matches)
     if overrides and port is None:
         fail("--match pairs layers of ORIGINAL and PORT; give PORT too, or leave --match out")
-    from .models.walk import walk
+    from ..models.walk import walk
     try:
         with stdout_to_stderr():  # framework chatter must never reach the report on stdout
             report = walk(original, port, input=input_path, layout=layout, allow=rules, match=overrides,

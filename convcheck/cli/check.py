@@ -12,8 +12,9 @@ from typing import Optional
 
 import click
 
-from .cli_options import (check_outputs, emit, format_option, output_option, plot_option, report_option,
-                          reports_input_errors, stdout_to_stderr, talk)
+from .exits import reports_input_errors
+from .options import format_option, output_option, plot_option, report_option
+from .output import check_outputs, emit, stdout_to_stderr, talk
 
 strict_option = click.option(
     "--strict", is_flag=True, default=False,
@@ -25,15 +26,15 @@ def render_check(report, fmt: str, *, color: bool = False, width: Optional[int] 
     """The check report as text in `fmt` (table, json, markdown, junit or github)."""
     fmt = str(getattr(fmt, "value", fmt))
     if fmt == "json":
-        from .formats.json import dumps
+        from ..formats.json import dumps
         return dumps(report.to_json_dict())
     if fmt == "junit":
-        from .formats.junit import render_check as render
+        from ..formats.junit import render_check as render
         return render(report)
     if fmt == "github":
-        from .formats.github import render_check as render
+        from ..formats.github import render_check as render
         return render(report)
-    from .formats.check_text import render_check_markdown, render_check_table
+    from ..formats.check_text import render_check_markdown, render_check_table
     if fmt == "markdown":
         return render_check_markdown(report)
     return render_check_table(report, color=color, width=width)
@@ -113,9 +114,9 @@ def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], repo
     not allowed is a warning), 1 when one is unexplained or, with --strict, explained by
     a cause not allowed, 2 for a bad config or input file, 3 when a backend could not run.
     """
-    from .check import find_config, load_suite, run_suite
+    from ..check import find_config, load_suite, run_suite
 
-    # --output's parameter is named by cli_options.output_option ('output'; once 'output_file').
+    # --output's parameter is named by options.output_option ('output'; once 'output_file').
     output_file = output.get("output", output.get("output_file"))
     config = find_config(file)
     check_outputs(output=output_file, reports=reports, plot=plot, protected=[("check config", config)])
@@ -127,16 +128,13 @@ def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], repo
         report = run_suite(suite, strict=strict, progress=progress, keep_arrays=plot is not None)
 
     if plot is not None:
-        from .plot import save_plot
+        from ..plot import save_plot
         save_plot(report, plot)
         talk(f"wrote plot to {plot}")
     emit(lambda f, color, width: render_check(report, f, color=color, width=width), fmt, output_file, reports)
 
     fmt = str(getattr(fmt, "value", fmt))
     if fmt not in ("table", "github") and output_file is None:  # those end with the summary already
-        from .formats.check_text import summary_sentence
+        from ..formats.check_text import summary_sentence
         talk(f"convcheck check: {summary_sentence(report)}")
     click.get_current_context().exit(report.exit_code())
-
-
-__all__ = ["check", "render_check"]

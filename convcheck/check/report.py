@@ -1,0 +1,120 @@
+"""What a check run found: one `ResultOutcome` per result, one `CaseResult` per case, and the
+`CheckReport` with its counts, exit code and JSON document (CONTRACT section 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..results import CHECK_SCHEMA, BackendResult, CompareReport, Diagnosis
+from ..vocabulary import Cause, Verdict
+from .config import Case
+
+STATUSES = ("pass", "warn", "fail", "error")
+
+
+@dataclass(frozen=True)
+class ResultOutcome:
+    """How one result of a case fared: one backend row, or the saved output's diagnosis.
+
+    `status` is pass / warn / fail / error. `disallowed` are the causes `allow` does not
+    cover; `message` one sentence saying why it did not pass (empty when it passed).
+    """
+
+    name: str
+    status: str
+    diagnosis: Optional[Diagnosis] = None
+    backend_result: Optional[BackendResult] = None
+    disallowed: tuple[Cause, ...] = ()
+    message: str = ""
+
+    @property
+    def verdict(self) -> Optional[Verdict]:
+        """The diagnosis's verdict, `None` for a backend that did not run."""
+        return self.diagnosis.verdict if self.diagnosis is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The compare row dict (or explain dict), plus `outcome`, `disallowed` and `message`."""
+        if self.backend_result is not None:
+            d = self.backend_result.to_dict()
+        else:
+            d = {"output": self.name}
+            if self.diagnosis is not None:
+                d.update(self.diagnosis.to_dict())
+        d["outcome"] = self.status
+        d["disallowed"] = [c.to_dict() for c in self.disallowed]
+        if self.message:
+            d["message"] = self.message
+        return d
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case's results. `report` is the `CompareReport` of a compare case (else `None`)."""
+
+    case: Case
+    status: str
+    results: tuple[ResultOutcome, ...]
+    report: Optional[CompareReport] = None
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.case.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """One entry of the check JSON's `cases`."""
+        d: dict[str, Any] = {"name": self.case.name, "status": self.status, "kind": self.case.kind,
+                             "allow": [str(rule) for rule in self.case.allow],
+                             "seconds": round(self.seconds, 6)}
+        if self.case.line is not None:
+            d["line"] = self.case.line
+        d["results"] = [r.to_dict() for r in self.results]
+        return d
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Everything a `check` run found: the config, strictness and one `CaseResult` per case."""
+
+    config: str
+    strict: bool
+    cases: tuple[CaseResult, ...]
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        """How many cases ended in each status (every status present, zeros included)."""
+        counts = {status: 0 for status in STATUSES}
+        for case in self.cases:
+            counts[case.status] += 1
+        return counts
+
+    def result_counts(self) -> dict[str, int]:
+        """How many results (backend rows and saved outputs) ended in each status."""
+        counts = {status: 0 for status in STATUSES}
+        for case in self.cases:
+            for result in case.results:
+                counts[result.status] += 1
+        return counts
+
+    def exit_code(self) -> int:
+        """CONTRACT section 4: 1 if any case failed, else 3 if a backend could not run, else 0."""
+        counts = self.counts()
+        if counts["fail"]:
+            return 1
+        if counts["error"]:
+            return 3
+        return 0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The whole `convcheck check --format json` document (schema convcheck/check/2)."""
+        return {
+            "schema": CHECK_SCHEMA,
+            "config": self.config,
+            "strict": self.strict,
+            "cases": [c.to_dict() for c in self.cases],
+            "summary": {"cases": len(self.cases), **self.counts(),
+                        "results": {"total": sum(len(c.results) for c in self.cases), **self.result_counts()},
+                        "exit_code": self.exit_code(), "seconds": round(self.seconds, 6)},
+        }
