@@ -30,6 +30,7 @@ from .windows import gather_windows
 
 
 _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
+_WINDOW_BUDGET = 1 << 22         # stage 1's window elements per search (positions x offsets x taps)
 _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
 _PATCH_CACHE_BYTES = 1 << 27    # sample windows kept for stage 2
@@ -93,7 +94,8 @@ class Search:
         batch = self.p.output.shape[0]
         out_h, out_w = self.out_hw
         # The same shapes give the same positions (a suite asks again for every case): cached.
-        key = (batch, out_h, out_w, self.p.output.shape[3], self.p.kernel.shape[:2], self.radius)
+        key = (batch, out_h, out_w, self.p.output.shape[3], self.p.kernel.shape[:2], self.radius,
+               self.p.image.shape[3])
         if key not in _SAMPLES:
             if len(_SAMPLES) > 64:
                 _SAMPLES.clear()
@@ -106,14 +108,19 @@ class Search:
         """`_samples`, computed."""
         batch = self.p.output.shape[0]
         out_h, out_w = self.out_hw
-        if batch * out_h * out_w <= _MAX_SAMPLES_EXHAUSTIVE:
+        kh, kw, _, _ = self.p.kernel.shape
+        # Stage 1 multiplies every position's windows at every offset by the kernels: with
+        # many taps (a 3x3 kernel on 256 channels), fewer positions keep that product bounded.
+        affordable = max(64, _WINDOW_BUDGET // ((2 * self.radius + 1) ** 2 * kh * kw * self.p.image.shape[3]))
+        if batch * out_h * out_w <= min(_MAX_SAMPLES_EXHAUSTIVE, affordable):
             grid = np.indices((batch, out_h, out_w)).reshape(3, -1)
             return grid[0], grid[1], grid[2]
         rng = np.random.default_rng(20261123)
         band = max(self.p.kernel.shape[:2]) + self.radius
         # Every position gives one element per output channel: with many channels, fewer
         # positions give as many elements (stage 1's arrays grow with positions x channels).
-        share = min(1.0, max(0.3, 2048 / ((_BORDER_SAMPLES + _INTERIOR_SAMPLES) * self.p.output.shape[3])))
+        share = min(1.0, max(0.3, 2048 / ((_BORDER_SAMPLES + _INTERIOR_SAMPLES) * self.p.output.shape[3])),
+                    affordable / (_BORDER_SAMPLES + _INTERIOR_SAMPLES))
         per_side = max(8, int(_BORDER_SAMPLES * share) // 4)
         interior = max(32, int(_INTERIOR_SAMPLES * share))
         depth_h = rng.integers(0, min(band, out_h), per_side * 2)

@@ -154,9 +154,11 @@ _SCALE = Field(
 # --- activation
 
 _ACTIVATION_TEXT = {
-    "linear": ("no activation was applied: the output keeps the values an activation would clip",
-               "apply the activation you expect (activation= in Keras, F.relu / F.relu6 in PyTorch), or expect "
-               "the linear output"),
+    # A declared activation (CONTRACT 2a: a layer that declares a ReLU) that the output does not have.
+    "linear": ("the output went through no activation: negative sums were kept, where the declared computation "
+               "applies its activation (a ReLU left out, or another activation applied after the output)",
+               "apply the declared activation (Keras activation='relu' or a ReLU layer, torch.relu), or declare "
+               "activation linear if the layer has none"),
     "relu": ("the output went through a ReLU, max(x, 0), after the bias: negative sums were clipped to 0 "
              "(Keras Conv2D(activation='relu'), a fused conv + ReLU)",
              "compare the pre-activation output: build the layer with activation=None (Keras) or take the "
@@ -177,7 +179,8 @@ _ACTIVATION = Field(
          "unclipped elements."),
     cause=lambda value, baseline, explanation: _ACTIVATION_TEXT[value],
     label=label_of("activation", {"relu": "ReLU applied (negatives clipped to 0)",
-                                   "relu6": "ReLU6 applied (clipped to [0, 6])"}))
+                                   "relu6": "ReLU6 applied (clipped to [0, 6])",
+                                   "linear": "no activation applied (negatives kept)"}))
 
 # --- algorithm
 
