@@ -211,7 +211,14 @@ def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, 
     passes = algorithm_passes(problem, baseline, layouts, storages)
     all_precisions = problem.precisions
     if narrow:
-        passes, stages = passes[:1], stages[:1]
+        # Another reading of the weights or the image: a mix-up of layouts, searched at the
+        # declared boundary rule only (zero padding unless declared otherwise). A mis-read
+        # kernel on top of an undeclared boundary rule stays unexplained rather than costing
+        # five searches per reading (issue 21: an unexplained layer in seconds).
+        algorithm_pass, boundaries, storage, precisions = passes[0]
+        if isinstance(baseline.boundary, str) and baseline.boundary in boundaries:
+            boundaries = (baseline.boundary,)
+        passes, stages = [(algorithm_pass, boundaries, storage, precisions)], stages[:1]
     fixed = len(shared.changed_fields(baseline))
     previous_boundaries = None
     for index, (algorithm_pass, boundaries, storage, precisions) in enumerate(passes):

@@ -137,9 +137,9 @@ def _other_readings(inputs, diagnosis: Diagnosis, options: dict, others: Optiona
     (convcheck.inputs.other_readings: another order of the kernel's axes, OIHW weights
     reshaped into HWIO, the image's channels reversed, or both) is one more whole search, so
     every search counts all of them in the evidence rule's candidate count (`readings`), and
-    each searches only the simplest geometry stage with direct summation and single
-    boundary rules (`narrow`): a mis-read kernel on top of an undeclared dilation, an FFT or
-    a per-axis boundary stays unexplained rather than costing a full search per reading.
+    each searches only the simplest geometry stage with direct summation and the declared
+    boundary rule (`narrow`): a mis-read kernel on top of an undeclared dilation, an FFT or
+    another boundary rule stays unexplained rather than costing a full search per reading.
     Fewest changed fields win, the likeliest reading on a tie; a reading that passes but
     cannot decide ends the search, as a pass does in `diagnose_reading`. The statistics before the
     explanation stay those of the reading given (the reference the caller expected), or

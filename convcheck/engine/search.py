@@ -311,6 +311,7 @@ class Search:
         p = self.p
         screen = _Screen(self)
         survivors, best = [], (-1.0, None)
+        kept = 0
         groups: dict[tuple, list[str]] = {}
         for layout in self.layouts:
             shape = transform_kernel(p.kernel, layout.transform).shape[:2]
@@ -323,7 +324,10 @@ class Search:
             enough = self._offset_allowed(layout)
             inside, cache = self._inside(layout, shape), {}
             term = screen.fft if p.algorithm != "winograd" else self._winograd_stage1(transforms, padding)
+            gate = None   # whether a boundary rule other than zero padding can pass (see `_interior_gate`)
             for boundary in p.boundaries:
+                if gate is False and boundary not in ("zero", "constant"):
+                    continue
                 values, mags = self._predict_boundary("zero" if boundary == "constant" else boundary, layout, shape,
                                                       stack, inside, cache)
                 if boundary == "constant":
@@ -349,7 +353,33 @@ class Search:
                                                fit, stride, dilation, activation)
                             best = (float(nearest[ti, dy_i, dx_i]),
                                     (struct, as_value(scale[ti, dy_i, dx_i]), as_value(bias[ti, dy_i, dx_i])))
+                if boundary == "zero" and gate is None:
+                    gate = self._interior_gate(values, mags, unit_bound, compared, enough, inside, screen,
+                                               found_any=len(survivors) > kept)
+            kept = len(survivors)
         return survivors, best[1]
+
+    def _interior_gate(self, values, mags, unit_bound, compared, enough, inside, screen: "_Screen",
+                       found_any: bool) -> bool:
+        """Whether another boundary rule can pass where zero padding did not: a boundary rule
+        changes only the samples whose windows reach past the image's edge (`inside` False);
+        the others (the interior) it computes as zero padding does. So a structure can pass
+        under any rule only if it passes on the interior, which zero padding's values already
+        give: each fit is fitted and checked on the interior samples alone (for the fit
+        'none' an exact necessary condition; for a fitted scale or bias, the interior's own
+        least-squares fit, as stage 1 fits every structure). Fewer than 16 interior positions
+        decide nothing (True); with no border sample every rule computes what zero padding
+        does, so it passes exactly where zero padding did."""
+        if inside.all():
+            return found_any
+        if found_any or np.count_nonzero(inside) < 16:
+            return True
+        interior = compared & inside[None, None, None, :, None]
+        for activation in self.activations():
+            for _, _, _, passed, _, _ in screen.fits(values, mags, unit_bound, interior, activation):
+                if (passed & enough).any():
+                    return True
+        return False
 
     def _outside(self, layout: "Layout", kernel_hw) -> np.ndarray:
         """Sample windows of the outside-the-image indicator (1 where a window reads padding)."""
