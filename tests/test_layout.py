@@ -16,7 +16,6 @@ from convcheck.choices import KERNEL_AXIS_ORDERS
 from convcheck.errors import InputError
 from convcheck.formats import render_explain
 from convcheck.inputs import other_readings, prepare_inputs, read_kernel_as
-from convcheck.engine.reference import reference
 from convcheck.testing import assert_conv_matches
 from convcheck.vocabulary import Verdict
 

@@ -66,9 +66,9 @@ class ScipyFFTConvolve(Backend):
             crop = (slice(kh - 1 - top, kh - 1 - top + rows),
                     slice(kw - 1 - left, kw - 1 - left + cols))
             if padding == "same" and (kh % 2 == 0 or kw % 2 == 0):
-                notes.append(f"computed with mode='full' and cropped to 'same' by "
-                             f"convcheck (fftconvolve's own 'same' centres even kernels one "
-                             f"pixel up/left of TensorFlow 'SAME')")
+                notes.append("computed with mode='full' and cropped to 'same' by "
+                             "convcheck (fftconvolve's own 'same' centres even kernels one "
+                             "pixel up/left of TensorFlow 'SAME')")
 
         start = time.perf_counter()
         # (H, W, C, 1) with (kh, kw, C, O): every channel pair in one call.
