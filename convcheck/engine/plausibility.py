@@ -18,7 +18,7 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import fit_kind
 from .clipping import clip_limits, clip_residual, clipped_mask
-from .fits import fit_parameters, usable_fit
+from .fits import fit_parameters, fit_within, usable_fit
 from .problem import Problem
 from .reference import correlate
 from .windows import extended_image, window_origin
@@ -168,17 +168,48 @@ def implausibility_mask(problem: Problem, expl: Explanation, values, residual, c
         image, kernel = problem.rounded("float32")
         closer = False
         plain = remaining(values)
-        for mode in ("truncate", "nearest"):
+        for mode in prec.TF32_ROUNDINGS:
             tk = transform_kernel(prec.round_tf32(kernel, mode), expl.kernel_transform)
-            tf_values, _ = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding, boundary=expl.boundary,
-                                     offset=expl.offset, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
-                                     groups=problem.groups, cval=expl.cval)
-            if remaining(tf_values) < plain:
+            tf_values, tf_mags = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding,
+                                           boundary=expl.boundary, offset=expl.offset, stride=tuple(expl.stride),
+                                           dilation=tuple(expl.dilation), groups=problem.groups, cval=expl.cval,
+                                           magnitude=True)
+            if remaining(tf_values) < plain and (expl.algorithm != "direct" or _tf32_reproduces(
+                    problem, expl, kind, tf_values, tf_mags, compared, limits)):
                 closer = True
                 break
         if not closer:
             return mask.copy()
     return None
+
+
+def _tf32_reproduces(problem: Problem, expl: Explanation, fit: str, tf_values, tf_mags, compared, limits) -> bool:
+    """Whether the output is, at every compared element, within the float32 bound of a
+    computation whose inputs were cut to TF32 by one known rounding (`tf_values`, `tf_mags`):
+    its own scale and bias fitted as the candidate's are (`fit_within`, at precision float32,
+    the result stored as the candidate stores it).
+
+    TF32's own bound covers either rounding of every input (a relative slack of 2^-10), which
+    is about as wide as a kernel tap changed by 0.1%: a port with a slightly different weight
+    passed as 'precision tfloat32' (near-miss fuzz). A real TF32 computation is, once its
+    inputs are cut, a float32 computation of those inputs (products of two 11-bit
+    significands are exact in float32, sums accumulate in float32: NVIDIA's TF32 tensor-core
+    description); so the output must lie within that much tighter bound of one rounding.
+    Tensor cores may accumulate rounding toward zero (Fasi, Higham, Mikaitis and Pranesh,
+    "Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021: truncated alignment and
+    sums), a unit roundoff of 2^-23 rather than 2^-24: the float32 bound is widened by
+    gamma_n(2u) / gamma_n(u) = 2 (1 - nu) / (1 - 2nu) (u = 2^-24), which covers that too
+    (and the storage rounding twice over). Only ever takes an explanation away (the safe
+    direction)."""
+    nu = problem.n * prec.ACCUMULATION_U["float32"]
+    if 2 * nu >= 1:
+        return True   # no float32 bound exists for sums this long: nothing to tell TF32 by
+    _, _, predicted, bound = fit_within(tf_values, tf_mags, problem.output, fit, problem, "float32",
+                                        compared=compared, limits=limits, output_precision=expl.output_precision)
+    within = clip_residual(problem.output, predicted, limits) <= bound * (2 * (1 - nu) / (1 - 2 * nu))
+    if compared is not None:
+        within |= ~np.broadcast_to(compared, within.shape)
+    return bool(np.all(within))
 
 
 # A Winograd computation's error at each element is a sum of many roundings over the same
