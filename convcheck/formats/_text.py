@@ -82,8 +82,55 @@ def closest_text(diagnosis) -> Optional[str]:
     return text
 
 
+def left_out_text(diagnosis, short: bool = False) -> Optional[str]:
+    """'8 elements left out (up to 1.1e+03 from the reference; 8 of them outside the range of every
+    compared element, ...): the offset moves their windows ...' when the explanation (or the closest
+    candidate) leaves elements out, else None; `short` for table cells: '8 elements left out (up to
+    1.1e+03 from the reference; 8 outside the compared range)'.
+
+    An offset moves some windows past the reference's edge: those elements are not compared
+    (CONTRACT section 2), and every format says how many and how far they are, never in silence
+    (issue 20). They are measured against the computation without the offset: the reference
+    itself when the offset is the only change."""
+    stats = diagnosis.stats
+    if not stats.left_out:
+        return None
+    candidate = diagnosis.explanation if diagnosis.explanation is not None else diagnosis.closest
+    if candidate is None or set(candidate.changed_fields(diagnosis.baseline)) <= {"offset"}:
+        against = "the reference"
+    elif diagnosis.verdict is Verdict.UNEXPLAINED:
+        against = "the closest candidate without its offset"
+    else:
+        against = "the explanation without its offset"
+    count, outside = stats.left_out, stats.left_out_outside_range
+    text = f"{count} element{'s' if count != 1 else ''} left out"
+    details = []
+    if stats.left_out_max_abs_diff is not None:
+        details.append(f"up to {num(stats.left_out_max_abs_diff)} from {against}")
+    if outside and short:
+        details.append(f"{outside} outside the compared range")
+    elif outside:
+        details.append(f"{outside} of them outside the range of every compared element: no shift of the "
+                       "computation gives them")
+    if details:
+        text += f" ({'; '.join(details)})"
+    return text if short else text + ": the offset moves their windows past the reference's edge, so they are " \
+                                      "not compared"
+
+
+def notes_besides_left_out(diagnosis) -> list[str]:
+    """The diagnosis's notes minus the engine's own note on the elements left out, which
+    `left_out_text` says with the numbers wherever a format shows them."""
+    stats = diagnosis.stats
+    marker = f"{stats.left_out} of {stats.total} elements were left out"
+    return [note for note in diagnosis.notes if not (stats.left_out and note.startswith(marker))]
+
+
 def explanation_cell(diagnosis) -> str:
-    """The compare table's plain-words explanation of one row."""
+    """The compare table's plain-words explanation of one row (and the elements it leaves out)."""
+    left_out = left_out_text(diagnosis, short=True)
+    if left_out is not None and diagnosis.verdict is Verdict.EXPLAINED:
+        return f"{describe_plain(diagnosis.explanation, diagnosis.baseline)}; {left_out}"
     if diagnosis.verdict is Verdict.EQUAL:
         return "matches the reference"
     if diagnosis.verdict is Verdict.EXPLAINED:
@@ -96,6 +143,8 @@ def explanation_cell(diagnosis) -> str:
     closest = closest_text(diagnosis)
     if closest:
         parts.append(closest)
+        if left_out is not None:
+            parts.append(left_out)
     elif diagnosis.reason:
         parts.append(diagnosis.reason)
     return "; ".join(parts)
@@ -152,10 +201,11 @@ def why_sentences(diagnoses: Iterable[Any]) -> list[str]:
 
 
 def diagnosis_notes(diagnosis) -> list[str]:
-    """The diagnosis's notes, minus one that only repeats the alternatives listed separately."""
+    """The diagnosis's notes, minus one that only repeats the alternatives listed separately and
+    the one on the elements left out (`left_out_text` says it with the numbers)."""
     notes = []
     alternatives = [describe(a, diagnosis.baseline) for a in diagnosis.alternatives]
-    for note in diagnosis.notes:
+    for note in notes_besides_left_out(diagnosis):
         if alternatives and all(text in note for text in alternatives):
             continue
         notes.append(note)
@@ -282,6 +332,9 @@ def explain_stats(diagnosis, names: Optional[dict] = None) -> list[tuple[str, st
     if diagnosis.verdict is Verdict.UNEXPLAINED and stats.mismatched_after is not None:
         rows.append(("mismatched after", f"{stats.mismatched_after} of {stats.total} elements "
                                          f"beyond the bound of {against}"))
+    left_out = left_out_text(diagnosis)
+    if left_out is not None:
+        rows.append(("not compared", left_out))
     return rows
 
 

@@ -13,7 +13,7 @@ import re
 from typing import Optional
 
 from ..vocabulary import Verdict, describe, describe_plain
-from ._text import num, shape_difference
+from ._text import left_out_text, notes_besides_left_out, num, shape_difference
 from .markdown import cell, code
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
@@ -61,6 +61,9 @@ def stats_line(diagnosis) -> str:
         parts.append(f"residual after {what} {num(s.residual_after)} (error bound {num(s.error_bound)})")
     elif s.error_bound is not None:
         parts.append(f"error bound {num(s.error_bound)}")
+    left_out = left_out_text(diagnosis)
+    if left_out is not None:
+        parts.append(left_out)
     return "; ".join(parts)
 
 
@@ -84,7 +87,7 @@ def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
     stats = stats_line(diagnosis)
     if stats:
         lines.append(f"stats: {stats}")
-    for note in diagnosis.notes:
+    for note in notes_besides_left_out(diagnosis):
         lines.append(f"note: {note}")
     if diagnosis.cannot_decide:
         lines.append("fix: the data cannot decide: test on a larger output, or in a wider precision")

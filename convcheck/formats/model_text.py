@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..vocabulary import Verdict, describe_plain, plain_label
-from ._text import NONE, num, verdict_label
+from ._text import NONE, left_out_text, num, verdict_label
 
 MODEL_COLUMNS = ("#", "original", "port", "kernel", "verdict", "cause", "fix", "in drift", "out drift")
 NUMERIC_COLUMNS = ("in drift", "out drift")
@@ -71,6 +71,8 @@ def cause_text(layer) -> str:
         parts = []
     elif layer.verdict == "explained":
         parts = [describe_plain(diagnosis.explanation, diagnosis.baseline)]
+        if left_out_text(diagnosis, short=True) is not None:
+            parts.append(left_out_text(diagnosis, short=True))
     elif diagnosis.cannot_decide:
         parts = [f"the data cannot decide: {diagnosis.reason}" if diagnosis.reason else "the data cannot decide"]
     else:
