@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import write_atomic
+from .formats._text import REFERENCE
 from .vocabulary import Verdict, describe
 
 _MISSING = "--plot needs matplotlib: pip install 'convcheck[plot]'"
@@ -156,11 +157,11 @@ def _row(fig, subfig, title: str, diagnosis, plt, LogNorm) -> None:
     vmin = min(float(a.min()) for a in shared)
     vmax = max(float(a.max()) for a in shared)
     if reference is not None:
-        _image_panel(fig, axes[0], reference, "reference (float64 cross-correlation)", vmin=vmin, vmax=vmax)
+        _image_panel(fig, axes[0], reference, REFERENCE, vmin=vmin, vmax=vmax)
     else:
         _text_panel(axes[0], f"no reference of the output's shape {output.shape}:\n"
                              f"the output was sized with another padding")
-        axes[0].set_title("reference", fontsize=9)
+        axes[0].set_title(REFERENCE, fontsize=9)
     _image_panel(fig, axes[1], output, "output", vmin=vmin, vmax=vmax)
 
     if reference is not None and reference.shape == output.shape:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from ..vocabulary import Explanation, Verdict, describe, describe_plain
+from ..vocabulary import Explanation, Verdict, describe, describe_plain, pads_text
 
 VERDICT_MARKS = {Verdict.EQUAL: "✓", Verdict.EXPLAINED: "≈", Verdict.UNEXPLAINED: "✗"}
 VERDICT_STYLES = {Verdict.EQUAL: "green", Verdict.EXPLAINED: "yellow", Verdict.UNEXPLAINED: "red"}
 STATUS_STYLES = {"skipped": "dim", "failed": "red"}
 NONE = "–"
+# CONTRACT section 1's name for what every output is compared with: the one name every format,
+# the plot and the pytest helper use.
+REFERENCE = "reference"
 
 COMPARE_COLUMNS = ("backend", "compute dtype", "max |Δ|", "max rel Δ", "mismatched / total",
                    "worst index", "verdict", "explanation", "fix")
@@ -250,11 +253,23 @@ def compare_footer(report) -> tuple[list[str], list[str]]:
 
 
 def reference_text(baseline: Explanation, names: dict) -> str:
-    """How the reference was computed, in words."""
+    """What the reference is, in words (CONTRACT section 1: computed exactly in float64 from the
+    inputs as loaded, with what the caller declared; the expected precision is what its error
+    bound allows for)."""
     image = names.get("image", "image")
     kernel = names.get("kernel", "kernel")
-    return (f"the {baseline.precision} cross-correlation (kernel not flipped) of {image} with {kernel}, "
-            f"padding {baseline.padding}, {baseline.boundary} boundary")
+    padding = baseline.padding if isinstance(baseline.padding, str) else f"pads {pads_text(baseline.padding)}"
+    text = (f"the float64 cross-correlation (kernel not flipped) of {image} with {kernel}, padding {padding}, "
+            f"{baseline.boundary if isinstance(baseline.boundary, str) else '/'.join(baseline.boundary)} boundary")
+    declared = describe(baseline, Explanation(padding=baseline.padding, boundary=baseline.boundary,
+                                              precision=baseline.precision, output_layout=baseline.output_layout,
+                                              kernel_layout=baseline.kernel_layout, kernel_axis=baseline.kernel_axis,
+                                              output_precision=baseline.output_precision))
+    if declared != "matches the reference":
+        text += f", with {declared}"
+    if baseline.precision != "float64":
+        text += f"; its error bound allows for a {baseline.precision} computation"
+    return text
 
 
 def explain_headline(diagnosis, names: dict) -> str:
