@@ -153,10 +153,16 @@ def explanation_cell(diagnosis) -> str:
     return "; ".join(parts)
 
 
+def fixes_text(causes) -> str:
+    """Every cause's fix, in the causes' order, each once: a row explained by two causes needs both
+    (Keras's 'valid' padding and its float32 cast), never only the first."""
+    return "; ".join(dict.fromkeys(cause.fix for cause in causes if cause.fix))
+
+
 def fix_cell(diagnosis) -> str:
-    """The first cause's fix; for unexplained rows, where to look next."""
+    """Every cause's fix (`fixes_text`); for unexplained rows, where to look next."""
     if diagnosis.verdict is Verdict.EXPLAINED and diagnosis.causes:
-        return diagnosis.causes[0].fix
+        return fixes_text(diagnosis.causes)
     if diagnosis.cannot_decide:
         return "test on a larger output, or compute in a wider precision, so the data can decide"
     if diagnosis.verdict is Verdict.UNEXPLAINED:
@@ -415,7 +421,7 @@ def story(report) -> list[str]:
     for causes, names in explained.values():
         what = "; and ".join(c.summary for c in causes)
         lines.append(f"{join_names(names)} {_verb(names, 'differs', 'differ')} from the reference only "
-                     f"because {what}. Fix: {causes[0].fix}.")
+                     f"because {what}. Fix: {fixes_text(causes)}.")
     if equal:
         rounding = (f"{next(iter(equal_dtypes))} rounding" if len(equal_dtypes) == 1
                     else "the rounding of their compute dtypes")
