@@ -3,8 +3,10 @@
 One row of four panels per result: the reference, the output, |output - reference| on a
 log scale with the elements beyond the error bound outlined (and the bound marked on the
 colour bar), and the residual after the explanation divided by its bound (<= 1 means
-reproduced). Needs matplotlib (`pip install 'convcheck[plot]'`), imported only here and
-with the non-interactive Agg backend, so it works on CI machines without a display.
+reproduced). `save_model_plot` draws a `convcheck model` walk instead: each matched layer's
+input and output drift on a log scale, the first divergence marked. Needs matplotlib
+(`pip install 'convcheck[plot]'`), imported only here and with the non-interactive Agg
+backend, so it works on CI machines without a display.
 """
 
 from __future__ import annotations

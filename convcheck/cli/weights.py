@@ -23,7 +23,7 @@ _LAYOUT_HELP = ("hwio (TensorFlow/Keras), oihw (PyTorch), depthwise ((kh, kw, C,
 def render_weights(relation, fmt: str, names: Optional[tuple[str, str]] = None) -> str:
     """The relation as text: 'json' (the convcheck/weights/1 document) or a plain-text table."""
     if fmt == "json":
-        from .formats.json import dumps
+        from ..formats.json import dumps
         return dumps(relation.to_json_dict(names))
     original, port = names or ("original", "port")
     verdict = relation.verdict.value

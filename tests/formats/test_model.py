@@ -303,3 +303,20 @@ def _has_matplotlib() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_cli_model_plot_without_matplotlib_is_refused_before_any_model_is_read(tmp_path, monkeypatch):
+    import convcheck.plot
+    from convcheck.errors import InputError
+
+    def missing():
+        raise InputError("--plot needs matplotlib: pip install 'convcheck[plot]'")
+
+    monkeypatch.setattr(convcheck.plot, "require_matplotlib", missing)
+    report = tmp_path / "model.xml"
+    # The model files need not exist: the outputs are checked first, as for every command.
+    result = CliRunner().invoke(_main(), ["model", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"),
+                                          "--plot", str(tmp_path / "drift.png"), "--report", f"junit={report}"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == "error: --plot needs matplotlib: pip install 'convcheck[plot]'"
+    assert not report.exists() and not (tmp_path / "drift.png").exists()
