@@ -3,11 +3,12 @@
     from convcheck.testing import assert_conv_matches
     assert_conv_matches(ported_output, image, kernel, allow=["kernel_transform=rot180"])
 
-It passes when the output equals the float64 reference within its rigorous error bound,
+It passes when the output equals the reference (CONTRACT section 1: the float64
+cross-correlation) within its rigorous error bound,
 or differs only by causes listed in `allow` (the same syntax as a config's `allow`), and
 otherwise raises `AssertionError` whose first line names the verdict and the cause in
 plain words, then numbers laid out like `numpy.testing` / `torch.testing` (mismatched
-count, greatest difference with its index and bound, a few actual/expected values) and
+count, greatest difference with its index and bound, a few output/reference values) and
 convcheck's diagnosis with the fix. convcheck's frames are hidden from pytest tracebacks
 (`__tracebackhide__`). Never imports TensorFlow: only numpy and the engine.
 
@@ -51,9 +52,11 @@ def _worst_sample(diagnosis, inputs) -> int:
 
 def _closeness_lines(diagnosis, inputs, padding, stride, dilation) -> list[str]:
     """numpy/torch.testing-style lines: mismatched count, greatest differences with their index
-    (into the caller's output array) and bound, then the actual and expected values where they
-    differ most. For a batch, the values shown are those of the worst sample."""
-    from .formats._text import values_apart
+    (into the caller's output array) and bound, then the output and reference values where they
+    differ most. For a batch, the values shown are those of the worst sample. The bound is the
+    one the verdict held each element to against the reference (the expected computation's);
+    it is the only bound the message quotes."""
+    from .formats._text import REFERENCE, values_apart
     from .geometry import output_size
 
     arrays = diagnosis.arrays
@@ -100,12 +103,12 @@ def _closeness_lines(diagnosis, inputs, padding, stride, dilation) -> list[str]:
     order = [int(i) for i in np.argsort(-excess, kind="stable")[:_SHOWN] if excess[int(i)] >= 0]
     shown_bad = mismatched if batch == 1 else int(np.count_nonzero(beyond))
     if order:
-        lines.append(f"Values where they differ most (actual = output, expected = float64 reference"
+        lines.append(f"Values where they differ most (output vs {REFERENCE}"
                      f"{'; ' + str(len(order)) + ' of ' + str(shown_bad) if shown_bad > len(order) else ''}):")
         for flat in order:
             index = np.unravel_index(flat, delta.shape)
             actual, wanted = values_apart(output[index], reference[index])
-            lines.append(f"  {user(index)}: actual {actual}, expected {wanted} "
+            lines.append(f"  {user(index)}: output {actual}, {REFERENCE} {wanted} "
                          f"(|diff| {delta[index]:.3g}, bound {bound[index]:.2g})")
     return lines
 
@@ -146,7 +149,7 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
     ("precision=float32", "kernel_transform=rot180", or a bare field such as "boundary"
     for any value). Otherwise raises `AssertionError` whose first line names the verdict
     and cause ("output is explained by kernel flipped 180° (true convolution), not equal
-    ..."), then the mismatch statistics, a few actual/expected values, the diagnosis and
+    ..."), then the mismatch statistics, a few output/reference values, the diagnosis and
     its fix. `msg` starts the message (and so pytest's short summary line). convcheck's
     own frames are hidden from pytest's traceback. Bad arrays or a bad `allow` raise
     `convcheck.InputError`. Returns the `Diagnosis` when it passes.
@@ -178,7 +181,7 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
         lines.append(f"convcheck: {unexplained_message(diagnosis)}.")
     else:
         lines.append(f"convcheck: {outcome.message}.")
-    lines += diagnosis_lines(diagnosis, outcome.disallowed)
+    lines += diagnosis_lines(diagnosis, outcome.disallowed, quote_bound=False)   # the bound is quoted above
     if diagnosis.verdict is Verdict.EXPLAINED:
         wanted = [str(r) for r in rules] + [_allow_text(c) for c in outcome.disallowed]
         lines.append(f"If this difference is intended, pass allow={wanted!r}.")

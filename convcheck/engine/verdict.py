@@ -299,7 +299,8 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
     if stats.left_out:
         notes.append(_left_out_note(stats))
     explanation = accepted.explanation if accepted is not None else None
-    causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
+    causes = (causes_for(explanation, baseline, kernel_size=tuple(problem.kernel.shape[:2]))
+              if verdict is Verdict.EXPLAINED else ())
     return Diagnosis(verdict, explanation, causes, stats, baseline,
                      closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
                      alternatives=tuple(found.alternatives), where=where, reason=reason, notes=tuple(notes),

@@ -13,7 +13,7 @@ import re
 from typing import Optional
 
 from ..vocabulary import Verdict, describe, describe_plain
-from ._text import num, shape_difference
+from ._text import left_out_text, notes_besides_left_out, num, shape_difference
 from .markdown import cell, code
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
@@ -41,8 +41,12 @@ def plain_phrase(diagnosis) -> str:
     return diagnosis.verdict.value
 
 
-def stats_line(diagnosis) -> str:
-    """One line of numbers: mismatches, the greatest difference and the residual against the bound."""
+def stats_line(diagnosis, quote_bound: bool = True) -> str:
+    """One line of numbers: mismatches, the greatest difference and the residual against the bound.
+
+    With `quote_bound` False the residual is said against its bound without quoting the bound's
+    number (for a message that already quotes the bound each element was held to, as
+    `convcheck.testing` does: one message, one bound)."""
     s = diagnosis.stats
     parts = []
     shape = shape_difference(diagnosis)
@@ -58,16 +62,26 @@ def stats_line(diagnosis) -> str:
         parts.append(f"no reference has the output's shape ({s.total} elements)")
     if s.residual_after is not None and diagnosis.verdict is not Verdict.EQUAL:
         what = "the explanation" if diagnosis.verdict is Verdict.EXPLAINED else "the closest candidate"
-        parts.append(f"residual after {what} {num(s.residual_after)} (error bound {num(s.error_bound)})")
-    elif s.error_bound is not None:
+        if quote_bound:
+            parts.append(f"residual after {what} {num(s.residual_after)} (error bound {num(s.error_bound)})")
+        elif s.bound_ratio is not None:
+            within = ("within its own error bound at every element" if s.bound_ratio <= 1 else
+                      f"{num(s.bound_ratio)} times its own error bound at the worst element")
+            parts.append(f"residual after {what} {num(s.residual_after)}, {within}")
+        else:
+            parts.append(f"residual after {what} {num(s.residual_after)}")
+    elif s.error_bound is not None and quote_bound:
         parts.append(f"error bound {num(s.error_bound)}")
+    left_out = left_out_text(diagnosis)
+    if left_out is not None:
+        parts.append(left_out)
     return "; ".join(parts)
 
 
-def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
+def diagnosis_lines(diagnosis, disallowed=(), quote_bound: bool = True) -> list[str]:
     """The diagnosis as plain lines: verdict, each cause with its fix and why, where, stats, notes.
 
-    Causes in `disallowed` are marked 'not allowed'.
+    Causes in `disallowed` are marked 'not allowed'; `quote_bound` as `stats_line`.
     """
     lines = [f"verdict: {verdict_phrase(diagnosis)}"]
     disallowed_fields = {(c.field, str(c.value)) for c in disallowed}
@@ -81,10 +95,10 @@ def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
         lines.append(f"why: {diagnosis.reason}")
     if diagnosis.where:
         lines.append(f"where: {diagnosis.where}")
-    stats = stats_line(diagnosis)
+    stats = stats_line(diagnosis, quote_bound)
     if stats:
         lines.append(f"stats: {stats}")
-    for note in diagnosis.notes:
+    for note in notes_besides_left_out(diagnosis):
         lines.append(f"note: {note}")
     if diagnosis.cannot_decide:
         lines.append("fix: the data cannot decide: test on a larger output, or in a wider precision")

@@ -125,19 +125,24 @@ FIELD_ROWS: dict[str, Field] = {row.name: row for row in FIELD_TABLE}
 
 
 def cause_for(field_name: str, value: Any, baseline: Explanation,
-              explanation: Optional[Explanation] = None) -> Cause:
+              explanation: Optional[Explanation] = None, *, kernel_size: Optional[tuple[int, int]] = None) -> Cause:
     """The plain-words `Cause` for one changed field of an explanation (the whole
-    `explanation`, when given, lets a cause say how it combines with the others)."""
+    `explanation`, when given, lets a cause say how it combines with the others; the kernel's
+    `kernel_size` (kh, kw), when given, lets a cause that depends on it say the reason that
+    fits: an offset of an even kernel's centring is not one of a stride's padding)."""
     row = FIELD_ROWS.get(field_name)
     if row is None:
         raise ValueError(f"unknown explanation field {field_name!r}")
-    summary, fix = row.cause(value, baseline, explanation)
-    return Cause(field=field_name, value=value, summary=summary, fix=fix, why=row.why_for(value))
+    summary, fix = row.cause_text(value, baseline, explanation, kernel_size)
+    return Cause(field=field_name, value=value, summary=summary, fix=fix,
+                 why=row.why_for(value, explanation, kernel_size))
 
 
-def causes_for(explanation: Explanation, baseline: Explanation) -> tuple[Cause, ...]:
-    """Every changed field of `explanation` against `baseline`, as causes in contract order."""
-    return tuple(cause_for(name, getattr(explanation, name), baseline, explanation)
+def causes_for(explanation: Explanation, baseline: Explanation, *,
+               kernel_size: Optional[tuple[int, int]] = None) -> tuple[Cause, ...]:
+    """Every changed field of `explanation` against `baseline`, as causes in contract order
+    (`kernel_size`: the kernel's (kh, kw), when known; see `cause_for`)."""
+    return tuple(cause_for(name, getattr(explanation, name), baseline, explanation, kernel_size=kernel_size)
                  for name in explanation.changed_fields(baseline))
 
 

@@ -210,34 +210,106 @@ _CVAL = Field(
 
 # --- offset
 
+# Transforms that swap the kernel's rows and columns (so its sizes along the two axes).
+_QUARTER_TURNS = ("transpose", "anti_transpose", "rot90", "rot270")
 
-def _offset_cause(value, baseline: Explanation, explanation: Optional[Explanation]) -> tuple[str, str]:
-    dy, dx = value
+
+def offset_case(value, explanation: Optional[Explanation], kernel_size: Optional[tuple[int, int]]) -> str:
+    """Which reason fits an offset: 'stride' (an axis it moves has a stride above 1: where the
+    first window starts depends on the padding at the top/left), 'even' (stride 1, and the
+    dilated kernel has an even size along every axis it moves: no centre pixel), 'odd' (stride
+    1, an odd size: every library centres it alike, so something else moved it), or 'unknown'
+    (the kernel's size is not known, or the axes differ)."""
     stride = tuple(explanation.stride) if explanation is not None else (1, 1)
-    if stride != (1, 1):
-        summary = (f"every window starts [{dy}, {dx}] input pixels from TensorFlow SAME's at stride "
-                   f"[{stride[0]}, {stride[1]}] (PyTorch's symmetric padding=1 at stride 2 on an even size "
-                   "starts one pixel earlier)")
-        fix = ("pad as TensorFlow does (the extra row/column at the bottom/right), e.g. "
-               "F.pad(x, (0, 1, 0, 1)) then padding=0 in PyTorch, or padding='valid' on an explicitly "
-               "padded input in TensorFlow/Keras")
-    else:
-        summary = (f"the output is shifted by [{dy}, {dx}]: output[i, j] == reference[i{dy:+d}, j{dx:+d}]"
-                   " (an even kernel centred differently from TensorFlow's 'same')")
+    dilation = tuple(explanation.dilation) if explanation is not None else (1, 1)
+    moved = [axis for axis in (0, 1) if value[axis] != 0]
+    if any(stride[axis] > 1 for axis in moved):
+        return "stride"
+    if kernel_size is None or not moved:
+        return "unknown"
+    sizes = list(kernel_size)
+    if explanation is not None and explanation.kernel_transform in _QUARTER_TURNS:
+        sizes.reverse()
+    parities = {((sizes[axis] - 1) * dilation[axis] + 1) % 2 for axis in moved}
+    return "unknown" if len(parities) > 1 else "even" if parities == {0} else "odd"
+
+
+def _padding_origin(padding) -> str:
+    """Whose windows an offset is counted from (CONTRACT section 2a: the declared top and left)."""
+    if not isinstance(padding, str):
+        return f"the pads {pads_text(padding)}"
+    return {"same": "TensorFlow's SAME", "valid": "'valid' (no padding)"}.get(padding, f"'{padding}' padding")
+
+
+def _offset_cause(value, baseline: Explanation, explanation: Optional[Explanation], *,
+                  kernel_size: Optional[tuple[int, int]] = None) -> tuple[str, str]:
+    dy, dx = value
+    case = offset_case(value, explanation, kernel_size)
+    padding = explanation.padding if explanation is not None else baseline.padding
+    if case == "stride":
+        stride = tuple(explanation.stride)
+        summary = (f"every window starts [{dy}, {dx}] input pixels from those of {_padding_origin(padding)} at "
+                   f"stride [{stride[0]}, {stride[1]}]")
+        moved = [v for v in value if v != 0]
+        if padding == "same" and all(v < 0 for v in moved):
+            summary += (" (a symmetric padding such as PyTorch's padding=1 starts one pixel earlier on an even-sized "
+                        "input: SAME puts the padding this stride needs at the bottom/right)")
+            fix = ("pad as TensorFlow does (the extra row/column at the bottom/right), e.g. F.pad(x, (0, 1, 0, 1)) "
+                   "then padding=0 in PyTorch, or padding='valid' on an explicitly padded input in TensorFlow/Keras")
+        elif not isinstance(padding, str) and all(v > 0 for v in moved):
+            summary += (" (TensorFlow's SAME pads only what the stride needs, at the bottom/right: on an even-sized "
+                        "input its windows start later than these pads')")
+            (top, bottom), (left, right) = padding
+            fix = (f"pad as declared: ZeroPadding2D((({top}, {bottom}), ({left}, {right}))) or tf.pad before a "
+                   "padding='valid' convolution in TensorFlow/Keras, not padding='same'")
+        else:
+            fix = ("pad the input as expected before the convolution (F.pad / tf.pad / ZeroPadding2D, then "
+                   "padding='valid'), or declare the pads the layer uses (--padding TOP,BOTTOM,LEFT,RIGHT)")
+        return summary, fix
+    summary = f"the output is shifted by [{dy}, {dx}]: output[i, j] == reference[i{dy:+d}, j{dx:+d}]"
+    if case == "even":
+        summary += f" (an even kernel centred differently from {_padding_origin(padding)})"
         fix = ("centre the kernel as TensorFlow does (extra padding at the bottom/right), e.g. use "
                "correlate2d(..., mode='full') and crop, or shift scipy.ndimage with origin=")
+    elif case == "odd":
+        summary += " (an odd kernel has a centre pixel: something moved the windows or the output)"
+        fix = (f"find what moved it by [{dy}, {dx}]: an output cropped, padded or np.roll-ed off by one, "
+               "scipy.ndimage's origin=, or asymmetric pads (declare them with --padding TOP,BOTTOM,LEFT,RIGHT "
+               "if the layer pads so)")
+    else:
+        fix = ("centre the kernel as TensorFlow does (extra padding at the bottom/right), e.g. use "
+               "correlate2d(..., mode='full') and crop, or shift scipy.ndimage with origin=; with an odd kernel, "
+               "look for an output cropped or rolled off by one")
     return summary, fix
 
+
+_OFFSET_WHY = {
+    "stride": ("At a stride above 1, where the first window starts depends on the padding at the top/left, "
+               "whatever the kernel's size: TensorFlow's SAME pads only what the stride needs and puts the extra "
+               "row/column at the bottom/right (a 3x3 kernel at stride 2 on an even size: none at the top), while "
+               "PyTorch's padding=p and symmetric ONNX pads put p on every side."),
+    "even": ("With an even-sized kernel there is no centre pixel: TensorFlow puts the extra "
+             "row/column of 'same' padding at the bottom/right, scipy.signal and "
+             "scipy.ndimage centre it one pixel differently."),
+    "odd": ("An odd-sized kernel has a centre pixel, and every library centres its window on the output pixel "
+            "alike: at stride 1 a shifted output comes from something else that moved the windows or the output "
+            "(scipy.ndimage's origin=, asymmetric pads, a crop, pad or np.roll off by one)."),
+    "unknown": ("A shift of every window means the windows were placed differently: with an even-sized kernel "
+                "there is no centre pixel (TensorFlow puts the extra row/column of 'same' padding at the "
+                "bottom/right, scipy.signal and scipy.ndimage one pixel differently); at a stride above 1 the "
+                "padding at the top/left decides where the first window starts (TensorFlow's SAME against "
+                "PyTorch's symmetric padding)."),
+}
 
 _OFFSET = Field(
     "offset", "geometry", None, (0, 0),
     enumerated="every shift up to R pixels each way (R: half the kernel's larger side plus one, at most 4), at once",
     written="offset",
-    why=("With an even-sized kernel there is no centre pixel: TensorFlow puts the extra "
-         "row/column of 'same' padding at the bottom/right, scipy.signal and "
-         "scipy.ndimage centre it one pixel differently."),
+    why=_OFFSET_WHY["unknown"],
     cause=_offset_cause,
-    label=lambda value: f"output shifted by [{value[0]}, {value[1]}]")
+    label=lambda value: f"output shifted by [{value[0]}, {value[1]}]",
+    why_of=lambda value, explanation, kernel_size: _OFFSET_WHY[offset_case(value, explanation, kernel_size)],
+    kernel_aware=True)
 
 # --- groups
 

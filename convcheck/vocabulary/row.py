@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 if TYPE_CHECKING:
     from . import Explanation
 
-# (value, the baseline it differs from, the whole explanation when known) -> (summary, fix)
+# (value, the baseline it differs from, the whole explanation when known) -> (summary, fix); a
+# `kernel_aware` row's also takes the keyword kernel_size: the kernel's (kh, kw) when known.
 CauseText = Callable[[Any, "Explanation", Optional["Explanation"]], "tuple[str, str]"]
+# (value, the whole explanation when known, the kernel's (kh, kw) when known) -> the why sentence
+WhyText = Callable[[Any, Optional["Explanation"], Optional["tuple[int, int]"]], str]
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,11 @@ class Field:
     values), 'offset' (two integers), 'pair' (one or two positive integers), 'count' (a
     positive integer) or 'number' (a finite number). `why` is the sentence printed once
     below a table (`why_by_value` where one value has its own), `cause` gives a changed
-    value's (summary, fix), `label` its plain words for the most visible lines.
+    value's (summary, fix), `label` its plain words for the most visible lines. `why_of`, when
+    set, gives the why sentence from the case itself (the value, the whole explanation, the
+    kernel's size): a field whose reason depends on the case (an offset at a stride, or of an
+    even kernel) says the one that fits. `kernel_aware` rows' `cause` takes the keyword
+    `kernel_size` too.
     """
 
     name: str
@@ -39,15 +46,28 @@ class Field:
     cause: CauseText
     label: Callable[[Any], str]
     why_by_value: Mapping[str, str] = field(default_factory=dict)
+    why_of: Optional[WhyText] = None
+    kernel_aware: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
         """The values written as names (kernel_axis's and output_precision's default, None, has none)."""
         return tuple(v for v in self.values or () if isinstance(v, str))
 
-    def why_for(self, value: Any) -> str:
-        """The why sentence of a cause with this value."""
+    def why_for(self, value: Any, explanation: Optional["Explanation"] = None,
+                kernel_size: Optional[tuple[int, int]] = None) -> str:
+        """The why sentence of a cause with this value (in this explanation, with a kernel of
+        this (kh, kw), when known: see `why_of`)."""
+        if self.why_of is not None:
+            return self.why_of(value, explanation, kernel_size)
         return self.why_by_value.get(value, self.why) if isinstance(value, str) else self.why
+
+    def cause_text(self, value: Any, baseline: "Explanation", explanation: Optional["Explanation"] = None,
+                   kernel_size: Optional[tuple[int, int]] = None) -> tuple[str, str]:
+        """(summary, fix) of a cause with this value (the kernel's size reaches `kernel_aware` rows only)."""
+        if self.kernel_aware:
+            return self.cause(value, baseline, explanation, kernel_size=kernel_size)
+        return self.cause(value, baseline, explanation)
 
 
 def per_channel(value: Any) -> bool:
