@@ -437,7 +437,11 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
         for name, width, value, prior in (("scale", widths[0], scales[c], s0[c]), ("bias", widths[1], biases[c], b0[c])):
             if width is None:
                 continue
-            if integer and name == "bias" and any(abs(float(value) - half) <= width for half in (-0.5, 0.5)):
+            # The allowed biases are an interval the fitted one need not be the centre of:
+            # +-1/2 is tested against its ends (near-miss case 28: np.ceil to uint16 fitted
+            # 0.4963 in [0.4960, 0.5027], whose half-width 0.0034 around 0.4963 missed 0.5).
+            low, high = widths[2] if name == "bias" else (value - width, value + width)
+            if integer and name == "bias" and any(low <= half <= high for half in (-0.5, 0.5)):
                 way = "down (np.floor, or a truncating cast)" if float(value) < 0 else "up (np.ceil)"
                 return (f"the fitted bias, {float(value):.6g} (uncertain by {width:.3g}), is the offset between "
                         f"rounding to nearest and rounding {way}: the output was most likely rounded {way.split()[0]} "
@@ -453,13 +457,14 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
 
 
 def _half_widths(v, y, b, kind: str, scale: float, bias: float):
-    """(scale half-width or None, bias half-width or None) of the parameters the elements allow
-    (see `undetermined`)."""
+    """(scale half-width or None, bias half-width or None, (lowest, highest) bias allowed or
+    None) of the parameters the elements allow (see `undetermined`)."""
     if kind == "bias":
         held = y - scale * v
-        return None, max(0.0, float(np.min(held + b) - np.max(held - b)) / 2)
+        low, high = float(np.max(held - b)), float(np.min(held + b))
+        return None, max(0.0, high - low) / 2, (low, high)
     if kind == "scale":
-        return _scale_range(v, y - bias, b), None
+        return _scale_range(v, y - bias, b), None, None
     return _both_ranges(v, y, b, scale)
 
 
@@ -482,7 +487,7 @@ def _both_ranges(v, y, b, scale: float):
         return float(np.max(r - b) - np.min(r + b))
 
     if gap(scale) > 0 or not np.any(v != v.flat[0]):
-        return float("inf"), float("inf")
+        return float("inf"), float("inf"), (-float("inf"), float("inf"))
     ends = []
     for direction in (-1.0, 1.0):
         step = max(abs(scale), 1e-300) * 2.0 ** -40
@@ -508,4 +513,4 @@ def _both_ranges(v, y, b, scale: float):
 
     least = extreme(lambda s: float(np.max(y - s * v - b)), 1.0)
     most = extreme(lambda s: float(np.min(y - s * v + b)), -1.0)
-    return (high - low) / 2, max(0.0, most - least) / 2
+    return (high - low) / 2, max(0.0, most - least) / 2, (least, most)

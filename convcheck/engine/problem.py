@@ -274,7 +274,7 @@ class Problem:
         return self._rounded[key]
 
     def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, extra=None,
-              output_precision="pass", out=None, scratch=None, unbiased=None):
+              output_precision="pass", out=None, scratch=None, unbiased=None, direct=False):
         """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound),
         its result stored in `output_precision` ('pass': what this pass's candidates use).
 
@@ -283,7 +283,8 @@ class Problem:
         of each row when `magnitude` is (n, C_out) rows of sampled positions. `extra` (shaped
         like `magnitude`) is an algorithm's own elementwise error, added too (`winograd_term`).
         `scale` is a number or one per output channel. `out` and `scratch` lend buffers, and
-        `unbiased` is the value before the bias (see bounds.error_bound).
+        `unbiased` is the value before the bias (see bounds.error_bound). `direct` leaves the
+        FFT's term out: the bound of the same candidate summed directly.
         """
         if output_precision == "pass":
             output_precision = self.storage[precision]
@@ -292,7 +293,7 @@ class Problem:
                                  output_u=self.output_u, output_underflow=self.output_underflow,
                                  scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel,
                                  out=out, scratch=scratch, unbiased=unbiased)
-        if self.algorithm == "fft":
+        if self.algorithm == "fft" and not direct:
             term = self.fft_term(precision)
             bound += np.abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
         if extra is not None:
