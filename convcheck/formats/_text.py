@@ -9,6 +9,7 @@ import math
 from typing import Any, Iterable, Optional
 
 from ..vocabulary import Explanation, Verdict, describe, describe_plain
+from ..vocabulary.row import pads_text
 
 VERDICT_MARKS = {Verdict.EQUAL: "✓", Verdict.EXPLAINED: "≈", Verdict.UNEXPLAINED: "✗"}
 VERDICT_STYLES = {Verdict.EQUAL: "green", Verdict.EXPLAINED: "yellow", Verdict.UNEXPLAINED: "red"}
@@ -204,7 +205,8 @@ def reference_text(baseline: Explanation, names: dict) -> str:
     image = names.get("image", "image")
     kernel = names.get("kernel", "kernel")
     return (f"the {baseline.precision} cross-correlation (kernel not flipped) of {image} with {kernel}, "
-            f"padding {baseline.padding}, {baseline.boundary} boundary")
+            f"padding {baseline.padding if isinstance(baseline.padding, str) else pads_text(baseline.padding)}, "
+            f"{baseline.boundary} boundary")
 
 
 def explain_headline(diagnosis, names: dict) -> str:
