@@ -313,3 +313,10 @@ def test_model_case_with_a_missing_extra_is_skipped(repo, monkeypatch):
     from convcheck.formats.junit import render_check
     skipped = ET.fromstring(render_check(report)).find(".//testcase/skipped")
     assert skipped is not None and "convcheck[onnx]" in skipped.get("message")
+
+
+def test_readme_lists_every_model_case_key():
+    from convcheck.check.model_cases import _MODEL_KEYS
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for key in _MODEL_KEYS:
+        assert f"`{key}`" in text, key
