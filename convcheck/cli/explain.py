@@ -49,7 +49,8 @@ def explain(image, kernel, output_path, precision, algorithm, padding, stride, d
     reported as a cause. Each field is declared once.
     """
     check_outputs(output=output, reports=reports, plot=plot,
-                  protected=[("image file", image), ("kernel file", kernel), ("output file", output_path)])
+                  protected=[("image file", image), ("kernel file", kernel), ("output file", output_path),
+                             ("--bias file", bias), ("--scale file", scale)])
     given = dict(padding=padding, stride=stride, dilation=dilation, groups=groups, precision=precision,
                  output_precision=output_precision, algorithm=algorithm, kernel_layout=kernel_layout)
     declarations = _declarations(given, expect, bias, scale)
