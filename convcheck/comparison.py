@@ -18,7 +18,7 @@ from .backends import BACKENDS, get_backend, resolve_backends, valid_names
 from .backends.keras_other import KerasSubprocessConv2D
 from .engine import diagnose, native_precision
 from .errors import BackendError, InputError
-from .geometry import dense_kernel, dilate_kernel, geometry_pair, output_size, pad_before
+from .geometry import dense_kernel, dilate_kernel, geometry_pair, normalize_padding, output_size, pad_before
 from .results import BackendResult, CompareReport
 from .vocabulary import DTYPES
 
@@ -199,6 +199,7 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     `settled(report)`.
     """
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
+    padding = normalize_padding(padding)
     if inputs.kernel_axis is not None:
         raise InputError(f"kernel {inputs.kernel_name!r} is 1-D: explain accepts one (and says along which axis "
                          "it ran), compare needs a 2-D (kh, kw) or 4-D kernel, e.g. kernel[None, :] for a row")
@@ -327,7 +328,8 @@ def _report(inputs, rows: list[BackendResult], names: list[str], *, padding: str
         "image": {"shape": list(inputs.image_shape), "dtype": str(inputs.image.dtype), "path": inputs.image_name},
         "kernel": {"shape": list(inputs.kernel_shape), "dtype": str(inputs.kernel.dtype), "path": inputs.kernel_name},
     }
-    settings = {"padding": padding, "stride": list(stride), "dilation": list(dilation),
+    shown = padding if isinstance(padding, str) else [list(pair) for pair in padding]   # [[top, bottom], [left, right]]
+    settings = {"padding": shown, "stride": list(stride), "dilation": list(dilation),
                 "groups": int(inputs.groups), "layout": inputs.layout, "dtype": dtype,
                 "library_defaults": library_defaults, "backends": names}
     return CompareReport(report_inputs, settings, tuple(rows), tuple(notes))
@@ -349,10 +351,14 @@ def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None
     Layouts as in CONTRACT section 1: image (H, W), (H, W, C) or (N, H, W, C) (channels
     first with `layout="nchw"`); kernel (kh, kw), HWIO, OIHW with `kernel_layout="oihw"`,
     depthwise with `kernel_layout="depthwise"`, or any other order of the letters h, w, i, o
-    (e.g. "ohwi"). `stride` and `dilation` are held the same for every backend. Bad arrays raise `convcheck.InputError` before any framework
+    (e.g. "ohwi"). `padding` is a convention's name or explicit amounts (PyTorch's padding=1,
+    (PH, PW), (top, bottom, left, right) or ((top, bottom), (left, right))), which every backend
+    is given (as its own explicit padding, or a 'valid' call on an image zero-padded by hand).
+    `stride` and `dilation` are held the same for every backend. Bad arrays raise `convcheck.InputError` before any framework
     is imported.
     """
     from .inputs import prepare_inputs
+    padding = normalize_padding(padding)
     inputs = prepare_inputs(image, kernel, kernel_layout=kernel_layout, padding=padding, layout=layout)
     return compare_inputs(inputs, padding=padding, dtype=dtype, backends=backends,
                           library_defaults=library_defaults, keep_arrays=keep_arrays, stride=stride,

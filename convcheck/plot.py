@@ -216,7 +216,8 @@ def plot_items(result: Any) -> list[tuple[str, Any]]:
         return [("output", result)]
     if hasattr(result, "cases"):                         # a CheckReport
         return [(f"{case.name} / {outcome.name}", outcome.diagnosis)
-                for case in result.cases for outcome in case.results if outcome.diagnosis is not None]
+                for case in result.cases for outcome in case.results
+                if outcome.diagnosis is not None and getattr(outcome, "layer", None) is None]
     if hasattr(result, "results") and hasattr(result, "settings"):   # a CompareReport
         return [(row.backend, row.diagnosis) for row in result.results if row.diagnosis is not None]
     return list(result)

@@ -286,3 +286,70 @@ def test_depthwise_kernel_layout_and_groups():
     with pytest.raises(AssertionError, match=r"groups=3 is not in allow"):
         assert_conv_matches(output, image, depthwise, kernel_layout="depthwise", groups=1)
     assert_conv_matches(output, image, depthwise, kernel_layout="depthwise", groups=1, allow=["groups=3"])
+
+
+# ----------------------------------------------------------------------------- declared computations (issue 21)
+
+
+def _declared_layer(size=12, seed=4):
+    """An NCHW float32 layer with padding 1, stride 2, a bias and a ReLU, made by the float64 reference."""
+    from convcheck.engine.reference import reference
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+    w = (rng.standard_normal((4, 3, 3, 3)) / 3).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, 4).astype(np.float32)
+    out = reference(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), ((1, 1), (1, 1)), stride=(2, 2)) + b
+    return x, w, b, np.maximum(out, 0.0).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def test_declared_layer_passes_with_padding_amounts_and_expected():
+    x, w, b, y = _declared_layer()
+    for padding in (1, (1, 1), (1, 1, 1, 1), ((1, 1), (1, 1))):
+        diagnosis = assert_conv_matches(y, x, w, padding, stride=2, layout="nchw",
+                                        expected={"bias": b, "activation": "relu"})
+        assert diagnosis.verdict.value == "equal"
+    assert_conv_matches(y, x, w, stride=2, layout="nchw", expected={"padding": 1, "bias": b, "activation": "relu"})
+
+
+def test_declared_bias_off_in_one_channel_fails_naming_the_bias():
+    x, w, b, y = _declared_layer()
+    off = b.astype(np.float64)
+    off[1] += 0.3
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": off, "activation": "relu"},
+                            msg="conv1")
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("conv1: output is explained by a bias per channel") and "(bias is not in allow)" in first
+
+
+def test_declared_activation_the_output_lacks_fails():
+    x, w, b, y = _declared_layer()
+    with pytest.raises(AssertionError, match="activation=relu is not in allow"):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": b})
+
+
+def test_declared_uncertainty_covers_a_converters_rounding():
+    x, w, b, y = _declared_layer()
+    nudged = b.astype(np.float64) + 2e-4
+    with pytest.raises(AssertionError):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": nudged, "activation": "relu"})
+    assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": nudged, "activation": "relu"},
+                        declared_uncertainty={"bias": 1e-3})
+
+
+def test_padding_declared_twice_or_bad_is_an_input_error():
+    x, w, b, y = _declared_layer()
+    with pytest.raises(InputError, match="padding is declared twice"):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"padding": "valid"})
+    with pytest.raises(InputError, match="padding"):
+        assert_conv_matches(y, x, w, (1, 2, 3), stride=2, layout="nchw")
+    with pytest.raises(InputError, match="not a field"):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"activaton": "relu"})
+
+
+def test_shape_line_names_the_padding_amounts():
+    x, w, b, y = _declared_layer()
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(y, x, w, (0, 0, 0, 0), layout="nchw", expected={"bias": b, "activation": "relu"})
+    assert "the output padded by [[0, 0], [0, 0]] of a (12, 12) image with a (3, 3) kernel has 10 x 10" in str(info.value)

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from ..geometry import is_explicit
 from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, imported_once,
                    numpy_dtype, one_line, output_shape, quiet_loggers, quiet_stderr, zero_pad)
 from .tensorflow import import_tensorflow
@@ -183,6 +184,15 @@ class _LayerCall:
             notes.append(f"Keras Conv2D has no 'full' padding: the input was zero-padded by "
                          f"{pads[0]} rows and {pads[2]} columns on each side and run with "
                          f"padding='valid'")
+        elif is_explicit(self.padding):
+            # Conv2D takes no amounts: a Keras model pads with ZeroPadding2D(((t, b), (l, r))), which
+            # adds exactly these zeros, then runs the conv with padding='valid'.
+            (top, bottom), (left, right) = self.padding
+            image_in = zero_pad(image_in, (top, bottom, left, right))
+            layer_padding = "valid"
+            notes.append(f"Keras Conv2D takes no explicit padding: the input was zero-padded as "
+                         f"keras.layers.ZeroPadding2D((({top}, {bottom}), ({left}, {right}))) pads it and run "
+                         f"with padding='valid'")
         layer = self.make_layer(run_stride, padding=layer_padding, dtype=self.dtype)
         return image_in, kernel_in, layer
 

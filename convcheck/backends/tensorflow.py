@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from ..geometry import is_explicit, padding_text
 from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, imported_once,
                    output_shape, quiet_loggers, quiet_stderr, zero_pad)
 
@@ -105,6 +106,9 @@ class TensorFlowConv2D(Backend):
             tf_padding = [[0, 0], [pads[0], pads[1]], [pads[2], pads[3]], [0, 0]]
             notes.append(f"'full' padding passed as explicit padding "
                          f"[[0, 0], [{pads[0]}, {pads[1]}], [{pads[2]}, {pads[3]}], [0, 0]]")
+        elif is_explicit(padding):
+            (top, bottom), (left, right) = padding
+            tf_padding = [[0, 0], [top, bottom], [left, right], [0, 0]]
         else:
             tf_padding = padding.upper()
 
@@ -124,6 +128,11 @@ class TensorFlowConv2D(Backend):
                           seconds=seconds, notes=tuple(notes))
 
 
+def _padding_text(padding) -> str:
+    """padding='same', or padding=[[1, 1], [1, 1]] for explicit amounts, as the notes say it."""
+    return f"'{padding}'" if isinstance(padding, str) else padding_text(padding)
+
+
 def _operands(image, kernel, *, padding, dtype, library_defaults, notes: list[str]):
     """(image, kernel) as tf.nn.conv2d gets them: cast to `dtype`, or with the library's
     defaults as TensorFlow users pass them (both in one dtype, which Conv2D needs)."""
@@ -136,13 +145,13 @@ def _operands(image, kernel, *, padding, dtype, library_defaults, notes: list[st
         # Users tf.cast integer images to float32 first: the CPU kernel has no
         # int64/uint8 input, and an integer filter is rarely what anyone means.
         notes.append(f"library defaults: tf.nn.conv2d has no default padding "
-                     f"(padding='{padding}' kept); the {dtype_name(image.dtype)} inputs "
+                     f"(padding={_padding_text(padding)} kept); the {dtype_name(image.dtype)} inputs "
                      f"were cast to float32, as TensorFlow users do")
         return image.astype(np.float32), kernel.astype(np.float32)
     # Conv2D needs both operands in one dtype; users cast the filter to the image's.
     kernel_in = kernel.astype(image.dtype)
     note = (f"library defaults: tf.nn.conv2d has no default padding "
-            f"(padding='{padding}' kept); inputs passed as loaded "
+            f"(padding={_padding_text(padding)} kept); inputs passed as loaded "
             f"({dtype_name(image.dtype)})")
     if kernel.dtype != image.dtype:
         note += (f", the {dtype_name(kernel.dtype)} kernel cast to "

@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..declared import padding_from_text
 from ..errors import InputError
 from ..vocabulary import FIELD_ROWS, FIELDS, Cause, Field
+from ..vocabulary.row import pads_text
 
 
 @dataclass(frozen=True)
@@ -68,17 +70,36 @@ def parse_allow_entry(entry: Any, say: str) -> AllowRule:
     text = entry.strip()
     name, sep, raw_value = text.partition("=")
     name, raw_value = name.strip(), raw_value.strip()
+    row = field_row(name, f"{say}: {text!r}")
+    if not sep:
+        return AllowRule(name, None, text)
+    return read_rule_value(row, raw_value, f"{say}: {text!r}")
+
+
+def field_row(name: str, say: str) -> Field:
+    """The field table's row of the field `name`; an `InputError` starting with `say` (which
+    suggests the closest field) when no field has that name."""
     row = FIELD_ROWS.get(name)
     if row is None:
         close = difflib.get_close_matches(name, FIELDS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise InputError(f"{say}: {text!r} names no field{hint}; the fields are {', '.join(FIELDS)}")
-    if not sep:
-        return AllowRule(name, None, text)
-    return _VALUE_READERS[row.written](row, raw_value, f"{say}: {text!r}")
+        raise InputError(f"{say} names no field{hint}; the fields are {', '.join(FIELDS)}")
+    return row
+
+
+def read_rule_value(row: Field, raw_value: str, say: str) -> AllowRule:
+    """The rule `field=value` for the text after '=', read as the field's row writes its values
+    (`Field.written`); `say` starts a message for a value the field does not take. The same
+    readers read declared values (`convcheck.check.expect`)."""
+    return _VALUE_READERS[row.written](row, raw_value, say)
 
 
 def _read_choice(row: Field, raw_value: str, say: str) -> AllowRule:
+    if row.name == "padding" and raw_value.lower() not in row.names and re.search(r"[0-9]", raw_value):
+        # Explicit amounts ('padding=0,1,0,1' or '[[0, 1], [0, 1]]'): the pads a cause names when
+        # no convention gives the output's size (CONTRACT section 2a).
+        amounts = padding_from_text(raw_value, f"{say}: padding")
+        return AllowRule(row.name, amounts, f"padding={pads_text(amounts)}")
     value = one_of(raw_value, row.names, f"{say}: {row.name}")
     return AllowRule(row.name, value, f"{row.name}={value}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import InputError
+from ..files import archive_member
 from .allow import AllowRule
 from .settings import DEFAULT_SETTINGS, read_settings
 
@@ -22,8 +23,11 @@ PYPROJECT_NAME = "pyproject.toml"
 # canonical (hyphenated) spelling; the underscore spelling is accepted as well.
 _SETTINGS = ("padding", "stride", "dilation", "groups", "layout", "dtype", "backends", "kernel-layout",
              "library-defaults", "strict", "allow")
-_TOP_KEYS = _SETTINGS + ("case",)
-_CASE_KEYS = ("name", "image", "kernel", "output") + _SETTINGS
+_TOP_KEYS = _SETTINGS + ("case", "model")
+_CASE_KEYS = ("name", "image", "kernel", "output", "expect") + _SETTINGS
+# The fields a case's own keys declare: the same field in its `expect` table is declared twice.
+_KEY_FIELDS = {"padding": "padding", "stride": "stride", "dilation": "dilation", "groups": "groups",
+               "kernel-layout": "kernel_layout"}
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,14 @@ class Case:
     """One validated case of a suite; paths are absolute (resolved against the config's folder).
 
     `output` set: explain that saved output. Otherwise: compare `backends`. `raw` keeps
-    the paths as written in the config, for reports. `stride` and `dilation` are pairs;
+    the paths as written in the config, for reports. `padding` is a convention's name or
+    explicit ((top, bottom), (left, right)) amounts; `stride` and `dilation` are pairs;
     `groups` (saved outputs only) is the declared groups, None for what the kernel layout
-    declares; `kernel_layout` None means oihw with `layout` 'nchw', else hwio.
+    declares; `kernel_layout` None means oihw with `layout` 'nchw', else hwio. `expect`
+    (saved outputs only) holds the case's other declared fields as (field, value) pairs
+    (CONTRACT section 2a; a bias or scale file as a `convcheck.check.expect.ChannelFile`, read
+    with the arrays), of which `precision`, `output_precision` and `algorithm` are also kept
+    as their own attributes (what `diagnose` takes as options).
     """
 
     name: str
@@ -42,7 +51,7 @@ class Case:
     output: Optional[Path]
     backends: Optional[tuple[str, ...]]
     allow: tuple[AllowRule, ...]
-    padding: str = "same"
+    padding: Any = "same"
     dtype: Optional[str] = None
     kernel_layout: Optional[str] = None
     stride: tuple[int, int] = (1, 1)
@@ -53,20 +62,31 @@ class Case:
     strict: bool = False
     line: Optional[int] = None
     raw: dict = field(default_factory=dict, compare=False)
+    expect: tuple = ()
+    precision: Optional[str] = None
+    output_precision: Optional[str] = None
+    algorithm: str = "direct"
 
     @property
     def kind(self) -> str:
         """'explain' for a saved output, 'compare' for backends."""
         return "explain" if self.output is not None else "compare"
 
+    @property
+    def expected(self) -> dict:
+        """The declared fields besides the options, as `diagnose`'s `expected=` (files still unread)."""
+        return dict(self.expect)
+
 
 @dataclass(frozen=True)
 class Suite:
-    """A parsed config: where it came from, its top-level strictness and its cases."""
+    """A parsed config: where it came from, its top-level strictness, its cases and its model
+    cases (`[[model]]` tables, `convcheck.check.model_cases.ModelCase`)."""
 
     config: Path
     cases: tuple[Case, ...]
     strict: bool = False
+    models: tuple = ()
 
 
 # ----------------------------------------------------------------------------- finding
@@ -186,19 +206,22 @@ def _case_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _path(value: Any, base: Path, say: str, role: str) -> Path:
+    """A file the config names, relative to its folder, checked to exist; `FILE.npz:KEY` names an
+    array of an archive (the archive is checked here, the key when it is read)."""
     if not isinstance(value, str) or not value:
         raise InputError(f"{say}: {value!r} is not a path; write the {role} file's path as a string, "
                          "relative to the config file")
     path = Path(value)
     if not path.is_absolute():
         path = base / path
-    if not os.path.lexists(path):
-        raise InputError(f"{say}: '{value}' does not exist (looked for {path}); paths are relative to "
+    target = Path(archive_member(os.fspath(path))[0])
+    if not os.path.lexists(target):
+        raise InputError(f"{say}: '{value}' does not exist (looked for {target}); paths are relative to "
                          "the config file's folder")
-    if path.is_dir():
+    if target.is_dir():
         raise InputError(f"{say}: '{value}' is a directory; give a .npy file")
     from ..inputs import check_regular_file  # a FIFO or device named here would hang the run
-    check_regular_file(os.fspath(path), f"{say}: '{value}'", "a .npy file", "give a .npy file saved with np.save")
+    check_regular_file(os.fspath(target), f"{say}: '{value}'", "a .npy file", "give a .npy file saved with np.save")
     return path
 
 
@@ -222,7 +245,14 @@ def load_suite(path: os.PathLike) -> Suite:
     seen: dict[str, int] = {}
     cases = tuple(_read_case(index, raw, where, defaults, base, lines, seen)
                   for index, raw in enumerate(raw_cases, start=1))
-    return Suite(config=config, cases=cases, strict=defaults["strict"])
+    from .model_cases import read_model_case
+    models = tuple(read_model_case(index, raw, where, defaults, base, lines, seen)
+                   for index, raw in enumerate(_raw_tables(top, where, "model"), start=len(cases) + 1))
+    if not cases and not models:
+        raise InputError(f"{where.top()}: defines no cases; add a {case_table} table with name, image, kernel, "
+                         f"and backends or output (or a {case_table.replace('case', 'model')} table with name, "
+                         "original and port)")
+    return Suite(config=config, cases=cases, strict=defaults["strict"], models=models)
 
 
 def _convcheck_table(config: Path, data: dict) -> tuple[dict, _Where, str]:
@@ -238,15 +268,30 @@ def _convcheck_table(config: Path, data: dict) -> tuple[dict, _Where, str]:
 
 
 def _raw_cases(top: dict, where: _Where, case_table: str) -> list[dict]:
-    """The config's case tables, as parsed: at least one."""
-    raw_cases = top.get("case", [])
-    if not isinstance(raw_cases, list) or not all(isinstance(c, dict) for c in raw_cases):
-        raise InputError(f"{where.top('case')}: must be an array of tables; write each case as a "
-                         f"{case_table} table")
-    if not raw_cases:
-        raise InputError(f"{where.top()}: defines no cases; add a {case_table} table with name, image, "
-                         "kernel, and backends or output")
-    return raw_cases
+    """The config's case tables, as parsed (the caller refuses a config with no case and no model)."""
+    return _raw_tables(top, where, "case")
+
+
+def _raw_tables(top: dict, where: _Where, key: str) -> list[dict]:
+    """The config's `[[key]]` tables, as parsed."""
+    tables = top.get(key, [])
+    if not isinstance(tables, list) or not all(isinstance(c, dict) for c in tables):
+        table = f"[[tool.convcheck.{key}]]" if where.table else f"[[{key}]]"
+        raise InputError(f"{where.top(key)}: must be an array of tables; write each as a {table} table")
+    return tables
+
+
+def case_name(raw: dict, index: int, say_case: Callable[..., str], seen: dict[str, int], what: str = "case") -> str:
+    """A case table's `name`, checked: present, and not the name of a case (or model case) before it."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{say_case('name')}: missing or empty; give every {what} a unique name, "
+                         "e.g. name = \"blur-3x3\"")
+    if name in seen:
+        raise InputError(f"{say_case('name')}: duplicate name (case #{seen[name]} is also named "
+                         f"'{name}'); give every case a unique name")
+    seen[name] = index
+    return name
 
 
 def _read_case(index: int, raw: dict, where: _Where, defaults: dict, base: Path, lines: list[tuple[int, str]],
@@ -255,20 +300,16 @@ def _read_case(index: int, raw: dict, where: _Where, defaults: dict, base: Path,
     name = raw.get("name")
     label = f"'{name}'" if isinstance(name, str) and name else f"#{index}"
     say_case = lambda key=None, label=label: where.case(label, key)  # noqa: E731
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"{say_case('name')}: missing or empty; give every case a unique name, "
-                         "e.g. name = \"blur-3x3\"")
-    if name in seen:
-        raise InputError(f"{say_case('name')}: duplicate name (case #{seen[name]} is also named "
-                         f"'{name}'); give every case a unique name")
-    seen[name] = index
+    name = case_name(raw, index, say_case, seen)
     keys = _case_keys(raw, say_case)
     settings = read_settings(keys, say_case, defaults)
+    declared = _read_expect(keys, say_case, base)
+    settings.update(declared.options())   # padding, stride, ... declared in `expect`: the case's settings
     output = _path(keys["output"], base, say_case("output"), "output") if "output" in keys else None
     if output is None and not settings["backends"]:
         raise InputError(f"{say_case()}: has neither 'output' nor 'backends'; give output = \"saved.npy\" "
                          "to explain a saved output, or backends = [...] (here or at the top level)")
-    case_lines = [number for number, case_name in lines if case_name == name]
+    case_lines = [number for number, named in lines if named == name]
     return Case(
         name=name,
         image=_path(keys["image"], base, say_case("image"), "image"),
@@ -286,8 +327,36 @@ def _read_case(index: int, raw: dict, where: _Where, defaults: dict, base: Path,
         library_defaults=settings["library_defaults"],
         strict=settings["strict"],
         line=case_lines[0] if len(case_lines) == 1 else None,
-        raw={key: keys[key] for key in ("image", "kernel", "output") if key in keys},
+        raw={key: keys[key] for key in ("image", "kernel", "output", "expect") if key in keys},
+        expect=tuple(declared.expected().items()),
+        precision=settings.get("precision"),
+        output_precision=settings.get("output_precision"),
+        algorithm=settings.get("algorithm", "direct"),
     )
+
+
+def _read_expect(keys: dict, say_case: Callable[..., str], base: Path):
+    """A case's `expect` table (CONTRACT section 2a) as `Declarations`: each value as `--expect` reads
+    it (a string) or as TOML gives it (numbers, lists), a bias or scale file relative to the config
+    (checked to exist); a field the case's own keys (padding, stride, ...) declare too is declared twice."""
+    from .expect import ChannelFile, Declarations, expect_value
+
+    table = keys.get("expect", {})
+    say = say_case("expect")
+    if not isinstance(table, dict):
+        raise InputError(f"{say}: {table!r} is not a table; write e.g. expect = {{activation = \"relu\", "
+                         "bias = \"bias.npy\"}}")
+    own = {field_name: key for key, field_name in _KEY_FIELDS.items() if key in keys}
+    declared = Declarations()
+    for name, raw in table.items():
+        field_name, value = expect_value(name, raw, f"{say}: {name}", os.fspath(base))
+        if field_name in own:
+            raise InputError(f"{say}: {field_name} is declared twice (the case's key '{own[field_name]}' and "
+                             f"expect.{name}); declare it once")
+        if isinstance(value, ChannelFile):
+            _path(raw.strip(), base, f"{say}: {name}", f"{field_name}")
+        declared.add(field_name, value, f"expect.{name}")
+    return declared
 
 
 def _case_keys(raw: dict, say_case: Callable[..., str]) -> dict:
@@ -302,6 +371,9 @@ def _case_keys(raw: dict, say_case: Callable[..., str]) -> dict:
     if "output" in keys and "dtype" in keys:
         raise InputError(f"{say_case('dtype')}: only applies to cases that run backends; a saved "
                          "'output' is diagnosed at the precision of its inputs")
+    if "expect" in keys and "output" not in keys:
+        raise InputError(f"{say_case('expect')}: only applies to cases with a saved 'output' (what it was computed "
+                         "as); a case with backends runs each library plainly and expects the reference")
     if "groups" in keys and "output" not in keys:
         raise InputError(f"{say_case('groups')}: only applies to cases with a saved 'output'; a case "
                          "with backends runs them with the groups the kernel's shape implies (use "

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..models.report import SCHEMA as MODEL_SCHEMA
 from ..results import CHECK_SCHEMA, BackendResult, CompareReport, Diagnosis
 from ..vocabulary import Cause, Verdict
 from .config import Case
@@ -19,7 +20,9 @@ class ResultOutcome:
     """How one result of a case fared: one backend row, or the saved output's diagnosis.
 
     `status` is pass / warn / fail / error. `disallowed` are the causes `allow` does not
-    cover; `message` one sentence saying why it did not pass (empty when it passed).
+    cover; `message` one sentence saying why it did not pass (empty when it passed). In a
+    model case, `layer` is the walked layer (`convcheck.models.report.LayerResult`) this
+    result is, and `skipped` marks the one result of a case whose format's extra is missing.
     """
 
     name: str
@@ -28,6 +31,8 @@ class ResultOutcome:
     backend_result: Optional[BackendResult] = None
     disallowed: tuple[Cause, ...] = ()
     message: str = ""
+    layer: Any = None
+    skipped: bool = False
 
     @property
     def verdict(self) -> Optional[Verdict]:
@@ -38,6 +43,12 @@ class ResultOutcome:
         """The compare row dict (or explain dict), plus `outcome`, `disallowed` and `message`."""
         if self.backend_result is not None:
             d = self.backend_result.to_dict()
+        elif self.layer is not None:
+            d = {"layer": self.name, **self.layer.to_json_dict()}
+        elif self.skipped:
+            d = {"result": self.name, "status": "skipped", "reason": self.message.removeprefix("skipped: ")}
+        elif self.diagnosis is None and self.message:
+            d = {"result": self.name}
         else:
             d = {"output": self.name}
             if self.diagnosis is not None:
@@ -58,20 +69,39 @@ class CaseResult:
     results: tuple[ResultOutcome, ...]
     report: Optional[CompareReport] = None
     seconds: float = 0.0
+    model: Any = None   # a model case's ModelReport (None for the others, or when it was skipped)
 
     @property
     def name(self) -> str:
         return self.case.name
 
     def to_dict(self) -> dict[str, Any]:
-        """One entry of the check JSON's `cases`."""
+        """One entry of the check JSON's `cases`: a model case adds `model` (the `convcheck/model/1`
+        document without its `layers`, which are the case's `results`), an explain case with
+        declared values adds `expect`."""
+        allow = self.case.allow
         d: dict[str, Any] = {"name": self.case.name, "status": self.status, "kind": self.case.kind,
-                             "allow": [str(rule) for rule in self.case.allow],
+                             "allow": allow.texts() if hasattr(allow, "texts") else [str(rule) for rule in allow],
                              "seconds": round(self.seconds, 6)}
         if self.case.line is not None:
             d["line"] = self.case.line
+        if getattr(self.case, "expect", ()):
+            d["expect"] = {name: _declared_json(value) for name, value in self.case.expect}
         d["results"] = [r.to_dict() for r in self.results]
+        if self.case.kind == "model":
+            document = self.model.to_json_dict() if self.model is not None else {"schema": MODEL_SCHEMA}
+            document.pop("layers", None)
+            d["model"] = document
         return d
+
+
+def _declared_json(value) -> Any:
+    """A declared value as JSON writes it: tuples as lists, a bias or scale file as its path."""
+    if hasattr(value, "label") and hasattr(value, "path"):
+        return value.text or value.path
+    if isinstance(value, tuple):
+        return [_declared_json(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

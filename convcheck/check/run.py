@@ -15,6 +15,7 @@ from ..results import CompareReport, Diagnosis
 from ..vocabulary import Verdict
 from .config import Case, Suite, find_config, load_suite
 from .judge import case_status, judge
+from .model_cases import run_model_case, validate_model_case
 from .report import CaseResult, CheckReport, ResultOutcome
 
 # Validated inputs kept from the first pass up to this many bytes (see run_suite).
@@ -50,8 +51,12 @@ def run_suite(suite: Suite, *, strict: bool = False, progress: Optional[Callable
     started = time.perf_counter()
     kept = _validate(suite)
     suite_strict = strict or suite.strict
-    results = _run_cases(suite, kept, suite_strict, progress, keep_arrays)
-    total = len(suite.cases)
+    total = len(suite.cases) + len(suite.models)
+    results = _run_cases(suite, kept, suite_strict, progress, keep_arrays, total)
+    for done, case in enumerate(suite.models, start=len(suite.cases)):
+        if progress is not None:
+            progress(done, total, case.name)
+        results.append(run_model_case(case, suite.config))
     if progress is not None:
         progress(total, total, None)
     return CheckReport(_display_path(suite.config), suite_strict, tuple(results), time.perf_counter() - started)
@@ -65,11 +70,41 @@ def _validate(suite: Suite) -> dict[int, Any]:
     budget = _KEPT_BYTES
     for index, case in enumerate(suite.cases):
         inputs = _load(case, suite.config)
+        if case.output is not None:
+            _declared(case, inputs, suite.config)
         size = sum(a.nbytes for a in (inputs.image, inputs.kernel, inputs.output) if a is not None)
         if size <= budget:
             kept[index], budget = inputs, budget - size
         del inputs
+    for case in suite.models:
+        validate_model_case(case, suite.config)
     return kept
+
+
+def _declared(case: Case, inputs, config: Path) -> dict:
+    """The case's `expect` values as `diagnose` takes them: bias and scale files read (one value per
+    output channel), and every value checked to apply to these arrays; an `InputError` is prefixed
+    with the file and case."""
+    from ..declared import check_applies
+    from ..inputs import check_channel_count, read_channel_values
+    from .expect import ChannelFile
+
+    outs = int(inputs.output.shape[-1])
+    expected = {}
+    try:
+        for field, value in case.expect:
+            if isinstance(value, ChannelFile):
+                label = f"expect.{field}: {value.label}"
+                try:
+                    value = read_channel_values(value.path, field)
+                except InputError as exc:
+                    raise InputError(f"expect.{field}: {exc}") from None
+                check_channel_count(value, label, outs)
+            expected[field] = value
+        check_applies(expected, outs=outs, image_hw=tuple(inputs.image.shape[1:3]), padding=case.padding)
+    except InputError as exc:
+        raise InputError(f"{config}: case '{case.name}': {exc}") from None
+    return expected
 
 
 def _load(case: Case, config: Path):
@@ -83,7 +118,8 @@ def _load(case: Case, config: Path):
         raise InputError(f"{config}: case '{case.name}': {exc}") from None
 
 
-def _run_cases(suite: Suite, kept: dict[int, Any], suite_strict: bool, progress, keep_arrays: bool) -> list[CaseResult]:
+def _run_cases(suite: Suite, kept: dict[int, Any], suite_strict: bool, progress, keep_arrays: bool,
+               total: int) -> list[CaseResult]:
     """Each case run and judged, in order, released before the next loads.
 
     Compare cases' diagnoses go to a second process, which works on one case while this
@@ -93,7 +129,6 @@ def _run_cases(suite: Suite, kept: dict[int, Any], suite_strict: bool, progress,
     """
     from ..worker import Pipeline
 
-    total = len(suite.cases)
     plotted: list[int] = [0]   # results whose arrays are kept for the plot so far
     results = []
     pipeline = Pipeline(sum(case.output is None for case in suite.cases), _WORKER_MIN_CASES)
@@ -108,7 +143,7 @@ def _run_cases(suite: Suite, kept: dict[int, Any], suite_strict: bool, progress,
             inputs = kept.pop(done) if done in kept else _load(case, suite.config)
             case_strict = suite_strict or case.strict
             if case.output is not None:
-                results.append(_explain_case(case, inputs, case_strict, keep_arrays, plotted))
+                results.append(_explain_case(case, inputs, case_strict, keep_arrays, plotted, suite.config))
             else:
                 report, ran = _run_backends(case, inputs, pipeline, owed, keep_arrays, plotted)
                 pipeline.ran(ran)
@@ -123,13 +158,19 @@ def _run_cases(suite: Suite, kept: dict[int, Any], suite_strict: bool, progress,
     return results
 
 
-def _explain_case(case: Case, inputs, case_strict: bool, keep_arrays: bool, plotted: list[int]) -> CaseResult:
-    """A case with a saved output: its diagnosis, judged."""
+def _explain_case(case: Case, inputs, case_strict: bool, keep_arrays: bool, plotted: list[int],
+                  config: Path) -> CaseResult:
+    """A case with a saved output: its diagnosis against what the case declares, judged."""
     from ..engine import diagnose
 
     started = time.perf_counter()
-    diagnosis = diagnose(inputs, padding=case.padding, stride=case.stride, dilation=case.dilation,
-                         groups=case.groups, keep_arrays=keep_arrays)
+    expected = _declared(case, inputs, config)
+    try:
+        diagnosis = diagnose(inputs, padding=case.padding, stride=case.stride, dilation=case.dilation,
+                             groups=case.groups, precision=case.precision, output_precision=case.output_precision,
+                             algorithm=case.algorithm, expected=expected, keep_arrays=keep_arrays)
+    except InputError as exc:
+        raise InputError(f"{config}: case '{case.name}': {exc}") from None
     diagnosis = _for_plot(diagnosis, plotted) if keep_arrays else diagnosis
     outcomes = [judge(str(case.raw.get("output", case.output)), diagnosis, case.allow, case_strict)]
     return CaseResult(case, case_status(outcomes), tuple(outcomes), None, time.perf_counter() - started)

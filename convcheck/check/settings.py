@@ -1,15 +1,17 @@
 """The settings of a check config table (top level or one case): each key's value validated.
 
-padding, stride, dilation, groups, layout, dtype, kernel-layout, backends,
-library-defaults, strict and allow; a case's settings lie on top of the top level's.
+padding (a name or explicit amounts), stride, dilation, groups, layout, dtype, kernel-layout,
+backends, library-defaults, strict and allow; a case's settings lie on top of the top level's.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Callable
 
 from ..choices import KERNEL_AXIS_ORDERS, LAYOUTS
+from ..declared import padding_from_text
 from ..errors import InputError
 from ..vocabulary import DTYPES, KERNEL_LAYOUTS, PADDINGS
 from .allow import one_of, parse_allow
@@ -32,6 +34,22 @@ def _pair(value: Any, say: str, key: str) -> tuple[int, int]:
         return (value[0], value[1])
     raise InputError(f"{say}: {value!r} is not a positive integer or a list of two; write e.g. "
                      f"{key} = 2 or {key} = [2, 1]")
+
+
+def read_padding(value: Any, say: str):
+    """A padding: a convention's name ('same', 'valid', 'full'), or explicit amounts as PyTorch and
+    ONNX declare them: an integer P, a list [PH, PW] or [top, bottom, left, right], or
+    [[top, bottom], [left, right]] (a string of them, "1,1,0,2", reads as on the command line).
+    Returns the name or ((top, bottom), (left, right))."""
+    if isinstance(value, str):
+        if re.search(r"[0-9]", value):
+            return padding_from_text(value, f"{say}: {value!r}")
+        return one_of(value, PADDINGS, say)
+    if isinstance(value, bool):
+        raise InputError(f"{say}: {value!r} is not a padding; write e.g. padding = \"same\", padding = 1 or "
+                         "padding = [[0, 1], [0, 1]]")
+    from ..geometry import normalize_padding
+    return normalize_padding(value, say)
 
 
 def _groups(value: Any, say: str) -> int:
@@ -72,7 +90,7 @@ def read_settings(table: dict, say: Callable[[str], str], defaults: dict) -> dic
     """The validated settings of one table, on top of `defaults`."""
     settings = dict(defaults)
     if "padding" in table:
-        settings["padding"] = one_of(table["padding"], PADDINGS, say("padding"))
+        settings["padding"] = read_padding(table["padding"], say("padding"))
     for key in ("stride", "dilation"):
         if key in table:
             settings[key] = _pair(table[key], say(key), key)

@@ -71,7 +71,8 @@ class _Progress:
 _EPILOG = """\b
 Config keys (convcheck.toml; in pyproject.toml under [tool.convcheck]):
   top level, inherited by every case:
-    padding = "same"            same | valid | full
+    padding = "same"            same | valid | full, or amounts: 1 (PyTorch padding=1),
+                                [PH, PW], [T, B, L, R] or [[T, B], [L, R]]
     stride = 2                  an integer for both axes, or [SY, SX]
     dilation = [1, 2]           an integer for both axes, or [DY, DX]
     groups = 3                  the groups you expect (cases with an output; backends
@@ -87,6 +88,14 @@ Config keys (convcheck.toml; in pyproject.toml under [tool.convcheck]):
   each [[case]] ([[tool.convcheck.case]]): name, image, kernel, and either
     output = "saved.npy" (explain a saved output) or backends = [...],
     plus any key above for this case alone. kernel_layout spellings work too.
+    Arrays may be FILE.npz:KEY members of an np.savez archive.
+    expect = {activation = "relu", bias = "bias.npy", offset = "-1,-1"}
+                                what a saved output was computed as (any field of
+                                the vocabulary, values as --expect takes them)
+  each [[model]] ([[tool.convcheck.model]]): name, original (a model file or
+    package.module:attr), and optionally port, input = "x.npy", allow = [...]
+    (as --allow, "unmatched" included), match = ["ORIG=PORT"], as-run = true:
+    walked layer by layer as convcheck model does, one result per layer.
 
 \b
 Example:
@@ -123,6 +132,10 @@ def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], repo
     suite = load_suite(config)
     protected = [(f"{role} file of case '{case.name}'", path) for case in suite.cases
                  for role, path in (("image", case.image), ("kernel", case.kernel), ("output", case.output))]
+    protected += [(f"{role} file of case '{case.name}'", getattr(value, "path", value)) for case in suite.cases
+                  for role, value in case.expect if role in ("bias", "scale")]
+    protected += [(f"{role} of model case '{case.name}'", path) for case in suite.models
+                  for role, path in (("original model", case.original), ("port", case.port), ("input file", case.input))]
     check_outputs(output=output_file, reports=reports, plot=plot, protected=protected)
     with _Progress(len(suite.cases)) as progress, stdout_to_stderr():
         report = run_suite(suite, strict=strict, progress=progress, keep_arrays=plot is not None)

@@ -2,6 +2,7 @@
 
 `output_options(fn)` adds --format, --output, --report, --strict and --plot; `input_options(fn)`
 adds --padding, --stride, --dilation, --layout, --kernel-layout and --max-elements;
+`declared_options(fn)` adds --expect, --bias, --scale and --output-precision;
 `backends_option` and `library_defaults_option` go on the commands that run backends.
 Stacking a group on a command gives it the same spelling, help and defaults everywhere
 (`compare`, `explain`, `check`).
@@ -17,7 +18,7 @@ from typing import Callable, Optional
 
 import click
 
-from ..choices import KERNEL_AXIS_ORDERS, KERNEL_LAYOUTS, LAYOUTS, PADDINGS
+from ..choices import KERNEL_AXIS_ORDERS, KERNEL_LAYOUTS, LAYOUTS, OUTPUT_PRECISIONS, PADDINGS
 from ..errors import InputError
 from ..formats import FORMATS, Format
 
@@ -77,11 +78,33 @@ report_option = click.option(
     help="Also write the report in FORMAT to FILE; repeat it for several reports from one run "
          "(e.g. --report junit=report.xml --report markdown=summary.md).")
 
+def _padding_callback(ctx, param, value):
+    from ..declared import padding_from_text
+    if not isinstance(value, str):
+        return value
+    try:
+        return padding_from_text(value, f"--padding {value!r}")
+    except InputError:
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(PADDINGS)}, nor padding amounts P, PH,PW or "
+                                 "TOP,BOTTOM,LEFT,RIGHT (non-negative integers: 1 is PyTorch's padding=1, ONNX pads "
+                                 "[t, l, b, r] are t,b,l,r)", ctx=ctx, param=param) from None
+
+
+def _complete_padding(ctx, param, incomplete: str):
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(name) for name in PADDINGS if name.startswith(incomplete.lower())]
+
+
 padding_option = click.option(
-    "--padding", type=click.Choice(PADDINGS, case_sensitive=False), default="same", show_default=True,
-    callback=lambda ctx, param, value: value.lower() if isinstance(value, str) else value,
-    help="The output size you expect: same (TensorFlow 'SAME', extra row/column at the "
-         "bottom/right), valid, or full; any case.")
+    "--padding", default="same", show_default=True, metavar="same|valid|full|P|PH,PW|T,B,L,R",
+    callback=_padding_callback, shell_complete=_complete_padding,
+    help="The padding you expect: same (TensorFlow 'SAME', extra row/column at the bottom/right), "
+         "valid, or full (any case); or explicit amounts of zeros as PyTorch and ONNX declare them: "
+         "P on every side (PyTorch padding=1), PH,PW (rows, columns), or TOP,BOTTOM,LEFT,RIGHT "
+         "(ONNX pads [t, l, b, r] are t,b,l,r).")
+
+
 class _KernelLayout(click.Choice):
     """hwio, oihw, depthwise, or any other order of the letters h, w, i, o (any case); the
     help lists the three names only."""
@@ -164,6 +187,33 @@ max_elements_option = click.option(
     "--max-elements", type=click.IntRange(min=1), default=DEFAULT_MAX_ELEMENTS, show_default=True,
     help="Refuse arrays with more elements than this (checked from the .npy header, before "
          "reading the data).")
+
+
+expect_option = click.option(
+    "--expect", "expect", multiple=True, metavar="FIELD=VALUE",
+    help="Declare what the computation is, for any field of the vocabulary (repeatable): values as "
+         "check's allow rules write them, e.g. --expect offset=-1,-1 --expect activation=relu "
+         "--expect boundary=reflect --expect padding=1,1,0,2. A declared value is no difference; "
+         "only fields that differ from it are named.")
+bias_option = click.option(
+    "--bias", default=None, metavar="FILE.npy|NUMBER",
+    help="The bias the layer adds: a number, numbers per output channel (0.1,0.2,...), or a .npy "
+         "(or FILE.npz:KEY) of one value per output channel. Applied as given (with its rounding), "
+         "never fitted: a different bias in the output is named.")
+scale_option = click.option(
+    "--scale", default=None, metavar="FILE.npy|NUMBER",
+    help="The scale the layer multiplies by (before the bias): as --bias.")
+output_precision_option = click.option(
+    "--output-precision", type=click.Choice(OUTPUT_PRECISIONS), default=None,
+    help="The type you expect the result stored in (default: the precision's own; float32 for "
+         "tfloat32), e.g. float32 for bfloat16 inputs summed and stored in float32, uint8 for OpenCV "
+         "on uint8 images (rounded and saturated).")
+
+
+def declared_options(fn: Callable) -> Callable:
+    """--expect FIELD=VALUE (repeatable), --bias, --scale and --output-precision (parameters:
+    expect, bias, scale, output_precision): CONTRACT section 2a's declarations."""
+    return _compose(expect_option, bias_option, scale_option, output_precision_option)(fn)
 
 
 def output_options(fn: Callable) -> Callable:

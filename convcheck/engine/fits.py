@@ -410,8 +410,9 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
     and 0) cannot be told from the default and from rounding: it is no cause (the default
     stands if it fits; if it does not, this candidate is not the explanation). Per channel
     for a per-channel fit (dead channels, with no free element, are only bounded and skip
-    this); only free (compared, unclipped) elements count, which makes the extent larger,
-    never smaller: the safe direction. A parameter fitted per channel, or with `strict` (a
+    this, as do channels whose defaults reproduce every element: they claim no change; a fit
+    whose every channel is such claims nothing); only free (compared, unclipped) elements
+    count, which makes the extent larger, never smaller: the safe direction. A parameter fitted per channel, or with `strict` (a
     precision modelled with slack), must be pinned within DETERMINED_FRACTION of its change.
     On an `integer` output (rounded to nearest and saturated), a fitted bias whose allowed
     values reach +-1/2 is the offset between rounding to nearest and rounding down or up
@@ -427,12 +428,20 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
     scales, biases = np.broadcast_to(scale, (outs,)), np.broadcast_to(bias, (outs,))
     s0, b0 = (np.broadcast_to(np.asarray(d, dtype=np.float64), (outs,)) for d in default)
     groups = [[c] for c in range(outs)] if per_channel_fit(fit) else [list(range(outs))]
+    unchanged = 0
     for channels in groups:
         one = keep[:, channels]
         if not one.any():
+            unchanged += 1
             continue
         vv, yy, bb = v[:, channels][one], y[:, channels][one], b[:, channels][one]
         c = channels[0]
+        if per_channel_fit(fit) and _default_holds(vv, yy, bb, kind, scales[c], biases[c], s0[c], b0[c]):
+            # The channel's own defaults (e.g. its declared bias) reproduce every element of it
+            # within the bound: nothing is claimed for this channel, only for those whose
+            # defaults fail, and those must be pinned by their evidence as below.
+            unchanged += 1
+            continue
         widths = _half_widths(vv, yy, bb, kind, float(scales[c]), float(biases[c]))
         for name, width, value, prior in (("scale", widths[0], scales[c], s0[c]), ("bias", widths[1], biases[c], b0[c])):
             if width is None:
@@ -453,7 +462,18 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
                 return (f"the fitted {name}{where}, {float(value):.6g}, is uncertain by {width:.3g} (the values every "
                         f"element's bound allows), which reaches {allowed} ({float(prior):.6g}): the data cannot tell "
                         "it from rounding")
+    if per_channel_fit(fit) and unchanged == len(groups):
+        return (f"the fitted {kind if kind != 'both' else 'scale and bias'} per channel reproduces the output only where "
+                "its defaults do: no channel's value differs from its default beyond rounding")
     return None
+
+
+def _default_holds(v, y, b, kind: str, scale, bias, default_scale, default_bias) -> bool:
+    """Whether the fitted parameters (`kind`: 'bias', 'scale' or 'both') at their defaults keep
+    every element within its bound (a parameter not fitted stays as it is)."""
+    s = float(default_scale) if kind in ("scale", "both") else float(scale)
+    o = float(default_bias) if kind in ("bias", "both") else float(bias)
+    return bool(np.all(np.abs(y - (s * v + o)) <= b))
 
 
 def _half_widths(v, y, b, kind: str, scale: float, bias: float):

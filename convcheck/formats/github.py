@@ -107,6 +107,11 @@ def render_check(report) -> str:
     config = _relative(report.config)
     lines = []
     for case in report.cases:
+        if case.case.kind == "model":
+            annotation = _model_command(case, config)
+            if annotation is not None:
+                lines.append(annotation)
+            continue
         for outcome in case.results:
             if outcome.status == "pass":  # no annotation: counted below, listed in the job summary
                 continue
@@ -164,6 +169,22 @@ def render_model(report) -> str:
                                  "accepts it)"))
     lines.append(f"convcheck model: {models_name(report)}: {summary_line(report)}")
     return "\n".join(lines)
+
+
+def _model_command(case, config: str) -> Optional[str]:
+    """One annotation for a model case that needs attention (GitHub shows ten of a kind per step: one
+    per model, not per layer), titled with where the port first diverges; None when it passes."""
+    if case.status == "pass":
+        return None
+    if case.model is None:   # its format's extra is missing
+        return command("error", f"convcheck: {case.name}", case.results[0].message, file=config,
+                       line=case.case.line)
+    from .model_text import divergence_line, failure_lines, summary_line
+    report = case.model
+    message = "\n".join([summary_line(report), *failure_lines(report)])
+    level = "error" if case.status in ("fail", "error") else "warning"
+    return command(level, f"convcheck: {case.name}: first divergence at {divergence_line(report)}", message,
+                   file=config, line=case.case.line)
 
 
 def append_step_summary(markdown: str) -> bool:

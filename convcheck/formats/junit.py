@@ -148,7 +148,8 @@ def render_compare(report) -> str:
 
 
 def render_check(report) -> str:
-    """A `check` report: one suite, one testcase per case and result (classname = case name)."""
+    """A `check` report: one suite, one testcase per case and result (classname = case name); a model
+    case has one testcase per layer, its skipped format one `<skipped>` testcase."""
     suite = _Suite(f"convcheck check: {display_path(report.config)}")
     for case in report.cases:
         for outcome in case.results:
@@ -157,8 +158,14 @@ def render_check(report) -> str:
                 _backend_case(suite, case.name, row)
                 continue
             seconds = row.seconds if row is not None else case.seconds
+            if case.case.kind == "model":   # the walk's time, shared by its layers (the totals stay right)
+                seconds = case.seconds / len(case.results)
             body = "\n".join(outcome_lines(outcome))
-            if outcome.status == "fail":
+            if outcome.skipped:
+                suite.case(case.name, outcome.name, 0.0, skipped=outcome.message)
+            elif outcome.status == "error":
+                suite.case(case.name, outcome.name, seconds, error=(outcome.message, "not-judged", body))
+            elif outcome.status == "fail":
                 kind = "unexplained" if outcome.verdict is Verdict.UNEXPLAINED else "not-allowed"
                 suite.case(case.name, outcome.name, seconds, failure=(outcome.message, kind, body))
             elif outcome.status == "warn":

@@ -1,5 +1,6 @@
-"""Reading one `.npy` file safely: a regular file, a sound header, a dtype convcheck computes
-with and a size within the limit, checked before any data is read; never unpickled.
+"""Reading one `.npy` file, or one array of a `.npz` archive, safely: a regular file, a sound header,
+a dtype convcheck computes with and a size within the limit, checked before any data is read;
+never unpickled.
 """
 
 from __future__ import annotations
@@ -13,25 +14,28 @@ import tokenize
 import numpy as np
 
 from ..errors import InputError
+from ..files import archive_member
 from .arrays import check_dtype, one_line
 
 DEFAULT_MAX_ELEMENTS = 2**28
 
-_ROLES = ("image", "kernel", "output")
+_ROLES = ("image", "kernel", "output", "bias", "scale")
 _MAX_DIMENSION = 2**62  # numpy sizes are C ssize_t: a bigger dimension is a crafted header
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def read_npy(path, role: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
-    """Read one array from a `.npy` file, refusing anything unsafe or unusable.
+    """Read one array from a `.npy` file, or from a `.npz` archive, refusing anything unsafe or unusable.
 
-    `role` is 'image', 'kernel' or 'output' (used in messages: "image file 'x.npy': ...").
-    The header is read and checked first (dtype, `max_elements`, file size), so a huge
-    or truncated file is refused without allocating; data is loaded with
-    `allow_pickle=False`, so a pickled object array is never unpickled. The array keeps
-    its dtype (a non-native byte order is made native); its shape is not checked here
-    (see `as_image`, `as_kernel`, `as_output`).
+    `role` names the array in messages ('image', 'kernel', 'output', 'bias', 'scale': "image
+    file 'x.npy': ..."). The header is read and checked first (dtype, `max_elements`, file
+    size), so a huge or truncated file is refused without allocating; data is loaded with
+    `allow_pickle=False`, so a pickled object array is never unpickled. An archive from
+    `np.savez` is read as `FILE.npz:KEY` (its array KEY), or as `FILE.npz` when it holds exactly
+    one array; its member is checked exactly as a `.npy` file is. The array keeps its dtype (a
+    non-native byte order is made native); its shape is not checked here (see `as_image`,
+    `as_kernel`, `as_output`), nor are its values.
     """
     if role not in _ROLES:
         raise ValueError(f"role must be one of {', '.join(_ROLES)}, not {role!r}")
@@ -45,27 +49,24 @@ def read_npy(path, role: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
         raise InputError(f"--max-elements must be a positive integer, not {max_elements!r}; "
                          f"the default is {DEFAULT_MAX_ELEMENTS}")
 
+    archive, key = archive_member(name)
+    if key is not None:
+        check_regular_file(archive, label, "a .npz archive", "give the path of an archive saved with np.savez")
+        return _read_npz(archive, key, label, max_elements)
     check_regular_file(name, label, "a .npy file", "give the path of a file saved with np.save")
     try:
         with open(name, "rb") as fp:
             file_size = os.fstat(fp.fileno()).st_size
             if file_size == 0:
                 raise InputError(f"{label}: is empty (0 bytes); save the array again with np.save(path, array)")
+            if fp.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
+                return _read_npz(name, None, label, max_elements)
+            fp.seek(0)
             dtype, shape, fortran_order, data_offset = _read_header(fp, label, file_size)
     except OSError as exc:
         raise InputError(f"{label}: cannot be read ({exc.strerror or exc}); check that it exists and is readable") from None
 
-    check_dtype(dtype, label, from_file=True)
-    count = math.prod(shape)
-    if count > max_elements:
-        raise InputError(f"{label}: its header says it holds {count} elements (shape {shape}), more than the "
-                         f"limit of {max_elements}; crop it, or raise the limit with --max-elements "
-                         "(max_elements= in Python) if you really mean to compare an array this large")
-    expected = data_offset + count * dtype.itemsize
-    if file_size < expected:
-        raise InputError(f"{label}: is truncated: its header promises {expected} bytes (shape {shape}, "
-                         f"dtype {dtype}) but the file holds {file_size}; copy or save it again")
-
+    _check_header(label, dtype, shape, data_offset, file_size, max_elements)
     try:
         array = np.load(name, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -73,9 +74,69 @@ def read_npy(path, role: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
                          "save it again with np.save(path, array)") from None
     if not isinstance(array, np.ndarray):  # np.load returns an NpzFile for a zip archive
         raise InputError(f"{label}: is not a .npy file; save a single array with np.save(path, array)")
-    if not array.dtype.isnative:
-        array = array.astype(array.dtype.newbyteorder("="))
-    return array
+    return _native(array)
+
+
+def _check_header(label: str, dtype: np.dtype, shape: tuple[int, ...], data_offset: int, size: int,
+                  max_elements: int) -> None:
+    """Refuse, from a .npy header alone, a dtype convcheck cannot use, more than `max_elements`
+    elements, or data shorter than the header promises (`size`: the file's, or the member's, bytes)."""
+    check_dtype(dtype, label, from_file=True)
+    count = math.prod(shape)
+    if count > max_elements:
+        raise InputError(f"{label}: its header says it holds {count} elements (shape {shape}), more than the "
+                         f"limit of {max_elements}; crop it, or raise the limit with --max-elements "
+                         "(max_elements= in Python) if you really mean to compare an array this large")
+    expected = data_offset + count * dtype.itemsize
+    if size < expected:
+        raise InputError(f"{label}: is truncated: its header promises {expected} bytes (shape {shape}, "
+                         f"dtype {dtype}) but the file holds {size}; copy or save it again")
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    return array.astype(array.dtype.newbyteorder("=")) if not array.dtype.isnative else array
+
+
+def _read_npz(archive: str, key, label: str, max_elements: int) -> np.ndarray:
+    """Array `key` of the `np.savez` archive `archive` (its only array when `key` is None), its
+    member checked as `read_npy` checks a file: header first, never unpickled."""
+    import zipfile
+    import zlib
+
+    try:
+        with zipfile.ZipFile(archive) as members:
+            arrays = {info.filename[:-4]: info for info in members.infolist()
+                      if info.filename.endswith(".npy") and not info.is_dir()}
+            info = arrays[_member_key(arrays, archive, key, label)]
+            with members.open(info) as fp:
+                dtype, shape, _, data_offset = _read_header(fp, label, info.file_size)
+                _check_header(label, dtype, shape, data_offset, info.file_size, max_elements)
+                fp.seek(0)
+                array = np.lib.format.read_array(fp, allow_pickle=False)
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{label}: could not be read as a .npz archive ({one_line(exc)}); save it again with "
+                         "np.savez(path, name=array)") from None
+    return _native(array)
+
+
+def _member_key(arrays: dict, archive: str, key, label: str) -> str:
+    """The member to read: `key`, or the archive's only array; else an `InputError` listing the keys."""
+    keys = ", ".join(sorted(arrays)) or "none"
+    if key is None:
+        if len(arrays) == 1:
+            return next(iter(arrays))
+        if not arrays:
+            raise InputError(f"{label}: is a zip archive holding no .npy arrays; save the array with np.save, or "
+                             "into an archive with np.savez(path, name=array)")
+        raise InputError(f"{label}: is a .npz archive of {len(arrays)} arrays ({keys}); name the one to read as "
+                         f"{archive}:KEY, e.g. {archive}:{sorted(arrays)[0]}")
+    if key not in arrays:
+        example = f", e.g. {archive}:{sorted(arrays)[0]}" if arrays else ""
+        raise InputError(f"{label}: the archive has no array '{key}' (its arrays: {keys}); name one of them as "
+                         f"{archive}:KEY{example}")
+    return key
 
 
 _NOT_REGULAR = ((stat.S_ISDIR, "is a directory"),
@@ -122,9 +183,8 @@ def _read_header(fp, label: str, file_size: int):
     """Parse the .npy magic and header; return (dtype, shape, fortran_order, data offset)."""
     start = fp.read(len(_NPY_MAGIC))
     fp.seek(0)
-    if start[:4] == _ZIP_MAGIC:
-        raise InputError(f"{label}: is not a .npy file (it is a zip archive, e.g. a .npz from np.savez); "
-                         "save the single array with np.save(path, array)")
+    if start[:4] == _ZIP_MAGIC:   # a zip inside an archive (a file's own zip is read as a .npz)
+        raise InputError(f"{label}: is not a .npy file (it is a zip archive); save the array with np.save(path, array)")
     if start != _NPY_MAGIC:
         if len(start) < len(_NPY_MAGIC) and _NPY_MAGIC.startswith(start):
             raise InputError(f"{label}: is truncated ({file_size} bytes, shorter than a .npy header); "

@@ -141,3 +141,9 @@ def check_pair(image, kernel, padding: str, image_name="image", kernel_name="ker
         raise InputError(f"{kernel_label} ({kh}x{kw}) is larger than {image_label} ({height}x{width}), "
                          "so padding 'valid' has no output position; use padding 'same' or 'full', "
                          "or a larger image")
+    if not isinstance(padding, str):
+        (top, bottom), (left, right) = padding
+        if kh > height + top + bottom or kw > width + left + right:
+            raise InputError(f"{kernel_label} ({kh}x{kw}) is larger than {image_label} ({height}x{width}) padded by "
+                             f"[[{top}, {bottom}], [{left}, {right}]], so that padding has no output position; "
+                             "pad more, use padding 'same' or 'full', or a larger image")
