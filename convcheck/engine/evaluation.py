@@ -19,7 +19,8 @@ from ..vocabulary import Explanation
 from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
 from .clipping import clip_limits, clip_residual, clipped_mask, clipped_values
 from .fits import evaluation_error, fit_cval, fit_within, undetermined, usable_fit
-from .plausibility import WINOGRAD_USERS, implausibility_mask, winograd_implausible, winograd_tile
+from .plausibility import (WINOGRAD_USERS, half_storage_unattainable, implausibility_mask, winograd_implausible,
+                           winograd_tile)
 from .problem import Problem
 from .reference import correlate, map_blocks
 from .statistics import Differences
@@ -134,6 +135,9 @@ def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: flo
         implausible = implausibility_mask(problem, fitted_expl, values, residual, compared, fit)
         if implausible is None and expl.algorithm == "winograd":
             implausible = winograd_implausible(residual, bound, compared, tile)
+        if implausible is None and fit_kind(fit) != "none":
+            implausible = half_storage_unattainable(problem, fitted_expl, values, mags, scale, bias, fit_kind(fit),
+                                                    compared, limits)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     pinned = None
