@@ -217,7 +217,7 @@ def any_backend(name):
 
 def expected_with(image, kernel, name, padding, **geometry):
     """The reference, for a library that flips the kernel (a true convolution) with the flipped kernel."""
-    flips = name in ("scipy.signal.convolve2d",)
+    flips = name in ("scipy.signal.convolve2d", "scipy.signal.fftconvolve", "scipy.ndimage.convolve")
     return reference(image, kernel[::-1, ::-1] if flips else kernel, normalize_padding(padding), **geometry)
 
 
