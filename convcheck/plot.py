@@ -245,6 +245,19 @@ class _RowArea:
 MAX_ROWS = 40
 
 
+def _save_figure(fig, plt, path: os.PathLike) -> None:
+    """Write `fig` to `path` atomically in the format its suffix names, then close it; a path
+    that cannot be written is bad input (exit 2), named with the option."""
+    image_format = plot_format(path)
+    try:
+        write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))
+    except OSError as exc:
+        raise InputError(f"--plot '{path}': cannot be written ({exc.strerror or exc}); check the folder exists") \
+            from None
+    finally:
+        plt.close(fig)
+
+
 def save_plot(items: Any, path: os.PathLike) -> None:
     """Write a PNG to `path`: one row of four panels per (title, diagnosis) that is not equal.
 
@@ -282,14 +295,7 @@ def save_plot(items: Any, path: os.PathLike) -> None:
                       f"to the reference, not drawn (the plot shows the first {MAX_ROWS}): {names}\n"
                       "see the report for each", ha="center", va="center", fontsize=11, color="firebrick",
                       wrap=True, transform=note.transAxes)
-    image_format = plot_format(path)
-    try:
-        write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))
-    except OSError as exc:
-        raise InputError(f"--plot '{path}': cannot be written ({exc.strerror or exc}); check the folder exists") \
-            from None
-    finally:
-        plt.close(fig)
+    _save_figure(fig, plt, path)
 
 
 # How `save_model_plot` draws each verdict of a layer's own computation: (colour, marker, legend).
@@ -375,14 +381,7 @@ def save_model_plot(report, path: os.PathLike) -> None:
     Raises `InputError` when matplotlib is missing or the file cannot be written."""
     plt, _ = _pyplot()
     fig = _model_figure(report, plt)
-    image_format = plot_format(path)
-    try:
-        write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))
-    except OSError as exc:
-        raise InputError(f"--plot '{path}': cannot be written ({exc.strerror or exc}); check the folder exists") \
-            from None
-    finally:
-        plt.close(fig)
+    _save_figure(fig, plt, path)
 
 
 __all__ = ["plot_format", "plot_items", "require_matplotlib", "save_model_plot", "save_plot"]
