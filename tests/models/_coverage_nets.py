@@ -100,6 +100,7 @@ def example() -> np.ndarray:
 
 
 def save_pt2(net, path: str) -> str:
+    """The net exported by torch.export (traced with `example()`) and saved as .pt2."""
     import torch
     program = torch.export.export(net, (torch.from_numpy(example()),), strict=False)
     torch.export.save(program, path)
