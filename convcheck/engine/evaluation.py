@@ -358,7 +358,7 @@ class _Held:
                                    unbiased=values * self.scale if self.has_bias else None)
         if self.declared:
             bound += evaluation_error(predicted - self.bias, predicted)
-            uncertain = self.problem.uncertainty_term(magnitude, self.precision, "none", self.scale)
+            uncertain = self.problem.uncertainty_term(magnitude, self.precision, "none", self.scale, values=values)
             if uncertain is not None:
                 bound += uncertain
         return bound

@@ -197,7 +197,7 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
         bound = problem.bound(mags, predicted, precision, scale, has_bias, samples, extra,
                               output_precision=output_precision, unbiased=scaled if has_bias else None)
         bound += evaluation_error(scaled, predicted)
-        uncertain = problem.uncertainty_term(mags, precision, kind, scale)
+        uncertain = problem.uncertainty_term(mags, precision, kind, scale, values=values)
         if uncertain is not None:
             bound += uncertain
         return predicted, bound
