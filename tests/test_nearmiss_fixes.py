@@ -40,3 +40,19 @@ def test_a_declared_fft_that_is_as_accurate_as_a_direct_sum_is_equal():
     kernel = rng.standard_normal((3, 3))
     out = sig.fftconvolve(image, kernel[::-1, ::-1], mode="same")
     assert convcheck.explain(image, kernel, out, algorithm="fft").verdict is Verdict.EQUAL
+
+
+@pytest.mark.parametrize("how", ["argument", "expected"])
+def test_declared_winograd_skips_readings_whose_kernel_it_cannot_compute(how):
+    """Near-miss case 792: algorithm='winograd' declared with a valid 3x3 kernel and an output the
+    reading given does not explain. The other readings of a (3, 3, 4, 12) kernel include OIHW
+    weights reshaped into a (3, 12) one, which Winograd F(m x m, 3 x 3) cannot compute: that
+    reading is no candidate, and never an InputError about a kernel the user did not pass."""
+    rng = np.random.default_rng(792)
+    image = rng.standard_normal((37, 37, 4)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 4, 12)).astype(np.float32)
+    output = rng.standard_normal((37, 37, 12)).astype(np.float32)
+    kw = {"algorithm": "winograd"} if how == "argument" else {"expected": {"algorithm": "winograd"}}
+    d = convcheck.explain(image, kernel, output, **kw)
+    assert d.verdict is Verdict.UNEXPLAINED and not d.cannot_decide
+    assert any("other readings" in note for note in d.notes), d.notes

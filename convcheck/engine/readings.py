@@ -157,6 +157,8 @@ def _other_readings(inputs, diagnosis: Diagnosis, options: dict, others: Optiona
                 reading.channel_order != "as_given")
             if best is not None and _rank(best)[1] <= changes:
                 break  # every reading from here on changes at least as many fields
+            if options["algorithm"] == "winograd" and tuple(reading.kernel.shape[:2]) != (3, 3):
+                continue  # Winograd F(m x m, 3 x 3), declared, cannot compute with this reading's kernel
             found = diagnose_reading(reading, **{**options, "readings": 1 + len(others), "narrow": True})
             searched += 1
             if found.cannot_decide and best is None:
