@@ -67,12 +67,12 @@ from __future__ import annotations
 import math
 import re
 import sys
+import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional
 
-import ml_dtypes
 import numpy as np
 
 import convcheck
@@ -135,7 +135,8 @@ def _full_kernel(kernel: np.ndarray, groups: int, channels: int) -> np.ndarray:
     full = np.zeros((kh, kw, channels, outs))
     step = outs // groups
     for g in range(groups):
-        full[:, :, g * per_group:(g + 1) * per_group, g * step:(g + 1) * step] = kernel[:, :, :, g * step:(g + 1) * step]
+        block = kernel[:, :, :, g * step:(g + 1) * step]
+        full[:, :, g * per_group:(g + 1) * per_group, g * step:(g + 1) * step] = block
     return full
 
 
@@ -374,7 +375,8 @@ def reproductions(image, kernel, expl: Explanation, out_shape, *, algorithms=("d
             if geometry["boundary"] != "zero" or geometry["stride"] != (1, 1) or geometry["dilation"] != (1, 1):
                 raise _Unverifiable("an FFT claim with a boundary, a stride or a dilation")
             kk = fuzz.transformed_kernel(kr, expl.kernel_transform)
-            sum_bounds = [fft_bound(xr, kk, u)[None, None, :] + (gamma(n + 2, 2.0 ** -53) + gamma(k.shape[2] + 1, u)) * mags]
+            rest = (gamma(n + 2, 2.0 ** -53) + gamma(k.shape[2] + 1, u)) * mags    # ours, the channel sum
+            sum_bounds = [fft_bound(xr, kk, u)[None, None, :] + rest]
         else:
             kk = fuzz.transformed_kernel(kr, expl.kernel_transform)
             if kk.shape[:2] != (3, 3) or geometry["stride"] != (1, 1) or geometry["dilation"] != (1, 1) \
@@ -394,7 +396,8 @@ def reproductions(image, kernel, expl: Explanation, out_shape, *, algorithms=("d
             if np.any(scale != 1.0):       # the kernel or the sum scaled: one rounding more
                 bound = bound + u * np.abs(scale) * mags * (1 + c_sum)
             claimed = scaled + bias
-            pipelines = [("before", bound + (u * (np.abs(scaled) + np.abs(bias) + bound) if np.any(bias != 0) else 0.0))]
+            adding = u * (np.abs(scaled) + np.abs(bias) + bound) if np.any(bias != 0) else 0.0
+            pipelines = [("before", bound + adding)]
             if np.any(bias != 0) and storage in ("bfloat16", "float16"):
                 pipelines.append(("after", bound))       # the sum stored, then the bias added
             for pipeline, b in pipelines:
@@ -508,11 +511,13 @@ def torch_conv(x, k, dtype: str, *, stride=1, padding="same", bias=None, winogra
     xt = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64).transpose(2, 0, 1)))[None].to(tdt)
     kt = torch.from_numpy(np.ascontiguousarray(np.asarray(k, dtype=np.float64).transpose(3, 2, 0, 1))).to(tdt)
     bt = None if bias is None else torch.from_numpy(np.asarray(bias, dtype=np.float64)).to(tdt)
-    if winograd:     # NNPACK's Winograd F(6x6,3x3): oneDNN off, a batch large enough for NNPACK
-        with torch.backends.mkldnn.flags(enabled=False):
-            y = torch.nn.functional.conv2d(xt.repeat(16, 1, 1, 1), kt, bt, stride=stride, padding=padding)[:1]
-    else:
-        y = torch.nn.functional.conv2d(xt, kt, bt, stride=stride, padding=padding)
+    with warnings.catch_warnings():   # torch's notes on 'same' with even kernels, oneDNN's TF32
+        warnings.simplefilter("ignore")
+        if winograd:     # NNPACK's Winograd F(6x6,3x3): oneDNN off, a batch large enough for NNPACK
+            with torch.backends.mkldnn.flags(enabled=False):
+                y = torch.nn.functional.conv2d(xt.repeat(16, 1, 1, 1), kt, bt, stride=stride, padding=padding)[:1]
+        else:
+            y = torch.nn.functional.conv2d(xt, kt, bt, stride=stride, padding=padding)
     return y[0].permute(1, 2, 0).to(torch.float64).numpy()
 
 
@@ -606,8 +611,10 @@ def _make_nudge(index, rng) -> NearCase:
                 break
             constant *= 2
         case.output = moved
-        case.family, case.how = f"some-ulps/{dtype}", f"{constant:.3g} ({ulps} ulps of the median, x{constant / (ulps * _ulp(median, y.dtype)):.3g}) " \
-            f"added to {int(some.sum())} of {some.size} elements"
+        grown = abs(constant) / (ulps * _ulp(median, y.dtype))
+        case.family = f"some-ulps/{dtype}"
+        case.how = f"{constant:.3g} ({ulps} ulps of the median, x{grown:.3g}) added to {int(some.sum())} of " \
+            f"{some.size} elements"
     return case
 
 
@@ -775,7 +782,8 @@ def _make_other(index, rng) -> NearCase:
         values, bound = _truth_bound(case)
         at = rng.choice(y.size, size=1)
         factor = float(np.exp(rng.uniform(np.log(10), np.log(100))))
-        case.output = _move(rng, scaled, values, bound, at, [factor * float(np.max(bound)) * float(rng.choice([-1, 1]))])
+        step = [factor * float(np.max(bound)) * float(rng.choice([-1, 1]))]
+        case.output = _move(rng, scaled, values, bound, at, step)
         case.how = f"scales {np.round(s.astype(float), 6).tolist()}, element {int(at[0])} moved by " \
             f"{factor:.3g}x the largest bound"
     return case
@@ -830,7 +838,8 @@ def _needless(case: NearCase, output, expl) -> str:
             continue
         holds, ratio, _ = check_claim(case, output, expl.with_(**{name: default}))
         if holds and ratio <= 0.5:
-            return f"names {name} {getattr(expl, name)}, which the output does not need (without it: {ratio:.3g}x the bound)"
+            return (f"names {name} {getattr(expl, name)}, which the output does not need (without it: "
+                    f"{ratio:.3g}x the bound)")
     return ""
 
 
