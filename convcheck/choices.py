@@ -18,9 +18,10 @@ KERNEL_LAYOUTS = ("hwio", "oihw", "depthwise")
 KERNEL_AXIS_ORDERS = ("hwio", "oihw") + tuple(
     h + w + i + o for h in "hwio" for w in "hwio" for i in "hwio" for o in "hwio"
     if len({h, w, i, o}) == 4 and h + w + i + o not in ("hwio", "oihw"))
-# What `kernel_layout` may say: a declared layout, another axis order, or PyTorch OIHW
-# weights turned into HWIO with reshape instead of transpose.
-KERNEL_LAYOUT_VALUES = KERNEL_AXIS_ORDERS + ("depthwise", "oihw-reshaped")
+# What `kernel_layout` may say: a declared layout, another axis order, PyTorch OIHW weights
+# turned into HWIO with reshape instead of transpose (or back), or a PyTorch depthwise kernel
+# reshaped into Keras DepthwiseConv2D's layout (or back).
+KERNEL_LAYOUT_VALUES = KERNEL_AXIS_ORDERS + ("depthwise", "oihw-reshaped", "depthwise-reshaped")
 CHANNEL_ORDERS = ("as_given", "reversed")
 LAYOUTS = ("nhwc", "nchw")   # --layout: channels last (TensorFlow) or first (PyTorch)
 ALGORITHMS = ("direct", "fft", "winograd")

@@ -323,3 +323,4 @@ def _register_check() -> None:
 
 _register_check()
 from .weights_command import weights as _weights_command; main.add_command(_weights_command)  # noqa: E402,E702
+from .model_command import model as _model_command; main.add_command(_model_command)  # noqa: E402,E702

@@ -702,6 +702,8 @@ def axis_names(layout: str) -> str:
     """'C_out, C_in, kh, kw' for 'oihw': a kernel layout's axes in words."""
     if layout == "oihw-reshaped":
         return "OIHW weights reshaped to kh, kw, C_in, C_out"
+    if layout == "depthwise-reshaped":
+        return "depthwise (C, 1, kh, kw) weights reshaped to kh, kw, C, 1"
     return ", ".join(_AXIS_NAMES[axis] for axis in layout)
 
 
@@ -721,6 +723,24 @@ def _alternative_layouts(declared: str) -> list[str]:
     orders = [order for order in KERNEL_AXIS_ORDERS if (order.index("h") < order.index("w")) == h_first]
     return [name for name in dict.fromkeys(first + orders)
             if name != declared and (name == "oihw-reshaped" or (name.index("h") < name.index("w")) == h_first)]
+
+
+def _reshaped(inputs: Inputs) -> list[tuple[str, np.ndarray]]:
+    """The kernel as a port that reshaped weights instead of transposing them computes with
+    it, both ways (CONTRACT section 2, kernel_layout; issue 21): given the original's
+    weights and the port's output, or the port's weights and the original's output. As
+    grouped HWIO: 'oihw-reshaped', PyTorch OIHW weights reshaped into Keras's HWIO shape (and
+    the inverse, HWIO reshaped into OIHW); 'depthwise-reshaped', a PyTorch depthwise
+    (C, 1, kh, kw) kernel reshaped into Keras DepthwiseConv2D's (kh, kw, C, 1) (and back)."""
+    kernel = np.asarray(inputs.kernel)
+    kh, kw, per_group, outs = kernel.shape
+    if inputs.groups == 1:
+        return [("oihw-reshaped", kernel.transpose(3, 2, 0, 1).reshape(kernel.shape)),
+                ("oihw-reshaped", kernel.reshape(outs, per_group, kh, kw).transpose(2, 3, 1, 0))]
+    if per_group == 1 and inputs.groups == outs:
+        return [("depthwise-reshaped", kernel.transpose(3, 2, 0, 1).reshape(kernel.shape)),
+                ("depthwise-reshaped", kernel.reshape(outs, 1, kh, kw).transpose(2, 3, 1, 0))]
+    return []
 
 
 def other_readings(inputs: Inputs) -> list[Inputs]:
@@ -753,6 +773,10 @@ def other_readings(inputs: Inputs) -> list[Inputs]:
                 continue
             seen.append(kernel)
             kernels.append(replace(inputs, kernel=kernel, groups=groups, kernel_reading=name))
+        for name, kernel in _reshaped(inputs):
+            if not any(k.shape == kernel.shape and np.array_equal(k, kernel) for k in seen):
+                seen.append(kernel)
+                kernels.append(replace(inputs, kernel=kernel, kernel_reading=name))
     image = inputs.image
     reversed_image = image[..., ::-1]
     # Colour images only (RGB/BGR, with alpha): reversing many feature channels is no known

@@ -33,7 +33,11 @@ class Stats:
     computation. `residual_after` is the largest |output - reproduction| for the
     explanation (or the closest candidate when unexplained) and `error_bound` the largest
     element of the rigorous bound it is held to; `bound_ratio` is max(residual / bound),
-    at most 1 exactly when every element is within its own bound. `unclipped_fraction` is,
+    at most 1 exactly when every element is within its own bound. `left_out` counts the
+    elements the explanation does not compare (an offset moves their windows past the
+    reference's edge), `left_out_max_abs_diff` how far they are from the unshifted
+    computation, `left_out_outside_range` how many lie outside the range of every compared
+    element (no shift of the computation gives them). `unclipped_fraction` is,
     when the explanation clips (an activation, an integer output's saturation), the share of
     compared elements not clipped: what the verdict rests on (None when nothing clips).
     """
@@ -50,6 +54,9 @@ class Stats:
     worst_reference: Optional[float] = None
     mismatched_after: Optional[int] = None
     unclipped_fraction: Optional[float] = None
+    left_out: int = 0
+    left_out_max_abs_diff: Optional[float] = None
+    left_out_outside_range: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The CONTRACT section 5 `stats` object (plus added fields)."""
@@ -66,6 +73,9 @@ class Stats:
             "worst_reference": _finite_or_none(self.worst_reference),
             "mismatched_after": self.mismatched_after,
             "unclipped_fraction": _finite_or_none(self.unclipped_fraction),
+            "left_out": self.left_out,
+            "left_out_max_abs_diff": _finite_or_none(self.left_out_max_abs_diff),
+            "left_out_outside_range": self.left_out_outside_range,
         }
 
 

@@ -28,7 +28,7 @@ from .geometry import geometry_pair
 from .errors import InputError
 from .vocabulary import Verdict
 
-__all__ = ["assert_conv_matches"]
+__all__ = ["assert_conv_matches", "assert_model_matches"]
 
 
 def _worst_sample(diagnosis, inputs) -> int:
@@ -191,3 +191,46 @@ def _allow_text(cause) -> str:
     if cause.field in ("bias", "scale"):
         return cause.field
     return f"{cause.field}={cause.value}"
+
+
+def assert_model_matches(original, port, input=None, allow: Iterable[str] = (), msg: Optional[str] = None, *,
+                         match=(), as_run: bool = False):
+    """Assert that `port` computes what `original` computes, conv layer by conv layer (`convcheck model`).
+
+    `original` and `port` are model files (.onnx, .pt2, .pt, .keras, .h5, .tflite) or a
+    PyTorch `package.module:attr` name; `input` a numpy array or a .npy path in the original's
+    layout (default: a seeded random input of its declared shape); `allow` the differences
+    the port may have ("precision=float16", "unmatched", ...: `--allow`'s syntax); `match`
+    layer pairs that override the matching ({"orig": "port"}, ("orig", "port") pairs or
+    "orig=port" strings); `as_run` judges what the runtimes really run.
+    Raises `AssertionError` when `convcheck model` would exit 1 (a layer unexplained, or
+    explained or with weights changed by a field not in `allow`, or an original layer left
+    unmatched); its first line says where the port first diverges (`msg` first), then the
+    layer table. Bad files or arguments raise `convcheck.InputError`. Returns the
+    `ModelReport` when it passes.
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not convcheck's internals
+    from .formats import model_text
+    from .formats.table import render_model
+    from .models.matching import parse_match
+    from .models.report import parse_model_allow
+    from .models.walk import walk
+
+    if not isinstance(allow, (str, list, tuple)):
+        try:
+            allow = list(allow)
+        except TypeError:
+            raise InputError(f"allow: {allow!r} is not a list; write e.g. allow=[\"precision=float16\"]") from None
+    rules = parse_model_allow(allow)
+    if isinstance(match, dict):
+        pairs = tuple((str(k), str(v)) for k, v in match.items())
+    else:
+        pairs = tuple(parse_match([m])[0] if isinstance(m, str) else (str(m[0]), str(m[1])) for m in match)
+    report = walk(original, port, input=input, allow=rules, match=pairs, as_run=as_run)
+    if report.exit_code() != 1:
+        return report
+    failures = model_text.failure_lines(report)
+    headline = (f"the port diverges from the original: first divergence at {model_text.divergence_line(report)}; "
+                f"{failures[0]}" + (f" (and {len(report.failures()) - 1} more)" if len(report.failures()) > 1 else ""))
+    lines = [f"{msg}: {headline}" if msg else headline, "", render_model(report, color=False, width=160).rstrip()]
+    raise AssertionError("\n".join(lines))

@@ -184,11 +184,18 @@ def _axes_text(layout: str) -> str:
 def _kernel_layout_text(value: str, declared: str) -> tuple[str, str]:
     """(summary, fix) of a kernel read in layout `value` where `declared` was expected."""
     if value == "oihw-reshaped":
-        return ("the kernel is PyTorch OIHW weights turned into HWIO with reshape instead of transpose: "
-                "its shape is right, but every value sits at the wrong tap and channel",
+        return ("the kernel and the one the output was computed with are PyTorch OIHW weights and their HWIO form "
+                "made with reshape instead of transpose (one way or the other: the shape is right, but every "
+                "value sits at the wrong tap and channel)",
                 "convert PyTorch weights with np.transpose(w, (2, 3, 1, 0)) (weights.permute(2, 3, 1, 0) in "
-                "PyTorch), not w.reshape(kh, kw, C_in, C_out); this array is undone by "
-                "np.transpose(w.reshape(C_out, C_in, kh, kw), (2, 3, 1, 0))")
+                "PyTorch), not w.reshape(kh, kw, C_in, C_out), and Keras weights back with "
+                "np.transpose(w, (3, 2, 0, 1)), not w.reshape(C_out, C_in, kh, kw)")
+    if value == "depthwise-reshaped":
+        return ("the kernel and the one the output was computed with are a PyTorch depthwise kernel (C, 1, kh, kw) "
+                "and its Keras DepthwiseConv2D form (kh, kw, C, 1) made with reshape instead of transpose (one way "
+                "or the other): every value sits at the wrong tap and channel",
+                "convert with np.transpose(w, (2, 3, 0, 1)) (PyTorch to Keras) or np.transpose(w, (2, 3, 0, 1)) "
+                "back (Keras to PyTorch), not reshape")
     if declared not in _ORDERS:
         return (f"the kernel's axes are in {_axes_text(value)} order",
                 f"pass --kernel-layout {value} (kernel_layout='{value}') if that is the order of its axes")
@@ -304,6 +311,11 @@ _ACTIVATION_TEXT = {
               "[0, 6] (Keras Conv2D(activation='relu6'), MobileNet's fused conv + ReLU6)",
               "compare the pre-activation output: build the layer with activation=None (Keras) or take the "
               "output of conv2d before F.relu6 (PyTorch), or apply the same ReLU6 to your reference"),
+    # A declared activation (CONTRACT 2a: a layer that declares a ReLU) that the output does not have.
+    "linear": ("the output went through no activation: negative sums were kept, where the declared computation "
+               "applies its activation (a ReLU left out, or another activation applied after the output)",
+               "apply the declared activation (Keras activation='relu' or a ReLU layer, torch.relu), or declare "
+               "activation linear if the layer has none"),
 }
 _INTEGER_RANGES = {"uint8": "[0, 255]", "int8": "[-128, 127]", "uint16": "[0, 65535]", "int16": "[-32768, 32767]"}
 _CV_DEPTHS = {"uint8": "cv2.CV_8U", "int8": "cv2.CV_8S", "uint16": "cv2.CV_16U", "int16": "cv2.CV_16S"}
@@ -479,7 +491,8 @@ _PLAIN_LABELS = {
     "precision": {"float64": "float64 computation", "float32": "float32 rounding",
                   "tfloat32": "TF32 rounding (tensor cores)", "bfloat16": "bfloat16 rounding",
                   "float16": "float16 rounding"},
-    "activation": {"relu": "ReLU applied (negatives clipped to 0)", "relu6": "ReLU6 applied (clipped to [0, 6])"},
+    "activation": {"relu": "ReLU applied (negatives clipped to 0)", "relu6": "ReLU6 applied (clipped to [0, 6])",
+                   "linear": "no activation applied (negatives kept)"},
     "output_precision": {"float64": "result kept in float64", "float32": "result kept in float32",
                          "uint8": "rounded and saturated to uint8", "int8": "rounded and saturated to int8",
                          "uint16": "rounded and saturated to uint16", "int16": "rounded and saturated to int16"},
@@ -507,6 +520,8 @@ def plain_label(field_name: str, value: Any) -> str:
     if field_name == "scale" and per_channel(value):
         return f"scaled per channel by {_num(value)}"
     if field_name == "kernel_layout":
+        if value == "depthwise-reshaped":
+            return "depthwise kernel reshaped instead of transposed"
         return ("kernel reshaped from OIHW instead of transposed" if value == "oihw-reshaped"
                 else f"kernel axes in {str(value).upper()} order")
     if field_name == "channel_order" and value == "reversed":

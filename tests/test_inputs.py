@@ -345,10 +345,11 @@ def test_depthwise_and_grouped_kernels():
     image = np.ones((6, 6, 4))
     depthwise = prepare_inputs(image, np.ones((3, 3, 4, 2)), np.ones((6, 6, 8)), kernel_layout="depthwise")
     assert depthwise.kernel.shape == (3, 3, 1, 8) and depthwise.groups == depthwise.expected_groups == 4
+    # Shapes that imply a grouping declare it (CONTRACT 2a, version 3).
     recognised = prepare_inputs(image, np.ones((3, 3, 4, 2)), np.ones((6, 6, 8)))
-    assert recognised.groups == 4 and recognised.expected_groups == 1
+    assert recognised.groups == 4 and recognised.expected_groups == 4
     grouped = prepare_inputs(image, np.ones((3, 3, 2, 6)), np.ones((6, 6, 6)))
-    assert grouped.groups == 2 and grouped.kernel.shape == (3, 3, 2, 6)
+    assert grouped.groups == grouped.expected_groups == 2 and grouped.kernel.shape == (3, 3, 2, 6)
     per_channel = prepare_inputs(image, np.ones((3, 3)), np.ones((6, 6, 4)))
     assert per_channel.groups == per_channel.expected_groups == 4
 

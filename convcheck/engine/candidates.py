@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..geometry import axis_layout, axis_padding, is_explicit, transform_kernel
+from ..geometry import axis_layout, axis_padding, is_explicit, pad_before, transform_kernel
 from ..vocabulary import ACTIVATIONS, BOUNDARIES, Explanation, KERNEL_TRANSFORMS, PADDINGS
 
 
@@ -169,7 +169,26 @@ def _all_layouts(problem, baseline: Explanation) -> list[Layout]:
     found = _fitting(problem, baseline, paddings)
     if not any(tuple(lay.dilation) == tuple(baseline.dilation) for lay in found):
         found += _fitting(problem, baseline, None, [tuple(baseline.dilation)])
-    return found
+    return _distinct_windows(found, baseline, problem.image_hw, problem.kernel)
+
+
+def _distinct_windows(layouts: list[Layout], baseline: Explanation, image_hw, kernel) -> list[Layout]:
+    """`layouts` less those with a named padding whose windows the declared explicit pads
+    already give (PyTorch padding=1 with a 3x3 kernel at stride 1 is 'same'): one search of
+    the same windows, under the name the caller used."""
+    if not is_explicit(baseline.padding):
+        return layouts
+    declared = {(lay.transform, tuple(lay.stride), tuple(lay.dilation)) for lay in layouts
+                if lay.padding == baseline.padding}
+
+    def same_windows(lay: Layout) -> bool:
+        if isinstance(lay.padding, str) and (lay.transform, tuple(lay.stride), tuple(lay.dilation)) in declared:
+            kh, kw = transform_kernel(kernel, lay.transform).shape[:2]
+            return pad_before(lay.padding, kh, kw, *image_hw, lay.stride, lay.dilation) == pad_before(
+                baseline.padding, kh, kw, *image_hw, lay.stride, lay.dilation)
+        return False
+
+    return [lay for lay in layouts if not same_windows(lay)]
 
 
 def _fitting(problem, baseline: Explanation, paddings, dilations=None) -> list[Layout]:

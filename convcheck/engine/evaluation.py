@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from . import evidence as ev
+from . import precision as prec
 from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
@@ -141,7 +142,9 @@ def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: flo
     if bad == 0 and kind in ("bias", "scale", "both"):
         free = compared if clipped is None else ~clipped if compared is None else compared & ~clipped
         default = problem.declared_values(expl.precision) if problem.declares_values else (1.0, 0.0)
-        pinned = undetermined(values, problem.output, bound, fit, scale, bias, free, default)
+        pinned = undetermined(values, problem.output, bound, fit, scale, bias, free, default,
+                              strict=problem.model(expl.precision, expl.output_precision).input_slack > 0,
+                              integer=expl.output_precision in prec.INTEGER_RANGES)
     evidence = None
     outs = values.shape[3]
     if bad == 0:
@@ -216,7 +219,7 @@ def _evaluate_blocks(problem: Problem, expl: Explanation, *, needed: float, keep
     mismatch = np.zeros(output.shape, dtype=bool)
 
     def at(chosen):
-        return _values_at(problem, expl, tk, chosen, (top, left), (height, width))
+        return values_at(problem, expl, tk, chosen, (top, left), (height, width))
 
     def bits_at(chosen):
         values, mags = at(chosen)
@@ -341,7 +344,7 @@ def _chunked(function, chosen: np.ndarray, kernel: np.ndarray, problem: Problem,
     return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
 
 
-def _values_at(problem: Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
+def values_at(problem: Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window):
     """(values, magnitudes) of a candidate at positions `chosen` (see `_windows`)."""
     wide = problem.wide_kernel(kernel, tuple(expl.dilation))
     flat = wide.reshape(-1, wide.shape[3])

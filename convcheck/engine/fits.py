@@ -390,14 +390,16 @@ def fit_weights(bound: np.ndarray) -> np.ndarray:
     return np.nan_to_num(w, nan=1.0, posinf=1.0)
 
 
-# A fitted parameter must be pinned by the data well below the change it claims: its half-
-# width (the values every element's bound still allows) at most this fraction of its change
-# from the default (issue 20: a bias of 2e-6, a per-channel scale of 0.99998 or a TF32
-# candidate's scale absorbing a bfloat16 rounding all sat within their own uncertainty).
+# A fitted parameter must be pinned by the data away from its default: the values every
+# element's bound still allows (its half-width) must not reach the default. One fitted per
+# channel, or on top of a precision modelled with slack (TF32), must be pinned well below the
+# change it claims: a half-width at most this fraction of it (issue 20: a per-channel bias of
+# 0.003 absorbing corrupted elements, a TF32 candidate's scale absorbing a bfloat16 rounding).
 DETERMINED_FRACTION = 0.25
 
 
-def undetermined(values, target, bound, fit: str, scale, bias, free, default) -> Optional[str]:
+def undetermined(values, target, bound, fit: str, scale, bias, free, default, strict: bool = False,
+                 integer: bool = False) -> Optional[str]:
     """None when every fitted parameter is determined by its own evidence, else a sentence
     saying which is not.
 
@@ -409,8 +411,14 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default) ->
     stands if it fits; if it does not, this candidate is not the explanation). Per channel
     for a per-channel fit (dead channels, with no free element, are only bounded and skip
     this); only free (compared, unclipped) elements count, which makes the extent larger,
-    never smaller: the safe direction."""
+    never smaller: the safe direction. A parameter fitted per channel, or with `strict` (a
+    precision modelled with slack), must be pinned within DETERMINED_FRACTION of its change.
+    On an `integer` output (rounded to nearest and saturated), a fitted bias whose allowed
+    values reach +-1/2 is the offset between rounding to nearest and rounding down or up
+    (np.floor, np.ceil, a truncating cast of non-negative values): a different rounding,
+    which no field describes, not a bias (issue 20)."""
     kind = fit_kind(fit)
+    fraction = DETERMINED_FRACTION if strict or per_channel_fit(fit) else 1.0
     if kind not in ("bias", "scale", "both"):
         return None
     outs = values.shape[-1]
@@ -429,12 +437,18 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default) ->
         for name, width, value, prior in (("scale", widths[0], scales[c], s0[c]), ("bias", widths[1], biases[c], b0[c])):
             if width is None:
                 continue
+            if integer and name == "bias" and any(abs(float(value) - half) <= width for half in (-0.5, 0.5)):
+                way = "down (np.floor, or a truncating cast)" if float(value) < 0 else "up (np.ceil)"
+                return (f"the fitted bias, {float(value):.6g} (uncertain by {width:.3g}), is the offset between "
+                        f"rounding to nearest and rounding {way}: the output was most likely rounded {way.split()[0]} "
+                        "to its integer type, which no field of the vocabulary describes, not given a bias")
             change = abs(float(value) - float(prior))
-            if not width <= DETERMINED_FRACTION * change:
+            if not width < fraction * change:
                 where = f" of output channel {c}" if per_channel_fit(fit) else ""
-                return (f"the fitted {name}{where}, {float(value):.6g}, is within {width:.3g} of every value the "
-                        f"data allow, more than {DETERMINED_FRACTION:g} of its change from {float(prior):.6g}: the data "
-                        "cannot tell it from rounding")
+                allowed = "its default" if fraction == 1.0 else f"{fraction:g} of its change from the default"
+                return (f"the fitted {name}{where}, {float(value):.6g}, is uncertain by {width:.3g} (the values every "
+                        f"element's bound allows), which reaches {allowed} ({float(prior):.6g}): the data cannot tell "
+                        "it from rounding")
     return None
 
 

@@ -162,16 +162,19 @@ class Problem:
                                          prec.round_to(self.declared_bias, storage))
         return self._declared[precision]
 
-    def uncertainty_term(self, magnitude: np.ndarray, precision: str, kind: str, scale) -> Optional[np.ndarray]:
+    def uncertainty_term(self, magnitude: np.ndarray, precision: str, kind: str, scale,
+                         channels: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         """What the declared parameters' own uncertainty adds to a candidate's bound (None when
         nothing). With y = s' c' + t' computed by a runtime from s', t' near the declared s, t:
         |s' c' - s c'| <= |s' - s| |c'|, and |c'| <= (1 + gamma_n(u)) A (A = |x| (*) |k| the
         magnitudes of the rounded inputs, u the accumulation's unit roundoff; Higham eq. 3.5),
         so |s| r (1 + gamma_n(u)) A for the relative uncertainty r of a scale not fitted, plus
         the absolute uncertainty of a bias not fitted. `kind` is the candidate's fit ('none',
-        'bias', 'scale', 'both')."""
-        rel = self.scale_uncertainty if kind in ("none", "bias") else 0.0
-        absolute = self.bias_uncertainty if kind in ("none", "scale") else 0.0
+        'bias', 'scale', 'both'); `channels` the output channels `magnitude` holds (all)."""
+        rel = self.scale_uncertainty if kind in ("none", "bias") else np.zeros(())
+        absolute = self.bias_uncertainty if kind in ("none", "scale") else np.zeros(())
+        if channels is not None:
+            rel, absolute = (a if a.ndim == 0 else a[channels] for a in (rel, absolute))
         if not np.any(rel) and not np.any(absolute):
             return None
         growth = 1.0 + prec.gamma(self.n, prec.ACCUMULATION_U[precision])

@@ -37,20 +37,26 @@ _MAX_DECLARED_RADIUS = 8        # a declared offset widens the offsets searched 
 _SAMPLES: dict = {}
 
 
+def offset_radius(problem: Problem) -> int:
+    """How many input pixels each way the search's offsets reach: a few, more for a larger
+    kernel, and as far as a declared offset."""
+    kh, kw = problem.kernel.shape[:2]
+    declared = max(abs(int(v)) for v in problem.baseline.offset)
+    return max(1, min(4, max(kh, kw) // 2 + 1), min(declared, _MAX_DECLARED_RADIUS))
+
+
 class Search:
     """Stages 1 and 2 over one set of layouts (those changing the same number of geometry fields)."""
 
     def __init__(self, problem: Problem, layouts: list[Layout]):
         self.p = problem
         self.out_hw = tuple(problem.output.shape[1:3])
-        kh, kw = problem.kernel.shape[:2]
-        # Offsets searched: a few input pixels each way, and as far as a declared offset.
-        declared = max(abs(int(v)) for v in problem.baseline.offset)
-        self.radius = max(1, min(4, max(kh, kw) // 2 + 1), min(declared, _MAX_DECLARED_RADIUS))
+        self.radius = offset_radius(problem)
         self.layouts = layouts
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
         self.outs = int(problem.output.shape[3])
+        self.screened = _screened_channels(self.outs)
         self._winograd_cache: dict[tuple, np.ndarray] = {}
         # How many candidates the search considers: what an `explained` verdict must beat.
         self.size = (max(1, len(layouts)) * len(problem.boundaries) * (2 * self.radius + 1) ** 2
@@ -269,7 +275,7 @@ class Search:
 
     def _winograd_stage1(self, transforms, padding: str) -> np.ndarray:
         """(T, 1, 1, n, O): the Winograd error of each kernel transform at the samples (no offset)."""
-        return np.stack([self.winograd_at(None, t, padding) for t in transforms])[:, None, None]
+        return np.stack([self.winograd_at(None, t, padding)[:, self.screened] for t in transforms])[:, None, None]
 
     def winograd_at(self, precision: Optional[str], transform: str, padding: str,
                     kernel: Optional[np.ndarray] = None) -> np.ndarray:
@@ -298,8 +304,8 @@ class Search:
             groups.setdefault((shape, layout.padding, layout.stride, layout.dilation), []).append(layout.transform)
         for (shape, padding, stride, dilation), transforms in groups.items():
             layout = Layout(transforms[0], padding, stride, dilation)
-            stack = np.concatenate([dense_kernel(transform_kernel(p.kernel, t), p.groups) for t in transforms],
-                                   axis=3)
+            stack = np.concatenate([dense_kernel(transform_kernel(p.kernel, t), p.groups)[..., self.screened]
+                                    for t in transforms], axis=3)
             compared = self._offset_mask(layout)[None, :, :, :, None]  # (1, D, D, n, 1)
             enough = self._offset_allowed(layout)
             inside, cache = self._inside(layout, shape), {}
@@ -501,7 +507,8 @@ class _Screen:
     def __init__(self, search: "Search"):
         p = search.p
         self.p = p
-        self.target = p.output[search.samples, search.rows, search.cols]  # (n, O)
+        self.channels = search.screened
+        self.target = p.output[search.samples, search.rows, search.cols][:, self.channels]  # (n, S)
         self.outs = self.target.shape[1]
         models = p.models
         # (+ storage_u: a bias added after the result was stored, see bounds.error_bound)
@@ -520,7 +527,8 @@ class _Screen:
             rounded = [p.declared_values(q) for q in p.precisions]
             scale_dev = np.max([np.abs(s - p.declared_scale) for s, _ in rounded], axis=0)
             bias_dev = np.max([np.abs(b - p.declared_bias) for _, b in rounded], axis=0)
-            self.declared = (p.declared_scale, p.declared_bias, scale_dev, bias_dev)
+            self.declared = tuple(_channels_of(a, self.channels)
+                                  for a in (p.declared_scale, p.declared_bias, scale_dev, bias_dev))
 
     def fits(self, values, mags, unit_bound, compared, activation):
         """For each fit of the pass: (fit, scale, bias, passed, within, usable), arrays over
@@ -564,12 +572,31 @@ class _Screen:
             bound += (scale_dev if kind in ("none", "bias") else 0.0) * mags \
                 + (bias_dev if kind in ("none", "scale") else 0.0)
             loosest = max(self.p.precisions, key=lambda q: prec.ACCUMULATION_U[q])
-            uncertain = self.p.uncertainty_term(mags, loosest, kind, scale[..., None, :])
+            uncertain = self.p.uncertainty_term(mags, loosest, kind, scale[..., None, :], self.channels)
             if uncertain is not None:
                 bound += uncertain
         bound *= 1.01
         bound += 1e-300
         return bound
+
+
+# Stage 1 screens a few output channels only: a structure that fails on them cannot be the
+# answer (the screen is a necessary condition), and with many channels the screen's arrays,
+# (transforms, offsets, offsets, samples, channels), would cost more than all later stages.
+# Stage 2 and the whole-output confirmation check every channel.
+_SCREENED_CHANNELS = 8
+
+
+def _screened_channels(outs: int) -> np.ndarray:
+    """The output channels stage 1 screens: all of a few, else `_SCREENED_CHANNELS` spread evenly."""
+    if outs <= _SCREENED_CHANNELS:
+        return np.arange(outs)
+    return np.unique(np.linspace(0, outs - 1, _SCREENED_CHANNELS).round().astype(int))
+
+
+def _channels_of(values: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """A declared number (shape ()) as it is, or a per-channel array's `channels`."""
+    return values if np.ndim(values) == 0 else values[channels]
 
 
 def _standard_normal(seed: int, shape: tuple) -> np.ndarray:

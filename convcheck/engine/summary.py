@@ -8,9 +8,10 @@ from typing import Optional
 import numpy as np
 
 from . import precision as prec
+from ..geometry import transform_kernel
 from ..results import Stats
-from .clipping import clip_limits, clipped_mask
-from .evaluation import Full
+from .clipping import clip_limits, clipped_mask, clipped_values
+from .evaluation import Full, values_at
 from .problem import Problem
 from .statistics import Differences
 
@@ -101,11 +102,40 @@ def diagnosis_stats(problem: Problem, reference, before: Optional[Full], after: 
         worst_out = float(problem.output[differences.index])
         worst_ref = differences.reference_at
     residual_after = error_bound = ratio = bad_after = unclipped = None
+    left = (0, None, 0)
     if after is not None:
         residual_after, error_bound = after.max_residual, after.max_bound
         ratio, bad_after = after.worst_ratio, after.bad
         if after.clipped and after.compared:
             unclipped = (after.compared - after.clipped) / after.compared
+        left = left_out(problem, after)
     return Stats(max_abs, max_rel, mismatched, total, worst, residual_after, error_bound,
                  bound_ratio=ratio, worst_output=worst_out, worst_reference=worst_ref,
-                 mismatched_after=bad_after, unclipped_fraction=unclipped)
+                 mismatched_after=bad_after, unclipped_fraction=unclipped, left_out=left[0],
+                 left_out_max_abs_diff=left[1], left_out_outside_range=left[2])
+
+
+def left_out(problem: Problem, full: Full) -> tuple[int, Optional[float], int]:
+    """(how many elements `full`'s explanation leaves out, how far they are from its
+    computation without the offset, how many lie outside the range of every compared element
+    by more than the bound): CONTRACT section 2's offset compares only the elements whose
+    shifted window the reference has; the others are said, never dropped in silence
+    (issue 20)."""
+    expl = full.explanation
+    batch, out_h, out_w, outs = problem.output.shape
+    row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
+    mask = ~(row_ok[:, None] & col_ok[None, :])
+    if not mask.any():
+        return 0, None, 0
+    chosen = np.flatnonzero(np.broadcast_to(mask, (batch, out_h, out_w)).ravel())
+    unshifted = expl.with_(offset=(0, 0))
+    kernel = transform_kernel(problem.rounded_kernel(expl.precision), expl.kernel_transform)
+    values, _ = values_at(problem, unshifted, kernel, chosen, (0, 0), (out_h, out_w))
+    scale, bias = (np.asarray(v, dtype=np.float64) for v in (expl.scale, expl.bias))
+    values = clipped_values(values * scale + bias, clip_limits(expl.activation, expl.output_precision))
+    output = problem.output.reshape(-1, outs)[chosen]
+    kept = np.asarray(problem.output)[:, row_ok][:, :, col_ok]
+    low, high = (float(np.min(kept)), float(np.max(kept))) if kept.size else (0.0, 0.0)
+    margin = full.max_bound if np.isfinite(full.max_bound) else 0.0
+    outside = int(np.count_nonzero((output < low - margin) | (output > high + margin)))
+    return int(chosen.size * outs), float(np.max(np.abs(output - values))), outside

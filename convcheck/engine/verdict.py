@@ -263,6 +263,8 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
         where, detail = mismatch_site(after, problem.kernel.shape[:2], reading.to_user)
         notes.append(detail)
     notes += _notes(reading, found, verdict, after, undecided)
+    if stats.left_out:
+        notes.append(_left_out_note(stats))
     explanation = accepted.explanation if accepted is not None else None
     causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
     return Diagnosis(verdict, explanation, causes, stats, baseline,
@@ -308,6 +310,17 @@ def _notes(reading: _Reading, found: Found, verdict: Verdict, after: Optional[Fu
     if accepted is not None and accepted.detail:
         notes.append(accepted.detail)
     return notes
+
+
+def _left_out_note(stats: Stats) -> str:
+    """How many elements the offset leaves out, and how far they are (never in silence)."""
+    note = (f"{stats.left_out} of {stats.total} elements were left out: the offset moves their windows past the "
+            "edge of the reference's (CONTRACT section 2), so they are not compared; they are up to "
+            f"{stats.left_out_max_abs_diff:.3g} from the computation without the offset")
+    if stats.left_out_outside_range:
+        note += (f"; {stats.left_out_outside_range} of them lie outside the range of every compared element: no "
+                 "shift of this computation gives them (a wrapped row or column replaced by other values?)")
+    return note
 
 
 def _dead_channels_note(full: Full) -> str:

@@ -32,3 +32,8 @@ def render_explain(diagnosis, names: dict | None = None) -> str:
 def render_compare(report) -> str:
     """The `convcheck compare --format json` document."""
     return dumps(report.to_json_dict())
+
+
+def render_model(report) -> str:
+    """The `convcheck model --format json` document (schema convcheck/model/1)."""
+    return dumps(report.to_json_dict())

@@ -173,3 +173,60 @@ def render_backends(rows: list[dict], *, color: bool = False, width: Optional[in
                       row.get("reason") or "")
     console.print(table)
     return _finish(console)
+
+
+def render_model(report, *, color: bool = False, width: Optional[int] = None) -> str:
+    """`convcheck model`: one row per matched layer (both names, kernel, verdict, cause, fix,
+    input/output drift), the first divergence marked, the unmatched layers and a summary line.
+
+    Below WIDE_WIDTH the fix goes under the cause in one cell; below NARROW_WIDTH the drift
+    columns go too (JSON keeps everything)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from . import model_text
+
+    console = _console(color, width)
+    _line(console, ("convcheck model: ", "bold"), (model_text.model_title(report), ""))
+    dropped = set()
+    if console.width < WIDE_WIDTH:
+        dropped.add("fix")
+    if console.width < NARROW_WIDTH:
+        dropped |= {"in drift", "out drift"}
+    if report.single:
+        dropped |= {"port", "in drift", "out drift"}
+    columns = [c for c in model_text.MODEL_COLUMNS if c not in dropped]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        wraps = column in ("cause", "fix", "original", "port")
+        table.add_column(column, justify="right" if column in model_text.NUMERIC_COLUMNS else "left",
+                         no_wrap=not wraps, overflow="fold", min_width=16 if column in ("cause", "fix") else None)
+    first = report.first_divergence()
+    for layer in report.layers:
+        cells = model_text.layer_cells(layer, first)
+        style = "dim" if layer.verdict == "not_judged" else _text.VERDICT_STYLES[Verdict(layer.verdict)]
+        row = []
+        for column in columns:
+            if column == "verdict":
+                row.append(Text(cells[column], style=style))
+            elif column == "cause" and "fix" in dropped and cells["fix"] != _text.NONE:
+                text = Text(cells["cause"])
+                text.append("\nfix: ", style="bold")
+                text.append(cells["fix"])
+                row.append(text)
+            elif column == "#" and layer is first:
+                row.append(Text(cells[column], style="bold"))
+            else:
+                row.append(cells[column])
+        table.add_row(*row)
+    console.print(table)
+    _line(console, ("First divergence: ", "bold"), (model_text.divergence_line(report), ""))
+    for line in model_text.unmatched_lines(report):
+        _line(console, ("Unmatched: ", "bold"), (line, ""))
+    for line in model_text.failure_lines(report):
+        _line(console, ("Fails: ", "bold red" if color else "bold"), (line, ""))
+    for note in model_text.layer_notes(report):
+        _line(console, ("Note: ", "bold"), (note, ""))
+    _line(console, ("Summary: ", "bold"), (model_text.summary_line(report), ""))
+    return _finish(console)

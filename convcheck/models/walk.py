@@ -1,0 +1,222 @@
+"""The model walk (CONTRACT section 6): load, capture, match, judge, report.
+
+`walk(original, port)` checks both model files (no framework imported yet), reads what each
+declares, makes one input (the user's, in the original's layout, or a seeded random one),
+runs both models on it (the port's copy transposed to its layout and cast to its dtype),
+pairs their conv layers (`matching`), judges each pair with the engine (`judge`) and returns
+a `ModelReport`. `walk_captured` does the last three steps on models already captured, for
+callers that run the models themselves. With one model, each of its layers is judged
+against its own declared computation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from . import judge as judging
+from .formats import check_model_file
+from .layers import CapturedModel, ConvLayer, ModelInfo
+from .matching import match_layers
+from .report import AllowSet, LayerResult, ModelReport, parse_model_allow
+
+SEED = 0
+
+
+def walk(original, port=None, *, input=None, layout: Optional[str] = None, allow=(),
+         match: Sequence[tuple[str, str]] = (), as_run: bool = False,
+         progress: Optional[Callable[[str], None]] = None) -> ModelReport:
+    """Walk `original` and its `port` (model paths, or `package.module:attr` for PyTorch) conv
+    layer by conv layer; with `port` None, judge each layer of `original` against its own
+    declared computation.
+
+    `input`: an array (or a `.npy` path) in the original's layout (`layout` 'nchw'/'nhwc' says
+    it is in the other one), else a seeded random input of the original's declared shape and
+    dtype. `allow`: `--allow` entries ('precision=float16', 'unmatched', ...); `match`:
+    (original name, port name) pairs that override the matching; `as_run`: capture what the
+    runtimes really run (see each loader). `progress` gets one line per step. Raises
+    `InputError` for bad input (files, names, an input of the wrong shape, models with nothing
+    in common) and `MissingDependency` when a format's extra is missing."""
+    say = progress or (lambda message: None)
+    rules = allow if isinstance(allow, AllowSet) else parse_model_allow(allow)
+    original_loader = check_model_file(original, "original model")
+    port_loader = check_model_file(port, "port") if port is not None else None
+    given, source = _given_input(input)
+    say(f"reading {original}")
+    original_info = original_loader.inspect(str(original))
+    port_info = port_loader.inspect(str(port)) if port_loader is not None else None
+    x, input_info = model_input(original_info, given, source, layout)
+    say(f"running {original} ({original_info.format})")
+    captured_original = original_loader.capture(str(original), x, as_run=as_run)
+    captured_port = None
+    if port_loader is not None:
+        say(f"running {port} ({port_info.format})")
+        captured_port = port_loader.capture(str(port), port_input(x, original_info, port_info), as_run=as_run)
+    say("judging each layer")
+    return walk_captured(captured_original, captured_port, input_info=input_info, allow=rules, match=match)
+
+
+def _given_input(value):
+    """(the user's input array or None, how the report names it)."""
+    if value is None:
+        return None, f"random, seed {SEED}"
+    if isinstance(value, np.ndarray):
+        return value, "array"
+    from ..inputs import read_npy
+    try:
+        return read_npy(value, "image"), f"file '{value}'"
+    except InputError as exc:
+        raise InputError(f"--input: {exc}") from None
+
+
+def model_input(info: ModelInfo, given: Optional[np.ndarray], source: str,
+                layout: Optional[str] = None) -> tuple[np.ndarray, dict]:
+    """The original's input and its report entry {shape, dtype, source}: the user's array (moved
+    from `layout` to the model's when they differ), or standard normal values from
+    numpy.random.default_rng(SEED) of the model's declared shape and dtype (a shape the model
+    leaves open is an `InputError` asking for --input)."""
+    from ..backends.base import numpy_dtype
+    if given is not None:
+        x = given
+        if layout is not None and layout != info.layout:
+            x = _relayout(x, layout, info.layout, f"--input ({source})")
+    else:
+        if info.input_shape is None:
+            raise InputError(f"original model '{info.path}': leaves its input's shape open, so convcheck cannot make "
+                             f"a random input; pass --input X.npy with an input in its layout "
+                             f"({info.layout.upper()}, dtype {info.input_dtype})")
+        rng = np.random.default_rng(SEED)
+        dtype = numpy_dtype(info.input_dtype)
+        if dtype.kind in "iu":
+            info_range = np.iinfo(dtype)
+            x = rng.integers(max(info_range.min, 0), min(info_range.max, 255) + 1, info.input_shape).astype(dtype)
+        else:
+            x = rng.standard_normal(info.input_shape).astype(dtype)
+    return x, {"shape": [int(n) for n in x.shape], "dtype": x.dtype.name, "layout": info.layout, "source": source}
+
+
+def _relayout(x: np.ndarray, have: str, want: str, label: str) -> np.ndarray:
+    """An NCHW array as NHWC or the reverse (4-D only)."""
+    if x.ndim != 4:
+        raise InputError(f"{label}: has shape {tuple(x.shape)}, not a 4-D image batch, so it cannot be moved from "
+                         f"{have.upper()} to {want.upper()}; give a 4-D input")
+    order = (0, 2, 3, 1) if have == "nchw" else (0, 3, 1, 2)
+    return np.ascontiguousarray(x.transpose(order))
+
+
+def port_input(x: np.ndarray, original: ModelInfo, port: ModelInfo) -> np.ndarray:
+    """The original's input as the port takes it: transposed to the port's layout when the two
+    differ (NCHW <-> NHWC), cast to the port's declared dtype. A port whose declared shape is
+    another is an `InputError`: the two models do not take the same input."""
+    from ..backends.base import numpy_dtype
+    moved = x if port.layout == original.layout else _relayout(x, original.layout, port.layout, "the input")
+    wanted = numpy_dtype(port.input_dtype)
+    if moved.dtype != wanted:
+        moved = moved.astype(wanted)
+    declared = port.input_shape
+    if declared is not None and (len(declared) != moved.ndim or tuple(declared[1:]) != tuple(moved.shape[1:])):
+        raise InputError(f"port '{port.path}': takes inputs of shape {tuple(declared)} ({port.layout.upper()}), but "
+                         f"the original's input {tuple(x.shape)} ({original.layout.upper()}) is "
+                         f"{tuple(moved.shape)} in the port's layout: the two models do not take the same input; "
+                         "check that PORT is a port of ORIGINAL")
+    return np.ascontiguousarray(moved)
+
+
+# ----------------------------------------------------------------------------- the walk on captured models
+
+
+def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, input_info: dict,
+                  allow=AllowSet(), match: Sequence[tuple[str, str]] = ()) -> ModelReport:
+    """Match and judge two captured models (or one, with `port` None) and report.
+
+    Raises `InputError` when two models with conv layers have no layer in common (and no
+    `match` pairs were given) or a `match` name is not a layer."""
+    rules = allow if isinstance(allow, AllowSet) else parse_model_allow(allow)
+    models = {"original": _model_entry(original), "port": _model_entry(port) if port is not None else None}
+    notes = {"original": list(original.notes)}
+    if port is None:
+        layers = tuple(_judge_single(i, layer) for i, layer in enumerate(original.layers))
+        return ModelReport(models, input_info, layers, allow=rules, notes=notes)
+    notes["port"] = list(port.notes)
+    matching = match_layers(original.layers, port.layers, match)
+    if not matching.pairs:
+        raise InputError(f"original model '{original.path}' and port '{port.path}' have no conv layer in common: "
+                         f"none of the port's {len(port.layers)} kernels relates to any of the original's "
+                         f"{len(original.layers)} (shapes, weights); check that PORT is a port of ORIGINAL, or pair "
+                         "layers by name with --match ORIGINAL_NAME=PORT_NAME")
+    layers = tuple(_judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format)
+                   for pair in matching.pairs)
+    return ModelReport(models, input_info, layers, _names(original.layers, matching.unmatched_original),
+                       _names(port.layers, matching.unmatched_port), rules, notes)
+
+
+def _names(layers: Sequence[ConvLayer], indices) -> tuple[str, ...]:
+    return tuple(layers[i].name for i in indices)
+
+
+def _model_entry(model: CapturedModel) -> dict:
+    return {"path": str(model.path), "format": model.format, "convs": len(model.layers), "layout": model.layout}
+
+
+def layer_summary(layer: ConvLayer) -> dict:
+    """A layer's declared computation for the report (CONTRACT section 6's `original` object)."""
+    (top, bottom), (left, right) = layer.pads
+    summary = {"name": layer.name, "kernel": [int(n) for n in layer.kernel.shape],
+               "stride": [int(n) for n in layer.stride], "dilation": [int(n) for n in layer.dilation],
+               "groups": int(layer.groups), "padding": [[int(top), int(bottom)], [int(left), int(right)]],
+               "op": layer.op, "dtype": layer.dtype, "boundary": layer.boundary,
+               "has_bias": layer.bias is not None, "batchnorm": layer.batchnorm is not None,
+               "activation": layer.activation}
+    if layer.boundary == "constant":
+        summary["cval"] = float(layer.cval)
+    return summary
+
+
+def _port_summary(layer: ConvLayer) -> dict:
+    return {"name": layer.name, "op": layer.op, "kernel": [int(n) for n in layer.kernel.shape], "dtype": layer.dtype,
+            "batchnorm": layer.batchnorm is not None, "activation": layer.activation}
+
+
+def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) -> LayerResult:
+    judgement = judging.judge_layer(original, port)
+    weights = judging.judge_weights(original, port, port_format)
+    notes = []
+    if _activation_name(port.followed_by) and _activation_name(port.followed_by) != _activation_name(
+            original.followed_by):
+        notes.append(f"the port applies {port.followed_by} right after this layer (not part of it), where the "
+                     f"original applies {original.followed_by or 'no such activation'}")
+    if port.activation not in judging.ACTIVATIONS:
+        notes.append(f"the port's runtime fused {port.activation} into this conv ({port.op}), where the original "
+                     f"declares {original.activation}")
+    if weights.folded_batchnorm:
+        folded = ("the port folded the original's BatchNorm" if original.batchnorm is not None
+                  else "the original folded the port's BatchNorm")
+        notes.append(f"{folded} into its weights (a factor per output channel: no defect)")
+    return LayerResult(index=pair.original, original=layer_summary(original), port=_port_summary(port),
+                       match={"by": pair.by, "similarity": round(float(pair.similarity), 6), "reading": pair.reading},
+                       weights=weights, verdict=judgement.verdict, diagnosis=judgement.diagnosis,
+                       reason=judgement.reason, input_drift=judging.drift(port.input, original.input),
+                       output_drift=judging.drift(port.output, original.output), notes=tuple(notes))
+
+
+# Activations a port may apply after a conv where the original applies another (each framework
+# spells them its own way: 'LeakyRelu', 'LeakyReLU(negative_slope=0.1)', 'leaky_relu').
+_ACTIVATION_WORDS = ("relu", "sigmoid", "silu", "swish", "tanh", "gelu", "elu", "softplus", "hardswish",
+                     "hardsigmoid", "mish", "softsign")
+
+
+def _activation_name(op: str) -> str:
+    """An op that follows a layer, as a comparable activation name ('leakyrelu'), '' for anything else."""
+    word = "".join(ch for ch in op.split("(")[0].lower() if ch.isalnum())
+    return word if any(name in word for name in _ACTIVATION_WORDS) else ""
+
+
+def _judge_single(index: int, layer: ConvLayer) -> LayerResult:
+    judgement = judging.judge_layer(layer, layer)
+    return LayerResult(index=index, original=layer_summary(layer), port=None, match=None, weights=None,
+                       verdict=judgement.verdict, diagnosis=judgement.diagnosis, reason=judgement.reason)
+
+
+__all__ = ["SEED", "walk", "walk_captured", "model_input", "port_input", "layer_summary"]
