@@ -140,16 +140,19 @@ def _full_kernel(kernel: np.ndarray, groups: int, channels: int) -> np.ndarray:
     return full
 
 
-def _read_kernel(kernel: np.ndarray, layout: Optional[str]) -> np.ndarray:
-    """The HWIO kernel that a claimed kernel layout means for the HWIO array we gave."""
+def _read_kernels(kernel: np.ndarray, layout: Optional[str]) -> list:
+    """The HWIO kernels that a claimed kernel layout means for the HWIO array we gave: its axes
+    really in `layout`'s order, or (`oihw-reshaped`) PyTorch OIHW weights and their HWIO form
+    made with reshape instead of transpose, one way or the other."""
     if layout in (None, "hwio"):
-        return kernel
+        return [kernel]
+    kh, kw, ci, co = kernel.shape
     if layout == "oihw-reshaped":
-        kh, kw, ci, co = kernel.shape
-        return np.transpose(kernel.reshape(co, ci, kh, kw), (2, 3, 1, 0))
+        return [np.transpose(kernel.reshape(co, ci, kh, kw), (2, 3, 1, 0)),    # we gave the reshaped one
+                np.transpose(kernel, (3, 2, 0, 1)).reshape(kh, kw, ci, co)]   # the computation used it
     if sorted(layout) != sorted("hwio"):
         raise _Unverifiable(f"kernel layout {layout!r}")
-    return np.transpose(kernel, [layout.index(axis) for axis in "hwio"])   # its axes really are `layout`
+    return [np.transpose(kernel, [layout.index(axis) for axis in "hwio"])]
 
 
 def _pad_axis(padding, axis):
@@ -338,8 +341,9 @@ def reproductions(image, kernel, expl: Explanation, out_shape, *, algorithms=("d
     x = np.asarray(image, dtype=np.float64)
     if expl.channel_order == "reversed":
         x = x[..., ::-1]
-    k = _full_kernel(_read_kernel(np.asarray(kernel, dtype=np.float64), expl.kernel_layout), int(expl.groups),
-                     x.shape[2])
+    kernels = [_full_kernel(read, int(expl.groups), x.shape[2])
+               for read in _read_kernels(np.asarray(kernel, dtype=np.float64), expl.kernel_layout)]
+    k = kernels[0]
     storage = expl.output_precision or ("float32" if precision == "tfloat32" else precision)
     if storage not in _STORAGE_U and storage not in _INTEGERS:
         raise _Unverifiable(f"output precision {storage!r}")
@@ -356,7 +360,7 @@ def reproductions(image, kernel, expl: Explanation, out_shape, *, algorithms=("d
     if precision in ("bfloat16", "float16") and np.float64 in (image.dtype, kernel.dtype):
         routes.append(True)                       # from float64: directly, or through float32
     results = []
-    for via32 in routes:
+    for via32, k in ((via32, k) for via32 in routes for k in kernels):
         xr, kr = _round(x, precision, via32), _round(k, precision, via32)
         values, mags = fuzz.reproduce(xr, kr, **geometry)
         if expl.output_transform == "transpose":
