@@ -402,20 +402,29 @@ def reproductions(image, kernel, expl: Explanation, out_shape, *, algorithms=("d
             claimed = scaled + bias
             adding = u * (np.abs(scaled) + np.abs(bias) + bound) if np.any(bias != 0) else 0.0
             pipelines = [("before", bound + adding)]
-            if np.any(bias != 0) and storage in ("bfloat16", "float16"):
-                pipelines.append(("after", bound))       # the sum stored, then the bias added
+            if (np.any(bias != 0) or np.any(scale != 1.0)) and storage in ("bfloat16", "float16"):
+                # Double rounding: the (scaled) sum stored first, then the bias added, or the
+                # plain sum stored, then scaled and biased; each result stored again.
+                pipelines += [("scaled, stored, biased", bound), ("stored, scaled, biased", bsum)]
             for pipeline, b in pipelines:
                 if pipeline == "before":
                     lo, hi = claimed - b, claimed + b
                 else:
-                    lo = np.minimum.reduce(_stored(scaled - b, storage, "nearest")) + bias
-                    hi = np.maximum.reduce(_stored(scaled + b, storage, "nearest")) + bias
+                    first, factor = (scaled, 1.0) if pipeline.startswith("scaled") else (values, scale)
+                    ends = (np.minimum.reduce(_stored(first - b, storage, "nearest")) * factor + bias,
+                            np.maximum.reduce(_stored(first + b, storage, "nearest")) * factor + bias)
+                    lo, hi = np.minimum(*ends), np.maximum(*ends)
                     lo, hi = lo - u * np.abs(lo), hi + u * np.abs(hi)
                 low = np.minimum.reduce(_stored(_activate(lo, expl.activation), storage, rounding))
                 high = np.maximum.reduce(_stored(_activate(hi, expl.activation), storage, rounding))
-                results.append(Reproduction(_activate(claimed, expl.activation), b, low, high, storage, rounding,
-                                            compared))
+                results.append(Reproduction(_activate(claimed, expl.activation), b * np.abs(factor_of(pipeline, scale)),
+                                            low, high, storage, rounding, compared))
     return results
+
+
+def factor_of(pipeline: str, scale):
+    """How a pipeline's pre-storage bound scales into the claimed value's units."""
+    return scale if pipeline.startswith("stored") else 1.0
 
 
 def _half_width(rep: Reproduction) -> np.ndarray:
