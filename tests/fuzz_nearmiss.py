@@ -29,27 +29,29 @@ Every case also has its CONTROL: the same computation unperturbed (for the activ
 same conv with a ReLU), whose truth is in the vocabulary.
 
 The oracle (`check_claim`), independent of the engine's code: a claimed computation is
-reproduced here in float64 (tests/fuzz.py's `reproduce`) and held to a rigorous bound written
-here from the data: for a direct sum of n products accumulated with unit roundoff u
-(2^-24 for float32, TF32 and half inputs, 2^-53 for float64; Higham, Accuracy and Stability,
-section 3.1)
+reproduced here in float64 (tests/fuzz.py's `reproduce`, the inputs rounded to the claimed
+precision directly and, for half precisions from float64, through float32) and held, element
+by element, to a rigorous bound written here from the data. For a direct sum of n products
+accumulated with unit roundoff u (2^-24 for float32, TF32 and half inputs, 2^-53 for float64;
+Higham, Accuracy and Stability of Numerical Algorithms, section 3.1)
 
-    |fl(sum) - sum| <= gamma_n(u) * (|x| (*) |k|) * |scale|,   gamma_n = n u / (1 - n u),
+    |output - claim| <= gamma_n(u) (|x| (*) |k|) |scale| + u_out max(|output|, |claim| + B) + ...,
 
-plus 2d + d^2 per product for TF32's input truncation (d = 2^-10), gamma_{n+2}(2^-53) for
-our own float64 sums, u*|scale|*(|x| (*) |k|) for the scaling and u*(|sum| + |bias|) for the
-bias addition, and the underflow of every operation. The activation (ReLU, ReLU6), the
-storage rounding (to nearest in a float type, directly and through float32, or rint and
-saturation to an integer type) and a bias added after the stored sum are all monotone, so
-the values the claimed computation can store form an interval [S(v - B), S(v + B)]: the
-output must lie in it, element by element (the contract's offset rule leaves some elements
-out). `algorithm fft` is held to the normwise bound of an FFT convolution (Higham Theorem
-24.2 through the pointwise product and the inverse transform) and `winograd` to a
-componentwise bound over F(m x m, 3 x 3) tiles (gamma_K * sum of |terms|, the transform
-matrices built here by Toom-Cook from their interpolation points); an FFT or Winograd claim
-on a case that is not one, a TF32 claim on a computation that is not TF32, and a bias on a
-floor/ceil/trunc output are causes the near miss does not have. Every listed alternative is
-checked the same way.
+gamma_n = n u / (1 - n u), u_out the storage type's unit roundoff (half a unit for rounding to
+an integer type, a whole one for floor/ceil), plus 2d + d^2 per product for TF32's input
+truncation (d = 2^-10), gamma_{n+2}(2^-53) for our own float64 sums, u |scale| (|x| (*) |k|)
+for the scaling, u (|sum| + |bias|) for the bias addition, every operation's underflow, and,
+where a bias or scale meets a half-precision output, the sum stored before them (the double
+rounding issue 20 item 2 allows: the stored sum's rounding bounded by the sum). ReLU/ReLU6 and
+saturation are 1-Lipschitz, so they pass the bound through. `algorithm fft` is held to the
+normwise bound of an FFT convolution (`fft_bound`: Higham Theorem 24.2 through the pointwise
+product and the inverse transform) and `winograd` to gamma_K times the sum of |terms| over
+F(m x m, 3 x 3) tiles (`winograd_terms`, the matrices built here by Toom-Cook from their
+points; m = 2, 4, 6). Causes the computation does not have are false even where the numbers
+fit: an FFT or Winograd claim on a case that is not one, a TF32 claim on a computation that is
+not TF32, a bias on a floor/ceil/trunc output (the rounding offset), and a fitted bias or scale
+the truth lacks that the output does not need or the data cannot tell from its default
+(`_needless`). Every listed alternative is checked the same way.
 
 Outcomes, per call of `convcheck.explain` (the plain call, and where the truth has a
 geometry/precision/algorithm to declare, the call with it declared):
@@ -261,11 +263,9 @@ def fft_bound(image: np.ndarray, kernel: np.ndarray, u: float) -> np.ndarray:
 
 @dataclass
 class Reproduction:
-    """One way the claimed computation may have run: it stores each element in [low, high]."""
+    """One way the claimed computation may have run, held to its bound element by element."""
     values: np.ndarray     # the claimed value (after the activation, before storage), float64
-    bound: np.ndarray      # its rigorous bound before storage rounding
-    low: np.ndarray
-    high: np.ndarray
+    bound: np.ndarray      # its rigorous bound before the final storage rounding
     storage: str
     rounding: str
     compared: np.ndarray   # the elements the contract compares
@@ -278,22 +278,12 @@ _ROUNDINGS = {"nearest": np.rint, "floor": np.floor, "ceil": np.ceil, "trunc": n
               "down": np.floor, "up": np.ceil, "toward_zero": np.trunc}
 
 
-def _stored(values: np.ndarray, storage: str, rounding: str) -> list:
-    """`values` as `storage` stores them, once per way of getting there (monotone maps)."""
+def _check_storage(storage: str, rounding: str) -> None:
     if storage in _INTEGERS:
         if rounding not in _ROUNDINGS:
             raise _Unverifiable(f"output rounding {rounding!r}")
-        low, high = fuzz.limits("linear", storage)
-        with np.errstate(invalid="ignore"):
-            return [np.clip(_ROUNDINGS[rounding](values), low, high)]
-    if rounding not in ("nearest", None):
+    elif rounding not in ("nearest", None):
         raise _Unverifiable(f"output rounding {rounding!r} to a float type")
-    if storage == "float64":
-        return [values]
-    routes = [_round(values, storage)]
-    if storage in ("bfloat16", "float16"):
-        routes.append(_round(values, storage, via32=True))
-    return routes
 
 
 def _activate(values: np.ndarray, activation: str) -> np.ndarray:
@@ -348,6 +338,7 @@ def reproductions(image, kernel, expl: Explanation, out_shape, *, algorithms=("d
     if storage not in _STORAGE_U and storage not in _INTEGERS:
         raise _Unverifiable(f"output precision {storage!r}")
     rounding = getattr(expl, "output_rounding", None) or "nearest"
+    _check_storage(storage, rounding)
     u, slack = _U[precision], (_TF32_SLACK if precision == "tfloat32" else 0.0)
     scale, bias = np.asarray(expl.scale, dtype=np.float64), np.asarray(expl.bias, dtype=np.float64)
     geometry = dict(kernel_transform=expl.kernel_transform, padding=expl.padding, boundary=expl.boundary,
@@ -401,34 +392,24 @@ def reproductions(image, kernel, expl: Explanation, out_shape, *, algorithms=("d
                 bound = bound + u * np.abs(scale) * mags * (1 + c_sum)
             claimed = scaled + bias
             adding = u * (np.abs(scaled) + np.abs(bias) + bound) if np.any(bias != 0) else 0.0
-            pipelines = [("before", bound + adding)]
+            pipelines = [bound + adding]
             if (np.any(bias != 0) or np.any(scale != 1.0)) and storage in ("bfloat16", "float16"):
-                # Double rounding: the (scaled) sum stored first, then the bias added, or the
-                # plain sum stored, then scaled and biased; each result stored again.
-                pipelines += [("scaled, stored, biased", bound), ("stored, scaled, biased", bsum)]
-            for pipeline, b in pipelines:
-                if pipeline == "before":
-                    lo, hi = claimed - b, claimed + b
-                else:
-                    first, factor = (scaled, 1.0) if pipeline.startswith("scaled") else (values, scale)
-                    ends = (np.minimum.reduce(_stored(first - b, storage, "nearest")) * factor + bias,
-                            np.maximum.reduce(_stored(first + b, storage, "nearest")) * factor + bias)
-                    lo, hi = np.minimum(*ends), np.maximum(*ends)
-                    lo, hi = lo - u * np.abs(lo), hi + u * np.abs(hi)
-                low = np.minimum.reduce(_stored(_activate(lo, expl.activation), storage, rounding))
-                high = np.maximum.reduce(_stored(_activate(hi, expl.activation), storage, rounding))
-                results.append(Reproduction(_activate(claimed, expl.activation), b * np.abs(factor_of(pipeline, scale)),
-                                            low, high, storage, rounding, compared))
+                # Double rounding (issue 20 item 2): the scaled sum stored first, then the bias
+                # added; or the plain sum stored, then scaled and biased; each stored again.
+                us, tiny = _STORAGE_U[storage], _TINY[storage]
+                first = bound + us * (np.abs(scaled) + bound) + us * tiny
+                pipelines.append(first + u * (np.abs(claimed) + first))
+                first = (bsum + us * (np.abs(values) + bsum) + us * tiny) * np.abs(scale)
+                if np.any(scale != 1.0):
+                    first = first + u * np.abs(scale) * (np.abs(values) + bsum)
+                pipelines.append(first + u * (np.abs(claimed) + first))
+            for b in pipelines:
+                results.append(Reproduction(_activate(claimed, expl.activation), b, storage, rounding, compared))
     return results
 
 
-def factor_of(pipeline: str, scale):
-    """How a pipeline's pre-storage bound scales into the claimed value's units."""
-    return scale if pipeline.startswith("stored") else 1.0
-
-
 def _half_width(rep: Reproduction) -> np.ndarray:
-    """How far storing may move a value (for the ratios reported, not the decision)."""
+    """How far storing may move a value: what the generators size their perturbations by."""
     if rep.storage in _INTEGERS:
         return np.full(rep.values.shape, 0.5 if rep.rounding == "nearest" else 1.0)
     if rep.storage == "float64":
@@ -436,22 +417,37 @@ def _half_width(rep: Reproduction) -> np.ndarray:
     return np.abs(rep.values) * _STORAGE_U[rep.storage] + _TINY[rep.storage]
 
 
+def storage_term(rep: Reproduction, output: np.ndarray) -> np.ndarray:
+    """The final storage rounding's bound (Higham's standard model, either form: fl(y) = y(1 + d)
+    or y / (1 + d), |d| <= u): u * max(|output|, |value| + bound), plus gradual underflow;
+    half a unit rounding to nearest to an integer type, a whole one rounding down or up."""
+    if rep.storage in _INTEGERS:
+        return np.full(rep.values.shape, 0.5 if rep.rounding == "nearest" else 1.0)
+    u = 2.0 ** -53 if rep.storage == "float64" else _STORAGE_U[rep.storage]
+    tiny = 2.0 ** -1022 if rep.storage == "float64" else _TINY[rep.storage]
+    return u * np.maximum(np.abs(output), np.abs(rep.values) + rep.bound) + u * tiny
+
+
 def reproduces(output, reps: list) -> tuple[bool, float]:
-    """(whether some reproduction stores every compared element as `output` has it, the
-    smallest max |output - claim| / bound over them)."""
+    """(whether some reproduction holds every compared element within its bound, the
+    smallest over them of max |output - claim| / bound)."""
     out = np.asarray(output, dtype=np.float64)
     holds, best = False, math.inf
     for rep in reps:
-        inside = (out >= rep.low) & (out <= rep.high)
-        if rep.storage not in _INTEGERS:    # a subnormal result flushed to zero
-            tiny = _TINY[rep.storage]
-            inside |= (out == 0) & (rep.low <= tiny) & (rep.high >= -tiny)
+        values = rep.values
+        if rep.storage in _INTEGERS:                  # saturation: clip is 1-Lipschitz
+            values = np.clip(values, *fuzz.limits("linear", rep.storage))
+        tol = rep.bound + storage_term(rep, out)
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(out - values)
+            inside = diff <= tol
+            if rep.storage not in _INTEGERS:      # a subnormal result flushed to zero
+                inside |= (out == 0) & (np.abs(values) <= rep.bound + _TINY.get(rep.storage, 2.0 ** -1022))
+            ratio = np.where(rep.compared, np.where(inside, np.minimum(diff / tol, 1.0), diff / tol), 0.0)
         ok = bool(np.all(inside | ~rep.compared))
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            ratio = np.abs(out - rep.values) / (rep.bound + _half_width(rep))
-        ratio = np.where(rep.compared & ~inside, np.maximum(ratio, 1.0), np.where(rep.compared, ratio, 0.0))
         ratio = float(np.nanmax(ratio)) if ratio.size else 0.0
-        holds, best = holds or ok, min(best, ratio if not ok else min(ratio, 1.0))
+        ratio = ratio if np.isfinite(ratio) or not ok else 0.0
+        holds, best = holds or ok, min(best, ratio)
     return holds, best
 
 
@@ -852,8 +848,10 @@ def check_claim(case: NearCase, output: np.ndarray, expl: Explanation) -> tuple[
 
 
 def _needless(case: NearCase, output, expl) -> str:
-    """A fitted bias or scale the truth does not have, without which the claim still holds
-    (with room: within half its bound): no cause (issue 20 item 2)."""
+    """A fitted bias or scale the truth does not have (issue 20 item 2: a fitted parameter must
+    earn its place) that is no cause: the claim holds without it (within half its bound), or
+    the data cannot tell it from its default: its largest effect (|bias|, or |scale - 1| times
+    the rms claimed value) is within 3 * (median element bound) / sqrt(N compared)."""
     for name, default in (("bias", 0.0), ("scale", 1.0)):
         value = np.asarray(getattr(expl, name), dtype=float)
         if name in case.truth or np.all(value == default):
@@ -862,6 +860,20 @@ def _needless(case: NearCase, output, expl) -> str:
         if holds and ratio <= 0.5:
             return (f"names {name} {getattr(expl, name)}, which the output does not need (without it: "
                     f"{ratio:.3g}x the bound)")
+        try:
+            rep = reproductions(case.image, case.kernel, expl, output.shape, algorithms=case.algorithms)[0]
+        except (_Unverifiable, _Mismatch, _Forbidden):
+            continue
+        out = np.asarray(output, dtype=np.float64)
+        tol = (rep.bound + storage_term(rep, out))[rep.compared]
+        count = max(int(tol.size), 1)
+        noise = 3 * float(np.median(tol)) / math.sqrt(count) if tol.size else math.inf
+        values = rep.values[rep.compared]
+        size = 1.0 if name == "bias" else float(np.sqrt(np.mean(values ** 2))) if values.size else 0.0
+        effect = float(np.max(np.abs(value - default))) * size
+        if effect <= noise:
+            return (f"names {name} {getattr(expl, name)}, which the data cannot tell from {default:g} (its effect "
+                    f"{effect:.3g} <= 3 x the median bound / sqrt({count}) = {noise:.3g})")
     return ""
 
 
