@@ -20,19 +20,25 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 
 install: $(STAMP)
 
+# A worker per core (pytest-xdist; WORKERS=0 runs in one process). With loadgroup each
+# framework's marked tests share one worker, which imports that framework once
+# (tests/framework_groups.py); the other tests go to whichever worker is free.
+WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
+
 demo: $(STAMP)
 	$(BIN)/convcheck demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The suite without the framework tests (TensorFlow/Keras, PyTorch, JAX, OpenCV).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not tensorflow and not torch and not jax and not opencv"
+	$(PYTEST) -m "not tensorflow and not torch and not jax and not opencv"
 
-# The seeded soundness fuzzer on 10,000 cases (make test runs 600 of them).
+# The seeded soundness fuzzer on 10,000 cases (make test runs 400 of them).
 fuzz: $(STAMP)
-	FUZZ_CASES=10000 $(BIN)/python -m pytest -q tests/test_fuzz.py
+	FUZZ_CASES=10000 $(PYTEST) tests/test_fuzz.py
 
 # The near-miss fuzzer (issue 20) on 2,000 cases, two processes, counts per kind and family
 # (make test runs a slice of it: NEARMISS_CASES=N widens tests/test_fuzz_nearmiss.py).

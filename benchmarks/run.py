@@ -22,6 +22,14 @@ Targets (issue 12 and earlier ones):
       <= 0.5 s per drawn row (at most convcheck.plot.MAX_ROWS drawn, a note names the rest)
 - convcheck --help <= 1.5 x `python -c "import click, rich"`
 - explain on a small case <= 0.5 s; a stride-2 / dilated 512x512x3 -> 16 output <= 2 s
+- real layers (issue 21 item 8; make_layers.py, outputs by torch): a (1,3,224,224)->64 7x7 stride-2
+      stem with bias and a (1,256,14,14)->256 3x3 conv + bias + ReLU, each as declared, confirmed
+      `equal` in <= 1.5 x a float64 im2col + BLAS reference with the same bias and activation and
+      an elementwise comparison (handwritten_layer.py); the same layers `unexplained` (one output
+      element corrupted; a port that used other weights) in <= 5 s each
+- convcheck model on a ResNet-18-shaped pair at 224x224 (issue 22 item 7; resnet18.py: 20 convs,
+      .pt2 against its ONNX export) <= 30 s end to end and <= 2 x both forward passes with
+      per-layer capture plus a float64 check of every layer by hand (handwritten_model.py)
 
 The explain timings at the three sizes are also drawn as a scaling curve:
 benchmarks/results/scaling.png (needs matplotlib). Details of every run:
@@ -56,7 +64,7 @@ ENV.pop("KERAS_BACKEND", None)
 # (two OpenBLAS threads for the batch's product) spreads over 2-3x between runs.
 SHORT_RUNS = 3
 NAMES = ("explain-large", "batch", "check", "check-memory", "compare", "large-kernel", "plot", "help",
-         "explain-small", "geometry")
+         "explain-small", "geometry", "layers", "model")
 
 
 # Runs a command and reports its wall time and peak RSS: forked from a small process, as
@@ -90,9 +98,28 @@ def run_once(cmd: list[str]) -> tuple[float, float, int]:
     return float(seconds), int(kib) / 1024, int(code)
 
 
-def pair(name: str, ours: list[str], theirs: list[str], runs: int, **extra) -> dict:
-    """Interleaved runs of both commands; medians and ratios."""
-    run_once(ours)  # warm the file cache for both
+def answer(cmd: list[str]) -> tuple[int, str]:
+    """(exit code, stdout) of one run, unmeasured: the warm-up run of a row whose answer is checked."""
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"benchmark command failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return done.returncode, done.stdout
+
+
+def _warm(cmd: list[str], check, extra: dict) -> None:
+    """One warm-up run; with `check` (exit code, stdout -> (ok, note)), the answer is checked too: a
+    row that times a wrong answer is marked as failing, whatever its time."""
+    if check is None:
+        run_once(cmd)
+        return
+    ok, note = check(*answer(cmd))
+    extra["answer_ok"] = ok
+    extra["note"] = "; ".join(n for n in (note, extra.get("note")) if n)
+
+
+def pair(name: str, ours: list[str], theirs: list[str], runs: int, check=None, **extra) -> dict:
+    """Interleaved runs of both commands; medians and ratios. `check`: see `_warm`."""
+    _warm(ours, check, extra)  # warm the file cache for both
     run_once(theirs)
     times: dict[str, list[float]] = {"ours": [], "theirs": []}
     rss: dict[str, list[float]] = {"ours": [], "theirs": []}
@@ -110,8 +137,8 @@ def pair(name: str, ours: list[str], theirs: list[str], runs: int, **extra) -> d
             "ours_mib_all": rss["ours"], "theirs_mib_all": rss["theirs"], **extra}
 
 
-def single(name: str, cmd: list[str], runs: int, **extra) -> dict:
-    run_once(cmd)
+def single(name: str, cmd: list[str], runs: int, check=None, **extra) -> dict:
+    _warm(cmd, check, extra)
     results = [run_once(cmd) for _ in range(runs)]
     return {"name": name, "ours_s": statistics.median(r[0] for r in results),
             "ours_mib": statistics.median(r[1] for r in results), "runs": runs,
@@ -212,6 +239,86 @@ def make_explain_suite(folder: Path, cases: int, size: int, flipped: bool = Fals
     return folder
 
 
+def verdict_is(expected: str):
+    """A `check` for `pair`/`single`: the explain JSON's verdict is `expected`."""
+    def check(code: int, stdout: str) -> tuple[bool, str]:
+        document = json.loads(stdout)
+        stats = document.get("stats") or {}
+        verdict = document["verdict"]
+        note = (f"verdict {verdict} (exit {code}), {stats.get('mismatched')} of {stats.get('total')} elements "
+                f"outside the bound (error bound {stats.get('error_bound', 0):.2g})")
+        return verdict == expected, note if verdict == expected else f"WRONG ANSWER, expected {expected}: {note}"
+    return check
+
+
+def walk_is_equal(code: int, stdout: str) -> tuple[bool, str]:
+    """A `check` for the model row: every layer of the faithful export `equal`, none unmatched."""
+    document = json.loads(stdout)
+    verdicts = [layer["verdict"] for layer in document["layers"]]
+    unmatched = sum(len(names) for names in document["unmatched"].values())
+    note = (f"{verdicts.count('equal')} of {len(verdicts)} layers equal, {unmatched} unmatched, first divergence "
+            f"{document['first_divergence'] or 'none'} (exit {code})")
+    ok = code == 0 and set(verdicts) == {"equal"} and not unmatched
+    return ok, note if ok else f"WRONG ANSWER, the export is faithful: {note}"
+
+
+def _explain_declares() -> bool:
+    """Whether `convcheck explain` takes --bias and --expect (padding amounts come with them)."""
+    done = subprocess.run(CONVCHECK + ["explain", "--help"], env=ENV, capture_output=True, text=True, check=False)
+    return "--bias" in done.stdout and "--expect" in done.stdout
+
+
+def layer_rows(tmp: Path, runs: int) -> list[dict]:
+    """Issue 21 item 8: real layers as declared, `equal` against the hand-written check, and
+    `unexplained` ones (an element corrupted, other weights) on their own."""
+    folder = tmp / "layers"
+    done = subprocess.run([PYTHON, str(HERE / "make_layers.py"), str(folder)], env=ENV, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        print(f"layers: skipped (making them with torch failed: {done.stderr.strip()[-300:]})", file=sys.stderr)
+        return []
+    sys.path.insert(0, str(HERE))
+    from make_layers import LAYERS
+    cli = _explain_declares()
+    rows = []
+    for name, (shape, c_out, size, stride, padding, activation) in LAYERS.items():
+        x, w, b = (str(folder / f"{name}_{part}.npy") for part in ("x", "w", "b"))
+
+        def ours(output: str) -> list[str]:
+            y = str(folder / f"{name}_{output}.npy")
+            if not cli:  # the Python API until the CLI declares padding amounts and a bias
+                return [PYTHON, str(HERE / "convcheck_layer.py"), x, w, b, y, str(stride), str(padding), activation]
+            return CONVCHECK + ["explain", x, w, y, "--layout", "nchw", "--padding", str(padding), "--stride",
+                                str(stride), "--bias", b, "--format", "json"] + (
+                                    ["--expect", f"activation={activation}"] if activation != "linear" else [])
+
+        label = (f"{shape[1]}x{shape[2]}x{shape[3]}->{c_out} {size}x{size}" + (f" s{stride}" if stride > 1 else "")
+                 + " +bias" + ("+ReLU" if activation == "relu" else ""))
+        hand = [PYTHON, str(HERE / "handwritten_layer.py"), x, w, b, str(folder / f"{name}_y.npy"), str(stride),
+                str(padding), activation]
+        via = "" if cli else " (API)"
+        rows.append(pair(f"layer {label}: equal{via}", ours("y"), hand, SHORT_RUNS * runs, check=verdict_is("equal"),
+                         time_target=1.5))
+        for output, what in (("pixel", "1 element off"), ("wrong", "other weights")):
+            rows.append(single(f"layer {label}: {what}{via}", ours(output), max(1, runs // 2),
+                               check=verdict_is("unexplained"), time_target=5.0))
+    return rows
+
+
+def model_row(tmp: Path, runs: int) -> list[dict]:
+    """Issue 22 item 7: `convcheck model` on a ResNet-18-shaped .pt2 and its ONNX export."""
+    folder = tmp / "resnet18"
+    done = subprocess.run([PYTHON, str(HERE / "resnet18.py"), str(folder)], env=ENV, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        print(f"model: skipped (exporting with torch failed: {done.stderr.strip()[-300:]})", file=sys.stderr)
+        return []
+    pt2, onnx, x = (str(folder / name) for name in ("resnet18.pt2", "resnet18.onnx", "input.npy"))
+    return [pair("model: ResNet-18 .pt2 vs ONNX, 224x224, 20 convs", CONVCHECK + [
+        "model", pt2, onnx, "--input", x, "--format", "json"], [PYTHON, str(HERE / "handwritten_model.py"), pt2, onnx, x],
+        runs, check=walk_is_equal, time_target=2.0, seconds_target=30.0)]
+
+
 # ----------------------------------------------------------------------------- the table
 
 
@@ -221,11 +328,14 @@ def targets(result: dict) -> tuple[float | None, float | None, bool]:
     time_value = result.get("time_ratio", result["ours_s"])
     memory_value = result.get("memory_ratio", result.get("ours_mib"))
     ok = (t is None or time_value <= t) and (m is None or memory_value is None or memory_value <= m)
+    seconds = result.get("seconds_target")  # an absolute limit beside a ratio
+    ok = ok and (seconds is None or result["ours_s"] <= seconds) and result.get("answer_ok", True)
     return t, m, ok
 
 
 def print_table(results: list[dict], runs: int) -> None:
-    header = (f"{'benchmark':50s} {'convcheck':>10s} {'by hand':>9s} {'ratio':>6s} {'target':>8s} "
+    width = max([50] + [len(r["name"]) for r in results])
+    header = (f"{'benchmark':{width}s} {'convcheck':>10s} {'by hand':>9s} {'ratio':>6s} {'target':>8s} "
               f"{'MiB ours':>9s} {'MiB hand':>9s} {'ratio':>6s} {'target':>8s}  ok")
     print(header)
     print("-" * len(header))
@@ -237,10 +347,12 @@ def print_table(results: list[dict], runs: int) -> None:
         hand_mib = f"{r['theirs_mib']:9.0f}" if "theirs_mib" in r else f"{'':>9s}"
         mem_ratio = f"{r['memory_ratio']:6.2f}" if "memory_ratio" in r else f"{'':>6s}"
         munit = "" if "memory_ratio" in r else " MiB"
-        print(f"{r['name']:50s} {r['ours_s']:9.2f}s {hand_s} {ratio} "
+        print(f"{r['name']:{width}s} {r['ours_s']:9.2f}s {hand_s} {ratio} "
               f"{('<= ' + format(t, 'g') + unit) if t is not None else '':>8s} {r['ours_mib']:9.0f} {hand_mib} "
               f"{mem_ratio} {('<= ' + format(m, 'g') + munit) if m is not None else '':>8s}  "
               f"{'yes' if ok else 'NO'}")
+        if r.get("seconds_target") is not None:
+            print(f"{'':4s}convcheck end to end {r['ours_s']:.1f} s, target <= {r['seconds_target']:g} s")
         if r.get("note"):
             print(f"{'':4s}{r['note']}")
     more = sorted({r["runs"] for r in results if r.get("runs", runs) > runs})
@@ -373,6 +485,10 @@ def main() -> int:
                 results.append(single(f"explain 512x512x3->16, {label} (start-up incl.)",
                                       CONVCHECK + ["explain", *make_geometry_case(tmp, stride, dilation)], args.runs,
                                       time_target=2.0))
+        if "layers" in wanted:
+            results += layer_rows(tmp, args.runs)
+        if "model" in wanted:
+            results += model_row(tmp, args.runs)
     print_table(results, args.runs)
     out = HERE / "results"
     out.mkdir(exist_ok=True)

@@ -23,6 +23,8 @@ KERNEL_AXIS_ORDERS = ("hwio", "oihw") + tuple(
 # reshaped into Keras DepthwiseConv2D's layout (or back).
 KERNEL_LAYOUT_VALUES = KERNEL_AXIS_ORDERS + ("depthwise", "oihw-reshaped", "depthwise-reshaped")
 CHANNEL_ORDERS = ("as_given", "reversed")
+OUTPUT_TRANSFORMS = ("identity", "transpose")
+KERNEL_AXES = (None, "rows", "columns")   # None: a 2-D kernel; a 1-D kernel along the rows or the columns
 LAYOUTS = ("nhwc", "nchw")   # --layout: channels last (TensorFlow) or first (PyTorch)
 ALGORITHMS = ("direct", "fft", "winograd")
 ACTIVATIONS = ("linear", "relu", "relu6")

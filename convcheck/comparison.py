@@ -18,7 +18,7 @@ from .backends import BACKENDS, get_backend, resolve_backends, valid_names
 from .backends.keras_other import KerasSubprocessConv2D
 from .engine import diagnose, native_precision
 from .errors import BackendError, InputError
-from .geometry import dense_kernel, dilate_kernel, geometry_pair, output_size, pad_before
+from .geometry import dense_kernel, dilate_kernel, geometry_pair, normalize_padding, output_size, pad_before
 from .results import BackendResult, CompareReport
 from .vocabulary import DTYPES
 
@@ -199,14 +199,33 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
     `settled(report)`.
     """
     stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
+    padding = normalize_padding(padding)
     if inputs.kernel_axis is not None:
         raise InputError(f"kernel {inputs.kernel_name!r} is 1-D: explain accepts one (and says along which axis "
                          "it ran), compare needs a 2-D (kh, kw) or 4-D kernel, e.g. kernel[None, :] for a row")
+    dtype = _compute_dtype(inputs, dtype)
+    names = _backend_names(backends)
+    rows = _Rows(inputs, padding=padding, dtype=dtype, library_defaults=library_defaults, keep_arrays=keep_arrays,
+                 stride=stride, dilation=dilation, diagnose=diagnoser or diagnose, requested=backends is not None)
+    results = rows.run([get_backend(name) for name in names])
+    order = {name: i for i, name in enumerate(names)}
+    results.sort(key=lambda r: order[r.backend])
+    return _report(inputs, results, names, padding=padding, dtype=dtype, library_defaults=library_defaults,
+                   stride=stride, dilation=dilation)
+
+
+def _compute_dtype(inputs, dtype: Optional[str]) -> str:
+    """The dtype every backend computes in: `dtype`, checked, or the inputs' own."""
     if dtype is None:
         dtype = default_dtype(inputs.image.dtype, inputs.kernel.dtype)
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pass one of them")
-    requested = backends is not None
+    return dtype
+
+
+def _backend_names(backends) -> list[str]:
+    """The public names of the backends to run: every one for None; names, aliases (torch,
+    tf, ...) and groups (dl, scipy) resolved, anything else an `InputError`."""
     if isinstance(backends, str):
         raise InputError(f"backends: {backends!r} is a string; pass a list of names, e.g. "
                          f"backends=[{backends!r}] (see convcheck backends)")
@@ -221,31 +240,47 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
             if not isinstance(name, str):
                 raise InputError(f"backends: {name!r} is not a backend name; {valid_names()}")
     # Names, aliases (torch, tf, ...) and groups (dl, scipy) become public names.
-    names = resolve_backends(backends) if backends else list(BACKENDS)
-    chosen = [get_backend(name) for name in names]
-    expected_precision = default_dtype(inputs.image.dtype, inputs.kernel.dtype) if library_defaults else dtype
+    return resolve_backends(backends) if backends else list(BACKENDS)
 
-    availability = {b.name: b.availability() for b in chosen}
-    heavy = [b for b in chosen if availability[b.name][0] and b.module != "scipy" and b.name not in _WARM]
-    warm = _WarmUp(heavy) if heavy else None
 
-    rows: list[BackendResult] = []
-    diagnosed: dict = {}   # (dtype, shape, algorithm, kept, digest of the output): its diagnosis
-    for backend in sorted(chosen, key=lambda b: b.module != "scipy"):  # cheap rows first
-        available, reason = availability[backend.name]
-        if not available:
-            rows.append(BackendResult(backend.name, "skipped", reason=reason, requested=requested))
-            continue
-        if warm is not None:
-            warm.wait(backend.name)
+class _Rows:
+    """The rows of one compare: each backend run on the same inputs and settings, its output diagnosed."""
+
+    def __init__(self, inputs, *, padding: str, dtype: str, library_defaults: bool, keep_arrays: bool,
+                 stride: tuple[int, int], dilation: tuple[int, int], diagnose, requested: bool):
+        self.inputs, self.padding, self.dtype = inputs, padding, dtype
+        self.library_defaults, self.keep_arrays = library_defaults, keep_arrays
+        self.stride, self.dilation, self.diagnose, self.requested = stride, dilation, diagnose, requested
+        self.expected_precision = (default_dtype(inputs.image.dtype, inputs.kernel.dtype) if library_defaults
+                                   else dtype)
+        self.diagnosed: dict = {}   # (dtype, shape, algorithm, kept, digest of the output): its diagnosis
+
+    def run(self, chosen: list) -> list[BackendResult]:
+        """A row per backend, the cheap (scipy) ones first while the frameworks import beside them."""
+        availability = {b.name: b.availability() for b in chosen}
+        heavy = [b for b in chosen if availability[b.name][0] and b.module != "scipy" and b.name not in _WARM]
+        warm = _WarmUp(heavy) if heavy else None
+        rows: list[BackendResult] = []
+        for backend in sorted(chosen, key=lambda b: b.module != "scipy"):  # cheap rows first
+            available, reason = availability[backend.name]
+            if not available:
+                rows.append(BackendResult(backend.name, "skipped", reason=reason, requested=self.requested))
+                continue
+            if warm is not None:
+                warm.wait(backend.name)
+            rows.append(self.row(backend))
+        return rows
+
+    def row(self, backend) -> BackendResult:
+        """One available backend's row: its output and the output's diagnosis, or why it failed."""
+        inputs = self.inputs
         try:
             output, compute_dtype, seconds, run_notes, algorithm = _run_backend(
-                backend, inputs, padding=padding, dtype=dtype, library_defaults=library_defaults,
-                stride=stride, dilation=dilation)
+                backend, inputs, padding=self.padding, dtype=self.dtype, library_defaults=self.library_defaults,
+                stride=self.stride, dilation=self.dilation)
         except BackendError as exc:
-            rows.append(BackendResult(backend.name, "failed", reason=exc.reason, requested=requested,
-                                      version=backend.version()))
-            continue
+            return BackendResult(backend.name, "failed", reason=exc.reason, requested=self.requested,
+                                 version=backend.version())
         # Index back into the output as the user would hold it: the image's layout and rank.
         reading = _user_reading(inputs)
         by_axis = dict(zip("nhwc", output.shape))
@@ -256,25 +291,34 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
         # Every backend ran the grouping the kernel's shape implies: that is what is expected.
         # A library without half precision (scipy, OpenCV) sums the rounded inputs in float32
         # and returns float32: that row's result is expected in float32, not rounded back.
-        kept = compute_dtype if (not library_defaults and dtype in ("bfloat16", "float16")
+        kept = compute_dtype if (not self.library_defaults and self.dtype in ("bfloat16", "float16")
                                  and compute_dtype in ("float32", "float64")) else None
+        diagnosis = self.diagnosis(row_inputs, algorithm, kept)
+        return BackendResult(backend.name, "ok", version=backend.version(),
+                             compute_dtype=compute_dtype, shape=shape,
+                             seconds=round(seconds, 6), notes=tuple(run_notes),
+                             diagnosis=diagnosis, requested=self.requested)
+
+    def diagnosis(self, row_inputs, algorithm: str, kept: Optional[str]):
+        """The diagnosis of a row's output (`row_inputs.output`), made once for outputs of the same bytes."""
+        output = row_inputs.output
         # Backends often return the very same bits (Keras on TensorFlow calls tf.nn.conv2d):
         # a diagnosis is a function of the inputs, the settings and the output's bytes, so
         # such rows share one. The bytes are known by a 256-bit BLAKE2 digest, not kept
         # (a collision, odds 2^-128, would only repeat a diagnosis).
         key = (output.dtype.str, output.shape, algorithm, kept, _digest(output))
-        diagnosis = diagnosed.get(key)
+        diagnosis = self.diagnosed.get(key)
         if diagnosis is None:
-            diagnosis = diagnosed[key] = (diagnoser or diagnose)(
-                row_inputs, padding=padding, precision=expected_precision, stride=stride, dilation=dilation,
-                groups=inputs.groups, algorithm=algorithm, keep_arrays=keep_arrays, output_precision=kept)
-        rows.append(BackendResult(backend.name, "ok", version=backend.version(),
-                                  compute_dtype=compute_dtype, shape=shape,
-                                  seconds=round(seconds, 6), notes=tuple(run_notes),
-                                  diagnosis=diagnosis, requested=requested))
-    order = {name: i for i, name in enumerate(names)}
-    rows.sort(key=lambda r: order[r.backend])
+            diagnosis = self.diagnosed[key] = self.diagnose(
+                row_inputs, padding=self.padding, precision=self.expected_precision, stride=self.stride,
+                dilation=self.dilation, groups=self.inputs.groups, algorithm=algorithm, keep_arrays=self.keep_arrays,
+                output_precision=kept)
+        return diagnosis
 
+
+def _report(inputs, rows: list[BackendResult], names: list[str], *, padding: str, dtype: str,
+            library_defaults: bool, stride: tuple[int, int], dilation: tuple[int, int]) -> CompareReport:
+    """The `CompareReport` of the rows: the inputs, the settings, and the library-defaults hint."""
     notes = []
     if not library_defaults:
         hint = _library_defaults_hint([r.backend for r in rows if r.status == "ok"], padding, dtype)
@@ -284,7 +328,8 @@ def compare_inputs(inputs, *, padding: str = "same", dtype: Optional[str] = None
         "image": {"shape": list(inputs.image_shape), "dtype": str(inputs.image.dtype), "path": inputs.image_name},
         "kernel": {"shape": list(inputs.kernel_shape), "dtype": str(inputs.kernel.dtype), "path": inputs.kernel_name},
     }
-    settings = {"padding": padding, "stride": list(stride), "dilation": list(dilation),
+    shown = padding if isinstance(padding, str) else [list(pair) for pair in padding]   # [[top, bottom], [left, right]]
+    settings = {"padding": shown, "stride": list(stride), "dilation": list(dilation),
                 "groups": int(inputs.groups), "layout": inputs.layout, "dtype": dtype,
                 "library_defaults": library_defaults, "backends": names}
     return CompareReport(report_inputs, settings, tuple(rows), tuple(notes))
@@ -306,10 +351,14 @@ def compare(image, kernel, *, padding: str = "same", dtype: Optional[str] = None
     Layouts as in CONTRACT section 1: image (H, W), (H, W, C) or (N, H, W, C) (channels
     first with `layout="nchw"`); kernel (kh, kw), HWIO, OIHW with `kernel_layout="oihw"`,
     depthwise with `kernel_layout="depthwise"`, or any other order of the letters h, w, i, o
-    (e.g. "ohwi"). `stride` and `dilation` are held the same for every backend. Bad arrays raise `convcheck.InputError` before any framework
+    (e.g. "ohwi"). `padding` is a convention's name or explicit amounts (PyTorch's padding=1,
+    (PH, PW), (top, bottom, left, right) or ((top, bottom), (left, right))), which every backend
+    is given (as its own explicit padding, or a 'valid' call on an image zero-padded by hand).
+    `stride` and `dilation` are held the same for every backend. Bad arrays raise `convcheck.InputError` before any framework
     is imported.
     """
     from .inputs import prepare_inputs
+    padding = normalize_padding(padding)
     inputs = prepare_inputs(image, kernel, kernel_layout=kernel_layout, padding=padding, layout=layout)
     return compare_inputs(inputs, padding=padding, dtype=dtype, backends=backends,
                           library_defaults=library_defaults, keep_arrays=keep_arrays, stride=stride,

@@ -13,10 +13,11 @@ stride the image allows) is checked once the inputs are known (`check_applies`).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Optional
 
 from .choices import (ACTIVATIONS, ALGORITHMS, BOUNDARIES, CHANNEL_ORDERS, FIELDS, KERNEL_LAYOUT_VALUES,
-                      KERNEL_TRANSFORMS, OUTPUT_LAYOUTS, OUTPUT_PRECISIONS, PRECISIONS)
+                      KERNEL_TRANSFORMS, OUTPUT_LAYOUTS, OUTPUT_PRECISIONS, PADDINGS, PRECISIONS)
 from .errors import InputError
 
 # Fields with an option of their own in explain()/diagnose(): a value declared both ways
@@ -70,6 +71,29 @@ def normalize_value(field: str, value: Any, label: str) -> Any:
     if field == "cval":
         return _number(value, label)
     return _numbers(value, label)   # bias, scale
+
+
+def padding_from_text(text: str, label: str):
+    """A padding as written on a command line or in a rule: a convention's name (any case:
+    TensorFlow's 'SAME'), or amounts 'P', 'PH,PW', 'TOP,BOTTOM,LEFT,RIGHT' or '[[top, bottom],
+    [left, right]]' (brackets and spaces are ignored, so the JSON spelling reads the same as the
+    four numbers). Returns the name, or ((top, bottom), (left, right)) as `normalize_padding`
+    gives them; anything else is an `InputError` starting with `label` (e.g. "--padding '1,2,3'").
+    Pure Python: the CLI reads options with it before numpy is imported."""
+    word = str(text).strip()
+    if word.lower() in PADDINGS:
+        return word.lower()
+    parts = re.sub(r"[\s\[\]()]", "", word).split(",")
+    if len(parts) in (1, 2, 4) and all(re.fullmatch(r"[0-9]+", part) for part in parts):
+        amounts = [int(part) for part in parts]
+        if len(amounts) == 1:
+            return ((amounts[0],) * 2,) * 2
+        if len(amounts) == 2:
+            return ((amounts[0],) * 2, (amounts[1],) * 2)
+        return ((amounts[0], amounts[1]), (amounts[2], amounts[3]))
+    raise InputError(f"{label}: is not same, valid or full, nor padding amounts P, PH,PW or TOP,BOTTOM,LEFT,RIGHT "
+                     "(non-negative integers: PyTorch padding=1 is 1, ONNX pads [t, l, b, r] are t,b,l,r); write "
+                     "e.g. same or 1 or 0,1,0,1")
 
 
 def merge(declared: dict, options: dict, defaults: dict) -> tuple[dict, dict]:

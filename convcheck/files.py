@@ -19,15 +19,31 @@ def same_file(a: os.PathLike, b: os.PathLike) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def archive_member(name: str) -> tuple[str, Optional[str]]:
+    """('layer.npz', 'weight') for the array spec 'layer.npz:weight'; (name, None) for anything else.
+
+    A name that is a file itself is always that file; otherwise the text after the last ':'
+    is a member of the archive before it, when that ends in '.npz' (any case), as `np.savez`
+    names its archives. Pure text: whether the archive exists is for its reader to say.
+    """
+    if os.path.lexists(name) or ":" not in name:
+        return name, None
+    archive, _, key = name.rpartition(":")
+    if archive.lower().endswith(".npz") and key:
+        return archive, key
+    return name, None
+
+
 def refuse_overwriting(path: Optional[str], option: str, protected: Iterable[tuple[str, object]]) -> None:
-    """Refuse an output `path` that is one of the `protected` (role, path) files, e.g. an input.
+    """Refuse an output `path` that is one of the `protected` (role, path) files, e.g. an input
+    (for an archive member 'layer.npz:weight', the archive).
 
     Raises `InputError` naming the option and the file it would destroy.
     """
     if path is None:
         return
     for role, other in protected:
-        if other is not None and same_file(path, os.fspath(other)):
+        if other is not None and same_file(path, archive_member(os.fspath(other))[0]):
             raise InputError(f"{option} '{path}': is the {role}, which the report would overwrite; "
                              "choose another file name")
 
@@ -74,4 +90,4 @@ def write_text_atomic(path: os.PathLike, text: str) -> None:
     write_atomic(path, write)
 
 
-__all__ = ["refuse_overwriting", "same_file", "write_atomic", "write_text_atomic"]
+__all__ = ["archive_member", "refuse_overwriting", "same_file", "write_atomic", "write_text_atomic"]

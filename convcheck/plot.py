@@ -3,8 +3,10 @@
 One row of four panels per result: the reference, the output, |output - reference| on a
 log scale with the elements beyond the error bound outlined (and the bound marked on the
 colour bar), and the residual after the explanation divided by its bound (<= 1 means
-reproduced). Needs matplotlib (`pip install 'convcheck[plot]'`), imported only here and
-with the non-interactive Agg backend, so it works on CI machines without a display.
+reproduced). `save_model_plot` draws a `convcheck model` walk instead: each matched layer's
+input and output drift on a log scale, the first divergence marked. Needs matplotlib
+(`pip install 'convcheck[plot]'`), imported only here and with the non-interactive Agg
+backend, so it works on CI machines without a display.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import write_atomic
+from .formats._text import REFERENCE
 from .vocabulary import Verdict, describe
 
 _MISSING = "--plot needs matplotlib: pip install 'convcheck[plot]'"
@@ -156,11 +159,11 @@ def _row(fig, subfig, title: str, diagnosis, plt, LogNorm) -> None:
     vmin = min(float(a.min()) for a in shared)
     vmax = max(float(a.max()) for a in shared)
     if reference is not None:
-        _image_panel(fig, axes[0], reference, "reference (float64 cross-correlation)", vmin=vmin, vmax=vmax)
+        _image_panel(fig, axes[0], reference, REFERENCE, vmin=vmin, vmax=vmax)
     else:
         _text_panel(axes[0], f"no reference of the output's shape {output.shape}:\n"
                              f"the output was sized with another padding")
-        axes[0].set_title("reference", fontsize=9)
+        axes[0].set_title(REFERENCE, fontsize=9)
     _image_panel(fig, axes[1], output, "output", vmin=vmin, vmax=vmax)
 
     if reference is not None and reference.shape == output.shape:
@@ -213,7 +216,8 @@ def plot_items(result: Any) -> list[tuple[str, Any]]:
         return [("output", result)]
     if hasattr(result, "cases"):                         # a CheckReport
         return [(f"{case.name} / {outcome.name}", outcome.diagnosis)
-                for case in result.cases for outcome in case.results if outcome.diagnosis is not None]
+                for case in result.cases for outcome in case.results
+                if outcome.diagnosis is not None and getattr(outcome, "layer", None) is None]
     if hasattr(result, "results") and hasattr(result, "settings"):   # a CompareReport
         return [(row.backend, row.diagnosis) for row in result.results if row.diagnosis is not None]
     return list(result)
@@ -239,6 +243,19 @@ class _RowArea:
 # At most this many rows are drawn (a row takes a fraction of a second; a figure of 170
 # rows would take minutes and outgrow what a PNG viewer opens): a last row names the rest.
 MAX_ROWS = 40
+
+
+def _save_figure(fig, plt, path: os.PathLike) -> None:
+    """Write `fig` to `path` atomically in the format its suffix names, then close it; a path
+    that cannot be written is bad input (exit 2), named with the option."""
+    image_format = plot_format(path)
+    try:
+        write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))
+    except OSError as exc:
+        raise InputError(f"--plot '{path}': cannot be written ({exc.strerror or exc}); check the folder exists") \
+            from None
+    finally:
+        plt.close(fig)
 
 
 def save_plot(items: Any, path: os.PathLike) -> None:
@@ -278,14 +295,93 @@ def save_plot(items: Any, path: os.PathLike) -> None:
                       f"to the reference, not drawn (the plot shows the first {MAX_ROWS}): {names}\n"
                       "see the report for each", ha="center", va="center", fontsize=11, color="firebrick",
                       wrap=True, transform=note.transAxes)
-    image_format = plot_format(path)
-    try:
-        write_atomic(path, lambda temporary: fig.savefig(temporary, format=image_format, dpi=100))
-    except OSError as exc:
-        raise InputError(f"--plot '{path}': cannot be written ({exc.strerror or exc}); check the folder exists") \
-            from None
-    finally:
-        plt.close(fig)
+    _save_figure(fig, plt, path)
 
 
-__all__ = ["plot_format", "plot_items", "require_matplotlib", "save_plot"]
+# How `save_model_plot` draws each verdict of a layer's own computation: (colour, marker, legend).
+_VERDICT_MARKS = {"equal": ("tab:green", "o", "equal"), "explained": ("tab:orange", "s", "explained"),
+                  "unexplained": ("firebrick", "X", "unexplained"), "not_judged": ("grey", "D", "not judged")}
+
+
+def _drift_value(entry: Optional[dict]) -> Optional[float]:
+    """A drift's max |port - original|, None when there is none to draw (shapes differ, not finite)."""
+    if entry is None or entry.get("max_abs_diff") is None:
+        return None
+    return float(entry["max_abs_diff"])
+
+
+def _layer_label(layer, longest: int = 28) -> str:
+    name = layer.original["name"]
+    return f"{layer.index} {name if len(name) <= longest else name[:longest - 1] + '…'}"
+
+
+def _model_figure(report, plt):
+    """The drift figure of a walk: one point per matched layer, in the original's order."""
+    from .formats.model_text import divergence_line, models_name
+
+    layers = list(report.layers)
+    drifts = [(_drift_value(layer.input_drift), _drift_value(layer.output_drift)) for layer in layers]
+    values = [v for pair in drifts for v in pair if v is not None]
+    if not layers or not values:
+        fig = plt.figure(figsize=(7, 1.8))
+        why = ("one model: each layer is judged against its own declared computation, so there is no drift to draw"
+               if report.single else "no matched layer has a drift to draw (their tensors' shapes differ)")
+        fig.text(0.5, 0.5, f"convcheck model: {models_name(report)}\n{why}", ha="center", va="center", fontsize=11,
+                 wrap=True)
+        return fig
+    positive = [v for v in values if v > 0]
+    # Exact zeros have no place on a log scale: drawn hollow at a floor a decade below the least drift.
+    floor = min(positive) / 10 if positive else 1e-16
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(layers) + 3), 4.8))
+    x = np.arange(len(layers))
+    for column, (what, style) in enumerate((("input drift", "--"), ("output drift", "-"))):
+        series = np.array([np.nan if pair[column] is None else max(pair[column], floor) for pair in drifts])
+        ax.plot(x, series, style, color="silver" if column == 0 else "dimgrey", linewidth=1, zorder=1,
+                label=f"{what} (max |port - original|)")
+        if column == 0:
+            ax.scatter(x, series, s=14, color="silver", zorder=2)
+    outputs = [pair[1] for pair in drifts]
+    for verdict, (colour, marker, label) in _VERDICT_MARKS.items():
+        chosen = [i for i, layer in enumerate(layers) if layer.verdict == verdict and outputs[i] is not None]
+        if not chosen:
+            continue
+        heights = [max(outputs[i], floor) for i in chosen]
+        faces = ["none" if outputs[i] == 0 else colour for i in chosen]
+        ax.scatter([x[i] for i in chosen], heights, s=64 if verdict != "equal" else 36, marker=marker,
+                   facecolors=faces, edgecolors=colour, linewidths=1.5, zorder=3,
+                   label=f"layer verdict: {label}")
+    if any(v == 0 for v in values):
+        ax.axhline(floor, color="lightgrey", linewidth=0.8, linestyle=":", zorder=0)
+        ax.text(x[-1], floor, " 0 (drawn here, hollow)", va="bottom", ha="right", fontsize=7, color="grey")
+    ax.set_yscale("log")
+    first = report.first_divergence()
+    if first is not None:
+        at = layers.index(first)
+        ax.axvline(at, color="firebrick", linewidth=1.5, linestyle="--", zorder=0)
+        ax.annotate("first divergence", (at, 1.0), xycoords=("data", "axes fraction"), xytext=(4, -12),
+                    textcoords="offset points", color="firebrick", fontsize=8, va="top")
+    ax.set_xticks(x)
+    ax.set_xticklabels([_layer_label(layer) for layer in layers], rotation=45, ha="right", fontsize=7)
+    ax.set_xlabel("matched layers, in the original's order")
+    ax.set_ylabel("max |port - original| (log scale)")
+    ax.set_title(f"convcheck model: {models_name(report)}\nfirst divergence: {divergence_line(report)}", fontsize=9)
+    ax.grid(True, which="major", axis="y", color="whitesmoke")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def save_model_plot(report, path: os.PathLike) -> None:
+    """Write a figure of a `convcheck model` walk to `path`: each matched layer's input and output
+    drift (max |port - original| of the captured tensors) on a log scale, in the original's
+    order, the first divergence marked by a dashed line, each layer's verdict on its own
+    computation shown by the marker (equal, explained, unexplained, not judged). A drift of
+    exactly 0 is drawn hollow at a floor below the least one; a layer whose tensors' shapes
+    differ has no point. The single-model form has no drift: a small figure says so.
+    Raises `InputError` when matplotlib is missing or the file cannot be written."""
+    plt, _ = _pyplot()
+    fig = _model_figure(report, plt)
+    _save_figure(fig, plt, path)
+
+
+__all__ = ["plot_format", "plot_items", "require_matplotlib", "save_model_plot", "save_plot"]

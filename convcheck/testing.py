@@ -3,11 +3,12 @@
     from convcheck.testing import assert_conv_matches
     assert_conv_matches(ported_output, image, kernel, allow=["kernel_transform=rot180"])
 
-It passes when the output equals the float64 reference within its rigorous error bound,
+It passes when the output equals the reference (CONTRACT section 1: the float64
+cross-correlation) within its rigorous error bound,
 or differs only by causes listed in `allow` (the same syntax as a config's `allow`), and
 otherwise raises `AssertionError` whose first line names the verdict and the cause in
 plain words, then numbers laid out like `numpy.testing` / `torch.testing` (mismatched
-count, greatest difference with its index and bound, a few actual/expected values) and
+count, greatest difference with its index and bound, a few output/reference values) and
 convcheck's diagnosis with the fix. convcheck's frames are hidden from pytest tracebacks
 (`__tracebackhide__`). Never imports TensorFlow: only numpy and the engine.
 
@@ -23,9 +24,10 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .check import judge, parse_allow, unexplained_message
+from .declared import merge, normalize_expected
 from .engine import diagnose, index_in_user_shape
-from .geometry import geometry_pair
 from .errors import InputError
+from .geometry import geometry_pair, normalize_padding, padding_text
 from .vocabulary import Verdict
 
 __all__ = ["assert_conv_matches", "assert_model_matches"]
@@ -51,9 +53,11 @@ def _worst_sample(diagnosis, inputs) -> int:
 
 def _closeness_lines(diagnosis, inputs, padding, stride, dilation) -> list[str]:
     """numpy/torch.testing-style lines: mismatched count, greatest differences with their index
-    (into the caller's output array) and bound, then the actual and expected values where they
-    differ most. For a batch, the values shown are those of the worst sample."""
-    from .formats._text import values_apart
+    (into the caller's output array) and bound, then the output and reference values where they
+    differ most. For a batch, the values shown are those of the worst sample. The bound is the
+    one the verdict held each element to against the reference (the expected computation's);
+    it is the only bound the message quotes."""
+    from .formats._text import REFERENCE, values_apart
     from .geometry import output_size
 
     arrays = diagnosis.arrays
@@ -65,8 +69,10 @@ def _closeness_lines(diagnosis, inputs, padding, stride, dilation) -> list[str]:
                        for name, pair in (("stride", stride), ("dilation", dilation)) if tuple(pair) != (1, 1))
     if (arrays is None or arrays.reference is None or tuple(arrays.output.shape[:2]) != tuple(expected)
             or arrays.reference.shape != arrays.output.shape):
+        named = f"the '{padding}' output" if isinstance(padding, str) else \
+            f"the output padded by {padding_text(padding)}"
         return [f"The values for attribute 'shape' do not match: {output_shape} != {expected} "
-                f"(the '{padding}' output{geometry} of a {(height, width)} image with a {(kh, kw)} kernel has "
+                f"({named}{geometry} of a {(height, width)} image with a {(kh, kw)} kernel has "
                 f"{expected[0]} x {expected[1]} elements per channel)."]
     sample = _worst_sample(diagnosis, inputs)
     batch = inputs.output.shape[0]
@@ -100,12 +106,12 @@ def _closeness_lines(diagnosis, inputs, padding, stride, dilation) -> list[str]:
     order = [int(i) for i in np.argsort(-excess, kind="stable")[:_SHOWN] if excess[int(i)] >= 0]
     shown_bad = mismatched if batch == 1 else int(np.count_nonzero(beyond))
     if order:
-        lines.append(f"Values where they differ most (actual = output, expected = float64 reference"
+        lines.append(f"Values where they differ most (output vs {REFERENCE}"
                      f"{'; ' + str(len(order)) + ' of ' + str(shown_bad) if shown_bad > len(order) else ''}):")
         for flat in order:
             index = np.unravel_index(flat, delta.shape)
             actual, wanted = values_apart(output[index], reference[index])
-            lines.append(f"  {user(index)}: actual {actual}, expected {wanted} "
+            lines.append(f"  {user(index)}: output {actual}, {REFERENCE} {wanted} "
                          f"(|diff| {delta[index]:.3g}, bound {bound[index]:.2g})")
     return lines
 
@@ -130,15 +136,21 @@ def _headline(diagnosis, outcome) -> str:
             f"({not_allowed} {'is' if len(outcome.disallowed) == 1 else 'are'} not in allow)")
 
 
-def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Iterable[str] = (), *,
+def assert_conv_matches(output, image, kernel, padding="same", allow: Iterable[str] = (), *,
                         precision: Optional[str] = None, stride=(1, 1), dilation=(1, 1),
                         groups: Optional[int] = None, layout: str = "nhwc",
-                        kernel_layout: Optional[str] = None, msg: Optional[str] = None):
+                        kernel_layout: Optional[str] = None, msg: Optional[str] = None,
+                        expected: Optional[dict] = None, declared_uncertainty: Optional[dict] = None):
     """Assert that `output` is the convolution of `image` with `kernel`, up to the causes in `allow`.
 
     `output` is compared with the float64 cross-correlation (CONTRACT section 1) with
-    `padding`, `stride`, `dilation` and `groups` (what you expect; see `convcheck.explain`),
-    held to a rigorous error bound for `precision` (default: the inputs' own). Arrays are
+    `padding` (a name, or amounts as PyTorch and ONNX declare them: 1, (PH, PW),
+    (top, bottom, left, right) or ((top, bottom), (left, right))), `stride`, `dilation` and
+    `groups` (what you expect; see `convcheck.explain`), and what `expected` declares of any
+    other field (CONTRACT section 2a: {"bias": layer.bias, "activation": "relu", ...}; a
+    declared bias or scale is applied as given, never fitted; `declared_uncertainty` as in
+    `convcheck.engine.diagnose`), held to a rigorous error bound for `precision` (default:
+    the inputs' own). A field declared both as an argument and in `expected` must agree. Arrays are
     in `layout` ("nhwc", or "nchw" for PyTorch's channels first: (C, H, W) / (N, C, H, W));
     `kernel_layout` is "hwio", "oihw" (the default with layout "nchw"), "depthwise", or any
     other order of the letters h, w, i, o (e.g. "ohwi").
@@ -146,7 +158,7 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
     ("precision=float32", "kernel_transform=rot180", or a bare field such as "boundary"
     for any value). Otherwise raises `AssertionError` whose first line names the verdict
     and cause ("output is explained by kernel flipped 180° (true convolution), not equal
-    ..."), then the mismatch statistics, a few actual/expected values, the diagnosis and
+    ..."), then the mismatch statistics, a few output/reference values, the diagnosis and
     its fix. `msg` starts the message (and so pytest's short summary line). convcheck's
     own frames are hidden from pytest's traceback. Bad arrays or a bad `allow` raise
     `convcheck.InputError`. Returns the `Diagnosis` when it passes.
@@ -160,10 +172,14 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
                              "allow=[\"precision=float32\", \"kernel_transform=rot180\"]") from None
     rules = parse_allow(allow, "allow")
     from .inputs import prepare_inputs
-    stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
+    options, declared = merge(normalize_expected(expected), dict(
+        padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
+        kernel_layout=kernel_layout), _DEFAULTS)
+    padding, kernel_layout = normalize_padding(options.pop("padding")), options.pop("kernel_layout")
+    stride, dilation = geometry_pair(options.pop("stride"), "stride"), geometry_pair(options.pop("dilation"), "dilation")
     inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
-    diagnosis = diagnose(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation,
-                         groups=groups, keep_arrays=True)
+    diagnosis = diagnose(inputs, padding=padding, stride=stride, dilation=dilation, keep_arrays=True,
+                         expected=declared, declared_uncertainty=declared_uncertainty, **options)
     outcome = judge("output", diagnosis, rules, strict=True)
     if outcome.status == "pass":
         return diagnosis
@@ -178,11 +194,16 @@ def assert_conv_matches(output, image, kernel, padding: str = "same", allow: Ite
         lines.append(f"convcheck: {unexplained_message(diagnosis)}.")
     else:
         lines.append(f"convcheck: {outcome.message}.")
-    lines += diagnosis_lines(diagnosis, outcome.disallowed)
+    lines += diagnosis_lines(diagnosis, outcome.disallowed, quote_bound=False)   # the bound is quoted above
     if diagnosis.verdict is Verdict.EXPLAINED:
         wanted = [str(r) for r in rules] + [_allow_text(c) for c in outcome.disallowed]
         lines.append(f"If this difference is intended, pass allow={wanted!r}.")
     raise AssertionError("\n".join(lines))
+
+
+# The arguments' defaults: a value in `expected` for one of these fields is no conflict with them.
+_DEFAULTS = dict(padding="same", precision=None, stride=(1, 1), dilation=(1, 1), groups=None, kernel_layout=None,
+                 algorithm="direct", output_precision=None)
 
 
 def _allow_text(cause) -> str:

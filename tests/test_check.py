@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from convcheck.check import (CheckReport, find_config, load_suite, parse_allow, run_suite)
-from convcheck.check_command import check as check_command
+from convcheck.cli.check import check as check_command
 from convcheck.errors import InputError
 from convcheck.results import CHECK_SCHEMA
+from convcheck.vocabulary import FIELD_TABLE
 
 from .check_data import case, write_config, write_data
 
@@ -181,7 +182,7 @@ def test_all_files_are_validated_before_any_case_runs(data, monkeypatch):
 def test_a_bad_case_costs_no_tensorflow_import(data):
     (data / "broken.npy").write_bytes(b"not a numpy file")
     write_config(data, case("tf", backends=["tf.nn.conv2d", "keras.layers.Conv2D"]), case("bad", "broken"))
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom convcheck.check_command import check\n"
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom convcheck.cli.check import check\n"
             "r = CliRunner().invoke(check, [])\n"
             "assert r.exit_code == 2, r.output\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
@@ -197,6 +198,24 @@ def test_parse_allow_forms():
     rules = parse_allow(["precision=float32", "boundary", "offset=[-1, 0]", "scale=0.5"])
     assert [(r.field, r.value) for r in rules] == [("precision", "float32"), ("boundary", None),
                                                   ("offset", (-1, 0)), ("scale", 0.5)]
+
+
+# One value of each way a field writes its values (convcheck.vocabulary.Field.written).
+_WRITTEN_EXAMPLES = {"offset": ("[1, -1]", (1, -1)), "pair": ("2", (2, 2)), "count": ("3", 3),
+                     "number": ("0.5", 0.5), "name": ("transpose", "transpose")}
+
+
+def test_allow_reads_every_field_and_value_from_the_table():
+    for row in FIELD_TABLE:
+        assert parse_allow([row.name])[0].value is None
+        if row.written == "choice":
+            for value in row.names:
+                assert parse_allow([f"{row.name}={value}"])[0].value == value
+            with pytest.raises(InputError, match="is not one of"):
+                parse_allow([f"{row.name}=nonsense"])
+        else:
+            text, value = _WRITTEN_EXAMPLES[row.written]
+            assert parse_allow([f"{row.name}={text}"])[0].value == value
 
 
 def _statuses(report: CheckReport) -> dict[str, str]:

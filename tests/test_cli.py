@@ -15,7 +15,8 @@ import scipy.signal
 from click.testing import CliRunner
 
 from convcheck.backends import BACKENDS
-from convcheck.cli import compare_exit_code, main
+from convcheck.cli import main
+from convcheck.cli.compare import compare_exit_code
 from convcheck.comparison import demo_paths
 from convcheck.results import BackendResult, CompareReport
 
@@ -419,7 +420,7 @@ def test_python_dash_m_runs_the_cli():
 
 
 def test_cli_default_max_elements_matches_the_library():
-    from convcheck.cli_options import DEFAULT_MAX_ELEMENTS
+    from convcheck.cli.options import DEFAULT_MAX_ELEMENTS
     from convcheck.inputs import DEFAULT_MAX_ELEMENTS as LIBRARY_DEFAULT
     assert DEFAULT_MAX_ELEMENTS == LIBRARY_DEFAULT
 
@@ -448,7 +449,7 @@ def test_unknown_backend_lists_names_aliases_and_groups(runner, files):
 
 
 def test_backends_shell_completion():
-    from convcheck.cli import _complete_backends
+    from convcheck.cli.options import _complete_backends
 
     assert [c.value for c in _complete_backends(None, None, "tor")] == [
         "torch.nn.functional.conv2d", "torch"]
@@ -456,18 +457,18 @@ def test_backends_shell_completion():
 
 
 def test_import_message_names_the_frameworks(files, monkeypatch):
-    from convcheck import cli
+    from convcheck.cli import compare as cli_compare
 
     said = []
-    monkeypatch.setattr(cli, "talk", said.append)
-    monkeypatch.setattr(cli, "compare_inputs", None, raising=False)
+    monkeypatch.setattr(cli_compare, "talk", said.append)
+    monkeypatch.setattr(cli_compare, "compare_inputs", None, raising=False)
     import convcheck.comparison as comparison
     monkeypatch.setattr(comparison, "compare_inputs", lambda *a, **k: None)
     for name in ("torch", "cv2"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setattr(BACKENDS["torch.nn.functional.conv2d"], "availability", lambda: (True, None))
     monkeypatch.setattr(BACKENDS["cv2.filter2D"], "availability", lambda: (True, None))
-    cli._run_compare(None, padding="same", dtype=None,
+    cli_compare.run_compare(None, padding="same", dtype=None,
                      backends=["scipy.signal.correlate2d", "torch.nn.functional.conv2d", "cv2.filter2D"],
                      library_defaults=False, keep_arrays=False)
     assert said == ["importing PyTorch, OpenCV for 2 backends (this takes a few seconds)..."]
@@ -659,7 +660,7 @@ def test_geometry_options_have_help_and_examples(runner):
 
 
 def test_parse_pair():
-    from convcheck.cli_options import parse_pair
+    from convcheck.cli.options import parse_pair
 
     assert parse_pair(None, "--stride") == (1, 1)
     assert parse_pair("3", "--stride") == (3, 3)

@@ -48,7 +48,10 @@ def test_every_backend_runs_and_agrees(compared):
         if name == "scipy.signal.convolve2d":
             assert row["explanation"]["kernel_transform"] == "rot180"
             assert row["explanation"]["offset"] == [-1, -1]  # its even-kernel centring
-        elif name != "scipy.signal.fftconvolve":  # FFT rounding: see test_scipy_fft.py
+        elif name in ("scipy.signal.fftconvolve", "scipy.ndimage.convolve"):   # true convolutions, shown as such
+            assert row["verdict"] == "explained" and row["explanation"]["kernel_transform"] == "rot180", row
+            assert row["explanation"]["offset"] == [0, 0]   # cropped / placed as TensorFlow's SAME
+        else:
             assert row["verdict"] == "equal", row
 
 

@@ -17,7 +17,7 @@ import scipy.signal
 from click.testing import CliRunner
 
 from convcheck.cli import main
-from convcheck.cli_options import ascii_fallback
+from convcheck.cli.output import ascii_fallback
 from convcheck.comparison import demo_paths
 
 SCIPY = "scipy.signal.convolve2d,scipy.signal.correlate2d"
@@ -134,7 +134,7 @@ def test_every_help_has_an_example(runner):
 
 
 def test_check_help_lists_every_config_key(runner):
-    from convcheck.check import _CASE_KEYS, _TOP_KEYS
+    from convcheck.check.config import _CASE_KEYS, _TOP_KEYS
     text = run(runner, "check", "--help").stdout
     for key in set(_TOP_KEYS + _CASE_KEYS) - {"case"}:
         assert key in text, key
@@ -411,7 +411,7 @@ def test_the_command_skips_a_framework_teardown_only(monkeypatch, capsys, framew
 @pytest.mark.parametrize("columns", [None, "97", "0", "-3", "wide", ""])
 def test_terminal_width_is_shutils_without_importing_it(monkeypatch, columns):
     import shutil
-    from convcheck.cli_options import terminal_width
+    from convcheck.cli.output import terminal_width
     if columns is None:
         monkeypatch.delenv("COLUMNS", raising=False)
     else:

@@ -151,3 +151,36 @@ def test_cli_compare_stride_2_even_image_tf_and_keras_equal(tmp_path, monkeypatc
     for name in ("tf.nn.conv2d", "keras.layers.Conv2D"):
         row = [line for line in lines if line.startswith(name + " ")]
         assert len(row) == 1 and "equal" in row[0], table.stdout
+
+
+SCIPY_ROWS = ["scipy.signal.correlate2d", "scipy.signal.fftconvolve", "scipy.ndimage.correlate"]
+
+
+@pytest.mark.parametrize("padding, settings", [(1, [[1, 1], [1, 1]]), ((0, 2, 1, 0), [[0, 2], [1, 0]])],
+                         ids=["P", "T,B,L,R"])
+def test_compare_explicit_pads_at_stride_2_is_equal_on_the_emulated_rows(padding, settings):
+    image, kernel = case()
+    report = compare(image, kernel, padding=padding, stride=2, dtype="float64", backends=SCIPY_ROWS)
+    document = report.to_json_dict()
+    assert document["settings"]["padding"] == settings
+    for row in document["results"]:
+        # fftconvolve is a true convolution, run with the kernel as given: its row is the
+        # flip, at the declared pads (the emulation pads the image, not the kernel).
+        flipped = row["backend"] == "scipy.signal.fftconvolve"
+        assert row["verdict"] == ("explained" if flipped else "equal"), row
+        if flipped:
+            assert [c["field"] for c in row["causes"]] == ["kernel_transform"], row
+            assert row["explanation"]["kernel_transform"] == "rot180", row
+        assert row["explanation"]["padding"] == settings, row
+
+
+@pytest.mark.parametrize("name, module", FRAMEWORK_ROWS)
+def test_compare_pytorch_padding_1_at_stride_2_is_equal_on_every_framework(name, module):
+    # PyTorch's padding=1 at stride 2 on an even size is what each framework computes when it
+    # is declared: no offset, unlike TF SAME.
+    needs(module)
+    image, kernel = case()
+    report = compare(image, kernel, padding=1, stride=2, dtype="float64", backends=[name])
+    row = rows_of(report)[name]
+    assert row["verdict"] == "equal", row
+    assert row["shape"] == [5, 6, 2]

@@ -462,3 +462,34 @@ def test_closest_candidate_keeps_the_precision_that_fits():
     assert d.verdict is Verdict.UNEXPLAINED
     assert (d.closest.kernel_transform, d.closest.precision) == ("rot180", "float32")
     assert d.stats.mismatched_after == 1
+
+
+@pytest.mark.parametrize("mode, boundary", [("reflect", "symmetric"), ("mirror", "reflect"), ("wrap", "wrap"),
+                                            ("nearest", "edge")])
+def test_boundary_rules_of_a_large_image_with_a_fitted_scale_and_bias(mode, boundary, monkeypatch):
+    # A large image has interior sample positions: stage 1 searches the other boundary rules
+    # only where the interior passes (Search._interior_gate), and here it must.
+    from convcheck.engine.search import Search
+    gates = []
+    gate = Search._interior_gate
+    monkeypatch.setattr(Search, "_interior_gate", lambda self, *a, **k: gates.append(gate(self, *a, **k)) or gates[-1])
+    rng = np.random.default_rng(20261206)
+    image = rng.standard_normal((96, 90)).astype(np.float32)
+    kernel = rng.standard_normal((5, 5)).astype(np.float32)
+    out = (ndi.correlate(image, kernel, mode=mode) * np.float32(2.5) + np.float32(0.75)).astype(np.float32)
+    d = convcheck.explain(image, kernel, out)
+    assert d.verdict.value == "explained" and d.explanation.boundary == boundary, d.reason
+    assert d.explanation.scale == pytest.approx(2.5) and d.explanation.bias == pytest.approx(0.75)
+    assert gates and gates[0] is True
+
+
+def test_other_weights_on_a_large_image_skip_the_boundary_rules(monkeypatch):
+    from convcheck.engine.search import Search
+    gates = []
+    gate = Search._interior_gate
+    monkeypatch.setattr(Search, "_interior_gate", lambda self, *a, **k: gates.append(gate(self, *a, **k)) or gates[-1])
+    rng = np.random.default_rng(20261207)
+    image = rng.standard_normal((96, 90))
+    out = ndi.correlate(image, rng.standard_normal((5, 5)), mode="mirror")
+    d = convcheck.explain(image, rng.standard_normal((5, 5)), out)
+    assert d.verdict.value == "unexplained" and gates and not any(gates)

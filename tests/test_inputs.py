@@ -90,10 +90,59 @@ def test_not_npy_is_refused_with_np_save_hint(tmp_path, content):
     refused(read_npy, path, "image", names=[path], phrases=["is not a .npy file", "np.save"])
 
 
-def test_npz_archive_is_refused(tmp_path):
+def test_npz_archive_of_one_array_is_read_without_a_key(tmp_path):
     path = tmp_path / "arrays.npz"
-    np.savez(path, x=np.ones((3, 3)))
-    refused(read_npy, path, "kernel", names=[path], phrases=["is not a .npy file", "np.save"])
+    np.savez(path, x=np.arange(9.0).reshape(3, 3))
+    np.testing.assert_array_equal(read_npy(path, "kernel"), np.arange(9.0).reshape(3, 3))
+
+
+@pytest.mark.parametrize("save_archive", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
+def test_npz_member_is_read_by_key(tmp_path, save_archive):
+    path = tmp_path / "layer.npz"
+    weight = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+    save_archive(path, weight=weight, bias=np.array([0.5, -1.0], np.float32))
+    got = read_npy(f"{path}:weight", "kernel")
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, weight)
+    np.testing.assert_array_equal(read_npy(f"{path}:bias", "bias"), [0.5, -1.0])
+
+
+def test_npz_missing_key_lists_the_keys(tmp_path):
+    path = tmp_path / "layer.npz"
+    np.savez(path, weight=np.ones((3, 3)), bias=np.ones(3))
+    refused(read_npy, f"{path}:wieght", "kernel", names=[f"{path}:wieght"],
+            phrases=["no array 'wieght'", "bias, weight", f"{path}:KEY"])
+
+
+def test_npz_of_several_arrays_without_a_key_lists_them(tmp_path):
+    path = tmp_path / "layer.npz"
+    np.savez(path, weight=np.ones((3, 3)), bias=np.ones(3))
+    refused(read_npy, path, "kernel", names=[path], phrases=["2 arrays", "bias, weight", f"{path}:bias"])
+
+
+def test_npz_member_is_validated_as_a_npy(tmp_path):
+    path = tmp_path / "layer.npz"
+    np.savez(path, big=np.ones((4, 4)), text=np.array(["a", "b"]), obj=np.array([{}], dtype=object))
+    refused(read_npy, f"{path}:big", "image", max_elements=15, phrases=["16 elements", "--max-elements"])
+    refused(read_npy, f"{path}:text", "image", phrases=["holds text"])
+    refused(read_npy, f"{path}:obj", "image", phrases=["pickled object array", "never loads"])
+
+
+def test_npz_member_nan_is_refused_when_loaded(tmp_path):
+    path = tmp_path / "layer.npz"
+    image = np.ones((5, 5))
+    image[2, 3] = np.nan
+    np.savez(path, x=image, k=np.ones((3, 3)))
+    refused(load_inputs, f"{path}:x", f"{path}:k", names=[f"{path}:x"], phrases=["1 NaN value", "[2, 3]"])
+
+
+def test_npz_corrupt_archive_is_refused(tmp_path):
+    path = tmp_path / "layer.npz"
+    np.savez(path, x=np.ones((5, 5)))
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    refused(read_npy, f"{path}:x", "image", names=[path], phrases=["np.savez"])
+    refused(read_npy, tmp_path / "missing.npz:x", "image", phrases=["no such file"])
 
 
 def test_truncated_data_is_refused(tmp_path):
@@ -155,11 +204,11 @@ def test_pickled_object_array_is_refused_and_never_unpickled(tmp_path):
 
 def test_object_array_refused_even_when_header_is_skipped(tmp_path, monkeypatch):
     # Defence in depth: np.load itself runs with allow_pickle=False.
-    import convcheck.inputs as inputs
+    import convcheck.inputs.files as files
     marker = tmp_path / "pwned"
     path = save(tmp_path, "evil.npy", np.array([Payload(os.fspath(marker))], dtype=object),
                 allow_pickle=True)
-    monkeypatch.setattr(inputs, "_check_dtype", lambda *args, **kwargs: None)
+    monkeypatch.setattr(files, "check_dtype", lambda *args, **kwargs: None)
     refused(read_npy, path, "image", names=[path])
     assert not marker.exists()
 
@@ -560,7 +609,7 @@ def test_unreadable_folder_is_explained_even_for_root(tmp_path, monkeypatch):
     def denied(path, *args, **kwargs):
         raise PermissionError(errno_module.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr("convcheck.inputs.os.stat", denied)
+    monkeypatch.setattr("convcheck.inputs.files.os.stat", denied)
     refused(read_npy, tmp_path / "x.npy", "image", phrases=["permission denied"])
 
 

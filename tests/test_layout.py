@@ -16,7 +16,6 @@ from convcheck.choices import KERNEL_AXIS_ORDERS
 from convcheck.errors import InputError
 from convcheck.formats import render_explain
 from convcheck.inputs import other_readings, prepare_inputs, read_kernel_as
-from convcheck.engine.reference import reference
 from convcheck.testing import assert_conv_matches
 from convcheck.vocabulary import Verdict
 
@@ -49,13 +48,19 @@ def test_other_readings_are_the_fitting_orders_likeliest_first_then_reversed_cha
     readings = [(r.kernel_reading, r.channel_order) for r in other_readings(inputs)]
     # Only h and w fit the two 3-long axes (w before h would be kernel_transform 'transpose');
     # 8 feature channels are not a colour image, so their order is not searched.
-    assert readings == [("hwoi", "as_given"), ("oihw-reshaped", "as_given")]
+    # OIHW reshaped into HWIO is read both ways: the original's weights with the port's
+    # output, and the port's weights with the original's output (two different kernels).
+    assert readings == [("hwoi", "as_given"), ("oihw-reshaped", "as_given"), ("oihw-reshaped", "as_given")]
+    reshaped = [r.kernel for r in other_readings(inputs) if r.kernel_reading == "oihw-reshaped"]
+    assert not np.array_equal(reshaped[0], reshaped[1])
     square = prepare_inputs(rng.standard_normal((6, 6, 3)), rng.standard_normal((3, 3, 3, 3)),
                             np.zeros((6, 6, 3)))
     orders = [r.kernel_reading for r in other_readings(square) if r.channel_order == "as_given"]
-    # With every axis 3 long, reshaping OIHW into HWIO moves nothing: it reads as 'oihw'.
-    assert orders[:2] == ["oihw", "hwoi"] and "oihw-reshaped" not in orders and len(orders) == 11
-    assert all(o.index("h") < o.index("w") for o in orders)
+    # With every axis 3 long, one way of reshaping OIHW into HWIO moves nothing (it reads as
+    # 'oihw'), and is left out; the other way is kept, last.
+    assert orders[:2] == ["oihw", "hwoi"] and orders[-1] == "oihw-reshaped" and len(orders) == 12
+    assert orders.count("oihw-reshaped") == 1
+    assert all(o.index("h") < o.index("w") for o in orders[:-1])
     flipped = [r.kernel_reading for r in other_readings(square) if r.channel_order == "reversed"]
     assert flipped == [None] + orders   # the colours reversed alone first, then with each order
 

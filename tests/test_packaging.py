@@ -57,7 +57,7 @@ def test_readme_opens_with_what_and_pip_install_then_make():
 
 
 def test_readme_lists_every_config_key():
-    from convcheck.check import _CASE_KEYS, _TOP_KEYS
+    from convcheck.check.config import _CASE_KEYS, _TOP_KEYS
     text = (ROOT / "README.md").read_text()
     for key in set(_TOP_KEYS + _CASE_KEYS) - {"case"}:
         assert f"`{key}`" in text, key

@@ -61,9 +61,9 @@ def test_disallowed_cause_raises_with_the_cause_first(image, kernel):
     assert lines[3].startswith(f"Greatest absolute difference: {delta[worst]:.3g} at index {tuple(int(i) for i in worst)} (up to ")
     assert lines[3].endswith(" allowed)")
     assert lines[4].startswith("Greatest relative difference: ")
-    assert lines[5].startswith("Values where they differ most (actual = output, expected = float64 reference")
+    assert lines[5].startswith("Values where they differ most (output vs reference")
     first = lines[6].strip()
-    assert first.startswith(f"{tuple(int(i) for i in worst)}: actual {output[worst]:.6g}, expected {reference[worst]:.6g}")
+    assert first.startswith(f"{tuple(int(i) for i in worst)}: output {output[worst]:.6g}, reference {reference[worst]:.6g}")
     assert sum(1 for line in lines if line.startswith("  (")) == 5
     assert "convcheck: explained by kernel flipped 180° (true convolution), but kernel_transform=rot180 is not in allow." in message
     assert "the kernel was flipped 180 degrees" in message
@@ -85,9 +85,37 @@ def test_values_show_enough_digits_to_see_the_difference(image, kernel):
     with pytest.raises(AssertionError) as info:
         assert_conv_matches(output, image, kernel)
     line = next(line for line in str(info.value).splitlines() if line.startswith("  (3, 3): "))
-    actual, expected = line.split("actual ")[1].split(", expected ")
+    actual, expected = line.split("output ")[1].split(", reference ")
     expected = expected.split(" (")[0]
     assert actual != expected and float(actual) != float(expected)
+
+
+def test_the_message_quotes_one_bound_the_one_the_verdict_used():
+    # Issue 21: float32 inputs, an output computed from float16-rounded inputs and a flipped kernel: the
+    # expected (float32) computation's bound and the explanation's (float16) are 100x apart; the
+    # message quotes the bound each element was held to against the reference, and no other.
+    rng = np.random.default_rng(3)
+    image, kernel = rng.standard_normal((8, 8)).astype(np.float32), rng.standard_normal((3, 3)).astype(np.float32)
+    half = [a.astype(np.float16).astype(np.float32) for a in (image, kernel)]
+    output = scipy.signal.convolve2d(*half, mode="same").astype(np.float16)
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(output, image, kernel)
+    message = str(info.value)
+    import re
+    from convcheck.engine import explain
+    diagnosis = explain(image, kernel, output, keep_arrays=True)
+    arrays = diagnosis.arrays
+    bound = arrays.bound_before[:, :, 0]
+    delta = np.abs(arrays.output - arrays.reference)[:, :, 0]
+    worst = tuple(int(i) for i in np.unravel_index(np.argmax(delta), delta.shape))
+    assert f"at index {worst} (up to {bound[worst]:.2g} allowed)" in message
+    reference = arrays.reference[:, :, 0]
+    quoted = [float(value) for value in re.findall(r"(?:bound|up to) ([0-9.]+(?:e[-+][0-9]+)?)", message)]
+    allowed = {float(f"{b:.2g}") for b in bound.reshape(-1)} | {float(f"{b:.2g}") for b in
+                                                                 (bound / np.abs(reference)).reshape(-1)}
+    assert quoted and set(quoted) <= allowed, quoted
+    assert "error bound " + f"{diagnosis.stats.error_bound:.3g}" not in message
+    assert "residual after the explanation" in message and "within its own error bound at every element" in message
 
 
 def test_pytest_hides_convcheck_frames(tmp_path):
@@ -229,7 +257,7 @@ def test_nchw_batch_passes_and_indexes_the_callers_array(nchw_batch):
     assert any(line.startswith("Greatest absolute difference: 1 at index (1, 2, 3, 1) (up to ") for line in lines)
     shown = [line for line in lines if line.startswith("  (")]
     assert len(shown) == 1
-    assert shown[0].startswith(f"  (1, 2, 3, 1): actual {corrupted[1, 2, 3, 1]:.6g}, expected {output[1, 2, 3, 1]:.6g}")
+    assert shown[0].startswith(f"  (1, 2, 3, 1): output {corrupted[1, 2, 3, 1]:.6g}, reference {output[1, 2, 3, 1]:.6g}")
 
 
 def test_nchw_batch_worst_sample_zero(nchw_batch):
@@ -242,7 +270,7 @@ def test_nchw_batch_worst_sample_zero(nchw_batch):
     message = str(info.value)
     assert "sample 0 of the batch of 2" in message
     assert "Greatest absolute difference: 2 at index (0, 3, 0, 2)" in message
-    assert "  (0, 1, 1, 1): actual " in message
+    assert "  (0, 1, 1, 1): output " in message
 
 
 def test_depthwise_kernel_layout_and_groups():
@@ -258,3 +286,70 @@ def test_depthwise_kernel_layout_and_groups():
     with pytest.raises(AssertionError, match=r"groups=3 is not in allow"):
         assert_conv_matches(output, image, depthwise, kernel_layout="depthwise", groups=1)
     assert_conv_matches(output, image, depthwise, kernel_layout="depthwise", groups=1, allow=["groups=3"])
+
+
+# ----------------------------------------------------------------------------- declared computations (issue 21)
+
+
+def _declared_layer(size=12, seed=4):
+    """An NCHW float32 layer with padding 1, stride 2, a bias and a ReLU, made by the float64 reference."""
+    from convcheck.engine.reference import reference
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+    w = (rng.standard_normal((4, 3, 3, 3)) / 3).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, 4).astype(np.float32)
+    out = reference(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), ((1, 1), (1, 1)), stride=(2, 2)) + b
+    return x, w, b, np.maximum(out, 0.0).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def test_declared_layer_passes_with_padding_amounts_and_expected():
+    x, w, b, y = _declared_layer()
+    for padding in (1, (1, 1), (1, 1, 1, 1), ((1, 1), (1, 1))):
+        diagnosis = assert_conv_matches(y, x, w, padding, stride=2, layout="nchw",
+                                        expected={"bias": b, "activation": "relu"})
+        assert diagnosis.verdict.value == "equal"
+    assert_conv_matches(y, x, w, stride=2, layout="nchw", expected={"padding": 1, "bias": b, "activation": "relu"})
+
+
+def test_declared_bias_off_in_one_channel_fails_naming_the_bias():
+    x, w, b, y = _declared_layer()
+    off = b.astype(np.float64)
+    off[1] += 0.3
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": off, "activation": "relu"},
+                            msg="conv1")
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("conv1: output is explained by a bias per channel") and "(bias is not in allow)" in first
+
+
+def test_declared_activation_the_output_lacks_fails():
+    x, w, b, y = _declared_layer()
+    with pytest.raises(AssertionError, match="activation=relu is not in allow"):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": b})
+
+
+def test_declared_uncertainty_covers_a_converters_rounding():
+    x, w, b, y = _declared_layer()
+    nudged = b.astype(np.float64) + 2e-4
+    with pytest.raises(AssertionError):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": nudged, "activation": "relu"})
+    assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"bias": nudged, "activation": "relu"},
+                        declared_uncertainty={"bias": 1e-3})
+
+
+def test_padding_declared_twice_or_bad_is_an_input_error():
+    x, w, b, y = _declared_layer()
+    with pytest.raises(InputError, match="padding is declared twice"):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"padding": "valid"})
+    with pytest.raises(InputError, match="padding"):
+        assert_conv_matches(y, x, w, (1, 2, 3), stride=2, layout="nchw")
+    with pytest.raises(InputError, match="not a field"):
+        assert_conv_matches(y, x, w, 1, stride=2, layout="nchw", expected={"activaton": "relu"})
+
+
+def test_shape_line_names_the_padding_amounts():
+    x, w, b, y = _declared_layer()
+    with pytest.raises(AssertionError) as info:
+        assert_conv_matches(y, x, w, (0, 0, 0, 0), layout="nchw", expected={"bias": b, "activation": "relu"})
+    assert "the output padded by [[0, 0], [0, 0]] of a (12, 12) image with a (3, 3) kernel has 10 x 10" in str(info.value)

@@ -301,3 +301,21 @@ def test_property_random_values_are_recovered_and_corruption_never_explained(see
     np.testing.assert_allclose(np.broadcast_to(got.pop("bias", 0.0), outs), bias, atol=1e-9)
     np.testing.assert_allclose(np.broadcast_to(got.pop("scale", 1.0), outs), scale, rtol=1e-9)
     assert got == {}
+
+
+@pytest.mark.parametrize("factors", ["float32", "float16"])
+def test_batchnorm_factors_in_float32_or_float16_on_a_float16_conv(factors):
+    """Keras mixed precision stores the float16 conv, then runs BatchNorm in float32 with
+    float32 factors; a conv's own bias is cast to float16. Declared, both are float16."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
+    k = rng.normal(0, .5, (3, 3, 4, 4)).astype(np.float32)
+    s, t = rng.uniform(.5, 1.5, 4), rng.normal(0, .3, 4)
+    x16, k16 = (a.astype(np.float16).astype(np.float64) for a in (x, k))
+    p = np.pad(x16, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    conv = sum(np.einsum("nhwc,co->nhwo", p[:, u:u + 8, v:v + 8], k16[u, v]) for u in range(3) for v in range(3))
+    kind = np.float32 if factors == "float32" else np.float16
+    y = (conv.astype(np.float16).astype(kind) * s.astype(kind) + t.astype(kind)).astype(np.float16)
+    d = convcheck.explain(x, k, y, padding="same", precision="float32", expected={"scale": tuple(s), "bias": tuple(t)})
+    assert d.verdict.value == "explained" and d.explanation.changed_fields(d.baseline) == ("precision",)
+    assert d.explanation.precision == "float16"

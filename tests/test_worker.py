@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from convcheck import check as check_module
+from convcheck.check import run as check_run
 from convcheck.check import load_suite, run_suite
 from convcheck.engine import diagnose
 from convcheck.errors import InputError
@@ -121,7 +121,7 @@ def test_a_suite_reports_the_same_with_and_without_the_worker(tmp_path, monkeypa
     config = write_config(tmp_path, *(case(f"c{i}", backends=["scipy"]) for i in range(9)))
 
     def report(min_cases: int, trial: int) -> str:
-        monkeypatch.setattr(check_module, "_WORKER_MIN_CASES", min_cases)
+        monkeypatch.setattr(check_run, "_WORKER_MIN_CASES", min_cases)
         monkeypatch.setattr(Pipeline, "TRIAL", trial)
         return json.dumps(_timeless(run_suite(load_suite(config)).to_json_dict()), sort_keys=True)
 

@@ -11,6 +11,7 @@ Heavy frameworks are imported only inside `warm_up` / `run`, never at module imp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
@@ -26,8 +27,8 @@ import numpy as np
 
 from ..errors import BackendError, InputError
 from ..geometry import geometry_pair as _reference_geometry_pair
-from ..geometry import output_size, padding_amounts
-from ..vocabulary import DTYPES, PADDINGS
+from ..geometry import is_explicit, normalize_padding, output_size, padding_amounts, padding_text
+from ..vocabulary import DTYPES
 
 
 _VERSIONS: dict = {}   # distribution names -> installed version (None: not installed)
@@ -40,7 +41,8 @@ class BackendRun:
     `output` is (Ho, Wo, C_out) in the library's own dtype (the batch axis removed).
     `compute_dtype` is what the library actually computed in ('float16', 'bfloat16',
     'float32', 'float64', or e.g. 'int64' for scipy on integers with library defaults).
-    `padding` is the output-size convention actually used ('same', 'valid', 'full').
+    `padding` is the output-size convention actually used ('same', 'valid', 'full'), or the
+    explicit ((top, bottom), (left, right)) amounts asked for.
     `seconds` is the wall time of the library call(s) only, not imports or conversions.
     `notes` are plain sentences saying what was done beyond the plain call.
     `algorithm` is how the sums were computed (CONTRACT section 2): 'direct', or 'fft'
@@ -120,7 +122,10 @@ class Backend(ABC):
         defaults needs a backend with `native_geometry` (others raise `InputError`).
 
         With `library_defaults=False` the library is asked to compute in `dtype` with
-        zero `padding` (settings held consistent across backends). With
+        zero `padding` (settings held consistent across backends): a convention's name ('same',
+        'valid', 'full', any case) or explicit amounts (CONTRACT section 1: P, (PH, PW),
+        (top, bottom, left, right) or ((top, bottom), (left, right))), which a library without
+        explicit padding gets as its 'valid' call on an image zero-padded by hand. With
         `library_defaults=True` it is called the way people usually call it, with its own
         defaults wherever it has one; the row's `notes` say which were used.
         2-D inputs ((H, W) and (kh, kw)) are accepted as one channel.
@@ -129,8 +134,7 @@ class Backend(ABC):
         its call raised (with a one-line reason), `InputError` for arguments convcheck
         itself rejects (unknown padding/dtype, shapes that do not fit).
         """
-        if padding not in PADDINGS:
-            raise InputError(f"padding {padding!r} is not one of {', '.join(PADDINGS)}")
+        padding = normalize_padding(padding)
         if dtype not in DTYPES:
             raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         stride, dilation = geometry_pair(stride, "stride"), geometry_pair(dilation, "dilation")
@@ -143,18 +147,27 @@ class Backend(ABC):
                              f"convcheck.comparison.compare emulates them for it")
         image, kernel = as_hwc_hwio(image, kernel, groups)
         span_h, span_w = ((kernel.shape[0] - 1) * dilation[0] + 1, (kernel.shape[1] - 1) * dilation[1] + 1)
-        if padding == "valid" and (span_h > image.shape[0] or span_w > image.shape[1]):
-            # Libraries disagree here (TF returns an empty array, scipy swaps the operands):
-            # refuse once, for all of them.
-            raise InputError(f"the {span_h}x{span_w} kernel is larger than the "
-                             f"{image.shape[0]}x{image.shape[1]} image: 'valid' padding leaves no "
-                             f"output; use padding 'same' or 'full'")
+        padded_h, padded_w = image.shape[:2]
+        if is_explicit(padding):
+            padded_h, padded_w = padded_h + sum(padding[0]), padded_w + sum(padding[1])
+        if padding in ("valid",) or is_explicit(padding):
+            if span_h > padded_h or span_w > padded_w:
+                # Libraries disagree here (TF returns an empty array, scipy swaps the operands):
+                # refuse once, for all of them.
+                what = ("'valid' padding leaves no output; use padding 'same' or 'full'" if padding == "valid" else
+                        f"padding {padding_text(padding)} leaves no output ({padded_h}x{padded_w} padded); "
+                        "pad more, or use padding 'same' or 'full'")
+                raise InputError(f"the {span_h}x{span_w} kernel is larger than the "
+                                 f"{image.shape[0]}x{image.shape[1]} image: {what}")
         available, reason = self.availability()
         if not available:
             raise BackendError(self.name, reason or "not available")
         geometry = ({"stride": stride, "dilation": dilation, "groups": groups}
                     if self.native_geometry else {})
+        by_hand = is_explicit(padding) and not self.native_geometry and not library_defaults
         try:
+            if by_hand:
+                return self._padded_by_hand(image, kernel, padding, dtype)
             return self._run(image, kernel, padding=padding, dtype=dtype,
                              library_defaults=library_defaults, **geometry)
         except (BackendError, InputError):
@@ -165,9 +178,22 @@ class Backend(ABC):
             raise BackendError(self.name, f"{type(exc).__name__}: {one_line(exc)}") from exc
 
     @abstractmethod
-    def _run(self, image: np.ndarray, kernel: np.ndarray, *, padding: str, dtype: str,
+    def _run(self, image: np.ndarray, kernel: np.ndarray, *, padding, dtype: str,
              library_defaults: bool) -> BackendRun:
-        """`run` after validation: `image` is 3-D, `kernel` 4-D with matching channels."""
+        """`run` after validation: `image` is 3-D, `kernel` 4-D with matching channels; `padding`
+        a convention's name, or explicit amounts ((top, bottom), (left, right)) for a backend
+        with `native_geometry` (the others get explicit amounts as 'valid' on an image padded by hand)."""
+
+    def _padded_by_hand(self, image: np.ndarray, kernel: np.ndarray, padding, dtype: str) -> BackendRun:
+        """Explicit amounts for a library that takes none (scipy, OpenCV): the image zero-padded by
+        those amounts, then the library's 'valid' call; the row says so. Exact: the zeros are the
+        contract's zero padding."""
+        (top, bottom), (left, right) = padding
+        run = self._run(zero_pad(image, (top, bottom, left, right)), kernel, padding="valid", dtype=dtype,
+                        library_defaults=False)
+        note = (f"{self.name} takes no explicit padding: the image was zero-padded by hand by "
+                f"{padding_text(padding)} ([[top, bottom], [left, right]]) and run with 'valid'")
+        return dataclasses.replace(run, padding=padding, notes=(note,) + tuple(run.notes))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from ..geometry import is_explicit
 from .base import (Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, imported_once, quiet_loggers,
                    quiet_stderr)
 
@@ -95,7 +96,11 @@ class JaxConvGeneralDilated(Backend):
                              "float64 as float32 without it) and restored after")
 
         stride, dilation = tuple(stride), tuple(dilation)
-        if stride != (1, 1) or dilation != (1, 1) or groups != 1:
+        if is_explicit(padding):
+            lax_padding = [tuple(padding[0]), tuple(padding[1])]
+            if groups != 1:
+                notes.append(f"feature_group_count={groups}")
+        elif stride != (1, 1) or dilation != (1, 1) or groups != 1:
             top, bottom, left, right = geometry_pads(padding, image.shape[0], image.shape[1], kh, kw,
                                                      stride, dilation)
             lax_padding = [(top, bottom), (left, right)]

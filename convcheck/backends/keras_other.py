@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError
+from ..geometry import normalize_padding
 from .base import Backend, BackendRun, dtype_name, numpy_dtype
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -149,7 +150,8 @@ class KerasSubprocessConv2D(Backend):
                      f"(Keras picks its backend once per process); arrays exchanged as .npy "
                      f"files")
         return BackendRun(output=output, compute_dtype=answer["compute_dtype"],
-                          padding=answer["padding"], seconds=answer["seconds"], notes=tuple(notes))
+                          padding=normalize_padding(answer["padding"]), seconds=answer["seconds"],
+                          notes=tuple(notes))
 
 
 class KerasJaxConv2D(KerasSubprocessConv2D):

@@ -1,10 +1,12 @@
 """`scipy.signal.fftconvolve` as a backend: a true convolution computed through FFTs.
 
 Behaviours checked on scipy 1.17:
-- a convolution (the kernel flipped 180 degrees), default mode='full'.
-- mode='same' centres the output on the full one with start (k - 1) // 2, which for a
-  pre-flipped even kernel is one pixel up/left of TensorFlow 'SAME'; convcheck computes
-  'full' and crops the 'same' part itself.
+- a convolution (the kernel flipped 180 degrees), default mode='full'. convcheck runs it as
+  it is, unflipped, exactly as it runs scipy.signal.convolve2d: its row shows the flip
+  (kernel_transform rot180), the library's semantics, not a pre-flipped cross-correlation.
+- mode='same' centres the output on the full one with start (k - 1) // 2, which for an
+  even kernel is one pixel up/left of TensorFlow 'SAME' (as convolve2d's 'same'); convcheck
+  computes 'full' and crops the 'same' part itself, so only the flip remains.
 - `axes=(0, 1)` convolves only H and W and broadcasts the channel axes, so one call
   does every (input, output) channel pair; the pairs are then summed over input channels.
 - float32 runs single-precision FFTs, float64 double; float16 is computed in float32
@@ -23,7 +25,8 @@ from .base import Backend, BackendRun, cast_inputs, dtype_name, pad_amounts
 
 
 class ScipyFFTConvolve(Backend):
-    """`scipy.signal.fftconvolve(image[..., None], kernel, axes=(0, 1))`, summed over C_in."""
+    """`scipy.signal.fftconvolve(image[..., None], kernel, axes=(0, 1))`, summed over C_in: a true
+    convolution (the kernel flipped 180 degrees), shown as such."""
 
     name = "scipy.signal.fftconvolve"
     module = "scipy"
@@ -55,20 +58,18 @@ class ScipyFFTConvolve(Backend):
                 kernel_in = kernel_in.astype(np.float32)
                 notes.append(f"scipy.fft has no {dtype}: inputs rounded to {dtype}, "
                              f"computed in float32")
-            # A convolution with the flipped kernel is the cross-correlation.
-            kernel_in = kernel_in[::-1, ::-1]
-            notes.append("the kernel was flipped 180 degrees before the call "
-                         "(fftconvolve flips it back: a cross-correlation)")
+            notes.append("fftconvolve is a true convolution: it flips the kernel 180 degrees (called with the "
+                         "kernel as given, as convolve2d is)")
             top, bottom, left, right = pad_amounts(kh, kw, padding)
-            # Output (i, j) of 'full' has its window at (i - (kh - 1), j - (kw - 1)).
+            # Output (i, j) of 'full' has its window (of the flipped kernel) at (i - (kh - 1), j - (kw - 1)).
             rows = image.shape[0] + top + bottom - kh + 1
             cols = image.shape[1] + left + right - kw + 1
             crop = (slice(kh - 1 - top, kh - 1 - top + rows),
                     slice(kw - 1 - left, kw - 1 - left + cols))
             if padding == "same" and (kh % 2 == 0 or kw % 2 == 0):
-                notes.append(f"computed with mode='full' and cropped to 'same' by "
-                             f"convcheck (fftconvolve's own 'same' centres even kernels one "
-                             f"pixel up/left of TensorFlow 'SAME')")
+                notes.append("computed with mode='full' and cropped to 'same' by convcheck (fftconvolve's own "
+                             "'same', like convolve2d's, centres an even kernel one pixel up/left of TensorFlow "
+                             "'SAME')")
 
         start = time.perf_counter()
         # (H, W, C, 1) with (kh, kw, C, O): every channel pair in one call.

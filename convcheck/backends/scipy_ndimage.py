@@ -6,8 +6,11 @@ Behaviours checked on scipy 1.17:
 - the default border is mode='reflect' (cba|abcd|dcb, numpy's 'symmetric');
   mode='constant' with cval=0 is zero padding.
 - an even kernel is centred at k // 2: one pixel below/right of TensorFlow 'SAME'.
-  `origin=-1` on an even axis moves correlate onto TF 'SAME'; convolve of the
-  pre-flipped kernel lands there with origin=0 (checked against the reference).
+  `origin=-1` on an even axis moves correlate onto TF 'SAME'.
+- convolve is a true convolution: convolve(x, k) with origin=0 is the cross-correlation with
+  k[::-1, ::-1] placed exactly as TF 'SAME' places it, for odd and even kernels (checked
+  against the reference). convcheck runs it as it is, unflipped, exactly as it runs
+  scipy.signal.convolve2d: its row shows the flip (kernel_transform rot180).
 - float16 raises "array type not supported"; bfloat16 is not a numpy type it knows.
 """
 
@@ -30,7 +33,7 @@ class _ScipyNdimage(Backend):
         import scipy.ndimage  # noqa: F401
 
     def _origins(self, kh: int, kw: int) -> tuple[int, int]:
-        """The `origin` that puts the (pre-flipped) kernel where TensorFlow 'SAME' puts it."""
+        """The `origin` that puts the window where TensorFlow 'SAME' puts it."""
         raise NotImplementedError
 
     def _centre(self, k: int) -> int:
@@ -70,10 +73,8 @@ class _ScipyNdimage(Backend):
                              f"computed in float32")
             mode = "constant"
             if self.function == "convolve":
-                # A true convolution: flipping the kernel first makes it the cross-correlation.
-                kernel_in = kernel_in[::-1, ::-1]
-                notes.append("the kernel was flipped 180 degrees before the call "
-                             "(ndimage.convolve flips it back: a cross-correlation)")
+                notes.append("ndimage.convolve is a true convolution: it flips the kernel 180 degrees (called "
+                             "with the kernel as given, as scipy.signal.convolve2d is)")
             if padding == "same":
                 origin = self._origins(kh, kw)
                 if origin != (0, 0):
@@ -116,7 +117,7 @@ class NdimageCorrelate(_ScipyNdimage):
 
 
 class NdimageConvolve(_ScipyNdimage):
-    """`scipy.ndimage.convolve`: a true convolution (the kernel is flipped 180 degrees)."""
+    """`scipy.ndimage.convolve`: a true convolution (the kernel is flipped 180 degrees), shown as such."""
 
     name = "scipy.ndimage.convolve"
     function = "convolve"
@@ -125,4 +126,4 @@ class NdimageConvolve(_ScipyNdimage):
         return (0, 0)
 
     def _centre(self, k):
-        return (k - 1) // 2  # of the pre-flipped kernel, at origin=0
+        return (k - 1) // 2  # the flipped kernel's window, at origin=0

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from ..geometry import is_explicit, padding_text
 from .base import (STRIDE_EMULATED, Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, imported_once,
                    output_shape, quiet_loggers, quiet_stderr, zero_pad)
 
@@ -80,30 +81,8 @@ class TensorFlowConv2D(Backend):
              groups=1):
         tf = import_tensorflow()
         notes: list[str] = []
-        if library_defaults:
-            # padding is a required argument of tf.nn.conv2d: there is no default to use.
-            if image.dtype.kind in "iub":
-                # Users tf.cast integer images to float32 first: the CPU kernel has no
-                # int64/uint8 input, and an integer filter is rarely what anyone means.
-                image_in, kernel_in = image.astype(np.float32), kernel.astype(np.float32)
-                notes.append(f"library defaults: tf.nn.conv2d has no default padding "
-                             f"(padding='{padding}' kept); the {dtype_name(image.dtype)} inputs "
-                             f"were cast to float32, as TensorFlow users do")
-            else:
-                image_in = image
-                # Conv2D needs both operands in one dtype; users cast the filter to the image's.
-                kernel_in = kernel.astype(image.dtype)
-                note = (f"library defaults: tf.nn.conv2d has no default padding "
-                        f"(padding='{padding}' kept); inputs passed as loaded "
-                        f"({dtype_name(image.dtype)})")
-                if kernel.dtype != image.dtype:
-                    note += (f", the {dtype_name(kernel.dtype)} kernel cast to "
-                             f"{dtype_name(image.dtype)} to match")
-                notes.append(note)
-        else:
-            image_in, kernel_in, cast_notes = cast_inputs(image, kernel, dtype)
-            notes.extend(cast_notes)
-
+        image_in, kernel_in = _operands(image, kernel, padding=padding, dtype=dtype,
+                                        library_defaults=library_defaults, notes=notes)
         kh, kw = kernel.shape[:2]
         height, width, channels = image.shape
         depthwise = groups > 1 and groups == channels
@@ -127,33 +106,16 @@ class TensorFlowConv2D(Backend):
             tf_padding = [[0, 0], [pads[0], pads[1]], [pads[2], pads[3]], [0, 0]]
             notes.append(f"'full' padding passed as explicit padding "
                          f"[[0, 0], [{pads[0]}, {pads[1]}], [{pads[2]}, {pads[3]}], [0, 0]]")
+        elif is_explicit(padding):
+            (top, bottom), (left, right) = padding
+            tf_padding = [[0, 0], [top, bottom], [left, right], [0, 0]]
         else:
             tf_padding = padding.upper()
 
-        x = tf.constant(image_in[None])
-        w = tf.constant(kernel_in)
-        start = time.perf_counter()
-        if depthwise:
-            run_stride = (1, 1) if emulate_stride else stride
-            y = tf.nn.depthwise_conv2d(x, w, strides=[1, run_stride[0], run_stride[1], 1],
-                                       dilations=list(dilation), padding=tf_padding)
-        else:
-            try:
-                y = tf.nn.conv2d(x, w, strides=[1, stride[0], stride[1], 1], dilations=list(dilation),
-                                 padding=tf_padding)
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
-                # Some builds (older CPU kernels, some GPUs) refuse strides > 1 with dilations > 1.
-                if plain_stride or dilation == (1, 1):
-                    raise
-                emulate_stride = True
-                notes.append(f"tf.nn.conv2d refused strides > 1 with dilations > 1 here "
-                             f"({type(exc).__name__}); " + STRIDE_EMULATED)
-                x = tf.constant(zero_pad(image_in, pads)[None])
-                start = time.perf_counter()
-                y = tf.nn.conv2d(x, w, strides=1, dilations=list(dilation), padding="VALID")
-        # .numpy() waits for the result: on a GPU the op returns before it has run.
-        output = y.numpy()[0]
-        seconds = time.perf_counter() - start
+        y, output, seconds, emulate_stride = _convolve(tf, image_in, kernel_in, depthwise=depthwise,
+                                                       emulate_stride=emulate_stride, stride=stride,
+                                                       dilation=dilation, tf_padding=tf_padding, pads=pads,
+                                                       notes=notes)
         if emulate_stride:
             out_h, out_w = output_shape(padding, height, width, kh, kw, stride, dilation)
             output = np.ascontiguousarray(output[::stride[0], ::stride[1]][:out_h, :out_w])
@@ -161,13 +123,83 @@ class TensorFlowConv2D(Backend):
             notes.append("tf.nn.depthwise_conv2d " + ("rejects unequal strides" if stride[0] != stride[1] else
                          "computes strides > 1 with dilations > 1 wrongly (it only warns)") + "; "
                          + STRIDE_EMULATED)
-
-        compute_dtype = y.dtype.name
-        if ("GPU" in (y.device or "") and compute_dtype == "float32"
-                and tf.config.experimental.tensor_float_32_execution_enabled()):
-            notes.append("ran on a GPU with TensorFloat-32 enabled: float32 convolutions may "
-                         "round their inputs to tfloat32 (10-bit mantissa)")
-        if "GPU" not in (y.device or "") and onednn_enabled():
-            notes.append(ONEDNN_NOTE)
-        return BackendRun(output=output, compute_dtype=compute_dtype, padding=padding,
+        notes.extend(_device_notes(tf, y))
+        return BackendRun(output=output, compute_dtype=y.dtype.name, padding=padding,
                           seconds=seconds, notes=tuple(notes))
+
+
+def _padding_text(padding) -> str:
+    """padding='same', or padding=[[1, 1], [1, 1]] for explicit amounts, as the notes say it."""
+    return f"'{padding}'" if isinstance(padding, str) else padding_text(padding)
+
+
+def _operands(image, kernel, *, padding, dtype, library_defaults, notes: list[str]):
+    """(image, kernel) as tf.nn.conv2d gets them: cast to `dtype`, or with the library's
+    defaults as TensorFlow users pass them (both in one dtype, which Conv2D needs)."""
+    if not library_defaults:
+        image_in, kernel_in, cast_notes = cast_inputs(image, kernel, dtype)
+        notes.extend(cast_notes)
+        return image_in, kernel_in
+    # padding is a required argument of tf.nn.conv2d: there is no default to use.
+    if image.dtype.kind in "iub":
+        # Users tf.cast integer images to float32 first: the CPU kernel has no
+        # int64/uint8 input, and an integer filter is rarely what anyone means.
+        notes.append(f"library defaults: tf.nn.conv2d has no default padding "
+                     f"(padding={_padding_text(padding)} kept); the {dtype_name(image.dtype)} inputs "
+                     f"were cast to float32, as TensorFlow users do")
+        return image.astype(np.float32), kernel.astype(np.float32)
+    # Conv2D needs both operands in one dtype; users cast the filter to the image's.
+    kernel_in = kernel.astype(image.dtype)
+    note = (f"library defaults: tf.nn.conv2d has no default padding "
+            f"(padding={_padding_text(padding)} kept); inputs passed as loaded "
+            f"({dtype_name(image.dtype)})")
+    if kernel.dtype != image.dtype:
+        note += (f", the {dtype_name(kernel.dtype)} kernel cast to "
+                 f"{dtype_name(image.dtype)} to match")
+    notes.append(note)
+    return image, kernel_in
+
+
+def _convolve(tf, image_in, kernel_in, *, depthwise, emulate_stride, stride, dilation, tf_padding, pads,
+              notes: list[str]):
+    """(result tensor, its values (Ho, Wo, C_out), seconds, emulate_stride): tf.nn.conv2d, or
+    depthwise_conv2d, on one image; at stride 1 on the zero-padded image (`emulate_stride`
+    comes back true, the caller keeping every stride-th output) where a build refuses strides
+    > 1 with dilations > 1."""
+    plain_stride = stride == (1, 1)
+    x = tf.constant(image_in[None])
+    w = tf.constant(kernel_in)
+    start = time.perf_counter()
+    if depthwise:
+        run_stride = (1, 1) if emulate_stride else stride
+        y = tf.nn.depthwise_conv2d(x, w, strides=[1, run_stride[0], run_stride[1], 1],
+                                   dilations=list(dilation), padding=tf_padding)
+    else:
+        try:
+            y = tf.nn.conv2d(x, w, strides=[1, stride[0], stride[1], 1], dilations=list(dilation),
+                             padding=tf_padding)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
+            # Some builds (older CPU kernels, some GPUs) refuse strides > 1 with dilations > 1.
+            if plain_stride or dilation == (1, 1):
+                raise
+            emulate_stride = True
+            notes.append(f"tf.nn.conv2d refused strides > 1 with dilations > 1 here "
+                         f"({type(exc).__name__}); " + STRIDE_EMULATED)
+            x = tf.constant(zero_pad(image_in, pads)[None])
+            start = time.perf_counter()
+            y = tf.nn.conv2d(x, w, strides=1, dilations=list(dilation), padding="VALID")
+    # .numpy() waits for the result: on a GPU the op returns before it has run.
+    output = y.numpy()[0]
+    return y, output, time.perf_counter() - start, emulate_stride
+
+
+def _device_notes(tf, y) -> list[str]:
+    """What the device the result came from may have done to it: TF32 on a GPU, oneDNN on a CPU."""
+    notes = []
+    if ("GPU" in (y.device or "") and y.dtype.name == "float32"
+            and tf.config.experimental.tensor_float_32_execution_enabled()):
+        notes.append("ran on a GPU with TensorFloat-32 enabled: float32 convolutions may "
+                     "round their inputs to tfloat32 (10-bit mantissa)")
+    if "GPU" not in (y.device or "") and onednn_enabled():
+        notes.append(ONEDNN_NOTE)
+    return notes

@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from ..geometry import is_explicit
 from .base import Backend, BackendRun, cast_inputs, dtype_name, geometry_pads, quiet_stderr
 
 _TORCH_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -56,6 +57,16 @@ def from_numpy(array: np.ndarray):
     return torch.from_numpy(array)
 
 
+def _explicit(padding, notes: list[str]):
+    """(F.conv2d's padding=, F.pad's pads or None) for explicit ((top, bottom), (left, right)) amounts:
+    padding=(PH, PW) when each axis is padded alike, as PyTorch layers declare it; else F.pad first."""
+    (top, bottom), (left, right) = padding
+    if (top, left) == (bottom, right):
+        return (top, left), None
+    notes.append(f"unequal explicit pads: F.pad(x, ({left}, {right}, {top}, {bottom})) then padding=0")
+    return 0, (left, right, top, bottom)
+
+
 class TorchConv2D(Backend):
     """`F.conv2d(x, w, padding=...)` on (1, C, H, W) and (O, C, kh, kw) tensors."""
 
@@ -75,6 +86,7 @@ class TorchConv2D(Backend):
 
         notes: list[str] = []
         kh, kw = kernel.shape[:2]
+        pad_first = None
         if library_defaults:
             used_padding = "valid"  # F.conv2d's padding=0
             torch_padding = 0
@@ -102,6 +114,8 @@ class TorchConv2D(Backend):
                 torch_padding = (kh - 1, kw - 1)
                 notes.append(f"'full' padding passed as padding=({kh - 1}, {kw - 1}) "
                              f"(zeros on every side)")
+            elif is_explicit(padding):
+                torch_padding, pad_first = _explicit(padding, notes)
             else:
                 # 'same' at stride 1 is TF 'SAME' (extra at the bottom/right), checked.
                 torch_padding = padding
@@ -109,11 +123,10 @@ class TorchConv2D(Backend):
         x = from_numpy(np.transpose(image_in, (2, 0, 1)))[None]        # (1, C, H, W)
         w = from_numpy(np.transpose(kernel_in, (3, 2, 0, 1)))          # (O, C / groups, kh, kw)
         stride, dilation = tuple(stride), tuple(dilation)
-        pad_first = None
         if stride != (1, 1) or dilation != (1, 1) or groups != 1:
             if groups != 1:
                 notes.append(f"groups={groups} passed to F.conv2d")
-            if not library_defaults:
+            if not library_defaults and not is_explicit(padding):
                 top, bottom, left, right = geometry_pads(padding, image.shape[0], image.shape[1], kh, kw,
                                                          stride, dilation)
                 if (top, left) == (bottom, right):

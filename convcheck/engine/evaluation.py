@@ -7,7 +7,7 @@ at a time (`evaluate_full` -> `_evaluate_blocks`); the others need whole-output 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -18,8 +18,9 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
 from .clipping import clip_limits, clip_residual, clipped_mask, clipped_values
-from .fits import fit_cval, fit_within, undetermined, usable_fit
-from .plausibility import WINOGRAD_USERS, implausibility_mask, winograd_implausible, winograd_tile
+from .fits import evaluation_error, fit_cval, fit_within, undetermined, usable_fit
+from .plausibility import (WINOGRAD_USERS, half_storage_unattainable, implausibility_mask, winograd_implausible,
+                           winograd_tile)
 from .problem import Problem
 from .reference import correlate, map_blocks
 from .statistics import Differences
@@ -80,14 +81,12 @@ def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: flo
     whose window the reference lacks).
 
     A candidate with nothing fitted, summed directly, is evaluated block by block
-    (`_evaluate_blocks`): the same numbers in a working set of a few blocks. Fitted
-    parameters, FFT, Winograd and TF32 candidates, activations and integer outputs (their
-    limits) need whole-output statistics first.
+    (`_evaluate_blocks`) in a working set of a few blocks. Fitted parameters, FFT, Winograd
+    and TF32 candidates and a constant border need whole-output statistics first.
     """
     if (fit == "none" and expl.algorithm == "direct" and problem.algorithm == "direct"
             and expl.precision != "tfloat32" and not keep_arrays and problem.output.size
-            and clip_limits(expl.activation, expl.output_precision) == (None, None)
-            and not problem.declares_values and expl.boundary != "constant"):
+            and expl.boundary != "constant"):
         return _evaluate_blocks(problem, expl, needed=needed, keep_values=keep_values)
     image, kernel = problem.rounded(expl.precision)
     tk = transform_kernel(kernel, expl.kernel_transform)
@@ -132,10 +131,13 @@ def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: flo
     kind = fit_kind(fit)
     fitted_expl = expl.with_(scale=as_value(scale) if kind in ("scale", "both") else expl.scale,
                              bias=as_value(bias) if kind in ("bias", "both") else expl.bias)
-    if bad == 0:
+    if bad == 0 and not _declared_and_direct(problem, fitted_expl, mags, predicted, residual, compared, scale, bias):
         implausible = implausibility_mask(problem, fitted_expl, values, residual, compared, fit)
         if implausible is None and expl.algorithm == "winograd":
             implausible = winograd_implausible(residual, bound, compared, tile)
+        if implausible is None and fit_kind(fit) != "none":
+            implausible = half_storage_unattainable(problem, fitted_expl, values, mags, scale, bias, fit_kind(fit),
+                                                    compared, limits)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     pinned = None
@@ -196,14 +198,22 @@ def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: flo
 def _evaluate_blocks(problem: Problem, expl: Explanation, *, needed: float, keep_values: bool):
     """`evaluate_full` of a candidate with nothing fitted, one block of output rows at a time.
 
-    Each block is correlated (inputs rounded block by block), bounded and compared, and
-    only what the diagnosis keeps survives it: the mismatch mask, the maxima, the evidence
-    bits (see evidence.RowBits; while nothing mismatches) and, with `keep_values`, the
-    values' `Differences` from the output (what the statistics need of a reference).
-    Every number is the one the whole-output evaluation gives, elementwise. Where
-    reference.map_blocks shares the blocks between two threads, each thread bounds and
-    compares its own blocks; what they return is merged in block order, so the result is
-    the one a single thread gives.
+    Each block is correlated (inputs rounded block by block), its declared scale, bias and
+    activation applied, bounded and compared, and only what the diagnosis keeps survives
+    it: the mismatch mask, the maxima, the evidence bits (see evidence.RowBits; while
+    nothing mismatches) and, with `keep_values`, the `Differences` of the output from the
+    candidate (what the statistics need of a reference). Where reference.map_blocks shares
+    the blocks between two threads, each thread bounds and compares its own blocks; what
+    they return is merged in block order, so the result is the one a single thread gives.
+
+    One matrix product per block, not two: the bound needs A = |x| (*) |k|, and the block
+    is first bounded with the lower bound |v| / (1 + gamma_n(2^-53)) <= A (v the float64
+    sums: |sum x k| <= A, and our own sums are within gamma_n(2^-53) A of it). The bound
+    grows with A, so an element within that smaller bound is within its own: it holds.
+    Only elements beyond it get their exact A (their windows gathered again) and the exact
+    bound. The evidence is weighed on the same lower bound, which takes bits away, never
+    adds them (the safe direction), and the reported bound is the one each element was
+    held to.
     """
     precision = expl.precision
     output = problem.output
@@ -211,71 +221,51 @@ def _evaluate_blocks(problem: Problem, expl: Explanation, *, needed: float, keep
     tk = transform_kernel(problem.rounded_kernel(precision), expl.kernel_transform)
     row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
     rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
-    partial = rows.size != out_h or cols.size != out_w
     top, bottom = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
     left, right = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
     height, width = bottom - top, right - left    # the compared window, where evidence is weighed
+    held = _Held(problem, expl, tk, (row_ok, col_ok), (top, left), (height, width))
     differences = Differences(output) if keep_values else None
     mismatch = np.zeros(output.shape, dtype=bool)
 
-    def at(chosen):
-        return values_at(problem, expl, tk, chosen, (top, left), (height, width))
-
     def bits_at(chosen):
-        values, mags = at(chosen)
-        bound = problem.bound(mags, values, precision, 1.0, False, output_precision=expl.output_precision)
-        return ev.element_bits(mags, bound, 1.0).sum(axis=-1)
+        values = held.values_at(chosen)
+        magnitude = held.lower(values)
+        return ev.element_bits(magnitude, held.bound(magnitude, values), held.abs_scale).sum(axis=-1)
 
     row_bits = ev.RowBits(batch * height * width, bits_at) if rows.size and cols.size else None
     # With many positions no values are kept: evidence's few positions are summed again.
     kept = None if (row_bits is None or row_bits.all is None) else np.empty((batch, height, width, outs))
     seen_bad = []   # set by the first block that mismatches: later blocks skip the evidence
 
-    def block(n, i0, values, mags, space):
-        """One block's part: its mismatches and evidence bits written to their own rows, the
-        rest returned (merged below in block order). The bound's "scratch" buffer is free
-        once the bound is made: the relative differences, then the bits, reuse it."""
-        i1 = i0 + values.shape[0]
-        shape = values.shape
-        bound = problem.bound(mags, values, precision, 1.0, False, output_precision=expl.output_precision,
-                              out=space.get("bound", shape), scratch=space.get("scratch", shape))
-        residual = np.subtract(output[n, i0:i1], values, dtype=np.float64, out=space.get("residual", shape))
-        np.abs(residual, out=residual)
-        summary = differences.summary(n, i0, values, residual, space) if differences is not None else None
-        # Written so that NaN residuals (an overflowed backend output) count as mismatches.
-        miss = np.less_equal(residual, bound, out=space.get("miss", shape, bool))
-        np.logical_not(miss, out=miss)
-        if partial:
-            keep = (row_ok[i0:i1, None] & col_ok[None, :])[:, :, None]
-            miss &= keep
-            np.putmask(residual, np.broadcast_to(~keep, residual.shape), 0.0)
-        mismatch[n, i0:i1] = miss
-        bad = int(np.count_nonzero(miss))
+    def block(n, i0, values, _, space):
+        result = held.block(n, i0, values, space, differences)
+        bad, residual_max, bound_max, ratio, magnitude, bound, unclipped, miss, summary = result
+        mismatch[n, i0:i0 + values.shape[0]] = miss
         if bad:
             seen_bad.append(True)
-        residual_max, bound_max = float(np.max(residual)), float(np.max(bound))
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            np.divide(residual, bound, out=residual)
-        ratio = float(np.fmax.reduce(residual, axis=None))   # the largest, NaN (0/0: not compared) left out
         informative = 0
-        a, b = max(i0, top), min(i1, bottom)
+        a, b = max(i0, top), min(i0 + values.shape[0], bottom)
         # Evidence counts only when nothing mismatches: a block after a mismatch skips it.
         if bad == 0 and not seen_bad and row_bits is not None and a < b:
             window = (slice(a - i0, b - i0), slice(left, right))
-            bits = ev.element_bits(mags[window], bound[window], 1.0,
+            bits = ev.element_bits(magnitude[window], bound[window], held.abs_scale,
                                    out=space.get("scratch", (b - a, width, outs)))
+            if unclipped is not None:
+                bits *= unclipped[window]
             informative = int(np.count_nonzero(np.greater_equal(bits, 1.0, out=miss[window])))
             row_bits.put((n * height + a - top) * width, bits[..., 0] if outs == 1 else bits.sum(axis=-1))
             if kept is not None:
                 kept[n, a - top:b - top] = values[window]
-        return bad, residual_max, bound_max, ratio, informative, summary
+        clipped = 0 if unclipped is None else int(unclipped.size - np.count_nonzero(unclipped))
+        return bad, residual_max, bound_max, ratio, informative, summary, clipped
 
     problem.extent(precision)   # cached for the bound before two threads may ask for it
     parts = map_blocks(block, problem.image, tk, padding=expl.padding, boundary=expl.boundary, offset=expl.offset,
-                       magnitude=True, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
+                       magnitude=False, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
                        groups=problem.groups, prepare=problem.rounding(precision))
     bad = sum(part[0] for part in parts)
-    informative = sum(part[4] for part in parts)
+    clipped = sum(part[6] for part in parts)
     ratio_max = [part[3] for part in parts if not np.isnan(part[3])]
     if differences is not None:
         for part in parts:
@@ -285,21 +275,143 @@ def _evaluate_blocks(problem: Problem, expl: Explanation, *, needed: float, keep
         if row_bits is not None:
             flat = kept.reshape(-1, outs) if kept is not None else None
             evidence = ev.weigh_rows(row_bits, (lambda chosen: flat[chosen]) if flat is not None
-                                     else (lambda chosen: at(chosen)[0]),
-                                     informative=informative, compared=int(batch * height * width * outs),
-                                     fitted=0, needed=needed,
+                                     else held.values_at,
+                                     informative=sum(part[4] for part in parts),
+                                     compared=int(batch * height * width * outs), fitted=0, needed=needed,
                                      windows_at=lambda chosen: _window_keys_at(problem, expl, tk, chosen, (top, left),
                                                                                (height, width)),
                                      spread=ev.same_window_spread(problem.n, *problem.extent(precision)))
+            evidence = replace(evidence, clipped=clipped)
         else:
             evidence = ev.Evidence(0.0, needed, 0, 0, 0, 0.0)
     worst = max(ratio_max) if ratio_max else float("nan")
     # np.max, as over the whole output: NaN if any block's is.
     residual_max = float(np.max([part[1] for part in parts])) if parts else float("nan")
     bound_max = float(np.max([part[2] for part in parts])) if parts else float("nan")
-    full = Full(expl.with_(scale=1.0, bias=0.0), bad, mismatch, residual_max, bound_max,
-                 worst, None, None, evidence, int(rows.size * cols.size * batch * outs), 0)
+    full = Full(expl, bad, mismatch, residual_max, bound_max, worst, None, None, evidence,
+                int(rows.size * cols.size * batch * outs), clipped)
     return full, differences
+
+
+def _declared_and_direct(problem: Problem, expl: Explanation, mags, predicted, residual, compared, scale,
+                         bias) -> bool:
+    """Whether a declared FFT or Winograd computation (the caller's expected computation
+    itself, with no field changed) holds within the bound of the same candidate summed directly, which is
+    far tighter than its own: then nothing argues against the declaration (the plausibility
+    checks ask a residual within the algorithm's loose bound to look like its rounding, and
+    an output as accurate as a direct sum need not), and the verdict rests on the bound.
+    Near-miss cases 72 and 242: a real NNPACK Winograd output too small to show its tile
+    pattern, and a real scipy.signal.fftconvolve float64 output, each declared, were called
+    unexplained. An output that only the loose bound covers is still put to the checks."""
+    if expl.algorithm == "direct" or expl.changed_fields(problem.baseline):
+        return False   # only the declared computation itself: a changed field is a cause to show
+    has_bias = bool(np.any(np.asarray(bias) != 0.0))
+    direct = problem.bound(mags, predicted, expl.precision, scale, has_bias, output_precision=expl.output_precision,
+                           direct=True)
+    within = residual <= direct
+    if compared is not None:
+        within |= ~np.broadcast_to(compared, within.shape)
+    return bool(np.all(within))
+
+
+class _Held:
+    """A candidate with nothing fitted, held to its bound a block at a time (see
+    `_evaluate_blocks`): its declared scale and bias, activation limits and the exact
+    magnitudes of the elements the lower bound does not settle."""
+
+    def __init__(self, problem: Problem, expl: Explanation, kernel, compared, corner, window):
+        self.problem, self.expl, self.kernel = problem, expl, kernel
+        self.row_ok, self.col_ok = compared
+        self.partial = not (self.row_ok.all() and self.col_ok.all())
+        self.corner, self.window = corner, window
+        self.precision = expl.precision
+        self.limits = clip_limits(expl.activation, expl.output_precision)
+        self.scale, self.bias = problem.declared_values(expl.precision) if problem.declares_values else (1.0, 0.0)
+        self.declared = problem.declares_values
+        self.has_bias = self.declared and bool(np.any(np.not_equal(self.bias, 0.0)))
+        self.abs_scale = np.abs(self.scale)
+        self.shrink = 1.0 / (1.0 + prec.gamma(problem.n + 2, prec.U64))
+
+    def values_at(self, chosen: np.ndarray) -> np.ndarray:
+        """The sums at positions `chosen` of the compared window (see `values_at`)."""
+        return values_at(self.problem, self.expl, self.kernel, chosen, self.corner, self.window)[0]
+
+    def lower(self, values: np.ndarray, out=None) -> np.ndarray:
+        """|v| / (1 + gamma_n(2^-53)): a lower bound of the magnitudes A (see `_evaluate_blocks`)."""
+        magnitude = np.abs(values, out=out)
+        magnitude *= self.shrink
+        return magnitude
+
+    def predicted(self, values: np.ndarray, out=None) -> np.ndarray:
+        """The candidate's value: the sums times the declared scale plus the declared bias."""
+        if not self.declared:
+            return values
+        predicted = np.multiply(values, self.scale, out=out)
+        predicted += self.bias
+        return predicted
+
+    def bound(self, magnitude, values, out=None, scratch=None) -> np.ndarray:
+        """The candidate's bound on `magnitude` (exact or the lower bound)."""
+        predicted = self.predicted(values)
+        bound = self.problem.bound(magnitude, predicted, self.precision, self.scale, self.has_bias,
+                                   output_precision=self.expl.output_precision, out=out, scratch=scratch,
+                                   unbiased=values * self.scale if self.has_bias else None)
+        if self.declared:
+            bound += evaluation_error(predicted - self.bias, predicted)
+            uncertain = self.problem.uncertainty_term(magnitude, self.precision, "none", self.scale, values=values)
+            if uncertain is not None:
+                bound += uncertain
+        return bound
+
+    def block(self, n: int, i0: int, values: np.ndarray, space, differences):
+        """One block's comparison: (mismatched count, largest residual, largest bound, largest
+        residual / bound, magnitudes, bound, unclipped mask or None, mismatch mask, summary)."""
+        output = self.problem.output
+        i1 = i0 + values.shape[0]
+        shape = values.shape
+        magnitude = self.lower(values, out=space.get("magnitude", shape))
+        predicted = self.predicted(values, out=space.get("predicted", shape))
+        bound = self.bound(magnitude, values, out=space.get("bound", shape), scratch=space.get("scratch", shape))
+        target = output[n, i0:i1]
+        if self.limits == (None, None):
+            residual = np.subtract(target, predicted, dtype=np.float64, out=space.get("residual", shape))
+            np.abs(residual, out=residual)
+        else:
+            residual = clip_residual(np.asarray(target, dtype=np.float64), predicted, self.limits)
+        keep = (self.row_ok[i0:i1, None] & self.col_ok[None, :])[:, :, None] if self.partial else None
+        # Written so that NaN residuals (an overflowed backend output) count as mismatches.
+        miss = np.less_equal(residual, bound, out=space.get("miss", shape, bool))
+        np.logical_not(miss, out=miss)
+        if keep is not None:
+            miss &= keep
+        if miss.any():
+            self._exact(n, i0, miss, values, magnitude, bound, residual)
+        summary = None
+        if differences is not None:
+            reference = values if not self.declared and self.limits == (None, None) else \
+                clipped_values(predicted, self.limits)
+            difference = np.abs(np.subtract(target, reference, dtype=np.float64))
+            summary = differences.summary(n, i0, reference, difference, space)
+        if keep is not None:
+            np.putmask(residual, np.broadcast_to(~keep, residual.shape), 0.0)
+        bad = int(np.count_nonzero(miss))
+        residual_max, bound_max = float(np.max(residual)), float(np.max(bound))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ratio = float(np.fmax.reduce(residual / bound, axis=None))   # NaN (0/0: not compared) left out
+        clipped = clipped_mask(target, self.limits)
+        unclipped = None if clipped is None else ~clipped if keep is None else ~clipped & keep
+        return bad, residual_max, bound_max, ratio, magnitude, bound, unclipped, miss, summary
+
+    def _exact(self, n: int, i0: int, miss, values, magnitude, bound, residual) -> None:
+        """The elements beyond the lower-bound bound, held to their exact bound (in place)."""
+        rows, cols = np.nonzero(miss.any(axis=-1))
+        top, left = self.corner
+        height, width = self.window
+        chosen = (n * height + i0 + rows - top) * width + cols - left
+        _, exact = values_at(self.problem, self.expl, self.kernel, chosen, self.corner, self.window)
+        magnitude[rows, cols] = exact
+        bound[rows, cols] = self.bound(exact, values[rows, cols])
+        miss[rows, cols] = ~(residual[rows, cols] <= bound[rows, cols])
 
 
 def _windows(problem: Problem, expl: Explanation, kernel: np.ndarray, chosen: np.ndarray, corner, window,

@@ -197,7 +197,7 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
         bound = problem.bound(mags, predicted, precision, scale, has_bias, samples, extra,
                               output_precision=output_precision, unbiased=scaled if has_bias else None)
         bound += evaluation_error(scaled, predicted)
-        uncertain = problem.uncertainty_term(mags, precision, kind, scale)
+        uncertain = problem.uncertainty_term(mags, precision, kind, scale, values=values)
         if uncertain is not None:
             bound += uncertain
         return predicted, bound
@@ -410,8 +410,9 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
     and 0) cannot be told from the default and from rounding: it is no cause (the default
     stands if it fits; if it does not, this candidate is not the explanation). Per channel
     for a per-channel fit (dead channels, with no free element, are only bounded and skip
-    this); only free (compared, unclipped) elements count, which makes the extent larger,
-    never smaller: the safe direction. A parameter fitted per channel, or with `strict` (a
+    this, as do channels whose defaults reproduce every element: they claim no change; a fit
+    whose every channel is such claims nothing); only free (compared, unclipped) elements
+    count, which makes the extent larger, never smaller: the safe direction. A parameter fitted per channel, or with `strict` (a
     precision modelled with slack), must be pinned within DETERMINED_FRACTION of its change.
     On an `integer` output (rounded to nearest and saturated), a fitted bias whose allowed
     values reach +-1/2 is the offset between rounding to nearest and rounding down or up
@@ -427,17 +428,29 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
     scales, biases = np.broadcast_to(scale, (outs,)), np.broadcast_to(bias, (outs,))
     s0, b0 = (np.broadcast_to(np.asarray(d, dtype=np.float64), (outs,)) for d in default)
     groups = [[c] for c in range(outs)] if per_channel_fit(fit) else [list(range(outs))]
+    unchanged = 0
     for channels in groups:
         one = keep[:, channels]
         if not one.any():
+            unchanged += 1
             continue
         vv, yy, bb = v[:, channels][one], y[:, channels][one], b[:, channels][one]
         c = channels[0]
+        if per_channel_fit(fit) and _default_holds(vv, yy, bb, kind, scales[c], biases[c], s0[c], b0[c]):
+            # The channel's own defaults (e.g. its declared bias) reproduce every element of it
+            # within the bound: nothing is claimed for this channel, only for those whose
+            # defaults fail, and those must be pinned by their evidence as below.
+            unchanged += 1
+            continue
         widths = _half_widths(vv, yy, bb, kind, float(scales[c]), float(biases[c]))
         for name, width, value, prior in (("scale", widths[0], scales[c], s0[c]), ("bias", widths[1], biases[c], b0[c])):
             if width is None:
                 continue
-            if integer and name == "bias" and any(abs(float(value) - half) <= width for half in (-0.5, 0.5)):
+            # The allowed biases are an interval the fitted one need not be the centre of:
+            # +-1/2 is tested against its ends (near-miss case 28: np.ceil to uint16 fitted
+            # 0.4963 in [0.4960, 0.5027], whose half-width 0.0034 around 0.4963 missed 0.5).
+            low, high = widths[2] if name == "bias" else (value - width, value + width)
+            if integer and name == "bias" and any(low <= half <= high for half in (-0.5, 0.5)):
                 way = "down (np.floor, or a truncating cast)" if float(value) < 0 else "up (np.ceil)"
                 return (f"the fitted bias, {float(value):.6g} (uncertain by {width:.3g}), is the offset between "
                         f"rounding to nearest and rounding {way}: the output was most likely rounded {way.split()[0]} "
@@ -449,17 +462,29 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
                 return (f"the fitted {name}{where}, {float(value):.6g}, is uncertain by {width:.3g} (the values every "
                         f"element's bound allows), which reaches {allowed} ({float(prior):.6g}): the data cannot tell "
                         "it from rounding")
+    if per_channel_fit(fit) and unchanged == len(groups):
+        return (f"the fitted {kind if kind != 'both' else 'scale and bias'} per channel reproduces the output only where "
+                "its defaults do: no channel's value differs from its default beyond rounding")
     return None
 
 
+def _default_holds(v, y, b, kind: str, scale, bias, default_scale, default_bias) -> bool:
+    """Whether the fitted parameters (`kind`: 'bias', 'scale' or 'both') at their defaults keep
+    every element within its bound (a parameter not fitted stays as it is)."""
+    s = float(default_scale) if kind in ("scale", "both") else float(scale)
+    o = float(default_bias) if kind in ("bias", "both") else float(bias)
+    return bool(np.all(np.abs(y - (s * v + o)) <= b))
+
+
 def _half_widths(v, y, b, kind: str, scale: float, bias: float):
-    """(scale half-width or None, bias half-width or None) of the parameters the elements allow
-    (see `undetermined`)."""
+    """(scale half-width or None, bias half-width or None, (lowest, highest) bias allowed or
+    None) of the parameters the elements allow (see `undetermined`)."""
     if kind == "bias":
         held = y - scale * v
-        return None, max(0.0, float(np.min(held + b) - np.max(held - b)) / 2)
+        low, high = float(np.max(held - b)), float(np.min(held + b))
+        return None, max(0.0, high - low) / 2, (low, high)
     if kind == "scale":
-        return _scale_range(v, y - bias, b), None
+        return _scale_range(v, y - bias, b), None, None
     return _both_ranges(v, y, b, scale)
 
 
@@ -482,7 +507,7 @@ def _both_ranges(v, y, b, scale: float):
         return float(np.max(r - b) - np.min(r + b))
 
     if gap(scale) > 0 or not np.any(v != v.flat[0]):
-        return float("inf"), float("inf")
+        return float("inf"), float("inf"), (-float("inf"), float("inf"))
     ends = []
     for direction in (-1.0, 1.0):
         step = max(abs(scale), 1e-300) * 2.0 ** -40
@@ -508,4 +533,4 @@ def _both_ranges(v, y, b, scale: float):
 
     least = extreme(lambda s: float(np.max(y - s * v - b)), 1.0)
     most = extreme(lambda s: float(np.min(y - s * v + b)), -1.0)
-    return (high - low) / 2, max(0.0, most - least) / 2
+    return (high - low) / 2, max(0.0, most - least) / 2, (least, most)

@@ -186,7 +186,8 @@ class Found:
 
 
 def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, layouts: list[Layout],
-                  found: Found, *, storages, keep_arrays: bool, readings: int, narrow: bool) -> None:
+                  found: Found, *, storages, keep_arrays: bool, readings: int, narrow: bool,
+                  near: bool = False) -> None:
     """Run the passes of `algorithm_passes` in order, each over the geometry stages (fewest
     changed geometry fields first), until an answer is accepted or a candidate holds but
     cannot decide; records what it finds in `found`.
@@ -195,14 +196,29 @@ def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, 
     output after its rounded reading, which replaces the answer when strictly simpler.
     `shared` carries the fields every candidate of this reading shares; `readings` how
     many readings the whole diagnosis searches (the evidence rule counts every candidate
-    of every pass and reading); `narrow` keeps the first pass and stage only. Leaves
-    `problem` set to the last pass that ran (its algorithm, boundaries and storage).
+    of every pass and reading); `narrow` keeps the first pass and stage only; `near` (the
+    expected computation holds at most elements already) searches its own geometry only:
+    another kernel transform, offset, padding, stride or dilation moves nearly every
+    window, so it cannot keep the elements that hold and mend the others; what can is a
+    value-level change (precision, algorithm, a fitted scale or bias, an activation, the
+    output's type, a boundary rule at the border). Leaves `problem` set to the last pass
+    that ran (its algorithm, boundaries and storage).
     """
+    if near:
+        layouts = [lay for lay in layouts if lay == Layout(baseline.kernel_transform, baseline.padding,
+                                                           tuple(baseline.stride), tuple(baseline.dilation))]
     stages = sorted({geometry_changes(lay, baseline) for lay in layouts})
     passes = algorithm_passes(problem, baseline, layouts, storages)
     all_precisions = problem.precisions
     if narrow:
-        passes, stages = passes[:1], stages[:1]
+        # Another reading of the weights or the image: a mix-up of layouts, searched at the
+        # declared boundary rule only (zero padding unless declared otherwise). A mis-read
+        # kernel on top of an undeclared boundary rule stays unexplained rather than costing
+        # five searches per reading (issue 21: an unexplained layer in seconds).
+        algorithm_pass, boundaries, storage, precisions = passes[0]
+        if isinstance(baseline.boundary, str) and baseline.boundary in boundaries:
+            boundaries = (baseline.boundary,)
+        passes, stages = [(algorithm_pass, boundaries, storage, precisions)], stages[:1]
     fixed = len(shared.changed_fields(baseline))
     previous_boundaries = None
     for index, (algorithm_pass, boundaries, storage, precisions) in enumerate(passes):
@@ -231,7 +247,7 @@ def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, 
             stage_layouts = [lay for lay in pass_layouts if geometry_changes(lay, baseline) == stage]
             if not stage_layouts or not problem.precisions:
                 continue
-            search = Search(problem, stage_layouts)
+            search = Search(problem, stage_layouts, near=near)
             # Every pass may run before a verdict (each only when the ones before found
             # nothing), so the verdict is chosen among the candidates of all of them.
             needed = ev.needed_bits(search.size * len(stages) * readings * len(passes))

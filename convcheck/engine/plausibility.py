@@ -18,7 +18,7 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import fit_kind
 from .clipping import clip_limits, clip_residual, clipped_mask
-from .fits import fit_parameters, usable_fit
+from .fits import evaluation_error, fit_parameters, fit_within, usable_fit
 from .problem import Problem
 from .reference import correlate
 from .windows import extended_image, window_origin
@@ -168,17 +168,48 @@ def implausibility_mask(problem: Problem, expl: Explanation, values, residual, c
         image, kernel = problem.rounded("float32")
         closer = False
         plain = remaining(values)
-        for mode in ("truncate", "nearest"):
+        for mode in prec.TF32_ROUNDINGS:
             tk = transform_kernel(prec.round_tf32(kernel, mode), expl.kernel_transform)
-            tf_values, _ = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding, boundary=expl.boundary,
-                                     offset=expl.offset, stride=tuple(expl.stride), dilation=tuple(expl.dilation),
-                                     groups=problem.groups, cval=expl.cval)
-            if remaining(tf_values) < plain:
+            tf_values, tf_mags = correlate(prec.round_tf32(image, mode), tk, padding=expl.padding,
+                                           boundary=expl.boundary, offset=expl.offset, stride=tuple(expl.stride),
+                                           dilation=tuple(expl.dilation), groups=problem.groups, cval=expl.cval,
+                                           magnitude=True)
+            if remaining(tf_values) < plain and (expl.algorithm != "direct" or _tf32_reproduces(
+                    problem, expl, kind, tf_values, tf_mags, compared, limits)):
                 closer = True
                 break
         if not closer:
             return mask.copy()
     return None
+
+
+def _tf32_reproduces(problem: Problem, expl: Explanation, fit: str, tf_values, tf_mags, compared, limits) -> bool:
+    """Whether the output is, at every compared element, within the float32 bound of a
+    computation whose inputs were cut to TF32 by one known rounding (`tf_values`, `tf_mags`):
+    its own scale and bias fitted as the candidate's are (`fit_within`, at precision float32,
+    the result stored as the candidate stores it).
+
+    TF32's own bound covers either rounding of every input (a relative slack of 2^-10), which
+    is about as wide as a kernel tap changed by 0.1%: a port with a slightly different weight
+    passed as 'precision tfloat32' (near-miss fuzz). A real TF32 computation is, once its
+    inputs are cut, a float32 computation of those inputs (products of two 11-bit
+    significands are exact in float32, sums accumulate in float32: NVIDIA's TF32 tensor-core
+    description); so the output must lie within that much tighter bound of one rounding.
+    Tensor cores may accumulate rounding toward zero (Fasi, Higham, Mikaitis and Pranesh,
+    "Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021: truncated alignment and
+    sums), a unit roundoff of 2^-23 rather than 2^-24: the float32 bound is widened by
+    gamma_n(2u) / gamma_n(u) = 2 (1 - nu) / (1 - 2nu) (u = 2^-24), which covers that too
+    (and the storage rounding twice over). Only ever takes an explanation away (the safe
+    direction)."""
+    nu = problem.n * prec.ACCUMULATION_U["float32"]
+    if 2 * nu >= 1:
+        return True   # no float32 bound exists for sums this long: nothing to tell TF32 by
+    _, _, predicted, bound = fit_within(tf_values, tf_mags, problem.output, fit, problem, "float32",
+                                        compared=compared, limits=limits, output_precision=expl.output_precision)
+    within = clip_residual(problem.output, predicted, limits) <= bound * (2 * (1 - nu) / (1 - 2 * nu))
+    if compared is not None:
+        within |= ~np.broadcast_to(compared, within.shape)
+    return bool(np.all(within))
 
 
 # A Winograd computation's error at each element is a sum of many roundings over the same
@@ -268,3 +299,72 @@ def pattern_ratio(residual, term, mags, mask, m: int) -> float:
     spread_term = float(np.std(np.log(by_term[keep] / counts[keep])))
     spread_direct = float(np.std(np.log(by_direct[keep] / counts[keep])))
     return spread_term / spread_direct if spread_direct > 0 else float("inf")
+
+
+HALF_STORAGE = ("float16", "bfloat16")
+
+
+def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags, scale, bias, kind: str,
+                              compared, limits) -> Optional[np.ndarray]:
+    """For a fitted scale or bias on a result stored in float16 or bfloat16, a mask of the
+    elements no computation of that form can store (None when every one can).
+
+    The elementwise bound counts the storage rounding as u |y| (half a unit in the last
+    place at most), which is exact in size but not in where the stored value can land: a
+    stored half value is one of the few on its grid next to the computed one. A fitted
+    scale and bias that absorb a change outside the vocabulary (one kernel tap changed by
+    0.05 %: near-miss case 1, a float16 conv "explained" as scale 0.99948 + bias 0.0019)
+    can keep every element within u |y| + the accumulation's bound while some land one
+    grid step from anything the computation could store. Storing is a monotone map S, so
+    the values a route can store form an interval of the grid; an element is attainable
+    when it lies in one route's interval:
+
+    - fused: S(s v + b) with the sums within E of the candidate's value p = s v + b
+      (E: the candidate's bound with the result kept in float32, the fit's own arithmetic
+      and a declared uncertainty included): [S(p - E), S(p + E)];
+    - stored first (Keras adds the bias to the stored conv, in the half format): the conv
+      c' = S(c), c within E1 of v (E1: the unscaled bound with float32 storage), then
+      S(M(s c') + b) with M the identity or S (a scale applied in the half format), the
+      scaling and the bias add within e = 4 u32 (|s c'| + |b|) + u_h |b| (a bias rounded to
+      the half format first).
+
+    Clipped elements (an activation) and those not compared are not tested. Only ever takes
+    a fitted explanation away (the safe direction)."""
+    store = expl.output_precision or expl.precision
+    if kind not in ("bias", "scale", "both") or store not in HALF_STORAGE:
+        return None
+    output = np.asarray(problem.output, dtype=np.float64)
+    test = np.ones(output.shape, dtype=bool) if compared is None else np.broadcast_to(compared, output.shape).copy()
+    clipped = clipped_mask(problem.output, limits)
+    if clipped is not None:
+        test &= ~clipped
+    if not test.any():
+        return None
+    s = np.asarray(scale, dtype=np.float64)
+    b = np.asarray(bias, dtype=np.float64)
+    has_bias = bool(np.any(b != 0.0))
+    scaled = s * values
+    predicted = scaled + b
+    wide = problem.bound(mags, predicted, expl.precision, s, has_bias, output_precision="float32")
+    wide += evaluation_error(scaled, predicted)
+    uncertain = problem.uncertainty_term(mags, expl.precision, fit_kind(kind), s)
+    if uncertain is not None:
+        wide += uncertain
+
+    def stored(x):
+        return prec.round_to(x, store)
+
+    attainable = (stored(predicted - wide) <= output) & (output <= stored(predicted + wide))
+    if not np.all(attainable | ~test):
+        conv_bound = problem.bound(mags, values, expl.precision, 1.0, False, output_precision="float32")
+        if uncertain is not None:
+            conv_bound = conv_bound + uncertain / np.maximum(np.abs(s), 1e-300)
+        low_c, high_c = stored(values - conv_bound), stored(values + conv_bound)
+        ends = np.stack([s * low_c, s * high_c])
+        low_t, high_t = ends.min(axis=0), ends.max(axis=0)
+        slack = 4 * prec.ACCUMULATION_U["float32"] * (np.maximum(np.abs(low_t), np.abs(high_t)) + np.abs(b)) \
+            + prec.STORAGE_U[store] * np.abs(b)
+        for middle in (lambda x: x, stored):
+            attainable |= (stored(middle(low_t) + b - slack) <= output) & (output <= stored(middle(high_t) + b + slack))
+    unattainable = test & ~attainable
+    return unattainable if unattainable.any() else None

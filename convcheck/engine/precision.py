@@ -287,12 +287,19 @@ class PrecisionModel:
         return c
 
 
+TF32_ROUNDINGS = ("truncate", "nearest", "nearest-even")
+
+
 def round_tf32(values: np.ndarray, mode: str) -> np.ndarray:
-    """float32 values with the significand cut to TF32's 10 bits, as float64: 'truncate' or
-    'nearest' (ties away from zero), the two roundings tensor-core paths are known to use."""
+    """float32 values with the significand cut to TF32's 10 bits, as float64: 'truncate' (what
+    the tensor cores do with float32 operands left unrounded), 'nearest' (ties away from
+    zero: CUTLASS's round_half_ulp_truncate) or 'nearest-even' (IEEE round to nearest, as
+    PyTorch documents TF32's input rounding)."""
     bits = np.asarray(values, dtype=np.float32).view(np.uint32)
     if mode == "nearest":
         bits = bits + np.uint32(0x1000)
+    elif mode == "nearest-even":
+        bits = bits + np.uint32(0xFFF) + ((bits >> np.uint32(13)) & np.uint32(1))
     return (bits & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64)
 
 

@@ -163,22 +163,50 @@ class Problem:
         return self._declared[precision]
 
     def uncertainty_term(self, magnitude: np.ndarray, precision: str, kind: str, scale,
-                         channels: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+                         channels: Optional[np.ndarray] = None, values: Optional[np.ndarray] = None
+                         ) -> Optional[np.ndarray]:
         """What the declared parameters' own uncertainty adds to a candidate's bound (None when
         nothing). With y = s' c' + t' computed by a runtime from s', t' near the declared s, t:
         |s' c' - s c'| <= |s' - s| |c'|, and |c'| <= (1 + gamma_n(u)) A (A = |x| (*) |k| the
         magnitudes of the rounded inputs, u the accumulation's unit roundoff; Higham eq. 3.5),
         so |s| r (1 + gamma_n(u)) A for the relative uncertainty r of a scale not fitted, plus
         the absolute uncertainty of a bias not fitted. `kind` is the candidate's fit ('none',
-        'bias', 'scale', 'both'); `channels` the output channels `magnitude` holds (all)."""
+        'bias', 'scale', 'both'); `channels` the output channels `magnitude` holds (all).
+
+        At a half precision the declared values are applied rounded to it (`declared_values`:
+        a conv's bias cast to the compute dtype), but a runtime may also keep them in float32
+        (Keras and PyTorch autocast run BatchNorm in float32 on a half conv's stored result):
+        |s - round(s)| |c'| + |t - round(t)| covers that too, with |c'| <= (1 + u_h)(|v| + c A)
+        when the sums `values` (v) are given (c the sums' relative bound, u_h the half format's
+        storage: the conv may be stored before the factors apply), (1 + u_h)(1 + gamma_n(u)) A
+        otherwise."""
         rel = self.scale_uncertainty if kind in ("none", "bias") else np.zeros(())
         absolute = self.bias_uncertainty if kind in ("none", "scale") else np.zeros(())
+        kept = self._kept_wide(precision, kind)
         if channels is not None:
             rel, absolute = (a if a.ndim == 0 else a[channels] for a in (rel, absolute))
-        if not np.any(rel) and not np.any(absolute):
+            kept = tuple(a if a.ndim == 0 else a[channels] for a in kept)
+        if not np.any(rel) and not np.any(absolute) and not any(np.any(a) for a in kept):
             return None
         growth = 1.0 + prec.gamma(self.n, prec.ACCUMULATION_U[precision])
-        return np.abs(scale) * rel * growth * magnitude + absolute
+        term = np.abs(scale) * rel * growth * magnitude + absolute
+        if any(np.any(a) for a in kept):
+            store = 1.0 + prec.STORAGE_U[precision]
+            model = self.model(precision, None)
+            conv = store * (np.abs(values) + model.relative_coefficient(self.n, scaled=False) * magnitude) \
+                if values is not None else store * growth * magnitude
+            term = term + kept[0] * conv + kept[1]
+        return term
+
+    def _kept_wide(self, precision: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(|s - round(s)|, |t - round(t)|) of the declared scale and bias not fitted by `kind`,
+        at a half precision (zeros otherwise): see `uncertainty_term`."""
+        zero = np.zeros(())
+        if precision not in ("float16", "bfloat16") or not self.declares_values:
+            return zero, zero
+        scale, bias = self.declared_values(precision)
+        return (np.abs(scale - self.declared_scale) if kind in ("none", "bias") else zero,
+                np.abs(bias - self.declared_bias) if kind in ("none", "scale") else zero)
 
     def set_storage(self, integer: Optional[str]) -> None:
         """The output precision this pass's candidates are stored in: an integer type for
@@ -274,7 +302,7 @@ class Problem:
         return self._rounded[key]
 
     def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, extra=None,
-              output_precision="pass", out=None, scratch=None, unbiased=None):
+              output_precision="pass", out=None, scratch=None, unbiased=None, direct=False):
         """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound),
         its result stored in `output_precision` ('pass': what this pass's candidates use).
 
@@ -283,7 +311,8 @@ class Problem:
         of each row when `magnitude` is (n, C_out) rows of sampled positions. `extra` (shaped
         like `magnitude`) is an algorithm's own elementwise error, added too (`winograd_term`).
         `scale` is a number or one per output channel. `out` and `scratch` lend buffers, and
-        `unbiased` is the value before the bias (see bounds.error_bound).
+        `unbiased` is the value before the bias (see bounds.error_bound). `direct` leaves the
+        FFT's term out: the bound of the same candidate summed directly.
         """
         if output_precision == "pass":
             output_precision = self.storage[precision]
@@ -292,7 +321,7 @@ class Problem:
                                  output_u=self.output_u, output_underflow=self.output_underflow,
                                  scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel,
                                  out=out, scratch=scratch, unbiased=unbiased)
-        if self.algorithm == "fft":
+        if self.algorithm == "fft" and not direct:
             term = self.fft_term(precision)
             bound += np.abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
         if extra is not None:

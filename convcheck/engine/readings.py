@@ -76,7 +76,8 @@ def diagnose(inputs, *, padding="same", precision: Optional[str] = None, stride=
         # transposed row kernel); rows on a tie.
         if _rank(columns) < _rank(diagnosis):
             diagnosis = columns
-    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide and "output_transform" not in declared:
+    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide and "output_transform" not in declared \
+            and not _holds_mostly(diagnosis):
         reading = inputs.output_reading or "nhwc"
         swapped = replace(inputs, output=np.swapaxes(inputs.output, 1, 2),
                           output_reading=reading.translate(str.maketrans("hw", "wh")))
@@ -136,9 +137,9 @@ def _other_readings(inputs, diagnosis: Diagnosis, options: dict, others: Optiona
     (convcheck.inputs.other_readings: another order of the kernel's axes, OIHW weights
     reshaped into HWIO, the image's channels reversed, or both) is one more whole search, so
     every search counts all of them in the evidence rule's candidate count (`readings`), and
-    each searches only the simplest geometry stage with direct summation and single
-    boundary rules (`narrow`): a mis-read kernel on top of an undeclared dilation, an FFT or
-    a per-axis boundary stays unexplained rather than costing a full search per reading.
+    each searches only the simplest geometry stage with direct summation and the declared
+    boundary rule (`narrow`): a mis-read kernel on top of an undeclared dilation, an FFT or
+    another boundary rule stays unexplained rather than costing a full search per reading.
     Fewest changed fields win, the likeliest reading on a tie; a reading that passes but
     cannot decide ends the search, as a pass does in `diagnose_reading`. The statistics before the
     explanation stay those of the reading given (the reference the caller expected), or
@@ -147,7 +148,7 @@ def _other_readings(inputs, diagnosis: Diagnosis, options: dict, others: Optiona
     declared = diagnosis
     misread = getattr(inputs, "kernel_reading", None) is not None
     searched = 0
-    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide:
+    if diagnosis.verdict is Verdict.UNEXPLAINED and not diagnosis.cannot_decide and not _holds_mostly(diagnosis):
         others = _readings_of(inputs) if others is None else others
         best: Optional[Diagnosis] = None
         nearest: Optional[Diagnosis] = None   # the unexplained reading whose closest candidate misses least
@@ -193,6 +194,13 @@ def _other_readings(inputs, diagnosis: Diagnosis, options: dict, others: Optiona
         arrays = replace(arrays, reference=before.arrays.reference if kept else None,
                          bound_before=before.arrays.bound_before if kept else None)
     return replace(diagnosis, stats=stats, arrays=arrays, notes=tuple(notes))
+
+
+def _holds_mostly(diagnosis: Diagnosis) -> bool:
+    """Whether the expected computation holds at most elements already: another reading of the
+    kernel or the image would change nearly every output, so it cannot explain the rest."""
+    mismatched = diagnosis.stats.mismatched
+    return mismatched is not None and 2 * mismatched <= diagnosis.stats.total
 
 
 def _misses(diagnosis: Optional[Diagnosis]) -> float:

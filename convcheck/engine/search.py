@@ -30,6 +30,7 @@ from .windows import gather_windows
 
 
 _MAX_SAMPLES_EXHAUSTIVE = 400   # outputs this small are searched on every pixel
+_WINDOW_BUDGET = 1 << 22         # stage 1's window elements per search (positions x offsets x taps)
 _BORDER_SAMPLES = 128
 _INTERIOR_SAMPLES = 192
 _PATCH_CACHE_BYTES = 1 << 27    # sample windows kept for stage 2
@@ -37,21 +38,23 @@ _MAX_DECLARED_RADIUS = 8        # a declared offset widens the offsets searched 
 _SAMPLES: dict = {}
 
 
-def offset_radius(problem: Problem) -> int:
+def offset_radius(problem: Problem, near: bool = False) -> int:
     """How many input pixels each way the search's offsets reach: a few, more for a larger
-    kernel, and as far as a declared offset."""
+    kernel, and as far as a declared offset; `near` (see `passes.search_passes`): the declared
+    offset only."""
     kh, kw = problem.kernel.shape[:2]
-    declared = max(abs(int(v)) for v in problem.baseline.offset)
-    return max(1, min(4, max(kh, kw) // 2 + 1), min(declared, _MAX_DECLARED_RADIUS))
+    declared = min(max(abs(int(v)) for v in problem.baseline.offset), _MAX_DECLARED_RADIUS)
+    return declared if near else max(1, min(4, max(kh, kw) // 2 + 1), declared)
 
 
 class Search:
     """Stages 1 and 2 over one set of layouts (those changing the same number of geometry fields)."""
 
-    def __init__(self, problem: Problem, layouts: list[Layout]):
+    def __init__(self, problem: Problem, layouts: list[Layout], near: bool = False):
         self.p = problem
+        self.near = near
         self.out_hw = tuple(problem.output.shape[1:3])
-        self.radius = offset_radius(problem)
+        self.radius = offset_radius(problem, near)
         self.layouts = layouts
         self.samples, self.rows, self.cols = self._samples()
         self._patch_cache: dict[tuple, np.ndarray] = {}
@@ -91,7 +94,8 @@ class Search:
         batch = self.p.output.shape[0]
         out_h, out_w = self.out_hw
         # The same shapes give the same positions (a suite asks again for every case): cached.
-        key = (batch, out_h, out_w, self.p.output.shape[3], self.p.kernel.shape[:2], self.radius)
+        key = (batch, out_h, out_w, self.p.output.shape[3], self.p.kernel.shape[:2], self.radius,
+               self.p.image.shape[3])
         if key not in _SAMPLES:
             if len(_SAMPLES) > 64:
                 _SAMPLES.clear()
@@ -104,14 +108,19 @@ class Search:
         """`_samples`, computed."""
         batch = self.p.output.shape[0]
         out_h, out_w = self.out_hw
-        if batch * out_h * out_w <= _MAX_SAMPLES_EXHAUSTIVE:
+        kh, kw, _, _ = self.p.kernel.shape
+        # Stage 1 multiplies every position's windows at every offset by the kernels: with
+        # many taps (a 3x3 kernel on 256 channels), fewer positions keep that product bounded.
+        affordable = max(64, _WINDOW_BUDGET // ((2 * self.radius + 1) ** 2 * kh * kw * self.p.image.shape[3]))
+        if batch * out_h * out_w <= min(_MAX_SAMPLES_EXHAUSTIVE, affordable):
             grid = np.indices((batch, out_h, out_w)).reshape(3, -1)
             return grid[0], grid[1], grid[2]
         rng = np.random.default_rng(20261123)
         band = max(self.p.kernel.shape[:2]) + self.radius
         # Every position gives one element per output channel: with many channels, fewer
         # positions give as many elements (stage 1's arrays grow with positions x channels).
-        share = min(1.0, max(0.3, 2048 / ((_BORDER_SAMPLES + _INTERIOR_SAMPLES) * self.p.output.shape[3])))
+        share = min(1.0, max(0.3, 2048 / ((_BORDER_SAMPLES + _INTERIOR_SAMPLES) * self.p.output.shape[3])),
+                    affordable / (_BORDER_SAMPLES + _INTERIOR_SAMPLES))
         per_side = max(8, int(_BORDER_SAMPLES * share) // 4)
         interior = max(32, int(_INTERIOR_SAMPLES * share))
         depth_h = rng.integers(0, min(band, out_h), per_side * 2)
@@ -262,6 +271,10 @@ class Search:
             allowed = np.zeros((size, size), dtype=bool)
             allowed[r, r] = True
             return allowed
+        if self.near:   # the declared offset only (see `offset_radius`)
+            allowed = np.zeros((size, size), dtype=bool)
+            allowed[r + self.p.baseline.offset[0], r + self.p.baseline.offset[1]] = True
+            return allowed
         if folds_offset(layout.padding, self.p.baseline):
             shifts = np.arange(-r, r + 1)
             (top, bottom), (left, right) = layout.padding
@@ -298,6 +311,7 @@ class Search:
         p = self.p
         screen = _Screen(self)
         survivors, best = [], (-1.0, None)
+        kept = 0
         groups: dict[tuple, list[str]] = {}
         for layout in self.layouts:
             shape = transform_kernel(p.kernel, layout.transform).shape[:2]
@@ -310,7 +324,10 @@ class Search:
             enough = self._offset_allowed(layout)
             inside, cache = self._inside(layout, shape), {}
             term = screen.fft if p.algorithm != "winograd" else self._winograd_stage1(transforms, padding)
+            gate = None   # whether a boundary rule other than zero padding can pass (see `_interior_gate`)
             for boundary in p.boundaries:
+                if gate is False and boundary not in ("zero", "constant"):
+                    continue
                 values, mags = self._predict_boundary("zero" if boundary == "constant" else boundary, layout, shape,
                                                       stack, inside, cache)
                 if boundary == "constant":
@@ -336,7 +353,33 @@ class Search:
                                                fit, stride, dilation, activation)
                             best = (float(nearest[ti, dy_i, dx_i]),
                                     (struct, as_value(scale[ti, dy_i, dx_i]), as_value(bias[ti, dy_i, dx_i])))
+                if boundary == "zero" and gate is None:
+                    gate = self._interior_gate(values, mags, unit_bound, compared, enough, inside, screen,
+                                               found_any=len(survivors) > kept)
+            kept = len(survivors)
         return survivors, best[1]
+
+    def _interior_gate(self, values, mags, unit_bound, compared, enough, inside, screen: "_Screen",
+                       found_any: bool) -> bool:
+        """Whether another boundary rule can pass where zero padding did not: a boundary rule
+        changes only the samples whose windows reach past the image's edge (`inside` False);
+        the others (the interior) it computes as zero padding does. So a structure can pass
+        under any rule only if it passes on the interior, which zero padding's values already
+        give: each fit is fitted and checked on the interior samples alone (for the fit
+        'none' an exact necessary condition; for a fitted scale or bias, the interior's own
+        least-squares fit, as stage 1 fits every structure). Fewer than 16 interior positions
+        decide nothing (True); with no border sample every rule computes what zero padding
+        does, so it passes exactly where zero padding did."""
+        if inside.all():
+            return found_any
+        if found_any or np.count_nonzero(inside) < 16:
+            return True
+        interior = compared & inside[None, None, None, :, None]
+        for activation in self.activations():
+            for _, _, _, passed, _, _ in screen.fits(values, mags, unit_bound, interior, activation):
+                if (passed & enough).any():
+                    return True
+        return False
 
     def _outside(self, layout: "Layout", kernel_hw) -> np.ndarray:
         """Sample windows of the outside-the-image indicator (1 where a window reads padding)."""

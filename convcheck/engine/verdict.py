@@ -55,15 +55,32 @@ def expected_computation(inputs, padding, stride, dilation, groups, declared: Op
 class _Reading:
     """One reading's set-up: the problem, the expected computation (`baseline`), the fields
     every candidate of this reading shares (`shared`, `fixed` of them changed), the layouts
-    the output's shape allows, and how to index the user's output (`to_user`)."""
+    the output's shape allows (computed when first asked: an expected computation that holds
+    needs none), and how to index the user's output (`to_user`)."""
 
     inputs: object
     problem: Problem
     baseline: Explanation
     shared: Explanation
     fixed: int
-    layouts: list
     to_user: Callable
+    _layouts: Optional[list] = None
+
+    @property
+    def layouts(self) -> list:
+        if self._layouts is None:
+            self._layouts = layouts_for(self.problem, self.baseline)
+        return self._layouts
+
+    def expected_layout(self) -> Optional[Layout]:
+        """The declared geometry's layout when it gives the output's size, else None."""
+        baseline, problem = self.baseline, self.problem
+        kh, kw = transform_kernel(problem.kernel, baseline.kernel_transform).shape[:2]
+        size = output_size(baseline.padding, *problem.image_hw, kh, kw, tuple(baseline.stride),
+                           tuple(baseline.dilation))
+        if size != tuple(problem.output.shape[1:3]):
+            return None
+        return Layout(baseline.kernel_transform, baseline.padding, tuple(baseline.stride), tuple(baseline.dilation))
 
 
 def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None, stride=(1, 1),
@@ -81,9 +98,9 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
     reading = _set_up(inputs, padding=padding, precision=precision, stride=stride, dilation=dilation, groups=groups,
                       algorithm=algorithm, output_transform=output_transform, output_precision=output_precision,
                       expected=expected, declared_uncertainty=declared_uncertainty)
-    if not reading.layouts:
-        return _no_layout(reading)
     problem, baseline = reading.problem, reading.baseline
+    if reading.expected_layout() is None and not reading.layouts:
+        return _no_layout(reading)
     found = Found()
     before, reference = _expected(reading, found, keep_arrays)
     # An output of a small integer type (uint8, int8, uint16, int16): rounded and saturated
@@ -92,7 +109,7 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
     storages = [problem.integer_output] if problem.declared_storage else \
         [problem.integer_output, None] if problem.integer_output else [None]
     search_passes(problem, baseline, reading.shared, reading.layouts, found, storages=storages,
-                  keep_arrays=keep_arrays, readings=readings, narrow=narrow)
+                  keep_arrays=keep_arrays, readings=readings, narrow=narrow, near=_near(before, baseline))
     if found.accepted is not None and found.accepted is not before and baseline.algorithm == "direct" and not narrow:
         unfitted = prefer_unfitted(problem, found.accepted, baseline, keep_arrays)
         if unfitted is not None:
@@ -101,6 +118,17 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
     if found.accepted is None and found.undecided is None:
         closest = _closest(reading, found, before, keep_arrays)
     return _diagnosis(reading, found, before, reference, closest, storages, keep_arrays)
+
+
+def _near(before: Optional[Full], baseline: Explanation) -> bool:
+    """Whether the expected computation itself holds at most elements (at most half beyond its
+    bound): then only value-level changes can explain the rest (see `passes.search_passes`)."""
+    if before is None:
+        return False
+    expl = before.explanation
+    same = (expl.padding == baseline.padding and tuple(expl.stride) == tuple(baseline.stride)
+            and tuple(expl.dilation) == tuple(baseline.dilation))
+    return same and before.compared > 0 and 2 * before.bad <= before.compared
 
 
 def _check_options(padding, precision, algorithm, output_precision) -> None:
@@ -140,8 +168,7 @@ def _set_up(inputs, *, padding, precision, stride, dilation, groups, algorithm, 
     def to_user(index):
         return index_in_user_shape(index, output_shape, user_axes)
 
-    return _Reading(inputs, problem, baseline, shared, len(shared.changed_fields(baseline)),
-                    layouts_for(problem, baseline), to_user)
+    return _Reading(inputs, problem, baseline, shared, len(shared.changed_fields(baseline)), to_user)
 
 
 def _no_layout(reading: _Reading) -> Diagnosis:
@@ -165,13 +192,13 @@ def _expected(reading: _Reading, found: Found, keep_arrays: bool):
     `keep_arrays` or declared values, else its `Differences` from the output), both None when
     no layout with the declared kernel transform gives the output's size."""
     problem, baseline, shared = reading.problem, reading.baseline, reading.shared
-    padding, stride, dilation = baseline.padding, tuple(baseline.stride), tuple(baseline.dilation)
-    transform = baseline.kernel_transform
-    identity = [lay for lay in reading.layouts if lay.transform == transform]
-    expected = Layout(transform, padding, stride, dilation)
-    stats_layout = expected if expected in identity else (
-        min(identity, key=lambda lay: geometry_changes(lay, baseline) + (lay.padding != padding))
-        if identity else None)
+    padding = baseline.padding
+    expected = reading.expected_layout()
+    stats_layout = expected
+    if expected is None:
+        identity = [lay for lay in reading.layouts if lay.transform == baseline.kernel_transform]
+        stats_layout = min(identity, key=lambda lay: geometry_changes(lay, baseline) + (lay.padding != padding)) \
+            if identity else None
     if stats_layout is None:
         return None, None
     start = shared.with_(padding=stats_layout.padding, stride=stats_layout.stride, dilation=stats_layout.dilation)
@@ -182,9 +209,7 @@ def _expected(reading: _Reading, found: Found, keep_arrays: bool):
     # The expected computation stores its result in its own precision: an output that
     # precision cannot hold was stored otherwise (see Problem.wide_storage), whatever the bound.
     if before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
-        search = Search(problem, [lay for lay in reading.layouts if geometry_changes(lay, baseline) == 0]
-                        or reading.layouts)
-        run_control(search, before, expected_structure(baseline))
+        run_control(Search(problem, [expected]), before, expected_structure(baseline))
         if before.evidence.decisive and reading.fixed == 0:
             found.accepted = before
         elif not before.evidence.decisive:
@@ -200,6 +225,8 @@ def _reference(problem: Problem, start: Explanation, values, keep_arrays: bool):
     inputs' rounding to it is exact)."""
     geometry = dict(padding=start.padding, stride=tuple(start.stride), dilation=tuple(start.dilation),
                     groups=problem.groups, boundary=start.boundary, offset=tuple(start.offset), cval=start.cval)
+    if isinstance(values, Differences):
+        return values   # the block path measured them against the candidate, declared values and all
     kernel = transform_kernel(problem.kernel, start.kernel_transform)
     limits = clip_limits(start.activation, start.output_precision)
     if not problem.declares_values and limits == (None, None):
@@ -242,6 +269,9 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
     accepted, undecided = found.accepted, found.undecided
     verdict = (Verdict.EQUAL if accepted is before and accepted is not None
                else Verdict.EXPLAINED if accepted is not None else Verdict.UNEXPLAINED)
+    far = closest is not None and closest is not before and not _close(closest, baseline)
+    if far:
+        closest = before   # "nothing close": no far-fetched chain of causes pointing the wrong way
     after = accepted if accepted is not None else undecided if undecided is not None else closest
     stats = diagnosis_stats(problem, reference, before, after, reading.to_user)
     where = reason = None
@@ -263,10 +293,14 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
         where, detail = mismatch_site(after, problem.kernel.shape[:2], reading.to_user)
         notes.append(detail)
     notes += _notes(reading, found, verdict, after, undecided)
+    if far:
+        notes.append("nothing close: no candidate that changes one or two fields reproduces most of the output, "
+                     "so none is shown (the statistics after are the expected computation's)")
     if stats.left_out:
         notes.append(_left_out_note(stats))
     explanation = accepted.explanation if accepted is not None else None
-    causes = causes_for(explanation, baseline) if verdict is Verdict.EXPLAINED else ()
+    causes = (causes_for(explanation, baseline, kernel_size=tuple(problem.kernel.shape[:2]))
+              if verdict is Verdict.EXPLAINED else ())
     return Diagnosis(verdict, explanation, causes, stats, baseline,
                      closest=closest.explanation if (closest is not None and verdict is Verdict.UNEXPLAINED) else None,
                      alternatives=tuple(found.alternatives), where=where, reason=reason, notes=tuple(notes),
@@ -310,6 +344,12 @@ def _notes(reading: _Reading, found: Found, verdict: Verdict, after: Optional[Fu
     if accepted is not None and accepted.detail:
         notes.append(accepted.detail)
     return notes
+
+
+def _close(full: Full, baseline: Explanation) -> bool:
+    """Whether an unexplained diagnosis's nearest candidate is close enough to show (issue 21):
+    it changes one or two fields and reproduces most of the elements it compares."""
+    return len(full.explanation.changed_fields(baseline)) <= 2 and full.bad <= full.compared / 2
 
 
 def _left_out_note(stats: Stats) -> str:

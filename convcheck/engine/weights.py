@@ -23,8 +23,8 @@ import numpy as np
 from .weight_factors import factor_relation, round_port_values
 from ..choices import KERNEL_AXIS_ORDERS
 from ..errors import InputError
-from ..inputs import (_alternative_layouts, _check_dtype, _check_finite, _check_layout, _is_bfloat16, _option,
-                     axis_names, read_kernel_as)
+from ..inputs.arrays import check_dtype, check_finite, check_kernel_layout, is_bfloat16, option_text, read_kernel_as
+from ..inputs.readings import alternative_layouts, axis_names
 from .precision import SIGNIFICAND_BITS, dtype_precision, native_precision, representable
 from ..geometry import transform_kernel
 from ..vocabulary import KERNEL_TRANSFORMS, PRECISIONS, Cause, Explanation, Verdict, cause_for
@@ -95,22 +95,22 @@ class _Values:
 def _prepare(array, label: str, layout: str, option: str) -> tuple[np.ndarray, str, str, str]:
     """(the array, in a dtype numpy computes with (bfloat16 as float32, integers as float64: both
     exact), the precision its values carry, its dtype's name, the checked layout)."""
-    layout = _check_layout(layout, option)
+    layout = check_kernel_layout(layout, option)
     try:
         array = np.asarray(array)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(f"{label}: cannot be turned into a numeric array "
                          f"({' '.join(str(exc).split())[:200]}); pass a numpy array") from None
-    _check_dtype(array.dtype, label, from_file=False)
+    check_dtype(array.dtype, label, from_file=False)
     if array.ndim != 4:
         raise InputError(f"{label}: is {array.ndim}-D (shape {array.shape}); give a conv layer's 4-D weights "
-                         f"in its layout ({_option(option, layout)} reads them as "
+                         f"in its layout ({option_text(option, layout)} reads them as "
                          f"({'kh, kw, C, multiplier' if layout == 'depthwise' else axis_names(layout)}))")
     if array.size == 0:
         raise InputError(f"{label}: has no elements (shape {array.shape}); give a non-empty kernel")
-    _check_finite(array, label)
+    check_finite(array, label)
     name = array.dtype.name
-    if _is_bfloat16(array.dtype):
+    if is_bfloat16(array.dtype):
         return np.ascontiguousarray(array.astype(np.float32)), "bfloat16", name, layout
     if array.dtype.kind in "iu":
         return np.ascontiguousarray(array, dtype=np.float64), native_precision(array), name, layout
@@ -135,15 +135,15 @@ def _view_key(view: np.ndarray) -> tuple:
 
 def _readings(port: np.ndarray, declared: str, shape: tuple[int, ...], constant: bool) -> list[tuple[str, Any]]:
     """(kernel_layout value, the port read so as grouped HWIO) for every reading whose shape is
-    the original's, the declared one first, then `inputs._alternative_layouts`' order. For a
+    the original's, the declared one first, then `inputs.readings.alternative_layouts`' order. For a
     square kernel that leaves out the orders with kh and kw the other way round (they are
     kernel_transform 'transpose' on another reading); a kernel with kh != kw has no such
     transform, so they come last. A constant original cannot tell readings apart: only the
     declared one is offered."""
     if declared == "depthwise":
-        names = ["hwio"] + [n for n in _alternative_layouts("hwio") if n != "oihw-reshaped"]
+        names = ["hwio"] + [n for n in alternative_layouts("hwio") if n != "oihw-reshaped"]
     else:
-        names = [n for n in _alternative_layouts(declared) if not n.endswith("-reshaped")]
+        names = [n for n in alternative_layouts(declared) if not n.endswith("-reshaped")]
     if shape[0] != shape[1]:
         names += [n for n in KERNEL_AXIS_ORDERS if n not in names and n != declared]
     reshape = _RESHAPES.get(declared)

@@ -2,8 +2,8 @@
 
 Formats return strings and never print (pip-audit style): the CLI decides where the
 string goes. Every format lives in its own module exposing the same small interface,
-`render_explain(diagnosis, names)` and `render_compare(report)`; the table format also
-takes `color` and `width`. Modules are imported only when their format is asked for, so
+`render_explain(diagnosis, names)`, `render_compare(report)` and `render_model(report)` (a
+`convcheck model` walk); the table format also takes `color` and `width`. Modules are imported only when their format is asked for, so
 choosing `--format json` never imports rich, and importing this package imports nothing.
 """
 
@@ -72,4 +72,14 @@ def render_compare(report, fmt: "Format | str", *, color: bool = False, width: O
     return module.render_compare(report)
 
 
-__all__ = ["FORMATS", "Format", "formatter", "render_compare", "render_explain"]
+def render_model(report, fmt: "Format | str", *, color: bool = False, width: Optional[int] = None) -> str:
+    """One `convcheck model` walk (a `convcheck.models.report.ModelReport`) as text in format `fmt`
+    (`color`/`width`: table only)."""
+    fmt = Format(fmt)
+    module = formatter(fmt)
+    if fmt is Format.TABLE:
+        return module.render_model(report, color=color, width=width)
+    return module.render_model(report)
+
+
+__all__ = ["FORMATS", "Format", "formatter", "render_compare", "render_explain", "render_model"]

@@ -8,12 +8,15 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from ..vocabulary import Explanation, Verdict, describe, describe_plain
+from ..vocabulary import Explanation, Verdict, describe, describe_plain, pads_text
 
 VERDICT_MARKS = {Verdict.EQUAL: "✓", Verdict.EXPLAINED: "≈", Verdict.UNEXPLAINED: "✗"}
 VERDICT_STYLES = {Verdict.EQUAL: "green", Verdict.EXPLAINED: "yellow", Verdict.UNEXPLAINED: "red"}
 STATUS_STYLES = {"skipped": "dim", "failed": "red"}
 NONE = "–"
+# CONTRACT section 1's name for what every output is compared with: the one name every format,
+# the plot and the pytest helper use.
+REFERENCE = "reference"
 
 COMPARE_COLUMNS = ("backend", "compute dtype", "max |Δ|", "max rel Δ", "mismatched / total",
                    "worst index", "verdict", "explanation", "fix")
@@ -82,8 +85,55 @@ def closest_text(diagnosis) -> Optional[str]:
     return text
 
 
+def left_out_text(diagnosis, short: bool = False) -> Optional[str]:
+    """'8 elements left out (up to 1.1e+03 from the reference; 8 of them outside the range of every
+    compared element, ...): the offset moves their windows ...' when the explanation (or the closest
+    candidate) leaves elements out, else None; `short` for table cells: '8 elements left out (up to
+    1.1e+03 from the reference; 8 outside the compared range)'.
+
+    An offset moves some windows past the reference's edge: those elements are not compared
+    (CONTRACT section 2), and every format says how many and how far they are, never in silence
+    (issue 20). They are measured against the computation without the offset: the reference
+    itself when the offset is the only change."""
+    stats = diagnosis.stats
+    if not stats.left_out:
+        return None
+    candidate = diagnosis.explanation if diagnosis.explanation is not None else diagnosis.closest
+    if candidate is None or set(candidate.changed_fields(diagnosis.baseline)) <= {"offset"}:
+        against = "the reference"
+    elif diagnosis.verdict is Verdict.UNEXPLAINED:
+        against = "the closest candidate without its offset"
+    else:
+        against = "the explanation without its offset"
+    count, outside = stats.left_out, stats.left_out_outside_range
+    text = f"{count} element{'s' if count != 1 else ''} left out"
+    details = []
+    if stats.left_out_max_abs_diff is not None:
+        details.append(f"up to {num(stats.left_out_max_abs_diff)} from {against}")
+    if outside and short:
+        details.append(f"{outside} outside the compared range")
+    elif outside:
+        details.append(f"{outside} of them outside the range of every compared element: no shift of the "
+                       "computation gives them")
+    if details:
+        text += f" ({'; '.join(details)})"
+    return text if short else text + ": the offset moves their windows past the reference's edge, so they are " \
+                                      "not compared"
+
+
+def notes_besides_left_out(diagnosis) -> list[str]:
+    """The diagnosis's notes minus the engine's own note on the elements left out, which
+    `left_out_text` says with the numbers wherever a format shows them."""
+    stats = diagnosis.stats
+    marker = f"{stats.left_out} of {stats.total} elements were left out"
+    return [note for note in diagnosis.notes if not (stats.left_out and note.startswith(marker))]
+
+
 def explanation_cell(diagnosis) -> str:
-    """The compare table's plain-words explanation of one row."""
+    """The compare table's plain-words explanation of one row (and the elements it leaves out)."""
+    left_out = left_out_text(diagnosis, short=True)
+    if left_out is not None and diagnosis.verdict is Verdict.EXPLAINED:
+        return f"{describe_plain(diagnosis.explanation, diagnosis.baseline)}; {left_out}"
     if diagnosis.verdict is Verdict.EQUAL:
         return "matches the reference"
     if diagnosis.verdict is Verdict.EXPLAINED:
@@ -96,15 +146,23 @@ def explanation_cell(diagnosis) -> str:
     closest = closest_text(diagnosis)
     if closest:
         parts.append(closest)
+        if left_out is not None:
+            parts.append(left_out)
     elif diagnosis.reason:
         parts.append(diagnosis.reason)
     return "; ".join(parts)
 
 
+def fixes_text(causes) -> str:
+    """Every cause's fix, in the causes' order, each once: a row explained by two causes needs both
+    (Keras's 'valid' padding and its float32 cast), never only the first."""
+    return "; ".join(dict.fromkeys(cause.fix for cause in causes if cause.fix))
+
+
 def fix_cell(diagnosis) -> str:
-    """The first cause's fix; for unexplained rows, where to look next."""
+    """Every cause's fix (`fixes_text`); for unexplained rows, where to look next."""
     if diagnosis.verdict is Verdict.EXPLAINED and diagnosis.causes:
-        return diagnosis.causes[0].fix
+        return fixes_text(diagnosis.causes)
     if diagnosis.cannot_decide:
         return "test on a larger output, or compute in a wider precision, so the data can decide"
     if diagnosis.verdict is Verdict.UNEXPLAINED:
@@ -152,10 +210,11 @@ def why_sentences(diagnoses: Iterable[Any]) -> list[str]:
 
 
 def diagnosis_notes(diagnosis) -> list[str]:
-    """The diagnosis's notes, minus one that only repeats the alternatives listed separately."""
+    """The diagnosis's notes, minus one that only repeats the alternatives listed separately and
+    the one on the elements left out (`left_out_text` says it with the numbers)."""
     notes = []
     alternatives = [describe(a, diagnosis.baseline) for a in diagnosis.alternatives]
-    for note in diagnosis.notes:
+    for note in notes_besides_left_out(diagnosis):
         if alternatives and all(text in note for text in alternatives):
             continue
         notes.append(note)
@@ -200,11 +259,23 @@ def compare_footer(report) -> tuple[list[str], list[str]]:
 
 
 def reference_text(baseline: Explanation, names: dict) -> str:
-    """How the reference was computed, in words."""
+    """What the reference is, in words (CONTRACT section 1: computed exactly in float64 from the
+    inputs as loaded, with what the caller declared; the expected precision is what its error
+    bound allows for)."""
     image = names.get("image", "image")
     kernel = names.get("kernel", "kernel")
-    return (f"the {baseline.precision} cross-correlation (kernel not flipped) of {image} with {kernel}, "
-            f"padding {baseline.padding}, {baseline.boundary} boundary")
+    padding = baseline.padding if isinstance(baseline.padding, str) else f"pads {pads_text(baseline.padding)}"
+    text = (f"the float64 cross-correlation (kernel not flipped) of {image} with {kernel}, padding {padding}, "
+            f"{baseline.boundary if isinstance(baseline.boundary, str) else '/'.join(baseline.boundary)} boundary")
+    declared = describe(baseline, Explanation(padding=baseline.padding, boundary=baseline.boundary,
+                                              precision=baseline.precision, output_layout=baseline.output_layout,
+                                              kernel_layout=baseline.kernel_layout, kernel_axis=baseline.kernel_axis,
+                                              output_precision=baseline.output_precision))
+    if declared != "matches the reference":
+        text += f", with {declared}"
+    if baseline.precision != "float64":
+        text += f"; its error bound allows for a {baseline.precision} computation"
+    return text
 
 
 def explain_headline(diagnosis, names: dict) -> str:
@@ -282,6 +353,9 @@ def explain_stats(diagnosis, names: Optional[dict] = None) -> list[tuple[str, st
     if diagnosis.verdict is Verdict.UNEXPLAINED and stats.mismatched_after is not None:
         rows.append(("mismatched after", f"{stats.mismatched_after} of {stats.total} elements "
                                          f"beyond the bound of {against}"))
+    left_out = left_out_text(diagnosis)
+    if left_out is not None:
+        rows.append(("not compared", left_out))
     return rows
 
 
@@ -347,7 +421,7 @@ def story(report) -> list[str]:
     for causes, names in explained.values():
         what = "; and ".join(c.summary for c in causes)
         lines.append(f"{join_names(names)} {_verb(names, 'differs', 'differ')} from the reference only "
-                     f"because {what}. Fix: {causes[0].fix}.")
+                     f"because {what}. Fix: {fixes_text(causes)}.")
     if equal:
         rounding = (f"{next(iter(equal_dtypes))} rounding" if len(equal_dtypes) == 1
                     else "the rounding of their compute dtypes")

@@ -13,7 +13,7 @@ import re
 from typing import Optional
 
 from ..vocabulary import Verdict, describe, describe_plain
-from ._text import num, shape_difference
+from ._text import left_out_text, notes_besides_left_out, num, shape_difference
 from .markdown import cell, code
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "error": "💥"}
@@ -41,8 +41,12 @@ def plain_phrase(diagnosis) -> str:
     return diagnosis.verdict.value
 
 
-def stats_line(diagnosis) -> str:
-    """One line of numbers: mismatches, the greatest difference and the residual against the bound."""
+def stats_line(diagnosis, quote_bound: bool = True) -> str:
+    """One line of numbers: mismatches, the greatest difference and the residual against the bound.
+
+    With `quote_bound` False the residual is said against its bound without quoting the bound's
+    number (for a message that already quotes the bound each element was held to, as
+    `convcheck.testing` does: one message, one bound)."""
     s = diagnosis.stats
     parts = []
     shape = shape_difference(diagnosis)
@@ -58,16 +62,26 @@ def stats_line(diagnosis) -> str:
         parts.append(f"no reference has the output's shape ({s.total} elements)")
     if s.residual_after is not None and diagnosis.verdict is not Verdict.EQUAL:
         what = "the explanation" if diagnosis.verdict is Verdict.EXPLAINED else "the closest candidate"
-        parts.append(f"residual after {what} {num(s.residual_after)} (error bound {num(s.error_bound)})")
-    elif s.error_bound is not None:
+        if quote_bound:
+            parts.append(f"residual after {what} {num(s.residual_after)} (error bound {num(s.error_bound)})")
+        elif s.bound_ratio is not None:
+            within = ("within its own error bound at every element" if s.bound_ratio <= 1 else
+                      f"{num(s.bound_ratio)} times its own error bound at the worst element")
+            parts.append(f"residual after {what} {num(s.residual_after)}, {within}")
+        else:
+            parts.append(f"residual after {what} {num(s.residual_after)}")
+    elif s.error_bound is not None and quote_bound:
         parts.append(f"error bound {num(s.error_bound)}")
+    left_out = left_out_text(diagnosis)
+    if left_out is not None:
+        parts.append(left_out)
     return "; ".join(parts)
 
 
-def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
+def diagnosis_lines(diagnosis, disallowed=(), quote_bound: bool = True) -> list[str]:
     """The diagnosis as plain lines: verdict, each cause with its fix and why, where, stats, notes.
 
-    Causes in `disallowed` are marked 'not allowed'.
+    Causes in `disallowed` are marked 'not allowed'; `quote_bound` as `stats_line`.
     """
     lines = [f"verdict: {verdict_phrase(diagnosis)}"]
     disallowed_fields = {(c.field, str(c.value)) for c in disallowed}
@@ -81,10 +95,10 @@ def diagnosis_lines(diagnosis, disallowed=()) -> list[str]:
         lines.append(f"why: {diagnosis.reason}")
     if diagnosis.where:
         lines.append(f"where: {diagnosis.where}")
-    stats = stats_line(diagnosis)
+    stats = stats_line(diagnosis, quote_bound)
     if stats:
         lines.append(f"stats: {stats}")
-    for note in diagnosis.notes:
+    for note in notes_besides_left_out(diagnosis):
         lines.append(f"note: {note}")
     if diagnosis.cannot_decide:
         lines.append("fix: the data cannot decide: test on a larger output, or in a wider precision")
@@ -103,7 +117,10 @@ def outcome_lines(outcome) -> list[str]:
 
 
 def outcome_phrase(outcome) -> str:
-    """A table cell: the verdict phrase, or why the backend did not run."""
+    """A table cell: the verdict phrase, or why the backend did not run; for a model case's layer,
+    its verdict and cause as `convcheck model`'s table says them, and why it fails."""
+    if outcome.layer is not None:
+        return _layer_phrase(outcome)
     if outcome.diagnosis is None:
         return outcome.message
     phrase = plain_phrase(outcome.diagnosis) if outcome.diagnosis.verdict is Verdict.EXPLAINED \
@@ -111,6 +128,31 @@ def outcome_phrase(outcome) -> str:
     if outcome.disallowed:
         phrase += " (not allowed: " + ", ".join(f"{c.field}" for c in outcome.disallowed) + ")"
     return phrase
+
+
+def _layer_phrase(outcome) -> str:
+    from ._text import NONE
+    from .model_text import cause_text
+
+    layer = outcome.layer
+    cause = cause_text(layer)
+    phrase = layer.verdict.replace("_", " ") + ("" if cause == NONE or layer.verdict == "not_judged" else f": {cause}")
+    if layer.verdict == "not_judged":
+        phrase = cause
+    if outcome.status == "fail" and outcome.message:
+        phrase += f" ({outcome.message})"
+    return phrase
+
+
+def model_lines(case_result) -> list[str]:
+    """What a model case adds below the results: where the port first diverges, the layers left
+    unmatched, and the layers' notes (nothing for a case that was skipped)."""
+    report = getattr(case_result, "model", None)
+    if report is None:
+        return []
+    from .model_text import divergence_line, layer_notes, unmatched_lines
+    return [f"first divergence: {divergence_line(report)}", *unmatched_lines(report),
+            *(f"note: {note}" for note in layer_notes(report))]
 
 
 def summary_sentence(report) -> str:
@@ -144,6 +186,11 @@ def render_check_table(report, *, color: bool = False, width: Optional[int] = No
                           Text(outcome.status, style=_STYLE[outcome.status]), outcome_phrase(outcome))
     console.print(table)
     for case in report.cases:
+        lines = model_lines(case)
+        if lines:
+            console.print(Text(f"{case.name}: " + lines[0], style=_STYLE[case.status]))
+            for line in lines[1:]:
+                console.print(Text("  " + line))
         for outcome in case.results:
             if outcome.status in ("warn", "fail") and outcome.diagnosis is not None:
                 console.print(Text(f"{case.name} / {outcome.name}: {outcome.status}", style=_STYLE[outcome.status]))
@@ -158,13 +205,59 @@ def render_check_markdown(report) -> str:
     lines = [f"## convcheck check: {code(report.config)}", "", f"**{summary_sentence(report)}**", "",
              "| case | result | status | verdict / reason |", "|---|---|---|---|"]
     for case in report.cases:
+        if case.case.kind == "model":
+            lines.append(f"| {cell(case.name)} | {code(_model_result_name(case))} | "
+                         f"{_ICON[case.status]} {case.status} | {cell(_model_phrase(case))} |")
+            continue
         for outcome in case.results:
             lines.append(f"| {cell(case.name)} | {code(outcome.name)} | "
                          f"{_ICON[outcome.status]} {outcome.status} | {cell(outcome_phrase(outcome))} |")
-    details = [(case, o) for case in report.cases for o in case.results if o.status in ("warn", "fail")]
+    for case in report.cases:
+        if case.case.kind == "model" and case.model is not None:
+            lines += _model_details(case)
+    details = [(case, o) for case in report.cases for o in case.results if o.status in ("warn", "fail")
+               and case.case.kind != "model"]
     for case, outcome in details:
         body = outcome_lines(outcome)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", "\n".join(body))), default=0))
         lines += ["", f"<details><summary>{_ICON[outcome.status]} <b>{html.escape(case.name)} / {html.escape(outcome.name)}</b>: "
                       f"{outcome.status}</summary>", "", f"{fence}text", *body, fence, "</details>"]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- model cases in markdown
+# A model may have dozens of layers: the PR comment's table has one row per model case (where it
+# first diverges), and the layer table sits in a collapsed block below.
+
+
+def _model_result_name(case_result) -> str:
+    """'net.pt2 → net.onnx' (the paths as the config writes them)."""
+    raw = case_result.case.raw
+    return f"{raw.get('original', 'model')}" + (f" → {raw['port']}" if raw.get("port") else "")
+
+
+def _model_phrase(case_result) -> str:
+    """The row's cell: where the port first diverges and why the case fails, or why it was skipped."""
+    if case_result.model is None:
+        return case_result.results[0].message
+    from .model_text import divergence_line, failure_lines
+    failures = failure_lines(case_result.model, most=3)
+    text = f"first divergence: {divergence_line(case_result.model)}"
+    return text + (f" ({'; '.join(failures)})" if failures else "")
+
+
+def _model_details(case_result) -> list[str]:
+    """The model case's layer table (the columns of `convcheck model`'s), collapsed."""
+    from .model_text import MODEL_COLUMNS, layer_cells, summary_line
+    report = case_result.model
+    first = report.first_divergence()
+    lines = ["", f"<details><summary>{_ICON[case_result.status]} <b>{html.escape(case_result.name)}</b>: "
+                 f"{html.escape(summary_line(report))}</summary>", "",
+             "| " + " | ".join(MODEL_COLUMNS) + " |", "|" + "|".join("---" for _ in MODEL_COLUMNS) + "|"]
+    for layer in report.layers:
+        cells = layer_cells(layer, first)
+        lines.append("| " + " | ".join(cell(cells[column]) for column in MODEL_COLUMNS) + " |")
+    extra = model_lines(case_result)[1:]
+    if extra:
+        lines += [""] + [f"- {cell(line)}" for line in extra]
+    return lines + ["", "</details>"]

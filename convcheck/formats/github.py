@@ -1,6 +1,6 @@
 """`--format github`: GitHub Actions workflow commands, shown as annotations on the run and PR.
 
-One line per result:
+One line per result (for `convcheck model`, per layer that needs attention: `render_model`):
 
     ::error title=convcheck%3A <case>/<backend>,file=pyproject.toml,line=12::unexplained: ...%0A...
     ::warning title=...::explained by kernel rot180, but kernel_transform=rot180 is not in allow%0A...
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..vocabulary import Verdict
+from ._text import NONE
 from .check_text import diagnosis_lines, outcome_lines, plain_phrase, summary_sentence, verdict_phrase
 
 
@@ -106,6 +107,11 @@ def render_check(report) -> str:
     config = _relative(report.config)
     lines = []
     for case in report.cases:
+        if case.case.kind == "model":
+            annotation = _model_command(case, config)
+            if annotation is not None:
+                lines.append(annotation)
+            continue
         for outcome in case.results:
             if outcome.status == "pass":  # no annotation: counted below, listed in the job summary
                 continue
@@ -116,6 +122,69 @@ def render_check(report) -> str:
             lines.append(command(_LEVEL[outcome.status], title, message, file=config, line=case.case.line))
     lines.append(f"convcheck check: {summary_sentence(report)}")
     return "\n".join(lines)
+
+
+def _layer_message(layer, report) -> str:
+    """One layer in one line: its verdict in plain words, what fails it, and the fix."""
+    from .model_text import cause_text, fix_text
+
+    if layer.verdict == "not_judged":
+        text = cause_text(layer)          # 'not judged: <reason>' already
+    elif layer.verdict == "equal":
+        text = "equal" + (f"; {cause_text(layer)}" if cause_text(layer) != NONE else "")   # its weights
+    else:
+        text = f"{layer.verdict}: {cause_text(layer)}"
+    reasons = layer.failures(report.allow)
+    if reasons:
+        text += f" (fails: {'; '.join(reasons)})"
+    fix = fix_text(layer)
+    if fix != NONE:
+        text += f"; fix: {fix}"
+    return " ".join(text.split())
+
+
+def render_model(report) -> str:
+    """`convcheck model` as annotations, one line each: the first divergence (an error when the
+    walk fails it, else a warning), every other layer the walk fails (error), each original layer
+    left unmatched that --allow does not accept (error), each layer that could not be judged
+    (warning); then a plain summary line. Equal layers get none: they are in the step summary."""
+    from .model_text import layer_name, models_name, summary_line
+
+    lines = []
+    first = report.first_divergence()
+    for layer in report.layers:
+        failing = bool(layer.failures(report.allow))
+        where = f"convcheck: layer {layer.index} {layer_name(layer)}"
+        if layer is first:
+            level = "error" if failing else "warning"
+            lines.append(command(level, f"{where}: first divergence", _layer_message(layer, report)))
+        elif failing:
+            lines.append(command("error", where, _layer_message(layer, report)))
+        elif layer.verdict == "not_judged":
+            lines.append(command("warning", where, _layer_message(layer, report)))
+    if report.unmatched_original and not report.allow.unmatched:
+        for name in report.unmatched_original:
+            lines.append(command("error", f"convcheck: {name} unmatched",
+                                 f"original layer {name} has no counterpart in the port (--allow unmatched "
+                                 "accepts it)"))
+    lines.append(f"convcheck model: {models_name(report)}: {summary_line(report)}")
+    return "\n".join(lines)
+
+
+def _model_command(case, config: str) -> Optional[str]:
+    """One annotation for a model case that needs attention (GitHub shows ten of a kind per step: one
+    per model, not per layer), titled with where the port first diverges; None when it passes."""
+    if case.status == "pass":
+        return None
+    if case.model is None:   # its format's extra is missing
+        return command("error", f"convcheck: {case.name}", case.results[0].message, file=config,
+                       line=case.case.line)
+    from .model_text import divergence_line, failure_lines, summary_line
+    report = case.model
+    message = "\n".join([summary_line(report), *failure_lines(report)])
+    level = "error" if case.status in ("fail", "error") else "warning"
+    return command(level, f"convcheck: {case.name}: first divergence at {divergence_line(report)}", message,
+                   file=config, line=case.case.line)
 
 
 def append_step_summary(markdown: str) -> bool:
@@ -133,4 +202,4 @@ def append_step_summary(markdown: str) -> bool:
 
 
 __all__ = ["append_step_summary", "command", "escape_data", "escape_property", "render_check",
-           "render_compare", "render_explain"]
+           "render_compare", "render_explain", "render_model"]

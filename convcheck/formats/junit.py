@@ -148,7 +148,8 @@ def render_compare(report) -> str:
 
 
 def render_check(report) -> str:
-    """A `check` report: one suite, one testcase per case and result (classname = case name)."""
+    """A `check` report: one suite, one testcase per case and result (classname = case name); a model
+    case has one testcase per layer, its skipped format one `<skipped>` testcase."""
     suite = _Suite(f"convcheck check: {display_path(report.config)}")
     for case in report.cases:
         for outcome in case.results:
@@ -157,8 +158,14 @@ def render_check(report) -> str:
                 _backend_case(suite, case.name, row)
                 continue
             seconds = row.seconds if row is not None else case.seconds
+            if case.case.kind == "model":   # the walk's time, shared by its layers (the totals stay right)
+                seconds = case.seconds / len(case.results)
             body = "\n".join(outcome_lines(outcome))
-            if outcome.status == "fail":
+            if outcome.skipped:
+                suite.case(case.name, outcome.name, 0.0, skipped=outcome.message)
+            elif outcome.status == "error":
+                suite.case(case.name, outcome.name, seconds, error=(outcome.message, "not-judged", body))
+            elif outcome.status == "fail":
                 kind = "unexplained" if outcome.verdict is Verdict.UNEXPLAINED else "not-allowed"
                 suite.case(case.name, outcome.name, seconds, failure=(outcome.message, kind, body))
             elif outcome.status == "warn":
@@ -169,4 +176,53 @@ def render_check(report) -> str:
     return _document([suite])
 
 
-__all__ = ["display_path", "render_check", "render_compare", "render_explain"]
+def _model_suite_name(report) -> str:
+    """'convcheck model: net.pt2 → net.keras' (paths as `display_path` gives them)."""
+    port = report.models.get("port")
+    name = display_path(report.models["original"]["path"])
+    if port is not None:
+        name += f" → {display_path(port['path'])}"
+    return f"convcheck model: {name}"
+
+
+def _failure_kind(layer, reasons: list[str]) -> str:
+    """The JUnit failure type of a failing layer: 'unexplained', 'not-allowed' (a cause outside
+    --allow) or 'weights' (only its weights fail it)."""
+    if layer.verdict == "unexplained":
+        return "unexplained"
+    return "not-allowed" if any(not why.startswith("weights") for why in reasons) else "weights"
+
+
+def render_model(report) -> str:
+    """A `convcheck model` walk as one suite: a testcase per matched layer, named by both layer
+    names (classname: the two models), failing when the walk's exit rules fail it (unexplained,
+    a cause `--allow` does not list, a weights defect); a layer that could not be judged is
+    skipped with the reason; each original layer left unmatched is a failure (skipped when
+    `--allow unmatched`), each port layer left unmatched a skipped testcase (never dropped)."""
+    from .model_text import layer_lines, layer_name
+
+    suite = _Suite(_model_suite_name(report))
+    classname = _model_suite_name(report).removeprefix("convcheck ")
+    for layer in report.layers:
+        body = "\n".join(layer_lines(layer, report.allow))
+        reasons = layer.failures(report.allow)
+        if reasons:
+            message = f"{layer_name(layer)}: " + "; ".join(reasons)
+            suite.case(classname, layer_name(layer), 0.0, failure=(message, _failure_kind(layer, reasons), body))
+        elif layer.verdict == "not_judged":
+            suite.case(classname, layer_name(layer), 0.0, skipped=f"not judged: {layer.reason}", output=body)
+        else:
+            suite.case(classname, layer_name(layer), 0.0, output=body)
+    for name in report.unmatched_original:
+        what = f"original layer {name} has no counterpart in the port"
+        if report.allow.unmatched:
+            suite.case(classname, name, 0.0, skipped=f"{what} (allowed: --allow unmatched)")
+        else:
+            suite.case(classname, name, 0.0, failure=(what, "unmatched", f"{what}; pass --allow unmatched if the "
+                                                                            "port is meant to leave it out"))
+    for name in report.unmatched_port:
+        suite.case(classname, name, 0.0, skipped=f"port layer {name} has no counterpart in the original")
+    return _document([suite])
+
+
+__all__ = ["display_path", "render_check", "render_compare", "render_explain", "render_model"]

@@ -85,3 +85,35 @@ def render_explain(diagnosis, names: dict | None = None) -> str:
     lines += _bullets("Why", _text.why_sentences([diagnosis]))
     lines += _bullets("Notes", _text.diagnosis_notes(diagnosis))
     return "\n".join(lines) + "\n"
+
+
+def render_model(report) -> str:
+    """`convcheck model` as GFM, fit for a pull request or a GitHub step summary: the title, one
+    table row per matched layer (the first divergence marked ▶ and its row in bold), then the
+    first divergence, the unmatched layers, what fails, the notes and the summary line. The
+    same content as the table format (`convcheck.formats.model_text`)."""
+    from . import model_text
+
+    dropped = {"port", "in drift", "out drift"} if report.single else set()
+    columns = [c for c in model_text.MODEL_COLUMNS if c not in dropped]
+    lines = ["### convcheck model", "", cell(model_text.model_title(report)), ""]
+    lines.append("| " + " | ".join(cell(c) for c in columns) + " |")
+    lines.append("|" + "|".join("---:" if c in model_text.NUMERIC_COLUMNS or c == "#" else "---"
+                                for c in columns) + "|")
+    first = report.first_divergence()
+    for layer in report.layers:
+        cells = model_text.layer_cells(layer, first)
+        row = []
+        for column in columns:
+            value = code(cells[column]) if column in ("original", "port") and cells[column] != _text.NONE \
+                else cell(cells[column])
+            if column == "verdict" or (layer is first and column == "#"):
+                value = f"**{value}**"
+            row.append(value)
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"**First divergence:** {cell(model_text.divergence_line(report))}"]
+    lines += _bullets("Unmatched", model_text.unmatched_lines(report))
+    lines += _bullets("Fails", model_text.failure_lines(report))
+    lines += _bullets("Notes", model_text.layer_notes(report))
+    lines += ["", f"**Summary:** {cell(model_text.summary_line(report))}"]
+    return "\n".join(lines) + "\n"

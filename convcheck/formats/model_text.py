@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..vocabulary import Verdict, describe_plain, plain_label
-from ._text import NONE, num, verdict_label
+from ._text import NONE, left_out_text, num, verdict_label
 
 MODEL_COLUMNS = ("#", "original", "port", "kernel", "verdict", "cause", "fix", "in drift", "out drift")
 NUMERIC_COLUMNS = ("in drift", "out drift")
@@ -71,6 +71,8 @@ def cause_text(layer) -> str:
         parts = []
     elif layer.verdict == "explained":
         parts = [describe_plain(diagnosis.explanation, diagnosis.baseline)]
+        if left_out_text(diagnosis, short=True) is not None:
+            parts.append(left_out_text(diagnosis, short=True))
     elif diagnosis.cannot_decide:
         parts = [f"the data cannot decide: {diagnosis.reason}" if diagnosis.reason else "the data cannot decide"]
     else:
@@ -169,6 +171,76 @@ def layer_notes(report) -> list[str]:
     return [f"{layer.original['name']}: {note}" for layer in report.layers for note in layer.notes]
 
 
+def layer_name(layer) -> str:
+    """'stem.conv → stem_conv' (the layer's names in both models), or the original's alone."""
+    if layer.port is None:
+        return layer.original["name"]
+    return f"{layer.original['name']} → {layer.port['name']}"
+
+
+def models_name(report) -> str:
+    """'net.pt2 → net.keras', or 'net.onnx' for a single model (paths as given)."""
+    port = report.models.get("port")
+    return report.models["original"]["path"] + (f" → {port['path']}" if port is not None else "")
+
+
+def disallowed_causes(layer, allow) -> list:
+    """The layer's causes that `allow` does not accept (only an explained layer has any)."""
+    if layer.verdict != "explained":
+        return []
+    return [cause for cause in layer.causes if not allow.permits(cause)]
+
+
+def weights_line(layer) -> Optional[str]:
+    """What the port's weights are, against the original's, in one line (None for a single model)."""
+    weights = layer.weights
+    if weights is None:
+        return None
+    if weights.verdict == "not_judged":
+        return f"weights: not compared ({weights.reason})" if weights.reason else "weights: not compared"
+    if weights.unrelated:
+        return "weights: no layout, reshape, flip, factor or rounding relates them to the original's" + (
+            f" ({weights.reason})" if weights.reason else "")
+    parts = [f"{cause.field}: {cause.summary}" for cause in weights.defects]
+    if weights.folded_batchnorm:
+        parts.append("a factor per output channel that is the BatchNorm one side folded (no defect)")
+    if weights.undecided and weights.reason:
+        parts.append(weights.reason)
+    return "weights: " + ("; ".join(parts) if parts else "equal to the original's")
+
+
+def drift_line(layer) -> Optional[str]:
+    """'input drift 0 (max rel 0), output drift 0.41 (max rel 0.9)' against the original's
+    captured tensors (None for a single model)."""
+    if layer.port is None:
+        return None
+    parts = []
+    for what, entry in (("input", layer.input_drift), ("output", layer.output_drift)):
+        if entry is None:
+            parts.append(f"{what} drift {NONE} (the shapes differ)")
+        else:
+            parts.append(f"{what} drift {drift_text(entry)} (max rel {num(entry['max_rel_diff'])})")
+    return ", ".join(parts) + " from the original's"
+
+
+def layer_lines(layer, allow) -> list[str]:
+    """The layer as plain lines (JUnit bodies, annotations' details): names and kernel, the
+    verdict with each cause, fix and why (causes `allow` refuses marked), what the walk fails it
+    for, its weights, drift and notes."""
+    from .check_text import diagnosis_lines
+
+    lines = [f"layer {layer.index}: {layer_name(layer)} ({kernel_text(layer)})"]
+    if layer.diagnosis is None:
+        lines.append(f"verdict: not judged: {layer.reason}" if layer.reason else "verdict: not judged")
+    else:
+        lines += diagnosis_lines(layer.diagnosis, disallowed_causes(layer, allow))
+    lines += [f"fails: {why}" for why in layer.failures(allow)]
+    lines += [line for line in (weights_line(layer), drift_line(layer)) if line is not None]
+    lines += [f"note: {note}" for note in layer.notes]
+    return lines
+
+
 __all__ = ["MODEL_COLUMNS", "NUMERIC_COLUMNS", "DIVERGENCE_MARK", "model_title", "kernel_text", "verdict_text",
            "cause_text", "fix_text", "drift_text", "layer_cells", "divergence_line", "unmatched_lines",
-           "failure_lines", "summary_line", "layer_notes"]
+           "failure_lines", "summary_line", "layer_notes", "layer_name", "models_name", "disallowed_causes",
+           "weights_line", "drift_line", "layer_lines"]

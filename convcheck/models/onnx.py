@@ -73,7 +73,7 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
     """
     _check_file(path)
     onnx = _import_onnx(path)
-    ort = _import_runtime(path)
+    _import_runtime(path)   # the extra is there before any work (exit 3 names it)
     model = _load(path, onnx, external_data=True)
     input_name, dims, dtype, layout = _declared_input(path, model)
     _check_x(path, x, dims, dtype, layout)

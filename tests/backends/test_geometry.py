@@ -16,6 +16,7 @@ import pytest
 from convcheck.backends import BACKENDS, get_backend
 from convcheck.errors import InputError
 from convcheck.engine.reference import reference
+from convcheck.geometry import normalize_padding
 
 # backend name: (modules it needs, pytest marks)
 NATIVE = {
@@ -197,3 +198,64 @@ def test_valid_refuses_a_dilated_kernel_larger_than_the_image():
     with pytest.raises(InputError, match="larger than"):
         BACKENDS["torch.nn.functional.conv2d"].run(image, kernel, padding="valid", dtype="float64",
                                                    dilation=(3, 1))
+
+
+# ----------------------------------------------------------------------------- explicit pads (CONTRACT section 1, v3)
+
+EXPLICIT_PADS = {"P": 1, "PH,PW": (1, 2), "T,B,L,R": (0, 2, 1, 0), "pairs": ((2, 0), (0, 3))}
+ALL_BACKENDS = [pytest.param(name, marks=NATIVE[name][1], id=name) for name in NATIVE] + \
+    [pytest.param(name, marks=(pytest.mark.opencv,) if name == "cv2.filter2D" else (), id=name) for name in EMULATED]
+
+
+def any_backend(name):
+    if name in NATIVE:
+        return needs(name)
+    if name == "cv2.filter2D":
+        pytest.importorskip("cv2", reason="cv2 is not installed: cv2.filter2D cannot be tested")
+    return get_backend(name)
+
+
+def expected_with(image, kernel, name, padding, **geometry):
+    """The reference, for a library that flips the kernel (a true convolution) with the flipped kernel."""
+    flips = name in ("scipy.signal.convolve2d", "scipy.signal.fftconvolve", "scipy.ndimage.convolve")
+    return reference(image, kernel[::-1, ::-1] if flips else kernel, normalize_padding(padding), **geometry)
+
+
+@pytest.mark.parametrize("name", ALL_BACKENDS)
+def test_explicit_pads_reach_every_backend(name):
+    # PyTorch's padding=1, (PH, PW), ONNX-style unequal amounts: every backend computes the
+    # reference's windows on the zero-padded image (natively, or 'valid' on an image padded by hand).
+    backend = any_backend(name)
+    rng = np.random.default_rng(5)
+    image, kernel = rng.uniform(-1, 1, (9, 10, 4)), rng.uniform(-1, 1, (3, 2, 4, 3))
+    for label, padding in EXPLICIT_PADS.items():
+        run = backend.run(image, kernel, padding=padding, dtype="float64")
+        expected = expected_with(image, kernel, name, padding)
+        assert run.output.shape == expected.shape, label
+        np.testing.assert_allclose(run.output, expected, rtol=1e-12, atol=1e-13, err_msg=label)
+        assert run.padding == normalize_padding(padding)
+        if name in EMULATED:
+            assert any("zero-padded by hand" in note for note in run.notes), run.notes
+
+
+@pytest.mark.parametrize("name", backend_params(NATIVE))
+def test_explicit_pads_with_native_geometry(name):
+    backend = needs(name)
+    image, kernel, groups = geometry_case((10, 11), "groups2", seed=7)
+    for padding in (1, ((0, 2), (1, 0))):
+        for stride, dilation in (((2, 2), (1, 1)), ((2, 1), (2, 2)), ((1, 3), (1, 1))):
+            run = backend.run(image, kernel, padding=padding, dtype="float64", stride=stride, dilation=dilation,
+                              groups=groups)
+            expected = reference(image, kernel, normalize_padding(padding), stride=stride, dilation=dilation,
+                                 groups=groups)
+            assert run.output.shape == expected.shape, (padding, stride, dilation)
+            np.testing.assert_allclose(run.output, expected, rtol=1e-12, atol=1e-13,
+                                       err_msg=f"{padding}, {stride}, {dilation}")
+
+
+def test_explicit_pads_leaving_no_output_are_refused():
+    backend = get_backend("scipy.signal.correlate2d")
+    with pytest.raises(InputError, match="leaves no output"):
+        backend.run(np.ones((2, 2)), np.ones((4, 4)), padding=(0, 1, 0, 1), dtype="float64")
+    with pytest.raises(InputError, match="padding"):
+        backend.run(np.ones((5, 5)), np.ones((3, 3)), padding=(1, -1), dtype="float64")

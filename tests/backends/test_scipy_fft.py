@@ -1,4 +1,5 @@
-"""scipy.signal.fftconvolve backend: pre-flipped kernel, 'same' cropped from 'full'.
+"""scipy.signal.fftconvolve backend: a true convolution run as it is (its row shows the flip, as
+convolve2d's does), 'same' cropped from 'full'.
 
 FFT rounding is normwise, so the loop-reference check uses a normwise bound; the
 engine's verdicts are checked where its elementwise bounds hold (every case here but
@@ -31,18 +32,23 @@ def normwise_bound(image, kernel, dtype):
     return 10 * unit * np.log2(n) * np.linalg.norm(image) * np.linalg.norm(kernel) + 2 * inputs
 
 
+def flipped(kernel):
+    """What a true convolution cross-correlates with: the kernel turned 180 degrees."""
+    return np.ascontiguousarray(kernel[::-1, ::-1])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_consistent_settings_match_the_reference(case, padding, dtype):
+def test_consistent_settings_match_the_flipped_reference(case, padding, dtype):
     name, image, kernel = case
     run = FFT.run(image, kernel, padding=padding, dtype=dtype)
-    reference = reference_correlation(image, kernel, padding)
+    reference = reference_correlation(image, flipped(kernel), padding)
     assert run.output.shape == reference.shape
     error = np.max(np.abs(run.output.astype(np.float64) - reference))
     assert error <= normwise_bound(image, kernel, dtype)
     assert run.compute_dtype == expected_compute_dtype(dtype)
     assert run.padding == padding
-    assert any("flipped 180 degrees before the call" in note for note in run.notes)
+    assert any("is a true convolution: it flips the kernel 180 degrees" in note for note in run.notes)
     assert any("normwise" in note for note in run.notes)
 
 
@@ -53,16 +59,36 @@ FFT_GAP = ("single", "full", "float32")
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_engine_finds_consistent_rows_equal(case, padding, dtype):
+def test_engine_finds_consistent_rows_flipped_and_nothing_else(case, padding, dtype):
     name, image, kernel = case
     run = FFT.run(image, kernel, padding=padding, dtype=dtype)
     assert run.algorithm == "fft"
     kept = kept_output_precision(run, dtype)
-    diagnosis = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype, algorithm="fft",
-                                  output_precision=kept)
+    diagnosis = convcheck.explain(image, flipped(kernel), run.output, padding=padding, precision=dtype,
+                                  algorithm="fft", output_precision=kept)
     assert diagnosis.verdict.value == "equal", changed_fields(diagnosis)
-    undeclared = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype,
+    as_given = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype, algorithm="fft",
+                                 output_precision=kept)
+    assert changed_fields(as_given) == {"kernel_transform": "rot180"}
+    if (name, padding, dtype) == NEGLIGIBLE_BIAS_GAP:
+        return   # the engine's known gap: test_engine_names_no_negligible_bias_on_an_undeclared_fft below
+    undeclared = convcheck.explain(image, flipped(kernel), run.output, padding=padding, precision=dtype,
                                    output_precision=kept)
+    assert undeclared.verdict.value == "equal" or changed_fields(undeclared) == {"algorithm": "fft"}
+
+
+# Run as the true convolution it is, this float64 FFT output is explained, when the FFT is not
+# declared, by a fitted bias of 5e-16 instead of the FFT (issue 20 item 2: a bias indistinguishable
+# from 0 is no cause). An engine gap, recorded here (strict: it fails loudly once fixed).
+NEGLIGIBLE_BIAS_GAP = ("single", "full", "float64")
+
+
+@pytest.mark.xfail(strict=True, reason="engine gap: a negligible fitted bias (5e-16) is named instead of the FFT")
+def test_engine_names_no_negligible_bias_on_an_undeclared_fft():
+    name, padding, dtype = NEGLIGIBLE_BIAS_GAP
+    image, kernel = random_case(name)
+    run = FFT.run(image, kernel, padding=padding, dtype=dtype)
+    undeclared = convcheck.explain(image, flipped(kernel), run.output, padding=padding, precision=dtype)
     assert undeclared.verdict.value == "equal" or changed_fields(undeclared) == {"algorithm": "fft"}
 
 
@@ -70,7 +96,7 @@ def test_engine_float32_fft_rounding_is_not_a_precision_change():
     name, padding, dtype = FFT_GAP
     image, kernel = random_case(name)
     run = FFT.run(image, kernel, padding=padding, dtype=dtype)
-    diagnosis = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype)
+    diagnosis = convcheck.explain(image, flipped(kernel), run.output, padding=padding, precision=dtype)
     assert changed_fields(diagnosis) == {"algorithm": "fft"}   # not TF32: the output is nearer float32
 
 
@@ -79,7 +105,7 @@ def test_a_corrupted_fft_output_is_not_explained_by_the_fft():
     image, kernel = random_case(name)
     output = FFT.run(image, kernel, padding=padding, dtype=dtype).output.astype(np.float64)
     output[2, 3, 0] += 1e-3 * np.abs(output).max()
-    diagnosis = convcheck.explain(image, kernel, output, padding=padding, precision=dtype)
+    diagnosis = convcheck.explain(image, flipped(kernel), output, padding=padding, precision=dtype)
     assert diagnosis.verdict.value == "unexplained"
 
 

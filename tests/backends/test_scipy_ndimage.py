@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from convcheck.backends import get_backend
 
 from .conftest import (DTYPES, PADDINGS, UNIT_ROUNDOFF, assert_within_bound, changed_fields,
-                       check_consistent_run, defaults_case, error_bound, explain_defaults,
+                       check_consistent_run, defaults_case, error_bound, explain_defaults, kept_output_precision,
                        reference_correlation)
 
 CORRELATE = get_backend("scipy.ndimage.correlate")
@@ -21,19 +21,38 @@ def expected_compute_dtype(dtype):
     return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
+def flipped(kernel):
+    """What a true convolution cross-correlates with: the kernel turned 180 degrees."""
+    return np.ascontiguousarray(kernel[::-1, ::-1])
+
+
 @pytest.mark.parametrize("backend", [CORRELATE, CONVOLVE], ids=lambda b: b.name)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_consistent_settings_are_equal(backend, case, padding, dtype):
-    run = check_consistent_run(backend, case, padding, dtype,
-                               compute_dtype=expected_compute_dtype(dtype))
     name, image, kernel = case
+    if backend is CONVOLVE:
+        # A true convolution, run as it is (issue 21): within the bound of the cross-correlation with
+        # the flipped kernel, which the engine finds equal; against the kernel itself, its row is the flip.
+        import convcheck
+        run = backend.run(image, kernel, padding=padding, dtype=dtype)
+        reference = reference_correlation(image, flipped(kernel), padding)
+        assert_within_bound(run.output, reference, error_bound(image, flipped(kernel), padding, UNIT_ROUNDOFF[dtype],
+                                                               reference))
+        assert run.padding == padding and run.compute_dtype == expected_compute_dtype(dtype)
+        kept = kept_output_precision(run, dtype)
+        for given, changed in ((flipped(kernel), {}), (kernel, {"kernel_transform": "rot180"})):
+            diagnosis = convcheck.explain(image, given, run.output, padding=padding, precision=dtype,
+                                          output_precision=kept)
+            assert changed_fields(diagnosis) == changed
+    else:
+        run = check_consistent_run(backend, case, padding, dtype, compute_dtype=expected_compute_dtype(dtype))
     if image.shape[2] > 1:
         assert any("summed over 3 input channels" in note for note in run.notes)
     if padding != "same":
         assert any(f"has no '{padding}' padding" in note for note in run.notes)
     if backend is CONVOLVE:
-        assert any("flipped 180 degrees before the call" in note for note in run.notes)
+        assert any("is a true convolution: it flips the kernel 180 degrees" in note for note in run.notes)
     even = kernel.shape[0] % 2 == 0
     assert any("origin=[-1, -1]" in note for note in run.notes) == (
         backend is CORRELATE and padding == "same" and even)
@@ -50,8 +69,8 @@ def test_any_kernel_shape_places_windows_as_tensorflow(height, width, kh, kw, pa
         return
     reference = reference_correlation(image, kernel, padding)
     bound = error_bound(image, kernel, padding, UNIT_ROUNDOFF["float64"], reference)
-    for backend in (CORRELATE, CONVOLVE):
-        run = backend.run(image, kernel, padding=padding, dtype="float64")
+    for backend, given in ((CORRELATE, kernel), (CONVOLVE, flipped(kernel))):   # convolve flips it back
+        run = backend.run(image, given, padding=padding, dtype="float64")
         assert_within_bound(run.output, reference, bound)
 
 

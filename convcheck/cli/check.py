@@ -12,8 +12,9 @@ from typing import Optional
 
 import click
 
-from .cli_options import (check_outputs, emit, format_option, output_option, plot_option, report_option,
-                          reports_input_errors, stdout_to_stderr, talk)
+from .exits import reports_input_errors
+from .options import format_option, output_option, plot_option, report_option
+from .output import check_outputs, emit, stdout_to_stderr, talk
 
 strict_option = click.option(
     "--strict", is_flag=True, default=False,
@@ -25,15 +26,15 @@ def render_check(report, fmt: str, *, color: bool = False, width: Optional[int] 
     """The check report as text in `fmt` (table, json, markdown, junit or github)."""
     fmt = str(getattr(fmt, "value", fmt))
     if fmt == "json":
-        from .formats.json import dumps
+        from ..formats.json import dumps
         return dumps(report.to_json_dict())
     if fmt == "junit":
-        from .formats.junit import render_check as render
+        from ..formats.junit import render_check as render
         return render(report)
     if fmt == "github":
-        from .formats.github import render_check as render
+        from ..formats.github import render_check as render
         return render(report)
-    from .formats.check_text import render_check_markdown, render_check_table
+    from ..formats.check_text import render_check_markdown, render_check_table
     if fmt == "markdown":
         return render_check_markdown(report)
     return render_check_table(report, color=color, width=width)
@@ -70,7 +71,8 @@ class _Progress:
 _EPILOG = """\b
 Config keys (convcheck.toml; in pyproject.toml under [tool.convcheck]):
   top level, inherited by every case:
-    padding = "same"            same | valid | full
+    padding = "same"            same | valid | full, or amounts: 1 (PyTorch padding=1),
+                                [PH, PW], [T, B, L, R] or [[T, B], [L, R]]
     stride = 2                  an integer for both axes, or [SY, SX]
     dilation = [1, 2]           an integer for both axes, or [DY, DX]
     groups = 3                  the groups you expect (cases with an output; backends
@@ -86,6 +88,14 @@ Config keys (convcheck.toml; in pyproject.toml under [tool.convcheck]):
   each [[case]] ([[tool.convcheck.case]]): name, image, kernel, and either
     output = "saved.npy" (explain a saved output) or backends = [...],
     plus any key above for this case alone. kernel_layout spellings work too.
+    Arrays may be FILE.npz:KEY members of an np.savez archive.
+    expect = {activation = "relu", bias = "bias.npy", offset = "-1,-1"}
+                                what a saved output was computed as (any field of
+                                the vocabulary, values as --expect takes them)
+  each [[model]] ([[tool.convcheck.model]]): name, original (a model file or
+    package.module:attr), and optionally port, input = "x.npy", allow = [...]
+    (as --allow, "unmatched" included), match = ["ORIG=PORT"], as-run = true:
+    walked layer by layer as convcheck model does, one result per layer.
 
 \b
 Example:
@@ -113,30 +123,31 @@ def check(file: Optional[str], fmt: str, strict: bool, plot: Optional[str], repo
     not allowed is a warning), 1 when one is unexplained or, with --strict, explained by
     a cause not allowed, 2 for a bad config or input file, 3 when a backend could not run.
     """
-    from .check import find_config, load_suite, run_suite
+    from ..check import find_config, load_suite, run_suite
 
-    # --output's parameter is named by cli_options.output_option ('output'; once 'output_file').
+    # --output's parameter is named by options.output_option ('output'; once 'output_file').
     output_file = output.get("output", output.get("output_file"))
     config = find_config(file)
     check_outputs(output=output_file, reports=reports, plot=plot, protected=[("check config", config)])
     suite = load_suite(config)
     protected = [(f"{role} file of case '{case.name}'", path) for case in suite.cases
                  for role, path in (("image", case.image), ("kernel", case.kernel), ("output", case.output))]
+    protected += [(f"{role} file of case '{case.name}'", getattr(value, "path", value)) for case in suite.cases
+                  for role, value in case.expect if role in ("bias", "scale")]
+    protected += [(f"{role} of model case '{case.name}'", path) for case in suite.models
+                  for role, path in (("original model", case.original), ("port", case.port), ("input file", case.input))]
     check_outputs(output=output_file, reports=reports, plot=plot, protected=protected)
     with _Progress(len(suite.cases)) as progress, stdout_to_stderr():
         report = run_suite(suite, strict=strict, progress=progress, keep_arrays=plot is not None)
 
     if plot is not None:
-        from .plot import save_plot
+        from ..plot import save_plot
         save_plot(report, plot)
         talk(f"wrote plot to {plot}")
     emit(lambda f, color, width: render_check(report, f, color=color, width=width), fmt, output_file, reports)
 
     fmt = str(getattr(fmt, "value", fmt))
     if fmt not in ("table", "github") and output_file is None:  # those end with the summary already
-        from .formats.check_text import summary_sentence
+        from ..formats.check_text import summary_sentence
         talk(f"convcheck check: {summary_sentence(report)}")
     click.get_current_context().exit(report.exit_code())
-
-
-__all__ = ["check", "render_check"]

@@ -12,23 +12,33 @@ from __future__ import annotations
 
 import click
 
-from .choices import LAYOUTS
-from .cli_options import check_outputs, emit, fail, output_option, reports_input_errors, stdout_to_stderr, talk
-from .errors import MissingDependency
+from ..choices import LAYOUTS
+from .exits import fail, reports_input_errors
+from ..errors import MissingDependency
+from .options import format_option, output_option, report_option
+from .output import check_outputs, emit, stdout_to_stderr, talk
 
 _EPILOG = ("\b\nExamples:\n"
            "  convcheck model net.pt2 net.keras\n"
            "  convcheck model net.pt2 net.onnx --input image.npy --format json\n"
+           "  convcheck model net.pt2 net.keras --format github --report junit=model.xml --plot drift.png\n"
            "  convcheck model net.onnx --as-run")
 
 
 def render_model(report, fmt: str, color: bool = False, width=None) -> str:
-    """The report as text: 'json' (the convcheck/model/1 document) or the table."""
-    if fmt == "json":
-        from .formats.json import render_model as render_json
-        return render_json(report)
-    from .formats.table import render_model as render_table
-    return render_table(report, color=color, width=width)
+    """The report as text in `fmt`: table, json (the convcheck/model/1 document), markdown,
+    junit or github (see `convcheck.formats.render_model`)."""
+    from ..formats import render_model as render
+    return render(report, fmt, color=color, width=width)
+
+
+def model_plot_option(fn):
+    """--plot FILE.png for a walk: its help says what the figure shows."""
+    return click.option(
+        "--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+        help="Save a figure of each matched layer's input and output drift (max |port - original|, log scale) "
+             "in the original's order, the first divergence marked and the layers that are not equal "
+             "distinguished (needs matplotlib: pip install 'convcheck[plot]').")(fn)
 
 
 @click.command("model", epilog=_EPILOG)
@@ -49,11 +59,12 @@ def render_model(report, fmt: str, color: bool = False, width=None) -> str:
 @click.option("--as-run", is_flag=True, default=False,
               help="Judge what the runtimes really run (ONNX Runtime's optimised graph, TFLite's XNNPACK) "
                    "instead of the graph as written.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Report format: a table for people, json for scripts (schema convcheck/model/1).")
+@format_option
 @output_option
+@report_option
+@model_plot_option
 @reports_input_errors
-def model(original, port, input_path, layout, allow, matches, as_run, fmt, output):
+def model(original, port, input_path, layout, allow, matches, as_run, fmt, output, reports, plot):
     """Walk ORIGINAL and its PORT conv layer by conv layer, and say where and why they differ.
 
     ORIGINAL and PORT are ONNX (.onnx), PyTorch (.pt2, TorchScript .pt, or package.module:attr),
@@ -66,23 +77,27 @@ def model(original, port, input_path, layout, allow, matches, as_run, fmt, outpu
     mismatch (or an original layer left unmatched), 2 bad input, 3 a missing extra or a layer
     that could not be judged.
     """
-    from .models.matching import parse_match
-    from .models.report import parse_model_allow
+    from ..models.matching import parse_match
+    from ..models.report import parse_model_allow
 
-    check_outputs(output=output, protected=[("original model", original), ("port", port),
-                                            ("--input file", input_path)])
+    check_outputs(output=output, reports=reports, plot=plot,
+                  protected=[("original model", original), ("port", port), ("--input file", input_path)])
     rules = parse_model_allow(allow)
     overrides = parse_match(matches)
     if overrides and port is None:
         fail("--match pairs layers of ORIGINAL and PORT; give PORT too, or leave --match out")
-    from .models.walk import walk
+    from ..models.walk import walk
     try:
         with stdout_to_stderr():  # framework chatter must never reach the report on stdout
             report = walk(original, port, input=input_path, layout=layout, allow=rules, match=overrides,
                           as_run=as_run, progress=lambda message: talk(f"{message}..."))
     except MissingDependency as exc:
         fail(str(exc), code=3)
-    emit(lambda f, color, width: render_model(report, f, color, width), fmt, output)
+    if plot is not None:
+        from ..plot import save_model_plot
+        save_model_plot(report, plot)
+        talk(f"wrote plot to {plot}")
+    emit(lambda f, color, width: render_model(report, f, color, width), fmt, output, reports)
     click.get_current_context().exit(report.exit_code())
 
 

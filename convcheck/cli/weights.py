@@ -12,7 +12,9 @@ from typing import Optional
 
 import click
 
-from .cli_options import _KernelLayout, check_outputs, emit, output_option, reports_input_errors
+from .exits import reports_input_errors
+from .options import _KernelLayout, output_option
+from .output import check_outputs, emit
 
 _LAYOUT_HELP = ("hwio (TensorFlow/Keras), oihw (PyTorch), depthwise ((kh, kw, C, multiplier), Keras "
                 "DepthwiseConv2D), or any other order of the letters h, w, i, o (e.g. ohwi for TFLite).")
@@ -21,7 +23,7 @@ _LAYOUT_HELP = ("hwio (TensorFlow/Keras), oihw (PyTorch), depthwise ((kh, kw, C,
 def render_weights(relation, fmt: str, names: Optional[tuple[str, str]] = None) -> str:
     """The relation as text: 'json' (the convcheck/weights/1 document) or a plain-text table."""
     if fmt == "json":
-        from .formats.json import dumps
+        from ..formats.json import dumps
         return dumps(relation.to_json_dict(names))
     original, port = names or ("original", "port")
     verdict = relation.verdict.value
@@ -73,8 +75,8 @@ def weights(original, port, original_layout, port_layout, fmt, output):
     Exit 0 when the weights are equal or the change is named, 1 when nothing explains them.
     """
     check_outputs(output=output, protected=[("original file", original), ("port file", port)])
-    from .inputs import read_npy
-    from .engine import relate_weights as relate
+    from ..inputs import read_npy
+    from ..engine import relate_weights as relate
 
     original_array = read_npy(original, "kernel")
     port_array = read_npy(port, "kernel")
