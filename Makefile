@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench fuzz clean
+.PHONY: install demo test test-fast bench fuzz fuzz-nearmiss clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test-fast: $(STAMP)
 # The seeded soundness fuzzer on 10,000 cases (make test runs 400 of them).
 fuzz: $(STAMP)
 	FUZZ_CASES=10000 $(PYTEST) tests/test_fuzz.py
+
+# The near-miss fuzzer (issue 20) on 2,000 cases, two processes, counts per kind and family
+# (make test runs a slice of it: NEARMISS_CASES=N widens tests/test_fuzz_nearmiss.py).
+fuzz-nearmiss: $(STAMP)
+	$(BIN)/python -m tests.fuzz_nearmiss 0 2000 -j2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -76,8 +76,12 @@ def transformed_kernel(kernel: np.ndarray, name: str) -> np.ndarray:
 
 
 def _axis(padding, size, k, stride, dilation):
-    """(output size, padding before) along one axis: TensorFlow's SAME/VALID rules, 'full'."""
+    """(output size, padding before) along one axis: TensorFlow's SAME/VALID rules, 'full', or
+    explicit amounts (before, after) as PyTorch and ONNX give them (CONTRACT section 1)."""
     span = (k - 1) * dilation + 1
+    if not isinstance(padding, str):
+        before, after = (int(v) for v in padding)
+        return (size + before + after - span) // stride + 1, before
     if padding == "same":
         out = -(-size // stride)
         return out, max((out - 1) * stride + span - size, 0) // 2
@@ -100,9 +104,12 @@ def reproduce(image, kernel, *, kernel_transform="identity", padding="same", bou
     k = transformed_kernel(kernel, kernel_transform)
     kh, kw = k.shape[:2]
     h, w = image.shape[:2]
-    out_h, top = _axis(padding, h, kh, stride[0], dilation[0])
-    out_w, left = _axis(padding, w, kw, stride[1], dilation[1])
+    pad_h, pad_w = (padding, padding) if isinstance(padding, str) else (padding[0], padding[1])
+    out_h, top = _axis(pad_h, h, kh, stride[0], dilation[0])
+    out_w, left = _axis(pad_w, w, kw, stride[1], dilation[1])
     margin = (max(kh, kw) + 2) * max(dilation) + abs(offset[0]) + abs(offset[1]) + 2
+    if not isinstance(padding, str):   # explicit amounts: room for the largest of them
+        margin += max(int(v) for pair in padding for v in pair)
     rows_rule, cols_rule = (boundary, boundary) if isinstance(boundary, str) else boundary
     padded = image
     for axis, rule, extra in ((0, rows_rule, h * stride[0]), (1, cols_rule, w * stride[1])):
