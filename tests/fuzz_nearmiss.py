@@ -417,27 +417,35 @@ def _half_width(rep: Reproduction) -> np.ndarray:
     return np.abs(rep.values) * _STORAGE_U[rep.storage] + _TINY[rep.storage]
 
 
-def storage_term(rep: Reproduction, output: np.ndarray) -> np.ndarray:
+def storage_term(rep: Reproduction, output: np.ndarray, array: Optional[str] = None) -> np.ndarray:
     """The final storage rounding's bound (Higham's standard model, either form: fl(y) = y(1 + d)
     or y / (1 + d), |d| <= u): u * max(|output|, |value| + bound), plus gradual underflow;
-    half a unit rounding to nearest to an integer type, a whole one rounding down or up."""
+    half a unit rounding to nearest to an integer type, a whole one rounding down or up.
+
+    `array`: the float type the output array holds, when it is not the claim's storage (a
+    float16 result cast to a bfloat16 array, as the engine reads precision float16 on a
+    bfloat16 output): two roundings, |fl_a(fl_s(y)) - y| <= (u_s + u_a + u_s u_a) |y|, and in
+    the other form u_a |output| + u_s (1 + u_a) |output|: the same factor either way."""
     if rep.storage in _INTEGERS:
         return np.full(rep.values.shape, 0.5 if rep.rounding == "nearest" else 1.0)
     u = 2.0 ** -53 if rep.storage == "float64" else _STORAGE_U[rep.storage]
     tiny = 2.0 ** -1022 if rep.storage == "float64" else _TINY[rep.storage]
+    if array in _STORAGE_U and array != rep.storage:
+        u, tiny = u + _STORAGE_U[array] + u * _STORAGE_U[array], tiny + _TINY[array]
     return u * np.maximum(np.abs(output), np.abs(rep.values) + rep.bound) + u * tiny
 
 
 def reproduces(output, reps: list) -> tuple[bool, float]:
     """(whether some reproduction holds every compared element within its bound, the
     smallest over them of max |output - claim| / bound)."""
+    array = np.dtype(output.dtype).name if hasattr(output, "dtype") else None
     out = np.asarray(output, dtype=np.float64)
     holds, best = False, math.inf
     for rep in reps:
         values = rep.values
         if rep.storage in _INTEGERS:                  # saturation: clip is 1-Lipschitz
             values = np.clip(values, *fuzz.limits("linear", rep.storage))
-        tol = rep.bound + storage_term(rep, out)
+        tol = rep.bound + storage_term(rep, out, array)
         with np.errstate(invalid="ignore", over="ignore"):
             diff = np.abs(out - values)
             inside = diff <= tol
@@ -865,7 +873,7 @@ def _needless(case: NearCase, output, expl) -> str:
         except (_Unverifiable, _Mismatch, _Forbidden):
             continue
         out = np.asarray(output, dtype=np.float64)
-        tol = (rep.bound + storage_term(rep, out))[rep.compared]
+        tol = (rep.bound + storage_term(rep, out, np.dtype(output.dtype).name))[rep.compared]
         count = max(int(tol.size), 1)
         noise = 3 * float(np.median(tol)) / math.sqrt(count) if tol.size else math.inf
         values = rep.values[rep.compared]

@@ -61,14 +61,12 @@ LONG_RUN_FIXED = {
     86: "a float32 conv with one tap changed by -0.455 % explained as precision tfloat32 (issue 20 item 3)",
     144: "per-channel scales 0.9994/1.0003 on a float32 output explained as precision tfloat32",
     792: "algorithm='winograd' declared: an InputError about another reading's (3, 12) kernel",
+    331: "a bfloat16 result of float64 inputs with one tap changed by +0.67 % explained as bfloat16 + bias 2.6e-05, "
+         "a bias within the noise of its elements' bounds (issue 20 item 2): now cannot decide",
 }
 
-# Cases the engine still gets wrong (issue 20, open): strict xfails that turn red once fixed.
-LONG_RUN_FAILURES = {
-    331: "a bfloat16 result of float64 inputs with one tap changed by +0.67 % explained as bfloat16 + bias 2.6e-05: "
-         "the bias's effect is within the data's noise, but the claim without it misses, and with it holds only on "
-         "the direct-rounding route (issue 20 item 2: which rounding route a bfloat16 store took is not decided)",
-}
+# Cases the engine still gets wrong (issue 20): strict xfails that turn red once fixed. None today.
+LONG_RUN_FAILURES: dict = {}
 
 
 @pytest.mark.torch

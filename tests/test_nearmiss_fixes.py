@@ -56,3 +56,25 @@ def test_declared_winograd_skips_readings_whose_kernel_it_cannot_compute(how):
     d = convcheck.explain(image, kernel, output, **kw)
     assert d.verdict is Verdict.UNEXPLAINED and not d.cannot_decide
     assert any("other readings" in note for note in d.notes), d.notes
+
+
+def test_a_fitted_bias_within_the_noise_of_its_bounds_is_no_cause():
+    """Issue 20 item 2 (near-miss case 331): two elements at the edges of their bounds pin a bias
+    to [2e-05, 3e-05], a range narrower than the bias, but 400 elements each uncertain by 0.01
+    cannot tell 2.5e-05 from 0 (3 standard errors: 0.0015). A bias of 0.01 they can."""
+    from convcheck.engine.fits import undetermined
+
+    rng = np.random.default_rng(331)
+    values = rng.standard_normal((400, 1))
+    bound = np.full_like(values, 0.01)
+    noise = rng.uniform(-0.0099, 0.0099, values.shape)
+    noise[0, 0], noise[1, 0] = 0.01 + 2e-5, -0.01 + 3e-5
+    why = undetermined(values, values + noise, bound, "bias", 1.0, 2.5e-5, None, (1.0, 0.0))
+    assert why is not None and "noise" in why, why
+    assert undetermined(values, values + noise + 0.01, bound, "bias", 1.0, 0.01 + 2.5e-5, None, (1.0, 0.0)) is None
+    # Per channel, each channel's own elements decide: the same two channels side by side.
+    both = np.concatenate([noise, noise + 0.01], axis=1)
+    values2, bound2 = np.repeat(values, 2, axis=1), np.repeat(bound, 2, axis=1)
+    why = undetermined(values2, values2 + both, bound2, "channel_bias", 1.0, np.array([2.5e-5, 0.01 + 2.5e-5]),
+                       None, (1.0, 0.0))
+    assert why is not None and "output channel 0" in why, why

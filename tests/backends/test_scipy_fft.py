@@ -70,20 +70,17 @@ def test_engine_finds_consistent_rows_flipped_and_nothing_else(case, padding, dt
     as_given = convcheck.explain(image, kernel, run.output, padding=padding, precision=dtype, algorithm="fft",
                                  output_precision=kept)
     assert changed_fields(as_given) == {"kernel_transform": "rot180"}
-    if (name, padding, dtype) == NEGLIGIBLE_BIAS_GAP:
-        return   # the engine's known gap: test_engine_names_no_negligible_bias_on_an_undeclared_fft below
     undeclared = convcheck.explain(image, flipped(kernel), run.output, padding=padding, precision=dtype,
                                    output_precision=kept)
     assert undeclared.verdict.value == "equal" or changed_fields(undeclared) == {"algorithm": "fft"}
 
 
-# Run as the true convolution it is, this float64 FFT output is explained, when the FFT is not
+# Run as the true convolution it is, this float64 FFT output was explained, when the FFT is not
 # declared, by a fitted bias of 5e-16 instead of the FFT (issue 20 item 2: a bias indistinguishable
-# from 0 is no cause). An engine gap, recorded here (strict: it fails loudly once fixed).
+# from 0 is no cause): fitted parameters within the noise of their bounds (fits.NOISE_SIGMAS) now are not.
 NEGLIGIBLE_BIAS_GAP = ("single", "full", "float64")
 
 
-@pytest.mark.xfail(strict=True, reason="engine gap: a negligible fitted bias (5e-16) is named instead of the FFT")
 def test_engine_names_no_negligible_bias_on_an_undeclared_fft():
     name, padding, dtype = NEGLIGIBLE_BIAS_GAP
     image, kernel = random_case(name)

@@ -69,8 +69,8 @@ def test_any_kernel_shape_places_windows_as_tensorflow(height, width, kh, kw, pa
         return
     reference = reference_correlation(image, kernel, padding)
     bound = error_bound(image, kernel, padding, UNIT_ROUNDOFF["float64"], reference)
-    for backend, given in ((CORRELATE, kernel), (CONVOLVE, flipped(kernel))):   # convolve flips it back
-        run = backend.run(image, given, padding=padding, dtype="float64")
+    for backend, passed in ((CORRELATE, kernel), (CONVOLVE, flipped(kernel))):   # convolve flips it back
+        run = backend.run(image, passed, padding=padding, dtype="float64")
         assert_within_bound(run.output, reference, bound)
 
 
