@@ -493,3 +493,33 @@ def test_other_weights_on_a_large_image_skip_the_boundary_rules(monkeypatch):
     out = ndi.correlate(image, rng.standard_normal((5, 5)), mode="mirror")
     d = convcheck.explain(image, rng.standard_normal((5, 5)), out)
     assert d.verdict.value == "unexplained" and gates and not any(gates)
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_a_candidate_mostly_beyond_its_bound_is_compared_with_every_magnitude_made(monkeypatch, declared):
+    """Where a probe finds most elements beyond the lower-bound bound (here the true
+    convolution's output read as a correlation: the kernel's flip), each block's product makes
+    every magnitude instead of gathering every window again: the same mismatches, maxima and
+    ratio as the gathering path, and `mostly_beyond` is False where the candidate holds."""
+    from convcheck.engine.evaluation import _Held
+    rng = np.random.default_rng(2048)
+    image = rng.standard_normal((300, 280, 3))
+    kernel = rng.standard_normal((7, 7, 3, 4))
+    bias = rng.standard_normal(4) if declared else None
+    right = reference(image, kernel, padding="same") + (0.0 if bias is None else bias)
+    wrong = reference(image, transform_kernel(kernel, "rot180"), padding="same") + (0.0 if bias is None else bias)
+    expected = {"bias": bias} if declared else None
+    probes = []
+    original = _Held.mostly_beyond
+    monkeypatch.setattr(_Held, "mostly_beyond", lambda self, *a: probes.append(original(self, *a)) or probes[-1])
+    assert convcheck.explain(image, kernel, right, expected=expected).verdict is Verdict.EQUAL
+    assert probes[0] is False
+    probes.clear()
+    fast = convcheck.explain(image, kernel, wrong, expected=expected)
+    assert probes[0] is True
+    monkeypatch.setattr(_Held, "mostly_beyond", lambda self, *a: False)
+    slow = convcheck.explain(image, kernel, wrong, expected=expected)
+    assert fast.verdict is slow.verdict is Verdict.EXPLAINED
+    assert fast.explanation == slow.explanation and fast.explanation.kernel_transform == "rot180"
+    for name in ("mismatched", "max_abs_diff", "worst_index"):
+        assert getattr(fast.stats, name) == getattr(slow.stats, name), name
