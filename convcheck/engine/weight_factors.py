@@ -12,7 +12,7 @@ from typing import Union
 
 import numpy as np
 
-from .precision import STORAGE_U, STORAGE_UNDERFLOW, storage_type
+from .precision import STORAGE_U, STORAGE_UNDERFLOW, round_to, storage_type
 
 # A fitted factor needs the weight it is fitted to and this many more nonzero ones, else one
 # factor per channel explains any values (CONTRACT section 3: never paper over a mismatch).
@@ -38,9 +38,10 @@ def round_port_values(mapped: np.ndarray, precision: str, original_precision: st
     roundings, which can differ from one at a tie). bfloat16 comes back as float32 (exact), so
     it compares with numpy's own types."""
     def rounded(values):
+        if precision == "bfloat16":
+            return round_to(values, "bfloat16").astype(np.float32)
         with np.errstate(over="ignore"):
-            values = np.asarray(values).astype(storage_type(precision))
-        return values.astype(np.float32) if precision == "bfloat16" else values
+            return np.asarray(values).astype(storage_type(precision))
 
     results = [rounded(mapped)]
     if original_precision == "float64" and precision in ("float16", "bfloat16"):
