@@ -46,8 +46,14 @@ def test_the_oracle_catches_a_false_claim():
 # (1609, 2108v: false verdicts); float16 inputs rounded to bfloat16 with the result kept in
 # float32, never searched (1600v, 1720v: false alarms); a 16-element output whose true cause
 # (edge boundary, scale, a bias per channel) came after the eight whole-output checks then
-# allowed (4404v: a false alarm).
-@pytest.mark.parametrize("index", ["1354", "2885", "3147", "1609", "2108v", "1600v", "1720v", "4404v"])
+# allowed (4404v: a false alarm); a float16 output of a scale and a bias called unattainable in
+# float16 for a fit 1e-4 off the truth's scale (7904: half_storage_unattainable now allows the
+# fit's own spread); bfloat16 with a scale per channel and a bias whose fit left one element
+# just outside the bound it moved to (2620v: fit_within takes the intervals again at the new
+# bound; "cannot decide" now), both false alarms.
+@pytest.mark.parametrize("index", ["1354", "2885", "3147", "1609", "2108v", "1600v", "1720v", "4404v", "7904",
+                                   "2620v"])
 def test_cases_the_long_run_found_stay_fixed(index):
     outcome, detail = fuzz.judge(fuzz.make_case(int(index.rstrip("v")), values=index.endswith("v")))
     assert outcome in ("ok", "cannot decide"), (index, outcome, detail)
+

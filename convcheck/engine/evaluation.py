@@ -18,7 +18,7 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
 from .clipping import clip_limits, clip_residual, clipped_mask, clipped_values
-from .fits import evaluation_error, fit_cval, fit_within, undetermined, usable_fit
+from .fits import evaluation_error, fit_cval, fit_within, fitted_spread, undetermined, usable_fit
 from .plausibility import (WINOGRAD_USERS, half_storage_unattainable, implausibility_mask, winograd_implausible,
                            winograd_tile)
 from .problem import Problem
@@ -136,8 +136,10 @@ def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: flo
         if implausible is None and expl.algorithm == "winograd":
             implausible = winograd_implausible(residual, bound, compared, tile)
         if implausible is None and fit_kind(fit) != "none":
+            free = compared if clipped is None else ~clipped if compared is None else compared & ~clipped
+            spread = fitted_spread(values, problem.output, bound, fit, scale, bias, free)
             implausible = half_storage_unattainable(problem, fitted_expl, values, mags, scale, bias, fit_kind(fit),
-                                                    compared, limits)
+                                                    compared, limits, spread)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     pinned = None

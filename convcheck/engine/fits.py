@@ -230,13 +230,24 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
     if not np.any(excess > 0) or np.any(np.isnan(excess)):
         return scale, bias, predicted, bound
     keep = np.ones(values.shape, dtype=bool) if free is None else np.broadcast_to(free, values.shape)
-    refit = _refit(values, target, bound, keep, fit, scale, bias, fixed)
-    if refit is not None and usable_fit(*refit):
+    # The bound moves with the parameters (a bias added to a stored sum, a scale's rounding):
+    # a point inside every interval held at one bound may leave an element just outside its
+    # bound at the new point, so the intervals are taken again at the new bound, a few times.
+    held_bound = bound
+    for _ in range(REFITS):
+        refit = _refit(values, target, held_bound, keep, fit, scale, bias, fixed)
+        if refit is None or not usable_fit(*refit):
+            break
         new_predicted, new_bound = at(*refit)
         new_excess = clip_residual(target, new_predicted, limits) - new_bound
         if np.all(np.where(compared, new_excess, -1.0) <= 0 if compared is not None else new_excess <= 0):
             return (*refit, new_predicted, new_bound)
+        held_bound = new_bound
     return scale, bias, predicted, bound
+
+
+# How many times `fit_within` takes the intervals again at the bound of its last point.
+REFITS = 3
 
 
 def _refit(values, target, bound, keep, fit: str, scale, bias, fixed):
@@ -498,6 +509,37 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
         return (f"the fitted {kind if kind != 'both' else 'scale and bias'} per channel reproduces the output only where "
                 "its defaults do: no channel's value differs from its default beyond rounding")
     return None
+
+
+def fitted_spread(values, target, bound, fit: str, scale, bias, free) -> tuple[np.ndarray, np.ndarray]:
+    """(how far the scale, how far the bias may be from the fitted ones), one per output
+    channel: the full width of each parameter's range in {(s, b) : |target - s v - b| <= bound
+    on every free element} (`_half_widths`, per channel for a per-channel fit), 0 for a
+    parameter not fitted. The true parameters of a computation the bound holds for lie in that
+    set, so any computation of the candidate's form differs from the fitted one's value by at
+    most |ds| |v| + |db| (`plausibility.half_storage_unattainable` widens by it: a point fit is
+    not the truth's parameters, and taking it for them called true outputs unattainable)."""
+    kind = fit_kind(fit)
+    outs = values.shape[-1]
+    spread_s, spread_b = np.zeros(outs), np.zeros(outs)
+    if kind not in ("bias", "scale", "both"):
+        return spread_s, spread_b
+    keep = np.broadcast_to(True if free is None else free, values.shape).reshape(-1, outs)
+    v, y, b = (np.broadcast_to(a, values.shape).reshape(-1, outs) for a in (values, target, bound))
+    scales, biases = np.broadcast_to(scale, (outs,)), np.broadcast_to(bias, (outs,))
+    groups = [[c] for c in range(outs)] if per_channel_fit(fit) else [list(range(outs))]
+    for channels in groups:
+        one = keep[:, channels]
+        c = channels[0]
+        if not one.any():
+            spread_s[channels], spread_b[channels] = (np.inf if kind != "bias" else 0.0), \
+                (np.inf if kind != "scale" else 0.0)
+            continue
+        vv, yy, bb = v[:, channels][one], y[:, channels][one], b[:, channels][one]
+        widths = _half_widths(vv, yy, bb, kind, float(scales[c]), float(biases[c]))
+        spread_s[channels] = 0.0 if widths[0] is None else 2 * widths[0]
+        spread_b[channels] = 0.0 if widths[1] is None else 2 * widths[1]
+    return spread_s, spread_b
 
 
 def _default_holds(v, y, b, kind: str, scale, bias, default_scale, default_bias) -> bool:

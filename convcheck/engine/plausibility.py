@@ -305,7 +305,7 @@ HALF_STORAGE = ("float16", "bfloat16")
 
 
 def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags, scale, bias, kind: str,
-                              compared, limits) -> Optional[np.ndarray]:
+                              compared, limits, spread=(0.0, 0.0)) -> Optional[np.ndarray]:
     """For a fitted scale or bias on a result stored in float16 or bfloat16, a mask of the
     elements no computation of that form can store (None when every one can).
 
@@ -328,8 +328,13 @@ def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags,
       scaling and the bias add within e = 4 u32 (|s c'| + |b|) + u_h |b| (a bias rounded to
       the half format first).
 
+    `spread` = (ds, db) (`fits.fitted_spread`): how far the scale and the bias of a computation
+    of this form may be from the fitted ones; both intervals widen by |ds| |v| + |db|, since
+    the fitted values are an estimate, not the truth's (fuzz cases 7904 and 2620v: a true
+    float16 scale-and-bias output called unattainable for a fit 1e-4 off its scale).
+
     Clipped elements (an activation) and those not compared are not tested. Only ever takes
-    a fitted explanation away (the safe direction)."""
+    a fitted explanation away."""
     store = expl.output_precision or expl.precision
     if kind not in ("bias", "scale", "both") or store not in HALF_STORAGE:
         return None
@@ -345,8 +350,11 @@ def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags,
     has_bias = bool(np.any(b != 0.0))
     scaled = s * values
     predicted = scaled + b
+    spread_s, spread_b = (np.asarray(x, dtype=np.float64) for x in spread)
     wide = problem.bound(mags, predicted, expl.precision, s, has_bias, output_precision="float32")
     wide += evaluation_error(scaled, predicted)
+    with np.errstate(invalid="ignore"):
+        wide += np.where(spread_s == 0, 0.0, spread_s * np.abs(values)) + spread_b
     uncertain = problem.uncertainty_term(mags, expl.precision, fit_kind(kind), s)
     if uncertain is not None:
         wide += uncertain
@@ -364,6 +372,8 @@ def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags,
         low_t, high_t = ends.min(axis=0), ends.max(axis=0)
         slack = 4 * prec.ACCUMULATION_U["float32"] * (np.maximum(np.abs(low_t), np.abs(high_t)) + np.abs(b)) \
             + prec.STORAGE_U[store] * np.abs(b)
+        with np.errstate(invalid="ignore"):
+            slack = slack + np.where(spread_s == 0, 0.0, spread_s * np.maximum(np.abs(low_c), np.abs(high_c))) + spread_b
         for middle in (lambda x: x, stored):
             attainable |= (stored(middle(low_t) + b - slack) <= output) & (output <= stored(middle(high_t) + b + slack))
     unattainable = test & ~attainable
