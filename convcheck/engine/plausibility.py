@@ -353,8 +353,7 @@ def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags,
     spread_s, spread_b = (np.asarray(x, dtype=np.float64) for x in spread)
     wide = problem.bound(mags, predicted, expl.precision, s, has_bias, output_precision="float32")
     wide += evaluation_error(scaled, predicted)
-    with np.errstate(invalid="ignore"):
-        wide += np.where(spread_s == 0, 0.0, spread_s * np.abs(values)) + spread_b
+    wide += _moved(spread_s, values) + spread_b
     uncertain = problem.uncertainty_term(mags, expl.precision, fit_kind(kind), s)
     if uncertain is not None:
         wide += uncertain
@@ -372,9 +371,16 @@ def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags,
         low_t, high_t = ends.min(axis=0), ends.max(axis=0)
         slack = 4 * prec.ACCUMULATION_U["float32"] * (np.maximum(np.abs(low_t), np.abs(high_t)) + np.abs(b)) \
             + prec.STORAGE_U[store] * np.abs(b)
-        with np.errstate(invalid="ignore"):
-            slack = slack + np.where(spread_s == 0, 0.0, spread_s * np.maximum(np.abs(low_c), np.abs(high_c))) + spread_b
+        slack = slack + _moved(spread_s, np.maximum(np.abs(low_c), np.abs(high_c))) + spread_b
         for middle in (lambda x: x, stored):
             attainable |= (stored(middle(low_t) + b - slack) <= output) & (output <= stored(middle(high_t) + b + slack))
     unattainable = test & ~attainable
     return unattainable if unattainable.any() else None
+
+
+def _moved(spread: np.ndarray, values) -> np.ndarray:
+    """|spread| |values|, 0 where either is 0 (a scale not fitted, or a zero sum, moves nothing,
+    even by an unbounded spread)."""
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where((spread == 0) | (values == 0), 0.0, spread * values)

@@ -184,7 +184,8 @@ def rounder(precision: str, via: Optional[str] = None):
     """A function rounding a float64 array to `precision` in place (what `round_to` gives,
     through `via` first when given), through buffers of the storage types kept between
     calls, one per thread (blocks may be rounded by two at once: reference.map_blocks):
-    rounding block after block allocates nothing."""
+    rounding block after block allocates nothing, save bfloat16's (`round_bfloat16`'s
+    temporaries)."""
     import threading
     if precision == "bfloat16" or via == "bfloat16":
         def round_bfloat16_in_place(values: np.ndarray) -> np.ndarray:
