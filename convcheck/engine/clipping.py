@@ -44,11 +44,11 @@ def clip_residual(target: np.ndarray, predicted: np.ndarray, limits) -> np.ndarr
     (rounding is monotone and the limits are representable, so clipping and rounding
     commute); anything strictly inside the limits was not clipped, so |y - p| <= bound
     as without an activation. An output beyond a limit cannot come from the candidate."""
-    diff = target - predicted
-    residual = np.abs(diff)
+    diff = np.subtract(target, predicted)
     low, high = limits
     if low is None and high is None:
-        return residual
+        return np.abs(diff, out=diff if diff.dtype == np.float64 else None)
+    residual = np.abs(diff)
     # At a limit (target == limit) the wrong side is predicted - low > 0 (|diff| there), or
     # high - predicted > 0: the right side counts as 0.
     inside = np.zeros(residual.shape, dtype=bool)

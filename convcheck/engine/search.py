@@ -604,10 +604,19 @@ class _Screen:
         bound = np.abs(predicted)
         bound *= self.out_round
         held = kind in ("none", "bias") and self.declared is None
-        bound += unit_bound if held else np.abs(scale)[..., None, :] * unit_bound
+        if held:
+            bound += unit_bound
+        else:
+            spare = np.multiply(np.abs(scale)[..., None, :], unit_bound)
+            bound += spare
         bound += self.p.output_underflow + self.storage_abs
         if kind != "none" or self.declared is not None:
-            bound += evaluation_error(predicted - bias[..., None, :], predicted, SCREEN_FIT_ULPS)
+            # evaluation_error(predicted - bias, predicted, SCREEN_FIT_ULPS), in two buffers
+            term = np.subtract(predicted, bias[..., None, :], out=None if held else spare)
+            error = np.abs(term, out=term)
+            error += np.abs(predicted)
+            error *= SCREEN_FIT_ULPS * prec.U64
+            bound += error
             if self.storage is not None and kind != "none":
                 bound += fit_allowance(values, bound, weights, fit)
         if self.declared is not None:
