@@ -33,13 +33,7 @@ def format_of(path, role: str = "model") -> str:
     else goes by its suffix (any case). An unknown suffix is an `InputError` listing the
     formats. `role` ('original model', 'port') starts the message.
     """
-    try:
-        name = os.fspath(path)
-    except TypeError:
-        raise InputError(f"{role}: expected a path or a package.module:attr name, got {type(path).__name__}; "
-                         f"give a model file: {FORMATS_TEXT}") from None
-    if isinstance(name, bytes):
-        name = os.fsdecode(name)
+    name = model_name(path, role, f"give a model file: {FORMATS_TEXT}")
     if not os.path.lexists(name) and _MODULE_NAME.fullmatch(name):
         return "pytorch"
     suffix = os.path.splitext(name)[1].lower()
@@ -76,3 +70,14 @@ def check_model_file(path, role: str = "model") -> ModuleType:
 
 
 __all__ = ["LOADERS", "SUFFIXES", "FORMATS_TEXT", "format_of", "loader_for", "check_model_file"]
+
+
+def model_name(path, role: str, todo: str) -> str:
+    """`path` (str, bytes or os.PathLike) as a str; anything else is an `InputError` that
+    starts with `role` and ends with `todo` (what to give instead)."""
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise InputError(f"{role}: expected a path or a package.module:attr name, got {type(path).__name__}; "
+                         f"{todo}") from None
+    return os.fsdecode(name) if isinstance(name, bytes) else name

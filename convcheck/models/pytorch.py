@@ -103,13 +103,8 @@ def _archive_kind(name: str, label: str) -> tuple:
 def _source(path) -> _Source:
     """Validate `path` without importing torch: a module name, or a readable model archive."""
     from ._pytorch_module import MODULE_SPEC
-    try:
-        name = os.fspath(path)
-    except TypeError:
-        raise InputError(f"PyTorch model: expected a path or a package.module:attr name, got "
-                         f"{type(path).__name__}; {_TODO}") from None
-    if isinstance(name, bytes):
-        name = os.fsdecode(name)
+    from .formats import model_name
+    name = model_name(path, "PyTorch model", _TODO)
     if not os.path.lexists(name) and MODULE_SPEC.fullmatch(name):
         return _Source("module", name, f"PyTorch module '{name}'")
     label = _label(name)
