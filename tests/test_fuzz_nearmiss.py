@@ -184,3 +184,25 @@ def test_the_oracle_catches_a_false_claim(monkeypatch):
                                  roll.truth_explanation())
     outcome, detail = nm.judge_call(roll, control=False, declared=False)
     assert outcome == "silent", (outcome, detail)
+
+
+# One seeded case per way issue 20 names, beyond the default slice (real torch, numpy and scipy
+# outputs; the oracle checks the answer and every listed alternative, item 1, in each): item 2,
+# elements nudged on a float16 output and a few ulps added to some elements of a bfloat16 one;
+# item 4, three corrupted elements of a torch bfloat16 conv and of a float32 scipy FFT; item 5,
+# np.floor to uint8; item 6, bfloat16 from float64 inputs with an int8 fake-quantised kernel and
+# with one tap changed; item 7, np.roll with the wrapped row replaced. Item 3 is cases 86 and
+# 144 above.
+ISSUE_20_CASES = {60: "nudge/elements/float16", 285: "nudge/some-ulps/bfloat16", 152: "corrupt/bfloat16",
+                  262: "corrupt/fft32", 218: "rounding/floor/uint8", 191: "tap/int8/bf16-from-float64",
+                  151: "tap/one-tap/bf16-from-float64", 104: "other/roll"}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("index", list(ISSUE_20_CASES))
+def test_one_case_per_issue_20_item(index):
+    case = nm.make_case(index)
+    assert f"{case.kind}/{case.family}" == ISSUE_20_CASES[index]
+    for control in (False, True):
+        outcome, detail = nm.judge(case, control)
+        assert outcome in ("ok", "cannot decide"), (index, "control" if control else "near miss", outcome, detail)
