@@ -78,3 +78,23 @@ def test_a_fitted_bias_within_the_noise_of_its_bounds_is_no_cause():
     why = undetermined(values2, values2 + both, bound2, "channel_bias", 1.0, np.array([2.5e-5, 0.01 + 2.5e-5]),
                        None, (1.0, 0.0))
     assert why is not None and "output channel 0" in why, why
+
+
+def test_a_fitted_bias_only_one_element_needs_is_no_cause():
+    """Near-miss case 595: on a bfloat16 output one element moved by 9x its bound was
+    "explained" by a bias on its channel that every other element tolerates but none needs. A
+    parameter needed by as many elements as it has cannot tell a real bias from those elements
+    being off; needed by three, it can."""
+    from convcheck.engine.fits import undetermined
+
+    rng = np.random.default_rng(595)
+    values = rng.standard_normal((500, 1))
+    bound = np.full_like(values, 0.01)
+    bound[:50] = 1e-4                      # small values: tight bounds that pin a bias
+    target = values + rng.uniform(-0.5, 0.5, values.shape) * bound
+    moved = target.copy()
+    moved[7, 0] += 9 * bound[7, 0]
+    why = undetermined(values, moved, bound, "bias", 1.0, 5e-4, None, (1.0, 0.0))
+    assert why is not None and "needed by 1 element only" in why, why
+    shifted = target + 5e-4                # a real bias: every tight element needs it
+    assert undetermined(values, shifted, bound, "bias", 1.0, 5e-4, None, (1.0, 0.0)) is None

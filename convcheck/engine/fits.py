@@ -454,7 +454,11 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
     (np.floor, np.ceil, a truncating cast of non-negative values): a different rounding,
     which no field describes, not a bias (issue 20). And a parameter whose distance from its
     default is within NOISE_SIGMAS standard errors of its best estimate from the free
-    elements (`_noise`) is no cause either, however narrow its range (see NOISE_SIGMAS)."""
+    elements (`_noise`) is no cause either, however narrow its range (see NOISE_SIGMAS); nor
+    is one that only one element needs (two, for a scale and a bias): the default reproduces
+    every other element, and a fit with as many parameters as elements that need it cannot tell
+    a real scale or bias from those elements being off (near-miss case 595: one element of a
+    bfloat16 output moved by 9x its bound, "explained" by a bias of -0.0014 on its channel)."""
     kind = fit_kind(fit)
     fraction = DETERMINED_FRACTION if strict or per_channel_fit(fit) else 1.0
     if kind not in ("bias", "scale", "both"):
@@ -479,6 +483,14 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
             # defaults fail, and those must be pinned by their evidence as below.
             unchanged += 1
             continue
+        needing = _needing(y[:, channels][one], v[:, channels][one], b[:, channels][one], kind,
+                           *(np.broadcast_to(a[channels], one.shape)[one] for a in (scales, biases, s0, b0)))
+        if 0 < needing <= (2 if kind == "both" else 1):
+            where = f" of output channel {c}" if per_channel_fit(fit) else ""
+            what = "scale and bias" if kind == "both" else kind
+            return (f"the fitted {what}{where} is needed by {needing} element{'s' if needing > 1 else ''} only (the "
+                    "default reproduces every other): fitted to as many elements as it has parameters, it cannot "
+                    f"tell a real {what} from {'those elements' if needing > 1 else 'that element'} being off")
         widths = _half_widths(vv, yy, bb, kind, float(scales[c]), float(biases[c]))
         for name, width, value, prior in (("scale", widths[0], scales[c], s0[c]), ("bias", widths[1], biases[c], b0[c])):
             if width is None:
@@ -540,6 +552,14 @@ def fitted_spread(values, target, bound, fit: str, scale, bias, free) -> tuple[n
         spread_s[channels] = 0.0 if widths[0] is None else 2 * widths[0]
         spread_b[channels] = 0.0 if widths[1] is None else 2 * widths[1]
     return spread_s, spread_b
+
+
+def _needing(y, v, b, kind: str, scale, bias, default_scale, default_bias) -> int:
+    """How many elements the defaults of the fitted parameters leave beyond their bound (the
+    parameters not fitted as they are; every argument one value per element)."""
+    s = default_scale if kind in ("scale", "both") else scale
+    o = default_bias if kind in ("bias", "both") else bias
+    return int(np.count_nonzero(~(np.abs(y - (s * v + o)) <= b)))
 
 
 def _default_holds(v, y, b, kind: str, scale, bias, default_scale, default_bias) -> bool:
