@@ -297,11 +297,12 @@ def test_direct_pytorch_outputs_and_nnpack_within_the_direct_bound_stay_direct(t
 def test_winograd_rounding_is_not_taken_for_a_fitted_bias(torch):
     """With 16 channels NNPACK's output exceeds the direct bound at one element of 9216: a bias
     of -1e-4 fitted by the direct pass reproduces it too, but Winograd, which fits nothing, is
-    the answer (the bias, confirmed on the whole output, is listed as an alternative)."""
+    the answer. The bias is not listed as an alternative: that one element alone needs it,
+    and a parameter fitted to as many elements as it has is no cause (near-miss case 595)."""
     image, weight, out = nnpack_case(torch, "normal", 16, 16, 4, 12, 1, seed=3)
     d = convcheck.explain(image, weight, out, layout="nchw")
     assert d.verdict is Verdict.EXPLAINED and changed(d) == {"algorithm": "winograd"}
-    assert [a.changed_fields(d.baseline) for a in d.alternatives] == [("bias",)]
+    assert d.alternatives == ()
 
 
 @pytest.mark.torch

@@ -59,7 +59,7 @@ def test_declared_winograd_skips_readings_whose_kernel_it_cannot_compute(how):
 
 
 def test_a_fitted_bias_within_the_noise_of_its_bounds_is_no_cause():
-    """Issue 20 item 2 (near-miss case 331): two elements at the edges of their bounds pin a bias
+    """Issue 20 item 2 (near-miss case 331): elements at the edges of their bounds pin a bias
     to [2e-05, 3e-05], a range narrower than the bias, but 400 elements each uncertain by 0.01
     cannot tell 2.5e-05 from 0 (3 standard errors: 0.0015). A bias of 0.01 they can."""
     from convcheck.engine.fits import undetermined
@@ -69,6 +69,7 @@ def test_a_fitted_bias_within_the_noise_of_its_bounds_is_no_cause():
     bound = np.full_like(values, 0.01)
     noise = rng.uniform(-0.0099, 0.0099, values.shape)
     noise[0, 0], noise[1, 0] = 0.01 + 2e-5, -0.01 + 3e-5
+    noise[2, 0], noise[3, 0] = 0.01 + 1e-5, 0.01 + 1.5e-5   # three elements need the bias, not one
     why = undetermined(values, values + noise, bound, "bias", 1.0, 2.5e-5, None, (1.0, 0.0))
     assert why is not None and "noise" in why, why
     assert undetermined(values, values + noise + 0.01, bound, "bias", 1.0, 0.01 + 2.5e-5, None, (1.0, 0.0)) is None
