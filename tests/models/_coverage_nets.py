@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _walk_nets as walk_nets
+from ._walk_nets import batchnorm_weights, seeded_batchnorm
+
 SHAPE = (1, 3, 16, 16)
 # mistake -> (the layer it is planted in, what it is)
 MOBILE_MISTAKES = {
@@ -31,20 +34,6 @@ TFLITE_MISTAKES = {
 }
 
 
-def _batchnorm(channels: int, seed: int):
-    """A PyTorch BatchNorm2d with seeded statistics far from the identity."""
-    import torch
-    from torch import nn
-    bn = nn.BatchNorm2d(channels)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(channels, generator=generator) * 0.3)
-        bn.running_var.copy_(torch.rand(channels, generator=generator) + 0.5)
-        bn.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
-        bn.bias.copy_(torch.randn(channels, generator=generator) * 0.2)
-    return bn
-
-
 def mobile_net():
     """The MobileNet-style PyTorch net in eval mode, seeded."""
     import torch
@@ -56,11 +45,11 @@ def mobile_net():
         def __init__(self):
             super().__init__()
             self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
-            self.stem_bn = _batchnorm(8, 11)
+            self.stem_bn = seeded_batchnorm(8, 11)
             self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
-            self.dw_bn = _batchnorm(8, 12)
+            self.dw_bn = seeded_batchnorm(8, 12)
             self.pw = nn.Conv2d(8, 16, 1, bias=False)
-            self.pw_bn = _batchnorm(16, 13)
+            self.pw_bn = seeded_batchnorm(16, 13)
             self.head = nn.Conv2d(16, 4, 1)
 
         def forward(self, x):
@@ -101,18 +90,12 @@ def example() -> np.ndarray:
 
 def save_pt2(net, path: str) -> str:
     """The net exported by torch.export (traced with `example()`) and saved as .pt2."""
-    import torch
-    program = torch.export.export(net, (torch.from_numpy(example()),), strict=False)
-    torch.export.save(program, path)
-    return path
+    return walk_nets.save_pt2(net, path, example())
 
 
 def save_onnx(net, path: str) -> str:
     """The net exported by the TorchScript-based exporter, which folds each BatchNorm into its conv."""
-    import torch
-    torch.onnx.export(net, (torch.from_numpy(example()),), path, dynamo=False, input_names=["image"],
-                      output_names=["out"])
-    return path
+    return walk_nets.save_onnx(net, path, example())
 
 
 def _kernel(conv, mistake: str = "") -> np.ndarray:
@@ -132,10 +115,6 @@ def _weights(conv, mistake: str = "") -> list[np.ndarray]:
     if conv.bias is not None:
         weights.append(conv.bias.detach().numpy())
     return weights
-
-
-def _batchnorm_weights(bn) -> list[np.ndarray]:
-    return [t.detach().numpy() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)]
 
 
 def _planted(mistakes, table) -> dict:
@@ -168,7 +147,7 @@ def keras_mobile(net, mistakes=(), policy: str = "float32"):
     for name in ("stem", "dw", "pw", "head"):
         model.get_layer(name).set_weights(_weights(getattr(net, name), planted.get(name, "")))
     for name in ("stem_bn", "dw_bn", "pw_bn"):
-        model.get_layer(name).set_weights(_batchnorm_weights(getattr(net, name)))
+        model.get_layer(name).set_weights(batchnorm_weights(getattr(net, name)))
     return model
 
 

@@ -28,22 +28,28 @@ MISTAKES = {
 }
 
 
+def seeded_batchnorm(channels: int, seed: int):
+    """A PyTorch BatchNorm2d with seeded statistics far from the identity (its own generator:
+    the global seed is left as it is)."""
+    import torch
+    from torch import nn
+    bn = nn.BatchNorm2d(channels)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(channels, generator=generator) * 0.3)
+        bn.running_var.copy_(torch.rand(channels, generator=generator) + 0.5)
+        bn.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
+        bn.bias.copy_(torch.randn(channels, generator=generator) * 0.2)
+    return bn
+
+
 def torch_net():
     """The PyTorch net in eval mode, seeded (weights and BatchNorm statistics)."""
     import torch
     from torch import nn
 
     torch.manual_seed(0)
-
-    def batchnorm(channels: int, seed: int) -> nn.BatchNorm2d:
-        bn = nn.BatchNorm2d(channels)
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            bn.running_mean.copy_(torch.randn(channels, generator=generator) * 0.3)
-            bn.running_var.copy_(torch.rand(channels, generator=generator) + 0.5)
-            bn.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
-            bn.bias.copy_(torch.randn(channels, generator=generator) * 0.2)
-        return bn
+    batchnorm = seeded_batchnorm
 
     class WalkNet(nn.Module):
         def __init__(self):
@@ -73,18 +79,20 @@ def example() -> np.ndarray:
     return np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
 
 
-def save_pt2(net, path: str) -> str:
+def save_pt2(net, path: str, x: np.ndarray | None = None) -> str:
+    """The net exported by torch.export (traced with `x`, default `example()`) and saved as .pt2."""
     import torch
-    program = torch.export.export(net, (torch.from_numpy(example()),), strict=False)
+    program = torch.export.export(net, (torch.from_numpy(example() if x is None else x),), strict=False)
     torch.export.save(program, path)
     return path
 
 
-def save_onnx(net, path: str) -> str:
-    """The net exported by the TorchScript-based exporter, which folds each BatchNorm into its conv."""
+def save_onnx(net, path: str, x: np.ndarray | None = None) -> str:
+    """The net exported by the TorchScript-based exporter (traced with `x`, default `example()`),
+    which folds each BatchNorm into its conv."""
     import torch
-    torch.onnx.export(net, (torch.from_numpy(example()),), path, dynamo=False, input_names=["image"],
-                      output_names=["out"])
+    torch.onnx.export(net, (torch.from_numpy(example() if x is None else x),), path, dynamo=False,
+                      input_names=["image"], output_names=["out"])
     return path
 
 
@@ -105,7 +113,7 @@ def _kernel(conv, mistake: str = "") -> np.ndarray:
     return kernel
 
 
-def _batchnorm_weights(bn) -> list[np.ndarray]:
+def batchnorm_weights(bn) -> list[np.ndarray]:
     return [t.detach().numpy() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)]
 
 
@@ -147,7 +155,7 @@ def keras_port(net, mistakes=()):
             weights.append(module.bias.detach().numpy())
         model.get_layer(name).set_weights(weights)
     for name, module in (("stem_bn", net.stem_bn), ("bn1", net.bn1), ("bn2", net.bn2), ("down_bn", net.down_bn)):
-        model.get_layer(name).set_weights(_batchnorm_weights(module))
+        model.get_layer(name).set_weights(batchnorm_weights(module))
     return model
 
 
