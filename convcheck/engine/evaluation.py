@@ -18,7 +18,7 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
 from .clipping import clip_limits, clip_residual, clipped_mask, clipped_values
-from .fits import evaluation_error, fit_cval, fit_within, fitted_spread, undetermined, usable_fit
+from .fits import evaluation_error, fit_cval, fit_within, undetermined, usable_fit
 from .plausibility import (WINOGRAD_USERS, half_storage_unattainable, implausibility_mask, winograd_implausible,
                            winograd_tile)
 from .problem import Problem
@@ -136,10 +136,8 @@ def _evaluate_full(problem: Problem, expl: Explanation, fit: str, *, needed: flo
         if implausible is None and expl.algorithm == "winograd":
             implausible = winograd_implausible(residual, bound, compared, tile)
         if implausible is None and fit_kind(fit) != "none":
-            free = compared if clipped is None else ~clipped if compared is None else compared & ~clipped
-            spread = fitted_spread(values, problem.output, bound, fit, scale, bias, free)
-            implausible = half_storage_unattainable(problem, fitted_expl, values, mags, scale, bias, fit_kind(fit),
-                                                    compared, limits, spread)
+            implausible = half_storage_unattainable(problem, fitted_expl, values, mags, scale, bias, fit, compared,
+                                                    limits, bound)
         if implausible is not None:
             mismatch, bad = implausible, max(1, int(np.count_nonzero(implausible)))
     pinned = None
@@ -384,10 +382,10 @@ class _Held:
         n = chosen // (height * width)
         rows, cols = self.corner[0] + (chosen // width) % height, self.corner[1] + chosen % width
         target = np.asarray(self.problem.output[n, rows, cols], dtype=np.float64)
-        predicted = self.predicted(values.copy())
+        predicted = self.predicted(values)   # without `out`, neither writes into `values`
         residual = np.abs(target - predicted) if self.limits == (None, None) else \
             clip_residual(target, predicted, self.limits)
-        beyond = ~(residual <= self.bound(self.lower(values.copy()), values))
+        beyond = ~(residual <= self.bound(self.lower(values), values))
         return 2 * int(np.count_nonzero(beyond)) > beyond.size
 
     def block(self, n: int, i0: int, values: np.ndarray, space, differences, mags=None):

@@ -464,29 +464,25 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
     if kind not in ("bias", "scale", "both"):
         return None
     outs = values.shape[-1]
-    keep = np.broadcast_to(True if free is None else free, values.shape).reshape(-1, outs)
-    v, y, b = (np.broadcast_to(a, values.shape).reshape(-1, outs) for a in (values, target, bound))
     scales, biases = np.broadcast_to(scale, (outs,)), np.broadcast_to(bias, (outs,))
     s0, b0 = (np.broadcast_to(np.asarray(d, dtype=np.float64), (outs,)) for d in default)
-    groups = [[c] for c in range(outs)] if per_channel_fit(fit) else [list(range(outs))]
-    unchanged = 0
-    for channels in groups:
-        one = keep[:, channels]
+    groups = unchanged = 0
+    for channels, one, vv, yy, bb in _fit_groups(values, target, bound, fit, free):
+        groups += 1
         if not one.any():
             unchanged += 1
             continue
-        vv, yy, bb = v[:, channels][one], y[:, channels][one], b[:, channels][one]
         c = channels[0]
+        where = f" of output channel {c}" if per_channel_fit(fit) else ""
         if per_channel_fit(fit) and _default_holds(vv, yy, bb, kind, scales[c], biases[c], s0[c], b0[c]):
             # The channel's own defaults (e.g. its declared bias) reproduce every element of it
             # within the bound: nothing is claimed for this channel, only for those whose
             # defaults fail, and those must be pinned by their evidence as below.
             unchanged += 1
             continue
-        needing = _needing(y[:, channels][one], v[:, channels][one], b[:, channels][one], kind,
+        needing = _needing(yy, vv, bb, kind,
                            *(np.broadcast_to(a[channels], one.shape)[one] for a in (scales, biases, s0, b0)))
         if 0 < needing <= (2 if kind == "both" else 1):
-            where = f" of output channel {c}" if per_channel_fit(fit) else ""
             what = "scale and bias" if kind == "both" else kind
             return (f"the fitted {what}{where} is needed by {needing} element{'s' if needing > 1 else ''} only (the "
                     "default reproduces every other): fitted to as many elements as it has parameters, it cannot "
@@ -506,18 +502,16 @@ def undetermined(values, target, bound, fit: str, scale, bias, free, default, st
                         "to its integer type, which no field of the vocabulary describes, not given a bias")
             change = abs(float(value) - float(prior))
             if not width < fraction * change:
-                where = f" of output channel {c}" if per_channel_fit(fit) else ""
                 allowed = "its default" if fraction == 1.0 else f"{fraction:g} of its change from the default"
                 return (f"the fitted {name}{where}, {float(value):.6g}, is uncertain by {width:.3g} (the values every "
                         f"element's bound allows), which reaches {allowed} ({float(prior):.6g}): the data cannot tell "
                         "it from rounding")
             noise = _noise(vv, bb, name)
             if change <= noise:
-                where = f" of output channel {c}" if per_channel_fit(fit) else ""
                 return (f"the fitted {name}{where}, {float(value):.6g}, is within the noise of {bb.size} elements' "
                         f"bounds ({NOISE_SIGMAS:g} standard errors, {noise:.3g}, from {float(prior):.6g}): the data "
                         "cannot tell it from its default")
-    if per_channel_fit(fit) and unchanged == len(groups):
+    if per_channel_fit(fit) and unchanged == groups:
         return (f"the fitted {kind if kind != 'both' else 'scale and bias'} per channel reproduces the output only where "
                 "its defaults do: no channel's value differs from its default beyond rounding")
     return None
@@ -536,22 +530,29 @@ def fitted_spread(values, target, bound, fit: str, scale, bias, free) -> tuple[n
     spread_s, spread_b = np.zeros(outs), np.zeros(outs)
     if kind not in ("bias", "scale", "both"):
         return spread_s, spread_b
-    keep = np.broadcast_to(True if free is None else free, values.shape).reshape(-1, outs)
-    v, y, b = (np.broadcast_to(a, values.shape).reshape(-1, outs) for a in (values, target, bound))
     scales, biases = np.broadcast_to(scale, (outs,)), np.broadcast_to(bias, (outs,))
-    groups = [[c] for c in range(outs)] if per_channel_fit(fit) else [list(range(outs))]
-    for channels in groups:
-        one = keep[:, channels]
+    for channels, one, vv, yy, bb in _fit_groups(values, target, bound, fit, free):
         c = channels[0]
         if not one.any():
             spread_s[channels], spread_b[channels] = (np.inf if kind != "bias" else 0.0), \
                 (np.inf if kind != "scale" else 0.0)
             continue
-        vv, yy, bb = v[:, channels][one], y[:, channels][one], b[:, channels][one]
         widths = _half_widths(vv, yy, bb, kind, float(scales[c]), float(biases[c]))
         spread_s[channels] = 0.0 if widths[0] is None else 2 * widths[0]
         spread_b[channels] = 0.0 if widths[1] is None else 2 * widths[1]
     return spread_s, spread_b
+
+
+def _fit_groups(values, target, bound, fit: str, free):
+    """For each group of output channels a fit fits one parameter set to (every channel on its
+    own for a per-channel fit, else all of them): (its channels, the mask of its free elements
+    (elements x channels), and the values, targets and bounds of those elements)."""
+    outs = values.shape[-1]
+    keep = np.broadcast_to(True if free is None else free, values.shape).reshape(-1, outs)
+    v, y, b = (np.broadcast_to(a, values.shape).reshape(-1, outs) for a in (values, target, bound))
+    for channels in ([[c] for c in range(outs)] if per_channel_fit(fit) else [list(range(outs))]):
+        one = keep[:, channels]
+        yield channels, one, v[:, channels][one], y[:, channels][one], b[:, channels][one]
 
 
 def _needing(y, v, b, kind: str, scale, bias, default_scale, default_bias) -> int:

@@ -18,7 +18,7 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import fit_kind
 from .clipping import clip_limits, clip_residual, clipped_mask
-from .fits import evaluation_error, fit_parameters, fit_within, usable_fit
+from .fits import evaluation_error, fit_parameters, fit_within, fitted_spread, usable_fit
 from .problem import Problem
 from .reference import correlate
 from .windows import extended_image, window_origin
@@ -304,8 +304,8 @@ def pattern_ratio(residual, term, mags, mask, m: int) -> float:
 HALF_STORAGE = ("float16", "bfloat16")
 
 
-def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags, scale, bias, kind: str,
-                              compared, limits, spread=(0.0, 0.0)) -> Optional[np.ndarray]:
+def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags, scale, bias, fit: str,
+                              compared, limits, bound) -> Optional[np.ndarray]:
     """For a fitted scale or bias on a result stored in float16 or bfloat16, a mask of the
     elements no computation of that form can store (None when every one can).
 
@@ -328,14 +328,16 @@ def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags,
       scaling and the bias add within e = 4 u32 (|s c'| + |b|) + u_h |b| (a bias rounded to
       the half format first).
 
-    `spread` = (ds, db) (`fits.fitted_spread`): how far the scale and the bias of a computation
-    of this form may be from the fitted ones; both intervals widen by |ds| |v| + |db|, since
-    the fitted values are an estimate, not the truth's (fuzz cases 7904 and 2620v: a true
-    float16 scale-and-bias output called unattainable for a fit 1e-4 off its scale).
+    How far the scale and the bias of a computation of this form may be from the fitted ones,
+    (ds, db) (`fits.fitted_spread`, from the candidate's elementwise `bound`), widens both
+    intervals by |ds| |v| + |db|, since the fitted values are an estimate, not the truth's
+    (fuzz cases 7904 and 2620v: a true float16 scale-and-bias output called unattainable for a
+    fit 1e-4 off its scale).
 
     Clipped elements (an activation) and those not compared are not tested. Only ever takes
     a fitted explanation away."""
     store = expl.output_precision or expl.precision
+    kind = fit_kind(fit)
     if kind not in ("bias", "scale", "both") or store not in HALF_STORAGE:
         return None
     output = np.asarray(problem.output, dtype=np.float64)
@@ -350,11 +352,11 @@ def half_storage_unattainable(problem: Problem, expl: Explanation, values, mags,
     has_bias = bool(np.any(b != 0.0))
     scaled = s * values
     predicted = scaled + b
-    spread_s, spread_b = (np.asarray(x, dtype=np.float64) for x in spread)
+    spread_s, spread_b = fitted_spread(values, output, bound, fit, s, b, test)   # test: the free elements
     wide = problem.bound(mags, predicted, expl.precision, s, has_bias, output_precision="float32")
     wide += evaluation_error(scaled, predicted)
     wide += _moved(spread_s, values) + spread_b
-    uncertain = problem.uncertainty_term(mags, expl.precision, fit_kind(kind), s)
+    uncertain = problem.uncertainty_term(mags, expl.precision, kind, s)
     if uncertain is not None:
         wide += uncertain
 

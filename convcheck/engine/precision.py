@@ -233,8 +233,8 @@ def representable(values: np.ndarray, precision: str) -> bool:
         first = np.ascontiguousarray(next(blocks(values, 4096, _CHUNK)))
         if np.any(first.view(np.uint32) & np.uint32(0xFFFF)):
             return False
-    storage = np.dtype(np.float16 if precision == "bfloat16" else storage_type(precision))
-    if values.dtype.kind == "f" and values.dtype.itemsize <= storage.itemsize and precision != "bfloat16":
+    if precision != "bfloat16" and values.dtype.kind == "f" \
+            and values.dtype.itemsize <= np.dtype(storage_type(precision)).itemsize:
         return not (values.size and bool(np.isnan(np.max(values))))
     with np.errstate(over="ignore", invalid="ignore"):
         # A small block first: most arrays that are not representable show it at once.
