@@ -314,9 +314,24 @@ def model_row(tmp: Path, runs: int) -> list[dict]:
         print(f"model: skipped (exporting with torch failed: {done.stderr.strip()[-300:]})", file=sys.stderr)
         return []
     pt2, onnx, x = (str(folder / name) for name in ("resnet18.pt2", "resnet18.onnx", "input.npy"))
-    return [pair("model: ResNet-18 .pt2 vs ONNX, 224x224, 20 convs", CONVCHECK + [
+    rows = [pair("model: ResNet-18 .pt2 vs ONNX, 224x224, 20 convs", CONVCHECK + [
         "model", pt2, onnx, "--input", x, "--format", "json"], [PYTHON, str(HERE / "handwritten_model.py"), pt2, onnx, x],
         runs, check=walk_is_equal, time_target=2.0, seconds_target=30.0)]
+    # Memory one layer at a time: a net whose conv tensors (about 300 MiB a model) dwarf its
+    # largest layer (37 MiB); the hand-written walk holds every tensor of both models.
+    folder = tmp / "plainnet"
+    done = subprocess.run([PYTHON, str(HERE / "plainnet.py"), str(folder)], env=ENV, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        print(f"model: plain net skipped (exporting with torch failed: {done.stderr.strip()[-300:]})",
+              file=sys.stderr)
+        return rows
+    pt2, onnx, x = (str(folder / name) for name in ("plain.pt2", "plain.onnx", "input.npy"))
+    rows.append(pair("model: plain 16-conv net .pt2 vs ONNX, 384x384x32 (memory)", CONVCHECK + [
+        "model", pt2, onnx, "--input", x, "--format", "json"],
+        [PYTHON, str(HERE / "handwritten_model.py"), pt2, onnx, x, "plain"], max(1, runs // 2), check=walk_is_equal,
+        memory_target=1.0))
+    return rows
 
 
 # ----------------------------------------------------------------------------- the table

@@ -24,11 +24,13 @@ class NotTwoD(ValueError):
 
 class RunTensors:
     """The tensors one run returned, by name, each turned into NHWC once: a tensor that is one
-    layer's output and the next layer's input is one array, never two copies."""
+    layer's output and the next layer's input is one array, never two copies. An unblocked
+    copy is handed to `keep` (see `layers.keep_activations`) as it is made."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], block_size: int):
+    def __init__(self, arrays: dict[str, np.ndarray], block_size: int, keep=None):
         self.arrays = arrays
         self.block_size = block_size
+        self.keep = keep
         self._nhwc: dict[str, np.ndarray] = {}
 
     def raw(self, name: str) -> np.ndarray:
@@ -42,6 +44,8 @@ class RunTensors:
             array = self.arrays[name]
             if layout == "nchwc":
                 array = unblock_activation(array, channels or array.shape[1], self.block_size)
+                if self.keep is not None:
+                    array = self.keep(array)
                 del self.arrays[name]   # the blocked original is not needed again: one copy
             elif layout == "nchw":
                 array = array.transpose(0, 2, 3, 1)

@@ -10,7 +10,7 @@ import contextlib
 import io
 import logging
 import warnings
-from typing import Any, Hashable, Optional
+from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 
@@ -79,11 +79,14 @@ class CaptureStore:
     `put` converts a tensor the runner hands it for one plan's role; a tensor already
     converted for the same `key` (the runner's name for the value) and `version` (its
     in-place version counter, when it has one) is shared, not copied again: the output
-    of one layer is usually the input of the next.
+    of one layer is usually the input of the next. With `keep` (`convcheck.models.spill.Spill.keep`),
+    each activation is handed to it as soon as it is converted and the store holds what it
+    returns (a map of the tensor on disk): the run holds one layer's copy at a time.
     """
 
-    def __init__(self, plans: list[LayerPlan]):
+    def __init__(self, plans: list[LayerPlan], keep: Optional[Callable[[np.ndarray], np.ndarray]] = None):
         self.plans = plans
+        self.keep = keep
         self.arrays: list[dict] = [{} for _ in plans]
         self._cache: dict = {}
 
@@ -96,6 +99,8 @@ class CaptureStore:
                 self.arrays[index][role] = cached[1]
                 return
         array = activation_array(value) if activation else parameter_array(value)
+        if activation and self.keep is not None:
+            array = self.keep(array)
         if key is not None:
             self._cache[(key, activation)] = (getattr(value, "_version", None), array)
         self.arrays[index][role] = array

@@ -171,11 +171,12 @@ def graph_ops(module) -> tuple:
     return ops, outputs, static_shape
 
 
-def capture_graph_module(module, image) -> tuple:
+def capture_graph_module(module, image, keep=None) -> tuple:
     """Run an FX GraphModule once on `image` (a tensor), capturing every conv layer.
 
     Returns (layers, notes). Each tensor is captured as its op reads or writes it (the
-    interpreter frees every other intermediate as soon as it is used).
+    interpreter frees every other intermediate as soon as it is used); with `keep` (see
+    `CaptureStore`) it goes to disk right away, so the run holds one layer's copy at a time.
     """
     import torch
     import torch.fx
@@ -184,7 +185,7 @@ def capture_graph_module(module, image) -> tuple:
     plans, notes = plan_layers(ops, outputs, static_shape)
     if not plans:
         return [], notes
-    store = CaptureStore(plans)
+    store = CaptureStore(plans, keep)
     before, after = defaultdict(list), defaultdict(list)
     for index, plan in enumerate(plans):
         for read in plan.reads:

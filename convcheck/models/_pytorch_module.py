@@ -90,19 +90,19 @@ def example_input(model, python_module):
     return None
 
 
-def capture_module(model, image) -> tuple:
+def capture_module(model, image, keep=None) -> tuple:
     """Export `model` on `image` and capture its graph; fall back to forward hooks when
-    `torch.export` fails. Returns (layers, notes)."""
+    `torch.export` fails. Returns (layers, notes). `keep`: see `CaptureStore`."""
     import torch
     try:
         program = torch.export.export(model, (image,), strict=False)
     except Exception as exc:  # noqa: BLE001 - export fails in many ways on dynamic Python code
-        layers, notes = capture_hooks(model, image)
+        layers, notes = capture_hooks(model, image, keep)
         return layers, [f"torch.export failed ({reason(exc)}); the layers were "
                         "captured with forward hooks on the modules instead: convs called as functions "
                         "(F.conv2d) are not seen, and ops between modules (F.relu, F.pad, +) are neither "
                         "absorbed nor named in followed_by"] + notes
-    layers, notes = capture_graph_module(program.module(), image)
+    layers, notes = capture_graph_module(program.module(), image, keep)
     return layers, ["the module was exported with torch.export (strict=False) on this input"] + notes
 
 
@@ -208,15 +208,15 @@ def _record(model, image) -> tuple:
     return ops, [keys(t) for t in _tensors_in(result)], paths
 
 
-def capture_hooks(model, image) -> tuple:
+def capture_hooks(model, image, keep=None) -> tuple:
     """Capture conv layers with forward hooks: one run to see which module calls make up
     each layer, a second to capture their tensors (inputs before a module runs, outputs
-    right after). Returns (layers, notes)."""
+    right after). Returns (layers, notes). `keep`: see `CaptureStore`."""
     ops, outputs, paths = _record(model, image)
     plans, notes = plan_layers(ops, outputs, lambda v: tuple(v.shape) if hasattr(v, "shape") else None)
     if not plans:
         return [], notes
-    store = CaptureStore(plans)
+    store = CaptureStore(plans, keep)
     reads, lasts = {}, {}
     for index, plan in enumerate(plans):
         for read in plan.reads:

@@ -201,9 +201,10 @@ class _Returns:
         return torch._C._create_function_from_graph("convcheck_capture", self.graph)
 
 
-def capture_script(module, image, label: str) -> tuple:
+def capture_script(module, image, label: str, keep=None) -> tuple:
     """Freeze a TorchScript module, make its graph also return each conv layer's tensors,
-    run it once on `image` (a tensor). Returns (layers, notes)."""
+    run it once on `image` (a tensor). Returns (layers, notes). `keep`: see `CaptureStore`
+    (the graph returns every tensor at once, so they go to disk one by one after the run)."""
     import torch
     frozen = torch.jit.freeze(module.eval(), optimize_numerics=False)
     graph = frozen.graph.copy()
@@ -211,7 +212,7 @@ def capture_script(module, image, label: str) -> tuple:
     plans, notes = plan_layers(ops, outputs, static_shape)
     if not plans:
         return [], notes
-    store = CaptureStore(plans)
+    store = CaptureStore(plans, keep)
     returns = _Returns(graph)
     jobs = []   # (position among the returns, plan index, role, activation)
     for index, plan in enumerate(plans):

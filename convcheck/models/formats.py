@@ -1,8 +1,9 @@
 """Which loader reads a model: by its file name's suffix, or `package.module:attr` for PyTorch.
 
 Each format's loader (`onnx`, `pytorch`, `keras`, `tflite`) has the same small interface:
-`FORMAT`, `SUFFIXES`, `inspect(path) -> ModelInfo` and `capture(path, x, *, as_run=False) ->
-CapturedModel`. `loader_for` picks one from the name alone; `check_model_file` refuses a
+`FORMAT`, `SUFFIXES`, `inspect(path) -> ModelInfo` and `capture(path, x, *, as_run=False, keep=None)
+-> CapturedModel` (`keep` takes each captured tensor and the layer holds what it returns: the
+walk's maps on disk, `spill`). `loader_for` picks one from the name alone; `check_model_file` refuses a
 path its loader cannot read without importing any framework, so both models of a walk are
 checked before the first framework import (seconds) happens.
 """

@@ -27,7 +27,7 @@ import zipfile
 import numpy as np
 
 from ..errors import InputError, MissingDependency
-from .layers import CapturedModel, ModelInfo
+from .layers import CapturedModel, ModelInfo, keep_activations
 
 FORMAT = "keras"
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -54,7 +54,7 @@ def inspect(path: str) -> ModelInfo:
                      input_shape=_declared_shape(spec.shape), input_dtype=_dtype_name(spec.dtype))
 
 
-def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
+def capture(path: str, x: np.ndarray, *, as_run: bool = False, keep=None) -> CapturedModel:
     """Run the model once on `x` (in the model's own layout and dtype: ModelInfo.layout/input_dtype)
     and capture every 2-D convolution layer in execution order (see ConvLayer).
 
@@ -63,7 +63,8 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
     models are named 'submodel/layer', a shared layer's later calls 'layer@1', 'layer@2'.
     Raises `InputError` for a wrong `x` or a model without any 2-D convolution. Keras runs
     its graph as written, so `as_run` (for formats whose runtime rewrites the graph) changes
-    nothing here.
+    nothing here. `keep`: see `layers.keep_activations` (the probe model returns every tensor
+    at once, so they are handed over after its run).
     """
     from ._keras_graph import flatten
     from ._keras_layers import build_layers, plan_layers
@@ -98,7 +99,7 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
                      "the captured input is the tensor before the layer casts it")
     return CapturedModel(path=path, format=FORMAT, layout="nchw" if plans[0].nchw else "nhwc",
                          input_shape=tuple(int(n) for n in x.shape), input_dtype=_dtype_name(spec.dtype),
-                         layers=layers, notes=notes)
+                         layers=keep_activations(layers, keep), notes=notes)
 
 
 def _import_keras():

@@ -123,3 +123,24 @@ class ModelInfo:
     layout: str
     input_shape: Optional[tuple[int, ...]]
     input_dtype: str
+
+
+def keep_activations(layers: list[ConvLayer], keep) -> list[ConvLayer]:
+    """`layers` with each captured tensor (input, output, addend) replaced, in place, by what
+    `keep` returns for it (`convcheck.models.spill.Spill.keep`: a map of it on disk); a tensor
+    two layers share (one's output, the next one's input) is handed over once. With `keep`
+    None, `layers` as they are. For the loaders whose runtime returns all tensors at once."""
+    if keep is None:
+        return layers
+    kept: dict[int, np.ndarray] = {}
+    held = []   # the originals stay alive meanwhile, so that no id is reused
+    for layer in layers:
+        for role in ("input", "output", "addend"):
+            array = getattr(layer, role)
+            if array is None:
+                continue
+            if id(array) not in kept:
+                held.append(array)
+                kept[id(array)] = keep(array)
+            setattr(layer, role, kept[id(array)])
+    return layers

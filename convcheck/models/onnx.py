@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError, MissingDependency
 from ._onnx_graph import NCHWC, GraphIndex, LayerPlan, chain_from, plan_layers, unique_names
 from ._onnx_tensors import NotTwoD, RunTensors, build_layer
-from .layers import CapturedModel, ConvLayer, ModelInfo
+from .layers import CapturedModel, ConvLayer, ModelInfo, keep_activations
 
 FORMAT = "onnx"
 SUFFIXES = (".onnx",)
@@ -61,14 +61,15 @@ def inspect(path: str) -> ModelInfo:
     return ModelInfo(path=path, format=FORMAT, layout=layout, input_shape=shape, input_dtype=dtype)
 
 
-def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
+def capture(path: str, x: np.ndarray, *, as_run: bool = False, keep=None) -> CapturedModel:
     """Run the model once on `x` (in the model's own layout and dtype: ModelInfo.layout/input_dtype)
     and capture every 2-D convolution layer in execution order (see ConvLayer).
 
     `as_run=False` judges the graph as written; `as_run=True` captures the convolutions ONNX
     Runtime's CPU optimiser made of it (falling back, with a note, when it cannot). Tensors are
     the runtime's own, NHWC; a tensor that is one layer's output and the next one's input is
-    one array. Raises `InputError` for a bad file, an `x` of the wrong shape or dtype, a model
+    one array. `keep`: see `layers.keep_activations` (ONNX Runtime returns all of a run's tensors
+    at once, so they are handed over when the run ends). Raises `InputError` for a bad file, an `x` of the wrong shape or dtype, a model
     without any 2-D convolution, or a run ONNX Runtime refuses.
     """
     _check_file(path)
@@ -83,11 +84,11 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
     with tempfile.TemporaryDirectory(prefix="convcheck-onnx-") as scratch:
         layers = None
         if as_run:
-            layers = _capture_as_run(path, model, x, input_name, written, notes, scratch)
+            layers = _capture_as_run(path, model, x, input_name, written, notes, scratch, keep)
         if layers is None:
-            layers = _capture_as_written(path, model, x, input_name, written, notes, scratch)
+            layers = _capture_as_written(path, model, x, input_name, written, notes, scratch, keep)
     return CapturedModel(path=path, format=FORMAT, layout=layout, input_shape=tuple(x.shape),
-                         input_dtype=dtype, layers=layers, notes=notes)
+                         input_dtype=dtype, layers=keep_activations(layers, keep), notes=notes)
 
 
 def _check_file(path: str) -> None:
@@ -231,19 +232,85 @@ def _fetch_names(plans: list[LayerPlan], input_name: str) -> list[str]:
     return list(names)
 
 
-def _run(path: str, session, input_name: str, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """The named tensors of one run, plus the input itself."""
+def _run(path: str, model, make_session, input_name: str, x: np.ndarray, names: list[str],
+         keep=None) -> tuple[dict[str, np.ndarray], int]:
+    """The named tensors of `model` run on `x` (`make_session(model)` makes its session), plus
+    the input itself, and how many runs that took.
+
+    The tensors are made graph outputs, and ONNX Runtime keeps a buffer of its own for every
+    graph output of a run, asked for or not (a plain 16-conv net at 384x384 took 620 MiB
+    with all its tensors marked, 110 MiB marked a few at a time). So with `keep` (see
+    `layers.keep_activations`) they are marked in groups of at most `RUN_BYTES`
+    (`_fetch_groups`), a session and a run each, and each group is handed to `keep` before
+    the next: memory holds one group, not the model's tensors. The model's outputs are as
+    they were afterwards."""
     import onnxruntime as ort
     options = ort.RunOptions()
     options.log_severity_level = 4
+    outputs = len(model.graph.output)
+    arrays = {}
     try:
-        values = session.run(names, {input_name: x}, options)
-    except Exception as exc:
-        raise InputError(f"ONNX Runtime could not run '{path}' on an input of shape {tuple(x.shape)} "
-                         f"({_first_line(exc)}): check that the input suits the model") from exc
-    arrays = dict(zip(names, values))
+        _mark_outputs(model, names)
+        session = make_session(model)
+        groups = [names] if keep is None else _fetch_groups(session, names, x)
+        for group in groups:
+            if len(groups) > 1:
+                session = None
+                del model.graph.output[outputs:]
+                _mark_outputs(model, group)
+                session = make_session(model)
+            try:
+                values = session.run(group, {input_name: x}, options)
+            except Exception as exc:
+                raise InputError(f"ONNX Runtime could not run '{path}' on an input of shape {tuple(x.shape)} "
+                                 f"({_first_line(exc)}): check that the input suits the model") from exc
+            values.reverse()
+            for name in group:
+                value = values.pop()
+                arrays[name] = value if keep is None else keep(value)
+    finally:
+        del model.graph.output[outputs:]
     arrays[input_name] = x
-    return arrays
+    return arrays, len(groups)
+
+
+def _runs_text(runs: int) -> str:
+    """How the tensors were fetched, for the notes: '' for one run."""
+    if runs == 1:
+        return ""
+    return (f", in {runs} runs with a group of them marked each (ONNX Runtime keeps a buffer for every marked "
+            f"output; a group holds at most {RUN_BYTES >> 20} MiB)")
+
+
+# What one run may return at most when the tensors go to disk (`_run`): runs of the model are
+# traded for memory only beyond this (a ResNet-18's 20 convs at 224x224 take 14 MiB).
+RUN_BYTES = 64 << 20
+_ITEM_BYTES = {"tensor(float)": 4, "tensor(double)": 8, "tensor(float16)": 2, "tensor(bfloat16)": 2}
+
+
+def _fetch_groups(session, names: list[str], x: np.ndarray) -> list[list[str]]:
+    """`names` (in the graph's order) cut into consecutive groups of at most `RUN_BYTES` of
+    tensors each (a larger tensor alone), by the shapes ONNX Runtime inferred for its
+    outputs, a leading open dimension being the input's batch; one group when a size is
+    unknown (another open dimension, a dtype not listed)."""
+    known = {arg.name: (arg.shape, arg.type) for arg in session.get_outputs()}
+    sizes = []
+    for name in names:
+        shape, kind = known.get(name, (None, None))
+        if shape is None or kind not in _ITEM_BYTES:
+            return [names]
+        dims = [x.shape[0] if i == 0 and not isinstance(d, int) else d for i, d in enumerate(shape)]
+        if not all(isinstance(d, int) and d >= 0 for d in dims):
+            return [names]
+        sizes.append(_ITEM_BYTES[kind] * int(np.prod(dims, dtype=np.int64)))
+    groups, total = [[]], 0
+    for name, size in zip(names, sizes):
+        if groups[-1] and total + size > RUN_BYTES:
+            groups.append([])
+            total = 0
+        groups[-1].append(name)
+        total += size
+    return groups
 
 
 def _build(plans: list[LayerPlan], tensors: RunTensors, notes: list[str]) -> list[ConvLayer]:
@@ -256,22 +323,25 @@ def _build(plans: list[LayerPlan], tensors: RunTensors, notes: list[str]) -> lis
     return layers
 
 
-def _capture_as_written(path, model, x, input_name, plans, notes, scratch) -> list[ConvLayer]:
+def _capture_as_written(path, model, x, input_name, plans, notes, scratch, keep=None) -> list[ConvLayer]:
     """Every layer from one unoptimised run with the layers' tensors as graph outputs."""
     import onnxruntime as ort
     names = _fetch_names(plans, input_name)
-    _mark_outputs(model, names)
     half = any(plan.kernel is not None and plan.kernel.dtype == np.float16 for plan in plans)
     saved = os.path.join(scratch, "as-written.onnx") if half else ""
-    try:
-        session = _session(model, scratch, "ORT_DISABLE_ALL", saved)
-    except Exception as exc:
-        raise InputError(f"'{path}' is not a valid ONNX model for ONNX Runtime {ort.__version__} "
-                         f"({_first_line(exc)}): export it again with operators and an opset this "
-                         "ONNX Runtime supports, or update onnxruntime") from exc
-    tensors = RunTensors(_run(path, session, input_name, x, names), 0)
+
+    def make_session(marked):
+        try:
+            return _session(marked, scratch, "ORT_DISABLE_ALL", saved)
+        except Exception as exc:
+            raise InputError(f"'{path}' is not a valid ONNX model for ONNX Runtime {ort.__version__} "
+                             f"({_first_line(exc)}): export it again with operators and an opset this "
+                             "ONNX Runtime supports, or update onnxruntime") from exc
+
+    arrays, runs = _run(path, model, make_session, input_name, x, names, keep)
+    tensors = RunTensors(arrays, 0)
     notes.append(f"as written: ONNX Runtime {ort.__version__} (CPU) ran the graph with its optimisations off "
-                 f"and {len(names)} tensor{'s' if len(names) != 1 else ''} added as graph outputs")
+                 f"and {len(names)} tensor{'s' if len(names) != 1 else ''} added as graph outputs{_runs_text(runs)}")
     if half and _casts_around_convs(saved):
         notes.append("as written: this ONNX Runtime has no float16 Conv on this CPU: it computed the float16 "
                      "convolutions in float32 between Casts it inserted (inputs widened exactly, outputs "
@@ -289,7 +359,7 @@ def _casts_around_convs(saved: str) -> bool:
     return any(node.op_type == "Conv" and node.input[0].startswith(_CAST_PREFIX) for node in graph.node)
 
 
-def _capture_as_run(path, model, x, input_name, written, notes, scratch) -> Optional[list[ConvLayer]]:
+def _capture_as_run(path, model, x, input_name, written, notes, scratch, keep=None) -> Optional[list[ConvLayer]]:
     """Every convolution of the graph ONNX Runtime optimises for the CPU, or None (after a
     note) when that graph cannot be saved, read or run."""
     import onnx
@@ -307,15 +377,17 @@ def _capture_as_run(path, model, x, input_name, written, notes, scratch) -> Opti
         return None
     origins = _origins(plans, written, model.graph)
     names = _fetch_names(plans, input_name)
-    _mark_outputs(optimized, names)
     try:
-        tensors = RunTensors(_run(path, _session(optimized, scratch, "ORT_DISABLE_ALL"), input_name, x, names), block)
+        arrays, runs = _run(path, optimized, lambda marked: _session(marked, scratch, "ORT_DISABLE_ALL"),
+                            input_name, x, names, keep)
+        tensors = RunTensors(arrays, block, keep)
         layers = _build(plans, tensors, plan_notes)
     except Exception as exc:
         notes.append(fallback.format(f"ONNX Runtime could not run its own optimised graph ({_first_line(exc)})"))
         return None
     notes.append(f"as run: ONNX Runtime {ort.__version__} optimised the graph for the CPU (level ALL); "
-                 "that graph ran with its optimisations off and its convolutions' tensors as graph outputs")
+                 f"that graph ran with its optimisations off and its convolutions' tensors as graph outputs"
+                 f"{_runs_text(runs)}")
     if block:
         notes.append(f"as run: NCHWc tensors and filters (blocks of {block} channels) unblocked to NHWC and HWIO")
     notes.extend(note for note in plan_notes if note not in notes)

@@ -213,17 +213,17 @@ def _check_input(x, source: _Source, shape, dtype: str) -> str:
     return given
 
 
-def _run(source: _Source, model, image) -> tuple:
+def _run(source: _Source, model, image, keep=None) -> tuple:
     """(layers, notes) of one capture run, whichever the source."""
     from . import _pytorch_fx, _pytorch_module, _pytorch_script
     if source.kind == "exported":
-        return _pytorch_fx.capture_graph_module(model.module(), image)
+        return _pytorch_fx.capture_graph_module(model.module(), image, keep)
     if source.kind == "script":
-        return _pytorch_script.capture_script(model, image, source.label)
-    return _pytorch_module.capture_module(model, image)
+        return _pytorch_script.capture_script(model, image, source.label, keep)
+    return _pytorch_module.capture_module(model, image, keep)
 
 
-def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
+def capture(path: str, x: np.ndarray, *, as_run: bool = False, keep=None) -> CapturedModel:
     """Run the model once on `x` (in the model's own layout and dtype: ModelInfo.layout/input_dtype)
     and capture every 2-D convolution layer in execution order (see ConvLayer).
 
@@ -231,7 +231,9 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
     modules declare none, so a shape they cannot take fails when they run). Each layer's
     input and output are the tensors PyTorch computed, copied NHWC the moment they were
     computed or read; kernels are the conv's own weights, grouped HWIO. `as_run` changes
-    nothing: PyTorch on the CPU runs the graph as written (a note says so). Raises
+    nothing: PyTorch on the CPU runs the graph as written (a note says so). `keep`
+    (`convcheck.models.spill.Spill.keep`) takes each captured tensor the moment it is copied,
+    and the layer holds what it returns. Raises
     InputError (bad file, bad `x`, a run that fails, no 2-D convolution) or
     MissingDependency.
     """
@@ -245,7 +247,7 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
     image = from_numpy(np.array(x, copy=True))   # a copy: a model may write into its input in place
     try:
         with quiet_torch():
-            layers, notes = _run(source, model, image)
+            layers, notes = _run(source, model, image, keep)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the model or torch raised: one line, no traceback

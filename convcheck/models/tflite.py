@@ -18,7 +18,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..errors import InputError, MissingDependency
-from .layers import CapturedModel, ModelInfo
+from .layers import CapturedModel, ModelInfo, keep_activations
 from ._tflite_graph import Graph, Tensor, first_line, label, read_graph
 from ._tflite_layers import build_layer
 from ._tflite_plan import CONVS, plan_layers
@@ -41,15 +41,16 @@ def inspect(path: str) -> ModelInfo:
                      input_dtype=tensor.dtype)
 
 
-def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
+def capture(path: str, x: np.ndarray, *, as_run: bool = False, keep=None) -> CapturedModel:
     """Run the model once on `x` (in the model's own layout and dtype: ModelInfo.layout/input_dtype)
     and capture every 2-D convolution layer in execution order (see ConvLayer).
 
     `as_run=False` runs TFLite's built-in kernels (XNNPACK off); `as_run=True` the default
     XNNPACK delegate, falling back to the built-in kernels (with a note) where the delegate
     does not keep a tensor a layer needs. Quantized convs are skipped and listed in the notes.
-    Raises `InputError` for a bad file, an `x` of the wrong shape or dtype, a model LiteRT
-    cannot run or one without a float 2-D convolution.
+    `keep`: see `layers.keep_activations` (LiteRT keeps every tensor of the run, so they are
+    handed over after it). Raises `InputError` for a bad file, an `x` of the wrong shape or
+    dtype, a model LiteRT cannot run or one without a float 2-D convolution.
     """
     graph = read_graph(path)
     tensor = _model_input(graph)
@@ -80,7 +81,7 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False) -> CapturedModel:
             sources[source].append(plan.name)
     notes.extend(f"{source}: {', '.join(names)}" for source, names in sources.items())
     return CapturedModel(path=path, format=FORMAT, layout=LAYOUT, input_shape=tuple(x.shape),
-                         input_dtype=tensor.dtype, layers=layers, notes=notes)
+                         input_dtype=tensor.dtype, layers=keep_activations(layers, keep), notes=notes)
 
 
 def _model_input(graph: Graph) -> Tensor:

@@ -21,6 +21,7 @@ from .formats import check_model_file
 from .layers import CapturedModel, ConvLayer, ModelInfo
 from .matching import match_layers
 from .report import AllowSet, LayerResult, ModelReport, parse_model_allow
+from .spill import Spill, release
 
 SEED = 0
 
@@ -48,14 +49,25 @@ def walk(original, port=None, *, input=None, layout: Optional[str] = None, allow
     original_info = original_loader.inspect(str(original))
     port_info = port_loader.inspect(str(port)) if port_loader is not None else None
     x, input_info = model_input(original_info, given, source, layout)
-    say(f"running {original} ({original_info.format})")
-    captured_original = original_loader.capture(str(original), x, as_run=as_run)
-    captured_port = None
-    if port_loader is not None:
-        say(f"running {port} ({port_info.format})")
-        captured_port = port_loader.capture(str(port), port_input(x, original_info, port_info), as_run=as_run)
-    say("judging each layer")
-    return walk_captured(captured_original, captured_port, input_info=input_info, allow=rules, match=match)
+    # Each captured tensor goes to disk as it is captured (or when its run ends), and each pair's
+    # pages are given back once it is judged: memory follows the largest layer (see `spill`).
+    with Spill() as spill:
+        say(f"running {original} ({original_info.format})")
+        captured_original = _capture(original_loader, original, x, as_run, spill)
+        captured_port = None
+        if port_loader is not None:
+            say(f"running {port} ({port_info.format})")
+            captured_port = _capture(port_loader, port, port_input(x, original_info, port_info), as_run, spill)
+        say("judging each layer")
+        report = walk_captured(captured_original, captured_port, input_info=input_info, allow=rules, match=match)
+        if spill.note:
+            report.notes.setdefault("walk", []).append(spill.note)
+        return report
+
+
+def _capture(loader, path, x: np.ndarray, as_run: bool, spill: Spill) -> CapturedModel:
+    """One model captured, its tensors on disk (`spill`)."""
+    return loader.capture(str(path), x, as_run=as_run, keep=spill.keep)
 
 
 def _given_input(value):
@@ -180,6 +192,19 @@ def _port_summary(layer: ConvLayer) -> dict:
 
 
 def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) -> LayerResult:
+    try:
+        return _judged_pair(original, port, pair, port_format)
+    finally:
+        _release(original, port)
+
+
+def _release(*layers: ConvLayer) -> None:
+    """The judged layers' tensors out of memory where they are mapped from disk (`spill.release`)."""
+    for layer in layers:
+        release(layer.input, layer.output, layer.addend)
+
+
+def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) -> LayerResult:
     judgement = judging.judge_layer(original, port)
     weights = judging.judge_weights(original, port, port_format)
     notes = []
@@ -214,7 +239,10 @@ def _activation_name(op: str) -> str:
 
 
 def _judge_single(index: int, layer: ConvLayer) -> LayerResult:
-    judgement = judging.judge_layer(layer, layer)
+    try:
+        judgement = judging.judge_layer(layer, layer)
+    finally:
+        _release(layer)
     return LayerResult(index=index, original=layer_summary(layer), port=None, match=None, weights=None,
                        verdict=judgement.verdict, diagnosis=judgement.diagnosis, reason=judgement.reason)
 

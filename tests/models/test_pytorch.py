@@ -208,6 +208,41 @@ def test_float64_and_bfloat16_models_keep_their_dtype(tmp_path):
         assert_recomputed(layer, rtol=2e-2)
 
 
+@pytest.mark.parametrize("source", SOURCES)
+def test_tensors_kept_on_disk_are_the_tensors_captured(saved, source, monkeypatch):
+    """A walk's capture hands each tensor to its spill (convcheck.models.spill): the layers then
+    hold read-only maps of files, with every value, dtype and shared tensor as captured."""
+    from convcheck.models import spill
+    monkeypatch.setattr(spill, "MIN_BYTES", 0)   # these nets' tensors are small: keep them all
+    x = example("resnet")
+    with spill.Spill() as kept:
+        captured = loader.capture(reference_to(saved, "resnet", source), x, keep=kept.keep)
+        for layer in captured.layers:
+            assert isinstance(layer.input, np.memmap) and isinstance(layer.output, np.memmap)
+            assert not layer.output.flags.writeable
+        check_layers(captured, "resnet", nets.build("resnet"), x, source)
+        spill.release(*(layer.output for layer in captured.layers))   # the values stay readable
+        check_layers(captured, "resnet", nets.build("resnet"), x, source)
+
+
+def test_bfloat16_tensors_kept_on_disk_keep_their_dtype(tmp_path, monkeypatch):
+    from convcheck.models import spill
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes comes with numpy-using frameworks")
+    monkeypatch.setattr(spill, "MIN_BYTES", 0)
+    model = nets.build("resnet").to(torch.bfloat16)
+    x = example("resnet").astype(ml_dtypes.bfloat16)
+    image = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+    torch.export.save(torch.export.export(model, (image,), strict=False), str(tmp_path / "bf16.pt2"))
+    with spill.Spill() as kept:
+        captured = loader.capture(str(tmp_path / "bf16.pt2"), x, keep=kept.keep)
+        taps = model.taps(image)
+        for layer in captured.layers:
+            assert isinstance(layer.output, np.memmap) and layer.output.dtype == x.dtype
+            np.testing.assert_array_equal(
+                layer.output.view(np.int16),
+                taps[layer.name][1].permute(0, 2, 3, 1).contiguous().view(torch.int16).numpy())
+
+
 def test_a_module_that_cannot_be_exported_is_captured_with_hooks(tmp_path, monkeypatch):
     """Dynamic's forward branches on a tensor's value: export fails, hooks on the modules
     still find each conv with its BatchNorm and ReLU modules; the functional `+=` after
