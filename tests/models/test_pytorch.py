@@ -209,11 +209,11 @@ def test_float64_and_bfloat16_models_keep_their_dtype(tmp_path):
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_tensors_kept_on_disk_are_the_tensors_captured(saved, source, monkeypatch):
-    """A walk's capture hands each tensor to its spill (convcheck.models.spill): the layers then
-    hold read-only maps of files, with every value, dtype and shared tensor as captured."""
+def test_tensors_kept_on_disk_are_the_tensors_captured(saved, source):
+    """A walk's capture hands each tensor to its spill (convcheck.models.spill; every tensor here,
+    see conftest.py): the layers then hold read-only maps of files, with every value, dtype and
+    shared tensor as captured."""
     from convcheck.models import spill
-    monkeypatch.setattr(spill, "MIN_BYTES", 0)   # these nets' tensors are small: keep them all
     x = example("resnet")
     with spill.Spill() as kept:
         captured = loader.capture(reference_to(saved, "resnet", source), x, keep=kept.keep)
@@ -225,10 +225,9 @@ def test_tensors_kept_on_disk_are_the_tensors_captured(saved, source, monkeypatc
         check_layers(captured, "resnet", nets.build("resnet"), x, source)
 
 
-def test_bfloat16_tensors_kept_on_disk_keep_their_dtype(tmp_path, monkeypatch):
+def test_bfloat16_tensors_kept_on_disk_keep_their_dtype(tmp_path):
     from convcheck.models import spill
     ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes comes with numpy-using frameworks")
-    monkeypatch.setattr(spill, "MIN_BYTES", 0)
     model = nets.build("resnet").to(torch.bfloat16)
     x = example("resnet").astype(ml_dtypes.bfloat16)
     image = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
