@@ -67,8 +67,9 @@ class Spill:
 
     def keep(self, array):
         """`array` on disk, as a read-only memory map of the same shape, dtype and values; `array`
-        itself when it is small, not a plain numeric array, already a map, or the folder failed."""
-        if not isinstance(array, np.ndarray) or isinstance(array, np.memmap) or self.note \
+        itself when it is small or empty, not a plain numeric array, already a map, or the folder
+        failed."""
+        if not isinstance(array, np.ndarray) or isinstance(array, np.memmap) or self.note or array.size == 0 \
                 or array.nbytes < MIN_BYTES or array.dtype.hasobject or array.dtype.names is not None:
             return array
         # A dtype numpy's .npy header cannot name (ml_dtypes' bfloat16 reads back as raw 'V2')

@@ -47,7 +47,7 @@ def test_small_and_non_numeric_values_stay_as_they_are():
     with spill.Spill() as kept:
         small = np.zeros(spill.MIN_BYTES // 8 - 1)
         objects = np.empty(spill.MIN_BYTES, dtype=object)
-        for value in (None, small, objects, 3.0):
+        for value in (None, small, objects, 3.0, np.zeros((1, 0, 4, 4))):
             assert kept.keep(value) is value
         assert kept._folder is None   # nothing written, no folder made
 
