@@ -36,14 +36,7 @@ def example() -> np.ndarray:
     return np.random.default_rng(384).standard_normal(SHAPE).astype(np.float32)
 
 
-def main(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    model, x = plainnet(), torch.from_numpy(example())
-    np.save(folder / "input.npy", example())
-    torch.export.save(torch.export.export(model, (x,), strict=False), str(folder / "plain.pt2"))
-    torch.onnx.export(model, (x,), str(folder / "plain.onnx"), dynamo=False, input_names=["image"],
-                      output_names=["features"])
-
-
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from resnet18 import save
+    save(Path(sys.argv[1]), "plain", plainnet(), example())

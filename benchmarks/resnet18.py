@@ -90,16 +90,16 @@ def example() -> np.ndarray:
     return np.random.default_rng(224).standard_normal(SHAPE).astype(np.float32)
 
 
-def main(folder: Path) -> None:
+def save(folder: Path, name: str, model: nn.Module, x: np.ndarray) -> None:
+    """FOLDER/NAME.pt2 (torch.export.save), FOLDER/NAME.onnx and FOLDER/input.npy, both traced with `x`."""
     folder.mkdir(parents=True, exist_ok=True)
-    model = resnet18()
-    x = torch.from_numpy(example())
-    np.save(folder / "input.npy", example())
-    torch.export.save(torch.export.export(model, (x,), strict=False), str(folder / "resnet18.pt2"))
+    np.save(folder / "input.npy", x)
+    image = torch.from_numpy(x)
+    torch.export.save(torch.export.export(model, (image,), strict=False), str(folder / f"{name}.pt2"))
     # The TorchScript-based exporter, as most ONNX files in the wild were made (BatchNorm folded).
-    torch.onnx.export(model, (x,), str(folder / "resnet18.onnx"), dynamo=False, input_names=["image"],
-                      output_names=["logits"])
+    torch.onnx.export(model, (image,), str(folder / f"{name}.onnx"), dynamo=False, input_names=["image"],
+                      output_names=["output"])
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    save(Path(sys.argv[1]), "resnet18", resnet18(), example())
