@@ -195,12 +195,16 @@ def _check_x(path: str, x, dims: Optional[list], dtype: str, layout: str) -> Non
 
 def _model_source(model, scratch: str):
     """What an InferenceSession is built from: the serialised model, or a file beside its
-    external data when it is too large for one protobuf message."""
+    external data when it is too large for one protobuf message. Saving with external data
+    moves the weights out of `model`; they are read back, so that `model` serves again (the
+    next group's session, the as-written fallback)."""
     if model.ByteSize() < _PROTOBUF_LIMIT:
         return model.SerializeToString()
     import onnx
+    from onnx.external_data_helper import load_external_data_for_model
     target = os.path.join(scratch, f"model{len(os.listdir(scratch))}.onnx")
     onnx.save_model(model, target, save_as_external_data=True, location=os.path.basename(target) + ".data")
+    load_external_data_for_model(model, scratch)
     return target
 
 
@@ -279,20 +283,23 @@ def _runs_text(runs: int) -> str:
     if runs == 1:
         return ""
     return (f", in {runs} runs with a group of them marked each (ONNX Runtime keeps a buffer for every marked "
-            f"output; a group holds at most {RUN_BYTES >> 20} MiB)")
+            f"output; a group holds at most {RUN_BYTES / 2 ** 20:g} MiB or {RUN_TENSORS} of the largest tensors)")
 
 
 # What one run may return at most when the tensors go to disk (`_run`): runs of the model are
-# traded for memory only beyond this (a ResNet-18's 20 convs at 224x224 take 14 MiB).
+# traded for memory only beyond this (a ResNet-18's 20 convs at 224x224 take 14 MiB), or
+# beyond RUN_TENSORS of its largest tensors (each run is a whole run of the model: a run per
+# tensor made a 16-conv net at 640x640, 50 MiB a tensor, take 26 s to capture instead of 3).
 RUN_BYTES = 64 << 20
+RUN_TENSORS = 4
 _ITEM_BYTES = {"tensor(float)": 4, "tensor(double)": 8, "tensor(float16)": 2, "tensor(bfloat16)": 2}
 
 
 def _fetch_groups(session, names: list[str], x: np.ndarray) -> list[list[str]]:
     """`names` (in the graph's order) cut into consecutive groups of at most `RUN_BYTES` of
-    tensors each (a larger tensor alone), by the shapes ONNX Runtime inferred for its
-    outputs, a leading open dimension being the input's batch; one group when a size is
-    unknown (another open dimension, a dtype not listed)."""
+    tensors each, or `RUN_TENSORS` times the largest, whichever is more, by the shapes ONNX
+    Runtime inferred for its outputs, a leading open dimension being the input's batch; one
+    group when a size is unknown (another open dimension, a dtype not listed)."""
     known = {arg.name: (arg.shape, arg.type) for arg in session.get_outputs()}
     sizes = []
     for name in names:
@@ -303,9 +310,10 @@ def _fetch_groups(session, names: list[str], x: np.ndarray) -> list[list[str]]:
         if not all(isinstance(d, int) and d >= 0 for d in dims):
             return [names]
         sizes.append(_ITEM_BYTES[kind] * int(np.prod(dims, dtype=np.int64)))
+    budget = max(RUN_BYTES, RUN_TENSORS * max(sizes, default=0))
     groups, total = [[]], 0
     for name, size in zip(names, sizes):
-        if groups[-1] and total + size > RUN_BYTES:
+        if groups[-1] and total + size > budget:
             groups.append([])
             total = 0
         groups[-1].append(name)

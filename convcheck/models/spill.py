@@ -5,8 +5,8 @@ A model's conv tensors add up to many times its largest layer: a plain 16-conv n
 channels at 384x384 captures about 300 MiB per model (each tensor 18 MiB), and a walk holds
 two models. Each captured tensor is written to a temporary folder when the runner hands it
 over (`Spill.keep`) and the layer holds a read-only memory map of it instead; judging a pair
-touches only that pair's pages, and `release` hands them back to the kernel once the pair is
-judged (the maps stay readable: a later read comes from the page cache or the file).
+touches only that pair's pages, and `Spill.release` hands them back to the kernel once the
+pair is judged (the maps stay readable: a later read comes from the page cache or the file).
 
 Where this happens: the PyTorch runners (exported graph, module hooks) hand over each tensor
 the moment it is computed, so a capture holds one layer at a time besides the model's own
@@ -21,8 +21,13 @@ walk's peak RSS held 100-300 MiB of such free memory after a capture. `trim` han
 judged: the engine's next pair reuses what the last one freed, and a trim there cost 40 ms a
 pair (the pages faulted in again) for 25 MiB less at the peak of a 16-conv net.
 
-A folder that cannot be written (no space, read-only) is no error: the tensors stay in memory
-as before and the walk's notes say so.
+Each file is unlinked as soon as it is mapped (the map keeps its data; nothing is left behind
+when a walk is killed), and each map holds one file descriptor, so the soft limit on open
+files is raised to the hard one. The folder is the temporary folder (`TMPDIR`), or /var/tmp
+when that one is a tmpfs (RAM: spilling there moves the memory, it saves none) and /var/tmp
+is not; a tmpfs that is the only choice is used, with a note. A folder that cannot be
+written (no space, read-only, no descriptors left) is no error: the tensors from there on
+stay in memory and the walk's notes say why.
 """
 
 from __future__ import annotations
@@ -45,13 +50,17 @@ class Spill:
     """A temporary folder of captured tensors (a context manager: the folder goes on exit).
 
     `keep(array)` returns a read-only memory map of `array` written to the folder (an array
-    kept before is returned as it is); `note` says why tensors stayed in memory, if they did.
+    it cannot or need not keep is returned as it is); `release(*arrays)` gives back the
+    pages of the maps it made; `note` says what a reader should know (tensors kept in
+    memory, a folder in RAM).
     """
 
     def __init__(self, parent: Optional[str] = None):
         self._folder: Optional[tempfile.TemporaryDirectory] = None
         self._parent = parent
         self._count = 0
+        self._maps: set[int] = set()   # id() of the mmap objects this spill made
+        self._failed = False
         self.note = ""
 
     def __enter__(self) -> "Spill":
@@ -67,9 +76,9 @@ class Spill:
 
     def keep(self, array):
         """`array` on disk, as a read-only memory map of the same shape, dtype and values; `array`
-        itself when it is small or empty, not a plain numeric array, already a map, or the folder
-        failed."""
-        if not isinstance(array, np.ndarray) or isinstance(array, np.memmap) or self.note or array.size == 0 \
+        itself when it is small or empty, not a plain numeric array, already a map, or the
+        folder failed."""
+        if not isinstance(array, np.ndarray) or isinstance(array, np.memmap) or self._failed or array.size == 0 \
                 or array.nbytes < MIN_BYTES or array.dtype.hasobject or array.dtype.names is not None:
             return array
         # A dtype numpy's .npy header cannot name (ml_dtypes' bfloat16 reads back as raw 'V2')
@@ -78,8 +87,7 @@ class Spill:
         stored = array if dtype.isbuiltin == 1 else array.view(f"u{dtype.itemsize}")
         try:
             if self._folder is None:
-                self._folder = tempfile.TemporaryDirectory(prefix="convcheck-walk-", dir=self._parent,
-                                                           ignore_cleanup_errors=True)
+                self._open()
             path = os.path.join(self._folder.name, f"{self._count}.npy")
             self._count += 1
             if stored.flags.c_contiguous:
@@ -90,12 +98,106 @@ class Spill:
                 del target
             kept = np.load(path, mmap_mode="r", allow_pickle=False)
         except OSError as exc:
-            self.note = (f"captured tensors kept in memory: the temporary folder could not take them "
-                         f"({exc.strerror or exc}); set TMPDIR to a folder with space to keep a walk's memory "
-                         "to its largest layer")
+            self._failed = True
+            self._add_note(f"captured tensors kept in memory from then on: the temporary folder could not take "
+                           f"one ({exc.strerror or exc}); {_advice(exc)}")
             return array
+        try:
+            os.unlink(path)   # the map keeps the data; a killed walk leaves no file behind
+        except OSError:   # a system that cannot unlink an open file: the folder's cleanup removes it
+            pass
+        self._maps.add(id(kept._mmap))
         trim()   # what the runtime freed since the last tensor goes back to the system
         return kept if kept.dtype == dtype else kept.view(dtype)
+
+    def release(self, *arrays) -> None:
+        """Hand the resident pages of `arrays` that are this spill's maps back to the kernel
+        (MADV_DONTNEED): the memory a judged layer's tensors took leaves the process; the maps
+        stay valid and read their values again (from the page cache, or the unlinked file).
+        Anything else (None, an array in memory, a map the caller made — whose own changes
+        to a private map would be lost —, a system without madvise) is left as it is."""
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if advice is None:
+            return
+        for array in arrays:
+            handle = getattr(array, "_mmap", None)
+            if isinstance(handle, mmap.mmap) and id(handle) in self._maps and hasattr(handle, "madvise"):
+                try:
+                    handle.madvise(advice)
+                except (OSError, ValueError):   # a closed map, an unsupported advice: nothing to give back
+                    pass
+
+    def _open(self) -> None:
+        """The folder, on the first tensor kept (see the module docstring for which one)."""
+        _raise_file_limit()
+        parent, in_memory = self._parent, False
+        if parent is None:
+            parent, in_memory = _disk_folder()
+        self._folder = tempfile.TemporaryDirectory(prefix="convcheck-walk-", dir=parent, ignore_cleanup_errors=True)
+        if in_memory:
+            self._add_note(f"captured tensors kept in '{parent}', a tmpfs: they take RAM there instead of in this "
+                           "process; set TMPDIR to a folder on disk to keep a walk's memory to its largest layer")
+
+    def _add_note(self, note: str) -> None:
+        self.note = f"{self.note}; {note}" if self.note else note
+
+
+def _advice(exc: OSError) -> str:
+    """What to do when the folder could not take a tensor."""
+    import errno
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return "each tensor kept on disk holds a file open: raise the open-file limit (ulimit -n)"
+    return "set TMPDIR to a folder with space to keep a walk's memory to its largest layer"
+
+
+def _raise_file_limit() -> None:
+    """The soft limit on open files raised to the hard one (each map holds a descriptor)."""
+    try:
+        import resource
+    except ImportError:   # not a POSIX system
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):   # a limit the system refuses: the note on failure says what to do
+        pass
+
+
+_RAM_FILESYSTEMS = ("tmpfs", "ramfs")
+
+
+def _filesystem(path: str) -> str:
+    """The type of the filesystem `path` is on, from /proc/mounts ('' where unknown)."""
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        return ""
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for entry in entries:
+        if len(entry) < 3:
+            continue
+        point = entry[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, entry[2]
+    return kind
+
+
+def _disk_folder() -> tuple[str, bool]:
+    """(the folder to spill under, whether it is in RAM): the temporary folder, or /var/tmp
+    when the temporary folder is a tmpfs and /var/tmp is writable and not (TMPDIR, when set,
+    is the user's choice and kept)."""
+    folder = tempfile.gettempdir()
+    if _filesystem(folder) not in _RAM_FILESYSTEMS:
+        return folder, False
+    if "TMPDIR" not in os.environ and os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK) \
+            and _filesystem("/var/tmp") not in _RAM_FILESYSTEMS:
+        return "/var/tmp", False
+    return folder, True
 
 
 def _malloc_trim():
@@ -119,21 +221,4 @@ def trim() -> None:
         _TRIM(0)
 
 
-def release(*arrays) -> None:
-    """Hand the resident pages of memory-mapped `arrays` back to the kernel (MADV_DONTNEED): the
-    memory a judged layer's tensors took leaves the process; the maps stay valid and read their
-    values again from the page cache or the file. Anything else (None, an array in memory, a
-    system without madvise) is left as it is."""
-    advice = getattr(mmap, "MADV_DONTNEED", None)
-    if advice is None:
-        return
-    for array in arrays:
-        handle = getattr(array, "_mmap", None)
-        if isinstance(handle, mmap.mmap) and hasattr(handle, "madvise"):
-            try:
-                handle.madvise(advice)
-            except (OSError, ValueError):   # a closed map, an unsupported advice: nothing to give back
-                pass
-
-
-__all__ = ["MIN_BYTES", "Spill", "release", "trim"]
+__all__ = ["MIN_BYTES", "Spill", "trim"]

@@ -21,7 +21,7 @@ from .formats import check_model_file
 from .layers import CapturedModel, ConvLayer, ModelInfo
 from .matching import match_layers
 from .report import AllowSet, LayerResult, ModelReport, parse_model_allow
-from .spill import Spill, release
+from .spill import Spill
 
 SEED = 0
 
@@ -59,7 +59,8 @@ def walk(original, port=None, *, input=None, layout: Optional[str] = None, allow
             say(f"running {port} ({port_info.format})")
             captured_port = _capture(port_loader, port, port_input(x, original_info, port_info), as_run, spill)
         say("judging each layer")
-        report = walk_captured(captured_original, captured_port, input_info=input_info, allow=rules, match=match)
+        report = walk_captured(captured_original, captured_port, input_info=input_info, allow=rules, match=match,
+                               release=spill.release)
         if spill.note:
             report.notes.setdefault("walk", []).append(spill.note)
         return report
@@ -140,8 +141,10 @@ def port_input(x: np.ndarray, original: ModelInfo, port: ModelInfo) -> np.ndarra
 
 
 def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, input_info: dict,
-                  allow=AllowSet(), match: Sequence[tuple[str, str]] = ()) -> ModelReport:
-    """Match and judge two captured models (or one, with `port` None) and report.
+                  allow=AllowSet(), match: Sequence[tuple[str, str]] = (),
+                  release: Optional[Callable] = None) -> ModelReport:
+    """Match and judge two captured models (or one, with `port` None) and report. `release`
+    (`Spill.release`) gets each pair's tensors once the pair is judged.
 
     Raises `InputError` when two models with conv layers have no layer in common (and no
     `match` pairs were given) or a `match` name is not a layer."""
@@ -149,7 +152,7 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
     models = {"original": _model_entry(original), "port": _model_entry(port) if port is not None else None}
     notes = {"original": list(original.notes)}
     if port is None:
-        layers = tuple(_judge_single(i, layer) for i, layer in enumerate(original.layers))
+        layers = tuple(_judge_single(i, layer, release) for i, layer in enumerate(original.layers))
         return ModelReport(models, input_info, layers, allow=rules, notes=notes)
     notes["port"] = list(port.notes)
     matching = match_layers(original.layers, port.layers, match)
@@ -158,7 +161,7 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
                          f"none of the port's {len(port.layers)} kernels relates to any of the original's "
                          f"{len(original.layers)} (shapes, weights); check that PORT is a port of ORIGINAL, or pair "
                          "layers by name with --match ORIGINAL_NAME=PORT_NAME")
-    layers = tuple(_judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format)
+    layers = tuple(_judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format, release)
                    for pair in matching.pairs)
     return ModelReport(models, input_info, layers, _names(original.layers, matching.unmatched_original),
                        _names(port.layers, matching.unmatched_port), rules, notes)
@@ -191,17 +194,19 @@ def _port_summary(layer: ConvLayer) -> dict:
             "batchnorm": layer.batchnorm is not None, "activation": layer.activation}
 
 
-def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) -> LayerResult:
+def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str, release) -> LayerResult:
     try:
         return _judged_pair(original, port, pair, port_format)
     finally:
-        _release(original, port)
+        _release(release, original, port)
 
 
-def _release(*layers: ConvLayer) -> None:
-    """The judged layers' tensors out of memory where they are mapped from disk (`spill.release`)."""
-    for layer in layers:
-        release(layer.input, layer.output, layer.addend)
+def _release(release, *layers: ConvLayer) -> None:
+    """The judged layers' tensors handed to `release` (`Spill.release`: out of memory where they
+    are mapped from disk), when there is one."""
+    if release is not None:
+        for layer in layers:
+            release(layer.input, layer.output, layer.addend)
 
 
 def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) -> LayerResult:
@@ -238,11 +243,11 @@ def _activation_name(op: str) -> str:
     return word if any(name in word for name in _ACTIVATION_WORDS) else ""
 
 
-def _judge_single(index: int, layer: ConvLayer) -> LayerResult:
+def _judge_single(index: int, layer: ConvLayer, release) -> LayerResult:
     try:
         judgement = judging.judge_layer(layer, layer)
     finally:
-        _release(layer)
+        _release(release, layer)
     return LayerResult(index=index, original=layer_summary(layer), port=None, match=None, weights=None,
                        verdict=judgement.verdict, diagnosis=judgement.diagnosis, reason=judgement.reason)
 

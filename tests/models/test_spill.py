@@ -56,7 +56,7 @@ def test_the_folder_goes_when_the_spill_closes():
     with spill.Spill() as kept:
         mapped = kept.keep(np.ones(spill.MIN_BYTES))
         folder = os.path.dirname(mapped.filename)
-        assert os.path.isfile(mapped.filename)
+        assert os.path.isdir(folder) and os.path.basename(folder).startswith("convcheck-walk-")
     assert not os.path.exists(folder)
     assert float(mapped.sum()) == spill.MIN_BYTES   # a map outlives its unlinked file
 
@@ -67,32 +67,70 @@ def test_a_folder_that_cannot_be_written_keeps_the_tensors_in_memory(tmp_path):
         assert kept.keep(array) is array
         assert "kept in memory" in kept.note and "TMPDIR" in kept.note
         assert kept.keep(array + 1) is not None and not isinstance(kept.keep(array), np.memmap)
+        assert kept.note.count("kept in memory") == 1
 
 
-def _resident_kib(path: str) -> int:
-    """The resident KiB of this process's maps of `path` (/proc/self/smaps)."""
-    total, inside = 0, False
+def test_a_tmpfs_is_left_for_a_folder_on_disk(monkeypatch):
+    """Spilling into RAM saves no memory: /var/tmp when the temporary folder is a tmpfs and TMPDIR is
+    not set; a tmpfs that is the only choice is used, with a note."""
+    kinds = {}
+    monkeypatch.setattr(spill, "_filesystem", lambda path: kinds.get(path, "ext4"))
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(spill.tempfile, "gettempdir", lambda: "/tmp")
+    monkeypatch.setattr(spill.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(spill.os.path, "isdir", lambda path: True)
+    assert spill._disk_folder() == ("/tmp", False)
+    kinds["/tmp"] = "tmpfs"
+    assert spill._disk_folder() == ("/var/tmp", False)
+    kinds["/var/tmp"] = "tmpfs"
+    assert spill._disk_folder() == ("/tmp", True)
+    monkeypatch.setenv("TMPDIR", "/tmp")
+    kinds["/var/tmp"] = "ext4"
+    assert spill._disk_folder() == ("/tmp", True)   # the user's own choice
+
+
+def test_the_filesystem_of_a_path_is_its_deepest_mount():
+    kind = spill._filesystem(os.getcwd())
+    if not os.path.exists("/proc/mounts"):
+        assert kind == ""
+    else:
+        assert kind and spill._filesystem("/proc") == "proc"
+
+
+def _resident_kib(array: np.ndarray) -> int:
+    """The resident KiB of this process's map that holds `array` (/proc/self/smaps, by address)."""
+    address = array.__array_interface__["data"][0]
+    inside = False
     with open("/proc/self/smaps") as smaps:
         for line in smaps:
             fields = line.split()
             if fields and "-" in fields[0] and len(fields) >= 5:   # a map's header line
-                inside = line.rstrip("\n").endswith(path)
+                low, high = (int(bound, 16) for bound in fields[0].split("-"))
+                inside = low <= address < high
             elif inside and fields and fields[0] == "Rss:":
-                total += int(fields[1])
-    return total
+                return int(fields[1])
+    raise AssertionError("no map holds the array")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps") or not hasattr(__import__("mmap"), "MADV_DONTNEED"),
                     reason="resident pages per map are read from Linux's /proc/self/smaps")
-def test_release_gives_a_judged_tensors_pages_back_and_keeps_its_values():
+def test_release_gives_a_judged_tensors_pages_back_and_keeps_its_values(tmp_path):
     array = RNG.standard_normal((1, 64, 64, 32))   # 1 MiB
     with spill.Spill() as kept:
         mapped = kept.keep(array)
+        assert not os.path.exists(mapped.filename)   # unlinked once mapped: a killed walk leaves nothing
         assert float(np.sum(mapped)) == float(np.sum(array))   # every page read
-        assert _resident_kib(mapped.filename) >= array.nbytes // 1024
-        spill.release(mapped, None, array)
-        assert _resident_kib(mapped.filename) == 0
+        assert _resident_kib(mapped) >= array.nbytes // 1024
+        kept.release(mapped, None, array)
+        assert _resident_kib(mapped) == 0
         np.testing.assert_array_equal(mapped, array)
+        # A map the caller made is not the spill's: its pages (and a private map's own changes) stay.
+        np.save(tmp_path / "own.npy", array)
+        own = np.load(tmp_path / "own.npy", mmap_mode="c")
+        own[0, 0, 0, 0] = 7.0
+        assert kept.keep(own) is own
+        kept.release(own)
+        assert own[0, 0, 0, 0] == 7.0 and _resident_kib(own) > 0
 
 
 def _layer(name: str, x: np.ndarray, y: np.ndarray) -> ConvLayer:
@@ -150,7 +188,8 @@ def test_tensors_fetched_a_group_a_run_walk_as_one_run(chain, monkeypatch, as_ru
     extra = ("--as-run",) if as_run else ()
     whole = _walk_json(path, x_path, *extra)
     from convcheck.models import onnx as loader
-    monkeypatch.setattr(loader, "RUN_BYTES", 100 << 10)   # one or two tensors a run
+    monkeypatch.setattr(loader, "RUN_BYTES", 100 << 10)   # one tensor a run
+    monkeypatch.setattr(loader, "RUN_TENSORS", 1)
     grouped = _walk_json(path, x_path, *extra)
     note = " ".join(grouped["notes"]["original"])
     assert "runs with a group of them marked each" in note and "runs with a group" not in " ".join(
@@ -161,11 +200,26 @@ def test_tensors_fetched_a_group_a_run_walk_as_one_run(chain, monkeypatch, as_ru
 
 
 @pytest.mark.onnx
+def test_a_model_saved_with_external_data_serves_every_group(chain, monkeypatch):
+    """A model too large for one protobuf message is saved beside its weights for each session;
+    saving moves the weights out of the model, which must serve the next group's session too."""
+    path, x_path, _ = chain
+    from convcheck.models import onnx as loader
+    monkeypatch.setattr(loader, "_PROTOBUF_LIMIT", 1)   # every model "too large"
+    monkeypatch.setattr(loader, "RUN_BYTES", 100 << 10)
+    monkeypatch.setattr(loader, "RUN_TENSORS", 1)
+    for extra in ((), ("--as-run",)):
+        report = _walk_json(path, x_path, *extra)
+        assert [layer["verdict"] for layer in report["layers"]] == ["equal"] * 4
+
+
+@pytest.mark.onnx
 def test_onnx_tensors_kept_are_the_tensors_of_one_run(chain, monkeypatch):
     path, _, x = chain
     from convcheck.models import onnx as loader
     plain = loader.capture(path, x)
     monkeypatch.setattr(loader, "RUN_BYTES", 100 << 10)
+    monkeypatch.setattr(loader, "RUN_TENSORS", 1)
     with spill.Spill() as kept:
         grouped = loader.capture(path, x, keep=kept.keep)
         assert [layer.name for layer in grouped.layers] == [layer.name for layer in plain.layers]
@@ -180,8 +234,9 @@ def test_onnx_tensors_kept_are_the_tensors_of_one_run(chain, monkeypatch):
     assert len(load(path).graph.output) == 1   # the model file is as it was
 
 
-def test_fetch_groups_cut_by_size_and_give_up_on_an_unknown_one():
+def test_fetch_groups_cut_by_size_and_give_up_on_an_unknown_one(monkeypatch):
     from convcheck.models import onnx as loader
+    monkeypatch.setattr(loader, "RUN_TENSORS", 1)
 
     class Arg:
         def __init__(self, name, shape, kind="tensor(float)"):
@@ -200,6 +255,10 @@ def test_fetch_groups_cut_by_size_and_give_up_on_an_unknown_one():
     # 'a' is batch 2 (its open first dimension is the input's): a full group alone.
     assert loader._fetch_groups(Session(args), ["a", "b", "c", "d"], x) == [["a"], ["b"], ["c"], ["d"]]
     assert loader._fetch_groups(Session(args), ["b", "d"], x) == [["b", "d"]]
+    # Tensors larger than RUN_BYTES: RUN_TENSORS of the largest a run, not one run each.
+    monkeypatch.setattr(loader, "RUN_TENSORS", 2)
+    big = [Arg(name, [1, size]) for name in "pqrst"]
+    assert loader._fetch_groups(Session(big), list("pqrst"), x) == [["p", "q"], ["r", "s"], ["t"]]
     args.append(Arg("e", [1, "h", 4]))
     assert loader._fetch_groups(Session(args), ["a", "e"], x) == [["a", "e"]]
     args.append(Arg("f", [1, 4], "tensor(int64)"))
