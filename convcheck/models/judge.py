@@ -84,15 +84,22 @@ def unit_roundoff(dtype: str) -> float:
 
 
 def padding_argument(layer: ConvLayer, height: int, width: int):
-    """The layer's padding for `explain`: 'valid', 'same' or 'full' when its amounts are exactly
-    that convention's at this input size (CONTRACT section 1: the same windows, named as the
-    contract names them), else the explicit amounts ((top, bottom), (left, right))."""
+    """The layer's padding for `explain`: 'valid' or 'same' when the layer declares that rule
+    (Keras, TFLite, ONNX auto_pad, PyTorch padding='same') and its amounts are the rule's at
+    this input size (CONTRACT section 1), else the explicit amounts ((top, bottom), (left,
+    right)).
+
+    A rule and its amounts are the same windows at the declared stride and dilation, but not
+    at another: a candidate that changes the stride re-reads 'same' at the new stride (other
+    amounts), while PyTorch's padding=1 stays 1. Naming explicit amounts after the rule they
+    happen to match made a port that changed only the stride (its pads kept) 'stride 2 +
+    offset [-1, -1]', and one that changed the dilation and the pads with it 'dilation' alone."""
     (top, bottom), (left, right) = layer.pads
     amounts = (int(top), int(bottom), int(left), int(right))
     kh, kw = layer.kernel.shape[:2]
-    for name in ("valid", "same", "full"):
-        if padding_amounts(name, height, width, kh, kw, tuple(layer.stride), tuple(layer.dilation)) == amounts:
-            return name
+    if layer.padding in ("valid", "same") and padding_amounts(
+            layer.padding, height, width, kh, kw, tuple(layer.stride), tuple(layer.dilation)) == amounts:
+        return layer.padding
     return ((amounts[0], amounts[1]), (amounts[2], amounts[3]))
 
 

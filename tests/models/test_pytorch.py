@@ -221,7 +221,7 @@ def test_tensors_kept_on_disk_are_the_tensors_captured(saved, source):
             assert isinstance(layer.input, np.memmap) and isinstance(layer.output, np.memmap)
             assert not layer.output.flags.writeable
         check_layers(captured, "resnet", nets.build("resnet"), x, source)
-        spill.release(*(layer.output for layer in captured.layers))   # the values stay readable
+        kept.release(*(layer.output for layer in captured.layers))   # the values stay readable
         check_layers(captured, "resnet", nets.build("resnet"), x, source)
 
 

@@ -234,15 +234,50 @@ def test_drift():
     assert drift(np.array([np.nan, 0.0, 0.0]), zeros) == {"max_abs_diff": None, "max_rel_diff": 0.0}
 
 
-def test_padding_argument_names_the_contract_conventions():
-    layer = synthetic().layers[0]
-    assert padding_argument(layer, 10, 10) == "same"
-    stride2 = ConvLayer(**{**layer.__dict__, "stride": (2, 2)})
-    assert padding_argument(stride2, 10, 10) == ((1, 1), (1, 1))          # PyTorch padding=1 at stride 2
+def dilated_correlate(x: np.ndarray, kernel: np.ndarray, pads, stride, dilation) -> np.ndarray:
+    """`correlate` with a dilated kernel (zeros between the taps)."""
+    kh, kw = kernel.shape[:2]
+    wide = np.zeros(((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1) + kernel.shape[2:], np.float64)
+    wide[::dilation[0], ::dilation[1]] = kernel
+    return correlate(x, wide, pads, stride)
+
+
+@pytest.mark.parametrize("stride, dilation, named", [((2, 2), (1, 1), {"stride": (2, 2)}),
+                                                     ((1, 1), (2, 2), {"dilation": (2, 2)})])
+def test_a_port_that_keeps_the_explicit_pads_changes_only_its_stride_or_dilation(stride, dilation, named):
+    """PyTorch's padding=1 (3x3, stride 1) is the 'same' windows at stride 1 only: a port that
+    runs the same pads at stride 2 (or dilation 2) changed its stride (dilation), not its
+    padding (helper-16's hunt: it was 'stride 2 + offset [-1, -1]', the offset from 'same'
+    re-read at stride 2)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 12, 12, 3)).astype(np.float32)
+    kernel = rng.normal(0, 0.5, (3, 3, 3, 4)).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    original = conv_layer("c0", x, kernel, pads)
+    port = ConvLayer(**{**original.__dict__, "name": "c0_port", "stride": stride, "dilation": dilation,
+                        "output": dilated_correlate(x, kernel, pads, stride, dilation).astype(np.float32)})
+    model = CapturedModel(path="net", format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                          layers=[original])
+    ported = CapturedModel(path="port", format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                           layers=[port])
+    layer = walk_captured(model, ported, input_info=INPUT_INFO).layers[0]
+    assert layer.verdict == "explained"
+    assert {cause.field: cause.value for cause in layer.diagnosis.causes} == named
+
+
+def test_padding_argument_names_a_declared_rule_and_keeps_explicit_amounts():
+    explicit = synthetic().layers[0]                                      # pads (1, 1): PyTorch padding=1
+    assert padding_argument(explicit, 10, 10) == ((1, 1), (1, 1))          # 'same' windows, but amounts
+    same = ConvLayer(**{**explicit.__dict__, "padding": "same"})
+    assert padding_argument(same, 10, 10) == "same"
+    stride2 = ConvLayer(**{**same.__dict__, "stride": (2, 2)})
+    assert padding_argument(stride2, 10, 10) == ((1, 1), (1, 1))          # not what 'same' gives at stride 2
     assert padding_argument(ConvLayer(**{**stride2.__dict__, "pads": ((0, 1), (0, 1))}), 10, 10) == "same"
-    assert padding_argument(ConvLayer(**{**layer.__dict__, "pads": ((0, 0), (0, 0))}), 10, 10) == "valid"
-    assert padding_argument(ConvLayer(**{**layer.__dict__, "pads": ((2, 2), (2, 2))}), 10, 10) == "full"
-    assert padding_argument(ConvLayer(**{**layer.__dict__, "pads": ((2, 0), (1, 1))}), 10, 10) == ((2, 0), (1, 1))
+    valid = ConvLayer(**{**explicit.__dict__, "pads": ((0, 0), (0, 0)), "padding": "valid"})
+    assert padding_argument(valid, 10, 10) == "valid"
+    assert padding_argument(ConvLayer(**{**explicit.__dict__, "pads": ((0, 0), (0, 0))}), 10, 10) == ((0, 0), (0, 0))
+    assert padding_argument(ConvLayer(**{**explicit.__dict__, "pads": ((2, 2), (2, 2))}), 10, 10) == ((2, 2), (2, 2))
+    assert padding_argument(ConvLayer(**{**explicit.__dict__, "pads": ((2, 0), (1, 1))}), 10, 10) == ((2, 0), (1, 1))
 
 
 def batchnormed(layer: ConvLayer, bias=None, dtype: str = "float32") -> ConvLayer:
