@@ -189,7 +189,7 @@ def judge_layer(original: ConvLayer, port: ConvLayer) -> Judgement:
     port layer's own input (module docstring). The same layer on both sides judges a runtime
     against its own graph. A layer the engine refuses (`InputError`) is 'not_judged' with the
     engine's reason, never a crash."""
-    reason = cannot_judge(original, port)
+    reason = cannot_judge(original, port) or fused_elsewhere(original, port)
     if reason:
         return Judgement("not_judged", reason=reason)
     from ..engine import explain
@@ -209,6 +209,84 @@ def judge_layer(original: ConvLayer, port: ConvLayer) -> Judgement:
     except InputError as exc:
         return Judgement("not_judged", reason=f"the engine refused this layer: {' '.join(str(exc).split())}")
     return Judgement(diagnosis.verdict.value, diagnosis)
+
+
+# Activations a port may apply after a conv where the original applies another (each framework
+# spells them its own way: 'LeakyRelu', 'LeakyReLU(negative_slope=0.1)', 'leaky_relu').
+_ACTIVATION_WORDS = ("relu", "sigmoid", "silu", "swish", "tanh", "gelu", "elu", "softplus", "hardswish",
+                     "hardsigmoid", "mish", "softsign", "clip", "clamp")
+
+
+def activation_name(op: str) -> str:
+    """An op that follows a layer, as a comparable activation name ('leakyrelu'), '' for anything else."""
+    word = "".join(ch for ch in op.split("(")[0].lower() if ch.isalnum())
+    return word if any(name in word for name in _ACTIVATION_WORDS) else ""
+
+
+def _lacks(layer: ConvLayer) -> set[str]:
+    """The epilogue fields (CONTRACT section 2: what follows the sums) a layer's own op does
+    not compute: 'bias' without a bias or an absorbed BatchNorm, 'scale' without an absorbed
+    BatchNorm, 'activation' with none absorbed."""
+    lacking = set()
+    if layer.bias is None and layer.batchnorm is None:
+        lacking.add("bias")
+    if layer.batchnorm is None:
+        lacking.add("scale")
+    if layer.activation == "linear":
+        lacking.add("activation")
+    return lacking
+
+
+_EPILOGUE_WORDS = {"bias": "bias", "scale": "per-channel scale (a BatchNorm)", "activation": "activation"}
+
+
+def epilogue_elsewhere(original: ConvLayer, port: ConvLayer, judgement: Judgement,
+                       feeds_a_conv: tuple[bool, bool] = (False, False)) -> str:
+    """Why an `explained` pair cannot be taken as a defect ('' when it can): its causes include an
+    epilogue field (bias, scale, activation) that one side's layer does not compute at all while
+    the other's does, and the side without it applies another op right after its output (not
+    taken into the layer), which may compute exactly that: a bias added by a separate `Add`, a
+    BatchNorm written out as `Mul` and `Add`, a ReLU after an op in between, a LeakyReLU as
+    its own op. The conv alone then differs from the other side's layer in those fields
+    whether the model is right or wrong (a port adding the original's bias in a separate op and
+    one adding 1.5 times it were reported alike: 'bias left out'), so the cause would be a guess.
+    A side whose output a conv of its model reads as it is (`feeds_a_conv`: (original, port);
+    through a pad absorbed into that conv, say) leaves nothing to supply them, nor does a
+    follower that is itself a conv."""
+    if judgement.verdict != "explained" or judgement.diagnosis is None:
+        return ""
+    fields = {cause.field for cause in judgement.diagnosis.causes} & set(_EPILOGUE_WORDS)
+    for side, layer, other, direct in (("port", port, original, feeds_a_conv[1]),
+                                       ("original", original, port, feeds_a_conv[0])):
+        follower = layer.followed_by
+        missing = fields & _lacks(layer) - _lacks(other)
+        if activation_name(follower):
+            # An activation op of its own, not the other side's (else it would have been taken
+            # into the layer): the missing activation is a real difference (a LeakyReLU where
+            # the original has a ReLU), and nothing besides it can follow the conv here.
+            missing = set()
+        if not missing or not follower or direct or "conv" in follower.lower():
+            continue
+        named = " and ".join(_EPILOGUE_WORDS[field] for field in sorted(missing))
+        others = sorted({cause.field for cause in judgement.diagnosis.causes} - set(_EPILOGUE_WORDS))
+        besides = f"; it differs in {', '.join(others)} as well" if others else ""
+        return (f"the {side}'s conv op computes no {named}, which the {'original' if side == 'port' else 'port'}'s "
+                f"layer does, and the {side} applies {follower} right after it, outside the layer: that op may "
+                f"compute exactly the {named}, so the difference is not taken as a defect (compare the two models "
+                f"after that op, the next layer's input drift){besides}")
+    return ""
+
+
+def fused_elsewhere(original: ConvLayer, port: ConvLayer) -> str:
+    """Why a pair cannot be judged because the port's runtime fused an activation the vocabulary
+    cannot declare into its conv ('' otherwise): its output is taken after it, and no
+    explanation of the conv can hold it (a LeakyReLU fused where the original has a ReLU was
+    reported as 'activation=linear')."""
+    if port.activation in ACTIVATIONS or port is original:
+        return ""
+    return (f"the port's runtime fused {port.activation} into this conv ({port.op}), where the original declares "
+            f"{original.activation}: its output cannot be taken before it, and convcheck's vocabulary declares only "
+            "linear, relu and relu6")
 
 
 # ----------------------------------------------------------------------------- weights

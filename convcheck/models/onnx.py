@@ -69,8 +69,9 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False, keep=None) -> Cap
     Runtime's CPU optimiser made of it (falling back, with a note, when it cannot). Tensors are
     the runtime's own, NHWC; a tensor that is one layer's output and the next one's input is
     one array. `keep`: see `layers.keep_activations` (ONNX Runtime returns all of a run's tensors
-    at once, so they are handed over when the run ends). Raises `InputError` for a bad file, an `x` of the wrong shape or dtype, a model
-    without any 2-D convolution, or a run ONNX Runtime refuses.
+    at once: they are handed over group by group, see `_run`). Raises `InputError` for a bad
+    file, an `x` of the wrong shape or dtype, a model without any 2-D convolution, or a run
+    ONNX Runtime refuses.
     """
     _check_file(path)
     onnx = _import_onnx(path)

@@ -161,7 +161,9 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
                          f"none of the port's {len(port.layers)} kernels relates to any of the original's "
                          f"{len(original.layers)} (shapes, weights); check that PORT is a port of ORIGINAL, or pair "
                          "layers by name with --match ORIGINAL_NAME=PORT_NAME")
-    layers = tuple(_judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format, release)
+    feeding = (_feeding(original.layers), _feeding(port.layers))
+    layers = tuple(_judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format, release,
+                               (pair.original in feeding[0], pair.port in feeding[1]))
                    for pair in matching.pairs)
     return ModelReport(models, input_info, layers, _names(original.layers, matching.unmatched_original),
                        _names(port.layers, matching.unmatched_port), rules, notes)
@@ -194,9 +196,17 @@ def _port_summary(layer: ConvLayer) -> dict:
             "batchnorm": layer.batchnorm is not None, "activation": layer.activation}
 
 
-def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str, release) -> LayerResult:
+def _feeding(layers: Sequence[ConvLayer]) -> set[int]:
+    """The indices of the layers whose output another layer of the model takes as its input
+    as it is (the same array: the capture shares a tensor two layers have in common)."""
+    inputs = {id(layer.input) for layer in layers}
+    return {i for i, layer in enumerate(layers) if id(layer.output) in inputs}
+
+
+def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str, release,
+                feeds_a_conv: tuple[bool, bool]) -> LayerResult:
     try:
-        return _judged_pair(original, port, pair, port_format)
+        return _judged_pair(original, port, pair, port_format, feeds_a_conv)
     finally:
         _release(release, original, port)
 
@@ -209,17 +219,20 @@ def _release(release, *layers: ConvLayer) -> None:
             release(layer.input, layer.output, layer.addend)
 
 
-def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) -> LayerResult:
+def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str,
+                 feeds_a_conv: tuple[bool, bool]) -> LayerResult:
     judgement = judging.judge_layer(original, port)
+    elsewhere = judging.epilogue_elsewhere(original, port, judgement, feeds_a_conv)
+    if elsewhere:
+        judgement = judging.Judgement("not_judged", reason=elsewhere)
     weights = judging.judge_weights(original, port, port_format)
     notes = []
-    if _activation_name(port.followed_by) and _activation_name(port.followed_by) != _activation_name(
-            original.followed_by):
+    follows = judging.activation_name(port.followed_by)
+    if follows and follows != judging.activation_name(original.followed_by):
+        theirs = original.activation if original.activation != "linear" else (
+            original.followed_by or "no activation")
         notes.append(f"the port applies {port.followed_by} right after this layer (not part of it), where the "
-                     f"original applies {original.followed_by or 'no such activation'}")
-    if port.activation not in judging.ACTIVATIONS:
-        notes.append(f"the port's runtime fused {port.activation} into this conv ({port.op}), where the original "
-                     f"declares {original.activation}")
+                     f"original applies {theirs}")
     if weights.folded_batchnorm:
         folded = ("the port folded the original's BatchNorm" if original.batchnorm is not None
                   else "the original folded the port's BatchNorm")
@@ -229,18 +242,6 @@ def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str) -
                        weights=weights, verdict=judgement.verdict, diagnosis=judgement.diagnosis,
                        reason=judgement.reason, input_drift=judging.drift(port.input, original.input),
                        output_drift=judging.drift(port.output, original.output), notes=tuple(notes))
-
-
-# Activations a port may apply after a conv where the original applies another (each framework
-# spells them its own way: 'LeakyRelu', 'LeakyReLU(negative_slope=0.1)', 'leaky_relu').
-_ACTIVATION_WORDS = ("relu", "sigmoid", "silu", "swish", "tanh", "gelu", "elu", "softplus", "hardswish",
-                     "hardsigmoid", "mish", "softsign")
-
-
-def _activation_name(op: str) -> str:
-    """An op that follows a layer, as a comparable activation name ('leakyrelu'), '' for anything else."""
-    word = "".join(ch for ch in op.split("(")[0].lower() if ch.isalnum())
-    return word if any(name in word for name in _ACTIVATION_WORDS) else ""
 
 
 def _judge_single(index: int, layer: ConvLayer, release) -> LayerResult:

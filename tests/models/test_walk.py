@@ -607,3 +607,93 @@ def test_assert_model_matches(ports):
     assert "no activation applied" in message and "Summary:" in message and "Unmatched:" in message
     report = assert_model_matches(ports["pt2"], ports["faithful"])
     assert report.exit_code() == 0
+
+
+# ----------------------------------------------------------------------------- epilogues outside the layer
+
+
+def _epilogue_pair(*, port_bias: float = 0.0, port_follower="", original_bias=True, original_follower="",
+                   original_activation="linear", feeds_next=False):
+    """An original 3x3 conv (with a bias, or none; an activation) and its port's conv op as a
+    separate op would leave it: `port_bias` times the bias (0: none), no activation, and
+    `port_follower` the op after it; with `feeds_next`, the next port layer reads its output as
+    it is. Returns the walk's layer result for the pair."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((1, 12, 12, 3)).astype(np.float32)
+    kernel = rng.normal(0, 0.5, (3, 3, 3, 4)).astype(np.float32)
+    bias = rng.normal(0, 0.5, 4).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    sums = correlate(x, kernel, pads)
+    declared = sums + (bias if original_bias else 0.0)
+    if original_activation == "relu":
+        declared = np.maximum(declared, 0.0)
+    original = ConvLayer(name="c", op="Conv", kernel=kernel, bias=bias if original_bias else None, stride=(1, 1),
+                         dilation=(1, 1), groups=1, pads=pads, padding="explicit", input=x,
+                         output=declared.astype(np.float32), activation=original_activation,
+                         followed_by=original_follower)
+    port = ConvLayer(**{**original.__dict__, "name": "c_port", "bias": bias * port_bias if port_bias else None,
+                        "activation": "linear", "output": (sums + bias * port_bias).astype(np.float32),
+                        "followed_by": port_follower})
+    port_layers = [port]
+    if feeds_next:
+        next_kernel = rng.normal(0, 0.5, (1, 1, 4, 2)).astype(np.float32)
+        port_layers.append(conv_layer("next", port.output, next_kernel, ((0, 0), (0, 0))))
+
+    def model(layers, path):
+        return CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                             layers=layers)
+
+    report = walk_captured(model([original], "net"), model(port_layers, "port"), input_info=INPUT_INFO,
+                           match=[("c", "c_port")])
+    return report.layers[0]
+
+
+def test_a_bias_a_separate_op_may_add_is_not_taken_as_left_out():
+    """helper-16's hunt: a port adding the original's bias in a separate Add after a bias-less
+    conv, and one adding 1.5 times it, were both 'bias left out'. The conv alone cannot tell."""
+    for follower in ("Add", "aten.add", "MaxPool"):
+        layer = _epilogue_pair(port_follower=follower)
+        assert layer.verdict == "not_judged" and layer.diagnosis is None
+        assert "computes no bias" in layer.reason and follower in layer.reason
+    # Read by the next conv as it is (directly, or through a pad that conv absorbed), nothing
+    # can add it: the bias is left out.
+    for follower in ("Conv2D", "ZeroPadding2D"):
+        layer = _epilogue_pair(port_follower=follower, feeds_next=True)
+        assert layer.verdict == "explained" and {c.field for c in layer.causes} == {"bias"}
+    # With no single op after it (a graph output, several readers), the layer is all there is.
+    layer = _epilogue_pair()
+    assert layer.verdict == "explained" and {c.field for c in layer.causes} == {"bias"}
+    # A port whose own conv has a bias, a wrong one: a real difference, whatever follows.
+    layer = _epilogue_pair(port_bias=1.5, port_follower="Add")
+    assert layer.verdict == "explained" and {c.field for c in layer.causes} == {"bias"}
+
+
+def test_an_original_that_adds_its_bias_in_a_separate_op_is_not_contradicted_by_a_fused_port():
+    layer = _epilogue_pair(original_bias=False, original_follower="Add", port_bias=1.0)
+    assert layer.verdict == "not_judged" and "original's conv op computes no bias" in layer.reason
+
+
+def test_an_activation_op_after_the_conv_is_a_real_difference():
+    """A LeakyReLU as its own op where the original fuses a ReLU: nothing can come between the
+    conv and it, so the missing ReLU is named (the LeakyReLU in a note); an Add there could be
+    anything, a ReLU after it included."""
+    layer = _epilogue_pair(port_bias=1.0, port_follower="LeakyRelu", original_activation="relu")
+    assert layer.verdict == "explained" and {c.field: c.value for c in layer.causes} == {"activation": "linear"}
+    assert layer.notes == ("the port applies LeakyRelu right after this layer (not part of it), where the original "
+                           "applies relu",)
+    layer = _epilogue_pair(port_bias=1.0, port_follower="Add", original_activation="relu")
+    assert layer.verdict == "not_judged" and "computes no activation" in layer.reason
+
+
+def test_a_fused_activation_outside_the_vocabulary_is_not_judged():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 8, 8, 2)).astype(np.float32)
+    kernel = rng.normal(0, 0.5, (3, 3, 2, 3)).astype(np.float32)
+    original = conv_layer("c", x, kernel, ((1, 1), (1, 1)))
+    sums = correlate(x, kernel, ((1, 1), (1, 1)))
+    port = ConvLayer(**{**original.__dict__, "name": "c_port", "activation": "leaky_relu(alpha=0.1)",
+                        "output": np.where(sums > 0, sums, 0.1 * sums).astype(np.float32)})
+    models = [CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                            layers=[layer]) for path, layer in (("net", original), ("port", port))]
+    result = walk_captured(*models, input_info=INPUT_INFO).layers[0]
+    assert result.verdict == "not_judged" and "leaky_relu(alpha=0.1)" in result.reason
