@@ -233,6 +233,11 @@ def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str,
             original.followed_by or "no activation")
         notes.append(f"the port applies {port.followed_by} right after this layer (not part of it), where the "
                      f"original applies {theirs}")
+    if judgement.verdict == "equal" and port.activation != original.activation \
+            and port.activation in judging.ACTIVATIONS:
+        notes.append(f"the port's layer applies {port.activation} where the original's applies {original.activation}: "
+                     "the same values on this input (no output reaches where they differ); an input with larger "
+                     "values would tell them apart")
     if weights.folded_batchnorm:
         folded = ("the port folded the original's BatchNorm" if original.batchnorm is not None
                   else "the original folded the port's BatchNorm")

@@ -697,3 +697,22 @@ def test_a_fused_activation_outside_the_vocabulary_is_not_judged():
                             layers=[layer]) for path, layer in (("net", original), ("port", port))]
     result = walk_captured(*models, input_info=INPUT_INFO).layers[0]
     assert result.verdict == "not_judged" and "leaky_relu(alpha=0.1)" in result.reason
+
+
+def test_an_equal_layer_whose_declared_activations_differ_says_so():
+    """A ReLU6 port of a ReLU layer is `equal` on an input whose outputs stay below 6 (the same
+    values); a note says the declarations differ (helper-16's hunt: nothing said so)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 8, 8, 2)).astype(np.float32)
+    kernel = rng.normal(0, 0.3, (3, 3, 2, 3)).astype(np.float32)
+    relu = np.maximum(correlate(x, kernel, ((1, 1), (1, 1))), 0.0).astype(np.float32)
+    assert relu.max() < 6
+    original = ConvLayer(**{**conv_layer("c", x, kernel, ((1, 1), (1, 1))).__dict__, "activation": "relu",
+                            "output": relu})
+    port = ConvLayer(**{**original.__dict__, "name": "c_port", "activation": "relu6"})
+    models = [CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                            layers=[layer]) for path, layer in (("net", original), ("port", port))]
+    result = walk_captured(*models, input_info=INPUT_INFO).layers[0]
+    assert result.verdict == "equal"
+    assert any(note.startswith("the port's layer applies relu6 where the original's applies relu") for note in
+               result.notes)
