@@ -193,3 +193,35 @@ def test_one_corrupted_element_is_not_tf32_with_a_fitted_scale():
     assert d.verdict is Verdict.UNEXPLAINED
     out[5, 1, 1, 3] += np.float32(0.0073664)
     assert convcheck.explain(x, w, out, layout="nchw").verdict is not Verdict.UNEXPLAINED
+
+
+def _bias_first(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """A float32 'same' conv (NHWC, HWIO) summed as TFLite's depthwise kernels and XNNPACK's
+    micro-kernels do: each accumulator starts from the bias, then adds one rounded product at
+    a time, every addition rounded to float32."""
+    kh, kw, c_in, c_out = kernel.shape
+    padded = np.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    acc = np.broadcast_to(bias.astype(np.float32), x.shape[:3] + (c_out,)).copy()
+    for u in range(kh):
+        for v in range(kw):
+            window = padded[:, u:u + x.shape[1], v:v + x.shape[2]]
+            for c in range(c_in):
+                product = (window[..., c:c + 1] * kernel[u, v, c]).astype(np.float32)
+                acc = (acc + product).astype(np.float32)
+    return acc
+
+
+def test_a_bias_summed_first_is_within_the_bound():
+    """A bias large against the products (a BatchNorm folded into a TFLite depthwise layer:
+    -300 here) rounds in every partial sum when the sum starts from it: a faithful layer was
+    3 ulps beyond a bound that added the bias last (a hunt for false causes on TFLite)."""
+    rng = np.random.default_rng(300)
+    x = rng.standard_normal((1, 12, 12, 4)).astype(np.float32)
+    kernel = (rng.standard_normal((3, 3, 4, 6)) * 1e-3).astype(np.float32)
+    bias = (-300 + rng.standard_normal(6)).astype(np.float32)
+    y = _bias_first(x, kernel, bias)
+    d = convcheck.explain(x, kernel, y, padding="same", expected={"bias": bias})
+    assert d.verdict == Verdict.EQUAL, d
+    # The same with the products one ulp off at one element is no longer the declared computation.
+    y[0, 5, 5, 2] = np.nextafter(y[0, 5, 5, 2], np.float32(np.inf)) + np.float32(0.01)
+    assert convcheck.explain(x, kernel, y, padding="same", expected={"bias": bias}).verdict != Verdict.EQUAL
