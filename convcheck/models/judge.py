@@ -277,6 +277,26 @@ def epilogue_elsewhere(original: ConvLayer, port: ConvLayer, judgement: Judgemen
     return ""
 
 
+_BORDER_FIELDS = ("padding", "offset", "boundary", "cval")
+
+
+def border_elsewhere(original: ConvLayer, port: ConvLayer, judgement: Judgement) -> str:
+    """Why an `explained` pair's padding-like causes cannot be taken as a defect ('' when they can):
+    the two layers read inputs of different sizes, so what lies around the port's image was made
+    before its conv (a pad op the layer could not take in: its output read elsewhere too) or
+    upstream, and the conv's own padding says nothing of it. A port padding with zeros in such
+    a pad op and one padding by reflection were both 'padding=valid' (a hunt for false causes)."""
+    if judgement.verdict != "explained" or judgement.diagnosis is None:
+        return ""
+    fields = sorted({cause.field for cause in judgement.diagnosis.causes} & set(_BORDER_FIELDS))
+    have, want = tuple(port.input.shape[1:3]), tuple(original.input.shape[1:3])
+    if not fields or have == want:
+        return ""
+    return (f"the port's layer reads a {have[0]}x{have[1]} input where the original's reads {want[0]}x{want[1]}: "
+            f"its border was made before the conv (a pad op not taken into the layer, or a layer upstream), so the "
+            f"difference in {', '.join(fields)} is not taken as a defect; compare the two models before this layer")
+
+
 def fused_elsewhere(original: ConvLayer, port: ConvLayer) -> str:
     """Why a pair cannot be judged because the port's runtime fused an activation the vocabulary
     cannot declare into its conv ('' otherwise): its output is taken after it, and no

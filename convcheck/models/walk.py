@@ -222,7 +222,8 @@ def _release(release, *layers: ConvLayer) -> None:
 def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str,
                  feeds_a_conv: tuple[bool, bool]) -> LayerResult:
     judgement = judging.judge_layer(original, port)
-    elsewhere = judging.epilogue_elsewhere(original, port, judgement, feeds_a_conv)
+    elsewhere = judging.epilogue_elsewhere(original, port, judgement, feeds_a_conv) or \
+        judging.border_elsewhere(original, port, judgement)
     if elsewhere:
         judgement = judging.Judgement("not_judged", reason=elsewhere)
     weights = judging.judge_weights(original, port, port_format)

@@ -721,3 +721,21 @@ def test_an_equal_layer_whose_declared_activations_differ_says_so():
     assert result.verdict == "equal"
     assert any(note.startswith("the port's layer applies relu6 where the original's applies relu") for note in
                result.notes)
+
+
+def test_padding_made_before_the_conv_on_a_larger_input_is_not_a_cause():
+    """A port whose pad op is not part of its layer (its output read elsewhere too) convolves an
+    already padded, larger input without padding: 'padding=valid' whether it padded with zeros
+    (faithful) or by reflection (not), so neither is named (a hunt for false causes)."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 10, 10, 3)).astype(np.float32)
+    kernel = rng.normal(0, 0.5, (3, 3, 3, 4)).astype(np.float32)
+    original = conv_layer("c", x, kernel, ((1, 1), (1, 1)))
+    for mode in ("constant", "reflect"):
+        padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
+        port = ConvLayer(**{**conv_layer("c_port", padded, kernel, ((0, 0), (0, 0))).__dict__, "padding": "valid"})
+        models = [CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                                layers=[layer]) for path, layer in (("net", original), ("port", port))]
+        result = walk_captured(*models, input_info=INPUT_INFO).layers[0]
+        assert result.verdict == "not_judged", (mode, result.verdict, result.causes)
+        assert "reads a 12x12 input where the original's reads 10x10" in result.reason
