@@ -72,6 +72,8 @@ def model(original, port, input_path, layout, allow, matches, as_run, fmt, outpu
     are matched by weights and order, and each port layer is judged on its own input against
     the original layer's declared computation (padding, stride, groups, bias, BatchNorm, ReLU,
     dtype). With ORIGINAL alone, each layer is judged against its own declared computation.
+    Captured tensors wait on disk (under TMPDIR, removed at the end): memory follows the
+    largest layer, not the model.
 
     Exit 0 when every layer is equal (or explained only by --allow'ed fields), 1 for a
     mismatch (or an original layer left unmatched), 2 bad input, 3 a missing extra or a layer
