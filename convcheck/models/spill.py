@@ -38,6 +38,7 @@ import mmap
 import os
 import sys
 import tempfile
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -59,7 +60,7 @@ class Spill:
         self._folder: Optional[tempfile.TemporaryDirectory] = None
         self._parent = parent
         self._count = 0
-        self._maps: set[int] = set()   # id() of the mmap objects this spill made
+        self._maps = weakref.WeakSet()   # the mmap objects this spill made (an id could be reused)
         self._failed = False
         self.note = ""
 
@@ -106,7 +107,7 @@ class Spill:
             os.unlink(path)   # the map keeps the data; a killed walk leaves no file behind
         except OSError:   # a system that cannot unlink an open file: the folder's cleanup removes it
             pass
-        self._maps.add(id(kept._mmap))
+        self._maps.add(kept._mmap)
         trim()   # what the runtime freed since the last tensor goes back to the system
         return kept if kept.dtype == dtype else kept.view(dtype)
 
@@ -121,7 +122,7 @@ class Spill:
             return
         for array in arrays:
             handle = getattr(array, "_mmap", None)
-            if isinstance(handle, mmap.mmap) and id(handle) in self._maps and hasattr(handle, "madvise"):
+            if isinstance(handle, mmap.mmap) and handle in self._maps and hasattr(handle, "madvise"):
                 try:
                     handle.madvise(advice)
                 except (OSError, ValueError):   # a closed map, an unsupported advice: nothing to give back
