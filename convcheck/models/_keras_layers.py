@@ -147,7 +147,10 @@ def fused_activation(layer) -> str:
 
 
 def absorbable_activation(keras, op) -> Optional[str]:
-    """'relu' or 'relu6' for a ReLU / Activation layer computing exactly that, else None."""
+    """'relu' or 'relu6' for a ReLU / Activation layer computing exactly that (a LeakyReLU with
+    slope 0 included), else None."""
+    if isinstance(op, keras.layers.LeakyReLU):
+        return "relu" if float(op.negative_slope) == 0.0 else None
     if isinstance(op, keras.layers.ReLU):
         if float(op.negative_slope) != 0.0 or float(op.threshold) != 0.0:
             return None

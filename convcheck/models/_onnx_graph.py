@@ -414,9 +414,13 @@ def _batchnorm(index: GraphIndex, node) -> Optional[BatchNorm]:
 
 
 def _activation(index: GraphIndex, node) -> Optional[str]:
-    """'relu' for a Relu or Clip(0, +inf), 'relu6' for a Clip(0, 6); None for anything else."""
+    """'relu' for a Relu, a LeakyRelu with alpha 0 (ReLU itself: a second hunt for false causes
+    found it named 'activation=linear') or a Clip(0, +inf), 'relu6' for a Clip(0, 6); None for
+    anything else."""
     if _is_standard(node, "Relu"):
         return "relu"
+    if _is_standard(node, "LeakyRelu"):
+        return "relu" if float(attributes(node).get("alpha", 0.01)) == 0.0 else None
     if not _is_standard(node, "Clip"):
         return None
     if len(node.input) > 1:   # opset >= 11: bounds are optional inputs
@@ -441,7 +445,8 @@ def fused_activation(kind: str, params) -> str:
     """The record's name for an activation ONNX Runtime fused into a conv ('relu', 'relu6',
     or e.g. 'leaky_relu(alpha=0.1)' for one the output cannot be taken before)."""
     params = [float(np.float32(p)) for p in params]
-    if kind == "Relu" or (kind == "Clip" and params[:1] == [0.0] and (len(params) < 2 or params[1] >= _FLOAT_MAX)):
+    if kind == "Relu" or (kind == "Clip" and params[:1] == [0.0] and (len(params) < 2 or params[1] >= _FLOAT_MAX)) \
+            or (kind == "LeakyRelu" and params == [0.0]):
         return "relu"
     if kind == "Clip" and params == [0.0, 6.0]:
         return "relu6"

@@ -199,7 +199,7 @@ def pad_spec(op: Op):
 
 def activation_of(op: Op) -> Optional[str]:
     """'relu' or 'relu6' when the op is one (relu, relu6, hardtanh(0, 6), clamp(0, 6),
-    clamp(min=0), threshold(0, 0), in place or not); None for anything else."""
+    clamp(min=0), threshold(0, 0), leaky_relu(0), in place or not); None for anything else."""
     kind = op.kind[:-1] if op.kind.endswith("_") else op.kind
     args = op.args
 
@@ -221,6 +221,8 @@ def activation_of(op: Op) -> Optional[str]:
     if kind == "clamp_min" and number("min") == 0.0:
         return "relu"
     if kind == "threshold" and (number("threshold"), number("value")) == (0.0, 0.0):
+        return "relu"
+    if kind == "leaky_relu" and number("negative_slope", 0.01) == 0.0:
         return "relu"
     return None
 

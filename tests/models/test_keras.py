@@ -392,3 +392,16 @@ def test_importing_the_loader_imports_no_framework():
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@tensorflow
+def test_a_leaky_relu_of_slope_zero_is_taken_in_as_a_relu(tmp_path):
+    """LeakyReLU(negative_slope=0) computes ReLU itself: taken into the layer as 'relu' (a second
+    hunt for false causes found a faithful port named 'activation=linear')."""
+    import keras
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.LeakyReLU(negative_slope=0.0, name="act")(keras.layers.Conv2D(4, 3, name="c")(inputs))
+    path = str(tmp_path / "leaky0.keras")
+    keras.Model(inputs, outputs).save(path)
+    (layer,) = loader.capture(path, np.random.default_rng(0).standard_normal((1, 8, 8, 3)).astype(np.float32)).layers
+    assert (layer.activation, layer.absorbed) == ("relu", ("act",))

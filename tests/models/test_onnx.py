@@ -105,6 +105,12 @@ def _clip6_attributes(net):
     return [out], [layer("c", pads=((0, 0), (0, 0)), activation="relu6", absorbed=("clip",), output="clip_out")]
 
 
+def _leaky_zero(net):
+    """A LeakyRelu with alpha 0 is a ReLU (a hunt found it named 'activation=linear')."""
+    out = net.node("LeakyRelu", [net.conv("x", "c", 3, 4)], "leaky", alpha=0.0)
+    return [out], [layer("c", pads=((0, 0), (0, 0)), activation="relu", absorbed=("leaky",), output="leaky_out")]
+
+
 def _clip_other(net):
     out = net.node("Clip", [net.conv("x", "c", 3, 4), net.constant("lo", -1.0), net.constant("hi", 1.0)], "clip")
     return [out], [layer("c", pads=((0, 0), (0, 0)), followed_by="Clip")]
@@ -174,6 +180,7 @@ ABSORPTION = [
     ("relu6_clip_inputs", (1, 3, 8, 8), 13, _clip6_inputs),
     ("relu6_clip_attributes", (1, 3, 8, 8), 10, _clip6_attributes),
     ("clip_not_relu", (1, 3, 8, 8), 13, _clip_other),
+    ("leaky_relu_zero_is_relu", (1, 3, 8, 8), 17, _leaky_zero),
     ("pad_zero", (1, 3, 8, 8), 13,
      _pad("constant", [0, 0, 1, 2, 0, 0, 2, 1], [1, 1, 1, 1], ((2, 3), (3, 2)), "zero")),
     ("pad_reflect", (1, 3, 8, 8), 13,

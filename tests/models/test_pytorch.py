@@ -533,3 +533,14 @@ def test_nothing_torch_prints_or_logs_reaches_the_terminal(saved, tmp_path, monk
         loader.inspect(str(tmp_path / "not_a_program.pt2"))
     assert_one_line(error, "torch.export.load cannot read it")
     assert capfd.readouterr() == ("", "")
+
+
+def test_a_leaky_relu_of_slope_zero_is_taken_in_as_a_relu(tmp_path):
+    """F.leaky_relu(x, 0) computes ReLU itself: taken into the layer as 'relu' (a second hunt for
+    false causes found a faithful port named 'activation=linear')."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.LeakyReLU(0.0)).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    torch.export.save(torch.export.export(model, (torch.from_numpy(x),), strict=False), str(tmp_path / "l.pt2"))
+    (layer,) = loader.capture(str(tmp_path / "l.pt2"), x).layers
+    assert layer.activation == "relu" and len(layer.absorbed) == 1
