@@ -380,18 +380,52 @@ def _absorb_tail(index: GraphIndex, plan: LayerPlan, node, attrs: dict) -> None:
     if "activation" in attrs:   # fused by ONNX Runtime: nothing after it belongs to the layer
         plan.activation = fused_activation(attrs["activation"], attrs.get("activation_params", []))
     elif plan.output_layout == "nchw":
-        following = index.sole_consumer(plan.output_name)
+        following = _past_no_ops(index, plan)
         if _is_standard(following, "BatchNormalization"):
             batchnorm = _batchnorm(index, following)
             if batchnorm is not None:
                 plan.batchnorm, plan.output_name = batchnorm, following.output[0]
                 plan.absorbed += (following.name or following.output[0],)
-                following = index.sole_consumer(plan.output_name)
+                following = _past_no_ops(index, plan)
         activation = _activation(index, following)
         if activation is not None:
             plan.activation, plan.output_name = activation, following.output[0]
             plan.absorbed += (following.name or following.output[0],)
+            _past_no_ops(index, plan)
     plan.followed_by = _followed_by(index, plan.output_name)
+
+
+def _past_no_ops(index: GraphIndex, plan: LayerPlan):
+    """The one reader of the layer's output after the no-op nodes that read it alone (Identity,
+    an inference Dropout: the same values), which are taken into the layer (its output moves
+    past them); None when there is no single reader. Without this, an Identity between a conv
+    and its ReLU hid the ReLU, and between a conv without bias and the next conv it made the
+    conv's missing bias look as if it could come later (a hunt for false causes)."""
+    following = index.sole_consumer(plan.output_name)
+    while following is not None and _is_no_op(index, following):
+        plan.output_name = following.output[0]
+        plan.absorbed += (following.name or following.output[0],)
+        following = index.sole_consumer(plan.output_name)
+    return following
+
+
+def _is_no_op(index: GraphIndex, node) -> bool:
+    """An Identity, or a Dropout that cannot be in training mode and whose mask nobody reads."""
+    if _is_standard(node, "Identity"):
+        return True
+    if not _is_standard(node, "Dropout"):
+        return False
+    mask = node.output[1] if len(node.output) > 1 else ""
+    if mask and (mask in index.consumers or mask in index.outputs):
+        return False
+    attrs = attributes(node)
+    if "is_test" in attrs:   # opsets 1-6: training unless is_test says otherwise
+        return int(attrs["is_test"]) == 1
+    training = _optional_input(node, 2)
+    if training:
+        value = index.folded(training)
+        return value is not None and value.size == 1 and not bool(value.reshape(-1)[0])
+    return True
 
 
 def _is_standard(node, op_type: str) -> bool:

@@ -111,6 +111,15 @@ def _leaky_zero(net):
     return [out], [layer("c", pads=((0, 0), (0, 0)), activation="relu", absorbed=("leaky",), output="leaky_out")]
 
 
+def _through_no_ops(net):
+    """An Identity between the conv and its ReLU and a Dropout after it are the same values: taken in
+    (a hunt found the ReLU hidden behind the Identity, named 'activation=linear')."""
+    relu = net.node("Relu", [net.node("Identity", [net.conv("x", "c", 3, 4)], "same")], "relu")
+    out = net.node("Dropout", [relu], "drop")
+    return [out], [layer("c", pads=((0, 0), (0, 0)), activation="relu", absorbed=("same", "relu", "drop"),
+                         output="drop_out")]
+
+
 def _clip_other(net):
     out = net.node("Clip", [net.conv("x", "c", 3, 4), net.constant("lo", -1.0), net.constant("hi", 1.0)], "clip")
     return [out], [layer("c", pads=((0, 0), (0, 0)), followed_by="Clip")]
@@ -181,6 +190,7 @@ ABSORPTION = [
     ("relu6_clip_attributes", (1, 3, 8, 8), 10, _clip6_attributes),
     ("clip_not_relu", (1, 3, 8, 8), 13, _clip_other),
     ("leaky_relu_zero_is_relu", (1, 3, 8, 8), 17, _leaky_zero),
+    ("identity_and_dropout_taken_in", (1, 3, 8, 8), 17, _through_no_ops),
     ("pad_zero", (1, 3, 8, 8), 13,
      _pad("constant", [0, 0, 1, 2, 0, 0, 2, 1], [1, 1, 1, 1], ((2, 3), (3, 2)), "zero")),
     ("pad_reflect", (1, 3, 8, 8), 13,
