@@ -170,8 +170,11 @@ def declared_computation(layer: ConvLayer) -> tuple[dict[str, Any], dict[str, An
 
 def cannot_judge(original: ConvLayer, port: ConvLayer) -> str:
     """Why the engine cannot judge this pair ('' when it can): an activation the original
-    fused inseparably that the vocabulary has no value for, or a tensor a runtime added into
-    the conv's sum (an `addend`), which a convolution's declared computation cannot hold."""
+    fused inseparably that the vocabulary has no value for, a tensor a runtime added into
+    the conv's sum (an `addend`), which a convolution's declared computation cannot hold, or
+    such an activation fused into the port's conv (its output is taken after it, and no
+    explanation of the conv can hold it: a LeakyReLU fused where the original has a ReLU was
+    reported as 'activation=linear')."""
     if original.activation not in ACTIVATIONS:
         return (f"the original applies {original.activation} fused into the conv ({original.op}), so its output "
                 "cannot be taken before it, and convcheck's vocabulary declares only linear, relu and relu6")
@@ -181,6 +184,10 @@ def cannot_judge(original: ConvLayer, port: ConvLayer) -> str:
             return (f"{whose} added another tensor into this conv's sum ({layer.op} with a fused "
                     "residual input), which a convolution's declared computation cannot hold; run without "
                     "--as-run to judge the graph as written")
+    if port.activation not in ACTIVATIONS:
+        return (f"the port's runtime fused {port.activation} into this conv ({port.op}), where the original declares "
+                f"{original.activation}: its output cannot be taken before it, and convcheck's vocabulary declares "
+                "only linear, relu and relu6")
     return ""
 
 
@@ -189,7 +196,7 @@ def judge_layer(original: ConvLayer, port: ConvLayer) -> Judgement:
     port layer's own input (module docstring). The same layer on both sides judges a runtime
     against its own graph. A layer the engine refuses (`InputError`) is 'not_judged' with the
     engine's reason, never a crash."""
-    reason = cannot_judge(original, port) or fused_elsewhere(original, port)
+    reason = cannot_judge(original, port)
     if reason:
         return Judgement("not_judged", reason=reason)
     from ..engine import explain
@@ -295,18 +302,6 @@ def border_elsewhere(original: ConvLayer, port: ConvLayer, judgement: Judgement)
     return (f"the port's layer reads a {have[0]}x{have[1]} input where the original's reads {want[0]}x{want[1]}: "
             f"its border was made before the conv (a pad op not taken into the layer, or a layer upstream), so the "
             f"difference in {', '.join(fields)} is not taken as a defect; compare the two models before this layer")
-
-
-def fused_elsewhere(original: ConvLayer, port: ConvLayer) -> str:
-    """Why a pair cannot be judged because the port's runtime fused an activation the vocabulary
-    cannot declare into its conv ('' otherwise): its output is taken after it, and no
-    explanation of the conv can hold it (a LeakyReLU fused where the original has a ReLU was
-    reported as 'activation=linear')."""
-    if port.activation in ACTIVATIONS or port is original:
-        return ""
-    return (f"the port's runtime fused {port.activation} into this conv ({port.op}), where the original declares "
-            f"{original.activation}: its output cannot be taken before it, and convcheck's vocabulary declares only "
-            "linear, relu and relu6")
 
 
 # ----------------------------------------------------------------------------- weights
