@@ -26,12 +26,31 @@ One job a module, each importing only those above it in this list:
     run          running a suite: validate every case, run each, judge its results
 """
 
-from .allow import AllowRule, parse_allow, parse_allow_entry
-from .config import Case, Suite, find_config, load_suite
-from .model_cases import ModelCase
+import importlib
+
+# `judge` is imported here, not on first use: the function shares its module's name, and any
+# import of that module would otherwise leave the module as the package's `judge`.
 from .judge import judge, unexplained_message  # noqa: F401 - the formats and the pytest helper use it
-from .report import CaseResult, CheckReport, ResultOutcome
-from .run import check, run_suite
+
+# The other public names and the modules that define them, imported on first use (PEP 562):
+# `convcheck explain --expect` reads its declarations without the suite machinery (config,
+# model cases, run).
+_WHERE = {"AllowRule": "allow", "parse_allow": "allow", "parse_allow_entry": "allow",
+          "Case": "config", "Suite": "config", "find_config": "config", "load_suite": "config",
+          "ModelCase": "model_cases", "CaseResult": "report", "CheckReport": "report",
+          "ResultOutcome": "report", "check": "run", "run_suite": "run"}
 
 __all__ = ["AllowRule", "Case", "CaseResult", "ModelCase", "CheckReport", "ResultOutcome", "Suite", "check",
            "find_config", "judge", "load_suite", "parse_allow", "parse_allow_entry", "run_suite"]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

@@ -163,11 +163,15 @@ _LAYOUTS: dict = {}
 
 def _all_layouts(problem, baseline: Explanation) -> list[Layout]:
     """`layouts_for`, computed: the named paddings and explicit pads the caller declared;
-    when none of them gives the output's size at the declared dilation, explicit pads that
-    do (`_explicit_pads`, CONTRACT section 2a: pads are named only for such an output)."""
+    when none of them gives the output's size at the declared stride and dilation, explicit
+    pads that do (`_explicit_pads`, CONTRACT section 2a: pads are named only for such an
+    output). A named padding at another stride does not count: PyTorch's padding=1 at stride
+    2 on 9 rows with a 4-row kernel (4 outputs) is neither 'same' nor 'valid' at stride 2,
+    while 'full' at stride 3 gives 4 rows too, and the pads were never tried (a hunt)."""
     paddings = list(PADDINGS) + ([baseline.padding] if is_explicit(baseline.padding) else [])
     found = _fitting(problem, baseline, paddings)
-    if not any(tuple(lay.dilation) == tuple(baseline.dilation) for lay in found):
+    if not any(tuple(lay.dilation) == tuple(baseline.dilation) and tuple(lay.stride) == tuple(baseline.stride)
+               for lay in found):
         found += _fitting(problem, baseline, None, [tuple(baseline.dilation)])
     return _distinct_windows(found, baseline, problem.image_hw, problem.kernel)
 

@@ -374,7 +374,9 @@ class _Held:
         genuine mismatch, on a large image)."""
         height, width = self.window
         total = self.problem.output.shape[0] * height * width
-        if total == 0:
+        if total <= positions:
+            # The probe would be the whole window: gathering the windows of the elements beyond
+            # the lower-bound bound again costs no more than the probe, and nothing when none is.
             return False
         # Evenly spaced, at least one apart: distinct and increasing.
         chosen = np.linspace(0, total - 1, min(positions, total)).astype(np.int64)
@@ -503,3 +505,59 @@ def _window_keys_at(problem: Problem, expl: Explanation, kernel: np.ndarray, cho
     """evidence.window_keys of the candidate's windows at positions `chosen` (see `_windows`)."""
     return _chunked(lambda indices: ev.window_keys(_windows(problem, expl, kernel, indices, corner, window)),
                     chosen, kernel, problem, expl)
+
+
+# Elements whose reference, stored in the expected format, is not a value of a narrower one
+# and yet the output holds such a value: this many (and most of them) refute the expected
+# storage (see `storage_refuted`).
+REFUTING_ELEMENTS = 32
+
+
+def storage_refuted(problem: Problem, expl: Explanation, positions: int = 512) -> Optional[str]:
+    """The half format (bfloat16 or float16) the output's values all belong to when the
+    expected computation (`expl`, nothing fitted) stores its result in a wider one and the
+    output cannot be such by chance; else None.
+
+    A result stored in float32 is a float16 value only where it happens to have 13 trailing
+    zero bits: about one element in 2^13 once the reference itself, in float32, is not a
+    float16 value (2^16 for bfloat16). So among the `positions` probed (evenly spread, every
+    channel), when at least REFUTING_ELEMENTS elements whose reference in the expected
+    storage is not a value of the half format (declared scale, bias and activation applied)
+    hold one in the output, and they are most such elements, the result was stored in that
+    format, whatever the bound says: a float32 bound of n taps (n 2^-24 of the magnitudes)
+    spans float16's spacing (2^-11 of the value) once n is a few thousand, and a layer run in
+    float16 was called `equal` to its float32 declaration (a hunt: 256 channels, 3x3). Not
+    a tolerance: chance would need 32 events of probability 2^-13 each. Exact arithmetic
+    (small integers, a zero image, clipped elements) gives references in the half format
+    already and counts nothing."""
+    storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
+    if storage not in prec.SIGNIFICAND_BITS or problem.output_dtype.kind != "f":
+        return None
+    given = prec.SIGNIFICAND_BITS.get(problem.output_dtype.name, 0)
+    halves = [p for p in ("float16", "bfloat16")
+              if prec.SIGNIFICAND_BITS[p] < min(prec.SIGNIFICAND_BITS[storage], given)
+              and prec.representable(problem.output, p)]
+    if not halves:
+        return None
+    batch, out_h, out_w, _ = problem.output.shape
+    row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
+    rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
+    if not (rows.size and cols.size):
+        return None
+    corner, window = (int(rows[0]), int(cols[0])), (int(rows[-1]) + 1 - int(rows[0]), int(cols[-1]) + 1 - int(cols[0]))
+    tk = transform_kernel(problem.rounded_kernel(expl.precision), expl.kernel_transform)
+    held = _Held(problem, expl, tk, (row_ok, col_ok), corner, window)
+    total = batch * window[0] * window[1]
+    chosen = np.linspace(0, total - 1, min(positions, total)).astype(np.int64)
+    reference = clipped_values(held.predicted(held.values_at(chosen)), held.limits)
+    n = chosen // (window[0] * window[1])
+    r = corner[0] + (chosen // window[1]) % window[0]
+    c = corner[1] + chosen % window[1]
+    output = np.asarray(problem.output[n, r, c], dtype=np.float64)
+    stored = prec.round_to(reference, storage)
+    for half in halves:
+        chance = prec.round_to(stored, half) != stored
+        hits = int(np.count_nonzero(chance & (prec.round_to(output, half) == output)))
+        if hits >= REFUTING_ELEMENTS and 2 * hits > int(np.count_nonzero(chance)):
+            return half
+    return None

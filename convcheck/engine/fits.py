@@ -30,14 +30,16 @@ def fit_parameters(prediction: np.ndarray, target: np.ndarray, fit: str, weights
     return float(scale[0, 0]), float(bias[0, 0])
 
 
-def settle_dead_channels(scale, bias, values, target, free, compared, limits, fit: str):
+def settle_dead_channels(scale, bias, values, target, free, compared, limits, fit: str, declared=None):
     """(scale, bias) of a per-channel bias fit with its dead channels settled: a channel with
     no element left free to fit (every compared one clipped by the activation or saturated:
     a ReLU's dead channel) says only on which side of the limit its sums lay, so its bias is
     only bounded: b <= low - max(s v) for elements at the low limit, b >= high - min(s v)
-    for those at the high one. The reported bias is that bound (the end of the interval, its
-    midpoint when bounded on both sides), never a value fitted from data that has none; its
-    scale stays the declared one (1). Other fits, and channels with free elements, as given."""
+    for those at the high one. The reported bias is the expected one (`declared`: the declared
+    bias, a number or one per channel, or 0) where that lies in the interval (the data agree
+    with it: a dead channel must not read as a changed bias), else that bound (the end of the interval, its midpoint
+    when bounded on both sides), never a value fitted from data that has none; its scale
+    stays the declared one (1). Other fits, and channels with free elements, as given."""
     if not per_channel_fit(fit) or fit_kind(fit) not in ("bias", "both") or limits == (None, None):
         return scale, bias
     shape = np.broadcast_shapes(np.shape(values), np.shape(free) if free is not None else ())
@@ -54,6 +56,9 @@ def settle_dead_channels(scale, bias, values, target, free, compared, limits, fi
     with np.errstate(invalid="ignore"):
         bounded = np.where(np.isinf(lower), upper, np.where(np.isinf(upper), lower,
                                                            np.where(lower <= upper, 0.5 * (lower + upper), np.nan)))
+        if declared is not None:
+            given = np.broadcast_to(np.asarray(declared, dtype=np.float64), np.shape(bounded))
+            bounded = np.where((given >= lower) & (given <= upper), given, bounded)
     return np.where(dead, held, scale), np.where(dead, bounded, bias)
 
 
@@ -218,7 +223,7 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
             return None if a is None else np.broadcast_to(a, values.shape).reshape(-1, outs)
 
         scale, bias = settle_dead_channels(scale, bias, flat(values), flat(target), flat(free), flat(compared),
-                                           limits, fit)
+                                           limits, fit, declared=0.0 if fixed is None else fixed[1])
     if not usable_fit(scale, bias):
         return scale, bias, *(at(1.0, 0.0) if fixed is None else at(*fixed))
     predicted, bound = at(scale, bias)

@@ -59,7 +59,9 @@ def diagnose(inputs, *, padding="same", precision: Optional[str] = None, stride=
     options["padding"] = normalize_padding(options["padding"])
     inputs, declared = _declared_reading(inputs, declared)
     check_applies(declared, outs=int(inputs.output.shape[-1]), image_hw=tuple(inputs.image.shape[1:3]),
-                  padding=options["padding"])
+                  padding=options["padding"], stride=options["stride"], groups=options["groups"],
+                  channels=int(inputs.image.shape[-1]))
+    _check_range(inputs.image, inputs.kernel)
     options.update(keep_arrays=keep_arrays, expected=declared, declared_uncertainty=declared_uncertainty)
     if declared.get("output_transform") == "transpose":
         options["output_transform"] = "transpose"
@@ -273,3 +275,19 @@ def explain(image, kernel, output, *, padding="same", precision: Optional[str] =
     inputs = prepare_inputs(image, kernel, output, kernel_layout=kernel_layout, padding=padding, layout=layout)
     return diagnose(inputs, padding=padding, keep_arrays=keep_arrays, expected=declared,
                     declared_uncertainty=declared_uncertainty, **options)
+
+
+def _check_range(image: np.ndarray, kernel: np.ndarray) -> None:
+    """Refuse an image and kernel whose float64 sums may overflow (bad input, exit 2): every
+    sum is at most max|x| times the largest sum over an output channel's |k|, and when that
+    is not finite the reference (and its bound) would be inf, a verdict on nothing."""
+    if not image.size or not kernel.size:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = max(abs(float(np.max(image))), abs(float(np.min(image))))
+        weights = np.abs(np.asarray(kernel, dtype=np.float64)).reshape(-1, kernel.shape[-1]).sum(axis=0)
+        largest = top * float(np.max(weights))
+    if not np.isfinite(largest):
+        raise InputError(f"the image (values up to {top:.3g}) and the kernel (|weights| summing to "
+                         f"{float(np.max(weights)):.3g}) give sums beyond float64's range: the reference would "
+                         "overflow; rescale them")

@@ -115,7 +115,7 @@ class Search:
         if batch * out_h * out_w <= min(_MAX_SAMPLES_EXHAUSTIVE, affordable):
             grid = np.indices((batch, out_h, out_w)).reshape(3, -1)
             return grid[0], grid[1], grid[2]
-        rng = np.random.default_rng(20261123)
+        rng = _Counter(20261123)
         band = max(self.p.kernel.shape[:2]) + self.radius
         # Every position gives one element per output channel: with many channels, fewer
         # positions give as many elements (stage 1's arrays grow with positions x channels).
@@ -448,21 +448,22 @@ class Search:
     def decoy_passes(self, struct: Structure, precision: str) -> bool:
         """The negative control: does the same candidate with a random kernel pass too?
 
-        Three decoy kernels (fixed seeds, the kernel's own magnitude) go through the same
+        Three decoy kernels (fixed draws, the kernel's own mean magnitude) go through the same
         structure, precision and fit, scale and bias refitted for each. If one of them
         reproduces the output as well, the test cannot tell kernels apart here (identical
         windows, a 1x1 kernel under a fitted scale, a bound wide against the values), so
         the candidate's pass is no evidence, whatever the bits say.
         """
         magnitude = float(np.mean(np.abs(self.p.kernel))) or 1.0
-        decoys = [prec.round_to(_standard_normal(seed, self.p.kernel.shape) * magnitude, precision)
-                  for seed in range(3)]
+        outs = self.p.kernel.shape[3]
+        # Uniform on [-2m, 2m): the mean magnitude m of the kernel's own entries.
+        stack = prec.round_to(_decoy_draws(self.p.kernel.shape, _DECOYS) * (2.0 * magnitude), precision)
         if struct.fit == "none" and struct.boundary != "constant" and self.p.groups == 1 \
                 and self.p.algorithm != "winograd":
             # Nothing fitted: the three in one product (the same test for each, an activation's
             # clipping included).
-            return any(self.sampled_check(struct, precision, kernel=np.concatenate(decoys, axis=3),
-                                          stacked=len(decoys)))
+            return any(self.sampled_check(struct, precision, kernel=stack, stacked=_DECOYS))
+        decoys = [stack[..., index * outs:(index + 1) * outs] for index in range(_DECOYS)]
         return any(self.sampled_check(struct, precision, kernel=decoy)[0] for decoy in decoys)
 
     def sampled_check(self, struct: Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
@@ -500,7 +501,13 @@ class Search:
         window = patches[:, dy:dy + kh, dx:dx + kw]  # (n, kh, kw, C)
         flat = window.reshape(window.shape[0], -1)
         values = flat @ wide.reshape(-1, wide.shape[3])
-        mags = np.abs(flat) @ np.abs(wide.reshape(-1, wide.shape[3]))
+        if stacked:
+            # Decoys side by side: sum_i |x_i| |k_ij| <= (sum_i |x_i|) max_i |k_ij|, an upper bound
+            # of each magnitude without a second product. A larger magnitude widens the decoy's
+            # bound, so a decoy passes at least as often: the control stays as strict.
+            mags = np.abs(flat).sum(axis=1)[:, None] * np.abs(wide).reshape(-1, wide.shape[3]).max(axis=0)
+        else:
+            mags = np.abs(flat) @ np.abs(wide.reshape(-1, wide.shape[3]))
         target = p.output[self.samples, self.rows, self.cols]
         row_ok, col_ok = p.compared_mask(struct, self.rows, self.cols, self.out_hw)
         compared = (row_ok & col_ok)[:, None]
@@ -589,7 +596,8 @@ class _Screen:
             fixed = None if self.declared is None else self.declared[:2]
             scale, bias = fit_batch(values, target, fit, weights, fixed)
             if clipped is not None and per_channel_fit(fit):
-                scale, bias = settle_dead_channels(scale, bias, values, target, free, compared, limits, fit)
+                scale, bias = settle_dead_channels(scale, bias, values, target, free, compared, limits, fit,
+                                                   declared=0.0 if fixed is None else fixed[1])
             predicted = values if kind == "none" and fixed is None else values + bias[..., None, :] \
                 if kind == "bias" and fixed is None else scale[..., None, :] * values + bias[..., None, :]
             bound = self._bound(values, mags, unit_bound, predicted, scale, bias, fit, weights)
@@ -652,16 +660,65 @@ def _channels_of(values: np.ndarray, channels: np.ndarray) -> np.ndarray:
     return values if np.ndim(values) == 0 else values[channels]
 
 
-def _standard_normal(seed: int, shape: tuple) -> np.ndarray:
-    """np.random.default_rng(seed).standard_normal(shape), drawn once per seed and shape
-    (a generator costs more to create than a small kernel's draws)."""
-    key = (seed, tuple(shape))
-    if key not in _DRAWS:
-        if len(_DRAWS) > 64:
-            _DRAWS.clear()
-        _DRAWS[key] = np.random.default_rng(seed).standard_normal(shape)
-        _DRAWS[key].flags.writeable = False
-    return _DRAWS[key]
+def _lowbias32(x: np.ndarray) -> np.ndarray:
+    """Wellons' "lowbias32" integer hash of uint32 `x`, in place
+    (https://nullprogram.com/blog/2018/07/31/: x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15;
+    x *= 0x846ca68b; x ^= x >> 16): fixed, well-mixed bits without a random generator (numpy.random's
+    import alone was 10 ms of a declared layer's confirmation, issue 21 item 8)."""
+    for shift, factor in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        x ^= x >> np.uint32(shift)
+        x *= np.uint32(factor)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+class _Counter:
+    """Fixed integer draws: `integers(low, high, size)` as numpy's Generator.integers gives them
+    (uniform on [low, high)), from `_lowbias32` of a running counter offset by `seed`. Each
+    draw of k values is 24 hashed bits scaled to the range (a bias below 2^-24 relative: these
+    choose sample positions, nothing is inferred from their distribution)."""
+
+    def __init__(self, seed: int):
+        self.next = seed & 0xFFFFFFFF
+
+    def integers(self, low: int, high: int, size: int) -> np.ndarray:
+        x = (np.arange(size, dtype=np.uint64) + self.next).astype(np.uint32)
+        self.next = (self.next + size) & 0xFFFFFFFF
+        x *= np.uint32(0x9E3779B9)
+        bits = _lowbias32(x) >> np.uint32(8)
+        return low + (bits.astype(np.int64) * (int(high) - int(low))) // (1 << 24)
+
+
+_DECOYS = 3   # decoy kernels in the negative control
+
+
+def _decoy_draws(shape: tuple, count: int) -> np.ndarray:
+    """`count` decoy kernels of `shape` (kh, kw, C, O) side by side along the output axis, as one
+    float64 array (kh, kw, C, count * O) of values uniform on [-1, 1) (multiples of 2^-23).
+
+    Each entry is `_lowbias32` of its index times the golden-ratio constant: fixed values
+    without a generator (numpy.random's normal draws and its import were a third of a declared
+    layer's confirmation, issue 21 item 8). Cached per shape (a suite asks again for every case
+    of one shape), up to _DRAW_CACHE_BYTES.
+    """
+    key = (tuple(shape), count)
+    if key in _DRAWS:
+        return _DRAWS[key]
+    kh, kw, c, o = shape
+    x = np.arange(kh * kw * c * count * o, dtype=np.uint32)
+    x *= np.uint32(0x9E3779B9)
+    x += np.uint32(0x632BE5AB)
+    x = _lowbias32(x) >> np.uint32(8)        # 24 bits: exact in float64
+    draws = x.astype(np.float64).reshape(kh, kw, c, count * o)
+    draws *= 2.0 ** -23
+    draws -= 1.0
+    draws.flags.writeable = False
+    while _DRAWS and sum(a.nbytes for a in _DRAWS.values()) + draws.nbytes > _DRAW_CACHE_BYTES:
+        del _DRAWS[next(iter(_DRAWS))]
+    if draws.nbytes <= _DRAW_CACHE_BYTES:
+        _DRAWS[key] = draws
+    return draws
 
 
 _DRAWS: dict = {}
+_DRAW_CACHE_BYTES = 64 << 20

@@ -19,13 +19,14 @@ from ..vocabulary import ALGORITHMS, BOUNDARIES, OUTPUT_PRECISIONS, PADDINGS, Ex
 from ..geometry import transform_kernel
 from .candidates import Layout, as_explanation, expected_structure, geometry_changes, layouts_for
 from .clipping import clip_limits, clipped_values
-from .evaluation import Full, evaluate_full
+from .evaluation import REFUTING_ELEMENTS, Full, evaluate_full, storage_refuted
 from .passes import Found, prefer_unfitted, run_control, same_computation, search_passes
 from .problem import Problem
 from .reference import correlate, correlate_blocks
 from .search import Search
 from .statistics import Differences, index_in_user_shape
 from .summary import all_clipped, clipping_note, diagnosis_stats, mismatch_site
+from .windows import extended_image, window_origin
 
 
 @dataclass(frozen=True)
@@ -109,26 +110,84 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
     storages = [problem.integer_output] if problem.declared_storage else \
         [problem.integer_output, None] if problem.integer_output else [None]
     search_passes(problem, baseline, reading.shared, reading.layouts, found, storages=storages,
-                  keep_arrays=keep_arrays, readings=readings, narrow=narrow, near=_near(before, baseline))
+                  keep_arrays=keep_arrays, readings=readings, narrow=narrow, near=_near(problem, before, baseline))
     if found.accepted is not None and found.accepted is not before and baseline.algorithm == "direct" and not narrow:
         unfitted = prefer_unfitted(problem, found.accepted, baseline, keep_arrays)
         if unfitted is not None:
             found.alternatives, found.accepted = [found.accepted.explanation], unfitted
+    if found.accepted is None and found.undecided is None and found.refuted is not None:
+        found.undecided = before   # it holds, but the output's values say it is not what was run
     closest = None
     if found.accepted is None and found.undecided is None:
         closest = _closest(reading, found, before, keep_arrays)
     return _diagnosis(reading, found, before, reference, closest, storages, keep_arrays)
 
 
-def _near(before: Optional[Full], baseline: Explanation) -> bool:
-    """Whether the expected computation itself holds at most elements (at most half beyond its
-    bound): then only value-level changes can explain the rest (see `passes.search_passes`)."""
-    if before is None:
+def _near(problem: Problem, before: Optional[Full], baseline: Explanation) -> bool:
+    """Whether the expected computation itself holds at most of the elements that could tell
+    another geometry from it (at most half of those beyond its bound): then only value-level
+    changes can explain the rest (see `passes.search_passes`).
+
+    Another kernel transform or offset moves a window's values only where the window is not
+    flat: where it reads one value throughout (a zero background, a constant image), every
+    geometry gives the same sum, and holding there says nothing about the geometry. So the
+    mismatches are weighed against the compared elements whose windows are not flat
+    (`_informative_positions`), not against all of them (a hunt found a true convolution on a
+    zero-background image called a genuine mismatch, and a Sobel kernel's flip named
+    'scale -1', with the geometry search skipped)."""
+    if before is None or before.bad == 0:
         return False
     expl = before.explanation
     same = (expl.padding == baseline.padding and tuple(expl.stride) == tuple(baseline.stride)
             and tuple(expl.dilation) == tuple(baseline.dilation))
-    return same and before.compared > 0 and 2 * before.bad <= before.compared
+    if not (same and before.compared > 0 and 2 * before.bad <= before.compared):
+        return False
+    informative = _informative_positions(problem, expl) * problem.output.shape[3]
+    return 2 * before.bad <= informative
+
+
+def _informative_positions(problem: Problem, expl: Explanation) -> int:
+    """How many compared output positions of `expl` read a window that is not flat: one whose
+    pixels (extended per its boundary rule, every channel) are not all equal. A window of
+    one pixel along an axis is widened by a pixel each side there (a 1x1 kernel's window is
+    always flat, while an offset reads its neighbour). Counted with integral images of the
+    neighbour differences: O(pixels)."""
+    kernel_hw = transform_kernel(problem.kernel, expl.kernel_transform).shape[:2]
+    stride, dilation = tuple(expl.stride), tuple(expl.dilation)
+    out_h, out_w = problem.output.shape[1:3]
+    wide = [(k - 1) * d + 1 for k, d in zip(kernel_hw, dilation)]
+    grow = [1 if w == 1 else 0 for w in wide]
+    origin = window_origin(expl.padding, kernel_hw, tuple(expl.offset), problem.image_hw, stride, dilation)
+    origin = (origin[0] - grow[0], origin[1] - grow[1])
+    wide = [w + 2 * g for w, g in zip(wide, grow)]
+    span = ((out_h - 1) * stride[0] + 1, (out_w - 1) * stride[1] + 1)
+    row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
+    compared = row_ok[:, None] & col_ok[None, :]
+    rows = np.arange(out_h) * stride[0]
+    cols = np.arange(out_w) * stride[1]
+    total = 0
+    for sample in problem.image:
+        image = extended_image(sample, expl.boundary, origin, span, tuple(wide),
+                               cval=expl.cval if expl.boundary == "constant" else 0.0)
+        # down[r, c]: pixel (r, c) differs from (r + 1, c); right[r, c]: from (r, c + 1).
+        down = np.any(image[1:] != image[:-1], axis=-1)
+        right = np.any(image[:, 1:] != image[:, :-1], axis=-1)
+        changes = _box_counts(down, rows, cols, wide[0] - 1, wide[1]) + \
+            _box_counts(right, rows, cols, wide[0], wide[1] - 1)
+        total += int(np.count_nonzero((changes > 0) & compared))
+    return total
+
+
+def _box_counts(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The count of True in mask[r:r + height, c:c + width] for each r in `rows`, c in `cols`
+    (an integral image; zero for an empty box)."""
+    if height <= 0 or width <= 0 or mask.size == 0:
+        return np.zeros((rows.size, cols.size), dtype=np.int64)
+    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(mask, axis=0), axis=1, out=table[1:, 1:])
+    r0, c0 = rows[:, None], cols[None, :]
+    r1, c1 = np.minimum(r0 + height, mask.shape[0]), np.minimum(c0 + width, mask.shape[1])
+    return table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
 
 
 def _check_options(padding, precision, algorithm, output_precision) -> None:
@@ -211,7 +270,9 @@ def _expected(reading: _Reading, found: Found, keep_arrays: bool):
     if before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
         run_control(Search(problem, [expected]), before, expected_structure(baseline))
         if before.evidence.decisive and reading.fixed == 0:
-            found.accepted = before
+            found.refuted = storage_refuted(problem, before.explanation)
+            if found.refuted is None:
+                found.accepted = before
         elif not before.evidence.decisive:
             found.undecided = before
     return before, reference
@@ -276,7 +337,15 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
     stats = diagnosis_stats(problem, reference, before, after, reading.to_user)
     where = reason = None
     notes: list[str] = []
-    if undecided is not None and accepted is None:
+    if undecided is not None and accepted is None and undecided is before and found.refuted is not None:
+        expl = before.explanation
+        storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
+        reason = (f"cannot decide: the expected computation holds within its error bound, but every value of the "
+                  f"output is a {found.refuted} value, which a result stored in {storage} is not by chance (at "
+                  f"least {REFUTING_ELEMENTS} elements whose {storage} reference is not one): the result was stored "
+                  f"in {found.refuted} or computed in it (a half-precision or mixed-precision run), and no such "
+                  "computation holds with enough evidence to name it")
+    elif undecided is not None and accepted is None:
         candidate = ("the expected computation" if undecided is before
                      else describe(undecided.explanation, baseline))
         reason = ev.cannot_decide_reason(undecided.evidence, candidate, undecided.explanation.precision,
@@ -327,7 +396,7 @@ def _notes(reading: _Reading, found: Found, verdict: Verdict, after: Optional[Fu
     if after is not None and after.clipped and (verdict is not Verdict.UNEXPLAINED or undecided is not None):
         notes.append(clipping_note(after))
     if after is not None and after.evidence is not None and after.evidence.dead_channels:
-        notes.append(_dead_channels_note(after))
+        notes.append(_dead_channels_note(after, baseline))
     if problem.output.shape[0] > 1 and verdict is not Verdict.UNEXPLAINED:
         notes.append(f"one computation explains all {problem.output.shape[0]} samples of the batch")
     accepted = found.accepted
@@ -363,16 +432,28 @@ def _left_out_note(stats: Stats) -> str:
     return note
 
 
-def _dead_channels_note(full: Full) -> str:
-    """Which channels are dead (every element at a limit) and the bound their bias has."""
+def _dead_channels_note(full: Full, baseline: Explanation) -> str:
+    """Which channels are dead (every element at a limit) and the bound their bias has, or
+    that their expected bias is kept (the data allow it: fits.settle_dead_channels)."""
     dead = full.evidence.dead_channels
-    bias = full.explanation.bias
-    values = [bias[c] if isinstance(bias, tuple) else bias for c in dead]
-    where = ", ".join(f"{c} (bias {v:.6g})" for c, v in zip(dead[:8], values[:8])) + (" ..." if len(dead) > 8 else "")
-    return (f"{len(dead)} output channel{'s are' if len(dead) != 1 else ' is'} dead (every element clipped by the "
+    bias, declared = full.explanation.bias, baseline.bias
+
+    def value(b, c):
+        return float(b[c]) if isinstance(b, (tuple, list, np.ndarray)) else float(b)
+
+    kept = [c for c in dead if value(bias, c) == value(declared, c)]
+    where = ", ".join(f"{c} (bias {value(bias, c):.6g}{', the expected one' if c in kept else ''})"
+                      for c in dead[:8]) + (" ..." if len(dead) > 8 else "")
+    text = (f"{len(dead)} output channel{'s are' if len(dead) != 1 else ' is'} dead (every element clipped by the "
             f"activation or saturated): channel {where}; such a channel says only on which side of the limit its "
-            "sums lay, so its bias is a bound (the largest that keeps every sum below the low limit; the smallest "
-            "above the high one), not a fitted value, and the other channels decide the verdict")
+            "sums lay, so its bias is only bounded")
+    if len(kept) < len(dead):
+        text += (" (reported as the bound: the largest that keeps every sum below the low limit; the smallest "
+                 "above the high one)")
+    if kept:
+        text += ("; the expected bias (declared, or 0) is kept where it lies within that bound" if len(kept) < len(dead)
+                 else ", and the expected bias (declared, or 0) lies within the bound, so it is kept")
+    return text + ", not a fitted value, and the other channels decide the verdict"
 
 
 def _arrays(problem: Problem, before: Optional[Full], after: Optional[Full], reference) -> DiagnosisArrays:

@@ -1,0 +1,213 @@
+"""What a hunt for false verdicts on real library outputs found (session of 2026-12-06), each
+case made by a real call and seeded:
+
+- the geometry search was skipped whenever the expected computation held at half the
+  elements, and on a zero background or a constant image that is every flat window: a true
+  convolution was "a genuine mismatch", a Sobel kernel's flip was named 'scale -1';
+- a 256-channel layer run in float16 was `equal` to its float32 declaration (a float32 bound
+  of 2304 taps spans float16's spacing), though every output value was a float16 value;
+- a dead channel's declared bias was reported as another value (its bound);
+- PyTorch's padding=1 at stride 2 was never tried as explicit pads when a named padding gave
+  the output's size at another stride;
+- a declared stride larger than the image, or groups that do not divide the channels, and an
+  image whose sums overflow float64 were verdicts, not bad input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal as sig
+from click.testing import CliRunner
+
+import convcheck
+from convcheck.cli import main
+from convcheck.results import Verdict
+
+SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=np.float32)
+
+
+def _sparse_image(seed: int) -> np.ndarray:
+    """An MNIST-like 28x28 image: zero but for an 8x10 patch."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((28, 28), np.float32)
+    image[10:18, 9:19] = rng.uniform(0.2, 1.0, (8, 10)).astype(np.float32)
+    return image
+
+
+def test_a_true_convolution_on_a_zero_background_is_the_flip():
+    image = _sparse_image(11)
+    kernel = np.random.default_rng(11).standard_normal((3, 3)).astype(np.float32)
+    d = convcheck.explain(image, kernel, sig.convolve2d(image, kernel, "same").astype(np.float32))
+    assert d.verdict is Verdict.EXPLAINED and not d.cannot_decide
+    assert d.explanation.changed_fields(d.baseline) == ("kernel_transform",)
+    assert d.explanation.kernel_transform == "rot180"
+
+
+def test_a_sobel_flip_on_a_zero_background_names_the_flip_not_a_scale():
+    """rot180(sobel) == -sobel: 'scale -1' computes the same values, so it may be listed as an
+    alternative, but the flip (structural, what scipy did) is the answer."""
+    image = _sparse_image(12)
+    d = convcheck.explain(image, SOBEL_X, sig.convolve2d(image, SOBEL_X, "same").astype(np.float32))
+    assert d.verdict is Verdict.EXPLAINED
+    assert d.explanation.changed_fields(d.baseline) == ("kernel_transform",)
+    assert d.explanation.kernel_transform in ("rot180", "flip_lr")
+
+
+@pytest.mark.parametrize("size", [7, 12])
+def test_a_true_convolution_on_a_constant_image_is_the_flip(size):
+    image = np.full((size, size), 2.0)
+    kernel = np.random.default_rng(9).standard_normal((3, 3))
+    d = convcheck.explain(image, kernel, sig.convolve2d(image, kernel, "same"))
+    assert d.verdict is Verdict.EXPLAINED
+    assert d.explanation.kernel_transform == "rot180"
+
+
+def test_one_corrupted_element_on_a_dense_image_is_still_unexplained():
+    """The other side of the rule: where the windows are not flat, a few mismatches are not a
+    geometry (the search keeps its own geometry and the verdict stays honest)."""
+    rng = np.random.default_rng(5)
+    image = rng.standard_normal((20, 20)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3)).astype(np.float32)
+    output = sig.correlate2d(image.astype(np.float64), kernel.astype(np.float64), "same").astype(np.float32)
+    output[7, 9] += 0.01 * np.abs(output).max()
+    d = convcheck.explain(image, kernel, output)
+    assert d.verdict is Verdict.UNEXPLAINED
+
+
+def _wide_layer(seed: int, channels: int = 256):
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((1, 8, 8, channels)).astype(np.float32)
+    kernel = (rng.standard_normal((3, 3, channels, 4)) / np.sqrt(9 * channels)).astype(np.float32)
+    return image, kernel
+
+
+def _exact_float32(image, kernel):
+    """The float32 inputs summed exactly and stored in float32 (a faithful float32 conv's values
+    within its rounding), NHWC 'same'."""
+    out = np.stack([sum(sig.correlate2d(image[0, :, :, c].astype(np.float64), kernel[:, :, c, o].astype(np.float64),
+                                        "same") for c in range(image.shape[3])) for o in range(kernel.shape[3])],
+                   axis=-1)
+    return out[None].astype(np.float32)
+
+
+def test_a_float32_output_rounded_to_float16_is_not_equal_to_float32():
+    """The wide layer's float32 result stored through float16 (kept in a float32 array): its
+    float32 bound covers the rounding, its values do not."""
+    image, kernel = _wide_layer(16)
+    output = _exact_float32(image, kernel).astype(np.float16).astype(np.float32)
+    d = convcheck.explain(image, kernel, output)
+    assert d.verdict is not Verdict.EQUAL
+    if d.verdict is Verdict.EXPLAINED:
+        assert d.explanation.precision == "float16" or d.explanation.output_precision == "float16"
+    else:
+        assert d.cannot_decide and "float16 value" in d.reason
+
+
+def test_the_same_layer_in_float32_is_equal():
+    image, kernel = _wide_layer(16)
+    assert convcheck.explain(image, kernel, _exact_float32(image, kernel)).verdict is Verdict.EQUAL
+
+
+def test_an_exact_output_that_happens_to_be_float16_values_is_equal():
+    """Small integers sum exactly in any format: float16 values by arithmetic, not storage."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 4, (1, 8, 8, 64)).astype(np.float32)
+    kernel = rng.integers(-2, 3, (3, 3, 64, 4)).astype(np.float32)
+    output = _exact_float32(image, kernel)
+    assert np.array_equal(output.astype(np.float16).astype(np.float32), output)
+    assert convcheck.explain(image, kernel, output).verdict is Verdict.EQUAL
+
+
+@pytest.mark.torch
+def test_a_wide_layer_run_in_float16_by_torch_is_not_equal_to_float32():
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((1, 256, 8, 8)).astype(np.float32)
+    w = (rng.standard_normal((4, 256, 3, 3)) / np.sqrt(9 * 256)).astype(np.float32)
+    with torch.no_grad():
+        half = F.conv2d(torch.from_numpy(x).half(), torch.from_numpy(w).half(), padding=1).float().numpy()
+        full = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
+    d = convcheck.explain(x, w, half, layout="nchw", padding=1)
+    assert d.verdict is not Verdict.EQUAL
+    if d.verdict is Verdict.EXPLAINED:
+        assert d.explanation.changed_fields(d.baseline) == ("precision",)
+        assert d.explanation.precision == "float16"
+    assert convcheck.explain(x, w, full, layout="nchw", padding=1).verdict is Verdict.EQUAL
+
+
+def test_a_dead_channels_declared_bias_is_kept_when_the_data_allow_it():
+    """Declared bias off in channel 0, channel 1 dead under its declared -100: the cause names
+    channel 0's bias and keeps channel 1's declared value (not its bound)."""
+    rng = np.random.default_rng(8)
+    image = rng.standard_normal((9, 9, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    bias = np.array([0.1, -100.0, 0.2, 0.3], np.float32)
+    sums = np.stack([sum(sig.correlate2d(image[:, :, c].astype(np.float64), kernel[:, :, c, o].astype(np.float64),
+                                         "same") for c in range(3)) for o in range(4)], axis=-1)
+    output = np.maximum(sums + bias, 0.0).astype(np.float32)
+    declared = bias.copy()
+    declared[0] = 0.101
+    d = convcheck.explain(image, kernel, output, expected={"bias": declared, "activation": "relu"})
+    assert d.verdict is Verdict.EXPLAINED
+    assert d.explanation.changed_fields(d.baseline) == ("bias",)
+    fitted = np.asarray(d.explanation.bias)
+    assert fitted[1] == pytest.approx(-100.0) and fitted[0] == pytest.approx(0.1, abs=1e-6)
+    assert any("as declared" in note or "the expected one" in note for note in d.notes)
+    declared[1] = -5.0   # a declared bias the dead channel contradicts: the bound is reported
+    d = convcheck.explain(image, kernel, output, expected={"bias": declared, "activation": "relu"})
+    assert np.asarray(d.explanation.bias)[1] < -5.0
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("size,k", [(9, 4), (10, 5), (11, 5)])
+def test_pytorch_padding_1_at_stride_2_is_found_as_explicit_pads(size, k):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1, 2, size, size)).astype(np.float32)
+    w = rng.standard_normal((3, 2, k, k)).astype(np.float32)
+    with torch.no_grad():
+        y = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1).numpy()
+    d = convcheck.explain(x, w, y, layout="nchw", stride=2)
+    assert d.verdict is Verdict.EXPLAINED
+    assert d.explanation.changed_fields(d.baseline) == ("padding",)
+    assert d.explanation.padding == ((1, 1), (1, 1))
+    assert convcheck.explain(x, w, y, layout="nchw", stride=2, padding=1).verdict is Verdict.EQUAL
+
+
+def test_declared_values_that_cannot_apply_are_bad_input(tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.standard_normal((6, 6)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3)).astype(np.float32)
+    output = sig.correlate2d(image, kernel, "same").astype(np.float32)
+    for name, array in (("img", image), ("k", kernel), ("out", output), ("big", np.full((6, 6), 1e308))):
+        np.save(tmp_path / f"{name}.npy", array)
+    files = [str(tmp_path / f"{n}.npy") for n in ("img", "k", "out")]
+    runner = CliRunner(env={"NO_COLOR": None, "FORCE_COLOR": None, "COLUMNS": "160"})
+
+    def refused(*args: str) -> str:
+        result = runner.invoke(main, ["explain", *args], catch_exceptions=False)
+        assert result.exit_code == 2 and result.stdout == "", (args, result.stdout, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        return lines[0]
+
+    assert "stride [10, 10] is larger than the 6x6 image" in refused(*files, "--stride", "10")
+    assert "larger than the 6x6 image" in refused(*files, "--expect", "stride=7")
+    assert "groups 2 must divide" in refused(*files, "--groups", "2")
+    assert "groups 3 must divide" in refused(*files, "--expect", "groups=3")
+    assert "beyond float64's range" in refused(str(tmp_path / "big.npy"), files[1], files[2])
+
+
+def test_a_stride_on_a_one_pixel_axis_still_applies():
+    """One window along an axis at any stride: a stride-2 layer on a 1x1 map is judged."""
+    rng = np.random.default_rng(2)
+    image = rng.standard_normal((1, 1, 4)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 4, 2)).astype(np.float32)
+    output = np.einsum("c,co->o", image[0, 0].astype(np.float64), kernel[1, 1].astype(np.float64))
+    d = convcheck.explain(image, kernel, output.astype(np.float32)[None, None], stride=2)
+    assert d.verdict is Verdict.EQUAL
