@@ -211,3 +211,75 @@ def test_a_stride_on_a_one_pixel_axis_still_applies():
     output = np.einsum("c,co->o", image[0, 0].astype(np.float64), kernel[1, 1].astype(np.float64))
     d = convcheck.explain(image, kernel, output.astype(np.float32)[None, None], stride=2)
     assert d.verdict is Verdict.EQUAL
+
+
+# ----------------------------------------------------------------------------- found by a hunt on model ports
+
+
+def test_a_dead_channel_takes_the_declared_scale_in_a_scale_fit():
+    """A kernel 1% off under a folded BatchNorm (declared scale and bias) and a ReLU6, one channel
+    dead: 'scale' per channel names it, the dead channel keeping its declared scale (a hunt
+    found 'cannot decide' through a bias invented for the dead channel)."""
+    rng = np.random.default_rng(21)
+    image = rng.standard_normal((12, 12, 4)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    scale = rng.uniform(0.5, 1.5, 6)
+    bias = rng.uniform(-0.5, 0.5, 6)
+    bias[4] = -200.0   # dead after the ReLU6
+    sums = np.stack([sum(sig.correlate2d(image[:, :, c].astype(np.float64), kernel[:, :, c, o].astype(np.float64),
+                                         "same") for c in range(4)) for o in range(6)], axis=-1)
+    output = np.clip(1.01 * sums * scale + bias, 0.0, 6.0).astype(np.float32)
+    d = convcheck.explain(image, kernel, output, expected={"scale": scale, "bias": bias, "activation": "relu6"})
+    assert d.verdict is Verdict.EXPLAINED and d.explanation.changed_fields(d.baseline) == ("scale",)
+    fitted = np.asarray(d.explanation.scale)
+    assert fitted[4] == pytest.approx(scale[4])
+    live = [c for c in range(6) if c != 4]
+    assert np.allclose(fitted[live] / scale[live], 1.01, rtol=1e-4)
+
+
+def test_a_factor_applied_in_two_rounded_steps_is_a_factor():
+    """A BatchNorm folded in float32, then the weights multiplied by 1.01 in float32: two
+    roundings, still one factor per output channel (a hunt got 'no factor maps')."""
+    from convcheck.engine.weights import relate
+    rng = np.random.default_rng(22)
+    weights = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    factor = rng.uniform(0.5, 1.5, 8).astype(np.float32)
+    port = (weights * factor[:, None, None, None]).astype(np.float32) * np.float32(1.01)
+    relation = relate(weights, port, original_layout="oihw", port_layout="oihw")
+    assert list(relation.mapping) == ["scale"]
+    fitted = np.asarray(relation.mapping["scale"])
+    assert np.allclose(fitted, factor.astype(np.float64) * np.float64(np.float32(1.01)), rtol=4 * 2.0 ** -24)
+    other = port.copy()
+    other[0, 0, 0, 0] *= np.float32(1.001)   # one weight off by far more than rounding: no factor
+    assert "scale" not in relate(weights, other, original_layout="oihw", port_layout="oihw").mapping
+
+
+def test_unmatched_layers_beside_convs_the_port_did_not_capture_are_not_called_absent():
+    from convcheck.formats.table import render_model
+    from convcheck.models.walk import walk_captured
+    from tests.models.test_walk import INPUT_INFO, synthetic
+
+    original = synthetic(path="original.onnx")
+    port = synthetic(path="port.tflite", drop_last=True)
+    text = render_model(walk_captured(original, port, input_info=INPUT_INFO), color=False, width=160)
+    assert "original layers with no counterpart in the port: third" in text
+    from dataclasses import replace
+    skipped = replace(port, uncaptured=1)
+    report = walk_captured(original, skipped, input_info=INPUT_INFO)
+    text = render_model(report, color=False, width=160)
+    assert "no captured counterpart in the port: third" in text and "1 conv op(s) convcheck does not capture" in text
+    assert report.exit_code() == 1   # still a port that is not the original, computed otherwise
+    assert any("may be their counterparts" in note for note in report.notes["walk"])
+
+
+def test_a_declared_bias_the_output_lacks_is_named_as_such():
+    rng = np.random.default_rng(23)
+    image = rng.standard_normal((10, 10, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    bias = rng.uniform(0.2, 1.0, 4)
+    sums = np.stack([sum(sig.correlate2d(image[:, :, c].astype(np.float64), kernel[:, :, c, o].astype(np.float64),
+                                         "same") for c in range(3)) for o in range(4)], axis=-1)
+    d = convcheck.explain(image, kernel, sums.astype(np.float32), expected={"bias": bias})
+    assert d.verdict is Verdict.EXPLAINED and d.explanation.changed_fields(d.baseline) == ("bias",)
+    cause = d.causes[0]
+    assert "not the declared" in cause.summary and "give the layer the declared bias" in cause.fix

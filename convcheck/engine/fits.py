@@ -30,35 +30,47 @@ def fit_parameters(prediction: np.ndarray, target: np.ndarray, fit: str, weights
     return float(scale[0, 0]), float(bias[0, 0])
 
 
-def settle_dead_channels(scale, bias, values, target, free, compared, limits, fit: str, declared=None):
-    """(scale, bias) of a per-channel bias fit with its dead channels settled: a channel with
-    no element left free to fit (every compared one clipped by the activation or saturated:
-    a ReLU's dead channel) says only on which side of the limit its sums lay, so its bias is
-    only bounded: b <= low - max(s v) for elements at the low limit, b >= high - min(s v)
-    for those at the high one. The reported bias is the expected one (`declared`: the declared
-    bias, a number or one per channel, or 0) where that lies in the interval (the data agree
-    with it: a dead channel must not read as a changed bias), else that bound (the end of the interval, its midpoint
-    when bounded on both sides), never a value fitted from data that has none; its scale
-    stays the declared one (1). Other fits, and channels with free elements, as given."""
-    if not per_channel_fit(fit) or fit_kind(fit) not in ("bias", "both") or limits == (None, None):
+def settle_dead_channels(scale, bias, values, target, free, compared, limits, fit: str, declared=None,
+                         declared_scale=None):
+    """(scale, bias) of a per-channel fit with its dead channels settled: a channel with no
+    element left free to fit (every compared one clipped by the activation or saturated: a
+    ReLU's dead channel) says only on which side of the limit its sums lay, so its scale is
+    the expected one (`declared_scale`, a number or one per channel, or 1: nothing to fit it
+    from) and its bias is only bounded: b <= low - max(s v) for elements at the low limit,
+    b >= high - min(s v) for those at the high one. The reported bias is the expected one
+    (`declared`: the declared bias, or 0) where that lies in the interval (the data agree with
+    it: a dead channel must not read as a changed value), else that bound (the end of the
+    interval, its midpoint when bounded on both sides), never a value fitted from data that
+    has none. A scale-only fit keeps the bias it was given; its dead channels take the
+    expected scale where that keeps every sum on its side of the limit (a hunt: a kernel off
+    by 1% under a folded BatchNorm and ReLU6 lost its 'scale' to a channel the ReLU zeroed).
+    Other fits, and channels with free elements, as given."""
+    kind = fit_kind(fit)
+    if not per_channel_fit(fit) or kind not in ("bias", "both", "scale") or limits == (None, None):
         return scale, bias
     shape = np.broadcast_shapes(np.shape(values), np.shape(free) if free is not None else ())
     dead = ~np.any(np.broadcast_to(True if free is None else free, shape), axis=-2)
     if not dead.any():
         return scale, bias
     low, high = limits
-    held = np.where(dead & ~np.isfinite(scale), 1.0, scale)
+    expected_scale = np.broadcast_to(np.asarray(1.0 if declared_scale is None else declared_scale,
+                                                dtype=np.float64), np.shape(dead))
+    held = np.where(dead, expected_scale, scale)
     summed = held[..., None, :] * values
     seen = np.broadcast_to(True if compared is None else compared, shape)
     upper = np.min(np.where(seen & (target == low), low - summed, np.inf), axis=-2) if low is not None else np.inf
     lower = np.max(np.where(seen & (target == high), high - summed, -np.inf), axis=-2) if high is not None \
         else -np.inf
+    given = np.broadcast_to(np.asarray(0.0 if declared is None else declared, dtype=np.float64), np.shape(dead))
     with np.errstate(invalid="ignore"):
+        inside = (given >= lower) & (given <= upper)
+        if kind == "scale":
+            given_bias = np.broadcast_to(np.asarray(bias, dtype=np.float64), np.shape(dead))
+            keeps = (given_bias >= lower) & (given_bias <= upper)
+            return np.where(dead & keeps, held, scale), bias
         bounded = np.where(np.isinf(lower), upper, np.where(np.isinf(upper), lower,
                                                            np.where(lower <= upper, 0.5 * (lower + upper), np.nan)))
-        if declared is not None:
-            given = np.broadcast_to(np.asarray(declared, dtype=np.float64), np.shape(bounded))
-            bounded = np.where((given >= lower) & (given <= upper), given, bounded)
+        bounded = np.where(inside, given, bounded)
     return np.where(dead, held, scale), np.where(dead, bounded, bias)
 
 
@@ -223,7 +235,8 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
             return None if a is None else np.broadcast_to(a, values.shape).reshape(-1, outs)
 
         scale, bias = settle_dead_channels(scale, bias, flat(values), flat(target), flat(free), flat(compared),
-                                           limits, fit, declared=0.0 if fixed is None else fixed[1])
+                                           limits, fit, declared=0.0 if fixed is None else fixed[1],
+                                           declared_scale=None if fixed is None else fixed[0])
     if not usable_fit(scale, bias):
         return scale, bias, *(at(1.0, 0.0) if fixed is None else at(*fixed))
     predicted, bound = at(scale, bias)

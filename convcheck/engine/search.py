@@ -597,7 +597,8 @@ class _Screen:
             scale, bias = fit_batch(values, target, fit, weights, fixed)
             if clipped is not None and per_channel_fit(fit):
                 scale, bias = settle_dead_channels(scale, bias, values, target, free, compared, limits, fit,
-                                                   declared=0.0 if fixed is None else fixed[1])
+                                                   declared=0.0 if fixed is None else fixed[1],
+                                                   declared_scale=None if fixed is None else fixed[0])
             predicted = values if kind == "none" and fixed is None else values + bias[..., None, :] \
                 if kind == "bias" and fixed is None else scale[..., None, :] * values + bias[..., None, :]
             bound = self._bound(values, mags, unit_bound, predicted, scale, bias, fit, weights)

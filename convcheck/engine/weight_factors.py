@@ -12,7 +12,7 @@ from typing import Union
 
 import numpy as np
 
-from .precision import STORAGE_U, STORAGE_UNDERFLOW, round_to, storage_type
+from .precision import SMALLEST_NORMAL, STORAGE_U, STORAGE_UNDERFLOW, round_to, storage_type
 
 # A fitted factor needs the weight it is fitted to and this many more nonzero ones, else one
 # factor per channel explains any values (CONTRACT section 3: never paper over a mismatch).
@@ -154,6 +154,14 @@ def factor_relation(port, mapped, *, precision: str, original_precision: str,
     u, eta = product_rounding(precision, original_precision)
     low, high, nonzero = _factor_intervals(port, mapped, u, eta)
     fits = low <= high
+    if not fits.all() and _normal(port, precision):
+        # The factor applied in two steps, each product rounded in the port's precision (a
+        # BatchNorm folded, then another factor: a hunt's port computed (w s) 1.01 in float32):
+        # fl(fl(a m) b) = a b m (1 + d1)(1 + d2), |d| <= u, where every product stays a normal
+        # number (no absolute term: checked on the port's weights, far above the subnormals),
+        # so |p - s m| <= (2u + u^2) |s m| with s = a b.
+        low, high, nonzero = _factor_intervals(port, mapped, 2 * u + u * u, 0.0)
+        fits = low <= high
     if sample or not fits.all():
         return FactorRelation(1.0 if fits.all() else None)
     one = (low <= 1 + 2 * u) & (high >= 1 - 2 * u)
@@ -178,6 +186,14 @@ def factor_relation(port, mapped, *, precision: str, original_precision: str,
     fitted = (low + high) / 2
     fitted[exact] = 1.0
     return FactorRelation(tuple(float(s) for s in fitted))
+
+
+def _normal(port: np.ndarray, precision: str) -> bool:
+    """Whether every nonzero port weight lies far above `precision`'s subnormals (2^20 times its
+    smallest normal number), so the products that made it were normal numbers too for any
+    factor within 2^20 of 1."""
+    nonzero = np.abs(port[port != 0])
+    return bool(nonzero.size) and float(nonzero.min()) >= SMALLEST_NORMAL.get(precision, SMALLEST_NORMAL['float32']) * 2.0 ** 20
 
 
 def _exact_channels(port, mapped, channels, precision: str, original_precision: str) -> np.ndarray:

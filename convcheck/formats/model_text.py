@@ -131,7 +131,12 @@ def unmatched_lines(report) -> list[str]:
     if report.unmatched_original:
         allowed = " (allowed)" if report.allow.unmatched else ""
         names = ", ".join(report.unmatched_original)
-        lines.append(f"original layers with no counterpart in the port{allowed}: {names}")
+        if getattr(report, "uncaptured_port", 0):
+            lines.append(f"original layers with no captured counterpart in the port{allowed}: {names} (the port has "
+                         f"{report.uncaptured_port} conv op(s) convcheck does not capture, quantized, transposed or "
+                         "not 2-D, which may be their counterparts: --format json lists them in notes.port)")
+        else:
+            lines.append(f"original layers with no counterpart in the port{allowed}: {names}")
     if report.unmatched_port:
         lines.append(f"port layers with no counterpart in the original: {', '.join(report.unmatched_port)}")
     return lines

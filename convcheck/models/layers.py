@@ -110,6 +110,7 @@ class CapturedModel:
     input_dtype: str
     layers: list[ConvLayer]
     notes: list[str] = field(default_factory=list)
+    uncaptured: int = 0   # conv ops the loader saw but could not capture (quantized, transposed: see `notes`)
 
 
 @dataclass(frozen=True)

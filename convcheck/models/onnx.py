@@ -88,8 +88,10 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False, keep=None) -> Cap
             layers = _capture_as_run(path, model, x, input_name, written, notes, scratch, keep)
         if layers is None:
             layers = _capture_as_written(path, model, x, input_name, written, notes, scratch, keep)
+    uncaptured = sum("conv" in node.op_type.lower() for node in model.graph.node) - len(written)
     return CapturedModel(path=path, format=FORMAT, layout=layout, input_shape=tuple(x.shape),
-                         input_dtype=dtype, layers=keep_activations(layers, keep), notes=notes)
+                         input_dtype=dtype, layers=keep_activations(layers, keep), notes=notes,
+                         uncaptured=max(0, uncaptured))
 
 
 def _check_file(path: str) -> None:

@@ -132,7 +132,8 @@ class ModelReport:
     `input` {shape, dtype, source}; `layers` the matched pairs in the original's order;
     `unmatched_original` / `unmatched_port` the names left unmatched; `allow` the walk's
     `--allow`; `notes` what the loaders and the walk say ({'original': [...], 'port': [...],
-    'walk': [...]})."""
+    'walk': [...]}); `uncaptured_port` how many conv ops the port's loader saw but could not
+    capture (quantized, transposed: the unmatched may be those)."""
 
     models: dict
     input: dict
@@ -141,6 +142,7 @@ class ModelReport:
     unmatched_port: tuple[str, ...] = ()
     allow: AllowSet = field(default_factory=AllowSet)
     notes: dict = field(default_factory=dict)
+    uncaptured_port: int = 0
 
     @property
     def single(self) -> bool:
@@ -160,8 +162,9 @@ class ModelReport:
         found: list[tuple[Optional[LayerResult], str]] = [
             (layer, why) for layer in self.layers for why in layer.failures(self.allow)]
         if self.unmatched_original and not self.allow.unmatched:
-            found.append((None, f"{len(self.unmatched_original)} layer(s) of the original have no counterpart in "
-                                f"the port: {', '.join(self.unmatched_original)}"))
+            captured = " captured" if self.uncaptured_port else ""
+            found.append((None, f"{len(self.unmatched_original)} layer(s) of the original have no{captured} "
+                                f"counterpart in the port: {', '.join(self.unmatched_original)}"))
         return found
 
     def counts(self) -> dict[str, int]:

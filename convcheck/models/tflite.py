@@ -81,7 +81,8 @@ def capture(path: str, x: np.ndarray, *, as_run: bool = False, keep=None) -> Cap
             sources[source].append(plan.name)
     notes.extend(f"{source}: {', '.join(names)}" for source, names in sources.items())
     return CapturedModel(path=path, format=FORMAT, layout=LAYOUT, input_shape=tuple(x.shape),
-                         input_dtype=tensor.dtype, layers=keep_activations(layers, keep), notes=notes)
+                         input_dtype=tensor.dtype, layers=keep_activations(layers, keep), notes=notes,
+                         uncaptured=sum(op.name in CONVS for op in graph.ops) - len(plans))
 
 
 def _model_input(graph: Graph) -> Tensor:

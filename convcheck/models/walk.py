@@ -78,8 +78,11 @@ def _given_input(value):
     if isinstance(value, np.ndarray):
         return value, "array"
     from ..inputs import read_npy
+    from ..inputs.arrays import check_finite
     try:
-        return read_npy(value, "image"), f"file '{value}'"
+        array = read_npy(value, "image")
+        check_finite(array, f"'{value}'")   # NaN or Inf would leave every layer not judged: bad input
+        return array, f"file '{value}'"
     except InputError as exc:
         raise InputError(f"--input: {exc}") from None
 
@@ -165,8 +168,14 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
     layers = tuple(_judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format, release,
                                (pair.original in feeding[0], pair.port in feeding[1]))
                    for pair in matching.pairs)
+    if matching.unmatched_original and port.uncaptured:
+        # "No counterpart" would be false if the counterparts are convs the port's loader skipped.
+        notes.setdefault("walk", []).append(
+            f"{len(matching.unmatched_original)} layer(s) of the original matched no captured layer of the port, "
+            f"and the port has {port.uncaptured} conv op(s) convcheck did not capture (see the port's notes: "
+            "quantized, transposed or not 2-D): those may be their counterparts, computed otherwise")
     return ModelReport(models, input_info, layers, _names(original.layers, matching.unmatched_original),
-                       _names(port.layers, matching.unmatched_port), rules, notes)
+                       _names(port.layers, matching.unmatched_port), rules, notes, uncaptured_port=port.uncaptured)
 
 
 def _names(layers: Sequence[ConvLayer], indices) -> tuple[str, ...]:

@@ -94,6 +94,14 @@ _OUTPUT_PRECISION = Field(
 
 
 def _bias_cause(value, baseline: Explanation, explanation: Optional[Explanation]) -> tuple[str, str]:
+    declared = baseline.bias
+    if per_channel(declared) or (isinstance(declared, (int, float)) and declared != 0.0):
+        # A declared bias the output does not have (a port that dropped or changed it): the
+        # advice is to use the declared one, not to remove a bias.
+        return (f"the output's bias is {number_text(value)}, not the declared {number_text(declared)} (a bias "
+                "left out, or other values copied)",
+                "give the layer the declared bias (the original's, one value per output channel): check that "
+                "its bias was copied, and that use_bias / bias=True is set")
     if per_channel(value):
         return (f"a constant was added to each output channel, one per channel: {number_text(value)} "
                 "(a layer's bias vector: Conv2D(use_bias=True), nn.Conv2d(bias=True))",

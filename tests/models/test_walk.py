@@ -378,6 +378,8 @@ def onnx_models(tmp_path_factory):
     np.save(paths["small"], np.zeros((1, 3, 10, 10), np.float32))
     paths["good"] = str(folder / "good.npy")
     np.save(paths["good"], np.random.default_rng(4).standard_normal((1, 3, 12, 12)).astype(np.float32))
+    paths["nan"] = str(folder / "nan.npy")
+    np.save(paths["nan"], np.full((1, 3, 12, 12), np.nan, np.float32))
     paths["folder"] = str(folder)
     return paths
 
@@ -432,6 +434,7 @@ def test_cli_single_model_and_output_file(onnx_models, tmp_path):
     ("truncated", ["{chain}", "{truncated}"], "truncated"),
     ("no conv", ["{noconv}", "{chain}"], "no 2-D convolution"),
     ("wrong input shape", ["{chain}", "{chain}", "--input", "{small}"], "shape"),
+    ("NaN input", ["{chain}", "{chain}", "--input", "{nan}"], "--input: .*contains 432 NaN values"),
     ("nothing in common", ["{chain}", "{other}"], "no conv layer in common"),
     ("bad allow", ["{chain}", "{chain}", "--allow", "kernel=rot180"], "names no field"),
     ("bad match", ["{chain}", "{chain}", "--match", "a=zz"], "'zz' is not a conv layer of the port"),
