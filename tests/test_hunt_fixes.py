@@ -283,3 +283,25 @@ def test_a_declared_bias_the_output_lacks_is_named_as_such():
     assert d.verdict is Verdict.EXPLAINED and d.explanation.changed_fields(d.baseline) == ("bias",)
     cause = d.causes[0]
     assert "not the declared" in cause.summary and "give the layer the declared bias" in cause.fix
+
+
+def test_an_op_between_convs_that_differs_shows_as_a_drift_note_not_a_verdict():
+    """The port's third conv reads its input through another op (the original's second output,
+    its channels in another order, as a concatenation swapped): every conv is `equal` on its own
+    input and the walk exits 0 (CONTRACT section 6), and the input drift's jump is noted."""
+    from convcheck.models.layers import CapturedModel
+    from convcheck.models.walk import walk_captured
+    from tests.models.test_walk import INPUT_INFO, conv_layer, synthetic
+
+    original = synthetic(path="original.onnx")
+    first, second, third = original.layers
+    swapped = np.ascontiguousarray(second.output[..., ::-1])
+    port_third = conv_layer("third", swapped, third.kernel, third.pads)
+    port = CapturedModel(**{**original.__dict__, "path": "port.onnx", "layers": [first, second, port_third]})
+    report = walk_captured(original, port, input_info=INPUT_INFO)
+    assert [layer.verdict for layer in report.layers] == ["equal"] * 3 and report.exit_code() == 0
+    notes = report.layers[2].notes
+    assert any("its input differs from the original's" in note and "no conv's verdict shows" in note
+               for note in notes)
+    faithful = walk_captured(original, synthetic(path="port.onnx"), input_info=INPUT_INFO)
+    assert not any("input differs" in note for layer in faithful.layers for note in layer.notes)

@@ -11,6 +11,7 @@ against its own declared computation.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -165,9 +166,14 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
                          f"{len(original.layers)} (shapes, weights); check that PORT is a port of ORIGINAL, or pair "
                          "layers by name with --match ORIGINAL_NAME=PORT_NAME")
     feeding = (_feeding(original.layers), _feeding(port.layers))
-    layers = tuple(_judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format, release,
-                               (pair.original in feeding[0], pair.port in feeding[1]))
-                   for pair in matching.pairs)
+    scales: dict[int, float] = {}
+
+    def judged(pair) -> LayerResult:
+        scales[pair.original] = _largest(original.layers[pair.original].input)   # before its release
+        return _judge_pair(original.layers[pair.original], port.layers[pair.port], pair, port.format, release,
+                           (pair.original in feeding[0], pair.port in feeding[1]))
+
+    layers = _drift_jumps(tuple(judged(pair) for pair in matching.pairs), scales)
     if matching.unmatched_original and port.uncaptured:
         # "No counterpart" would be false if the counterparts are convs the port's loader skipped.
         notes.setdefault("walk", []).append(
@@ -176,6 +182,54 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
             "quantized, transposed or not 2-D): those may be their counterparts, computed otherwise")
     return ModelReport(models, input_info, layers, _names(original.layers, matching.unmatched_original),
                        _names(port.layers, matching.unmatched_port), rules, notes, uncaptured_port=port.uncaptured)
+
+
+# A layer's input drift is noted when it is more than DRIFT_JUMP times every output drift of the
+# layers before it (or, with none drifting, at all) and more than DRIFT_FLOOR of its input's
+# largest magnitude (rounding-level drifts, 2^-24 to 2^-20 of it in float32, never are).
+DRIFT_JUMP = 64.0
+DRIFT_FLOOR = 2.0 ** -14
+
+
+def _largest(array: np.ndarray) -> float:
+    """max |array| (0 for an empty or non-finite one)."""
+    if array.size == 0:
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        value = max(abs(float(np.max(array))), abs(float(np.min(array))))
+    return value if np.isfinite(value) else 0.0
+
+
+def _drift_jumps(layers: tuple[LayerResult, ...], scales: dict[int, float]) -> tuple[LayerResult, ...]:
+    """The layers, a note added to each whose input drifts from the original's far more than any
+    layer before it drifted: every conv is judged on the port's own input, so a difference in an
+    op between convs (a concatenation order, a pooling or upsampling mode, an activation's
+    parameters, a channel order before the first conv) leaves every layer `equal` and shows only
+    here. An observation, not a verdict: ops between convs that amplify differences (a
+    BatchNorm left unfolded with a large factor) give it too, and the note says so."""
+    noted = []
+    before = 0.0   # the largest output drift of the layers so far, in the original's order
+    for layer in layers:
+        drift_in = (layer.input_drift or {}).get("max_abs_diff")
+        scale = scales.get(layer.index, 0.0)
+        if drift_in is not None and scale > 0 and drift_in > DRIFT_FLOOR * scale and drift_in > DRIFT_JUMP * before:
+            if before > 0:
+                note = (f"its input differs from the original's by {drift_in:.3g} ({drift_in / scale:.2g} of its "
+                        f"largest value), {drift_in / before:.0f} times the largest output drift of the layers "
+                        f"before it ({before:.3g}): either the ops between the convs amplify differences this "
+                        "much, or one of them computes something else (a concatenation order, a pooling or "
+                        "upsampling mode, an activation's parameters), which no conv's verdict shows")
+            else:
+                note = (f"its input differs from the original's by {drift_in:.3g} ({drift_in / scale:.2g} of its "
+                        "largest value) though no layer before it drifts: an op before it computes something else "
+                        "(a channel order, a normalisation, a cast to a narrower type), which no conv's verdict "
+                        "shows")
+            layer = replace(layer, notes=layer.notes + (note,))
+        drift_out = (layer.output_drift or {}).get("max_abs_diff")
+        if drift_out is not None and np.isfinite(drift_out):
+            before = max(before, drift_out)
+        noted.append(layer)
+    return tuple(noted)
 
 
 def _names(layers: Sequence[ConvLayer], indices) -> tuple[str, ...]:
