@@ -305,3 +305,38 @@ def test_an_op_between_convs_that_differs_shows_as_a_drift_note_not_a_verdict():
                for note in notes)
     faithful = walk_captured(original, synthetic(path="port.onnx"), input_info=INPUT_INFO)
     assert not any("input differs" in note for layer in faithful.layers for note in layer.notes)
+
+
+def test_a_grouped_conv_written_as_a_dense_block_diagonal_one_is_the_same_layer():
+    """A converter that writes groups=2 as a dense conv whose kernel is block-diagonal: the pair
+    is matched and equal, with a note (a hunt got both layers unmatched, exit 1); a dense kernel
+    whose blocks sit in the wrong groups is not read so."""
+    from dataclasses import replace as changed
+
+    from convcheck.models.layers import CapturedModel, ConvLayer, regroup
+    from convcheck.models.walk import walk_captured
+    from tests.models.test_walk import INPUT_INFO, conv_layer
+
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
+    compact = rng.standard_normal((3, 3, 2, 6)).astype(np.float32)   # groups 2: 2 inputs, 3 outputs a group
+    dense = np.zeros((3, 3, 4, 6), np.float32)
+    dense[:, :, 0:2, 0:3], dense[:, :, 2:4, 3:6] = compact[..., 0:3], compact[..., 3:6]
+    same = ((1, 1), (1, 1))
+    port_layer = conv_layer("dense", x, dense, same)
+    original_layer = ConvLayer(name="grouped", op="Conv", kernel=compact, bias=None, stride=(1, 1), dilation=(1, 1),
+                               groups=2, pads=same, padding="explicit", input=x, output=port_layer.output)
+    regrouped = regroup(port_layer, 2)
+    assert regrouped is not None and regrouped.groups == 2 and np.array_equal(regrouped.kernel, compact)
+
+    def model(path, layer):
+        return CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                             layers=[layer])
+
+    report = walk_captured(model("original.onnx", original_layer), model("port.onnx", port_layer),
+                           input_info=INPUT_INFO)
+    assert [layer.verdict for layer in report.layers] == ["equal"] and report.exit_code() == 0
+    assert any("block-diagonal" in note for note in report.layers[0].notes)
+    wrong = dense.copy()
+    wrong[:, :, 0:2, 0:3], wrong[:, :, 2:4, 0:3] = 0.0, compact[..., 0:3]   # group 0's block read by group 1
+    assert regroup(changed(port_layer, kernel=wrong), 2) is None

@@ -7,7 +7,7 @@ the runtime used), tensors channels-last whatever the model's own layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -90,6 +90,51 @@ class ConvLayer:
     followed_by: str = ""
     dtype: str = "float32"
     addend: Optional[np.ndarray] = field(default=None, repr=False)
+    block_diagonal: bool = False   # a dense conv read as the grouped one its kernel is (`regroup`)
+
+
+def regroup(layer: ConvLayer, groups: int) -> Optional[ConvLayer]:
+    """A dense conv (groups 1) as the grouped conv with `groups` groups that it computes, when
+    its kernel is block-diagonal: every weight joining an input channel of one group to an
+    output channel of another is zero, and every group's block holds a nonzero weight (a
+    converter that writes a grouped conv as a dense one: onnx2tf-style exports). The zeros add
+    exact zeros to every sum, so the grouped conv computes the same values (summed in another
+    order at most: within the same bound). None when it is not such a kernel."""
+    kh, kw, channels, outs = layer.kernel.shape
+    if layer.groups != 1 or groups < 2 or channels % groups or outs % groups:
+        return None
+    kernel = np.asarray(layer.kernel)
+    per_in, per_out = channels // groups, outs // groups
+    blocks = kernel.reshape(kh, kw, groups, per_in, groups, per_out)
+    inside = np.eye(groups, dtype=bool)[None, None, :, None, :, None]
+    if np.any(np.where(inside, 0, blocks) != 0):
+        return None
+    compact = np.stack([blocks[:, :, g, :, g, :] for g in range(groups)], axis=3).reshape(kh, kw, per_in, outs)
+    if not all(np.any(compact[..., g * per_out:(g + 1) * per_out] != 0) for g in range(groups)):
+        return None
+    return replace(layer, kernel=np.ascontiguousarray(compact), groups=groups, block_diagonal=True)
+
+
+def regroup_to_match(layers: list[ConvLayer], others: list[ConvLayer]) -> list[ConvLayer]:
+    """`layers`, each dense one whose kernel is block-diagonal read as grouped (`regroup`) where
+    the other model has a grouped layer of that shape (kh, kw, C / G, C_out) and G; the rest as
+    they are. Only then: a dense conv is read otherwise only to pair it with its counterpart."""
+    wanted = {(o.kernel.shape[0], o.kernel.shape[1], o.kernel.shape[2] * o.groups, o.kernel.shape[3], o.groups)
+              for o in others if o.groups > 1}
+    if not wanted:
+        return layers
+    out = []
+    for layer in layers:
+        kh, kw, channels, outs = layer.kernel.shape
+        regrouped = None
+        if layer.groups == 1:
+            for groups in sorted({g for (h, w, c, o, g) in wanted if (h, w, c, o) == (kh, kw, channels, outs)},
+                                 reverse=True):
+                regrouped = regroup(layer, groups)
+                if regrouped is not None:
+                    break
+        out.append(regrouped if regrouped is not None else layer)
+    return out
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError
 from . import judge as judging
 from .formats import check_model_file
-from .layers import CapturedModel, ConvLayer, ModelInfo
+from .layers import CapturedModel, ConvLayer, ModelInfo, regroup_to_match
 from .matching import match_layers
 from .report import AllowSet, LayerResult, ModelReport, parse_model_allow
 from .spill import Spill
@@ -159,6 +159,8 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
         layers = tuple(_judge_single(i, layer, release) for i, layer in enumerate(original.layers))
         return ModelReport(models, input_info, layers, allow=rules, notes=notes)
     notes["port"] = list(port.notes)
+    original, port = (replace(original, layers=regroup_to_match(original.layers, port.layers)),
+                      replace(port, layers=regroup_to_match(port.layers, original.layers)))
     matching = match_layers(original.layers, port.layers, match)
     if not matching.pairs:
         raise InputError(f"original model '{original.path}' and port '{port.path}' have no conv layer in common: "
@@ -302,6 +304,10 @@ def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str,
         notes.append(f"the port's layer applies {port.activation} where the original's applies {original.activation}: "
                      "the same values on this input (no output reaches where they differ); an input with larger "
                      "values would tell them apart")
+    for side, layer in (("port", port), ("original", original)):
+        if layer.block_diagonal:
+            notes.append(f"the {side}'s conv is dense with a block-diagonal kernel: read as the grouped conv it "
+                         f"computes (groups {layer.groups}; the zero weights add exact zeros)")
     if weights.folded_batchnorm:
         folded = ("the port folded the original's BatchNorm" if original.batchnorm is not None
                   else "the original folded the port's BatchNorm")
