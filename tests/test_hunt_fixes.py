@@ -9,8 +9,9 @@ case made by a real call and seeded:
 - a dead channel's declared bias was reported as another value (its bound);
 - PyTorch's padding=1 at stride 2 was never tried as explicit pads when a named padding gave
   the output's size at another stride;
-- a declared stride larger than the image, or groups that do not divide the channels, and an
-  image whose sums overflow float64 were verdicts, not bad input.
+- groups that do not divide the channels, and an image whose sums overflow float64 were
+  verdicts, not bad input (a stride larger than the image is not: with padding it gives a
+  window, see test_a_stride_larger_than_the_image_still_applies).
 """
 
 from __future__ import annotations
@@ -91,17 +92,23 @@ def _exact_float32(image, kernel):
     return out[None].astype(np.float32)
 
 
-def test_a_float32_output_rounded_to_float16_is_not_equal_to_float32():
-    """The wide layer's float32 result stored through float16 (kept in a float32 array): its
-    float32 bound covers the rounding, its values do not."""
-    image, kernel = _wide_layer(16)
-    output = _exact_float32(image, kernel).astype(np.float16).astype(np.float32)
+@pytest.mark.parametrize("channels", [16, 64, 256])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_a_float32_result_stored_in_a_half_format_is_named_so(channels, half):
+    """The float32 result rounded to float16 or bfloat16 (kept in a float32 array): on a wide
+    layer its float32 bound covers the rounding, its values do not; 'output_precision' is named
+    (as the answer, or beside 'precision', which reads the same values there), never the other
+    half format (bfloat16 values are float16 values too)."""
+    import ml_dtypes
+    image, kernel = _wide_layer(16, channels=channels)
+    kind = np.float16 if half == "float16" else ml_dtypes.bfloat16
+    output = _exact_float32(image, kernel).astype(kind).astype(np.float32)
     d = convcheck.explain(image, kernel, output)
-    assert d.verdict is not Verdict.EQUAL
-    if d.verdict is Verdict.EXPLAINED:
-        assert d.explanation.precision == "float16" or d.explanation.output_precision == "float16"
-    else:
-        assert d.cannot_decide and "float16 value" in d.reason
+    assert d.verdict is Verdict.EXPLAINED
+    readings = [d.explanation] + list(d.alternatives)
+    assert any(r.changed_fields(d.baseline) == ("output_precision",) and r.output_precision == half
+               for r in readings)
+    assert all(half in (r.precision, r.output_precision) for r in readings)
 
 
 def test_the_same_layer_in_float32_is_equal():
@@ -196,11 +203,20 @@ def test_declared_values_that_cannot_apply_are_bad_input(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
         return lines[0]
 
-    assert "stride [10, 10] is larger than the 6x6 image" in refused(*files, "--stride", "10")
-    assert "larger than the 6x6 image" in refused(*files, "--expect", "stride=7")
     assert "groups 2 must divide" in refused(*files, "--groups", "2")
     assert "groups 3 must divide" in refused(*files, "--expect", "groups=3")
     assert "beyond float64's range" in refused(str(tmp_path / "big.npy"), files[1], files[2])
+
+
+def test_a_stride_larger_than_the_image_still_applies():
+    """TensorFlow's SAME at stride 4 on a 3x3 map: one window, the whole map (a real layer; CONTRACT
+    section 2a's "a stride larger than the image is bad input" would refuse it)."""
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal((3, 3, 2)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 3)).astype(np.float32)
+    output = np.einsum("hwc,hwco->o", image.astype(np.float64), kernel.astype(np.float64)).astype(np.float32)
+    d = convcheck.explain(image, kernel, output[None, None], stride=4)
+    assert d.verdict is Verdict.EQUAL
 
 
 def test_a_stride_on_a_one_pixel_axis_still_applies():
@@ -340,3 +356,40 @@ def test_a_grouped_conv_written_as_a_dense_block_diagonal_one_is_the_same_layer(
     wrong = dense.copy()
     wrong[:, :, 0:2, 0:3], wrong[:, :, 2:4, 0:3] = 0.0, compact[..., 0:3]   # group 0's block read by group 1
     assert regroup(changed(port_layer, kernel=wrong), 2) is None
+
+
+def test_a_filter_bank_with_symmetric_kernels_and_one_sobel_is_the_flip():
+    """Symmetric kernels do not change under a flip: one channel that fails at most of its
+    informative elements is enough to search the geometry (a hunt: 'scale [1, 1, 1, -1]')."""
+    rng = np.random.default_rng(31)
+    image = rng.standard_normal((16, 16)).astype(np.float32)
+    gauss = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16
+    laplace = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+    box = np.full((3, 3), 1 / 9)
+    bank = np.stack([gauss, laplace, box, SOBEL_X], axis=-1).astype(np.float32)   # (3, 3, 4)
+    output = np.stack([sig.convolve2d(image, bank[..., o], "same") for o in range(4)], axis=-1).astype(np.float32)
+    d = convcheck.explain(image[..., None], bank[:, :, None, :], output)
+    assert d.verdict is Verdict.EXPLAINED
+    assert d.explanation.changed_fields(d.baseline) == ("kernel_transform",)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("step", [2.0 ** -6, 2.0 ** -8])
+def test_a_fake_quantised_output_is_not_read_as_half_precision(step):
+    """A float32 conv then a per-tensor fake quantisation with a power-of-two step: its values
+    are half-format values because of the grid, so no half precision (input or storage) is
+    named; float32 storage is refuted all the same."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(32)
+    x = rng.standard_normal((1, 256, 8, 8)).astype(np.float32)
+    w = (rng.standard_normal((4, 256, 3, 3)) / np.sqrt(9 * 256)).astype(np.float32)
+    with torch.no_grad():
+        y = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1)
+        q = torch.fake_quantize_per_tensor_affine(y, step, 0, -128, 127).numpy()
+    d = convcheck.explain(x, w, q, layout="nchw", padding=1)
+    assert d.verdict is not Verdict.EQUAL
+    if d.verdict is Verdict.EXPLAINED:
+        for reading in [d.explanation, *d.alternatives]:
+            assert reading.precision == "float32" and reading.output_precision in (None, "float32")

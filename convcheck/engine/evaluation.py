@@ -529,12 +529,16 @@ def storage_refuted(problem: Problem, expl: Explanation, positions: int = 512) -
     float16 was called `equal` to its float32 declaration (a hunt: 256 channels, 3x3). Not
     a tolerance: chance would need 32 events of probability 2^-13 each. Exact arithmetic
     (small integers, a zero image, clipped elements) gives references in the half format
-    already and counts nothing."""
+    already and counts nothing. Values on a fixed-point grid (`precision.on_a_grid`: a
+    fake-quantised output) refute the expected storage just as well, but say nothing of a
+    half format: the caller checks that before naming one."""
     storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
     if storage not in prec.SIGNIFICAND_BITS or problem.output_dtype.kind != "f":
         return None
     given = prec.SIGNIFICAND_BITS.get(problem.output_dtype.name, 0)
-    halves = [p for p in ("float16", "bfloat16")
+    # The narrowest first: bfloat16's values are float16's too (within its range), and an output
+    # of bfloat16 values would otherwise read as float16 storage.
+    halves = [p for p in ("bfloat16", "float16")
               if prec.SIGNIFICAND_BITS[p] < min(prec.SIGNIFICAND_BITS[storage], given)
               and prec.representable(problem.output, p)]
     if not halves:

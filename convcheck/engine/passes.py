@@ -180,7 +180,8 @@ class Found:
     tried: list = field(default_factory=list)
     best_rejected: Optional[tuple] = None
     weak: Optional[Full] = None   # within the bound, but with a fitted parameter the data do not determine
-    refuted: Optional[str] = None   # the expected computation holds, but its storage is refuted (that format)
+    refuted: Optional[str] = None   # the output's values refute a wider storage (this half format's values)
+    grid: bool = False   # and they lie on a fixed-point grid: quantised, no evidence of the half format
 
     def answer_changes(self, baseline: Explanation) -> int:
         """How many fields the answer changes (the accepted explanation's)."""

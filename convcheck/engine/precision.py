@@ -216,6 +216,26 @@ def rounder(precision: str, via: Optional[str] = None):
     return round_in_place
 
 
+def on_a_grid(values: np.ndarray, precision: str) -> bool:
+    """True when every value is an integer multiple of one power of two s with max|v| / s at
+    most 2^b, b the significand bits of `precision` (float16: 11, bfloat16: 8): a fixed-point
+    grid (a fake-quantised output, small integers, one binade) whose values are `precision`'s
+    because of the grid, not because they were stored in it. Such values are no evidence of
+    that precision (a hunt: a float32 conv fake-quantised with a step of 2^-6 read as stored
+    in bfloat16). A float result stored in a half format spans several binades: its small
+    values carry finer steps. Zero values (and an all-zero array) count as on the grid."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    flat = flat[(flat != 0) & np.isfinite(flat)]
+    if flat.size == 0:
+        return True
+    mantissa, exponent = np.frexp(np.abs(flat))                    # |v| = m 2^e, m in [0.5, 1)
+    bits = (mantissa * 2.0 ** 53).astype(np.int64)                  # exact: m has at most 53 bits
+    lowest = np.frexp((bits & -bits).astype(np.float64))[1] - 1     # log2 of the lowest set bit
+    step = int(np.min(exponent - 53 + lowest))                      # log2 s: the finest step used
+    top = int(np.max(exponent))                                     # max|v| < 2^top
+    return top - step <= SIGNIFICAND_BITS[precision]
+
+
 def representable(values: np.ndarray, precision: str) -> bool:
     """True when every value is stored exactly in `precision` (evidence for or against it).
 

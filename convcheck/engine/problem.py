@@ -100,8 +100,12 @@ class Problem:
         # output need not be representable in it.
         half = ("bfloat16", "float16")
         wide_output = output_precision is None and self.output_dtype in (np.float32, np.float64)
+        # Values on a fixed-point grid (a fake-quantised output, small integers) are a half
+        # format's because of the grid: no evidence for it (`precision.on_a_grid`).
         self.precisions = [base_precision] + [
-            p for p in narrower if prec.representable(self.output, "float32" if p == "tfloat32" else p)
+            p for p in narrower if (prec.representable(self.output, "float32" if p == "tfloat32" else p)
+                                    and not (p in half and self.output_dtype.itemsize > 2
+                                             and prec.on_a_grid(self.output, p)))
             or (wide_output and base_precision in half and p in half)]
         self.all_precisions = list(self.precisions)   # a pass may search fewer (Winograd)
         # Half-precision inputs whose float32 (float64) output bfloat16/float16 cannot hold:

@@ -59,7 +59,7 @@ def diagnose(inputs, *, padding="same", precision: Optional[str] = None, stride=
     options["padding"] = normalize_padding(options["padding"])
     inputs, declared = _declared_reading(inputs, declared)
     check_applies(declared, outs=int(inputs.output.shape[-1]), image_hw=tuple(inputs.image.shape[1:3]),
-                  padding=options["padding"], stride=options["stride"], groups=options["groups"],
+                  padding=options["padding"], groups=options["groups"],
                   channels=int(inputs.image.shape[-1]))
     _check_range(inputs.image, inputs.kernel)
     options.update(keep_arrays=keep_arrays, expected=declared, declared_uncertainty=declared_uncertainty)

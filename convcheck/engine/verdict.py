@@ -115,12 +115,40 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
         unfitted = prefer_unfitted(problem, found.accepted, baseline, keep_arrays)
         if unfitted is not None:
             found.alternatives, found.accepted = [found.accepted.explanation], unfitted
-    if found.accepted is None and found.undecided is None and found.refuted is not None:
+    if found.refuted is not None and not found.grid and before is not None and reading.expected_layout() is not None:
+        _stored_narrower(reading, found, before, keep_arrays)
+    if found.accepted is None and found.undecided is None and found.refuted is not None and before.ok:
         found.undecided = before   # it holds, but the output's values say it is not what was run
     closest = None
     if found.accepted is None and found.undecided is None:
         closest = _closest(reading, found, before, keep_arrays)
     return _diagnosis(reading, found, before, reference, closest, storages, keep_arrays)
+
+
+def _stored_narrower(reading: _Reading, found: Found, before: Full, keep_arrays: bool) -> None:
+    """When the output's values refute the expected storage (`found.refuted`, a half format): the
+    expected computation with its result stored in that format (output_precision), the other
+    reading of the same values. It is the answer when the search found none; beside a found
+    one (inputs rounded to the half format, 'precision'), an alternative: on a wide layer both
+    hold within their bounds, and which one ran the output cannot say (the inputs' rounding
+    moves a sum by about 2^-11 of it over the square root of its taps, below either bound)."""
+    problem = reading.problem
+    expl = before.explanation.with_(output_precision=found.refuted)
+    saved = problem.storage
+    problem.set_storage(found.refuted)   # the negative control's bound stores in it too
+    try:
+        full, _ = evaluate_full(problem, expl, "none", needed=ev.needed_bits(2), keep_arrays=keep_arrays,
+                                keep_values=False)
+        if full.ok:
+            run_control(Search(problem, [reading.expected_layout()]), full, expected_structure(reading.baseline))
+    finally:
+        problem.storage = saved
+    if not (full.ok and full.evidence.decisive):
+        return
+    if found.accepted is None:
+        found.accepted, found.undecided = full, None
+    elif full.explanation != found.accepted.explanation and full.explanation not in found.alternatives:
+        found.alternatives.append(full.explanation)
 
 
 def _near(problem: Problem, before: Optional[Full], baseline: Explanation) -> bool:
@@ -134,7 +162,10 @@ def _near(problem: Problem, before: Optional[Full], baseline: Explanation) -> bo
     mismatches are weighed against the compared elements whose windows are not flat
     (`_informative_positions`), not against all of them (a hunt found a true convolution on a
     zero-background image called a genuine mismatch, and a Sobel kernel's flip named
-    'scale -1', with the geometry search skipped)."""
+    'scale -1', with the geometry search skipped). And channel by channel: a flip leaves a
+    channel whose kernel is symmetric unchanged, so one channel that fails at most of its
+    informative elements is enough to search the geometry (a filter bank of symmetric kernels
+    and one Sobel kernel, convolved by scipy, was 'scale [1, 1, 1, -1]')."""
     if before is None or before.bad == 0:
         return False
     expl = before.explanation
@@ -142,8 +173,9 @@ def _near(problem: Problem, before: Optional[Full], baseline: Explanation) -> bo
             and tuple(expl.dilation) == tuple(baseline.dilation))
     if not (same and before.compared > 0 and 2 * before.bad <= before.compared):
         return False
-    informative = _informative_positions(problem, expl) * problem.output.shape[3]
-    return 2 * before.bad <= informative
+    informative = _informative_positions(problem, expl)
+    worst = int(np.max(np.count_nonzero(before.mismatch.reshape(-1, before.mismatch.shape[-1]), axis=0)))
+    return 2 * worst <= informative
 
 
 def _informative_positions(problem: Problem, expl: Explanation) -> int:
@@ -266,11 +298,15 @@ def _expected(reading: _Reading, found: Found, keep_arrays: bool):
     del values
     found.tried.append(before)
     # The expected computation stores its result in its own precision: an output that
-    # precision cannot hold was stored otherwise (see Problem.wide_storage), whatever the bound.
+    # precision cannot hold was stored otherwise (see Problem.wide_storage), whatever the bound;
+    # one whose values are a narrower format's where chance would not give them was stored in
+    # that (evaluation.storage_refuted), whatever the bound.
+    if stats_layout == expected and baseline.precision not in problem.wide_storage:
+        found.refuted = storage_refuted(problem, before.explanation)
+        found.grid = found.refuted is not None and prec.on_a_grid(problem.output, found.refuted)
     if before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
         run_control(Search(problem, [expected]), before, expected_structure(baseline))
         if before.evidence.decisive and reading.fixed == 0:
-            found.refuted = storage_refuted(problem, before.explanation)
             if found.refuted is None:
                 found.accepted = before
         elif not before.evidence.decisive:
@@ -340,11 +376,18 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
     if undecided is not None and accepted is None and undecided is before and found.refuted is not None:
         expl = before.explanation
         storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
-        reason = (f"cannot decide: the expected computation holds within its error bound, but every value of the "
-                  f"output is a {found.refuted} value, which a result stored in {storage} is not by chance (at "
-                  f"least {REFUTING_ELEMENTS} elements whose {storage} reference is not one): the result was stored "
-                  f"in {found.refuted} or computed in it (a half-precision or mixed-precision run), and no such "
-                  "computation holds with enough evidence to name it")
+        if found.grid:
+            reason = (f"cannot decide: the expected computation holds within its error bound, but every value of "
+                      f"the output lies on a fixed-point grid (a multiple of one power of two, at most 2^"
+                      f"{prec.SIGNIFICAND_BITS[found.refuted]} steps), which a result stored in {storage} is not by "
+                      "chance: the output was quantised (a fake-quantisation, an integer type cast back) or stored "
+                      "in a narrow format, which no computation of the vocabulary names with enough evidence")
+        else:
+            reason = (f"cannot decide: the expected computation holds within its error bound, but every value of the "
+                      f"output is a {found.refuted} value, which a result stored in {storage} is not by chance (at "
+                      f"least {REFUTING_ELEMENTS} elements whose {storage} reference is not one): the result was "
+                      f"stored in {found.refuted} or computed in it (a half-precision or mixed-precision run), and "
+                      "no such computation holds with enough evidence to name it")
     elif undecided is not None and accepted is None:
         candidate = ("the expected computation" if undecided is before
                      else describe(undecided.explanation, baseline))
