@@ -182,6 +182,7 @@ class Found:
     weak: Optional[Full] = None   # within the bound, but with a fitted parameter the data do not determine
     refuted: Optional[str] = None   # the output's values refute a wider storage (this half format's values)
     grid: bool = False   # and they lie on a fixed-point grid: quantised, no evidence of the half format
+    searched: int = 1    # the most candidates a stage's evidence rule counted (ev.needed_bits)
 
     def answer_changes(self, baseline: Explanation) -> int:
         """How many fields the answer changes (the accepted explanation's)."""
@@ -253,7 +254,9 @@ def search_passes(problem: Problem, baseline: Explanation, shared: Explanation, 
             search = Search(problem, stage_layouts, near=near)
             # Every pass may run before a verdict (each only when the ones before found
             # nothing), so the verdict is chosen among the candidates of all of them.
-            needed = ev.needed_bits(search.size * len(stages) * readings * len(passes))
+            searched = search.size * len(stages) * readings * len(passes)
+            found.searched = max(found.searched, searched)
+            needed = ev.needed_bits(searched)
             survivors, rejected = search.structures()
             found.best_rejected = found.best_rejected or (rejected and (search, rejected, storage))
             candidates = sorted(((complexity(struct, q, baseline, fixed, problem.storage[q], search.outs), struct, q)

@@ -137,8 +137,9 @@ def _stored_narrower(reading: _Reading, found: Found, before: Full, keep_arrays:
     saved = problem.storage
     problem.set_storage(found.refuted)   # the negative control's bound stores in it too
     try:
-        full, _ = evaluate_full(problem, expl, "none", needed=ev.needed_bits(2), keep_arrays=keep_arrays,
-                                keep_values=False)
+        # One more candidate than the search counted: the evidence rule's count, as its own.
+        full, _ = evaluate_full(problem, expl, "none", needed=ev.needed_bits(found.searched + 1),
+                                keep_arrays=keep_arrays, keep_values=False)
         if full.ok:
             run_control(Search(problem, [reading.expected_layout()]), full, expected_structure(reading.baseline))
     finally:
