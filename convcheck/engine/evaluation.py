@@ -259,7 +259,9 @@ def _evaluate_blocks(problem: Problem, expl: Explanation, *, needed: float, keep
             row_bits.put((n * height + a - top) * width, bits[..., 0] if outs == 1 else bits.sum(axis=-1))
             if kept is not None:
                 kept[n, a - top:b - top] = values[window]
-        clipped = 0 if unclipped is None else int(unclipped.size - np.count_nonzero(unclipped))
+        # Clipped among the compared elements only (an offset's uncompared rows are not clipped:
+        # counted so, a case showed "-14 of 176 elements unclipped").
+        clipped = 0 if unclipped is None else int(np.count_nonzero(held.clipped_compared(n, i0, unclipped)))
         return bad, residual_max, bound_max, ratio, informative, summary, clipped
 
     problem.extent(precision)   # cached for the bound before two threads may ask for it
@@ -431,6 +433,15 @@ class _Held:
         unclipped = None if clipped is None else ~clipped if keep is None else ~clipped & keep
         return bad, residual_max, bound_max, ratio, magnitude, bound, unclipped, miss, summary
 
+    def clipped_compared(self, n: int, i0: int, unclipped) -> np.ndarray:
+        """The clipped elements among the compared ones of a block whose `unclipped` mask (from
+        `block`: not clipped and compared) starts at output row i0."""
+        clipped = ~unclipped
+        if self.partial:
+            i1 = i0 + unclipped.shape[0]
+            clipped &= (self.row_ok[i0:i1, None] & self.col_ok[None, :])[:, :, None]
+        return clipped
+
     def _exact(self, n: int, i0: int, miss, values, magnitude, bound, residual, mags=None) -> None:
         """The elements beyond the lower-bound bound, held to their exact bound (in place):
         their magnitudes from `mags` when given, else from their windows gathered again."""
@@ -541,27 +552,37 @@ def storage_refuted(problem: Problem, expl: Explanation, positions: int = 512) -
     halves = [p for p in ("bfloat16", "float16")
               if prec.SIGNIFICAND_BITS[p] < min(prec.SIGNIFICAND_BITS[storage], given)
               and prec.representable(problem.output, p)]
-    if not halves:
-        return None
+    return next((half for half in halves if refutes(problem, expl, half, positions)), None)
+
+
+def refutes(problem: Problem, expl: Explanation, half: str, positions: int = 512) -> bool:
+    """Whether the output's `half` values refute `expl`'s storage (see `storage_refuted`): each
+    candidate on its own reference, its own geometry, activation and scale and bias (declared, or
+    the candidate's fitted ones), since values on a grid (inputs of few bits summed exactly, a
+    ReLU6 clipping them) are the candidate's own where it computes them: a refutation read from
+    one candidate's reference and applied to another once turned a true 'boundary symmetric'
+    into a genuine mismatch (fuzz case 160v)."""
+    storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
+    if prec.SIGNIFICAND_BITS.get(storage, 0) <= prec.SIGNIFICAND_BITS[half]:
+        return False
     batch, out_h, out_w, _ = problem.output.shape
     row_ok, col_ok = problem.compared_mask(expl, np.arange(out_h), np.arange(out_w), (out_h, out_w))
     rows, cols = np.flatnonzero(row_ok), np.flatnonzero(col_ok)
     if not (rows.size and cols.size):
-        return None
+        return False
     corner, window = (int(rows[0]), int(cols[0])), (int(rows[-1]) + 1 - int(rows[0]), int(cols[-1]) + 1 - int(cols[0]))
     tk = transform_kernel(problem.rounded_kernel(expl.precision), expl.kernel_transform)
     held = _Held(problem, expl, tk, (row_ok, col_ok), corner, window)
     total = batch * window[0] * window[1]
     chosen = np.linspace(0, total - 1, min(positions, total)).astype(np.int64)
-    reference = clipped_values(held.predicted(held.values_at(chosen)), held.limits)
+    values = held.values_at(chosen)
+    predicted = np.asarray(expl.scale, dtype=np.float64) * values + np.asarray(expl.bias, dtype=np.float64)
+    reference = clipped_values(predicted, held.limits)
     n = chosen // (window[0] * window[1])
     r = corner[0] + (chosen // window[1]) % window[0]
     c = corner[1] + chosen % window[1]
     output = np.asarray(problem.output[n, r, c], dtype=np.float64)
     stored = prec.round_to(reference, storage)
-    for half in halves:
-        chance = prec.round_to(stored, half) != stored
-        hits = int(np.count_nonzero(chance & (prec.round_to(output, half) == output)))
-        if hits >= REFUTING_ELEMENTS and 2 * hits > int(np.count_nonzero(chance)):
-            return half
-    return None
+    chance = prec.round_to(stored, half) != stored
+    hits = int(np.count_nonzero(chance & (prec.round_to(output, half) == output)))
+    return hits >= REFUTING_ELEMENTS and 2 * hits > int(np.count_nonzero(chance))

@@ -20,7 +20,7 @@ from ..geometry import pad_before, transform_kernel
 from ..vocabulary import BOUNDARIES, Explanation
 from .candidates import (BOUNDARY_PAIRS, Layout, Structure, as_explanation, complexity, geometry_changes,
                          winograd_layouts, winograd_precisions)
-from .evaluation import Full, evaluate_full
+from .evaluation import Full, evaluate_full, refutes
 from .problem import Problem
 from .search import Search, offset_radius
 from .windows import extended_image, window_origin
@@ -283,8 +283,8 @@ def _confirm(problem: Problem, search: Search, candidates: list, found: Found, b
         if not ok:
             continue
         expl = as_explanation(struct, q, scale, bias, shared, problem.storage[q])
-        if found.refuted is not None and stored_wider(expl, found.refuted):
-            continue   # the output's values refute a result stored this wide (evaluation.storage_refuted)
+        if found.refuted is not None and stored_wider(expl, found.refuted) and refutes(problem, expl, found.refuted):
+            continue   # the output's values refute this candidate's storage (evaluation.refutes)
         if found.accepted is not None and key[0] < found.answer_changes(baseline):
             # A rival pass's strictly simpler candidate: it replaces the answer if it holds.
             full, _ = evaluate_full(problem, expl, struct.fit, needed=needed, keep_arrays=keep_arrays,
