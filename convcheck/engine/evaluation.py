@@ -526,8 +526,8 @@ REFUTING_ELEMENTS = 32
 
 def storage_refuted(problem: Problem, expl: Explanation, positions: int = 512) -> Optional[str]:
     """The half format (bfloat16 or float16) the output's values all belong to when the
-    expected computation (`expl`, nothing fitted) stores its result in a wider one and the
-    output cannot be such by chance; else None.
+    expected computation (`expl`, its declared values in it) stores its result in a wider one
+    and the output cannot be such by chance (`refutes`); else None.
 
     A result stored in float32 is a float16 value only where it happens to have 13 trailing
     zero bits: about one element in 2^13 once the reference itself, in float32, is not a
