@@ -543,7 +543,7 @@ def storage_refuted(problem: Problem, expl: Explanation, positions: int = 512) -
     already and counts nothing. Values on a fixed-point grid (`precision.on_a_grid`: a
     fake-quantised output) refute the expected storage just as well, but say nothing of a
     half format: the caller checks that before naming one."""
-    storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
+    storage = prec.stored_in(expl.precision, expl.output_precision)
     if storage not in prec.SIGNIFICAND_BITS or problem.output_dtype.kind != "f":
         return None
     given = prec.SIGNIFICAND_BITS.get(problem.output_dtype.name, 0)
@@ -551,7 +551,7 @@ def storage_refuted(problem: Problem, expl: Explanation, positions: int = 512) -
     # of bfloat16 values would otherwise read as float16 storage.
     halves = [p for p in ("bfloat16", "float16")
               if prec.SIGNIFICAND_BITS[p] < min(prec.SIGNIFICAND_BITS[storage], given)
-              and prec.representable(problem.output, p)]
+              and problem.holds(p)]
     return next((half for half in halves if refutes(problem, expl, half, positions)), None)
 
 
@@ -562,7 +562,7 @@ def refutes(problem: Problem, expl: Explanation, half: str, positions: int = 512
     ReLU6 clipping them) are the candidate's own where it computes them: a refutation read from
     one candidate's reference and applied to another once turned a true 'boundary symmetric'
     into a genuine mismatch (fuzz case 160v)."""
-    storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
+    storage = prec.stored_in(expl.precision, expl.output_precision)
     if prec.SIGNIFICAND_BITS.get(storage, 0) <= prec.SIGNIFICAND_BITS[half]:
         return False
     batch, out_h, out_w, _ = problem.output.shape

@@ -15,7 +15,6 @@ from typing import Optional
 import numpy as np
 
 from . import evidence as ev
-from . import precision as prec
 from ..geometry import pad_before, transform_kernel
 from ..vocabulary import BOUNDARIES, Explanation
 from .candidates import (BOUNDARY_PAIRS, Layout, Structure, as_explanation, complexity, geometry_changes,
@@ -283,7 +282,7 @@ def _confirm(problem: Problem, search: Search, candidates: list, found: Found, b
         if not ok:
             continue
         expl = as_explanation(struct, q, scale, bias, shared, problem.storage[q])
-        if found.refuted is not None and stored_wider(expl, found.refuted) and refutes(problem, expl, found.refuted):
+        if found.refuted is not None and refutes(problem, expl, found.refuted):
             continue   # the output's values refute this candidate's storage (evaluation.refutes)
         if found.accepted is not None and key[0] < found.answer_changes(baseline):
             # A rival pass's strictly simpler candidate: it replaces the answer if it holds.
@@ -309,12 +308,6 @@ def _confirm(problem: Problem, search: Search, candidates: list, found: Found, b
                 found.accepted = full
             elif found.undecided is None:
                 found.undecided = full
-
-
-def stored_wider(expl: Explanation, half: str) -> bool:
-    """Whether a candidate stores its result in a float format wider than `half`."""
-    storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
-    return prec.SIGNIFICAND_BITS.get(storage, 0) > prec.SIGNIFICAND_BITS[half]
 
 
 def _tie(problem: Problem, search: Search, struct: Structure, expl: Explanation, found: Found, needed: float) -> int:

@@ -61,7 +61,7 @@ def _fft_magnitude_implausible(problem: Problem, expl: Explanation, values, resi
     bias = np.asarray(expl.bias, dtype=np.float64)
     predicted = values * scale + bias
     exact = fft_simulated(problem, expl, values.shape) * scale + bias
-    storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
+    storage = prec.stored_in(expl.precision, expl.output_precision)
     if storage in prec.INTEGER_RANGES:
         low, high = prec.INTEGER_RANGES[storage]
         simulated = np.clip(np.rint(exact), low, high)

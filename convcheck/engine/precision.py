@@ -216,6 +216,12 @@ def rounder(precision: str, via: Optional[str] = None):
     return round_in_place
 
 
+def stored_in(precision: str, output_precision: Optional[str]) -> str:
+    """The format a candidate stores its result in: its output precision, else its own
+    precision's format (TF32 results are float32 values)."""
+    return output_precision or ("float32" if precision == "tfloat32" else precision)
+
+
 def on_a_grid(values: np.ndarray, precision: str) -> bool:
     """True when every value is an integer multiple of one power of two s with max|v| / s at
     most 2^b, b the significand bits of `precision` (float16: 11, bfloat16: 8): a fixed-point

@@ -40,6 +40,7 @@ class Problem:
     def __init__(self, inputs, baseline: Explanation, precision: Optional[str],
                  output_precision: Optional[str] = None, declared_uncertainty: Optional[dict] = None):
         self.inputs = inputs
+        self._held_values: dict[tuple[str, str], bool] = {}   # see `holds`
         self.image = np.asarray(inputs.image, dtype=np.float64)
         self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
         self._read_output(inputs)
@@ -103,9 +104,8 @@ class Problem:
         # Values on a fixed-point grid (a fake-quantised output, small integers) are a half
         # format's because of the grid: no evidence for it (`precision.on_a_grid`).
         self.precisions = [base_precision] + [
-            p for p in narrower if (prec.representable(self.output, "float32" if p == "tfloat32" else p)
-                                    and not (p in half and self.output_dtype.itemsize > 2
-                                             and prec.on_a_grid(self.output, p)))
+            p for p in narrower if (self.holds("float32" if p == "tfloat32" else p)
+                                    and not (p in half and self.output_dtype.itemsize > 2 and self.holds(p, grid=True)))
             or (wide_output and base_precision in half and p in half)]
         self.all_precisions = list(self.precisions)   # a pass may search fewer (Winograd)
         # Half-precision inputs whose float32 (float64) output bfloat16/float16 cannot hold:
@@ -116,8 +116,8 @@ class Problem:
         if output_precision in prec.INTEGER_RANGES:
             self.integer_output = output_precision
         for p in self.precisions:
-            if wide_output and p in half and not prec.representable(self.output, p):
-                self.wide_storage[p] = "float32" if prec.representable(self.output, "float32") else "float64"
+            if wide_output and p in half and not self.holds(p):
+                self.wide_storage[p] = "float32" if self.holds("float32") else "float64"
         # Float inputs rounded to a half precision, summed in float32 and kept wide (JAX
         # preferred_element_type, TPU default precision, tensor cores with a wide output):
         # the output need not be representable in the half precision, so they are searched
@@ -243,6 +243,16 @@ class Problem:
     def wide_kernel(self, kernel: np.ndarray, dilation) -> np.ndarray:
         """A (transformed) grouped kernel as the dense, dilated HWIO kernel the correlation uses."""
         return dilate_kernel(dense_kernel(kernel, self.groups), dilation)
+
+    def holds(self, precision: str, grid: bool = False) -> bool:
+        """Whether every output value is stored exactly in `precision` (`precision.representable`),
+        or with `grid` lies on a fixed-point grid of its bits (`precision.on_a_grid`); cached: the
+        precisions allowed, the wide storage and the stored-value evidence ask the same."""
+        key = (precision, "grid" if grid else "values")
+        if key not in self._held_values:
+            test = prec.on_a_grid if grid else prec.representable
+            self._held_values[key] = test(self.output, precision)
+        return self._held_values[key]
 
     def has_subnormals(self, precision: str) -> bool:
         """True when an input holds nonzero values below `precision`'s smallest normal number."""

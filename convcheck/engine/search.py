@@ -673,6 +673,14 @@ def _lowbias32(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _hashed24(x: np.ndarray, offset: int = 0) -> np.ndarray:
+    """24 well-mixed bits of each uint32 `x` (in place): `_lowbias32` of x times the
+    golden-ratio constant 0x9E3779B9, plus `offset`, shifted right by 8."""
+    x *= np.uint32(0x9E3779B9)
+    x += np.uint32(offset)
+    return _lowbias32(x) >> np.uint32(8)
+
+
 class _Counter:
     """Fixed integer draws: `integers(low, high, size)` as numpy's Generator.integers gives them
     (uniform on [low, high)), from `_lowbias32` of a running counter offset by `seed`. Each
@@ -685,8 +693,7 @@ class _Counter:
     def integers(self, low: int, high: int, size: int) -> np.ndarray:
         x = (np.arange(size, dtype=np.uint64) + self.next).astype(np.uint32)
         self.next = (self.next + size) & 0xFFFFFFFF
-        x *= np.uint32(0x9E3779B9)
-        bits = _lowbias32(x) >> np.uint32(8)
+        bits = _hashed24(x)
         return low + (bits.astype(np.int64) * (int(high) - int(low))) // (1 << 24)
 
 
@@ -697,7 +704,7 @@ def _decoy_draws(shape: tuple, count: int) -> np.ndarray:
     """`count` decoy kernels of `shape` (kh, kw, C, O) side by side along the output axis, as one
     float64 array (kh, kw, C, count * O) of values uniform on [-1, 1) (multiples of 2^-23).
 
-    Each entry is `_lowbias32` of its index times the golden-ratio constant: fixed values
+    Each entry is `_hashed24` of its index (offset 0x632BE5AB): fixed values
     without a generator (numpy.random's normal draws and its import were a third of a declared
     layer's confirmation, issue 21 item 8). Cached per shape (a suite asks again for every case
     of one shape), up to _DRAW_CACHE_BYTES.
@@ -706,10 +713,7 @@ def _decoy_draws(shape: tuple, count: int) -> np.ndarray:
     if key in _DRAWS:
         return _DRAWS[key]
     kh, kw, c, o = shape
-    x = np.arange(kh * kw * c * count * o, dtype=np.uint32)
-    x *= np.uint32(0x9E3779B9)
-    x += np.uint32(0x632BE5AB)
-    x = _lowbias32(x) >> np.uint32(8)        # 24 bits: exact in float64
+    x = _hashed24(np.arange(kh * kw * c * count * o, dtype=np.uint32), 0x632BE5AB)   # exact in float64
     draws = x.astype(np.float64).reshape(kh, kw, c, count * o)
     draws *= 2.0 ** -23
     draws -= 1.0

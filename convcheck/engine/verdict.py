@@ -304,14 +304,13 @@ def _expected(reading: _Reading, found: Found, keep_arrays: bool):
     # that (evaluation.storage_refuted), whatever the bound.
     if stats_layout == expected and baseline.precision not in problem.wide_storage:
         found.refuted = storage_refuted(problem, before.explanation)
-        found.grid = found.refuted is not None and prec.on_a_grid(problem.output, found.refuted)
-    if before.ok and stats_layout == expected and baseline.precision not in problem.wide_storage:
-        run_control(Search(problem, [expected]), before, expected_structure(baseline))
-        if before.evidence.decisive and reading.fixed == 0:
-            if found.refuted is None:
+        found.grid = found.refuted is not None and problem.holds(found.refuted, grid=True)
+        if before.ok:
+            run_control(Search(problem, [expected]), before, expected_structure(baseline))
+            if not before.evidence.decisive:
+                found.undecided = before
+            elif reading.fixed == 0 and found.refuted is None:
                 found.accepted = before
-        elif not before.evidence.decisive:
-            found.undecided = before
     return before, reference
 
 
@@ -376,7 +375,7 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
     notes: list[str] = []
     if undecided is not None and accepted is None and undecided is before and found.refuted is not None:
         expl = before.explanation
-        storage = expl.output_precision or ("float32" if expl.precision == "tfloat32" else expl.precision)
+        storage = prec.stored_in(expl.precision, expl.output_precision)
         if found.grid:
             reason = (f"cannot decide: the expected computation holds within its error bound, but every value of "
                       f"the output lies on a fixed-point grid (a multiple of one power of two, at most 2^"
