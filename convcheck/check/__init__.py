@@ -21,24 +21,22 @@ One job a module, each importing only those above it in this list:
     settings     one config table's settings, validated
     config       finding the config and reading it into a Suite of Cases
     report       ResultOutcome, CaseResult, CheckReport: what a run found
-    judge        pass, warn or fail one diagnosis against a case's allow rules
+    judging      judge(): pass, warn or fail one diagnosis against a case's allow rules
     model_cases  [[model]] tables: read, validated, walked into one result per layer
     run          running a suite: validate every case, run each, judge its results
 """
 
 import importlib
 
-# `judge` is imported here, not on first use: the function shares its module's name, and any
-# import of that module would otherwise leave the module as the package's `judge`.
-from .judge import judge, unexplained_message  # noqa: F401 - the formats and the pytest helper use it
-
-# The other public names and the modules that define them, imported on first use (PEP 562):
+# The public names and the modules that define them, imported on first use (PEP 562):
 # `convcheck explain --expect` reads its declarations without the suite machinery (config,
-# model cases, run).
+# reports, model cases, run). `judge` lives in `judging`: a module of the function's name
+# would replace the function as the package's attribute once imported.
 _WHERE = {"AllowRule": "allow", "parse_allow": "allow", "parse_allow_entry": "allow",
           "Case": "config", "Suite": "config", "find_config": "config", "load_suite": "config",
           "ModelCase": "model_cases", "CaseResult": "report", "CheckReport": "report",
-          "ResultOutcome": "report", "check": "run", "run_suite": "run"}
+          "ResultOutcome": "report", "check": "run", "run_suite": "run", "judge": "judging",
+          "unexplained_message": "judging"}
 
 __all__ = ["AllowRule", "Case", "CaseResult", "ModelCase", "CheckReport", "ResultOutcome", "Suite", "check",
            "find_config", "judge", "load_suite", "parse_allow", "parse_allow_entry", "run_suite"]

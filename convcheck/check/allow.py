@@ -6,7 +6,6 @@ Which fields there are and how each writes its values come from the field table
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ def field_row(name: str, say: str) -> Field:
     suggests the closest field) when no field has that name."""
     row = FIELD_ROWS.get(name)
     if row is None:
+        import difflib   # a typo's suggestion: not imported by every `explain --expect`
+
         close = difflib.get_close_matches(name, FIELDS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise InputError(f"{say} names no field{hint}; the fields are {', '.join(FIELDS)}")

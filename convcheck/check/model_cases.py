@@ -138,7 +138,7 @@ def run_model_case(case: ModelCase, config: Path):
     """Walk the case's models (`convcheck.models.walk.walk`) into a `CaseResult` with one result per
     layer (plus one for original layers left unmatched); a missing extra is one skipped result."""
     from ..models.walk import walk
-    from .judge import case_status
+    from .judging import case_status
     from .report import CaseResult, ResultOutcome
 
     started = time.perf_counter()

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..results import CompareReport, Diagnosis
 from ..vocabulary import Verdict
 from .config import Case, Suite, find_config, load_suite
-from .judge import case_status, judge
+from .judging import case_status, judge
 from .model_cases import run_model_case, validate_model_case
 from .report import CaseResult, CheckReport, ResultOutcome
 

@@ -185,7 +185,7 @@ def evaluation_error(term: np.ndarray, predicted: np.ndarray, factor: float = 1.
 
 
 def fit_within(values, mags, target, fit: str, problem: "Problem", precision: str, *, compared=None,
-               samples=None, extra=None, limits=(None, None), output_precision="pass"):
+               samples=None, extra=None, limits=(None, None), output_precision="pass", channels=None):
     """(scale, bias, predicted, bound) of a candidate: the closed-form least-squares fit, or,
     when that leaves an element beyond its bound, parameters that keep every element inside.
 
@@ -199,11 +199,17 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
     see `clip_residual`) take no part in the fit. A per-channel fit gives arrays with one scale
     and bias per output channel (the last axis). A scale or bias the fit does not fit is the
     declared one (`Problem.declared_values`: applied as given, never fitted), with its
-    uncertainty (`Problem.uncertainty_term`) in the bound.
+    uncertainty (`Problem.uncertainty_term`) in the bound. `channels` (nothing fitted, no FFT
+    term): the output channels `values` holds, when not all of them (each element's test is
+    its own then: the same as on all channels, restricted to these).
     """
     kind = fit_kind(fit)
     fixed = problem.declared_values(precision) if problem.declares_values else None
     has_bias = kind in ("bias", "both") or (fixed is not None and bool(np.any(fixed[1] != 0.0)))
+    if channels is not None:
+        assert kind == "none" and extra is None and problem.algorithm != "fft"
+        if fixed is not None:
+            fixed = tuple(a if a.ndim == 0 else a[channels] for a in fixed)
 
     def at(scale, bias):
         if kind == "none" and fixed is None:
@@ -214,7 +220,7 @@ def fit_within(values, mags, target, fit: str, problem: "Problem", precision: st
         bound = problem.bound(mags, predicted, precision, scale, has_bias, samples, extra,
                               output_precision=output_precision, unbiased=scaled if has_bias else None)
         bound += evaluation_error(scaled, predicted)
-        uncertain = problem.uncertainty_term(mags, precision, kind, scale, values=values)
+        uncertain = problem.uncertainty_term(mags, precision, kind, scale, channels=channels, values=values)
         if uncertain is not None:
             bound += uncertain
         return predicted, bound
@@ -401,7 +407,7 @@ def _fit_batch_fixed(values: np.ndarray, target: np.ndarray, fit: str, weights, 
     if kind == "none":
         return np.broadcast_to(scale0, shape).copy(), np.broadcast_to(bias0, shape).copy()
     if kind == "bias":
-        _, bias = fit_batch(scale0 * values, target, fit, weights)
+        _, bias = fit_batch(values if not np.any(scale0 != 1.0) else scale0 * values, target, fit, weights)
         return np.broadcast_to(scale0, shape).copy(), np.broadcast_to(bias, shape).copy()
     if kind == "scale":
         scale, _ = fit_batch(values, np.broadcast_to(target, values.shape[-2:]) - bias0, fit, weights)
@@ -415,8 +421,12 @@ def fit_weights(bound: np.ndarray) -> np.ndarray:
     largest element), so that tiny bounds neither overflow nor take all the weight."""
     floor = np.max(bound, axis=(-2, -1), keepdims=True) * 2.0 ** -26
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.square(np.divide(floor, np.maximum(bound, floor)))
-    return np.nan_to_num(w, nan=1.0, posinf=1.0)
+        w = np.divide(floor, np.maximum(bound, floor))
+    np.square(w, out=w)
+    # floor / max(bound, floor) <= 1 where it is a number: only NaN (a zero, infinite or NaN
+    # floor or bound) is left to replace (numpy.nan_to_num's five passes, two of them for inf).
+    np.putmask(w, np.isnan(w), 1.0)
+    return w
 
 
 # A fitted parameter must be pinned by the data away from its default: the values every

@@ -287,8 +287,13 @@ def blocks(array: np.ndarray, first: int = _CHUNK, size: int = _CHUNK):
             yield from blocks(sub, first if index == 0 else size, size)
         return
     step = max(1, size // max(1, array[0].size))
-    head = max(1, first // max(1, array[0].size))
-    yield array[:head]
+    if array[0].size > first:
+        # The first block inside the first item (a batch of one: the whole array otherwise).
+        yield from blocks(array[0], first, size)
+        head = 1
+    else:
+        head = first // max(1, array[0].size)
+        yield array[:head]
     for start in range(head, len(array), step):
         yield array[start:start + step]
 

@@ -145,11 +145,11 @@ class Search:
         return flat // (out_h * out_w), (flat // out_w) % out_h, flat % out_w
 
     def _patches(self, precision: Optional[str], boundary: str, layout: Layout, kernel_hw,
-                 which: Optional[np.ndarray] = None) -> np.ndarray:
+                 which=None) -> np.ndarray:
         """Sample windows for every offset in [-R, R]^2: (n_samples, kh' + 2R, kw' + 2R, C),
         kh' the dilated kernel's height. `precision` None means the inputs as loaded. Cached
         (the latest few, up to _PATCH_CACHE_BYTES: a large kernel's are large); with
-        `which`, a mask of the samples, those samples' windows alone, not cached."""
+        `which`, a mask (or a slice) of the samples, those samples' windows alone, not cached."""
         key = (precision, boundary, layout.padding, layout.stride, layout.dilation, tuple(kernel_hw), self.p.via)
         if which is None and key in self._patch_cache:
             return self._patch_cache[key]
@@ -369,14 +369,19 @@ class Search:
         'none' an exact necessary condition; for a fitted scale or bias, the interior's own
         least-squares fit, as stage 1 fits every structure). Fewer than 16 interior positions
         decide nothing (True); with no border sample every rule computes what zero padding
-        does, so it passes exactly where zero padding did."""
+        does, so it passes exactly where zero padding did. At most _GATE_SAMPLES interior
+        positions are checked (the first: fewer constraints make the gate, a shortcut, only
+        more permissive; it was as costly as the zero-padding screen itself)."""
         if inside.all():
             return found_any
         if found_any or np.count_nonzero(inside) < 16:
             return True
-        interior = compared & inside[None, None, None, :, None]
+        rows = np.flatnonzero(inside)[:_GATE_SAMPLES]
+        interior = compared[..., rows, :]
+        values, mags, unit_bound = (a[..., rows, :] for a in (values, mags, unit_bound))
         for activation in self.activations():
-            for _, _, _, passed, _, _ in screen.fits(values, mags, unit_bound, interior, activation):
+            for _, _, _, passed, _, _ in screen.fits(values, mags, unit_bound, interior, activation,
+                                                     target=screen.target[rows]):
                 if (passed & enough).any():
                     return True
         return False
@@ -456,15 +461,60 @@ class Search:
         """
         magnitude = float(np.mean(np.abs(self.p.kernel))) or 1.0
         outs = self.p.kernel.shape[3]
+        stacked = struct.fit == "none" and struct.boundary != "constant" and self.p.groups == 1 \
+            and self.p.algorithm != "winograd"
+        if stacked and self.p.algorithm != "fft" and self._decoys_fail_at_once(struct, precision, magnitude):
+            return False
         # Uniform on [-2m, 2m): the mean magnitude m of the kernel's own entries.
         stack = prec.round_to(_decoy_draws(self.p.kernel.shape, _DECOYS) * (2.0 * magnitude), precision)
-        if struct.fit == "none" and struct.boundary != "constant" and self.p.groups == 1 \
-                and self.p.algorithm != "winograd":
+        if stacked:
             # Nothing fitted: the three in one product (the same test for each, an activation's
             # clipping included).
             return any(self.sampled_check(struct, precision, kernel=stack, stacked=_DECOYS))
         decoys = [stack[..., index * outs:(index + 1) * outs] for index in range(_DECOYS)]
         return any(self.sampled_check(struct, precision, kernel=decoy)[0] for decoy in decoys)
+
+    def _decoys_fail_at_once(self, struct: Structure, precision: str, magnitude: float) -> bool:
+        """True when every decoy of `decoy_passes` (nothing fitted, no FFT) fails on its first
+        _HEAD_CHANNELS output channels at the first _HEAD_SAMPLES sampled positions.
+
+        Nothing is fitted, so each element's test is its own, and a decoy passes only if every
+        element does: one that fails here fails the whole control, and the control's answer is
+        the same. The decoys' entries are hashed from their indices (`_decoy_draws`), so these
+        channels' are drawn alone (a 256-channel 3x3 layer's three decoys are 1.8 million draws,
+        12 ms, where a random kernel fails at once)."""
+        p = self.p
+        outs = p.kernel.shape[3]
+        few = min(outs, _HEAD_CHANNELS)
+        columns = (np.arange(_DECOYS)[:, None] * outs + np.arange(few)).reshape(-1)
+        stack = prec.round_to(_decoy_draws(p.kernel.shape, _DECOYS, columns) * (2.0 * magnitude), precision)
+        channels = np.arange(few)
+        rows, cols, samples = (a[:_HEAD_SAMPLES] for a in (self.rows, self.cols, self.samples))
+        with p.rounded_via(None):
+            tk = transform_kernel(stack, struct.transform)
+            layout = Layout(struct.transform, struct.padding, struct.stride, struct.dilation)
+            patches = self._patches(precision, struct.boundary, layout, tk.shape[:2], which=slice(0, _HEAD_SAMPLES))
+            wide = p.wide_kernel(tk, struct.dilation)
+            r = self.radius
+            dy, dx = struct.offset[0] + r, struct.offset[1] + r
+            kh, kw = wide.shape[:2]
+            flat = patches[:, dy:dy + kh, dx:dx + kw].reshape(len(patches), -1)
+            kernels = wide.reshape(-1, wide.shape[3])
+            values = flat @ kernels
+            # The magnitude bound of the stacked control (`_sampled_check`): per output column.
+            mags = np.abs(flat).sum(axis=1)[:, None] * np.abs(kernels).max(axis=0)
+            target = p.output[samples, rows, cols][:, :few]
+            row_ok, col_ok = p.compared_mask(struct, rows, cols, self.out_hw)
+            compared = (row_ok & col_ok)[:, None]
+            limits = clip_limits(struct.activation, p.storage[precision])
+            for index in range(_DECOYS):
+                part = slice(index * few, (index + 1) * few)
+                _, _, predicted, bound = fit_within(values[:, part], mags[:, part], target, "none", p, precision,
+                                                     compared=compared, samples=samples, limits=limits,
+                                                     channels=channels)
+                if np.all((clip_residual(target, predicted, limits) <= bound) | ~compared):
+                    return False
+        return True
 
     def sampled_check(self, struct: Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
                       stacked: int = 0):
@@ -580,17 +630,21 @@ class _Screen:
             self.declared = tuple(_channels_of(a, self.channels)
                                   for a in (p.declared_scale, p.declared_bias, scale_dev, bias_dev))
 
-    def fits(self, values, mags, unit_bound, compared, activation):
+    def fits(self, values, mags, unit_bound, compared, activation, target=None):
         """For each fit of the pass: (fit, scale, bias, passed, within, usable), arrays over
         (transform, offset, offset): whether every compared sample is within the bound,
-        the fraction that is, and whether the fit exists at all."""
-        p, target = self.p, self.target
+        the fraction that is, and whether the fit exists at all. `target`: the output at
+        the samples `values` holds, when not all of them."""
+        p = self.p
+        target = self.target if target is None else target
         limits = clip_limits(activation, self.storage)
         clipped = clipped_mask(target, limits)
         # Clipped elements say only on which side of the limit the sum was: they take no part
         # in the fit, and are checked as that inequality.
         free = compared if clipped is None else compared & ~clipped
         weights = fit_weights(unit_bound + self.out_round * np.abs(target) + p.output_underflow + 1e-300) * free
+        left_out = ~compared
+        elements = values.shape[3] * values.shape[4]
         for fit in self.fit_names:
             kind = fit_kind(fit)
             fixed = None if self.declared is None else self.declared[:2]
@@ -599,39 +653,51 @@ class _Screen:
                 scale, bias = settle_dead_channels(scale, bias, values, target, free, compared, limits, fit,
                                                    declared=0.0 if fixed is None else fixed[1],
                                                    declared_scale=None if fixed is None else fixed[0])
-            predicted = values if kind == "none" and fixed is None else values + bias[..., None, :] \
-                if kind == "bias" and fixed is None else scale[..., None, :] * values + bias[..., None, :]
-            bound = self._bound(values, mags, unit_bound, predicted, scale, bias, fit, weights)
-            ok = (clip_residual(target, predicted, limits) <= bound) | ~compared
-            within = np.count_nonzero(ok, axis=(3, 4)) / (ok.shape[3] * ok.shape[4])
+            unit_scale = (kind in ("none", "bias") and fixed is None) or bool(np.all(scale == 1.0))
+            if kind == "none" and fixed is None:
+                predicted = values
+            elif unit_scale:
+                predicted = values + bias[..., None, :]
+            else:
+                predicted = scale[..., None, :] * values
+                predicted += bias[..., None, :]
+            bound = self._bound(values, mags, unit_bound, predicted, scale, bias, fit, weights, unit_scale)
+            ok = clip_residual(target, predicted, limits) <= bound
+            ok |= left_out
+            hits = np.count_nonzero(ok, axis=(3, 4))
             usable = np.all(np.isfinite(scale) & np.isfinite(bias) & (scale != 0.0), axis=-1)
-            yield fit, scale, bias, np.all(ok, axis=(3, 4)) & usable, within, usable
+            yield fit, scale, bias, (hits == elements) & usable, hits / elements, usable
 
-    def _bound(self, values, mags, unit_bound, predicted, scale, bias, fit, weights):
-        """The loosest bound of a fit's prediction (see the class)."""
+    def _bound(self, values, mags, unit_bound, predicted, scale, bias, fit, weights, unit_scale: bool):
+        """The loosest bound of a fit's prediction (see the class), widened by 1%: stage 1 is a
+        screen, its own arithmetic in float64 (far below 1%) and the simplifications below
+        only widen it.
+
+        Terms: out_round |p| for storing the result; the sums' |s| U (U the loosest unit
+        bound, s the scale); the output's underflow and a stored result's absolute rounding;
+        when a scale or bias is applied, evaluating s v + b in float64,
+        SCREEN_FIT_ULPS u64 (|p - b| + |p|) <= SCREEN_FIT_ULPS u64 (2 |p| + |b|) (taken as
+        such: one pass fewer); an integer output's fit allowance; a declared scale's and
+        bias's rounding and uncertainty."""
         kind = fit_kind(fit)
+        applied = kind != "none" or self.declared is not None
+        evaluation = SCREEN_FIT_ULPS * prec.U64
         bound = np.abs(predicted)
-        bound *= self.out_round
-        held = kind in ("none", "bias") and self.declared is None
-        if held:
+        bound *= self.out_round + (2 * evaluation if applied else 0.0)
+        if unit_scale:
             bound += unit_bound
         else:
-            spare = np.multiply(np.abs(scale)[..., None, :], unit_bound)
-            bound += spare
-        bound += self.p.output_underflow + self.storage_abs
-        if kind != "none" or self.declared is not None:
-            # evaluation_error(predicted - bias, predicted, SCREEN_FIT_ULPS), in two buffers
-            term = np.subtract(predicted, bias[..., None, :], out=None if held else spare)
-            error = np.abs(term, out=term)
-            error += np.abs(predicted)
-            error *= SCREEN_FIT_ULPS * prec.U64
-            bound += error
-            if self.storage is not None and kind != "none":
-                bound += fit_allowance(values, bound, weights, fit)
+            bound += np.multiply(np.abs(scale)[..., None, :], unit_bound)
+        constant = self.p.output_underflow + self.storage_abs
+        bound += (constant + evaluation * np.abs(bias))[..., None, :] if applied else constant
+        if self.storage is not None and kind != "none":
+            bound += fit_allowance(values, bound, weights, fit)
         if self.declared is not None:
             _, _, scale_dev, bias_dev = self.declared
-            bound += (scale_dev if kind in ("none", "bias") else 0.0) * mags \
-                + (bias_dev if kind in ("none", "scale") else 0.0)
+            if kind in ("none", "bias") and np.any(scale_dev):
+                bound += scale_dev * mags
+            if kind in ("none", "scale") and np.any(bias_dev):
+                bound += bias_dev
             loosest = max(self.p.precisions, key=lambda q: prec.ACCUMULATION_U[q])
             uncertain = self.p.uncertainty_term(mags, loosest, kind, scale[..., None, :], self.channels)
             if uncertain is not None:
@@ -698,21 +764,30 @@ class _Counter:
 
 
 _DECOYS = 3   # decoy kernels in the negative control
+_GATE_SAMPLES = 32   # interior positions `_interior_gate` checks
+_HEAD_CHANNELS, _HEAD_SAMPLES = 8, 16   # where every decoy is tried first (`_decoys_fail_at_once`)
 
 
-def _decoy_draws(shape: tuple, count: int) -> np.ndarray:
+def _decoy_draws(shape: tuple, count: int, columns: Optional[np.ndarray] = None) -> np.ndarray:
     """`count` decoy kernels of `shape` (kh, kw, C, O) side by side along the output axis, as one
-    float64 array (kh, kw, C, count * O) of values uniform on [-1, 1) (multiples of 2^-23).
+    float64 array (kh, kw, C, count * O) of values uniform on [-1, 1) (multiples of 2^-23);
+    with `columns`, those of the count * O output columns alone (the same values).
 
     Each entry is `_hashed24` of its index (offset 0x632BE5AB): fixed values
     without a generator (numpy.random's normal draws and its import were a third of a declared
     layer's confirmation, issue 21 item 8). Cached per shape (a suite asks again for every case
     of one shape), up to _DRAW_CACHE_BYTES.
     """
+    kh, kw, c, o = shape
+    if columns is not None:
+        index = np.arange(kh * kw * c, dtype=np.uint32)[:, None] * np.uint32(count * o) + columns.astype(np.uint32)
+        draws = _hashed24(index, 0x632BE5AB).astype(np.float64).reshape(kh, kw, c, len(columns))
+        draws *= 2.0 ** -23
+        draws -= 1.0
+        return draws
     key = (tuple(shape), count)
     if key in _DRAWS:
         return _DRAWS[key]
-    kh, kw, c, o = shape
     x = _hashed24(np.arange(kh * kw * c * count * o, dtype=np.uint32), 0x632BE5AB)   # exact in float64
     draws = x.astype(np.float64).reshape(kh, kw, c, count * o)
     draws *= 2.0 ** -23
