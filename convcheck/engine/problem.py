@@ -41,8 +41,11 @@ class Problem:
                  output_precision: Optional[str] = None, declared_uncertainty: Optional[dict] = None):
         self.inputs = inputs
         self._held_values: dict[tuple[str, str], bool] = {}   # see `holds`
-        self.image = np.asarray(inputs.image, dtype=np.float64)
-        self.kernel = np.asarray(inputs.kernel, dtype=np.float64)
+        # Converted to float64 in C order (NHWC, HWIO: what the products read row by row; an
+        # NCHW array's transposed view kept its order, and every reshape of it was a gather);
+        # float64 arrays as given (no copy of a large image).
+        self.image, self.kernel = (a if a.dtype == np.float64 else np.asarray(a, dtype=np.float64, order="C")
+                                   for a in (np.asarray(inputs.image), np.asarray(inputs.kernel)))
         self._read_output(inputs)
         self.groups = int(getattr(inputs, "groups", 1))
         self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
@@ -261,9 +264,13 @@ class Problem:
                    for a in (self.image, self.kernel) for chunk in prec.blocks(a))
 
     def rounding_is_exact(self, precision: str) -> bool:
-        """True when rounding both inputs to `precision` changes nothing (cached)."""
+        """True when rounding both inputs to `precision` changes nothing (cached): at once when
+        both were given in a format it holds (float16 or bfloat16 values in float32; finite,
+        as every input is), else by rounding them."""
         if precision not in self._exact:
-            self._exact[precision] = all(prec.representable(a, precision) for a in (self.image, self.kernel))
+            held = _HOLDS.get(precision, ())
+            self._exact[precision] = all(d.name in held for d in self.input_dtypes) or all(
+                prec.representable(a, precision) for a in (self.image, self.kernel))
         return self._exact[precision]
 
     def roundings(self, precision: str) -> tuple:
@@ -424,6 +431,11 @@ class Problem:
         row_ok = (rows * sy + dy >= 0) & (rows * sy + dy <= (out_hw[0] - 1) * sy) | ~leaves_out(dy, out_hw[0])
         col_ok = (cols * sx + dx >= 0) & (cols * sx + dx <= (out_hw[1] - 1) * sx) | ~leaves_out(dx, out_hw[1])
         return row_ok, col_ok
+
+
+# The input dtypes (by name: no ml_dtypes import) each precision's format holds exactly
+# (`Problem.rounding_is_exact`).
+_HOLDS = {"float32": ("float32", "float16", "bfloat16"), "float16": ("float16",), "bfloat16": ("bfloat16",)}
 
 
 def _channel_values(value, outs: int) -> np.ndarray:

@@ -109,8 +109,10 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
     # integer's), then, as a rival, computed exactly, which wins only when strictly simpler.
     storages = [problem.integer_output] if problem.declared_storage else \
         [problem.integer_output, None] if problem.integer_output else [None]
-    search_passes(problem, baseline, reading.shared, reading.layouts, found, storages=storages,
-                  keep_arrays=keep_arrays, readings=readings, narrow=narrow, near=_near(problem, before, baseline))
+    if found.accepted is None:   # else every pass stops before it starts (the layouts unneeded)
+        search_passes(problem, baseline, reading.shared, reading.layouts, found, storages=storages,
+                      keep_arrays=keep_arrays, readings=readings, narrow=narrow,
+                      near=_near(problem, before, baseline))
     if found.accepted is not None and found.accepted is not before and baseline.algorithm == "direct" and not narrow:
         unfitted = prefer_unfitted(problem, found.accepted, baseline, keep_arrays)
         if unfitted is not None:
