@@ -133,3 +133,94 @@ def test_a_decoy_that_reproduces_the_output_is_still_found(monkeypatch):
     assert caught.verdict is not Verdict.EQUAL and caught.cannot_decide
     monkeypatch.setattr(search.Search, "_decoys_fail_at_once", lambda self, *args: True)
     assert convcheck.explain(x, w, y, layout="nchw", padding=1, expected={"bias": b}).verdict is Verdict.EQUAL
+
+
+def test_the_first_channels_do_not_stand_for_a_scale_they_do_not_share():
+    """A review of the shortcut: declared scales [1]*8 + [2] (float32, a 1x1 kernel that is
+    decoy 0 itself on its one live input channel). The bound's coefficient depends on whether
+    any scale differs from 1, over every channel it is given: on the first 8 alone the head's
+    bound was the tighter one, it said every decoy fails, and an element 3.5 u A off made the
+    layer `equal` where the whole control finds decoy 0 passing (cannot decide)."""
+    outs, channels, magnitude = 9, 2, 0.25
+    decoy = search._decoy_draws((1, 1, channels, outs), 3)[..., :outs] * 2 * magnitude
+    kernel = decoy.astype(np.float32)
+    # Input channel 1 is dead (zero image): its weights only bring mean |k| to 0.25 exactly.
+    rest = channels * outs * magnitude - np.abs(decoy[0, 0, 0, :]).sum()
+    kernel[0, 0, 1, 0] = 0.0
+    share = np.float32(rest / 8)
+    kernel[0, 0, 1, 1:8] = share
+    kernel[0, 0, 1, 8] = np.float32(rest - 7 * float(share))
+    assert float(np.mean(np.abs(kernel.astype(np.float64)))) == magnitude
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 24, 24, channels)).astype(np.float32)
+    x[..., 1] = 0.0
+    d00, u = float(kernel[0, 0, 0, 1]), 2.0 ** -24
+    best = None   # an input value whose product's float32 neighbour 3.5 u |p| away exists
+    for k in range(-3, 4):
+        for delta in np.linspace(0.001, 0.2, 400):
+            x00 = np.float32(np.sign(d00) * 2.0 ** k / abs(d00) * (1 - delta))
+            p = float(x00) * d00
+            t = np.float32(p + 3.5 * u * abs(p))
+            off = (float(t) - p) / (u * abs(p))
+            if 3.15 < off < 3.85 and (best is None or abs(off - 3.5) < abs(best[2] - 3.5)):
+                best = (x00, float(t), off)
+    x[0, 0, 0, 0] = best[0]
+    scale = np.array([1.0] * 8 + [2.0])
+    y = (np.einsum("nhwc,co->nhwo", x.astype(np.float64), kernel[0, 0].astype(np.float64)) * scale).astype(np.float32)
+    y[0, 0, 0, 1] = best[1]
+    diagnosis = convcheck.explain(x, kernel, y, padding="valid", expected={"scale": scale})
+    assert diagnosis.verdict is not Verdict.EQUAL and diagnosis.cannot_decide
+    assert diagnosis.evidence["decoy_passed"]
+
+
+def test_a_control_whose_decoys_would_overflow_cannot_decide():
+    """Decoys on [-2m, 2m) for a kernel of 1.5e308 overflow to inf and fail everywhere: a
+    control that cannot pass. A fitted scale of 2.5 on tiny inputs was `explained` on it; the
+    same layer rescaled cannot decide (a 1x1 kernel: the decoy is a scale too)."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.5, 1, (1, 12, 12, 1)) * 1e-300
+    k = np.array([1.5e308]).reshape(1, 1, 1, 1)
+    with np.errstate(all="ignore"):
+        diagnosis = convcheck.explain(x, k, 2.5 * x * k[0, 0, 0, 0], padding="valid")
+    rescaled = convcheck.explain(x * 1e300, k / 1e300, 2.5 * x * k[0, 0, 0, 0], padding="valid")
+    assert rescaled.cannot_decide
+    assert diagnosis.verdict is not Verdict.EXPLAINED and diagnosis.cannot_decide
+
+
+def test_a_kernel_whose_weight_sums_overflow_is_refused_whatever_the_image():
+    """Tiny image values times weights whose |k| sums overflow float64: refused (exit 2), as
+    before the shortcut of `_check_range` (the decoys of such a kernel would be inf)."""
+    from convcheck.errors import InputError
+
+    x = np.full((1, 6, 6, 2), 1e-300)
+    k = np.full((1, 1, 2, 1), 1.5e308)
+    with pytest.raises(InputError, match="beyond float64's range"):
+        convcheck.explain(x, k, np.zeros((1, 6, 6, 1)), padding="valid")
+
+
+def test_another_boundary_rule_is_searched_when_the_whole_interior_allows_it():
+    """A review of a shortcut since taken back: the interior gate on the first 32 interior
+    positions only. A float64 3x3 layer with reflect padding and a bias of 0.5, its errors
+    +-0.95 of the bound arranged so that the whole interior's least-squares bias holds and
+    the first 32 positions' does not: the gate said no other boundary rule could pass, and
+    the layer was unexplained."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 20, 20, 1))
+    k = rng.standard_normal((3, 3, 1, 1))
+    k -= k.mean()
+    padded = np.pad(x.astype(np.longdouble), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
+    exact = (np.einsum("nhwcij,ijco->nhwo", windows, k.astype(np.longdouble)) + 0.5).astype(np.float64)
+    first = convcheck.explain(x, k, exact, padding="same", keep_arrays=True)
+    assert first.explanation.boundary == "reflect"
+    bound = np.asarray(first.arrays.bound_after, dtype=np.float64).reshape(exact.shape)
+    reproduction = np.asarray(first.arrays.reproduction, dtype=np.float64).reshape(exact.shape)
+    interior = [(i, j) for i in range(20) for j in range(20) if 3 <= i <= 13 and 3 <= j <= 13]
+    signs = {position: -1.0 if n == 16 else 1.0 for n, position in enumerate(interior[:32])}
+    signs.update({position: -1.0 for position in interior[32:][::3][:30]})
+    y = exact.copy()
+    for (i, j), sign in signs.items():
+        y[0, i, j, 0] = reproduction[0, i, j, 0] + sign * 0.9 * bound[0, i, j, 0]
+    diagnosis = convcheck.explain(x, k, y, padding="same")
+    assert diagnosis.verdict is Verdict.EXPLAINED
+    assert diagnosis.explanation.boundary == "reflect" and abs(diagnosis.explanation.bias - 0.5) < 1e-9
