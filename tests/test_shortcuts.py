@@ -224,3 +224,35 @@ def test_another_boundary_rule_is_searched_when_the_whole_interior_allows_it():
     diagnosis = convcheck.explain(x, k, y, padding="same")
     assert diagnosis.verdict is Verdict.EXPLAINED
     assert diagnosis.explanation.boundary == "reflect" and abs(diagnosis.explanation.bias - 0.5) < 1e-9
+
+
+@pytest.mark.parametrize("precision, output", [("float32", "float32"), ("float64", "float64"), ("float16", "float16"),
+                                               ("bfloat16", "float32"), ("float32", "float16")])
+def test_the_bound_with_a_declared_bias_is_never_below_the_one_it_replaced(precision, output):
+    """`error_bound(..., bias=b)` (a declared bias: |b| for the bias-first term, convcheck's own
+    fl(fl(s v) + b) folded in) against what it replaced: `unbiased` = s v computed, and
+    `fits.evaluation_error(predicted - b, predicted)` added after. Seeded values over many
+    binades, zero and per-channel biases and scales, half-precision storage. Never below up
+    to the rounding of the bound's own sum (a term moved from after the sum into it: a few
+    units in its last place, what error_bound's inflation by 1 + 8 n 2^-53 is there for)."""
+    from convcheck.engine import bounds
+    from convcheck.engine.fits import evaluation_error
+
+    rng = np.random.default_rng(5)
+    model = prec.PrecisionModel.for_inputs(precision, (np.dtype("float32"), np.dtype("float32")), output)
+    for case in range(200):
+        outs = int(rng.integers(1, 6))
+        values = rng.standard_normal((7, 5, outs)) * 10.0 ** rng.integers(-30, 30, (7, 5, outs))
+        values[rng.random(values.shape) < 0.1] = 0.0
+        magnitude = np.abs(values) * (1 + rng.random(values.shape) * 10)
+        scale = 1.0 if case % 3 == 0 else rng.uniform(-3, 3, outs) if case % 3 == 1 else float(rng.uniform(0.1, 4))
+        bias = np.zeros(outs) if case % 5 == 0 else rng.standard_normal(outs) * 10.0 ** rng.integers(-20, 20, outs)
+        predicted = values * scale + bias
+        has_bias = bool(np.any(bias != 0))
+        common = dict(n=int(rng.integers(1, 5000)), model=model, output_u=prec.STORAGE_U[output],
+                      output_underflow=prec.UNDERFLOW[output], scale=scale, has_bias=has_bias)
+        old = bounds.error_bound(magnitude, predicted, unbiased=values * scale if has_bias else None, **common)
+        old = old + evaluation_error(predicted - bias, predicted)
+        new = bounds.error_bound(magnitude, predicted, unbiased=(lambda: values * scale) if has_bias else None,
+                                 bias=bias, **common)
+        assert np.all(new >= old * (1 - 4 * 2.0 ** -53)), (case, float(np.max(old / new)))

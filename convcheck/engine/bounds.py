@@ -31,7 +31,7 @@ from .precision import PrecisionModel, U64, UNDERFLOW, gamma
 def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: PrecisionModel,
                 output_u: float, output_underflow: float = 0.0, scale: float = 1.0, has_bias: bool = False,
                 max_input: float = 0.0, max_kernel: float = 0.0, out=None, scratch=None,
-                unbiased: np.ndarray | None = None) -> np.ndarray:
+                unbiased=None, bias=None) -> np.ndarray:
     """Elementwise rigorous bound on |output - predicted| for a candidate computation.
 
     `magnitude` is |x| (*) |k| for the candidate's (rounded) inputs, `predicted` the
@@ -54,6 +54,15 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     products' gamma_n A, gamma_n |b| for the bias (`bias_first`). A faithful TFLite depthwise
     conv with a bias of -300 was 3 ulps beyond the bound without it (a hunt for false causes).
     |b| = |predicted - unbiased| where `unbiased` is given, else at most |predicted| + |s| A (1 + c).
+
+    `bias` (a number or one per output channel), given where the candidate's value was
+    computed by convcheck as fl(fl(s v) + b) from a declared bias (`evaluation._Held`): the
+    bias-first term then takes |b| itself, and convcheck's own float64 arithmetic is added,
+    u64 (|fl(s v)| + |predicted|) (`fits.evaluation_error`) with |fl(s v)| <= (1 + u64)
+    |predicted| + |b| (predicted = (fl(s v) + b)(1 + d), |d| <= u64), taken as
+    2.0000001 u64 |predicted| + 1.0000001 u64 |b|: no pass over s v or predicted - b.
+    `unbiased` may then be a function giving it, called only where a result stored before
+    the bias needs it (a half format's storage).
     """
     abs_scale = np.abs(scale)   # a number, or one per output channel (the last axis)
     c = model.relative_coefficient(n, scaled=bool(np.any(np.not_equal(scale, 1.0))))
@@ -68,26 +77,33 @@ def error_bound(magnitude: np.ndarray, predicted: np.ndarray, *, n: int, model: 
     # within c |s| A of the candidate's value before the bias, so |conv| <= |s v| + c |s| A
     # (`unbiased` = s v); without it, |conv| <= (1 + c) |s| A.
     before_bias = model.storage_u if has_bias and model.storage_u > model.accumulation_u else 0.0
+    if callable(unbiased):
+        unbiased = unbiased() if before_bias else None
     inflate = 1.0 + 8 * n * U64
     # `out` and `scratch` (float64 arrays of the result's shape), when given, hold the
     # result and its second term: the same operations, no new arrays.
     stored_sum = before_bias * (1.0 + c) if unbiased is None else before_bias * c
     bound = np.multiply(magnitude, abs_scale * (c * (1.0 + out_round) + stored_sum) * inflate, out=out)
     tail = np.abs(predicted, dtype=np.float64, out=scratch)   # `predicted` may be the output in its own type
-    tail *= out_round * inflate
+    tail *= out_round * inflate + (2.0000001 * U64 if bias is not None else 0.0)
     bound += tail
     if before_bias and unbiased is not None:
         bound += before_bias * inflate * np.abs(unbiased)
+    per_channel = 0.0   # terms of |b|: one per output channel (the last axis)
+    if bias is not None:
+        per_channel = 1.0000001 * U64 * np.abs(bias)
     if has_bias:
         bias_first = gamma(n, model.accumulation_u) * inflate
-        if unbiased is not None:
+        if bias is not None:
+            per_channel = per_channel + bias_first * np.abs(bias)
+        elif unbiased is not None:
             with np.errstate(invalid="ignore"):   # inf - inf where the value overflowed: its bound is inf
                 bound += bias_first * np.fmax(np.abs(np.subtract(predicted, unbiased, dtype=np.float64)), 0.0)
         else:
             bound += bias_first * (np.abs(predicted) + abs_scale * (1.0 + c) * magnitude)
     # An integer result is rounded to the nearest integer: exactly half a unit more (storage_abs).
     bound += (absolute * (1.0 + out_round) + output_underflow + model.storage_underflow + model.storage_abs
-              + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]) * inflate
+              + (model.underflow if has_bias else 0.0) + 4 * UNDERFLOW["float64"]) * inflate + per_channel
     return bound
 
 

@@ -18,7 +18,7 @@ from ..geometry import transform_kernel
 from ..vocabulary import Explanation
 from .candidates import as_value, fit_fields, fit_kind, fitted_count, per_channel_fit
 from .clipping import clip_limits, clip_residual, clipped_mask, clipped_values
-from .fits import evaluation_error, fit_cval, fit_within, undetermined, usable_fit
+from .fits import fit_cval, fit_within, undetermined, usable_fit
 from .plausibility import (WINOGRAD_USERS, half_storage_unattainable, implausibility_mask, winograd_implausible,
                            winograd_tile)
 from .problem import Problem
@@ -334,6 +334,7 @@ class _Held:
         self.declared = problem.declares_values
         self.has_bias = self.declared and bool(np.any(np.not_equal(self.bias, 0.0)))
         self.abs_scale = np.abs(self.scale)
+        self.unit_scale = not np.any(np.not_equal(self.scale, 1.0))
         self.shrink = 1.0 / (1.0 + prec.gamma(problem.n + 2, prec.U64))
 
     def values_at(self, chosen: np.ndarray) -> np.ndarray:
@@ -350,18 +351,21 @@ class _Held:
         """The candidate's value: the sums times the declared scale plus the declared bias."""
         if not self.declared:
             return values
+        if self.unit_scale:   # x * 1.0 is x: one pass fewer
+            return np.add(values, self.bias, out=out)
         predicted = np.multiply(values, self.scale, out=out)
         predicted += self.bias
         return predicted
 
     def bound(self, magnitude, values, out=None, scratch=None) -> np.ndarray:
-        """The candidate's bound on `magnitude` (exact or the lower bound)."""
+        """The candidate's bound on `magnitude` (exact or the lower bound). With declared values,
+        convcheck's own evaluation of s v + b is in it (`bias`, see bounds.error_bound)."""
         predicted = self.predicted(values)
         bound = self.problem.bound(magnitude, predicted, self.precision, self.scale, self.has_bias,
                                    output_precision=self.expl.output_precision, out=out, scratch=scratch,
-                                   unbiased=values * self.scale if self.has_bias else None)
+                                   unbiased=(lambda: values * self.scale) if self.has_bias else None,
+                                   bias=self.bias if self.declared else None)
         if self.declared:
-            bound += evaluation_error(predicted - self.bias, predicted)
             uncertain = self.problem.uncertainty_term(magnitude, self.precision, "none", self.scale, values=values)
             if uncertain is not None:
                 bound += uncertain

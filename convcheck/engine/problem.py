@@ -323,7 +323,7 @@ class Problem:
         return self._rounded[key]
 
     def bound(self, magnitude, predicted, precision, scale, has_bias, samples=None, extra=None,
-              output_precision="pass", out=None, scratch=None, unbiased=None, direct=False):
+              output_precision="pass", out=None, scratch=None, unbiased=None, direct=False, bias=None):
         """The rigorous elementwise bound of a candidate at `precision` (see precision.error_bound),
         its result stored in `output_precision` ('pass': what this pass's candidates use).
 
@@ -332,8 +332,9 @@ class Problem:
         of each row when `magnitude` is (n, C_out) rows of sampled positions. `extra` (shaped
         like `magnitude`) is an algorithm's own elementwise error, added too (`winograd_term`).
         `scale` is a number or one per output channel. `out` and `scratch` lend buffers, and
-        `unbiased` is the value before the bias (see bounds.error_bound). `direct` leaves the
-        FFT's term out: the bound of the same candidate summed directly.
+        `unbiased` is the value before the bias, and `bias` a declared bias convcheck added
+        itself (see bounds.error_bound). `direct` leaves the FFT's term out: the bound of the
+        same candidate summed directly.
         """
         if output_precision == "pass":
             output_precision = self.storage[precision]
@@ -341,7 +342,7 @@ class Problem:
         bound = bounds.error_bound(magnitude, predicted, n=self.n, model=self.model(precision, output_precision),
                                  output_u=self.output_u, output_underflow=self.output_underflow,
                                  scale=scale, has_bias=has_bias, max_input=max_input, max_kernel=max_kernel,
-                                 out=out, scratch=scratch, unbiased=unbiased)
+                                 out=out, scratch=scratch, unbiased=unbiased, bias=bias)
         if self.algorithm == "fft" and not direct:
             term = self.fft_term(precision)
             bound += np.abs(scale) * (term[:, None, None, :] if samples is None else term[samples])
