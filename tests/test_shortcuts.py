@@ -233,8 +233,11 @@ def test_the_bound_with_a_declared_bias_is_never_below_the_one_it_replaced(preci
     fl(fl(s v) + b) folded in) against what it replaced: `unbiased` = s v computed, and
     `fits.evaluation_error(predicted - b, predicted)` added after. Seeded values over many
     binades, zero and per-channel biases and scales, half-precision storage. Never below up
-    to the rounding of the bound's own sum (a term moved from after the sum into it: a few
-    units in its last place, what error_bound's inflation by 1 + 8 n 2^-53 is there for)."""
+    to (n + 8) 2^-53 of it: the rounding of the bound's own sum (a term moved into it) and
+    the old stand-in for |b|, |fl(predicted - s v)|, which may exceed |b| by u64 (|p| + |b|)
+    before its factor gamma_n: what error_bound's inflation by 1 + 8 n 2^-53 is there for (a
+    review found 149 2^-53 below at n = 5000 with magnitudes made smaller than |v|; these
+    are at least |v|, as the blocks' lower bound |v| / (1 + gamma) gives)."""
     from convcheck.engine import bounds
     from convcheck.engine.fits import evaluation_error
 
@@ -255,4 +258,28 @@ def test_the_bound_with_a_declared_bias_is_never_below_the_one_it_replaced(preci
         old = old + evaluation_error(predicted - bias, predicted)
         new = bounds.error_bound(magnitude, predicted, unbiased=(lambda: values * scale) if has_bias else None,
                                  bias=bias, **common)
-        assert np.all(new >= old * (1 - 4 * 2.0 ** -53)), (case, float(np.max(old / new)))
+        assert np.all(new >= old * (1 - (common["n"] + 8) * 2.0 ** -53)), (case, float(np.max(old / new)))
+
+
+def test_decoys_that_overflow_the_candidate_s_own_format_cannot_decide():
+    """A second review: 2m finite in float64 but not in float16 (a float16 kernel of 65504, its
+    decoys on [-131008, 131008) rounded to inf): the control could not pass, and per-channel
+    scales [2.5, 1.5, 3, 0.75] were `explained`; the same layer rescaled cannot decide."""
+    rng = np.random.default_rng(1)
+    x = (rng.uniform(0.5, 1, (1, 12, 12, 1)) * 1e-3).astype(np.float16)
+    k = np.full((1, 1, 1, 4), 65504.0, dtype=np.float16)
+    scale = np.array([2.5, 1.5, 3.0, 0.75])
+    y = (scale * x.astype(np.float64) * k.astype(np.float64)[0, 0, 0]).astype(np.float16)
+    with np.errstate(all="ignore"):
+        diagnosis = convcheck.explain(x, k, y, padding="valid")
+    assert diagnosis.verdict is not Verdict.EXPLAINED and diagnosis.cannot_decide
+
+
+def test_weight_sums_that_round_past_float64_are_refused():
+    """A second review: 11 taps of 1.6342664862384688e307, fl(11 M) finite but the column's sum
+    rounding up to inf: refused, as the column sums always refused it."""
+    from convcheck.errors import InputError
+
+    k = np.full((1, 1, 11, 1), 1.6342664862384688e307)
+    with pytest.raises(InputError, match="beyond float64's range"):
+        convcheck.explain(np.full((1, 6, 6, 11), 1e-300), k, np.zeros((1, 6, 6, 1)), padding="valid")

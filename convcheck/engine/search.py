@@ -461,9 +461,10 @@ class Search:
         the candidate's pass is no evidence, whatever the bits say.
         """
         magnitude = float(np.mean(np.abs(self.p.kernel))) or 1.0
-        if not np.isfinite(2.0 * magnitude):
-            # Decoys on [-2m, 2m) would overflow to inf, and an inf decoy fails everywhere: a
-            # control that cannot pass is none. Say that it may (the pass cannot decide).
+        if not np.isfinite(prec.round_to(np.array([2.0 * magnitude]), precision)[0]):
+            # Decoys on [-2m, 2m), rounded to the candidate's precision, would overflow to inf
+            # (a float16 kernel of 65504: a second review), and an inf decoy fails everywhere:
+            # a control that cannot pass is none. Say that it may (the pass cannot decide).
             return True
         outs = self.p.kernel.shape[3]
         stacked = struct.fit == "none" and struct.boundary != "constant" and self.p.groups == 1 \
