@@ -501,53 +501,29 @@ class Search:
                 return False
         columns = (np.arange(_DECOYS)[:, None] * outs + np.arange(few)).reshape(-1)
         stack = prec.round_to(_decoy_draws(p.kernel.shape, _DECOYS, columns) * (2.0 * magnitude), precision)
-        channels = np.arange(few)
-        rows, cols, samples = (a[:_HEAD_SAMPLES] for a in (self.rows, self.cols, self.samples))
-        with p.rounded_via(None):
-            tk = transform_kernel(stack, struct.transform)
-            layout = Layout(struct.transform, struct.padding, struct.stride, struct.dilation)
-            patches = self._patches(precision, struct.boundary, layout, tk.shape[:2], which=slice(0, _HEAD_SAMPLES))
-            wide = p.wide_kernel(tk, struct.dilation)
-            r = self.radius
-            dy, dx = struct.offset[0] + r, struct.offset[1] + r
-            kh, kw = wide.shape[:2]
-            flat = patches[:, dy:dy + kh, dx:dx + kw].reshape(len(patches), -1)
-            kernels = wide.reshape(-1, wide.shape[3])
-            values = flat @ kernels
-            # The magnitude bound of the stacked control (`_sampled_check`): per output column.
-            mags = np.abs(flat).sum(axis=1)[:, None] * np.abs(kernels).max(axis=0)
-            target = p.output[samples, rows, cols][:, :few]
-            row_ok, col_ok = p.compared_mask(struct, rows, cols, self.out_hw)
-            compared = (row_ok & col_ok)[:, None]
-            limits = clip_limits(struct.activation, p.storage[precision])
-            for index in range(_DECOYS):
-                part = slice(index * few, (index + 1) * few)
-                _, _, predicted, bound = fit_within(values[:, part], mags[:, part], target, "none", p, precision,
-                                                     compared=compared, samples=samples, limits=limits,
-                                                     channels=channels)
-                if np.all((clip_residual(target, predicted, limits) <= bound) | ~compared):
-                    return False
-        return True
+        return not any(self.sampled_check(struct, precision, kernel=stack, stacked=_DECOYS, head=few))
 
     def sampled_check(self, struct: Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
-                      stacked: int = 0):
+                      stacked: int = 0, head: Optional[int] = None):
         """Stage 2: the exact bound of `precision` on the samples (with `kernel` in place of
         the inputs' own, rounded to `precision`, for a decoy), each way the inputs may have
         been rounded to it in turn (`Problem.roundings`; a decoy's the direct way only).
 
         Returns (ok, scale, bias, fraction of sampled elements within the bound). With
         `stacked` (nothing fitted only), `kernel` is that many kernels side by side along its
-        output axis, each checked on its own: returns the list of their `ok`.
+        output axis, each checked on its own: returns the list of their `ok`. With `head` too,
+        each of the stacked kernels holds only the first `head` output channels, checked at the
+        first _HEAD_SAMPLES samples (see `_decoys_fail_at_once`).
         """
         ways = self.p.roundings(precision) if kernel is None else (None,)
         for via in ways:
             with self.p.rounded_via(via):
-                result = self._sampled_check(struct, precision, kernel=kernel, stacked=stacked)
+                result = self._sampled_check(struct, precision, kernel=kernel, stacked=stacked, head=head)
             if stacked or result[0] or via == ways[-1]:
                 return result
 
     def _sampled_check(self, struct: Structure, precision: str, *, kernel: Optional[np.ndarray] = None,
-                       stacked: int = 0):
+                       stacked: int = 0, head: Optional[int] = None):
         """`sampled_check` with the inputs rounded the current way (`Problem.via`)."""
         p = self.p
         decoy = kernel is not None
@@ -556,7 +532,10 @@ class Search:
         tk = transform_kernel(kernel, struct.transform)
         layout = Layout(struct.transform, struct.padding, struct.stride, struct.dilation)
         constant = struct.boundary == "constant"
-        patches = self._patches(precision, "zero" if constant else struct.boundary, layout, tk.shape[:2])
+        chosen = slice(None) if head is None else slice(0, _HEAD_SAMPLES)
+        rows, cols, samples = self.rows[chosen], self.cols[chosen], self.samples[chosen]
+        patches = self._patches(precision, "zero" if constant else struct.boundary, layout, tk.shape[:2],
+                                which=None if head is None else chosen)
         wide = p.wide_kernel(tk, struct.dilation)
         r = self.radius
         dy, dx = struct.offset[0] + r, struct.offset[1] + r
@@ -571,8 +550,10 @@ class Search:
             mags = np.abs(flat).sum(axis=1)[:, None] * np.abs(wide).reshape(-1, wide.shape[3]).max(axis=0)
         else:
             mags = np.abs(flat) @ np.abs(wide.reshape(-1, wide.shape[3]))
-        target = p.output[self.samples, self.rows, self.cols]
-        row_ok, col_ok = p.compared_mask(struct, self.rows, self.cols, self.out_hw)
+        target = p.output[samples, rows, cols]
+        if head is not None:
+            target = target[:, :head]
+        row_ok, col_ok = p.compared_mask(struct, rows, cols, self.out_hw)
         compared = (row_ok & col_ok)[:, None]
         if constant:
             outside = self._outside(layout, tk.shape[:2])[:, dy:dy + kh, dx:dx + kw].reshape(window.shape[0], -1)
@@ -594,7 +575,8 @@ class Search:
             for index in range(stacked):
                 part = slice(index * outs, (index + 1) * outs)
                 _, _, predicted, bound = fit_within(values[:, part], mags[:, part], target, "none", p, precision,
-                                                     compared=compared, samples=self.samples, limits=limits)
+                                                     compared=compared, samples=samples, limits=limits,
+                                                     channels=None if head is None else np.arange(head))
                 results.append(bool(np.all((clip_residual(target, predicted, limits) <= bound) | ~compared)))
             return results
         scale, bias, predicted, bound = fit_within(values, mags, target, struct.fit, p, precision,
@@ -789,19 +771,17 @@ def _decoy_draws(shape: tuple, count: int, columns: Optional[np.ndarray] = None)
     of one shape), up to _DRAW_CACHE_BYTES.
     """
     kh, kw, c, o = shape
-    if columns is not None:
-        index = np.arange(kh * kw * c, dtype=np.uint32)[:, None] * np.uint32(count * o) + columns.astype(np.uint32)
-        draws = _hashed24(index, 0x632BE5AB).astype(np.float64).reshape(kh, kw, c, len(columns))
-        draws *= 2.0 ** -23
-        draws -= 1.0
-        return draws
-    key = (tuple(shape), count)
-    if key in _DRAWS:
-        return _DRAWS[key]
-    x = _hashed24(np.arange(kh * kw * c * count * o, dtype=np.uint32), 0x632BE5AB)   # exact in float64
-    draws = x.astype(np.float64).reshape(kh, kw, c, count * o)
+    key, whole = (tuple(shape), count), columns is None
+    if whole:
+        if key in _DRAWS:
+            return _DRAWS[key]
+        columns = np.arange(count * o)
+    index = np.arange(kh * kw * c, dtype=np.uint32)[:, None] * np.uint32(count * o) + columns.astype(np.uint32)
+    draws = _hashed24(index, 0x632BE5AB).astype(np.float64).reshape(kh, kw, c, len(columns))   # exact
     draws *= 2.0 ** -23
     draws -= 1.0
+    if not whole:
+        return draws
     draws.flags.writeable = False
     while _DRAWS and sum(a.nbytes for a in _DRAWS.values()) + draws.nbytes > _DRAW_CACHE_BYTES:
         del _DRAWS[next(iter(_DRAWS))]
