@@ -386,7 +386,8 @@ class _Left(Exception):
 
 
 @pytest.mark.parametrize("framework", [None, "tensorflow", "torch", "jax"])
-def test_the_command_skips_a_framework_teardown_only(monkeypatch, capsys, framework):
+def test_the_command_skips_the_teardown_and_a_frameworks_exit_handlers(monkeypatch, capsys, framework):
+    import atexit
     import types
 
     import convcheck.cli as cli
@@ -394,18 +395,38 @@ def test_the_command_skips_a_framework_teardown_only(monkeypatch, capsys, framew
     def leave(code):
         raise _Left(code)
 
+    handlers = []
     monkeypatch.setattr(cli.os, "_exit", leave)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: handlers.append("ran"))
     for name in cli._SLOW_TEARDOWN:
         monkeypatch.delitem(sys.modules, name, raising=False)
     if framework is not None:
         monkeypatch.setitem(sys.modules, framework, types.ModuleType(framework))
     monkeypatch.setattr(sys, "argv", ["convcheck", "explain", "missing.npy", "k.npy", "o.npy"])
-    expected = _Left if framework is not None else SystemExit
-    with pytest.raises(expected) as left:
+    with pytest.raises(_Left) as left:
         cli.entry()
-    code = left.value.args[0] if framework is not None else left.value.code
-    assert code == 2   # the command's own exit code, either way
+    assert left.value.args[0] == 2   # the command's own exit code, either way
     assert "missing.npy" in capsys.readouterr().err
+    assert handlers == ([] if framework is not None else ["ran"])
+
+
+def test_the_command_leaves_with_its_output_written_and_its_exit_handlers_run(tmp_path):
+    # A real process: stdout through a pipe (buffered), an exit handler of the caller's, the
+    # command's exit code; and sys.exit with a message prints it and exits 1, as Python does.
+    script = ("import atexit, sys\n"
+              "from convcheck import cli\n"
+              "atexit.register(lambda: print('handler ran'))\n"
+              "sys.argv = ['convcheck', 'explain', 'missing.npy', 'k.npy', 'o.npy']\n"
+              "print('x' * 100000)\n"
+              "cli.entry()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == "x" * 100000 + "\nhandler ran\n"
+    assert "missing.npy" in done.stderr
+    script = ("import sys\nfrom convcheck import cli\n"
+              "cli.main = lambda prog_name: sys.exit('a message')\ncli.entry()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (1, "a message\n")
 
 
 @pytest.mark.parametrize("columns", [None, "97", "0", "-3", "wide", ""])

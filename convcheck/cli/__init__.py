@@ -50,12 +50,17 @@ _SLOW_TEARDOWN = ("tensorflow", "torch", "jax")
 def entry() -> None:
     """The `convcheck` command itself (the console script, `python -m convcheck`).
 
-    The same as `main`, except that a process which imported a framework leaves as soon
-    as its output is flushed (os._exit), skipping the framework's teardown: everything
-    convcheck writes (stdout, stderr, --output and --report files, written atomically and
-    closed; plots) is complete by then, and the Keras worker processes leave on their
-    own when their input closes. Only here, never in `main`, which tests and other Python
-    code call in their own process.
+    The same as `main`, except that the process leaves as soon as its output is flushed
+    (os._exit), skipping the interpreter's teardown (freeing every module and object one
+    by one: about 0.02 s after an explain, an eighth of a small layer's whole run, and
+    with a framework a second or more: TensorFlow 0.9 s, with PyTorch and JAX 1.5 s).
+    Everything convcheck writes (stdout, stderr, --output and --report files, written
+    atomically and closed; plots) is complete by then. Without a framework loaded, the
+    `atexit` handlers run first (a Keras worker closed, a temporary folder removed, as a
+    normal exit would); with one, they are skipped too (the frameworks' own are part of
+    the slow teardown), and the Keras worker processes leave on their own when their
+    input closes. Only here, never in `main`, which tests and other Python code call in
+    their own process.
 
     Before numpy is loaded, its OpenBLAS is asked for one thread (OPENBLAS_NUM_THREADS,
     unless the environment already names a number): convcheck runs its products on one
@@ -71,8 +76,11 @@ def entry() -> None:
         main(prog_name="convcheck")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            sys.stderr.write(f"{exc.code}\n")   # sys.exit(message): printed, as the interpreter would
         if not any(name in sys.modules for name in _SLOW_TEARDOWN):
-            raise
+            import atexit
+            atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
