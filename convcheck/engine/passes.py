@@ -102,12 +102,15 @@ def prefer_unfitted(problem: Problem, accepted: Full, baseline: Explanation,
     # bias of -0.187 below one unit in the last place of the largest float16 outputs but
     # six times the bound of the small ones, both claimed as 'algorithm fft').
     plain = expl.with_(bias=baseline.bias, scale=baseline.scale)
-    direct, _ = evaluate_full(problem, plain, "none", needed=accepted.evidence.needed)
-    if not direct.worst_ratio <= 2.0:
-        return None
     layout = Layout(expl.kernel_transform, expl.padding, tuple(expl.stride), tuple(expl.dilation))
     saved = problem.algorithm, problem.boundaries
     try:
+        # Summed directly, as the answer was (the search leaves `problem` set to its last
+        # pass, an FFT's, whose normwise term would loosen this gate).
+        problem.algorithm, problem.boundaries = "direct", ("zero",)
+        direct, _ = evaluate_full(problem, plain, "none", needed=accepted.evidence.needed)
+        if not direct.worst_ratio <= 2.0:
+            return None
         for algorithm in ("winograd", "fft"):
             if algorithm == "winograd" and (expl.offset != (0, 0) or not winograd_layouts(problem, [layout])
                                             or expl.precision not in winograd_precisions([expl.precision])):

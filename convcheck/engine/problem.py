@@ -51,7 +51,8 @@ class Problem:
         self.input_dtypes = (np.dtype(inputs.image.dtype), np.dtype(inputs.kernel.dtype))
         kh, kw, per_group, _ = self.kernel.shape
         self.n = kh * kw * per_group
-        base_precision = precision or prec.native_precision(inputs.image, inputs.kernel)
+        native = prec.native_precision(inputs.image, inputs.kernel)
+        base_precision = precision or native
         self.baseline = baseline.with_(precision=base_precision)
         self._rounded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._exact: dict = {}
@@ -65,7 +66,7 @@ class Problem:
         self.via: Optional[str] = None   # the inputs' rounding: direct (None) or through this format
         self.algorithm = self.baseline.algorithm   # how the sums are modelled; the search may try others too
         self.boundaries = BOUNDARIES               # the boundary rules the search tries in this pass
-        self._allow_precisions(base_precision, output_precision)
+        self._allow_precisions(base_precision, output_precision, native)
         self.storage: dict[str, Optional[str]] = {}   # output_precision of this pass's candidates
         self.set_storage(None)
         self._allow_activations()
@@ -87,10 +88,16 @@ class Problem:
             self.output_u = prec.STORAGE_U[storage]
             self.output_underflow = prec.STORAGE_UNDERFLOW[storage]
 
-    def _allow_precisions(self, base_precision: str, output_precision: Optional[str]) -> None:
+    def _allow_precisions(self, base_precision: str, output_precision: Optional[str], native: str) -> None:
         """The precisions the output's values allow (`precisions`), and the format each stores
-        its result in when that is not its own (`wide_storage`, `declared_storage`)."""
-        narrower = [p for p in PRECISION_PREFERENCE if p in prec.narrower_precisions(base_precision)]
+        its result in when that is not its own (`wide_storage`, `declared_storage`).
+
+        Those narrower than the expected one; where a precision narrower than the inputs'
+        own (`native`) is declared, also those from the inputs' own down to it: a float32
+        layer declared bfloat16 ran in float32 (hunt 4: it was unexplained, `precision
+        float32` never tried)."""
+        narrower = [p for p in PRECISION_PREFERENCE if p != base_precision and (
+            p in prec.narrower_precisions(base_precision) or p == native or p in prec.narrower_precisions(native))]
         if self.integer_output or self.output_dtype.kind in "iu":
             # An integer output says nothing about a half precision (small integers are
             # representable in all of them), and a half precision's bound (2^-7 of the
