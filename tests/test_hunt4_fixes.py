@@ -137,3 +137,39 @@ def test_float16_rounded_inputs_summed_in_float32_say_tf32_cannot_be_told_apart(
         assert any("float16" in note and "cannot be told apart" in note for note in d.notes)
     else:
         assert d.explanation.precision == "float16"
+
+
+def _reshaped_port(seed: int):
+    """PyTorch weights W, the port's kernel K = W reshaped into the HWIO shape (not transposed),
+    the original's output and the port's (what Keras computes with K as HWIO)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, 8, 12, 12)).astype(np.float32)
+    w = (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32)
+    k = w.reshape(3, 3, 8, 16)
+    return x, k, _conv(x, w).numpy(), _conv(x, np.ascontiguousarray(k.transpose(3, 2, 0, 1))).numpy()
+
+
+def test_a_kernel_declared_oihw_reshaped_is_read_back():
+    """CONTRACT section 2a: every field can be declared, kernel_layout 'oihw-reshaped' too (it was
+    refused as bad input)."""
+    x, k, original, port = _reshaped_port(3)
+    for declared in (dict(kernel_layout="oihw-reshaped"), dict(expected={"kernel_layout": "oihw-reshaped"})):
+        d = convcheck.explain(x, k, original, layout="nchw", padding=1, **declared)
+        assert d.verdict is Verdict.EQUAL
+        d = convcheck.explain(x, k, port, layout="nchw", padding=1, **declared)
+        assert d.verdict is Verdict.EXPLAINED
+        assert [(c.field, c.value) for c in d.causes] == [("kernel_layout", "hwio")]
+
+
+def test_the_command_line_declares_a_reshaped_kernel(tmp_path):
+    from click.testing import CliRunner
+
+    from convcheck.cli import main
+    x, k, original, _ = _reshaped_port(4)
+    for name, array in (("x", x), ("k", k), ("y", original)):
+        np.save(tmp_path / f"{name}.npy", array)
+    paths = [str(tmp_path / f"{name}.npy") for name in "xky"]
+    for option in (["--kernel-layout", "oihw-reshaped"], ["--expect", "kernel_layout=oihw-reshaped"]):
+        done = CliRunner().invoke(main, ["explain", *paths, "--layout", "nchw", "--padding", "1", *option])
+        assert done.exit_code == 0, done.output
+        assert "equal" in done.output

@@ -462,3 +462,28 @@ def test_weights_help_imports_no_numpy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "NUMPY False"
+
+
+@pytest.mark.parametrize("make, field, words", [
+    (lambda w: w[::-1, ::-1], "kernel_transform", "the port's kernel is the original's with its taps rotated"),
+    (lambda w: w * np.linspace(0.5, 1.5, w.shape[-1]), "scale", "the port's weights are the original's times"),
+    (lambda w: w.astype(ml_dtypes.bfloat16).astype(np.float64), "precision",
+     "the port's weights are the original's rounded to bfloat16"),
+])
+def test_causes_speak_of_weights_not_of_an_output(make, field, words):
+    """A hunt: the causes were explain's sentences ("every output element was multiplied by 2",
+    "the inputs were rounded to bfloat16", "use scipy.signal.correlate2d")."""
+    original = np.random.default_rng(21).standard_normal((3, 3, 4, 8))
+    relation = relate(original, make(original))
+    assert relation.verdict is Verdict.EXPLAINED
+    (cause,) = relation.causes
+    assert cause.field == field and cause.summary.startswith(words)
+    for phrase in ("output element", "the inputs", "correlate2d", "reference"):
+        assert phrase not in cause.summary + cause.fix
+
+
+def test_a_missing_port_file_is_named_as_the_port(tmp_path):
+    np.save(tmp_path / "original.npy", np.ones((3, 3, 1, 1)))
+    done = CliRunner().invoke(main, ["weights", str(tmp_path / "original.npy"), str(tmp_path / "port.npy")])
+    assert done.exit_code == 2
+    assert "port file" in done.output and "kernel file" not in done.output

@@ -113,13 +113,13 @@ class _KernelLayout(click.Choice):
         super().__init__(KERNEL_LAYOUTS, case_sensitive=False)
 
     def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.lower() in KERNEL_AXIS_ORDERS:
+        if isinstance(value, str) and (value.lower() in KERNEL_AXIS_ORDERS or value.lower() == "oihw-reshaped"):
             return value.lower()
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter:
-            self.fail(f"{value!r} is not hwio, oihw, depthwise or another order of the letters h, w, i, o "
-                      "(e.g. ohwi)", param, ctx)
+            self.fail(f"{value!r} is not hwio, oihw, depthwise, oihw-reshaped or another order of the letters h, "
+                      "w, i, o (e.g. ohwi)", param, ctx)
 
     def get_metavar(self, param, *args, **kwargs) -> str:
         return "[hwio|oihw|depthwise|ORDER]"
@@ -131,7 +131,8 @@ kernel_layout_option = click.option(
     help="Layout of a 4-D kernel: hwio (TensorFlow/Keras), oihw (PyTorch), depthwise "
          "((kh, kw, C_in, multiplier), tf.nn.depthwise_conv2d / Keras DepthwiseConv2D), or any "
          "other order of its axes as the letters h, w, i, o (e.g. ohwi for TFLite, iohw for "
-         "PyTorch ConvTranspose2d). Default: oihw with --layout nchw, else hwio. Never guessed: "
+         "PyTorch ConvTranspose2d), or oihw-reshaped (PyTorch weights turned into the HWIO shape with "
+         "reshape instead of transpose: read back). Default: oihw with --layout nchw, else hwio. Never guessed: "
          "explain tries other orders only to explain a difference, and says so.")
 
 

@@ -78,8 +78,8 @@ def weights(original, port, original_layout, port_layout, fmt, output):
     from ..inputs import read_npy
     from ..engine import relate_weights as relate
 
-    original_array = read_npy(original, "kernel")
-    port_array = read_npy(port, "kernel")
+    original_array = read_npy(original, "original")
+    port_array = read_npy(port, "port")
     names = (str(original), str(port))
     relation = relate(original_array, port_array, original_layout=original_layout, port_layout=port_layout,
                       names=names)

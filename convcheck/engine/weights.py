@@ -296,6 +296,44 @@ _RESHAPED_TEXT = {
 }
 
 
+# The taps' rearrangement a kernel_transform makes, said of weights (the vocabulary speaks of an
+# output computed with the kernel).
+_TRANSFORM_WORDS = {
+    "rot180": "rotated 180 degrees (both axes reversed: a true convolution's kernel used for a "
+              "cross-correlation, or the reverse)",
+    "flip_ud": "reversed top to bottom (the kh axis)",
+    "flip_lr": "reversed left to right (the kw axis)",
+    "transpose": "transposed (kh and kw swapped)",
+    "anti_transpose": "transposed about the anti-diagonal (kh and kw swapped and both reversed)",
+    "rot90": "rotated 90 degrees counter-clockwise",
+    "rot270": "rotated 90 degrees clockwise",
+}
+_UNDO = {"rot180": "w[::-1, ::-1]", "flip_ud": "w[::-1, :]", "flip_lr": "w[:, ::-1]",
+         "transpose": "np.swapaxes(w, 0, 1)", "anti_transpose": "np.swapaxes(w, 0, 1)[::-1, ::-1]",
+         "rot90": "np.rot90(w, -1, axes=(0, 1))", "rot270": "np.rot90(w, 1, axes=(0, 1))"}
+
+
+def _weights_text(name: str, value: Any) -> Optional[tuple[str, str]]:
+    """(summary, fix) of a changed field said of weights, where the vocabulary's sentence is
+    about an output (a flip, a factor, a rounding); None for the kernel layout's."""
+    if name == "kernel_transform" and value in _TRANSFORM_WORDS:
+        return (f"the port's kernel is the original's with its taps {_TRANSFORM_WORDS[value]}",
+                f"undo it on the port's HWIO array: {_UNDO[value]} (or convert the original's weights again "
+                "without the flip)")
+    if name == "scale":
+        factors = f"{value:g}" if isinstance(value, (int, float)) else "one factor per output channel"
+        return (f"the port's weights are the original's times {factors} (a BatchNorm folded into the weights, "
+                "or filters normalised)",
+                "if a BatchNorm was folded in, check that each factor is that layer's gamma / sqrt(running_var + "
+                "eps) with the port's eps; else divide the factors out of the port's weights")
+    if name == "precision":
+        return (f"the port's weights are the original's rounded to {value}, to nearest (a {value} checkpoint or "
+                "a mixed-precision policy that keeps the weights in it)",
+                f"keep the port's weights in float32 (load them before casting the model to {value}), or "
+                f"expect {value}'s rounding in the port's outputs")
+    return None
+
+
 def _causes(mapping: dict[str, Any], baseline: Explanation) -> tuple[Cause, ...]:
     """Each changed field in words: `cause_for`'s sentences, and this module's for the reshapes
     the vocabulary has no sentence for."""
@@ -313,7 +351,9 @@ def _causes(mapping: dict[str, Any], baseline: Explanation) -> tuple[Cause, ...]
             fix = cause.fix.replace("--kernel-layout", "--port-layout").replace("kernel_layout=", "port_layout=")
             causes.append(replace(cause, fix=fix))
         else:
-            causes.append(cause_for(name, value, baseline, explanation))
+            cause = cause_for(name, value, baseline, explanation)
+            text = _weights_text(name, value)
+            causes.append(cause if text is None else replace(cause, summary=text[0], fix=text[1]))
     return tuple(causes)
 
 

@@ -150,13 +150,13 @@ def option_text(option: str, value: str) -> str:
 
 
 def check_kernel_layout(layout, option: str) -> str:
-    if layout in KERNEL_LAYOUTS or layout in KERNEL_AXIS_ORDERS:
-        return layout
+    if layout in KERNEL_LAYOUTS or layout in KERNEL_AXIS_ORDERS or layout == "oihw-reshaped":
+        return layout   # 'oihw-reshaped' (CONTRACT section 2): declared, the kernel is read back
     suggestion = ""
     if isinstance(layout, str) and (layout.lower() in KERNEL_LAYOUTS or layout.lower() in KERNEL_AXIS_ORDERS):
         suggestion = f" (write it in lower case: '{layout.lower()}')"
-    raise InputError(f"kernel layout {layout!r} is not one of {', '.join(KERNEL_LAYOUTS)} or another order of "
-                     f"the letters h, w, i, o{suggestion}; pass {option_text(option, 'hwio')} (TensorFlow/Keras), "
+    raise InputError(f"kernel layout {layout!r} is not one of {', '.join(KERNEL_LAYOUTS)}, oihw-reshaped or another "
+                     f"order of the letters h, w, i, o{suggestion}; pass {option_text(option, 'hwio')} (TensorFlow/Keras), "
                      f"{option_text(option, 'oihw')} (PyTorch), {option_text(option, 'depthwise')} "
                      "(tf.nn.depthwise_conv2d, Keras DepthwiseConv2D), or the order of your kernel's axes "
                      f"(e.g. {option_text(option, 'ohwi')})")
@@ -188,7 +188,7 @@ def kernel_array(array, label: str, layout: str, layout_option: str, from_file: 
     if array.ndim == 3:
         raise InputError(f"{label}: a 3-D array of shape {array.shape} is ambiguous; {_ACCEPTED['kernel']} "
                          f"(or OIHW with {option_text(layout_option, 'oihw')})")
-    if layout in KERNEL_AXIS_ORDERS:
+    if layout in KERNEL_AXIS_ORDERS or layout == "oihw-reshaped":
         return read_kernel_as(array, layout)
     return array  # a depthwise (kh, kw, C, multiplier) kernel is regrouped in `resolve_kernel`
 

@@ -19,7 +19,7 @@ from .arrays import check_dtype, one_line
 
 DEFAULT_MAX_ELEMENTS = 2**28
 
-_ROLES = ("image", "kernel", "output", "bias", "scale")
+_ROLES = ("image", "kernel", "output", "bias", "scale", "original", "port")   # the last two: `convcheck weights`
 _MAX_DIMENSION = 2**62  # numpy sizes are C ssize_t: a bigger dimension is a crafted header
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -28,8 +28,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 def read_npy(path, role: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
     """Read one array from a `.npy` file, or from a `.npz` archive, refusing anything unsafe or unusable.
 
-    `role` names the array in messages ('image', 'kernel', 'output', 'bias', 'scale': "image
-    file 'x.npy': ..."). The header is read and checked first (dtype, `max_elements`, file
+    `role` names the array in messages ('image', 'kernel', 'output', 'bias', 'scale', and
+    `convcheck weights`'s 'original' and 'port': "image file 'x.npy': ..."). The header is read and checked first (dtype, `max_elements`, file
     size), so a huge or truncated file is refused without allocating; data is loaded with
     `allow_pickle=False`, so a pickled object array is never unpickled. An archive from
     `np.savez` is read as `FILE.npz:KEY` (its array KEY), or as `FILE.npz` when it holds exactly

@@ -33,9 +33,12 @@ def axis_names(layout: str) -> str:
 def alternative_layouts(declared: str) -> list[str]:
     """The kernel layouts `explain` tries besides a declared axis order, likeliest first: the
     other framework's layout (HWIO <-> OIHW), the input and output axes swapped, OIHW weights
-    reshaped into HWIO, then every other order. Orders that differ from one of these only by
+    reshaped into HWIO, then every other order (for a kernel declared 'oihw-reshaped', the
+    array as given, HWIO, then HWIO's). Orders that differ from one of these only by
     swapping kh and kw are left out: that is the kernel_transform 'transpose', already
     searched on every reading."""
+    if declared == "oihw-reshaped":   # declared reshaped: the array as it is (HWIO) first
+        return ["hwio"] + [name for name in alternative_layouts("hwio") if name != declared]
     if declared not in KERNEL_AXIS_ORDERS:
         return []
     swapped = declared.translate(str.maketrans("io", "oi"))
@@ -96,7 +99,8 @@ def other_readings(inputs: Inputs) -> list[Inputs]:
                 continue
             seen.append(kernel)
             kernels.append(replace(inputs, kernel=kernel, groups=groups, kernel_reading=name))
-        for name, kernel in _reshaped(inputs):
+        # A reshape of a kernel declared reshaped is the array as given: the 'hwio' reading.
+        for name, kernel in _reshaped(inputs) if inputs.kernel_layout != "oihw-reshaped" else ():
             if not any(k.shape == kernel.shape and np.array_equal(k, kernel) for k in seen):
                 seen.append(kernel)
                 kernels.append(replace(inputs, kernel=kernel, kernel_reading=name))
