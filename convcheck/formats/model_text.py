@@ -74,7 +74,9 @@ def cause_text(layer) -> str:
         if left_out_text(diagnosis, short=True) is not None:
             parts.append(left_out_text(diagnosis, short=True))
     elif diagnosis.cannot_decide:
-        parts = [f"the data cannot decide: {diagnosis.reason}" if diagnosis.reason else "the data cannot decide"]
+        # Reasons start "cannot decide: ..." (engine/evidence.py): said once.
+        reason = (diagnosis.reason or "").removeprefix("cannot decide: ")
+        parts = [f"the data cannot decide: {reason}" if reason else "the data cannot decide"]
     else:
         parts = ["no known cause reproduces it" + (f" ({diagnosis.where})" if diagnosis.where else "")]
     weights = layer.weights

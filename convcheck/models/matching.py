@@ -60,14 +60,17 @@ VALUES_READING = "the same values in another order"
 @dataclass(frozen=True)
 class Pair:
     """One matched pair: indices into the original's and the port's layers (execution order),
-    how it was made (`by`: 'weights', or 'name' for a --match pair), the similarity of the
-    weights (0..1, see the module docstring) and the reading of the port's kernel that gave it."""
+    how it was made (`by`: 'weights', 'name' for a --match pair, 'order' for a pair of
+    weights matches undone by `_uncross`), the similarity of the weights (0..1, see the module
+    docstring), the reading of the port's kernel that gave it, and what the walk should say
+    of it (`note`)."""
 
     original: int
     port: int
     by: str
     similarity: float
     reading: str
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,11 +122,76 @@ def match_layers(original: Sequence, port: Sequence, overrides: Sequence[tuple[s
         for r, c in zip(*linear_sum_assignment(cost)):
             if good[r, c]:
                 pairs.append(Pair(rows[r], cols[c], "weights", float(similarity[r, c]), reading[r][c]))
+    pairs = _uncross(pairs, original, port)
     pairs.sort(key=lambda p: p.original)
     matched_o = {p.original for p in pairs}
     matched_p = {p.port for p in pairs}
     return Matching(tuple(pairs), tuple(i for i in range(len(original)) if i not in matched_o),
                     tuple(j for j in range(len(port)) if j not in matched_p))
+
+
+def _uncross(pairs: list[Pair], original: Sequence, port: Sequence) -> list[Pair]:
+    """Weights matches that run in the other order in the port, undone where the inputs say so.
+
+    Two weights pairs cross when the original runs a before b and the port runs b's match
+    before a's. Parallel branches may legitimately run in another order; a port that loaded
+    two same-shaped layers' weights into each other's places crosses too (a hunt: the second
+    and third convs of a chain swapped, every pair `equal` on its own input, exit 0, while
+    the port computed something else). The layers' captured inputs tell them apart, with no
+    tolerance: the original's earlier layer (upstream of any such mix-up) is paired with the
+    port layer whose input is closer to its own (the largest |difference|); where that is
+    strictly the port layer of its execution place rather than the one holding its weights,
+    the two layers are paired by order (`by` 'order', with a note), and the engine judges each
+    port layer against the original layer whose place it takes in the model. Needs both
+    pairings possible: the same input shapes, kernels of corresponding shapes."""
+    pairs, kept = list(pairs), set()
+    while True:
+        crossed = next(((a, b) for a in pairs for b in pairs
+                        if a.by == b.by == "weights" and a.original < b.original and a.port > b.port
+                        and (a.original, b.original) not in kept and _swappable(original, port, a, b)), None)
+        if crossed is None:
+            return pairs
+        a, b = crossed
+        # The earlier layer's input is the one upstream of the mix-up: the later one's differs
+        # from the port's either way once the port's earlier layer computed something else.
+        by_weights = _input_distance(original[a.original], port[a.port])
+        by_order = _input_distance(original[a.original], port[b.port])
+        if not by_order < by_weights:
+            kept.add((a.original, b.original))   # parallel branches run in another order, as far as inputs tell
+            continue
+        rematched = []
+        for first, second, when in ((a, b, "after"), (b, a, "before")):
+            similarity, reading = similarity_matrix([original[first.original].kernel], [port[second.port].kernel])
+            rematched.append(Pair(first.original, second.port, "order", float(similarity[0, 0]),
+                                  reading[0][0] or "none", note=(
+                f"paired by execution order: the port's layer '{port[first.port].name}', which holds this layer's "
+                f"weights, runs {when} '{port[second.port].name}' and reads another input (weights loaded into the "
+                "wrong layers?)")))
+        pairs = [p for p in pairs if p not in (a, b)] + rematched
+
+
+def _swappable(original: Sequence, port: Sequence, a: Pair, b: Pair) -> bool:
+    """Whether the two crossed pairs may be paired the other way: the same input shapes and
+    kernels whose shapes correspond (as `similarity_matrix` requires)."""
+    for o, p in ((a.original, b.port), (b.original, a.port)):
+        if tuple(original[o].input.shape) != tuple(port[p].input.shape):
+            return False
+        k_o, k_p = original[o].kernel, port[p].kernel
+        if k_o.size != k_p.size or k_o.shape[-1] != k_p.shape[-1]:
+            return False
+    return True
+
+
+def _input_distance(original_layer, port_layer) -> float:
+    """max |port input - original input| (inf where the shapes differ or a value is not finite)."""
+    a, b = np.asarray(original_layer.input), np.asarray(port_layer.input)
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        largest = float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+    return largest if math.isfinite(largest) else math.inf
 
 
 def chance_threshold(shape, floor: float = THRESHOLD) -> float:

@@ -292,7 +292,7 @@ def _judged_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str,
     if elsewhere:
         judgement = judging.Judgement("not_judged", reason=elsewhere)
     weights = judging.judge_weights(original, port, port_format)
-    notes = []
+    notes = [pair.note] if pair.note else []
     follows = judging.activation_name(port.followed_by)
     if follows and follows != judging.activation_name(original.followed_by):
         theirs = original.activation if original.activation != "linear" else (

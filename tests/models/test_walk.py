@@ -742,3 +742,51 @@ def test_padding_made_before_the_conv_on_a_larger_input_is_not_a_cause():
         result = walk_captured(*models, input_info=INPUT_INFO).layers[0]
         assert result.verdict == "not_judged", (mode, result.verdict, result.causes)
         assert "reads a 12x12 input where the original's reads 10x10" in result.reason
+
+
+# ----------------------------------------------------------------------------- crossed matches (hunt 4)
+
+
+def _chain(swap: bool, path: str) -> CapturedModel:
+    """Four 3x3 'same' convs of 4 channels in a chain, seeded; with `swap` the second and third
+    layers hold each other's weights (a port that loaded them into the wrong places)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 10, 10, 4)).astype(np.float32)
+    kernels = [rng.normal(0, 0.4, (3, 3, 4, 4)).astype(np.float32) for _ in range(4)]
+    if swap:
+        kernels[1], kernels[2] = kernels[2], kernels[1]
+    same, layers = ((1, 1), (1, 1)), []
+    for i, kernel in enumerate(kernels):
+        layers.append(conv_layer(f"c{i}", x if not layers else layers[-1].output, kernel, same))
+    return CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                         layers=layers)
+
+
+def test_two_layers_with_each_others_weights_are_not_equal():
+    """A hunt: matched by weights alone, the port's c2 (c1's weights) was judged against c1 on
+    its own input, `equal`, and so was every layer: exit 0 for a port computing something else."""
+    report = walk_captured(_chain(False, "net.onnx"), _chain(True, "port.onnx"), input_info=INPUT_INFO)
+    assert [layer.verdict for layer in report.layers] == ["equal", "unexplained", "unexplained", "equal"]
+    assert [(layer.match["by"], layer.port["name"]) for layer in report.layers[1:3]] == [("order", "c1"),
+                                                                                          ("order", "c2")]
+    assert any("holds this layer's weights" in note for note in report.layers[1].notes)
+    assert report.exit_code() == 1
+
+
+def test_parallel_branches_run_in_another_order_stay_matched_by_weights():
+    """The control: two same-shaped branches reading the same input, run b then a by the port."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 10, 10, 4)).astype(np.float32)
+    ka, kb = (rng.normal(0, 0.4, (3, 3, 4, 4)).astype(np.float32) for _ in range(2))
+    same = ((1, 1), (1, 1))
+    a, b = conv_layer("a", x, ka, same), conv_layer("b", x, kb, same)
+
+    def model(layers, path):
+        return CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                             layers=layers)
+
+    report = walk_captured(model([a, b], "net.onnx"), model([b, a], "port.onnx"), input_info=INPUT_INFO)
+    assert [layer.verdict for layer in report.layers] == ["equal", "equal"]
+    assert [(layer.match["by"], layer.port["name"]) for layer in report.layers] == [("weights", "a"),
+                                                                                     ("weights", "b")]
+    assert report.exit_code() == 0
