@@ -427,6 +427,12 @@ def test_the_command_leaves_with_its_output_written_and_its_exit_handlers_run(tm
               "cli.main = lambda prog_name: sys.exit('a message')\ncli.entry()\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (1, "a message\n")
+    # stdout closed by the caller (`convcheck ... >&-`): sys.stdout is None, the code is the command's.
+    script = ("import sys\nfrom convcheck import cli\n"
+              "sys.argv = ['convcheck', '--version']\ncli.entry()\n")
+    done = subprocess.run([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, timeout=120,
+                          preexec_fn=lambda: os.close(1))
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 @pytest.mark.parametrize("columns", [None, "97", "0", "-3", "wide", ""])

@@ -75,12 +75,26 @@ def test_a_declared_half_storage_the_values_refute_is_not_equal(declared):
     assert any(f"not all {declared} values" in note for note in d.notes)
 
 
-def test_a_float16_result_declared_bfloat16_is_not_equal():
+@pytest.mark.parametrize("array", [np.float32, np.float16])
+def test_a_float16_result_declared_bfloat16_is_named_float16(array):
+    """In a float32 array (its values float16 values) and in a float16 array."""
     x, w, b = _layer(1, c_in=8, c_out=16)
-    y = _conv(x, w, b).half().float().numpy()
+    y = _conv(x, w, b).half().float().numpy().astype(array)
     d = convcheck.explain(x, w, y, layout="nchw", padding=1, output_precision="bfloat16", expected={"bias": b})
-    assert d.verdict is Verdict.UNEXPLAINED
+    assert d.verdict is Verdict.EXPLAINED
+    assert [(c.field, c.value) for c in d.causes] == [("output_precision", "float16")]
     assert any("not all bfloat16 values" in note for note in d.notes)
+
+
+def test_a_refuted_storage_and_a_wrong_padding_are_both_named():
+    """A review: with the declared storage refuted, the search was skipped and a wrong declared
+    padding left the layer unexplained with a note of 0 differing elements."""
+    x, w, b = _layer(2, c_in=8, c_out=16)
+    d = convcheck.explain(x, w, _conv(x, w, b).numpy(), layout="nchw", padding="valid", output_precision="float16",
+                          expected={"bias": b})
+    assert d.verdict is Verdict.EXPLAINED
+    assert set(d.explanation.changed_fields(d.baseline)) == {"padding", "output_precision"}
+    assert d.explanation.output_precision == "float32"
 
 
 def test_a_declared_half_storage_the_values_have_is_still_equal():
@@ -173,3 +187,11 @@ def test_the_command_line_declares_a_reshaped_kernel(tmp_path):
         done = CliRunner().invoke(main, ["explain", *paths, "--layout", "nchw", "--padding", "1", *option])
         assert done.exit_code == 0, done.output
         assert "equal" in done.output
+
+
+def test_a_refuted_declared_storage_is_said_as_such():
+    x, w, b = _layer(1, c_in=8, c_out=16)
+    d = convcheck.explain(x, w, _conv(x, w, b).numpy(), layout="nchw", padding=1, output_precision="float16",
+                          expected={"bias": b})
+    (cause,) = d.causes
+    assert cause.summary.startswith("the result was stored in float32, not in float16 as declared")

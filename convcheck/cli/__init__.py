@@ -77,13 +77,15 @@ def entry() -> None:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, (int, type(None))):
-            sys.stderr.write(f"{exc.code}\n")   # sys.exit(message): printed, as the interpreter would
+            if sys.stderr is not None:   # sys.exit(message): printed, as the interpreter would
+                sys.stderr.write(f"{exc.code}\n")
         if not any(name in sys.modules for name in _SLOW_TEARDOWN):
             import atexit
             atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.flush()
+                if stream is not None:   # None where the caller closed it (`convcheck ... >&-`)
+                    stream.flush()
             except (OSError, ValueError):
                 pass
         os._exit(code)

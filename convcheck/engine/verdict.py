@@ -106,7 +106,14 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
     before, reference = _expected(reading, found, keep_arrays)
     unheld = _declared_storage_unheld(problem)
     if unheld is not None:
-        return _storage_not_declared(reading, found, before, reference, unheld, keep_arrays)
+        # Every candidate stored in the declared format is refuted by the values: the search
+        # stores in the format the output shows instead, and names it (output_precision).
+        found.accepted = found.undecided = found.refuted = None
+        problem.declared_storage = _shown_storage(problem)
+        problem.set_storage(None)
+        if before is not None and reading.expected_layout() is not None:   # as `_expected` asks
+            found.refuted = storage_refuted(problem, before.explanation.with_(output_precision=problem.declared_storage))
+            found.grid = found.refuted is not None and problem.holds(found.refuted, grid=True)
     # An output of a small integer type (uint8, int8, uint16, int16): rounded and saturated
     # to its type first (on a tie that reading wins: a narrower float's rounding can mimic an
     # integer's), then, as a rival, computed exactly, which wins only when strictly simpler.
@@ -127,7 +134,12 @@ def diagnose_reading(inputs, *, padding="same", precision: Optional[str] = None,
     closest = None
     if found.accepted is None and found.undecided is None:
         closest = _closest(reading, found, before, keep_arrays)
-    return _diagnosis(reading, found, before, reference, closest, storages, keep_arrays)
+    diagnosis = _diagnosis(reading, found, before, reference, closest, storages, keep_arrays)
+    if unheld is None:
+        return diagnosis
+    return replace(diagnosis, notes=diagnosis.notes + (
+        f"the output's values are not all {unheld} values, as a result stored in {unheld} (declared) would be, "
+        f"whatever the error bound: candidates were stored in {problem.declared_storage} instead",))
 
 
 def _declared_storage_unheld(problem: Problem) -> Optional[str]:
@@ -148,44 +160,15 @@ def _declared_storage_unheld(problem: Problem) -> Optional[str]:
     return storage
 
 
-def _storage_not_declared(reading: _Reading, found: Found, before: Optional[Full], reference, declared: str,
-                          keep_arrays: bool) -> Diagnosis:
-    """The diagnosis when the output's values refute the declared output precision (see
-    `_declared_storage_unheld`): every candidate stored in it is refuted, so none is searched.
-    The expected computation with its result kept in the precision's own format (the
-    array's, where that format cannot hold the values either) is the answer when it holds with
-    enough evidence (`output_precision` named as the difference); else unexplained, saying
-    why."""
-    problem, baseline = reading.problem, reading.baseline
-    found.accepted = found.undecided = None
-    storage = prec.stored_in(baseline.precision, None)
-    if not problem.holds(storage):
-        storage = problem.output_dtype.name
-    full = None
-    if before is not None and reading.expected_layout() is not None and storage in prec.SIGNIFICAND_BITS:
-        expl = before.explanation.with_(output_precision=storage)
-        saved = problem.storage, problem.algorithm, problem.boundaries
-        problem.declared_storage = storage
-        problem.set_storage(None)
-        problem.algorithm, problem.boundaries = baseline.algorithm, BOUNDARIES
-        try:
-            full, _ = evaluate_full(problem, expl, "none", needed=ev.needed_bits(2), keep_arrays=keep_arrays,
-                                    keep_values=False)
-            found.tried.append(full)
-            if full.ok:
-                run_control(Search(problem, [reading.expected_layout()]), full, expected_structure(baseline))
-        finally:
-            problem.declared_storage = declared
-            problem.storage, problem.algorithm, problem.boundaries = saved
-        if full.ok and full.evidence.decisive:
-            found.accepted = full
-        elif full.ok:
-            found.undecided = full
-    diagnosis = _diagnosis(reading, found, before, reference, None if found.accepted or found.undecided else before,
-                           [None], keep_arrays)
-    note = (f"the output's values are not all {declared} values, as a result stored in {declared} (declared) would "
-            "be, whatever the error bound: no computation storing it there is searched")
-    return replace(diagnosis, notes=diagnosis.notes + (note,))
+def _shown_storage(problem: Problem) -> str:
+    """The format candidates store in once the declared one is refuted: the precision's own
+    (float32 for a float32 run), or the output array's where that is narrower (a float16 array
+    holds a float16 result), or wider where the own format cannot hold the values."""
+    own = prec.stored_in(problem.baseline.precision, None)
+    array = problem.output_dtype.name
+    if array in prec.SIGNIFICAND_BITS and prec.SIGNIFICAND_BITS[array] < prec.SIGNIFICAND_BITS[own]:
+        return array
+    return own if problem.holds(own) else array
 
 
 def _stored_narrower(reading: _Reading, found: Found, before: Full, keep_arrays: bool) -> None:

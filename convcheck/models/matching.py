@@ -60,7 +60,7 @@ VALUES_READING = "the same values in another order"
 @dataclass(frozen=True)
 class Pair:
     """One matched pair: indices into the original's and the port's layers (execution order),
-    how it was made (`by`: 'weights', 'name' for a --match pair, 'order' for a pair of
+    how it was made (`by`: 'weights', 'name' for a --match pair, 'data flow' for a pair of
     weights matches undone by `_uncross`), the similarity of the weights (0..1, see the module
     docstring), the reading of the port's kernel that gave it, and what the walk should say
     of it (`note`)."""
@@ -131,48 +131,66 @@ def match_layers(original: Sequence, port: Sequence, overrides: Sequence[tuple[s
 
 
 def _uncross(pairs: list[Pair], original: Sequence, port: Sequence) -> list[Pair]:
-    """Weights matches that run in the other order in the port, undone where the inputs say so.
+    """Weights matches that contradict the models' data flow, re-paired by it.
 
-    Two weights pairs cross when the original runs a before b and the port runs b's match
-    before a's. Parallel branches may legitimately run in another order; a port that loaded
-    two same-shaped layers' weights into each other's places crosses too (a hunt: the second
-    and third convs of a chain swapped, every pair `equal` on its own input, exit 0, while
-    the port computed something else). The layers' captured inputs tell them apart, with no
-    tolerance: the original's earlier layer (upstream of any such mix-up) is paired with the
-    port layer whose input is closer to its own (the largest |difference|); where that is
-    strictly the port layer of its execution place rather than the one holding its weights,
-    the two layers are paired by order (`by` 'order', with a note), and the engine judges each
-    port layer against the original layer whose place it takes in the model. Needs both
-    pairings possible: the same input shapes, kernels of corresponding shapes."""
-    pairs, kept = list(pairs), set()
+    A port that loaded two same-shaped layers' weights into each other's places is matched
+    by weights to the wrong places, and each layer is then `equal` on its own input (a hunt:
+    the second and third convs of a chain swapped, exit 0, while the port computed something
+    else). Where a layer reads another conv layer's output as it is (the capture shares the
+    tensor: `producers`), the data flow says which layer sits where, with no tolerance: for a
+    weights pair (o, p) whose original layer o reads layer po's output, the port layer in o's
+    place is the one that reads the output of po's match. When p reads something else and
+    exactly one such layer q exists, matched by weights to r, and the two pairs can be made
+    the other way (`_swappable`), they become (o, q) and (r, p), `by` 'data flow', with a note;
+    the engine then judges each port layer against the original layer whose place it takes.
+    Parallel branches reading the same tensor cannot be told apart this way (their weights
+    matches stay: a port that swapped them differs only in how their outputs are combined,
+    which the drift notes show); nor can layers joined by other ops (a pool, an add)."""
+    producers_o, producers_p = producers(original), producers(port)
+    pairs = list(pairs)
     while True:
-        crossed = next(((a, b) for a in pairs for b in pairs
-                        if a.by == b.by == "weights" and a.original < b.original and a.port > b.port
-                        and (a.original, b.original) not in kept and _swappable(original, port, a, b)), None)
-        if crossed is None:
+        by_original = {pair.original: pair for pair in pairs}
+        by_port = {pair.port: pair for pair in pairs}
+        swap = None
+        for pair in sorted(pairs, key=lambda item: item.original):
+            source = producers_o.get(pair.original)
+            if pair.by != "weights" or source is None or source not in by_original:
+                continue
+            feeding = by_original[source].port
+            if producers_p.get(pair.port) == feeding:
+                continue   # consistent
+            places = [j for j, k in producers_p.items() if k == feeding and j != pair.port]
+            if len(places) != 1 or places[0] not in by_port:
+                continue
+            other = by_port[places[0]]
+            if other.by == "weights" and _swappable(original, port, pair, other):
+                swap = (pair, other)
+                break
+        if swap is None:
             return pairs
-        a, b = crossed
-        # The earlier layer's input is the one upstream of the mix-up: the later one's differs
-        # from the port's either way once the port's earlier layer computed something else.
-        by_weights = _input_distance(original[a.original], port[a.port])
-        by_order = _input_distance(original[a.original], port[b.port])
-        if not by_order < by_weights:
-            kept.add((a.original, b.original))   # parallel branches run in another order, as far as inputs tell
-            continue
+        first, second = swap
         rematched = []
-        for first, second, when in ((a, b, "after"), (b, a, "before")):
-            similarity, reading = similarity_matrix([original[first.original].kernel], [port[second.port].kernel])
-            rematched.append(Pair(first.original, second.port, "order", float(similarity[0, 0]),
+        for one, place in ((first, second), (second, first)):
+            similarity, reading = similarity_matrix([original[one.original].kernel], [port[place.port].kernel])
+            rematched.append(Pair(one.original, place.port, "data flow", float(similarity[0, 0]),
                                   reading[0][0] or "none", note=(
-                f"paired by execution order: the port's layer '{port[first.port].name}', which holds this layer's "
-                f"weights, runs {when} '{port[second.port].name}' and reads another input (weights loaded into the "
-                "wrong layers?)")))
-        pairs = [p for p in pairs if p not in (a, b)] + rematched
+                f"paired by the data flow: the port's layer '{port[place.port].name}' takes this layer's place "
+                f"(it reads what this layer reads), while '{port[one.port].name}', elsewhere, holds its weights "
+                "(weights loaded into the wrong layers?)")))
+        pairs = [pair for pair in pairs if pair not in swap] + rematched
+
+
+def producers(layers: Sequence) -> dict[int, int]:
+    """{layer index: index of the layer whose output it reads as it is} (the capture shares a
+    tensor two layers have in common; layers joined by another op have no entry)."""
+    outputs = {id(layer.output): i for i, layer in enumerate(layers)}
+    return {j: outputs[id(layer.input)] for j, layer in enumerate(layers)
+            if id(layer.input) in outputs and outputs[id(layer.input)] != j}
 
 
 def _swappable(original: Sequence, port: Sequence, a: Pair, b: Pair) -> bool:
-    """Whether the two crossed pairs may be paired the other way: the same input shapes and
-    kernels whose shapes correspond (as `similarity_matrix` requires)."""
+    """Whether the two pairs may be made the other way: the same input shapes and kernels
+    whose shapes correspond (as `similarity_matrix` requires)."""
     for o, p in ((a.original, b.port), (b.original, a.port)):
         if tuple(original[o].input.shape) != tuple(port[p].input.shape):
             return False
@@ -180,18 +198,6 @@ def _swappable(original: Sequence, port: Sequence, a: Pair, b: Pair) -> bool:
         if k_o.size != k_p.size or k_o.shape[-1] != k_p.shape[-1]:
             return False
     return True
-
-
-def _input_distance(original_layer, port_layer) -> float:
-    """max |port input - original input| (inf where the shapes differ or a value is not finite)."""
-    a, b = np.asarray(original_layer.input), np.asarray(port_layer.input)
-    if a.shape != b.shape:
-        return math.inf
-    if a.size == 0:
-        return 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        largest = float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-    return largest if math.isfinite(largest) else math.inf
 
 
 def chance_threshold(shape, floor: float = THRESHOLD) -> float:

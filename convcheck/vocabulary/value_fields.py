@@ -68,6 +68,14 @@ def _output_precision_cause(value: str, baseline: Explanation, explanation: Opti
                 "pass ddepth=cv2.CV_32F to cv2.filter2D (or convert the image with image.astype(np.float32) "
                 "first) to keep the unrounded result, or round and clip your reference the same way")
     precision = explanation.precision if explanation is not None else "bfloat16"
+    declared = baseline.output_precision
+    widths = ("bfloat16", "float16", "float32", "float64")   # fewest significand bits first
+    if declared in widths and value in widths and widths.index(value) > widths.index(declared):
+        # A declared storage the output's values refute (engine/verdict.py `_storage_not_declared`).
+        return (f"the result was stored in {value}, not in {declared} as declared: its values are not all "
+                f"{declared} values",
+                f"declare --output-precision {value} (output_precision='{value}'), or cast the result to {declared} "
+                "where the original does")
     return (f"the {precision} products were accumulated and stored in {value}, not rounded back to "
             f"{precision} (jax.lax.conv_general_dilated(..., preferred_element_type=jnp.{value}), "
             "tensor-core convolutions with a wide output)",

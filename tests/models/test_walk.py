@@ -767,9 +767,9 @@ def test_two_layers_with_each_others_weights_are_not_equal():
     its own input, `equal`, and so was every layer: exit 0 for a port computing something else."""
     report = walk_captured(_chain(False, "net.onnx"), _chain(True, "port.onnx"), input_info=INPUT_INFO)
     assert [layer.verdict for layer in report.layers] == ["equal", "unexplained", "unexplained", "equal"]
-    assert [(layer.match["by"], layer.port["name"]) for layer in report.layers[1:3]] == [("order", "c1"),
-                                                                                          ("order", "c2")]
-    assert any("holds this layer's weights" in note for note in report.layers[1].notes)
+    assert [(layer.match["by"], layer.port["name"]) for layer in report.layers[1:3]] == [("data flow", "c1"),
+                                                                                          ("data flow", "c2")]
+    assert any("holds its weights" in note for note in report.layers[1].notes)
     assert report.exit_code() == 1
 
 
@@ -790,3 +790,24 @@ def test_parallel_branches_run_in_another_order_stay_matched_by_weights():
     assert [(layer.match["by"], layer.port["name"]) for layer in report.layers] == [("weights", "a"),
                                                                                      ("weights", "b")]
     assert report.exit_code() == 0
+
+
+def test_a_correct_branch_after_a_wrong_layer_keeps_its_weights_match():
+    """A review: matched by how close the inputs were, a correct branch reading a flipped layer's
+    output (the port running the other branch first) was re-paired with the other branch."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 10, 10, 4)).astype(np.float32)
+    k0, ka, kb = (rng.normal(0, 0.4, (3, 3, 4, 4)).astype(np.float32) for _ in range(3))
+    same = ((1, 1), (1, 1))
+    c0 = conv_layer("c0", x, k0, same)
+    original = [c0, conv_layer("a", c0.output, ka, same), conv_layer("b", x, kb, same)]
+    c0_port = conv_layer("c0", x, np.ascontiguousarray(k0[::-1, ::-1]), same)
+    port = [conv_layer("b", x, kb, same), c0_port, conv_layer("a", c0_port.output, ka, same)]
+
+    def model(layers, path):
+        return CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                             layers=layers)
+
+    report = walk_captured(model(original, "net.onnx"), model(port, "port.onnx"), input_info=INPUT_INFO)
+    assert [(layer.original["name"], layer.port["name"], layer.match["by"], layer.verdict) for layer in report.layers] \
+        == [("c0", "c0", "weights", "explained"), ("a", "a", "weights", "equal"), ("b", "b", "weights", "equal")]
