@@ -133,51 +133,58 @@ def match_layers(original: Sequence, port: Sequence, overrides: Sequence[tuple[s
 def _uncross(pairs: list[Pair], original: Sequence, port: Sequence) -> list[Pair]:
     """Weights matches that contradict the models' data flow, re-paired by it.
 
-    A port that loaded two same-shaped layers' weights into each other's places is matched
-    by weights to the wrong places, and each layer is then `equal` on its own input (a hunt:
-    the second and third convs of a chain swapped, exit 0, while the port computed something
+    A port that loaded same-shaped layers' weights into each other's places is matched by
+    weights to the wrong places, and each layer is then `equal` on its own input (a hunt: the
+    second and third convs of a chain swapped, exit 0, while the port computed something
     else). Where a layer reads another conv layer's output as it is (the capture shares the
-    tensor: `producers`), the data flow says which layer sits where, with no tolerance: for a
-    weights pair (o, p) whose original layer o reads layer po's output, the port layer in o's
-    place is the one that reads the output of po's match. When p reads something else and
-    exactly one such layer q exists, matched by weights to r, and the two pairs can be made
-    the other way (`_swappable`), they become (o, q) and (r, p), `by` 'data flow', with a note;
-    the engine then judges each port layer against the original layer whose place it takes.
-    Parallel branches reading the same tensor cannot be told apart this way (their weights
-    matches stay: a port that swapped them differs only in how their outputs are combined,
-    which the drift notes show); nor can layers joined by other ops (a pool, an add)."""
+    tensor: `producers`), the data flow gives each original layer its place in the port, with
+    no tolerance: a layer that reads no conv's output is placed at its match; one that reads
+    conv A's output, at the one port layer that reads the output of A's place (none or several,
+    as for parallel branches or a residual block: at its match). The original layers placed
+    elsewhere than their weights matches are re-paired with their places, one cycle of the
+    permutation at a time, only where the cycle's places are exactly its layers' matches, no
+    other layer has one of those places (a port that adds an op on one branch leaves two
+    layers one place), every pair of it is a weights match, and the shapes allow it
+    (`_swappable`); `by` 'data flow', with a note, and the engine then judges each port layer
+    against the original layer whose place it takes. Parallel branches that read the same
+    tensor cannot be told apart this way (a port that swapped their weights differs only in
+    how their outputs are combined, which the drift notes show)."""
     producers_o, producers_p = producers(original), producers(port)
-    pairs = list(pairs)
-    while True:
-        by_original = {pair.original: pair for pair in pairs}
-        by_port = {pair.port: pair for pair in pairs}
-        swap = None
-        for pair in sorted(pairs, key=lambda item: item.original):
-            source = producers_o.get(pair.original)
-            if pair.by != "weights" or source is None or source not in by_original:
-                continue
-            feeding = by_original[source].port
-            if producers_p.get(pair.port) == feeding:
-                continue   # consistent
-            places = [j for j, k in producers_p.items() if k == feeding and j != pair.port]
-            if len(places) != 1 or places[0] not in by_port:
-                continue
-            other = by_port[places[0]]
-            if other.by == "weights" and _swappable(original, port, pair, other):
-                swap = (pair, other)
-                break
-        if swap is None:
-            return pairs
-        first, second = swap
-        rematched = []
-        for one, place in ((first, second), (second, first)):
-            similarity, reading = similarity_matrix([original[one.original].kernel], [port[place.port].kernel])
-            rematched.append(Pair(one.original, place.port, "data flow", float(similarity[0, 0]),
-                                  reading[0][0] or "none", note=(
-                f"paired by the data flow: the port's layer '{port[place.port].name}' takes this layer's place "
-                f"(it reads what this layer reads), while '{port[one.port].name}', elsewhere, holds its weights "
-                "(weights loaded into the wrong layers?)")))
-        pairs = [pair for pair in pairs if pair not in swap] + rematched
+    readers: dict[int, list[int]] = {}
+    for j, k in producers_p.items():
+        readers.setdefault(k, []).append(j)
+    matched = {pair.original: pair for pair in pairs}
+    place: dict[int, int] = {}
+    for o in sorted(matched):   # execution order: a layer's producer is placed before it
+        source = producers_o.get(o)
+        anchor = place.get(source) if source is not None else None
+        found = readers.get(anchor, []) if anchor is not None else []
+        place[o] = found[0] if len(found) == 1 else matched[o].port
+    claims: dict[int, list[int]] = {}
+    for o, j in place.items():
+        claims.setdefault(j, []).append(o)
+    moved = {o for o in matched if place[o] != matched[o].port}
+    by_port = {pair.port: pair.original for pair in pairs}
+    rematched: dict[int, Pair] = {}
+    while moved:
+        cycle, o = [], min(moved)
+        while o is not None and o not in cycle:
+            cycle.append(o)
+            o = by_port.get(place[o])   # the original layer whose match sits in o's place
+        moved -= set(cycle)
+        if o != cycle[0] or any(len(claims[place[c]]) != 1 or matched[c].by != "weights"
+                                or not _fits(original[c], port[place[c]]) for c in cycle):
+            continue   # not a closed cycle of weights matches, or a place two layers claim
+        for c in cycle:
+            there = place[c]
+            similarity, reading = similarity_matrix([original[c].kernel], [port[there].kernel])
+            source = producers_o[c]
+            rematched[c] = Pair(c, there, "data flow", float(similarity[0, 0]), reading[0][0] or "none", note=(
+                f"paired by the data flow: the port's layer '{port[there].name}' reads the output of "
+                f"'{port[place[source]].name}', the counterpart of this layer's input '{original[source].name}', "
+                f"while '{port[matched[c].port].name}' holds this layer's weights (weights loaded into the wrong "
+                "layers?)"))
+    return [rematched.get(pair.original, pair) for pair in pairs]
 
 
 def producers(layers: Sequence) -> dict[int, int]:
@@ -188,16 +195,12 @@ def producers(layers: Sequence) -> dict[int, int]:
             if id(layer.input) in outputs and outputs[id(layer.input)] != j}
 
 
-def _swappable(original: Sequence, port: Sequence, a: Pair, b: Pair) -> bool:
-    """Whether the two pairs may be made the other way: the same input shapes and kernels
-    whose shapes correspond (as `similarity_matrix` requires)."""
-    for o, p in ((a.original, b.port), (b.original, a.port)):
-        if tuple(original[o].input.shape) != tuple(port[p].input.shape):
-            return False
-        k_o, k_p = original[o].kernel, port[p].kernel
-        if k_o.size != k_p.size or k_o.shape[-1] != k_p.shape[-1]:
-            return False
-    return True
+def _fits(original_layer, port_layer) -> bool:
+    """Whether a port layer may be judged against an original layer: the same input shape and
+    kernels whose shapes correspond (as `similarity_matrix` requires)."""
+    k_o, k_p = original_layer.kernel, port_layer.kernel
+    return (tuple(original_layer.input.shape) == tuple(port_layer.input.shape) and k_o.size == k_p.size
+            and k_o.shape[-1] == k_p.shape[-1])
 
 
 def chance_threshold(shape, floor: float = THRESHOLD) -> float:

@@ -769,7 +769,7 @@ def test_two_layers_with_each_others_weights_are_not_equal():
     assert [layer.verdict for layer in report.layers] == ["equal", "unexplained", "unexplained", "equal"]
     assert [(layer.match["by"], layer.port["name"]) for layer in report.layers[1:3]] == [("data flow", "c1"),
                                                                                           ("data flow", "c2")]
-    assert any("holds its weights" in note for note in report.layers[1].notes)
+    assert any("holds this layer's weights" in note for note in report.layers[1].notes)
     assert report.exit_code() == 1
 
 
@@ -811,3 +811,50 @@ def test_a_correct_branch_after_a_wrong_layer_keeps_its_weights_match():
     report = walk_captured(model(original, "net.onnx"), model(port, "port.onnx"), input_info=INPUT_INFO)
     assert [(layer.original["name"], layer.port["name"], layer.match["by"], layer.verdict) for layer in report.layers] \
         == [("c0", "c0", "weights", "explained"), ("a", "a", "weights", "equal"), ("b", "b", "weights", "equal")]
+
+
+def _model(layers, path: str) -> CapturedModel:
+    x = layers[0].input
+    return CapturedModel(path=path, format="onnx", layout="nhwc", input_shape=x.shape, input_dtype="float32",
+                         layers=layers)
+
+
+def test_a_faithful_port_with_an_op_on_one_branch_keeps_its_weights_matches():
+    """A second review: conv A feeds B and S; the port's B reads a copy of A's output (an ONNX
+    Identity), and the first data-flow rule re-paired B and S: 'weights loaded into the wrong
+    layers', exit 1, for a port bit-identical to its original."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 10, 10, 4)).astype(np.float32)
+    ka, kb, ks = (rng.normal(0, 0.4, (3, 3, 4, 4)).astype(np.float32) for _ in range(3))
+    same = ((1, 1), (1, 1))
+    a = conv_layer("A", x, ka, same)
+    a_port = conv_layer("A", x, ka, same)
+    original = [a, conv_layer("B", a.output, kb, same), conv_layer("S", a.output, ks, same)]
+    port = [a_port, conv_layer("B", a_port.output.copy(), kb, same), conv_layer("S", a_port.output, ks, same)]
+    report = walk_captured(_model(original, "net.onnx"), _model(port, "port.onnx"), input_info=INPUT_INFO)
+    assert [(layer.port["name"], layer.match["by"], layer.verdict) for layer in report.layers] == [
+        ("A", "weights", "equal"), ("B", "weights", "equal"), ("S", "weights", "equal")]
+    assert report.exit_code() == 0
+
+
+def test_three_layers_with_rotated_weights_are_paired_by_their_places():
+    """A second review: places 1, 2 and 3 of a chain hold the weights of layers 3, 1 and 2."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 10, 10, 4)).astype(np.float32)
+    kernels = [rng.normal(0, 0.4, (3, 3, 4, 4)).astype(np.float32) for _ in range(4)]
+    kernels.append(rng.normal(0, 0.4, (3, 3, 4, 2)).astype(np.float32))
+    same = ((1, 1), (1, 1))
+
+    def chain(ks, path):
+        layers = []
+        for i, kernel in enumerate(ks):
+            layers.append(conv_layer(f"c{i}", x if not layers else layers[-1].output, kernel, same))
+        return _model(layers, path)
+
+    rotated = [kernels[0], kernels[3], kernels[1], kernels[2], kernels[4]]
+    report = walk_captured(chain(kernels, "net.onnx"), chain(rotated, "port.onnx"), input_info=INPUT_INFO)
+    assert [(layer.original["name"], layer.port["name"], layer.match["by"]) for layer in report.layers] == [
+        ("c0", "c0", "weights"), ("c1", "c1", "data flow"), ("c2", "c2", "data flow"), ("c3", "c3", "data flow"),
+        ("c4", "c4", "weights")]
+    assert [layer.verdict for layer in report.layers][:4] == ["equal", "unexplained", "unexplained", "unexplained"]
+    assert report.exit_code() == 1
