@@ -452,7 +452,7 @@ def _diagnosis(reading: _Reading, found: Found, before: Optional[Full], referenc
                   "an activation or the integer type gives for any sums beyond it: the output says nothing about "
                   "the computation (a verdict needs at least "
                   f"{100 * ev.MIN_UNCLIPPED_FRACTION:.0f}% of the output unclipped).")
-    elif verdict is Verdict.UNEXPLAINED and after is not None:
+    elif verdict is Verdict.UNEXPLAINED and after is not None and after.bad:   # (none: a refuted storage says why)
         where, detail = mismatch_site(after, problem.kernel.shape[:2], reading.to_user)
         notes.append(detail)
     notes += _notes(reading, found, verdict, after, undecided)
