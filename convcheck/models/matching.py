@@ -138,14 +138,19 @@ def _uncross(pairs: list[Pair], original: Sequence, port: Sequence) -> list[Pair
     second and third convs of a chain swapped, exit 0, while the port computed something
     else). Where a layer reads another conv layer's output as it is (the capture shares the
     tensor: `producers`), the data flow gives each original layer its place in the port, with
-    no tolerance: a layer that reads no conv's output is placed at its match; one that reads
-    conv A's output, at the one port layer that reads the output of A's place (none or several,
-    as for parallel branches or a residual block: at its match). The original layers placed
-    elsewhere than their weights matches are re-paired with their places, one cycle of the
-    permutation at a time, only where the cycle's places are exactly its layers' matches, no
-    other layer has one of those places (a port that adds an op on one branch leaves two
-    layers one place), every pair of it is a weights match, and the shapes allow it
-    (`_swappable`); `by` 'data flow', with a note, and the engine then judges each port layer
+    no tolerance: a layer that reads no conv's output (a root) is placed at its match, trusted
+    where that match reads no conv's output either; one that reads a trusted layer A's output,
+    at the one port layer that reads the output of A's place (trusted; with several readers, as
+    for parallel branches or a residual block, at its match, trusted where the match is one of
+    them); anything else at its match, untrusted. The original layers placed elsewhere than
+    their weights matches are re-paired with their places, one cycle of the permutation at a
+    time, only where the cycle's places are exactly its layers' matches, every one is trusted,
+    no other layer has one of those places (a port that adds an op on one branch leaves two
+    layers one place), every pair of it is a weights match, and the shapes allow it (`_fits`).
+    Three reviews found each of these conditions missing: a correct branch after a flipped
+    layer, a faithful port with an ONNX Identity on one branch, and crossed identical twins
+    (or a swap of two layers that read a pool's output) whose wrong places passed down to
+    their readers, were re-paired; `by` 'data flow', with a note, and the engine then judges each port layer
     against the original layer whose place it takes. Parallel branches that read the same
     tensor cannot be told apart this way (a port that swapped their weights differs only in
     how their outputs are combined, which the drift notes show)."""
@@ -155,11 +160,22 @@ def _uncross(pairs: list[Pair], original: Sequence, port: Sequence) -> list[Pair
         readers.setdefault(k, []).append(j)
     matched = {pair.original: pair for pair in pairs}
     place: dict[int, int] = {}
+    trusted: dict[int, bool] = {}   # the place follows from the data flow, from an agreeing root
     for o in sorted(matched):   # execution order: a layer's producer is placed before it
-        source = producers_o.get(o)
-        anchor = place.get(source) if source is not None else None
-        found = readers.get(anchor, []) if anchor is not None else []
-        place[o] = found[0] if len(found) == 1 else matched[o].port
+        source, match = producers_o.get(o), matched[o].port
+        place[o] = match
+        if source is None:
+            # A root (it reads no conv's output): placed at its match, trusted where that reads
+            # no conv's output either.
+            trusted[o] = producers_p.get(match) is None
+        elif trusted.get(source, False):
+            found = readers.get(place[source], [])
+            if len(found) == 1:
+                place[o], trusted[o] = found[0], True
+            else:   # several readers (parallel branches): the match must be one of them
+                trusted[o] = match in found
+        else:
+            trusted[o] = False
     claims: dict[int, list[int]] = {}
     for o, j in place.items():
         claims.setdefault(j, []).append(o)
@@ -172,18 +188,21 @@ def _uncross(pairs: list[Pair], original: Sequence, port: Sequence) -> list[Pair
             cycle.append(o)
             o = by_port.get(place[o])   # the original layer whose match sits in o's place
         moved -= set(cycle)
-        if o != cycle[0] or any(len(claims[place[c]]) != 1 or matched[c].by != "weights"
+        if o != cycle[0] or any(len(claims[place[c]]) != 1 or matched[c].by != "weights" or not trusted[c]
                                 or not _fits(original[c], port[place[c]]) for c in cycle):
-            continue   # not a closed cycle of weights matches, or a place two layers claim
+            continue   # not a closed cycle of weights matches placed by the data flow, or a place claimed twice
         for c in cycle:
             there = place[c]
             similarity, reading = similarity_matrix([original[c].kernel], [port[there].kernel])
-            source = producers_o[c]
-            rematched[c] = Pair(c, there, "data flow", float(similarity[0, 0]), reading[0][0] or "none", note=(
-                f"paired by the data flow: the port's layer '{port[there].name}' reads the output of "
-                f"'{port[place[source]].name}', the counterpart of this layer's input '{original[source].name}', "
-                f"while '{port[matched[c].port].name}' holds this layer's weights (weights loaded into the wrong "
-                "layers?)"))
+            value, source = float(similarity[0, 0]), producers_o[c]
+            where = (f"paired by the data flow: the port's layer '{port[there].name}' reads the output of "
+                     f"'{port[place[source]].name}', the counterpart of this layer's input '{original[source].name}'")
+            # Twins (the same weights in both places) are no mistake: only their order was crossed.
+            same = value >= matched[c].similarity - 1e-6
+            rematched[c] = Pair(c, there, "data flow", value, reading[0][0] or "none", note=(
+                f"{where} (it holds the same weights as '{port[matched[c].port].name}')" if same else
+                f"{where}, while '{port[matched[c].port].name}' holds this layer's weights (weights loaded into "
+                "the wrong layers?)"))
     return [rematched.get(pair.original, pair) for pair in pairs]
 
 

@@ -858,3 +858,51 @@ def test_three_layers_with_rotated_weights_are_paired_by_their_places():
         ("c4", "c4", "weights")]
     assert [layer.verdict for layer in report.layers][:4] == ["equal", "unexplained", "unexplained", "unexplained"]
     assert report.exit_code() == 1
+
+
+def test_crossed_twins_do_not_move_their_readers():
+    """A third review: a faithful port whose two identical-weights convs (one conv applied twice)
+    run in the other order; the weights assignment crosses the twins (a tie), and their crossed
+    places, passed down to their readers, re-paired two correct layers."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 10, 10, 4)).astype(np.float32)
+    ka, kt, kb, kc, kd = (rng.normal(0, 0.4, (3, 3, 4, 4)).astype(np.float32) for _ in range(5))
+    same = ((1, 1), (1, 1))
+
+    def side(order, path):
+        a = conv_layer("A", x, ka, same)
+        t1, t2 = conv_layer("T1", a.output, kt, same), conv_layer("T2", x, kt, same)
+        layers = dict(A=a, D=conv_layer("D", a.output, kd, same), T1=t1, B=conv_layer("B", t1.output, kb, same),
+                      T2=t2, C=conv_layer("C", t2.output, kc, same))
+        return _model([layers[name] for name in order], path)
+
+    report = walk_captured(side(["A", "D", "T1", "B", "T2", "C"], "net.onnx"),
+                           side(["A", "D", "T2", "C", "T1", "B"], "port.onnx"), input_info=INPUT_INFO)
+    assert all(layer.verdict == "equal" for layer in report.layers)
+    assert not any("wrong layers" in note for layer in report.layers for note in layer.notes)
+    assert report.exit_code() == 0
+
+
+def test_a_swap_after_a_pool_blames_no_correct_layer():
+    """A third review: c0 reads a pool's output and holds c2's weights (and c2 c0's); c0's crossed
+    place passed down made a cycle of c1 and c3, both correct, 'weights loaded into the wrong
+    layers'. Undetected now (c0 and c2 are each equal on their own input), never misnamed."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 12, 12, 3)).astype(np.float32)
+    stem_kernel = rng.normal(0, 0.4, (3, 3, 3, 4)).astype(np.float32)
+    kernels = [rng.normal(0, 0.4, (3, 3, 4, 4)).astype(np.float32) for _ in range(4)]
+    same = ((1, 1), (1, 1))
+
+    def side(ks, path):
+        stem = conv_layer("stem", x, stem_kernel, same)
+        pooled = stem.output.reshape(1, 6, 2, 6, 2, 4).max(axis=(2, 4))   # a max pool: a new tensor
+        layers = [stem]
+        for i, kernel in enumerate(ks):
+            layers.append(conv_layer(f"c{i}", pooled if i == 0 else layers[-1].output, kernel, same))
+        return _model(layers, path)
+
+    swapped = [kernels[2], kernels[1], kernels[0], kernels[3]]
+    report = walk_captured(side(kernels, "net.onnx"), side(swapped, "port.onnx"), input_info=INPUT_INFO)
+    named = {layer.original["name"]: (layer.port["name"], layer.match["by"]) for layer in report.layers}
+    assert named["c1"] == ("c1", "weights") and named["c3"] == ("c3", "weights")
+    assert not any("wrong layers" in note for layer in report.layers for note in layer.notes)
