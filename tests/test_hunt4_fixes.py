@@ -5,12 +5,14 @@ PyTorch calls, seeded; each test failed on the code before its fix (fb90be7):
   search's last pass, an FFT's: a layer with one channel's declared bias off by 0.01, or with
   its centre taps 0.5% off, was `explained` by output_precision alone;
 - a declared output precision the values cannot have (a float32 result declared float16) was
-  `equal`: a half format's bound covers a float32 result, its values do not;
+  `equal`: a half format's bound covers a float32 result, its values do not (now the format the
+  values show is named, with a wrong declared padding beside it: a review of the first fix);
 - a float32 layer declared bfloat16 was unexplained: precision float32 was never tried;
 - a leaky ReLU's output showed 'precision tfloat32' as its closest candidate, which mended 32
   of 1,936 elements beyond the expected computation's bound;
 - float16-rounded inputs summed in float32 were named TF32 without saying that the two cannot
-  be told apart there.
+  be told apart there;
+- a kernel declared 'oihw-reshaped' (CONTRACT 2a) was refused as bad input.
 """
 
 from __future__ import annotations
