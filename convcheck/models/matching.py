@@ -365,4 +365,4 @@ def _same_values(originals, ports, similarity, reading) -> None:
 
 
 __all__ = ["THRESHOLD", "EXACT", "ORDER_WEIGHT", "READINGS", "VALUES_READING", "Pair", "Matching", "parse_match",
-           "match_layers", "chance_threshold", "similarity_matrix"]
+           "match_layers", "chance_threshold", "similarity_matrix", "producers"]

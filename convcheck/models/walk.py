@@ -20,7 +20,7 @@ from ..errors import InputError
 from . import judge as judging
 from .formats import check_model_file
 from .layers import CapturedModel, ConvLayer, ModelInfo, regroup_to_match
-from .matching import match_layers
+from .matching import match_layers, producers
 from .report import AllowSet, LayerResult, ModelReport, parse_model_allow
 from .spill import Spill
 
@@ -167,7 +167,8 @@ def walk_captured(original: CapturedModel, port: Optional[CapturedModel], *, inp
                          f"none of the port's {len(port.layers)} kernels relates to any of the original's "
                          f"{len(original.layers)} (shapes, weights); check that PORT is a port of ORIGINAL, or pair "
                          "layers by name with --match ORIGINAL_NAME=PORT_NAME")
-    feeding = (_feeding(original.layers), _feeding(port.layers))
+    # The layers whose output another conv reads as it is (matching.producers).
+    feeding = (set(producers(original.layers).values()), set(producers(port.layers).values()))
     scales: dict[int, float] = {}
 
     def judged(pair) -> LayerResult:
@@ -259,13 +260,6 @@ def layer_summary(layer: ConvLayer) -> dict:
 def _port_summary(layer: ConvLayer) -> dict:
     return {"name": layer.name, "op": layer.op, "kernel": [int(n) for n in layer.kernel.shape], "dtype": layer.dtype,
             "batchnorm": layer.batchnorm is not None, "activation": layer.activation}
-
-
-def _feeding(layers: Sequence[ConvLayer]) -> set[int]:
-    """The indices of the layers whose output another layer of the model takes as its input
-    as it is (the same array: the capture shares a tensor two layers have in common)."""
-    inputs = {id(layer.input) for layer in layers}
-    return {i for i, layer in enumerate(layers) if id(layer.output) in inputs}
 
 
 def _judge_pair(original: ConvLayer, port: ConvLayer, pair, port_format: str, release,
